@@ -1,0 +1,46 @@
+# The two commands of the README: `make demo` and `make test`. Both start from a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The test suite runs on PostgreSQL and Redis (on loopback on these machines); override to taste.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+DEMO_STRIPE_PORT ?= 8420
+
+.PHONY: demo test lint install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the portal on embedded defaults (SQLite, in-process tasks, the Stripe stand-in) with demo data.
+demo: $(STAMP)
+	mkdir -p var
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py load_catalog
+	$(BIN)/python scripts/localstripe_server.py --port $(DEMO_STRIPE_PORT) --store var/localstripe.pickle & \
+	  echo $$! > var/localstripe.pid; \
+	  trap 'kill $$(cat var/localstripe.pid) 2>/dev/null' EXIT INT TERM; \
+	  sleep 2; \
+	  DEBUG=true STRIPE_API_BASE=http://127.0.0.1:$(DEMO_STRIPE_PORT) \
+	  STRIPE_JS_URL=http://127.0.0.1:$(DEMO_STRIPE_PORT)/js.stripe.com/v3/ \
+	  $(BIN)/python manage.py demo_setup && \
+	  DEBUG=true STRIPE_API_BASE=http://127.0.0.1:$(DEMO_STRIPE_PORT) \
+	  STRIPE_JS_URL=http://127.0.0.1:$(DEMO_STRIPE_PORT)/js.stripe.com/v3/ \
+	  $(BIN)/python manage.py runserver 127.0.0.1:8000
+
+## Run the whole test suite (PostgreSQL and Redis on loopback).
+test: $(STAMP)
+	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+clean:
+	rm -rf $(VENV) var/db.sqlite3 var/localstripe.pickle var/mail

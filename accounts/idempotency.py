@@ -1,0 +1,71 @@
+"""`Idempotency-Key` for API POSTs: the same key and body replay the first response; another
+body with the same key is a 409 (api.md, Conventions)."""
+
+import functools
+import hashlib
+import json
+
+from django.db import IntegrityError, transaction
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+
+from .errors import Conflict
+from .models import IdempotencyRecord
+from .principals import KeyPrincipal
+
+
+def _scope(request) -> str:
+    if isinstance(request.user, KeyPrincipal):
+        return f"key:{request.user.key.pk}"
+    return f"user:{request.user.pk}"
+
+
+def idempotent(view_method):
+    """Decorate an APIView's `post`."""
+
+    @functools.wraps(view_method)
+    def wrapper(self, request, *args, **kwargs):
+        key = request.headers.get("Idempotency-Key")
+        if not key:
+            return view_method(self, request, *args, **kwargs)
+        if len(key) > 255:
+            raise Conflict("Idempotency-Key is longer than 255 characters.", code="invalid")
+        digest = hashlib.sha256(request._request.body).hexdigest()
+        scope = _scope(request)
+        try:
+            with transaction.atomic():
+                record = IdempotencyRecord.objects.create(scope=scope, key=key, request_hash=digest)
+        except IntegrityError:
+            return _replay(scope, key, digest)
+        try:
+            response = view_method(self, request, *args, **kwargs)
+        except Exception:
+            record.delete()  # nothing was created: the same key may be used again
+            raise
+        if response.status_code >= 500:
+            record.delete()
+        else:
+            record.status_code = response.status_code
+            # Stored as rendered, so a replay is byte-for-byte what the first caller read.
+            record.response_body = json.loads(JSONRenderer().render(response.data))
+            record.save(update_fields=["status_code", "response_body"])
+        return response
+
+    return wrapper
+
+
+def _replay(scope: str, key: str, digest: str) -> Response:
+    record = IdempotencyRecord.objects.get(scope=scope, key=key)
+    if record.request_hash != digest:
+        raise Conflict(
+            "This Idempotency-Key was already used with a different body.",
+            code="idempotency_key_reused",
+        )
+    if record.status_code is None:
+        raise Conflict(
+            "A request with this Idempotency-Key is still being processed.",
+            code="idempotency_key_in_progress",
+        )
+    response = Response(record.response_body, status=record.status_code)
+    response["Idempotent-Replayed"] = "true"
+    return response

@@ -1,0 +1,231 @@
+"""Tenants and who may act for them: accounts, partners, members, stores, integrations, API keys."""
+
+from django.conf import settings
+from django.core.validators import MinLengthValidator
+from django.db import models
+from django.db.models import Q
+
+# ISO 4217 codes the portal bills in. An account's currency is fixed at creation (money is kept
+# in this currency's minor units everywhere), so an unknown code is refused by the database too.
+CURRENCIES = ("USD", "EUR", "GBP", "CAD", "AUD")
+CURRENCY_CHOICES = [(code, code) for code in CURRENCIES]
+
+
+class Partner(models.Model):
+    """A reseller or platform that provisions merchant accounts through the API."""
+
+    name = models.CharField(max_length=120, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AccountStatus(models.TextChoices):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    CLOSED = "closed"
+
+
+class Account(models.Model):
+    """One merchant: the tenant every other row belongs to."""
+
+    Status = AccountStatus
+
+    slug = models.SlugField(max_length=63, unique=True)
+    name = models.CharField(max_length=200)
+    partner = models.ForeignKey(
+        Partner, null=True, blank=True, on_delete=models.PROTECT, related_name="accounts"
+    )
+    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES, default="USD")
+    billing_email = models.EmailField()
+    company = models.CharField(max_length=200, blank=True)
+    address_line1 = models.CharField(max_length=200, blank=True)
+    address_line2 = models.CharField(max_length=200, blank=True)
+    postal_code = models.CharField(max_length=20, blank=True)
+    city = models.CharField(max_length=100, blank=True)
+    country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2")
+    vat_id = models.CharField("VAT id", max_length=20, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
+    stripe_customer_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(currency__in=CURRENCIES), name="account_currency_known"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=AccountStatus.values), name="account_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.slug})"
+
+
+class Role(models.TextChoices):
+    OWNER = "owner"
+    ADMIN = "admin"
+    AGENT = "agent"
+    LIGHT_AGENT = "light_agent", "light agent"
+
+
+class Membership(models.Model):
+    """A user's seat in an account. Owners and admins manage billing; agents only work tickets."""
+
+    Role = Role
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=12, choices=Role.choices, default=Role.AGENT)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "account"], name="membership_once"),
+            models.CheckConstraint(condition=Q(role__in=Role.values), name="membership_role_valid"),
+        ]
+
+    @property
+    def can_manage_billing(self) -> bool:
+        return self.role in (self.Role.OWNER, self.Role.ADMIN)
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.account.slug} ({self.role})"
+
+
+class Platform(models.TextChoices):
+    SHOPIFY = "shopify"
+    MAGENTO = "magento"
+    BIGCOMMERCE = "bigcommerce"
+    OTHER = "other"
+
+
+class Store(models.Model):
+    """An e-commerce store connected to the helpdesk; each one is itself an integration (P5)."""
+
+    Platform = Platform
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="stores")
+    platform = models.CharField(max_length=12, choices=Platform.choices)
+    name = models.CharField(max_length=200)
+    domain = models.CharField(max_length=253, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "name"], name="store_name_unique"),
+            models.CheckConstraint(
+                condition=Q(platform__in=Platform.values), name="store_platform_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.platform})"
+
+
+class IntegrationKind(models.TextChoices):
+    STORE = "store"
+    EMAIL = "email"
+    CHAT = "chat"
+    SOCIAL = "social"
+    SMS = "sms"
+    PHONE = "phone"
+    OTHER = "other"
+
+
+class Integration(models.Model):
+    """A connected tool: the store connection itself, or a channel (email, chat, social, ...)."""
+
+    Kind = IntegrationKind
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="integrations")
+    store = models.ForeignKey(
+        Store, null=True, blank=True, on_delete=models.CASCADE, related_name="integrations"
+    )
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    name = models.CharField(max_length=200)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=IntegrationKind.values), name="integration_kind_valid"
+            ),
+            # A store has exactly one "store" integration: the connection to the store itself.
+            models.UniqueConstraint(
+                fields=["store"], condition=Q(kind="store"), name="integration_one_per_store"
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="store") | Q(store__isnull=False),
+                name="integration_store_kind_has_store",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+
+class ApiKey(models.Model):
+    """A bearer key for the partner API, stored only as a hash; the raw key is shown once.
+
+    A partner key (account empty) reaches every account the partner owns; an account key
+    reaches only its account.
+    """
+
+    partner = models.ForeignKey(
+        Partner, null=True, blank=True, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    account = models.ForeignKey(
+        Account, null=True, blank=True, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    name = models.CharField(max_length=120, blank=True)
+    prefix = models.CharField(max_length=16, unique=True, validators=[MinLengthValidator(8)])
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(partner__isnull=False) | Q(account__isnull=False),
+                name="apikey_has_scope",
+            ),
+        ]
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    def __str__(self) -> str:
+        scope = self.account.slug if self.account_id else f"partner {self.partner}"
+        return f"{self.prefix}… ({scope})"
+
+
+class IdempotencyRecord(models.Model):
+    """The first response to a POST sent with an `Idempotency-Key`, replayed for the same key.
+
+    The row is claimed before the request runs, so two concurrent requests with one key cannot
+    both create something: the second sees the claim and gets a 409.
+    """
+
+    scope = models.CharField(max_length=80, help_text="Who sent it: one API key or one user.")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key"], name="idempotency_key_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key}"

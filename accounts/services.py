@@ -1,0 +1,104 @@
+"""Write paths for tenants, members, stores and API keys."""
+
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from . import api_keys
+from .errors import Conflict
+from .models import Account, ApiKey, Integration, Partner, Store
+
+# Writing last_used_at on every request would put a row update on the hot ingest path;
+# a minute's precision is what an operator reading "last used" needs.
+_LAST_USED_PRECISION = timedelta(minutes=1)
+
+
+def partner_get_or_create(*, name: str) -> Partner:
+    """The partner of that name, created on first use (create_api_key does this)."""
+    partner, _ = Partner.objects.get_or_create(name=name)
+    return partner
+
+
+def api_key_create(
+    *, partner: Partner | None, account: Account | None = None, name: str = ""
+) -> tuple[ApiKey, str]:
+    """Create a key and return it with its raw value, which is never stored nor shown again."""
+    raw, prefix = api_keys.generate_key()
+    key = ApiKey.objects.create(
+        partner=partner, account=account, name=name, prefix=prefix, key_hash=api_keys.hash_key(raw)
+    )
+    return key, raw
+
+
+def api_key_revoke(*, key: ApiKey) -> ApiKey:
+    """Revoke a key: refused from now on. Revoking twice keeps the first revocation time."""
+    ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    key.refresh_from_db()
+    return key
+
+
+def api_key_authenticate(*, raw: str) -> ApiKey | None:
+    """The live key matching `raw`, found by its visible prefix and checked by its hash."""
+    prefix = api_keys.prefix_of(raw)
+    if prefix is None:
+        return None
+    key = (
+        ApiKey.objects.select_related("partner", "account")
+        .filter(prefix=prefix, revoked_at__isnull=True)
+        .first()
+    )
+    if key is None or not api_keys.matches(raw, key.key_hash):
+        return None
+    now = timezone.now()
+    if key.last_used_at is None or now - key.last_used_at >= _LAST_USED_PRECISION:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
+    return key
+
+
+def account_create(
+    *,
+    slug: str,
+    name: str,
+    billing_email: str,
+    currency: str = "USD",
+    partner: Partner | None = None,
+    **details: str,
+) -> Account:
+    """Create a merchant account; a taken slug is a conflict, not a crash."""
+    account = Account(
+        slug=slug,
+        name=name,
+        billing_email=billing_email,
+        currency=currency,
+        partner=partner,
+        **details,
+    )
+    account.full_clean(validate_unique=False)
+    try:
+        with transaction.atomic():
+            account.save()
+    except IntegrityError as exc:
+        raise Conflict(f"The account slug '{slug}' is taken.", details={"slug": slug}) from exc
+    return account
+
+
+@transaction.atomic
+def store_create(*, account: Account, platform: str, name: str, domain: str = "") -> Store:
+    """Connect a store; the connection itself is one integration (P5)."""
+    store = Store.objects.create(account=account, platform=platform, name=name, domain=domain)
+    Integration.objects.create(
+        account=account, store=store, kind=Integration.Kind.STORE, name=f"{name} ({platform})"
+    )
+    return store
+
+
+def integration_add(
+    *, account: Account, kind: str, name: str, store: Store | None = None
+) -> Integration:
+    """Connect a channel (email, chat, social, ...), optionally to one store."""
+    integration = Integration(account=account, store=store, kind=kind, name=name)
+    integration.full_clean()
+    integration.save()
+    return integration

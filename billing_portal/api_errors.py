@@ -1,0 +1,93 @@
+"""The one place where errors become API responses: `{"error": {code, message, details}}`."""
+
+from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+from accounts.errors import DomainError
+
+_DRF_CODES = {
+    exceptions.ParseError: ("malformed_json", "The body is not valid JSON."),
+    exceptions.NotAuthenticated: ("unauthenticated", None),
+    exceptions.AuthenticationFailed: ("unauthenticated", None),
+    exceptions.PermissionDenied: ("forbidden", None),
+    exceptions.NotFound: ("not_found", None),
+    exceptions.MethodNotAllowed: ("method_not_allowed", None),
+    exceptions.UnsupportedMediaType: (
+        "unsupported_media_type",
+        "Send JSON (Content-Type: application/json).",
+    ),
+    exceptions.NotAcceptable: ("not_acceptable", None),
+    exceptions.Throttled: ("throttled", None),
+}
+
+
+def error_body(code: str, message: str, details: dict | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def api_exception_handler(exc, context) -> Response | None:
+    if isinstance(exc, DomainError):
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status)
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            error_body("payload_too_large", "The request body is larger than this API accepts."),
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    if isinstance(exc, Http404):
+        return Response(error_body("not_found", "Not found."), status=404)
+    if isinstance(exc, DjangoValidationError):
+        return Response(error_body("invalid", "Invalid input.", _django_details(exc)), status=400)
+    if isinstance(exc, exceptions.ValidationError):
+        return Response(
+            error_body("invalid", _first_message(exc.detail), {"fields": exc.detail}), status=400
+        )
+    if isinstance(exc, exceptions.APIException):
+        code, message = next(
+            ((c, m) for cls, (c, m) in _DRF_CODES.items() if isinstance(exc, cls)),
+            (exc.default_code, None),
+        )
+        response = Response(error_body(code, message or str(exc.detail)), status=exc.status_code)
+        if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+            response["WWW-Authenticate"] = "Bearer"
+        return response
+    return None
+
+
+def _django_details(exc: DjangoValidationError) -> dict:
+    if hasattr(exc, "message_dict"):
+        return {"fields": exc.message_dict}
+    return {"fields": {"non_field_errors": exc.messages}}
+
+
+def _first_message(detail) -> str:
+    """A one-line summary naming the first offending field, e.g. "plan: Unknown plan 'gold'."."""
+    if isinstance(detail, dict):
+        for field, value in detail.items():
+            inner = _first_message(value)
+            return inner if field == "non_field_errors" else f"{field}: {inner}"
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    return str(detail) or "Invalid input."
+
+
+def json_not_found(request, exception=None) -> JsonResponse:
+    """404 for unknown URLs: JSON under /api/, the plain page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("not_found", "No such endpoint."), status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def json_server_error(request) -> JsonResponse:
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            error_body("server_error", "Something went wrong on our side; it was logged."),
+            status=500,
+        )
+    from django.views.defaults import server_error
+
+    return server_error(request)

@@ -1,0 +1,195 @@
+"""Partner API: accounts with their subscription, and the catalog."""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.api_fields import AwareDateTimeField, NewestFirstPagination, money
+from accounts.errors import Forbidden
+from accounts.idempotency import idempotent
+from accounts.models import CURRENCIES, Account
+from accounts.principals import KeyPrincipal
+from accounts.selectors import account_get, account_integration_count, account_list
+
+from . import selectors, services
+from .models import Interval, Subscription
+
+
+class AddOnChoiceIn(serializers.Serializer):
+    addon = serializers.CharField(max_length=40)
+    tier = serializers.CharField(max_length=40)
+
+
+class AccountCreateIn(serializers.Serializer):
+    slug = serializers.SlugField(max_length=63)
+    name = serializers.CharField(max_length=200)
+    billing_email = serializers.EmailField()
+    currency = serializers.ChoiceField(choices=CURRENCIES, default="USD")
+    plan = serializers.CharField(max_length=40)
+    interval = serializers.ChoiceField(choices=Interval.values, default=Interval.MONTH)
+    addons = AddOnChoiceIn(many=True, required=False, default=list)
+    period_start = AwareDateTimeField(required=False)
+    full_agents = serializers.IntegerField(min_value=0, default=0)
+    light_agents = serializers.IntegerField(min_value=0, default=0)
+    company = serializers.CharField(max_length=200, required=False, default="")
+    vat_id = serializers.CharField(max_length=20, required=False, default="")
+    country = serializers.CharField(max_length=2, required=False, default="")
+
+
+def subscription_out(subscription: Subscription | None) -> dict | None:
+    if subscription is None:
+        return None
+    return {
+        "plan": subscription.offer.code,
+        "interval": subscription.interval,
+        "status": subscription.status,
+        "current_period": {
+            "start": subscription.current_period_start,
+            "end": subscription.current_period_end,
+        },
+        "addons": [{"addon": a.addon.code, "tier": a.tier.code} for a in subscription.addons.all()],
+        "full_agents": subscription.full_agents,
+        "light_agents": subscription.light_agents,
+        "scheduled_changes": [
+            {"id": c.pk, "change": str(c), "effective_at": c.effective_at}
+            for c in subscription.scheduled_changes.all()
+            if c.status == c.Status.SCHEDULED
+        ],
+    }
+
+
+def account_out(account: Account) -> dict:
+    return {
+        "slug": account.slug,
+        "name": account.name,
+        "status": account.status,
+        "currency": account.currency,
+        "billing_email": account.billing_email,
+        "company": account.company,
+        "vat_id": account.vat_id,
+        "country": account.country,
+        "partner": account.partner.name if account.partner_id else None,
+        "created_at": account.created_at,
+        "subscription": subscription_out(selectors.subscription_current(account=account)),
+        "integrations_count": account_integration_count(account=account),
+    }
+
+
+class AccountsApi(APIView):
+    """GET: the accounts this key reaches, newest first. POST: a new account and subscription."""
+
+    @extend_schema(operation_id="accounts_list", responses=OpenApiTypes.OBJECT)
+    def get(self, request):
+        paginator = NewestFirstPagination()
+        page = paginator.paginate_queryset(account_list(principal=request.user), request, view=self)
+        return paginator.get_paginated_response([account_out(a) for a in page])
+
+    @extend_schema(
+        operation_id="accounts_create", request=AccountCreateIn, responses={201: OpenApiTypes.OBJECT}
+    )
+    @idempotent
+    def post(self, request):
+        principal = request.user
+        if isinstance(principal, KeyPrincipal) and not principal.can_create_accounts:
+            raise Forbidden("Only a partner key can create accounts.")
+        data = _valid(AccountCreateIn, request.data)
+        partner = principal.key.partner if isinstance(principal, KeyPrincipal) else None
+        account = services.account_open(
+            partner=partner,
+            plan_code=data.pop("plan"),
+            addons=[services.AddOnChoice(**a) for a in data.pop("addons")],
+            **data,
+        )
+        return Response(account_out(account), status=status.HTTP_201_CREATED)
+
+
+class AccountDetailApi(APIView):
+    @extend_schema(operation_id="accounts_retrieve", responses=OpenApiTypes.OBJECT)
+    def get(self, request, slug: str):
+        return Response(account_out(account_get(principal=request.user, slug=slug)))
+
+
+class PlansApi(APIView):
+    """The public catalog: plans, editions and add-ons with prices per interval and currency."""
+
+    @extend_schema(operation_id="plans_list", responses=OpenApiTypes.OBJECT)
+    def get(self, request):
+        return Response(
+            {
+                "plans": [_plan_out(p) for p in selectors.catalog_plans()],
+                "editions": [_edition_out(e) for e in selectors.catalog_editions()],
+                "addons": [_addon_out(a) for a in selectors.catalog_addons()],
+            }
+        )
+
+
+def _valid(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _prices_out(offer) -> dict:
+    out: dict = {}
+    for price in offer.price_set.all():
+        key = "fee" if price.component == "fee" else price.component
+        out.setdefault(key, {}).setdefault(price.interval, []).append(
+            money(price.unit_amount_minor, price.currency)
+        )
+    return out
+
+
+def _allowances_out(offer) -> list[dict]:
+    return [
+        {
+            "meter": a.meter,
+            "included_per_month": a.included,
+            "overage": a.overage_mode,
+            "block_size": a.block_size,
+        }
+        for a in offer.allowance_set.all()
+    ]
+
+
+def _plan_out(plan) -> dict:
+    return {
+        "code": plan.code,
+        "name": plan.name,
+        "rank": plan.rank,
+        "custom_pricing": plan.is_custom,
+        "included_integrations": plan.included_integrations,
+        "allowances": _allowances_out(plan),
+        "prices": _prices_out(plan),
+    }
+
+
+def _edition_out(edition) -> dict:
+    return {
+        "code": edition.code,
+        "name": edition.name,
+        "rank": edition.rank,
+        "automated_resolutions_per_full_agent_month": edition.resolutions_per_agent_month,
+        "yearly_resolution_cap": edition.yearly_resolution_cap,
+        "min_commitment_units": edition.min_commitment_units,
+        "prices": _prices_out(edition),
+    }
+
+
+def _addon_out(addon) -> dict:
+    return {
+        "code": addon.code,
+        "name": addon.name,
+        "meter": addon.meter,
+        "tiers": [
+            {
+                "code": t.code,
+                "name": t.name,
+                "rank": t.rank,
+                "allowances": _allowances_out(t),
+                "prices": _prices_out(t),
+            }
+            for t in addon.tiers.all()
+        ],
+    }

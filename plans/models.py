@@ -1,0 +1,433 @@
+"""The catalog (plans, add-ons, editions, their allowances and prices) and subscriptions to it.
+
+The catalog is data, loaded by `manage.py load_catalog` and edited in the admin. Prices and
+allowances belong to exactly one offer (a plan, an add-on tier or an edition); an optional
+account makes them that account's own negotiated terms (Enterprise).
+"""
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+from accounts.models import CURRENCIES, CURRENCY_CHOICES, Account
+
+from . import periods
+
+
+class Meter(models.TextChoices):
+    """The six meters of the rule book, §1 (the same codes as metering.rules.types)."""
+
+    HELPDESK_TICKETS = "helpdesk_tickets", "helpdesk tickets"
+    AUTOMATED_INTERACTIONS = "automated_interactions", "automated interactions"
+    VOICE_TICKETS = "voice_tickets", "voice tickets"
+    SMS_TICKETS = "sms_tickets", "SMS tickets"
+    CONVERT_CLICKS = "convert_clicks", "Convert clicks"
+    AUTOMATED_RESOLUTIONS = "automated_resolutions", "automated resolutions"
+
+
+class Interval(models.TextChoices):
+    MONTH = periods.MONTH, "monthly"
+    YEAR = periods.YEAR, "yearly"
+
+
+class Plan(models.Model):
+    """A helpdesk plan (ticket-based). Order for upgrades and downgrades is `rank`."""
+
+    code = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=100)
+    rank = models.PositiveSmallIntegerField(unique=True)
+    included_integrations = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Empty means unlimited (P5)."
+    )
+    is_custom = models.BooleanField(
+        default=False, help_text="Negotiated per account: prices and allowances carry an account."
+    )
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["rank"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AddOn(models.Model):
+    """Automate, Voice, SMS, Convert: each bills its own meter through tiers."""
+
+    code = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=100)
+    meter = models.CharField(max_length=32, choices=Meter.choices, unique=True)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        verbose_name = "add-on"
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AddOnTier(models.Model):
+    addon = models.ForeignKey(AddOn, on_delete=models.CASCADE, related_name="tiers")
+    code = models.SlugField(max_length=40)
+    name = models.CharField(max_length=100)
+    rank = models.PositiveSmallIntegerField()
+
+    class Meta:
+        verbose_name = "add-on tier"
+        ordering = ["addon__code", "rank"]
+        constraints = [
+            models.UniqueConstraint(fields=["addon", "code"], name="addontier_code_unique"),
+            models.UniqueConstraint(fields=["addon", "rank"], name="addontier_rank_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.addon.name} — {self.name}"
+
+
+class Edition(models.Model):
+    """A per-agent edition with an automated-resolution allocation (Z8, Z9)."""
+
+    code = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=100)
+    rank = models.PositiveSmallIntegerField(unique=True)
+    resolutions_per_agent_month = models.PositiveIntegerField()
+    yearly_resolution_cap = models.PositiveIntegerField(default=10_000)
+    min_commitment_units = models.PositiveIntegerField(default=100)
+
+    class Meta:
+        ordering = ["rank"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class OverageMode(models.TextChoices):
+    PER_UNIT = "per_unit", "per unit"
+    PER_BLOCK = "per_block", "per block"
+    HARD_CAP = "hard_cap", "hard cap (no overage)"
+
+
+def _one_owner() -> Q:
+    """Exactly one of plan, add-on tier or edition owns a price or an allowance."""
+    plan, tier, edition = (
+        Q(plan__isnull=False),
+        Q(addon_tier__isnull=False),
+        Q(edition__isnull=False),
+    )
+    return (plan & ~tier & ~edition) | (~plan & tier & ~edition) | (~plan & ~tier & edition)
+
+
+def _unique_per_owner(table: str, fields: list[str]) -> list[models.UniqueConstraint]:
+    """Catalog rows are unique per owner; account-specific rows are unique per account too.
+
+    NULLs are distinct in unique indexes, so the catalog row (no account) and each account's
+    own row need separate partial constraints.
+    """
+    constraints = []
+    for owner in ("plan", "addon_tier", "edition"):
+        constraints.append(
+            models.UniqueConstraint(
+                fields=[owner, *fields],
+                condition=Q(account__isnull=True),
+                name=f"{table}_{owner}_catalog_unique",
+            )
+        )
+        constraints.append(
+            models.UniqueConstraint(
+                fields=[owner, "account", *fields],
+                condition=Q(account__isnull=False),
+                name=f"{table}_{owner}_account_unique",
+            )
+        )
+    return constraints
+
+
+class _Owned(models.Model):
+    plan = models.ForeignKey(Plan, null=True, blank=True, on_delete=models.CASCADE)
+    addon_tier = models.ForeignKey(AddOnTier, null=True, blank=True, on_delete=models.CASCADE)
+    edition = models.ForeignKey(Edition, null=True, blank=True, on_delete=models.CASCADE)
+    account = models.ForeignKey(
+        Account,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        help_text="Set for one account's negotiated terms; empty for the public catalog.",
+    )
+
+    class Meta:
+        abstract = True
+
+    @property
+    def owner(self) -> "Plan | AddOnTier | Edition | None":
+        return self.plan or self.addon_tier or self.edition
+
+    def clean(self) -> None:
+        owners = [o for o in (self.plan_id, self.addon_tier_id, self.edition_id) if o]
+        if len(owners) != 1:
+            raise ValidationError("Choose exactly one of plan, add-on tier or edition.")
+
+
+class Allowance(_Owned):
+    """What an offer includes on a meter each month, and what happens beyond it."""
+
+    meter = models.CharField(max_length=32, choices=Meter.choices)
+    included = models.PositiveIntegerField(help_text="Units included per month.")
+    overage_mode = models.CharField(max_length=10, choices=OverageMode.choices)
+    block_size = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=_one_owner(), name="allowance_one_owner"),
+            models.CheckConstraint(
+                condition=Q(overage_mode__in=OverageMode.values),
+                name="allowance_mode_valid",
+            ),
+            models.CheckConstraint(
+                condition=~Q(overage_mode=OverageMode.PER_BLOCK) | Q(block_size__gt=0),
+                name="allowance_block_size_for_blocks",
+            ),
+            *_unique_per_owner("allowance", ["meter"]),
+        ]
+
+    def clean(self) -> None:
+        super().clean()
+        if self.overage_mode == OverageMode.PER_BLOCK and not self.block_size:
+            raise ValidationError({"block_size": "A per-block overage needs a block size."})
+
+    def __str__(self) -> str:
+        return f"{self.owner}: {self.included} {self.meter}/month, {self.overage_mode}"
+
+
+class PriceComponent(models.TextChoices):
+    FEE = "fee"
+    OVERAGE = "overage"
+    COMMITMENT = "commitment"
+
+
+class Price(_Owned):
+    """One amount of an offer in one currency.
+
+    `fee` is the recurring fee for the interval (per full agent for editions); `overage` is the
+    price of one unit or one block beyond the allowance; `commitment` is the price of one
+    pre-purchased automated resolution (Z9). Amounts are minor units, fractional when a unit
+    costs less than a cent's precision allows (P9 rounds once per invoice line).
+    """
+
+    Component = PriceComponent
+
+    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
+    interval = models.CharField(max_length=5, choices=Interval.choices, default=Interval.MONTH)
+    component = models.CharField(max_length=10, choices=Component.choices, default=Component.FEE)
+    unit_amount_minor = models.DecimalField(max_digits=14, decimal_places=4)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=_one_owner(), name="price_one_owner"),
+            models.CheckConstraint(
+                condition=Q(unit_amount_minor__gte=0), name="price_not_negative"
+            ),
+            models.CheckConstraint(condition=Q(currency__in=CURRENCIES), name="price_currency"),
+            models.CheckConstraint(
+                condition=Q(interval__in=Interval.values), name="price_interval"
+            ),
+            models.CheckConstraint(
+                condition=Q(component__in=PriceComponent.values), name="price_component"
+            ),
+            *_unique_per_owner("price", ["currency", "interval", "component"]),
+        ]
+
+    def clean(self) -> None:
+        super().clean()
+        if self.unit_amount_minor is not None and self.unit_amount_minor < 0:
+            raise ValidationError({"unit_amount_minor": "A price cannot be negative."})
+
+    def __str__(self) -> str:
+        amount = f"{self.unit_amount_minor} {self.currency}"
+        return f"{self.owner} {self.component} {amount}/{self.interval}"
+
+
+class SubscriptionStatus(models.TextChoices):
+    ACTIVE = "active"
+    PAST_DUE = "past_due", "past due"
+    SUSPENDED = "suspended"
+    CANCELED = "canceled"
+
+
+class AtLimit(models.TextChoices):
+    KEEP = "keep", "keep running (overage)"
+    PAUSE = "pause", "pause AI features"
+
+
+class Subscription(models.Model):
+    """An account's subscription to a helpdesk plan or a per-agent edition.
+
+    The current period is stored, not recomputed: `run_billing` advances it from the anchor
+    (see plans.periods) when the period closes. One subscription per account is live at a time.
+    """
+
+    Status = SubscriptionStatus
+
+    AtLimit = AtLimit
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="subscriptions")
+    plan = models.ForeignKey(Plan, null=True, blank=True, on_delete=models.PROTECT)
+    edition = models.ForeignKey(Edition, null=True, blank=True, on_delete=models.PROTECT)
+    interval = models.CharField(max_length=5, choices=Interval.choices, default=Interval.MONTH)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    billing_anchor = models.DateTimeField(help_text="Every period is counted from this instant.")
+    current_period_start = models.DateTimeField()
+    current_period_end = models.DateTimeField()
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    is_migrated = models.BooleanField(
+        default=False,
+        help_text="Migrated mid-cycle: the current period's fees were paid elsewhere (P1).",
+    )
+    spending_cap_minor = models.BigIntegerField(
+        null=True, blank=True, help_text="Approved spending cap per period (P8), minor units."
+    )
+    full_agents = models.PositiveIntegerField(default=0)
+    light_agents = models.PositiveIntegerField(default=0)
+    commitment_units = models.PositiveIntegerField(
+        default=0, help_text="Pre-purchased automated resolutions for the allocation year (Z9)."
+    )
+    ai_at_limit = models.CharField(max_length=5, choices=AtLimit.choices, default=AtLimit.KEEP)
+    ai_monthly_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The account's own monthly cap on automated resolutions."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(plan__isnull=False) & Q(edition__isnull=True))
+                | (Q(plan__isnull=True) & Q(edition__isnull=False)),
+                name="subscription_plan_or_edition",
+            ),
+            models.CheckConstraint(
+                condition=Q(current_period_end__gt=models.F("current_period_start")),
+                name="subscription_period_ordered",
+            ),
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True) | Q(ended_at__gte=models.F("started_at")),
+                name="subscription_end_after_start",
+            ),
+            models.CheckConstraint(
+                condition=Q(spending_cap_minor__isnull=True) | Q(spending_cap_minor__gte=0),
+                name="subscription_cap_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(interval__in=Interval.values), name="subscription_interval"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=SubscriptionStatus.values), name="subscription_status"
+            ),
+            # At most one live subscription per account: two would bill the same usage twice.
+            models.UniqueConstraint(
+                fields=["account"],
+                condition=Q(ended_at__isnull=True),
+                name="subscription_one_live_per_account",
+                violation_error_message="This account already has a live subscription.",
+            ),
+        ]
+        indexes = [models.Index(fields=["current_period_end"], name="subscription_due_idx")]
+
+    @property
+    def offer(self) -> "Plan | Edition":
+        return self.plan or self.edition
+
+    def clean(self) -> None:
+        if bool(self.plan_id) == bool(self.edition_id):
+            raise ValidationError("A subscription is to exactly one plan or one edition.")
+        start, end = self.current_period_start, self.current_period_end
+        if start and end and end <= start:
+            raise ValidationError({"current_period_end": "The period must end after it starts."})
+        if self.account_id and self.started_at:
+            self._refuse_overlap()
+
+    def _refuse_overlap(self) -> None:
+        others = Subscription.objects.filter(account_id=self.account_id).exclude(pk=self.pk)
+        end = self.ended_at
+        overlapping = others.filter(Q(ended_at__isnull=True) | Q(ended_at__gt=self.started_at))
+        if end is not None:
+            overlapping = overlapping.filter(started_at__lt=end)
+        if overlapping.exists():
+            raise ValidationError(
+                "This account already has a subscription over that time; end it first."
+            )
+
+    def __str__(self) -> str:
+        return f"{self.account.slug}: {self.offer} ({self.interval})"
+
+
+class SubscriptionAddOn(models.Model):
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="addons")
+    addon = models.ForeignKey(AddOn, on_delete=models.PROTECT)
+    tier = models.ForeignKey(AddOnTier, on_delete=models.PROTECT)
+    started_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "subscription add-on"
+        constraints = [
+            models.UniqueConstraint(fields=["subscription", "addon"], name="subaddon_once"),
+        ]
+
+    def clean(self) -> None:
+        if self.tier_id and self.addon_id and self.tier.addon_id != self.addon_id:
+            raise ValidationError({"tier": "This tier belongs to another add-on."})
+
+    def __str__(self) -> str:
+        return f"{self.tier}"
+
+
+class ChangeStatus(models.TextChoices):
+    SCHEDULED = "scheduled"
+    APPLIED = "applied"
+    CANCELED = "canceled"
+
+
+class ScheduledChange(models.Model):
+    """A downgrade waiting for the end of the cycle (P7), cancellable until then."""
+
+    Status = ChangeStatus
+
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.CASCADE, related_name="scheduled_changes"
+    )
+    plan = models.ForeignKey(Plan, null=True, blank=True, on_delete=models.PROTECT)
+    interval = models.CharField(max_length=5, choices=Interval.choices, blank=True)
+    addon = models.ForeignKey(AddOn, null=True, blank=True, on_delete=models.PROTECT)
+    addon_tier = models.ForeignKey(
+        AddOnTier,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        help_text="Empty with an add-on set means the add-on is removed.",
+    )
+    effective_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.SCHEDULED)
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["effective_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(plan__isnull=False) | ~Q(interval="") | Q(addon__isnull=False),
+                name="scheduledchange_changes_something",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=ChangeStatus.values), name="scheduledchange_status"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        parts = []
+        if self.plan_id:
+            parts.append(f"plan → {self.plan}")
+        if self.interval:
+            parts.append(f"interval → {self.interval}")
+        if self.addon_id:
+            parts.append(f"{self.addon} → {self.addon_tier or 'removed'}")
+        return ", ".join(parts) or "change"

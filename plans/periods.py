@@ -1,0 +1,60 @@
+"""Billing period arithmetic (pure; no Django import).
+
+Periods are half-open `[start, end)` and always derived from the subscription's *anchor*, never
+from the previous period's end: a cycle anchored on Jan 31 renews on Feb 28 (or 29) and then on
+Mar 31 again, instead of drifting to the 28th forever. Times of day are kept as anchored (UTC).
+"""
+
+import calendar
+from datetime import datetime
+
+MONTH = "month"
+YEAR = "year"
+INTERVAL_MONTHS = {MONTH: 1, YEAR: 12}
+
+
+def add_months(anchor: datetime, months: int) -> datetime:
+    """The anchor moved by whole months, clamped to the last day of shorter months."""
+    index = anchor.year * 12 + (anchor.month - 1) + months
+    year, month = divmod(index, 12)
+    month += 1
+    day = min(anchor.day, calendar.monthrange(year, month)[1])
+    return anchor.replace(year=year, month=month, day=day)
+
+
+def period_bounds(anchor: datetime, interval: str, index: int) -> tuple[datetime, datetime]:
+    """The `index`-th period after the anchor (index 0 starts at the anchor)."""
+    step = INTERVAL_MONTHS[interval]
+    return add_months(anchor, index * step), add_months(anchor, (index + 1) * step)
+
+
+def period_index(anchor: datetime, interval: str, instant: datetime) -> int:
+    """Index of the period of `anchor`'s cycle that contains `instant` (negative before it)."""
+    step = INTERVAL_MONTHS[interval]
+    months = (instant.year - anchor.year) * 12 + (instant.month - anchor.month)
+    index = months // step
+    # The month difference is an estimate: the anchor's day and time decide the exact edge.
+    while add_months(anchor, index * step) > instant:
+        index -= 1
+    while add_months(anchor, (index + 1) * step) <= instant:
+        index += 1
+    return index
+
+
+def period_containing(
+    anchor: datetime, interval: str, instant: datetime
+) -> tuple[datetime, datetime]:
+    """The `[start, end)` period of the anchor's cycle that contains `instant`."""
+    return period_bounds(anchor, interval, period_index(anchor, interval, instant))
+
+
+def usage_period_containing(anchor: datetime, instant: datetime) -> tuple[datetime, datetime]:
+    """Usage periods are monthly on every subscription, annual ones included (rule book §1)."""
+    return period_containing(anchor, MONTH, instant)
+
+
+def remaining_seconds(start: datetime, end: datetime, at: datetime) -> tuple[int, int]:
+    """(remaining seconds, total seconds) of `[start, end)` seen from `at`, for proration (P6)."""
+    total = int((end - start).total_seconds())
+    remaining = int((end - max(min(at, end), start)).total_seconds())
+    return remaining, total

@@ -1,0 +1,156 @@
+"""Write paths for subscriptions."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts import services as account_services
+from accounts.errors import Conflict, DomainError
+from accounts.models import Account, Partner
+
+from . import periods
+from .models import AddOnTier, Edition, Plan, Subscription, SubscriptionAddOn
+
+
+@dataclass(frozen=True)
+class AddOnChoice:
+    addon: str
+    tier: str
+
+
+def resolve_offer(*, code: str) -> Plan | Edition:
+    """A plan or an edition by code; partners name both "plan"."""
+    plan = Plan.objects.filter(code=code, is_active=True).first()
+    if plan is not None:
+        return plan
+    edition = Edition.objects.filter(code=code).first()
+    if edition is not None:
+        return edition
+    raise DomainError(f"Unknown plan '{code}'.", code="unknown_plan", details={"plan": code})
+
+
+def resolve_tiers(*, choices: list[AddOnChoice]) -> list[AddOnTier]:
+    tiers = []
+    seen = set()
+    for index, choice in enumerate(choices):
+        tier = (
+            AddOnTier.objects.select_related("addon")
+            .filter(addon__code=choice.addon, code=choice.tier, addon__is_active=True)
+            .first()
+        )
+        if tier is None:
+            raise DomainError(
+                f"Unknown add-on tier '{choice.tier}' of '{choice.addon}'.",
+                code="unknown_addon",
+                details={"index": index, "addon": choice.addon, "tier": choice.tier},
+            )
+        if tier.addon_id in seen:
+            raise DomainError(
+                f"The add-on '{choice.addon}' is listed twice.",
+                code="duplicate_addon",
+                details={"index": index},
+            )
+        seen.add(tier.addon_id)
+        tiers.append(tier)
+    return tiers
+
+
+@transaction.atomic
+def subscription_create(
+    *,
+    account: Account,
+    offer: Plan | Edition,
+    interval: str,
+    tiers: list[AddOnTier] = (),
+    period_start: datetime | None = None,
+    full_agents: int = 0,
+    light_agents: int = 0,
+    now: datetime | None = None,
+) -> Subscription:
+    """Subscribe an account. A `period_start` in the past migrates a customer mid-cycle:
+    the cycle keeps its anchor, and the current period's fees are not billed again (P1)."""
+    now = now or timezone.now()
+    if period_start is not None and period_start > now:
+        raise DomainError(
+            "period_start cannot be in the future.", details={"period_start": period_start}
+        )
+    anchor = period_start or now
+    start, end = periods.period_containing(anchor, interval, now)
+    is_plan = isinstance(offer, Plan)
+    if is_plan and offer.is_custom:
+        _require_account_terms(account=account, plan=offer)
+    subscription = Subscription(
+        account=account,
+        plan=offer if is_plan else None,
+        edition=None if is_plan else offer,
+        interval=interval,
+        billing_anchor=anchor,
+        current_period_start=start,
+        current_period_end=end,
+        started_at=now,
+        is_migrated=period_start is not None and period_start < now,
+        full_agents=full_agents,
+        light_agents=light_agents,
+    )
+    subscription.full_clean(exclude=["account"], validate_constraints=False)
+    try:
+        with transaction.atomic():
+            subscription.save()
+    except IntegrityError as exc:
+        raise Conflict("This account already has a live subscription.") from exc
+    SubscriptionAddOn.objects.bulk_create(
+        SubscriptionAddOn(subscription=subscription, addon=t.addon, tier=t, started_at=now)
+        for t in tiers
+    )
+    return subscription
+
+
+def _require_account_terms(*, account: Account, plan: Plan) -> None:
+    """Enterprise is negotiated: it can only be subscribed once the account's prices exist."""
+    if not plan.price_set.filter(account=account, component="fee").exists():
+        raise DomainError(
+            f"'{plan.code}' is negotiated per account: an operator sets it up in the admin.",
+            code="no_account_terms",
+            details={"plan": plan.code},
+        )
+
+
+@transaction.atomic
+def account_open(
+    *,
+    slug: str,
+    name: str,
+    billing_email: str,
+    currency: str,
+    plan_code: str,
+    interval: str,
+    addons: list[AddOnChoice],
+    partner: Partner | None = None,
+    period_start: datetime | None = None,
+    full_agents: int = 0,
+    light_agents: int = 0,
+    **details: str,
+) -> Account:
+    """Create an account with its subscription, all or nothing."""
+    offer = resolve_offer(code=plan_code)
+    tiers = resolve_tiers(choices=addons)
+    account = account_services.account_create(
+        slug=slug,
+        name=name,
+        billing_email=billing_email,
+        currency=currency,
+        partner=partner,
+        **details,
+    )
+    subscription_create(
+        account=account,
+        offer=offer,
+        interval=interval,
+        tiers=tiers,
+        period_start=period_start,
+        full_agents=full_agents,
+        light_agents=light_agents,
+    )
+    return account

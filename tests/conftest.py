@@ -1,0 +1,101 @@
+"""Shared fixtures: the catalog, the three personas, and API clients holding keys."""
+
+from datetime import UTC, datetime
+
+import pytest
+from rest_framework.test import APIClient
+
+from accounts import services as account_services
+from accounts.models import Membership
+from plans import services as plan_services
+from plans.catalog import catalog_load
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def catalog(db):
+    catalog_load()
+
+
+@pytest.fixture
+def partner(db):
+    return account_services.partner_get_or_create(name="Acme Partners")
+
+
+@pytest.fixture
+def make_account(catalog, partner):
+    """Open an account on a plan (Basic, monthly by default) owned by the partner."""
+
+    def make(slug="shop", plan="basic", interval="month", addons=(), period_start=None, **extra):
+        return plan_services.account_open(
+            slug=slug,
+            name=slug.title(),
+            billing_email=f"billing@{slug}.example",
+            currency=extra.pop("currency", "USD"),
+            plan_code=plan,
+            interval=interval,
+            addons=[plan_services.AddOnChoice(addon=a, tier=t) for a, t in addons],
+            partner=extra.pop("partner", partner),
+            period_start=period_start,
+            **extra,
+        )
+
+    return make
+
+
+@pytest.fixture
+def account(make_account):
+    return make_account()
+
+
+@pytest.fixture
+def owner(account, django_user_model):
+    """A member who manages billing."""
+    user = django_user_model.objects.create_user("owner@shop.example", password="pw-owner-123")
+    Membership.objects.create(user=user, account=account, role=Membership.Role.OWNER)
+    return user
+
+
+@pytest.fixture
+def teammate(account, django_user_model):
+    """A member without billing rights."""
+    user = django_user_model.objects.create_user("agent@shop.example", password="pw-agent-123")
+    Membership.objects.create(user=user, account=account, role=Membership.Role.AGENT)
+    return user
+
+
+@pytest.fixture
+def outsider(make_account, django_user_model):
+    """The owner of another account."""
+    other = make_account(slug="elsewhere")
+    user = django_user_model.objects.create_user("owner@elsewhere.example", password="pw-out-123")
+    Membership.objects.create(user=user, account=other, role=Membership.Role.OWNER)
+    return user
+
+
+def client_with_key(raw_key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    return client
+
+
+@pytest.fixture
+def partner_api(partner) -> APIClient:
+    """A client holding a partner key (reaches every account of the partner)."""
+    _, raw = account_services.api_key_create(partner=partner, name="tests")
+    return client_with_key(raw)
+
+
+@pytest.fixture
+def account_api(account) -> APIClient:
+    """A client holding an account key for `account` only."""
+    _, raw = account_services.api_key_create(partner=account.partner, account=account)
+    return client_with_key(raw)
+
+
+@pytest.fixture
+def other_partner_api(db) -> APIClient:
+    other = account_services.partner_get_or_create(name="Rival Partners")
+    _, raw = account_services.api_key_create(partner=other)
+    return client_with_key(raw)
