@@ -1,11 +1,24 @@
-"""The partner API, /api/v1/ (contract: ../shared/spec/api.md)."""
+"""The partner API, /api/v1/ (contract: ../shared/spec/api.md; as built: docs/api.md)."""
 
 from django.urls import path
 
+from metering import api as metering_api
 from plans import api as plans_api
 
 urlpatterns = [
     path("accounts", plans_api.AccountsApi.as_view(), name="api-accounts"),
     path("accounts/<slug:slug>", plans_api.AccountDetailApi.as_view(), name="api-account"),
+    path("accounts/<slug:slug>/usage", metering_api.UsageApi.as_view(), name="api-usage"),
+    path(
+        "accounts/<slug:slug>/tickets/<str:ticket>/billing",
+        metering_api.TicketBillingApi.as_view(),
+        name="api-ticket-billing",
+    ),
+    path(
+        "accounts/<slug:slug>/entitlements",
+        metering_api.EntitlementsApi.as_view(),
+        name="api-entitlements",
+    ),
+    path("events", metering_api.EventsApi.as_view(), name="api-events"),
     path("plans", plans_api.PlansApi.as_view(), name="api-plans"),
 ]

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "billing_portal.middleware.ApiBodySizeLimit",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -123,7 +124,10 @@ CELERY_TASK_ROUTES = {
     "billing.tasks.email_*": {"queue": "email"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE = {
+    # Pending 72-hour windows (A5, Z2–Z7) become final, and period pauses lift, when due.
+    "finalize-windows": {"task": "metering.finalize_windows", "schedule": 300.0},
+}
 
 # --- Stripe: STRIPE_API_BASE unset means Stripe itself; the demo and tests point it at localstripe.
 STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="sk_test_local")

@@ -1,0 +1,177 @@
+"""Partner API: the helpdesk's event stream, usage, a ticket's billing, entitlements."""
+
+import re
+
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.api_fields import money
+from accounts.errors import DomainError, NotFound
+from accounts.idempotency import idempotent
+from accounts.principals import KeyPrincipal, accounts_for
+from accounts.selectors import account_get
+from plans.selectors import subscription_current
+
+from . import selectors, services
+
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+EventBatchOut = inline_serializer(
+    "EventBatchResult",
+    {
+        "accepted": serializers.IntegerField(),
+        "duplicates": serializers.IntegerField(),
+        "rejected": serializers.ListField(child=serializers.DictField()),
+    },
+)
+
+
+class EventsApi(APIView):
+    """POST a batch of up to 1,000 usage events (api.md, "Usage events")."""
+
+    @extend_schema(
+        operation_id="events_ingest",
+        request=inline_serializer(
+            "EventBatch", {"events": serializers.ListField(child=serializers.DictField())}
+        ),
+        responses={202: EventBatchOut, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+    )
+    @idempotent
+    def post(self, request):
+        body = request.data
+        if not isinstance(body, dict) or not isinstance(body.get("events"), list):
+            raise DomainError('Send {"events": [ ... ]}.', code="invalid_batch")
+        events = body["events"]
+        if not events:
+            raise DomainError("The batch holds no event.", code="empty_batch")
+        if len(events) > services.MAX_BATCH:
+            raise DomainError(
+                f"A batch holds at most {services.MAX_BATCH} events; this one has {len(events)}.",
+                code="batch_too_large",
+                details={"max": services.MAX_BATCH, "received": len(events)},
+            )
+        principal = request.user
+        fixed = principal.key.account if isinstance(principal, KeyPrincipal) else None
+        result = services.events_ingest(
+            raw_events=events, accounts=accounts_for(principal), fixed_account=fixed
+        )
+        body = {
+            "accepted": result.accepted,
+            "duplicates": result.duplicates,
+            "rejected": result.rejected,
+        }
+        if result.rejected and not (result.accepted or result.duplicates):
+            # Nothing in the batch could be kept: say so with a 4xx, still listing each reason.
+            unknown = all(r["error"]["code"] == "not_found" for r in result.rejected)
+            code, http = ("not_found", 404) if unknown else ("all_events_rejected", 400)
+            message = "No event of the batch was accepted; see details.rejected."
+            return Response(
+                {
+                    "error": {
+                        "code": code,
+                        "message": message,
+                        "details": {"rejected": result.rejected},
+                    },
+                    **body,
+                },
+                status=http,
+            )
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+def _account_and_subscription(request, slug):
+    account = account_get(principal=request.user, slug=slug)
+    subscription = subscription_current(account=account)
+    return account, subscription
+
+
+class UsageApi(APIView):
+    @extend_schema(
+        operation_id="usage_retrieve",
+        parameters=[
+            OpenApiParameter(
+                "period", str, description="YYYY-MM: the usage period starting that month"
+            )
+        ],
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request, slug: str):
+        account, subscription = _account_and_subscription(request, slug)
+        if subscription is None:
+            raise NotFound(f"Account '{slug}' has no subscription.")
+        month = request.query_params.get("period")
+        if month is not None and not _MONTH.match(month):
+            raise DomainError(
+                "period must read YYYY-MM, e.g. 2026-11.", details={"field": "period"}
+            )
+        now = timezone.now()
+        start, end = selectors.usage_period(subscription=subscription, month=month, now=now)
+        usage = selectors.usage_summary(
+            account=account, subscription=subscription, start=start, end=end, now=now
+        )
+        currency = usage.currency
+        return Response(
+            {
+                "account": account.slug,
+                "period": {"start": usage.start, "end": usage.end},
+                "meters": {
+                    m.meter: {
+                        "used": m.used,
+                        "pending": m.pending,
+                        "not_billed": m.not_billed,
+                        "late": m.late,
+                        "included": m.included,
+                        "overage_units": m.overage_units,
+                        "overage_amount": money(m.overage_amount_minor, currency),
+                        "forecast": {
+                            "units": m.forecast_units,
+                            "overage_amount": money(m.forecast_amount_minor, currency),
+                        },
+                    }
+                    for m in usage.meters
+                },
+            }
+        )
+
+
+class TicketBillingApi(APIView):
+    @extend_schema(operation_id="ticket_billing_retrieve", responses=OpenApiTypes.OBJECT)
+    def get(self, request, slug: str, ticket: str):
+        account = account_get(principal=request.user, slug=slug)
+        charges = selectors.ticket_billing(account=account, ticket=ticket)
+        if not charges:
+            raise NotFound(f"No billing verdict for ticket '{ticket}' yet.")
+        meters: dict[str, dict] = {}
+        for charge in charges:
+            entry = meters.setdefault(
+                charge.meter, {"counted": False, "units": [], "not_counted": []}
+            )
+            if charge.status == "not_counted":
+                entry["not_counted"].append({"rules": charge.rules})
+                continue
+            entry["counted"] = entry["counted"] or charge.status in ("final", "pending")
+            entry["units"].append(
+                {
+                    "unit": charge.unit,
+                    "status": charge.status,
+                    "billable_at": charge.billable_at,
+                    "period_start": charge.period_start,
+                    "pending_until": charge.pending_until,
+                    "rules": charge.rules,
+                }
+            )
+        return Response({"ticket": ticket, "meters": meters})
+
+
+class EntitlementsApi(APIView):
+    @extend_schema(operation_id="entitlements_retrieve", responses=OpenApiTypes.OBJECT)
+    def get(self, request, slug: str):
+        account, subscription = _account_and_subscription(request, slug)
+        states = selectors.entitlements(account=account, subscription=subscription)
+        body = {feature: state["state"] for feature, state in states.items()}
+        body["details"] = states
+        return Response(body)

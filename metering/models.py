@@ -1,0 +1,189 @@
+"""Usage events, what they make billable, and the account's entitlements.
+
+Events are append-only. Billing is never patched: ingest marks the touched subjects
+(`Reevaluation`), and a task re-evaluates each subject from all its events into `Charge`
+rows. Usage per account, period and meter is read from those rows, never from events.
+"""
+
+from django.db import models
+from django.db.models import Q
+
+from accounts.models import Account
+from plans.models import Meter
+
+from .rules import types as rule_types
+
+
+class SubjectKind(models.TextChoices):
+    TICKET = rule_types.TICKET
+    AI_SESSION = rule_types.AI_SESSION, "AI session"
+    BROWSER_SESSION = rule_types.BROWSER_SESSION, "browser session"
+
+
+class Event(models.Model):
+    """One usage event as the helpdesk sent it. `attrs` keeps the type's own fields."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, db_index=False)
+    event_id = models.CharField(max_length=255)
+    type = models.CharField(max_length=24)
+    occurred_at = models.DateTimeField(help_text="When it happened in the helpdesk.")
+    received_at = models.DateTimeField(help_text="When we received it.")
+    # NULL, not "", for an absent id: the partial indexes below skip events without one.
+    ticket = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    session = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    customer = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    channel = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001
+    author = models.CharField(max_length=16, null=True, blank=True)  # noqa: DJ001
+    attrs = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            # An event id already received for the account is a duplicate: stored once.
+            models.UniqueConstraint(fields=["account", "event_id"], name="event_once_per_account"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["account", "ticket"],
+                name="event_ticket_idx",
+                condition=Q(ticket__isnull=False),
+            ),
+            models.Index(
+                fields=["account", "session"],
+                name="event_session_idx",
+                condition=Q(session__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"
+
+
+class TicketMerge(models.Model):
+    """`source` was merged into `into` at `merged_at` (M1). Kept apart to find ticket families."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE)
+    source = models.CharField(max_length=255)
+    into = models.CharField(max_length=255)
+    merged_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "source", "into"], name="merge_once"),
+        ]
+        indexes = [models.Index(fields=["account", "into"], name="merge_into_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.source} → {self.into}"
+
+
+class Reevaluation(models.Model):
+    """A subject whose events changed (or whose window closed) and must be evaluated again.
+
+    A work queue in the database: rows are claimed with SKIP LOCKED and deleted in the same
+    transaction that writes the new charges, so a crash leaves the mark for the next run.
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE)
+    kind = models.CharField(max_length=16, choices=SubjectKind.choices)
+    subject = models.CharField(max_length=255)
+    marked_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "kind", "subject"], name="reeval_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.subject}"
+
+
+class ChargeStatus(models.TextChoices):
+    FINAL = rule_types.FINAL
+    PENDING = rule_types.PENDING
+    NOT_COUNTED = rule_types.NOT_COUNTED, "not counted"
+    # Counted by the rules, but over a hard cap (C2) or a paused AI limit (Z9): recorded,
+    # shown, never billed.
+    CAPPED = "capped", "recorded, not billed"
+
+
+class Charge(models.Model):
+    """The verdict of the rules on one unit of one meter for one subject (a ticket, a session).
+
+    `period_start` is the monthly usage period that contains `billable_at`: a unit counts in
+    the period in which it became billable, never twice.
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, db_index=False)
+    subject_kind = models.CharField(max_length=16, choices=SubjectKind.choices)
+    subject = models.CharField(max_length=255)
+    meter = models.CharField(max_length=32, choices=Meter.choices)
+    unit = models.PositiveIntegerField(
+        help_text="1, 2, … for segments and clicks; 0 when not counted."
+    )
+    status = models.CharField(max_length=12, choices=ChargeStatus.choices)
+    billable_at = models.DateTimeField(null=True, blank=True)
+    pending_until = models.DateTimeField(null=True, blank=True)
+    period_start = models.DateTimeField(null=True, blank=True)
+    rules = models.JSONField(default=list, help_text='Rule ids that decided it, e.g. ["H1", "H2"].')
+    evaluated_at = models.DateTimeField()
+    recorded_at = models.DateTimeField(
+        help_text="When this unit was first counted; kept across re-evaluations (late usage, F6)."
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "subject_kind", "subject", "meter", "unit"], name="charge_once"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=ChargeStatus.values), name="charge_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status="not_counted")
+                | Q(billable_at__isnull=False, period_start__isnull=False),
+                name="charge_counted_has_period",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["account", "period_start", "meter"], name="charge_usage_idx"),
+            models.Index(
+                fields=["pending_until"], name="charge_pending_idx", condition=Q(status="pending")
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.meter} {self.subject_kind} {self.subject} #{self.unit} ({self.status})"
+
+
+class Feature(models.TextChoices):
+    CONVERT_CAMPAIGNS = "convert_campaigns", "Convert campaigns"
+    AI_AGENTS = "ai_agents", "AI agents"
+    HELPDESK = "helpdesk"
+
+
+class Entitlement(models.Model):
+    """A feature the account may use right now. No row means `active`.
+
+    Paused by limits (C2: Convert's hard cap; Z9: AI at its limit) until `until`, the end of the
+    period; suspended by payments (F4).
+    """
+
+    class State(models.TextChoices):
+        ACTIVE = "active"
+        PAUSED = "paused"
+        SUSPENDED = "suspended"
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="entitlements")
+    feature = models.CharField(max_length=20, choices=Feature.choices)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
+    until = models.DateTimeField(null=True, blank=True)
+    reason = models.CharField(max_length=200, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "feature"], name="entitlement_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account.slug} {self.feature}: {self.state}"

@@ -1,0 +1,20 @@
+"""Celery tasks of metering: thin, id-free, safe to run twice or concurrently."""
+
+from celery import shared_task
+from django.utils import timezone
+
+from . import limits, services
+
+
+@shared_task(name="metering.reevaluate_pending")
+def reevaluate_pending_task() -> int:
+    """Drain the re-evaluation queue in batches; concurrent workers claim disjoint batches."""
+    return services.reevaluate_all_pending()
+
+
+@shared_task(name="metering.finalize_windows")
+def finalize_windows_task() -> int:
+    """Periodic: pending windows that closed become final; expired pauses lift."""
+    now = timezone.now()
+    limits.entitlements_expire(as_of=now)
+    return services.windows_finalize(as_of=now)

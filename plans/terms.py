@@ -1,0 +1,137 @@
+"""Subscription rows → the plain terms `plans.pricing` rates against.
+
+An account's own negotiated row (Enterprise) wins over the public catalog row of the same offer,
+currency, interval and component.
+"""
+
+from decimal import Decimal
+
+from django.db.models import Q
+
+from accounts.errors import DomainError
+
+from . import pricing
+from .models import Allowance, OverageMode, Price, Subscription, SubscriptionAddOn
+
+_POLICY = {
+    OverageMode.PER_UNIT: "per_unit",
+    OverageMode.PER_BLOCK: "per_block",
+    OverageMode.HARD_CAP: "hard_cap",
+}
+
+
+class MissingTerms(DomainError):
+    code = "missing_terms"
+
+
+def _own_or_catalog(queryset, account_id: int):
+    """The account's own row if it has one, else the catalog row."""
+    rows = list(queryset.filter(Q(account_id=account_id) | Q(account__isnull=True)))
+    rows.sort(key=lambda r: r.account_id is None)
+    return rows[0] if rows else None
+
+
+def _price(owner: dict, account_id: int, currency: str, interval: str, component: str) -> Decimal:
+    row = _own_or_catalog(
+        Price.objects.filter(**owner, currency=currency, interval=interval, component=component),
+        account_id,
+    )
+    if row is None:
+        what = next(iter(owner.values()))
+        raise MissingTerms(f"No {component} price for {what} in {currency} ({interval}).")
+    return row.unit_amount_minor
+
+
+def _meter_terms(owner: dict, account_id: int, currency: str, meter: str) -> pricing.MeterTerms:
+    allowance = _own_or_catalog(Allowance.objects.filter(**owner, meter=meter), account_id)
+    if allowance is None:
+        raise MissingTerms(f"No allowance on {meter} for {next(iter(owner.values()))}.")
+    policy = _POLICY[allowance.overage_mode]
+    if policy == "hard_cap":
+        return pricing.MeterTerms(meter=meter, included=allowance.included, policy=policy)
+    overage = _price(owner, account_id, currency, "month", Price.Component.OVERAGE)
+    if policy == "per_block":
+        return pricing.MeterTerms(
+            meter=meter,
+            included=allowance.included,
+            policy=policy,
+            block_size=allowance.block_size,
+            block_price_minor=int(overage),
+        )
+    return pricing.MeterTerms(
+        meter=meter, included=allowance.included, policy=policy, unit_price_minor=overage
+    )
+
+
+def addon_terms(
+    item: SubscriptionAddOn, *, account_id: int, currency: str, interval: str
+) -> pricing.AddOnTerms:
+    tier = item.tier
+    owner = {"addon_tier": tier}
+    return pricing.AddOnTerms(
+        addon=item.addon.code,
+        tier=tier.code,
+        tier_rank=tier.rank,
+        name=tier.name,
+        fee_minor=int(_price(owner, account_id, currency, interval, Price.Component.FEE)),
+        usage=_meter_terms(owner, account_id, currency, item.addon.meter),
+    )
+
+
+def subscription_terms(subscription: Subscription) -> pricing.SubscriptionTerms:
+    """Everything the subscription pays for, as pricing inputs."""
+    account_id = subscription.account_id
+    currency = subscription.account.currency
+    interval = subscription.interval
+    plan_terms = edition_terms = None
+    if subscription.plan_id:
+        plan = subscription.plan
+        owner = {"plan": plan}
+        plan_terms = pricing.PlanTerms(
+            code=plan.code,
+            name=plan.name,
+            rank=plan.rank,
+            interval=interval,
+            currency=currency,
+            fee_minor=int(_price(owner, account_id, currency, interval, Price.Component.FEE)),
+            helpdesk=_meter_terms(owner, account_id, currency, "helpdesk_tickets"),
+        )
+    else:
+        edition = subscription.edition
+        owner = {"edition": edition}
+
+        def monthly(component: str) -> Decimal:
+            return _price(owner, account_id, currency, "month", component)
+
+        edition_terms = pricing.EditionTerms(
+            code=edition.code,
+            name=edition.name,
+            rank=edition.rank,
+            interval=interval,
+            currency=currency,
+            fee_per_agent_minor=int(monthly(Price.Component.FEE)),
+            resolutions_per_agent_month=edition.resolutions_per_agent_month,
+            full_agents=subscription.full_agents,
+            light_agents=subscription.light_agents,
+            yearly_cap=edition.yearly_resolution_cap,
+            commitment_units=subscription.commitment_units,
+            min_commitment_units=edition.min_commitment_units,
+            commitment_unit_minor=monthly(Price.Component.COMMITMENT),
+            overage_unit_minor=monthly(Price.Component.OVERAGE),
+            at_limit=subscription.ai_at_limit,
+        )
+    addons = tuple(
+        addon_terms(item, account_id=account_id, currency=currency, interval=interval)
+        for item in subscription.addons.select_related("addon", "tier")
+    )
+    return pricing.SubscriptionTerms(plan=plan_terms, addons=addons, edition=edition_terms)
+
+
+def meter_terms_by_meter(terms: pricing.SubscriptionTerms) -> dict[str, pricing.MeterTerms]:
+    """The allowance that applies to each meter the subscription pays for."""
+    by_meter = {addon.meter: addon.usage for addon in terms.addons}
+    if terms.plan is not None:
+        by_meter[terms.plan.helpdesk.meter] = terms.plan.helpdesk
+    if terms.edition is not None:
+        by_meter["automated_resolutions"] = pricing.resolution_terms(edition=terms.edition)
+    return by_meter
