@@ -10,9 +10,9 @@ import json
 from collections.abc import Iterable
 from datetime import datetime
 
-from django.db import connection
+from django.db import connection, transaction
 
-from .models import Event, Reevaluation, TicketMerge
+from .models import Event, TicketMerge
 
 _EVENT_COLUMNS = (
     "account_id",
@@ -53,7 +53,7 @@ def _insert_events_copy(rows: list[EventRow]) -> list[EventRow]:
                 copy.write_row((*row[:-1], json.dumps(row[-1])))
         # The column list is a constant of this module, never input.
         move = (
-            f"INSERT INTO metering_event ({columns}) SELECT {columns} FROM metering_event_in "  # noqa: S608
+            f"INSERT INTO metering_event ({columns}) SELECT {columns} FROM metering_event_in "
             "ON CONFLICT (account_id, event_id) DO NOTHING RETURNING account_id, event_id"
         )
         cursor.execute(move)
@@ -82,10 +82,113 @@ def _insert_events_orm(rows: list[EventRow]) -> list[EventRow]:
     return new
 
 
-def mark_for_reevaluation(subjects: Iterable[tuple[int, str, str]]) -> None:
-    """Queue (account id, subject kind, subject) for re-evaluation; already queued is fine."""
-    marks = [Reevaluation(account_id=a, kind=k, subject=s) for a, k, s in set(subjects)]
-    Reevaluation.objects.bulk_create(marks, batch_size=2000, ignore_conflicts=True)
+def mark_for_reevaluation(subjects: Iterable[tuple[int, str, str]], *, now: datetime) -> None:
+    """Queue (account id, subject kind, subject) for re-evaluation.
+
+    Marking a queued subject bumps its version, so a worker evaluating it right now keeps it
+    queued for one more pass. Every writer of this table takes row locks in subject order
+    (byte order: Python's sort, `COLLATE "C"`), so concurrent ingests and workers cannot
+    deadlock.
+    """
+    marks = sorted(set(subjects))
+    if not marks:
+        return
+    columns = "account_id, kind, subject, marked_at, version, claimed_version"
+    upsert = (
+        " ON CONFLICT (account_id, kind, subject) DO UPDATE "
+        "SET version = metering_reevaluation.version + 1, marked_at = excluded.marked_at"
+    )
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            accounts, kinds, keys = (list(column) for column in zip(*marks, strict=True))
+            cursor.execute(
+                f"INSERT INTO metering_reevaluation ({columns}) SELECT a, k, s, %s, 0, 0 "
+                "FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS m(a, k, s) "
+                'ORDER BY a, k COLLATE "C", s COLLATE "C"' + upsert,
+                [now, accounts, kinds, keys],
+            )
+            return
+        cursor.executemany(
+            f"INSERT INTO metering_reevaluation ({columns}) VALUES (%s, %s, %s, %s, 0, 0)" + upsert,
+            [(a, k, s, now) for a, k, s in marks],
+        )
+
+
+def claim_reevaluations(limit: int, *, now: datetime, stale_before: datetime) -> list[tuple]:
+    """Lease up to `limit` queued subjects: [(id, version, account id, kind, subject)].
+
+    Claimable: never claimed, re-marked since its claim (version moved on), or a lease older
+    than `stale_before` (its worker died). Its own short transaction, so ingest never waits
+    behind an evaluation.
+    """
+    claimable = "claimed_at IS NULL OR claimed_at < %s OR version <> claimed_version"
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # One statement; an array parameter, since psycopg splits a long IN (...) list
+            # on the client at a real cost.
+            cursor.execute(
+                "UPDATE metering_reevaluation r SET claimed_at = %s, claimed_version = version "
+                f"WHERE id IN (SELECT id FROM metering_reevaluation WHERE {claimable} "
+                "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) "
+                "RETURNING id, version, account_id, kind, subject",
+                [now, stale_before, limit],
+            )
+            return cursor.fetchall()
+        cursor.execute(
+            f"SELECT id FROM metering_reevaluation WHERE {claimable} ORDER BY id LIMIT %s",
+            [stale_before, limit],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        if not ids:
+            return []
+        marks = ", ".join(["%s"] * len(ids))
+        cursor.execute(
+            "UPDATE metering_reevaluation SET claimed_at = %s, claimed_version = version "
+            f"WHERE id IN ({marks})",
+            [now, *ids],
+        )
+        cursor.execute(
+            "SELECT id, version, account_id, kind, subject FROM metering_reevaluation "
+            f"WHERE id IN ({marks})",
+            ids,
+        )
+        return cursor.fetchall()
+
+
+def finish_reevaluations(claims: list[tuple], *, done: bool) -> None:
+    """Done: delete the claims still at their claimed version (a re-marked one stays, and is
+    claimable again). Not done: release them for another pass."""
+    if not claims:
+        return
+    ordered = sorted(claims, key=lambda claim: claim[2:])
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            action = (
+                "DELETE FROM metering_reevaluation WHERE id IN ({rows})"
+                if done
+                else "UPDATE metering_reevaluation SET claimed_at = NULL WHERE id IN ({rows})"
+            )
+            rows = (
+                "SELECT r.id FROM metering_reevaluation r "
+                "JOIN unnest(%s::bigint[], %s::bigint[]) AS c(id, v) ON r.id = c.id"
+                + (" AND r.version = c.v" if done else "")
+                + ' ORDER BY r.account_id, r.kind COLLATE "C", r.subject COLLATE "C"'
+                + " FOR UPDATE OF r"
+            )
+            cursor.execute(
+                action.format(rows=rows), [[c[0] for c in ordered], [c[1] for c in ordered]]
+            )
+            return
+        if done:
+            cursor.executemany(
+                "DELETE FROM metering_reevaluation WHERE id = %s AND version = %s",
+                [(claim[0], claim[1]) for claim in ordered],
+            )
+        else:
+            cursor.executemany(
+                "UPDATE metering_reevaluation SET claimed_at = NULL WHERE id = %s",
+                [(claim[0],) for claim in ordered],
+            )
 
 
 def record_merges(merges: Iterable[tuple[int, str, str, datetime]]) -> None:
@@ -93,4 +196,119 @@ def record_merges(merges: Iterable[tuple[int, str, str, datetime]]) -> None:
     TicketMerge.objects.bulk_create(
         [TicketMerge(account_id=a, source=s, into=i, merged_at=at) for a, s, i, at in merges],
         ignore_conflicts=True,
+    )
+
+
+# --- Re-evaluation's reads and writes -------------------------------------------------------
+
+_CHARGE_COLUMNS = (
+    "account_id",
+    "subject_kind",
+    "subject",
+    "meter",
+    "unit",
+    "status",
+    "billable_at",
+    "pending_until",
+    "period_start",
+    "rules",
+    "evaluated_at",
+    "recorded_at",
+)
+_LOAD_COLUMNS = (
+    "account_id",
+    "event_id",
+    "type",
+    "occurred_at",
+    "ticket",
+    "customer",
+    "channel",
+    "author",
+    "session",
+    "attrs",
+)
+
+
+def load_events(
+    by: str, pairs: list[tuple[int, str]], types: tuple[str, ...], exclude: bool
+) -> list[tuple]:
+    """Events whose (account, ticket|session) is in `pairs`, filtered by type, in _LOAD_COLUMNS."""
+    assert by in ("ticket", "session")
+    if not pairs:
+        return []
+    if connection.vendor == "postgresql":
+        accounts, keys = zip(*pairs, strict=True)
+        negate = "NOT " if exclude else ""
+        sql = (
+            f"SELECT {', '.join('e.' + c for c in _LOAD_COLUMNS)} FROM metering_event e "
+            f"JOIN unnest(%s::bigint[], %s::text[]) AS w(account_id, key) "
+            f"ON e.account_id = w.account_id AND e.{by} = w.key "
+            f"WHERE {negate}(e.type = ANY(%s))"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [list(accounts), list(keys), list(types)])
+            # Django has psycopg hand jsonb back as text (JSONField parses it); so do we.
+            return [(*row[:-1], json.loads(row[-1])) for row in cursor.fetchall()]
+    from django.db.models import Q
+
+    condition = Q()
+    grouped: dict[int, list[str]] = {}
+    for account_id, key in pairs:
+        grouped.setdefault(account_id, []).append(key)
+    for account_id, keys in grouped.items():
+        condition |= Q(account_id=account_id, **{f"{by}__in": keys})
+    queryset = Event.objects.filter(condition)
+    queryset = queryset.exclude(type__in=types) if exclude else queryset.filter(type__in=types)
+    return list(queryset.values_list(*_LOAD_COLUMNS))
+
+
+def delete_charges(subjects: list[tuple[int, str, str]]) -> dict[tuple, object]:
+    """Delete the subjects' charge rows; return {(account, kind, subject, meter, unit): first
+    recorded_at} so that re-inserted units keep it."""
+    if not subjects:
+        return {}
+    if connection.vendor == "postgresql":
+        accounts, kinds, keys = (list(c) for c in zip(*subjects, strict=True))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "DELETE FROM metering_charge c USING unnest(%s::bigint[], %s::text[], %s::text[]) "
+                "AS s(account_id, kind, subject) WHERE c.account_id = s.account_id "
+                "AND c.subject_kind = s.kind AND c.subject = s.subject "
+                "RETURNING c.account_id, c.subject_kind, c.subject, c.meter, c.unit, c.recorded_at",
+                [accounts, kinds, keys],
+            )
+            return {row[:5]: row[5] for row in cursor.fetchall()}
+    from django.db.models import Q
+
+    from .models import Charge
+
+    condition = Q()
+    for account_id, kind, subject in subjects:
+        condition |= Q(account_id=account_id, subject_kind=kind, subject=subject)
+    existing = Charge.objects.filter(condition)
+    recorded = {
+        row[:5]: row[5]
+        for row in existing.values_list(
+            "account_id", "subject_kind", "subject", "meter", "unit", "recorded_at"
+        )
+    }
+    existing.delete()
+    return recorded
+
+
+def insert_charges(rows: list[tuple]) -> None:
+    """Insert charge rows given in _CHARGE_COLUMNS order (rules as a list)."""
+    if not rows:
+        return
+    if connection.vendor == "postgresql":
+        columns = ", ".join(_CHARGE_COLUMNS)
+        sql = f"COPY metering_charge ({columns}) FROM STDIN"
+        with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row((*row[:9], json.dumps(row[9]), *row[10:]))
+        return
+    from .models import Charge
+
+    Charge.objects.bulk_create(
+        (Charge(**dict(zip(_CHARGE_COLUMNS, row, strict=True))) for row in rows), batch_size=1000
     )

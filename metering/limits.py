@@ -4,15 +4,18 @@ The rules engine decides per subject; a cap is a property of an account and a pe
 is re-applied over all of the period's counted units, ordered by when they became billable.
 A late click stamped earlier than others therefore takes its place in the order: arrival
 order never decides who is billed.
+
+Re-evaluation calls `apply_limits` once per batch, so everything here is batched: one query
+for the counts, one for the entitlements, and row loads only for periods actually over a cap.
 """
 
 from datetime import datetime
 
-from django.db.models import Q
+from django.db.models import Count, Q
 
 from plans import periods, pricing
 from plans.models import Subscription
-from plans.terms import meter_terms_by_meter, subscription_terms
+from plans.terms import included_on_meter, subscription_terms
 
 from .models import Charge, ChargeStatus, Entitlement, Feature
 from .rules import types as t
@@ -20,11 +23,37 @@ from .rules import types as t
 _COUNTED = [ChargeStatus.FINAL, ChargeStatus.PENDING, ChargeStatus.CAPPED]
 
 
+class _Entitlements:
+    """The batch's entitlement rows, read once; a write happens only when a state changes."""
+
+    def __init__(self, account_ids: set[int]):
+        self.rows = {
+            (row.account_id, row.feature): row
+            for row in Entitlement.objects.filter(account_id__in=account_ids)
+        }
+
+    def set(
+        self, account_id: int, feature: str, *, paused_until: datetime | None, reason: str = ""
+    ) -> None:
+        state = Entitlement.State.PAUSED if paused_until else Entitlement.State.ACTIVE
+        current = self.rows.get((account_id, feature))
+        if current is None and not paused_until:
+            return  # no row reads as active
+        if current is not None and (current.state, current.until) == (state, paused_until):
+            return
+        row, _ = Entitlement.objects.update_or_create(
+            account_id=account_id,
+            feature=feature,
+            defaults={"state": state, "until": paused_until, "reason": reason},
+        )
+        self.rows[(account_id, feature)] = row
+
+
 def apply_limits(*, touched: set[tuple[int, str, datetime]], as_of: datetime) -> None:
     """Re-apply caps to the (account, meter, period) triples that gained or lost units."""
-    accounts = {
-        a for a, meter, _ in touched if meter in (t.CONVERT_CLICKS, t.AUTOMATED_RESOLUTIONS)
-    }
+    convert = {(a, p) for a, meter, p in touched if meter == t.CONVERT_CLICKS}
+    resolutions = {(a, p) for a, meter, p in touched if meter == t.AUTOMATED_RESOLUTIONS}
+    accounts = {a for a, _ in convert | resolutions}
     if not accounts:
         return
     subscriptions = {
@@ -33,17 +62,66 @@ def apply_limits(*, touched: set[tuple[int, str, datetime]], as_of: datetime) ->
             account_id__in=accounts, ended_at__isnull=True
         ).select_related("account", "plan", "edition")
     }
-    for account_id, meter, period_start in sorted(touched):
-        subscription = subscriptions.get(account_id)
-        if meter == t.CONVERT_CLICKS:
+    entitlements = _Entitlements(accounts)
+    if convert:
+        limits = included_on_meter(
+            subscriptions=list(subscriptions.values()), meter=t.CONVERT_CLICKS
+        )
+        counts = _convert_counts(convert)
+        for account_id, period_start in sorted(convert):
+            subscription = subscriptions.get(account_id)
             convert_cap(
                 account_id=account_id,
-                subscription=subscription,
+                limit=limits.get(subscription.pk, 0) if subscription else 0,
+                anchor=subscription.billing_anchor if subscription else period_start,
                 period_start=period_start,
+                counts=counts.get((account_id, period_start), (0, 0)),
                 as_of=as_of,
+                entitlements=entitlements,
             )
-        elif meter == t.AUTOMATED_RESOLUTIONS and subscription is not None:
-            resolutions_limit(subscription=subscription, period_start=period_start, as_of=as_of)
+    limited = {
+        (a, p) for a, p in resolutions if a in subscriptions and _has_ai_limit(subscriptions[a])
+    }
+    _release_unlimited({a for a, _ in resolutions - limited} & set(subscriptions), entitlements)
+    for account_id, period_start in sorted(limited):
+        resolutions_limit(
+            subscription=subscriptions[account_id],
+            period_start=period_start,
+            as_of=as_of,
+            entitlements=entitlements,
+        )
+
+
+def _has_ai_limit(subscription: Subscription) -> bool:
+    pauses = subscription.edition_id and subscription.ai_at_limit == Subscription.AtLimit.PAUSE
+    return bool(pauses) or subscription.ai_monthly_limit is not None
+
+
+def _release_unlimited(account_ids: set[int], entitlements: _Entitlements) -> None:
+    """Accounts without an AI limit (the common case): nothing is capped, and a limit lifted
+    since releases what it capped. One UPDATE for all of them."""
+    if not account_ids:
+        return
+    Charge.objects.filter(
+        account_id__in=account_ids, meter=t.AUTOMATED_RESOLUTIONS, status=ChargeStatus.CAPPED
+    ).update(status=ChargeStatus.FINAL)
+    for account_id in account_ids:
+        entitlements.set(account_id, Feature.AI_AGENTS, paused_until=None)
+
+
+def _convert_counts(
+    pairs: set[tuple[int, datetime]],
+) -> dict[tuple[int, datetime], tuple[int, int]]:
+    """(counted, capped) Convert clicks per (account, period), in one grouped query."""
+    condition = Q()
+    for account_id, period_start in pairs:
+        condition |= Q(account_id=account_id, period_start=period_start)
+    rows = (
+        Charge.objects.filter(condition, meter=t.CONVERT_CLICKS, status__in=_COUNTED)
+        .values_list("account_id", "period_start")
+        .annotate(n=Count("id"), capped=Count("id", filter=Q(status=ChargeStatus.CAPPED)))
+    )
+    return {(a, p): (n, capped) for a, p, n, capped in rows}
 
 
 def _cap_rows(rows: list[Charge], billed: set[int], rule: str) -> None:
@@ -75,46 +153,49 @@ def _ordered(account_id: int, meter: str, start: datetime, end: datetime) -> lis
 
 
 def convert_cap(
-    *, account_id: int, subscription: Subscription | None, period_start: datetime, as_of: datetime
+    *,
+    account_id: int,
+    limit: int,
+    anchor: datetime,
+    period_start: datetime,
+    counts: tuple[int, int],
+    as_of: datetime,
+    entitlements: _Entitlements,
 ) -> None:
-    """C2: beyond the Convert tier's clicks, clicks are recorded, not billed, and campaigns
-    pause until the period ends. No Convert add-on means no billable click at all."""
-    limit = 0
-    if subscription is not None:
-        terms = meter_terms_by_meter(subscription_terms(subscription)).get(t.CONVERT_CLICKS)
-        limit = terms.included if terms else 0
-        anchor = subscription.billing_anchor
-    else:
-        anchor = period_start
+    """C2: beyond the Convert tier's clicks (`limit`; 0 without the add-on), clicks are
+    recorded, not billed, and campaigns pause until the period ends. `counts` are the
+    period's (counted, capped) clicks."""
     _, period_end = periods.usage_period_containing(anchor, period_start)
-    rows = _ordered(account_id, t.CONVERT_CLICKS, period_start, period_end)
-    _cap_rows(rows, {row.pk for row in rows[:limit]}, "C2")
+    counted, capped = counts
+    # The common case, under the cap with nothing capped, loads no row at all.
+    if counted > limit or capped:
+        rows = _ordered(account_id, t.CONVERT_CLICKS, period_start, period_end)
+        _cap_rows(rows, {row.pk for row in rows[:limit]}, "C2")
     if period_start <= as_of < period_end:  # only the current period drives what is shown now
-        reached = len(rows) >= limit
-        _set_entitlement(
+        entitlements.set(
             account_id,
             Feature.CONVERT_CAMPAIGNS,
-            reached,
-            period_end,
-            f"Convert limit of {limit} clicks reached (C2).",
+            paused_until=period_end if counted >= limit else None,
+            reason=f"Convert limit of {limit} clicks reached (C2).",
         )
 
 
 def resolutions_limit(
-    *, subscription: Subscription, period_start: datetime, as_of: datetime
+    *,
+    subscription: Subscription,
+    period_start: datetime,
+    as_of: datetime,
+    entitlements: _Entitlements,
 ) -> None:
     """Z9: the account's own monthly limit pauses AI until next month; with `pause`, so does
     the allocation (plus commitment) of the allocation year. Paused resolutions are not billed."""
-    terms = subscription_terms(subscription)
+    anchor = subscription.billing_anchor
     monthly = subscription.ai_monthly_limit
     yearly = None
-    year_start, year_end = periods.period_containing(
-        subscription.billing_anchor, "year", period_start
-    )
-    if terms.edition is not None and subscription.ai_at_limit == Subscription.AtLimit.PAUSE:
-        yearly = pricing.resolution_limit(edition=terms.edition)
+    if subscription.edition_id and subscription.ai_at_limit == Subscription.AtLimit.PAUSE:
+        yearly = pricing.resolution_limit(edition=subscription_terms(subscription).edition)
+    year_start, year_end = periods.period_containing(anchor, periods.YEAR, period_start)
     rows = _ordered(subscription.account_id, t.AUTOMATED_RESOLUTIONS, year_start, year_end)
-    anchor = subscription.billing_anchor
     billed, in_year, in_month = set(), 0, {}
     for row in rows:
         month = periods.usage_period_containing(anchor, row.billable_at)[0]
@@ -125,43 +206,29 @@ def resolutions_limit(
             in_year += 1
             in_month[month] = in_month.get(month, 0) + 1
     _cap_rows(rows, billed, "Z9")
+    if not year_start <= as_of < year_end:
+        return
     month_start, month_end = periods.usage_period_containing(anchor, as_of)
-    if year_start <= as_of < year_end:
-        if yearly is not None and in_year >= yearly:
-            _set_entitlement(
-                subscription.account_id,
-                Feature.AI_AGENTS,
-                True,
-                year_end,
-                f"Automated-resolution limit of {yearly} reached (Z9).",
-            )
-        elif monthly is not None and in_month.get(month_start, 0) >= monthly:
-            _set_entitlement(
-                subscription.account_id,
-                Feature.AI_AGENTS,
-                True,
-                month_end,
-                f"Monthly limit of {monthly} automated resolutions reached (Z9).",
-            )
-        else:
-            _set_entitlement(subscription.account_id, Feature.AI_AGENTS, False, None, "")
-
-
-def _set_entitlement(account_id: int, feature: str, paused: bool, until, reason: str) -> None:
-    state = Entitlement.State.PAUSED if paused else Entitlement.State.ACTIVE
-    Entitlement.objects.update_or_create(
-        account_id=account_id,
-        feature=feature,
-        defaults={
-            "state": state,
-            "until": until if paused else None,
-            "reason": reason if paused else "",
-        },
-    )
+    if yearly is not None and in_year >= yearly:
+        entitlements.set(
+            subscription.account_id,
+            Feature.AI_AGENTS,
+            paused_until=year_end,
+            reason=f"Automated-resolution limit of {yearly} reached (Z9).",
+        )
+    elif monthly is not None and in_month.get(month_start, 0) >= monthly:
+        entitlements.set(
+            subscription.account_id,
+            Feature.AI_AGENTS,
+            paused_until=month_end,
+            reason=f"Monthly limit of {monthly} automated resolutions reached (Z9).",
+        )
+    else:
+        entitlements.set(subscription.account_id, Feature.AI_AGENTS, paused_until=None)
 
 
 def entitlements_expire(*, as_of: datetime) -> int:
     """Pauses end with their period: campaigns and AI run again in the next one."""
-    return Entitlement.objects.filter(
-        ~Q(state=Entitlement.State.SUSPENDED), state=Entitlement.State.PAUSED, until__lte=as_of
-    ).update(state=Entitlement.State.ACTIVE, until=None, reason="")
+    return Entitlement.objects.filter(state=Entitlement.State.PAUSED, until__lte=as_of).update(
+        state=Entitlement.State.ACTIVE, until=None, reason=""
+    )

@@ -79,14 +79,20 @@ class TicketMerge(models.Model):
 class Reevaluation(models.Model):
     """A subject whose events changed (or whose window closed) and must be evaluated again.
 
-    A work queue in the database: rows are claimed with SKIP LOCKED and deleted in the same
-    transaction that writes the new charges, so a crash leaves the mark for the next run.
+    A work queue in the database, leased rather than locked: a worker claims rows in a short
+    transaction (`claimed_at`, `claimed_version`), evaluates, and deletes only the rows whose
+    `version` is still the one it claimed. Ingest re-marking a claimed subject bumps the
+    version instead of waiting for the evaluation, which makes it claimable again at once.
+    A lease older than a few minutes belongs to a worker that died: claimable again too.
     """
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE)
     kind = models.CharField(max_length=16, choices=SubjectKind.choices)
     subject = models.CharField(max_length=255)
-    marked_at = models.DateTimeField(auto_now_add=True)
+    marked_at = models.DateTimeField()
+    version = models.PositiveIntegerField(default=0)
+    claimed_version = models.PositiveIntegerField(default=0)
+    claimed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

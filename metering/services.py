@@ -4,9 +4,9 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import OperationalError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -14,13 +14,15 @@ from accounts.models import Account
 from plans import periods
 
 from . import event_store, limits, rules
-from .models import Charge, ChargeStatus, Event, Reevaluation, SubjectKind, TicketMerge
+from .models import Charge, ChargeStatus, SubjectKind, TicketMerge
 from .validation import EventError, EventIn, validate_event
 
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
 REEVALUATION_BATCH = 2000
+# A worker holding a lease longer than this has died; its subjects are claimable again.
+LEASE = timedelta(minutes=5)
 
 
 @dataclass
@@ -83,9 +85,29 @@ def events_ingest(
                 event.attrs,
             )
         )
+    inserted = _store(rows, now)
+    result.accepted = len(inserted)
+    result.duplicates += len(rows) - len(inserted)
+    result.rejected.sort(key=lambda r: r["index"])
+    return result
+
+
+def _store(rows: list[tuple], now: datetime, attempts: int = 3) -> list[tuple]:
+    """Store the events and mark their subjects in one transaction, retried on a deadlock."""
+    for attempt in range(attempts):
+        try:
+            return _store_once(rows, now)
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != "40P01" or attempt == attempts - 1:
+                raise
+            logger.warning("Deadlock while storing %d events; retrying", len(rows))
+    return []
+
+
+def _store_once(rows: list[tuple], now: datetime) -> list[tuple]:
     with transaction.atomic():
         inserted = event_store.insert_events(rows)
-        event_store.mark_for_reevaluation(_subjects_of(inserted))
+        event_store.mark_for_reevaluation(_subjects_of(inserted), now=now)
         event_store.record_merges(
             (row[0], row[5], row[10]["into"], row[3])
             for row in inserted
@@ -93,10 +115,7 @@ def events_ingest(
         )
         if inserted:
             _schedule_reevaluation()
-    result.accepted = len(inserted)
-    result.duplicates += len(rows) - len(inserted)
-    result.rejected.sort(key=lambda r: r["index"])
-    return result
+    return inserted
 
 
 def _resolve_accounts(
@@ -128,14 +147,21 @@ def _schedule_reevaluation() -> None:
 
 
 def reevaluate_pending(*, as_of: datetime | None = None, limit: int = REEVALUATION_BATCH) -> int:
-    """Claim up to `limit` marked subjects, re-evaluate them, write their charges. Returns the
-    number claimed. Safe to run concurrently: claims skip rows another worker holds."""
-    as_of = as_of or timezone.now()
-    with transaction.atomic():
-        claimed = _claim(limit)
-        if claimed:
-            reevaluate(subjects=claimed, as_of=as_of)
-    return len(claimed)
+    """Lease up to `limit` marked subjects, re-evaluate them, write their charges. Returns the
+    number claimed. Safe to run concurrently: leased subjects are skipped by other workers."""
+    now = timezone.now()
+    as_of = as_of or now
+    claims = event_store.claim_reevaluations(limit, now=now, stale_before=now - LEASE)
+    if not claims:
+        return 0
+    try:
+        with transaction.atomic():
+            reevaluate(subjects=[claim[2:] for claim in claims], as_of=as_of)
+            event_store.finish_reevaluations(claims, done=True)
+    except BaseException:
+        event_store.finish_reevaluations(claims, done=False)  # let another pass retry them
+        raise
+    return len(claims)
 
 
 def reevaluate_all_pending(*, as_of: datetime | None = None) -> int:
@@ -146,25 +172,6 @@ def reevaluate_all_pending(*, as_of: datetime | None = None) -> int:
     return total
 
 
-def _claim(limit: int) -> list[tuple[int, str, str]]:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "DELETE FROM metering_reevaluation WHERE id IN ("
-                " SELECT id FROM metering_reevaluation ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED"
-                ") RETURNING account_id, kind, subject",
-                [limit],
-            )
-            return cursor.fetchall()
-    marks = list(
-        Reevaluation.objects.order_by("pk")[:limit].values_list(
-            "pk", "account_id", "kind", "subject"
-        )
-    )
-    Reevaluation.objects.filter(pk__in=[m[0] for m in marks]).delete()
-    return [m[1:] for m in marks]
-
-
 def windows_finalize(*, as_of: datetime) -> int:
     """Re-evaluate every subject whose pending window has closed by `as_of` (A5, Z2–Z7)."""
     due = (
@@ -172,7 +179,7 @@ def windows_finalize(*, as_of: datetime) -> int:
         .values_list("account_id", "subject_kind", "subject")
         .distinct()
     )
-    event_store.mark_for_reevaluation(due)
+    event_store.mark_for_reevaluation(due, now=timezone.now())
     return reevaluate_all_pending(as_of=as_of)
 
 
@@ -181,7 +188,8 @@ def reevaluate(*, subjects: Sequence[tuple[int, str, str]], as_of: datetime) -> 
     by_kind: dict[str, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
     for account_id, kind, subject in subjects:
         by_kind[kind][account_id].add(subject)
-    tickets = _expand_families(by_kind[SubjectKind.TICKET])
+    families = _ticket_families(by_kind[SubjectKind.TICKET])
+    tickets = {a: set().union(*fs) for a, fs in families.items()}
     outcomes: list[tuple[int, rules.Outcome]] = []
     failed: set[tuple[int, str, str]] = set()
 
@@ -196,10 +204,13 @@ def reevaluate(*, subjects: Sequence[tuple[int, str, str]], as_of: datetime) -> 
             )
             failed.update((account_id, kind, s) for s in subjects)
 
-    for account_id, families in _ticket_families(tickets).items():
-        events = _load_events("ticket", {account_id: set().union(*families)})
-        for family in families:
-            family_events = [e for e in events.get(account_id, ()) if e.ticket in family]
+    ticket_events = _load_events("ticket", tickets)  # one query for the whole batch
+    for account_id, account_families in families.items():
+        by_ticket: dict[str, list[rules.Event]] = defaultdict(list)
+        for event in ticket_events.get(account_id, ()):
+            by_ticket[event.ticket].append(event)
+        for family in account_families:
+            family_events = [e for ticket in family for e in by_ticket.get(ticket, ())]
             judge(account_id, SubjectKind.TICKET, family, rules.evaluate_tickets, family_events)
     for kind, evaluate, event_type in (
         (SubjectKind.AI_SESSION, rules.evaluate_ai_session, rules.types.AI_SESSION_EVENT),
@@ -227,91 +238,60 @@ def reevaluate(*, subjects: Sequence[tuple[int, str, str]], as_of: datetime) -> 
     limits.apply_limits(touched=touched_periods, as_of=as_of)
 
 
-def _expand_families(tickets: dict[int, set[str]]) -> dict[int, set[str]]:
-    """Add every ticket linked to the given ones by merges, transitively (M1)."""
-    result = {a: set(ts) for a, ts in tickets.items() if ts}
-    frontier = {a: set(ts) for a, ts in result.items()}
-    while frontier:
+def _ticket_families(tickets: dict[int, set[str]]) -> dict[int, list[set[str]]]:
+    """Each account's tickets, grown by every ticket linked to them by merges (transitively,
+    M1), and split into families: the sets evaluated together."""
+    merged_accounts = set(
+        TicketMerge.objects.filter(account_id__in=list(tickets)).values_list(
+            "account_id", flat=True
+        )
+    )
+    merges: set[tuple[int, str, str]] = set()
+    frontier = {a: set(ts) for a, ts in tickets.items() if a in merged_accounts}
+    grown = {a: set(ts) for a, ts in tickets.items()}
+    while frontier:  # merges are rare: most batches never get here
         condition = Q()
         for account_id, ts in frontier.items():
             condition |= Q(account_id=account_id) & (Q(source__in=ts) | Q(into__in=ts))
         frontier = defaultdict(set)
-        for account_id, source, into in TicketMerge.objects.filter(condition).values_list(
+        for merge in TicketMerge.objects.filter(condition).values_list(
             "account_id", "source", "into"
         ):
-            for ticket in (source, into):
-                if ticket not in result[account_id]:
-                    result[account_id].add(ticket)
+            merges.add(merge)
+            account_id = merge[0]
+            for ticket in merge[1:]:
+                if ticket not in grown[account_id]:
+                    grown[account_id].add(ticket)
                     frontier[account_id].add(ticket)
         frontier = dict(frontier)
-    return result
-
-
-def _ticket_families(tickets: dict[int, set[str]]) -> dict[int, list[set[str]]]:
-    """Split each account's tickets into families (connected by merges) for evaluation."""
-    merges = TicketMerge.objects.none()
-    if tickets:
-        condition = Q()
-        for account_id, ts in tickets.items():
-            condition |= Q(account_id=account_id, source__in=ts)
-        merges = TicketMerge.objects.filter(condition).values_list("account_id", "source", "into")
     parent: dict[tuple[int, str], tuple[int, str]] = {}
 
-    def find(node):
+    def root(node: tuple[int, str]) -> tuple[int, str]:
         while parent.get(node, node) != node:
             node = parent[node]
         return node
 
     for account_id, source, into in merges:
-        parent[find((account_id, source))] = find((account_id, into))
+        parent[root((account_id, source))] = root((account_id, into))
     families: dict[int, dict[tuple, set[str]]] = defaultdict(lambda: defaultdict(set))
-    for account_id, ts in tickets.items():
+    for account_id, ts in grown.items():
         for ticket in ts:
-            families[account_id][find((account_id, ticket))].add(ticket)
+            families[account_id][root((account_id, ticket))].add(ticket)
     return {a: list(groups.values()) for a, groups in families.items()}
-
-
-_FIELDS = (
-    "account_id",
-    "event_id",
-    "type",
-    "occurred_at",
-    "ticket",
-    "customer",
-    "channel",
-    "author",
-    "session",
-    "attrs",
-)
 
 
 def _load_events(
     by: str, wanted: dict[int, set[str]], event_type: str | None = None
 ) -> dict[int, list[rules.Event]]:
     """All events of the wanted tickets or sessions, as rule-engine events, per account."""
-    condition = Q()
-    for account_id, keys in wanted.items():
-        condition |= Q(account_id=account_id, **{f"{by}__in": list(keys)})
-    queryset = Event.objects.filter(condition)
+    pairs = [(account_id, key) for account_id, keys in wanted.items() for key in keys]
     if event_type:
-        queryset = queryset.filter(type=event_type)
-    elif by == "ticket":
-        queryset = queryset.exclude(
-            type__in=[rules.types.CAMPAIGN_CLICK, rules.types.AI_SESSION_EVENT]
-        )
+        rows = event_store.load_events(by, pairs, (event_type,), exclude=False)
+    else:  # a ticket's own events: everything but the two session-scoped types
+        session_types = (rules.types.CAMPAIGN_CLICK, rules.types.AI_SESSION_EVENT)
+        rows = event_store.load_events(by, pairs, session_types, exclude=True)
     result: dict[int, list[rules.Event]] = defaultdict(list)
-    for (
-        account_id,
-        event_id,
-        kind,
-        at,
-        ticket,
-        customer,
-        channel,
-        author,
-        session,
-        attrs,
-    ) in queryset.values_list(*_FIELDS).iterator(chunk_size=5000):
+    for account_id, event_id, kind, at, ticket, customer, channel, author, session, attrs in rows:
         result[account_id].append(
             rules.Event(
                 id=event_id,
@@ -349,55 +329,37 @@ def _replace_charges(
 ) -> set[tuple[int, str, datetime]]:
     """Swap the subjects' charge rows for the new verdicts; return the (account, meter, period)
     triples that now hold counted units (limits are re-applied to those)."""
-    grouped: dict[tuple[int, str], list[str]] = defaultdict(list)
-    for account_id, kind, subject in evaluated:
-        grouped[(account_id, kind)].append(subject)
-    condition = Q()
-    for (account_id, kind), subjects in grouped.items():
-        condition |= Q(account_id=account_id, subject_kind=kind, subject__in=subjects)
-    recorded: dict[tuple, datetime] = {}
-    if grouped:
-        existing = Charge.objects.filter(condition)
-        recorded = {
-            (a, k, s, m, u): at
-            for a, k, s, m, u, at in existing.values_list(
-                "account_id", "subject_kind", "subject", "meter", "unit", "recorded_at"
-            )
-        }
-        existing.delete()
+    recorded = event_store.delete_charges(sorted(evaluated))
     anchors = _anchors({a for a, _, _ in evaluated})
+    last_period: dict[int, tuple[datetime, datetime]] = {}
     rows, touched = [], set()
-    for account_id, outcome in outcomes:
+    for account_id, o in outcomes:
         period_start = None
-        if outcome.billable_at is not None:
-            period_start, _ = periods.usage_period_containing(
-                anchors[account_id], outcome.billable_at
-            )
-            touched.add((account_id, outcome.meter, period_start))
+        if o.billable_at is not None:
+            # Most units of a batch fall in the account's current period: reuse it.
+            start, end = last_period.get(account_id, (o.billable_at, o.billable_at))
+            if not start <= o.billable_at < end:
+                start, end = periods.usage_period_containing(anchors[account_id], o.billable_at)
+                last_period[account_id] = (start, end)
+            period_start = start
+            touched.add((account_id, o.meter, period_start))
+        key = (account_id, o.subject_kind, o.subject, o.meter, o.unit)
         rows.append(
-            Charge(
-                account_id=account_id,
-                subject_kind=outcome.subject_kind,
-                subject=outcome.subject,
-                meter=outcome.meter,
-                unit=outcome.unit,
-                status=outcome.status,
-                billable_at=outcome.billable_at,
-                pending_until=outcome.pending_until,
-                period_start=period_start,
-                rules=list(outcome.rules),
-                evaluated_at=as_of,
-                recorded_at=recorded.get(
-                    (
-                        account_id,
-                        outcome.subject_kind,
-                        outcome.subject,
-                        outcome.meter,
-                        outcome.unit,
-                    ),
-                    as_of,
-                ),
+            (
+                account_id,
+                o.subject_kind,
+                o.subject,
+                o.meter,
+                o.unit,
+                o.status,
+                o.billable_at,
+                o.pending_until,
+                period_start,
+                list(o.rules),
+                as_of,
+                # first counted keeps its time across re-evaluations (late usage, F6)
+                recorded.get(key, as_of),
             )
         )
-    Charge.objects.bulk_create(rows, batch_size=2000)
+    event_store.insert_charges(rows)
     return touched

@@ -135,3 +135,28 @@ def meter_terms_by_meter(terms: pricing.SubscriptionTerms) -> dict[str, pricing.
     if terms.edition is not None:
         by_meter["automated_resolutions"] = pricing.resolution_terms(edition=terms.edition)
     return by_meter
+
+
+def included_on_meter(*, subscriptions: list[Subscription], meter: str) -> dict[int, int]:
+    """Units included per month on an add-on meter, per subscription id (0 without the add-on).
+
+    Two queries for any number of subscriptions: the hot path of re-evaluation uses this
+    instead of building every subscription's full terms.
+    """
+    tiers = dict(
+        SubscriptionAddOn.objects.filter(
+            subscription__in=subscriptions, addon__meter=meter
+        ).values_list("subscription_id", "tier_id")
+    )
+    account_of = {s.pk: s.account_id for s in subscriptions}
+    allowances: dict[tuple[int, int | None], int] = {
+        (tier_id, account_id): included
+        for tier_id, account_id, included in Allowance.objects.filter(
+            addon_tier_id__in=tiers.values(), meter=meter
+        ).values_list("addon_tier_id", "account_id", "included")
+    }
+    result = {}
+    for subscription_id, tier_id in tiers.items():
+        own = allowances.get((tier_id, account_of[subscription_id]))
+        result[subscription_id] = own if own is not None else allowances.get((tier_id, None), 0)
+    return result
