@@ -49,13 +49,11 @@ def recreate_database() -> None:
     with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {DB_NAME}")
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=ENV, check=True
-    )
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=ENV, check=True)
 
 
 def prepare(accounts: int, events: int) -> tuple[str, list[bytes], list[list]]:
-    """Accounts, a partner key, and the pre-encoded batches (the client must not be the bottleneck)."""
+    """Accounts, a partner key, and pre-encoded batches (the client must not be the bottleneck)."""
     import django
 
     django.setup()
@@ -72,8 +70,14 @@ def prepare(accounts: int, events: int) -> tuple[str, list[bytes], list[list]]:
     for n in range(accounts):
         slug = f"bench-{n}"
         plan_services.account_open(
-            slug=slug, name=slug, billing_email=f"{slug}@bench.example", currency="USD",
-            plan_code="pro", interval="month", partner=partner, period_start=since,
+            slug=slug,
+            name=slug,
+            billing_email=f"{slug}@bench.example",
+            currency="USD",
+            plan_code="pro",
+            interval="month",
+            partner=partner,
+            period_start=since,
             addons=[
                 plan_services.AddOnChoice(addon="voice", tier="voice-250"),
                 plan_services.AddOnChoice(addon="convert", tier="convert-750"),
@@ -102,9 +106,21 @@ def copy_baseline(batches: list[list]) -> float:
 
     now = datetime.now(UTC)
     rows = [
-        (1, e["id"], e["type"], e["occurred_at"], now, e.get("ticket"), e.get("session"),
-         e.get("customer"), e.get("channel"), e.get("author"), json.dumps(e))
-        for batch in batches for e in batch
+        (
+            1,
+            e["id"],
+            e["type"],
+            e["occurred_at"],
+            now,
+            e.get("ticket"),
+            e.get("session"),
+            e.get("customer"),
+            e.get("channel"),
+            e.get("author"),
+            json.dumps(e),
+        )
+        for batch in batches
+        for e in batch
     ]
     with psycopg.connect(f"{PG}/{DB_NAME}") as conn:
         conn.execute(
@@ -132,7 +148,11 @@ def queue_length() -> int:
 
 def start(cmd: list[str], log: str) -> subprocess.Popen:
     return subprocess.Popen(
-        cmd, cwd=ROOT, env=ENV, stdout=open(log, "w"), stderr=subprocess.STDOUT  # noqa: SIM115
+        cmd,
+        cwd=ROOT,
+        env=ENV,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,  # noqa: SIM115
     )
 
 
@@ -148,10 +168,13 @@ def wait_for_http() -> None:
     raise SystemExit("gunicorn did not start (see var/bench-gunicorn.log)")
 
 
-def post_all(raw_key: str, bodies: list[bytes], clients: int) -> tuple[float, int, int]:
+def post_all(
+    raw_key: str, bodies: list[bytes], clients: int, rate: float | None
+) -> tuple[float, int, int]:
+    """Post every batch; with `rate` (events/s), batch i leaves no earlier than i × 1000 / rate."""
     work: queue.Queue = queue.Queue()
-    for body in bodies:
-        work.put(body)
+    for index, body in enumerate(bodies):
+        work.put((index, body))
     totals = {"accepted": 0, "duplicates": 0, "errors": 0}
     lock = threading.Lock()
 
@@ -160,9 +183,13 @@ def post_all(raw_key: str, bodies: list[bytes], clients: int) -> tuple[float, in
         headers = {"Authorization": f"Bearer {raw_key}", "Content-Type": "application/json"}
         while True:
             try:
-                body = work.get_nowait()
+                index, body = work.get_nowait()
             except queue.Empty:
                 return
+            if rate:
+                delay = started + index * 1000 / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
             conn.request("POST", "/api/v1/events", body=body, headers=headers)
             response = conn.getresponse()
             payload = json.loads(response.read())
@@ -188,7 +215,12 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=50)
     parser.add_argument("--clients", type=int, default=3)
     parser.add_argument("--web-workers", type=int, default=2)
-    parser.add_argument("--reeval-workers", type=int, default=1)
+    parser.add_argument("--reeval-workers", type=int, default=2)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="Pace the client at this many events/s (default: as fast as it can).",
+    )
     args = parser.parse_args()
 
     (ROOT / "var").mkdir(exist_ok=True)
@@ -202,13 +234,31 @@ def main() -> None:
     redis.Redis.from_url(REDIS).flushdb()
     bin_dir = Path(sys.executable).parent
     web = start(
-        [str(bin_dir / "gunicorn"), "billing_portal.wsgi", "-b", f"127.0.0.1:{PORT}",
-         "-w", str(args.web_workers), "--log-level", "warning"],
+        [
+            str(bin_dir / "gunicorn"),
+            "billing_portal.wsgi",
+            "-b",
+            f"127.0.0.1:{PORT}",
+            "-w",
+            str(args.web_workers),
+            "--log-level",
+            "warning",
+        ],
         str(ROOT / "var" / "bench-gunicorn.log"),
     )
     worker = start(
-        [str(bin_dir / "celery"), "-A", "billing_portal", "worker", "-Q", "ingest",
-         "-c", str(args.reeval_workers), "--loglevel", "warning"],
+        [
+            str(bin_dir / "celery"),
+            "-A",
+            "billing_portal",
+            "worker",
+            "-Q",
+            "ingest",
+            "-c",
+            str(args.reeval_workers),
+            "--loglevel",
+            "warning",
+        ],
         str(ROOT / "var" / "bench-celery.log"),
     )
     try:
@@ -225,7 +275,7 @@ def main() -> None:
         sampler = threading.Thread(target=sample)
         sampler.start()
         started = time.perf_counter()
-        ingest_seconds, accepted, errors = post_all(raw_key, bodies, args.clients)
+        ingest_seconds, accepted, errors = post_all(raw_key, bodies, args.clients, args.rate)
         stored_at = time.perf_counter()
         while queue_length() > 0 and time.perf_counter() - stored_at < 600:
             time.sleep(0.1)
@@ -244,19 +294,33 @@ def main() -> None:
         charges = conn.execute("SELECT count(*) FROM metering_charge").fetchone()[0]
         stored = conn.execute("SELECT count(*) FROM metering_event").fetchone()[0]
     drain = end_to_end - ingest_seconds
-    half = [q for t, q in lags if t <= ingest_seconds / 2]
-    rest = [q for t, q in lags if ingest_seconds / 2 < t <= ingest_seconds]
-    print(f"events posted            {events:>10,} in {len(bodies)} batches of <= 1,000, {args.clients} clients")
-    print(f"events stored            {stored:>10,} (accepted {accepted:,}, HTTP errors {errors})")
-    print(f"charge rows written      {charges:>10,}")
-    print(f"HTTP ingest              {events / ingest_seconds:>10,.0f} events/s ({ingest_seconds:.1f} s)")
-    print(f"end to end (queue empty) {events / end_to_end:>10,.0f} events/s ({end_to_end:.1f} s, drain {drain:.1f} s)")
-    print(f"raw COPY baseline        {copy_rate:>10,.0f} rows/s")
-    print(f"end to end / COPY        {events / end_to_end / copy_rate:>10.1%}")
+    thirds = [
+        [q for t, q in lags if k * ingest_seconds / 3 <= t < (k + 1) * ingest_seconds / 3]
+        for k in range(3)
+    ]
+    means = ", ".join(f"{sum(q) / max(len(q), 1):,.0f}" for q in thirds)
+    rows = [
+        (
+            "events posted",
+            f"{events:,} in {len(bodies)} batches of <= 1,000, {args.clients} clients",
+        ),
+        ("events stored", f"{stored:,} (accepted {accepted:,}, HTTP errors {errors})"),
+        ("charge rows written", f"{charges:,}"),
+        ("HTTP ingest", f"{events / ingest_seconds:,.0f} events/s ({ingest_seconds:.1f} s)"),
+        ("end to end (queue empty)", f"{events / end_to_end:,.0f} events/s ({end_to_end:.1f} s)"),
+        ("queue drain after ingest", f"{drain:.1f} s"),
+        ("raw COPY baseline", f"{copy_rate:,.0f} rows/s"),
+        ("end to end / COPY", f"{events / end_to_end / copy_rate:.1%}"),
+        ("re-evaluation workers", f"{args.reeval_workers}"),
+    ]
+    for label, value in rows:
+        print(f"{label:<26}{value}")
     print(
-        f"re-evaluation queue      max {max((q for _, q in lags), default=0):,} subjects; "
-        f"mean first half {sum(half) / max(len(half), 1):,.0f}, second half {sum(rest) / max(len(rest), 1):,.0f}"
+        f"{'re-evaluation queue':<26}max {max((q for _, q in lags), default=0):,} subjects; "
+        f"mean by third of the ingest: {means}"
     )
+    if args.rate:
+        print(f"{'paced at':<26}{args.rate:,.0f} events/s")
     if errors or stored != events:
         raise SystemExit("some batches failed: see var/bench-gunicorn.log")
 

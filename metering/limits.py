@@ -11,6 +11,7 @@ for the counts, one for the entitlements, and row loads only for periods actuall
 
 from datetime import datetime
 
+from django.db import connection
 from django.db.models import Count, Q
 
 from plans import periods, pricing
@@ -140,6 +141,49 @@ def _cap_rows(rows: list[Charge], billed: set[int], rule: str) -> None:
     Charge.objects.bulk_update(changed, ["status", "rules"], batch_size=1000)
 
 
+def _cap_in_sql(
+    account_id: int, meter: str, start: datetime, end: datetime, limit: int, rule: str
+) -> None:
+    """_cap_rows in one statement: rank the period's units, bill the first `limit`.
+
+    Past a cap every batch re-ranks the whole period; in SQL that costs a sort of the
+    period's rows instead of loading them all into Python.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH ranked AS (
+                SELECT id, row_number() OVER (
+                    ORDER BY billable_at, subject COLLATE "C", unit) AS n
+                FROM metering_charge
+                WHERE account_id = %(account)s AND meter = %(meter)s
+                  AND status IN ('final', 'pending', 'capped')
+                  AND billable_at >= %(start)s AND billable_at < %(end)s
+            ), target AS (
+                SELECT c.id,
+                       CASE WHEN r.n > %(limit)s THEN 'capped'
+                            WHEN c.pending_until IS NULL THEN 'final' ELSE 'pending' END AS status
+                FROM metering_charge c JOIN ranked r ON r.id = c.id
+            )
+            UPDATE metering_charge c
+            SET status = t.status,
+                rules = CASE WHEN t.status = 'capped'
+                             THEN (c.rules - %(rule)s) || to_jsonb(%(rule)s::text)
+                             ELSE c.rules - %(rule)s END
+            FROM target t
+            WHERE c.id = t.id AND c.status <> t.status
+            """,
+            {
+                "account": account_id,
+                "meter": meter,
+                "start": start,
+                "end": end,
+                "limit": limit,
+                "rule": rule,
+            },
+        )
+
+
 def _ordered(account_id: int, meter: str, start: datetime, end: datetime) -> list[Charge]:
     return list(
         Charge.objects.filter(
@@ -169,8 +213,11 @@ def convert_cap(
     counted, capped = counts
     # The common case, under the cap with nothing capped, loads no row at all.
     if counted > limit or capped:
-        rows = _ordered(account_id, t.CONVERT_CLICKS, period_start, period_end)
-        _cap_rows(rows, {row.pk for row in rows[:limit]}, "C2")
+        if connection.vendor == "postgresql":
+            _cap_in_sql(account_id, t.CONVERT_CLICKS, period_start, period_end, limit, "C2")
+        else:
+            rows = _ordered(account_id, t.CONVERT_CLICKS, period_start, period_end)
+            _cap_rows(rows, {row.pk for row in rows[:limit]}, "C2")
     if period_start <= as_of < period_end:  # only the current period drives what is shown now
         entitlements.set(
             account_id,

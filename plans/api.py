@@ -87,7 +87,9 @@ class AccountsApi(APIView):
         return paginator.get_paginated_response([account_out(a) for a in page])
 
     @extend_schema(
-        operation_id="accounts_create", request=AccountCreateIn, responses={201: OpenApiTypes.OBJECT}
+        operation_id="accounts_create",
+        request=AccountCreateIn,
+        responses={201: OpenApiTypes.OBJECT},
     )
     @idempotent
     def post(self, request):

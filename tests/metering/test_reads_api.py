@@ -14,10 +14,22 @@ H = timedelta(hours=1)
 
 def answered_ticket(n: int, at: datetime) -> list[dict]:
     return [
-        {"id": f"{n}-c", "type": "message", "ticket": f"T{n}", "occurred_at": at,
-         "channel": "chat", "author": "customer"},
-        {"id": f"{n}-a", "type": "message", "ticket": f"T{n}", "occurred_at": at + H,
-         "channel": "chat", "author": "agent"},
+        {
+            "id": f"{n}-c",
+            "type": "message",
+            "ticket": f"T{n}",
+            "occurred_at": at,
+            "channel": "chat",
+            "author": "customer",
+        },
+        {
+            "id": f"{n}-a",
+            "type": "message",
+            "ticket": f"T{n}",
+            "occurred_at": at + H,
+            "channel": "chat",
+            "author": "agent",
+        },
     ]
 
 
@@ -38,7 +50,10 @@ def test_P2_usage_shows_used_included_overage_and_forecast(basic, partner_api):
     assert tickets["overage_units"] == 10
     assert tickets["overage_amount"] == {"amount": 4000, "currency": "USD"}  # one block of 100
     # half the period gone: 620 projected, 320 over → 4 blocks
-    assert tickets["forecast"] == {"units": 620, "overage_amount": {"amount": 16000, "currency": "USD"}}
+    assert tickets["forecast"] == {
+        "units": 620,
+        "overage_amount": {"amount": 16000, "currency": "USD"},
+    }
     assert body["meters"]["voice_tickets"]["included"] is None  # no Voice add-on
 
 
@@ -61,12 +76,28 @@ def test_F6_late_units_of_a_closed_period_are_shown_in_the_current_one(basic, pa
 
 @time_machine.travel(NOW, tick=False)
 def test_H5_ticket_billing_explains_why_not(basic, partner_api):
-    ingest(basic, [
-        {"id": "c", "type": "message", "ticket": "FB1", "occurred_at": NOW - 2 * H,
-         "channel": "facebook_comment", "author": "customer"},
-        {"id": "a", "type": "message", "ticket": "FB1", "occurred_at": NOW - H,
-         "channel": "facebook_comment", "author": "agent"},
-    ], now=NOW)
+    ingest(
+        basic,
+        [
+            {
+                "id": "c",
+                "type": "message",
+                "ticket": "FB1",
+                "occurred_at": NOW - 2 * H,
+                "channel": "facebook_comment",
+                "author": "customer",
+            },
+            {
+                "id": "a",
+                "type": "message",
+                "ticket": "FB1",
+                "occurred_at": NOW - H,
+                "channel": "facebook_comment",
+                "author": "agent",
+            },
+        ],
+        now=NOW,
+    )
     body = partner_api.get("/api/v1/accounts/shop/tickets/FB1/billing").json()
     helpdesk = body["meters"]["helpdesk_tickets"]
     assert helpdesk["counted"] is False
@@ -83,7 +114,9 @@ def test_H1_ticket_billing_explains_when_and_why(basic, partner_api):
     assert "H1" in unit["rules"]
 
 
-def test_ticket_billing_of_another_tenant_or_unknown_ticket_is_404(basic, other_partner_api, partner_api):
+def test_ticket_billing_of_another_tenant_or_unknown_ticket_is_404(
+    basic, other_partner_api, partner_api
+):
     assert other_partner_api.get("/api/v1/accounts/shop/tickets/T1/billing").status_code == 404
     assert partner_api.get("/api/v1/accounts/shop/tickets/nope/billing").status_code == 404
 
@@ -91,7 +124,9 @@ def test_ticket_billing_of_another_tenant_or_unknown_ticket_is_404(basic, other_
 def test_entitlements_default_to_active(basic, partner_api):
     body = partner_api.get("/api/v1/accounts/shop/entitlements").json()
     assert {k: body[k] for k in ("convert_campaigns", "ai_agents", "helpdesk")} == {
-        "convert_campaigns": "active", "ai_agents": "active", "helpdesk": "active",
+        "convert_campaigns": "active",
+        "ai_agents": "active",
+        "helpdesk": "active",
     }
 
 

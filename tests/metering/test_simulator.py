@@ -15,7 +15,9 @@ NOW = datetime(2026, 11, 20, tzinfo=UTC)
 
 
 def test_generated_events_are_valid_wire_format_and_cover_every_meter():
-    events = list(simulator.generate(tickets=2000, since=datetime(2026, 11, 1, tzinfo=UTC), now=NOW))
+    events = list(
+        simulator.generate(tickets=2000, since=datetime(2026, 11, 1, tzinfo=UTC), now=NOW)
+    )
     assert all(isinstance(validate_event(e, now=NOW), EventIn) for e in events)
     kinds = {e["type"] for e in events}
     assert {"message", "call", "sms", "automation", "campaign_click", "ai_session"} <= kinds
@@ -24,8 +26,11 @@ def test_generated_events_are_valid_wire_format_and_cover_every_meter():
 
 def test_black_friday_brings_more_campaign_traffic():
     def share(profile):
-        events = list(simulator.generate(tickets=3000, since=datetime(2026, 11, 1, tzinfo=UTC),
-                                         now=NOW, profile=profile))
+        events = list(
+            simulator.generate(
+                tickets=3000, since=datetime(2026, 11, 1, tzinfo=UTC), now=NOW, profile=profile
+            )
+        )
         return sum(e["type"] == "campaign_click" for e in events) / len(events)
 
     assert share("black_friday") > 1.5 * share("normal")
@@ -33,8 +38,11 @@ def test_black_friday_brings_more_campaign_traffic():
 
 @time_machine.travel(NOW, tick=False)
 def test_command_ingests_and_evaluates_and_is_idempotent(make_account):
-    make_account(slug="shop", addons=[("voice", "voice-20"), ("convert", "convert-50")],
-                 period_start=datetime(2026, 11, 1, tzinfo=UTC))
+    make_account(
+        slug="shop",
+        addons=[("voice", "voice-20"), ("convert", "convert-50")],
+        period_start=datetime(2026, 11, 1, tzinfo=UTC),
+    )
     out = StringIO()
     call_command("simulate_traffic", "--account", "shop", "--tickets", "300", stdout=out)
     stored = Event.objects.count()
