@@ -4,13 +4,16 @@ Safe to run again: existing rows are reused and the demo password is reset (and 
 """
 
 import secrets
+from datetime import timedelta
 
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
-from django.db import transaction
+from django.utils import timezone
 
 from accounts import services as account_services
 from accounts.models import Account, Integration, Membership
+from metering.models import Event
 from plans import services as plan_services
 
 DEMO_SLUG = "demo-store"
@@ -20,7 +23,6 @@ DEMO_EMAIL = "merchant@demo.example"
 class Command(BaseCommand):
     help = "Create (or refresh) the demo merchant, its account and a partner API key."
 
-    @transaction.atomic
     def handle(self, *args, **options):
         partner = account_services.partner_get_or_create(name="Demo partner")
         account = Account.objects.filter(slug=DEMO_SLUG).first()
@@ -38,6 +40,8 @@ class Command(BaseCommand):
                     plan_services.AddOnChoice(addon="convert", tier="convert-50"),
                 ],
                 partner=partner,
+                # Twenty days into its cycle, so that the demo has a period's worth of usage.
+                period_start=timezone.now() - timedelta(days=20),
                 company="Demo Store Ltd",
                 country="FR",
             )
@@ -69,6 +73,11 @@ class Command(BaseCommand):
         operator_password = secrets.token_urlsafe(9)
         operator.set_password(operator_password)
         operator.save()
+        if not Event.objects.filter(account=account).exists():
+            # A month's worth of realistic traffic, through the same ingest path as the API.
+            call_command(
+                "simulate_traffic", "--account", DEMO_SLUG, "--tickets", "600", stdout=self.stdout
+            )
         _, raw_key = account_services.api_key_create(partner=partner, name="demo")
         self.stdout.write(
             "\n".join(
