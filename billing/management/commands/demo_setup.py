@@ -41,7 +41,9 @@ class Command(BaseCommand):
                 ],
                 partner=partner,
                 # Twenty days into its cycle, so that the demo has a period's worth of usage.
-                period_start=timezone.now() - timedelta(days=20),
+                period_start=(timezone.now() - timedelta(days=20)).replace(
+                    hour=0, minute=0, second=0, microsecond=0
+                ),
                 company="Demo Store Ltd",
                 country="FR",
             )
