@@ -13,7 +13,7 @@ from accounts.models import CURRENCIES, Account
 from accounts.principals import KeyPrincipal
 from accounts.selectors import account_get, account_integration_count, account_list
 
-from . import selectors, services
+from . import pricing, selectors, services
 from .models import Interval, Subscription
 
 
@@ -61,6 +61,10 @@ def subscription_out(subscription: Subscription | None) -> dict | None:
 
 
 def account_out(account: Account) -> dict:
+    subscription = selectors.subscription_current(account=account)
+    integrations = account_integration_count(account=account)
+    plan = subscription.plan if subscription else None
+    included = plan.included_integrations if plan else None
     return {
         "slug": account.slug,
         "name": account.name,
@@ -72,8 +76,12 @@ def account_out(account: Account) -> dict:
         "country": account.country,
         "partner": account.partner.name if account.partner_id else None,
         "created_at": account.created_at,
-        "subscription": subscription_out(selectors.subscription_current(account=account)),
-        "integrations_count": account_integration_count(account=account),
+        "subscription": subscription_out(subscription),
+        "integrations_count": integrations,
+        "integrations_included": included,
+        "integrations_within_plan": pricing.integrations_within_plan(
+            count=integrations, included=included
+        ),
     }
 
 

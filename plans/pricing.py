@@ -42,7 +42,6 @@ Functions (keyword-only, except invoice_total)
     resolution_overage_line(*, edition, used_this_month, used_earlier, period)            Z9
     commitment_line(*, edition, units, term) -> Line                                      Z9
     late_usage_line(*, late) -> Line | None                                               F6
-    integration_count(*, channels_per_store) -> int                                       P5
     integrations_within_plan(*, count, included) -> bool                                  P5
     proration_minor(*, amount_minor, period, at) -> int                                   P6
     classify_change(*, current, requested) -> "upgrade" | "downgrade" | "none"            P7
@@ -1010,11 +1009,6 @@ def upgrade_lines(
 
 
 # --- P5: integrations ----------------------------------------------------------------------
-
-
-def integration_count(*, channels_per_store: Sequence[int]) -> int:
-    """Return the integrations counted: one per store plus one per channel of each (P5)."""
-    return sum(1 + _count(channels, "channels") for channels in channels_per_store)
 
 
 def integrations_within_plan(*, count: int, included: int | None) -> bool:

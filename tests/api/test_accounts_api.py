@@ -37,6 +37,7 @@ def test_partner_creates_an_account_with_its_subscription(partner_api, catalog):
     assert sub["addons"] == [{"addon": "voice", "tier": "voice-75"}]
     assert sub["current_period"] == {"start": "2026-11-22T12:00:00Z", "end": "2027-11-22T12:00:00Z"}
     assert body["integrations_count"] == 0
+    assert body["integrations_included"] == 150 and body["integrations_within_plan"] is True
 
 
 @time_machine.travel(NOW, tick=False)

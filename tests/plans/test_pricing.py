@@ -25,7 +25,6 @@ from plans.pricing import (
     deferred_usage_lines,
     extra_units,
     fee_lines,
-    integration_count,
     integrations_within_plan,
     interval_fee_minor,
     invoice_total,
@@ -567,14 +566,6 @@ def test_P4_monthly_subscription_bills_voice_every_month():
 
 
 # --- P5: integrations ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("channels_per_store", "count"),
-    [([3, 3], 8), ([], 0), ([0], 1), ([4, 1, 0], 8)],  # 2 x (store + chat + email + social)
-)
-def test_P5_integration_count(channels_per_store, count):
-    assert integration_count(channels_per_store=channels_per_store) == count
 
 
 @pytest.mark.parametrize(
