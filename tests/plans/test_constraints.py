@@ -151,6 +151,11 @@ def test_admin_refuses_an_overlapping_subscription(operator_client, account):
         "/admin/plans/allowance/",
         "/admin/plans/subscription/",
         "/admin/plans/scheduledchange/",
+        "/admin/metering/event/",
+        "/admin/metering/charge/",
+        "/admin/metering/ticketmerge/",
+        "/admin/metering/reevaluation/",
+        "/admin/metering/entitlement/",
     ],
 )
 def test_admin_lists_open_with_search(operator_client, account, path):
