@@ -1,0 +1,194 @@
+"""Invoices and what closing a period records.
+
+An invoice is built as a draft, then finalized: it gets the next number of its year (no gaps:
+the counter row is locked in the finalizing transaction) and never changes again (F5); its
+status moves only through `billing.services.invoice_transition`, which audits each move.
+"""
+
+from django.db import models
+from django.db.models import Q
+
+from accounts.models import CURRENCY_CHOICES, Account
+from plans.models import Subscription
+
+
+class InvoiceStatus(models.TextChoices):
+    DRAFT = "draft"
+    OPEN = "open"
+    PAID = "paid"
+    REQUIRES_CONFIRMATION = "requires_confirmation", "requires confirmation"
+    PAST_DUE = "past_due", "past due"
+    VOID = "void"
+    UNCOLLECTIBLE = "uncollectible"
+
+
+class InvoiceKind(models.TextChoices):
+    INVOICE = "invoice"
+    CREDIT_NOTE = "credit_note", "credit note"
+
+
+class InvoiceReason(models.TextChoices):
+    SUBSCRIPTION_START = "subscription_start", "subscription start"  # the first fees (P1)
+    PERIOD_CLOSE = "period_close", "period close"  # usage of the closed period + next fees (P1)
+    UPGRADE = "upgrade"  # prorated difference, charged at once (P6)
+    CORRECTION = "correction"  # a credit note
+
+
+class Invoice(models.Model):
+    Status = InvoiceStatus
+    Kind = InvoiceKind
+    Reason = InvoiceReason
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="invoices")
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.PROTECT, null=True, blank=True, related_name="invoices"
+    )
+    kind = models.CharField(max_length=12, choices=InvoiceKind.choices, default=InvoiceKind.INVOICE)
+    reason = models.CharField(max_length=20, choices=InvoiceReason.choices)
+    status = models.CharField(
+        max_length=22, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT
+    )
+    number = models.CharField(max_length=20, unique=True, null=True, blank=True)
+    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
+    period_start = models.DateTimeField(
+        help_text="The period the invoice is for (closed usage, or fees)."
+    )
+    period_end = models.DateTimeField()
+    total_minor = models.BigIntegerField(default=0)
+    credited_invoice = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="credit_notes"
+    )
+    note = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    issued_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # One invoice per subscription and closed period, whatever runs run_billing (P1).
+            models.UniqueConstraint(
+                fields=["subscription", "period_start"],
+                condition=Q(reason="period_close"),
+                name="invoice_one_per_period_close",
+            ),
+            models.UniqueConstraint(
+                fields=["subscription"],
+                condition=Q(reason="subscription_start"),
+                name="invoice_one_start_per_subscription",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="draft") | Q(number__isnull=False, issued_at__isnull=False),
+                name="invoice_final_has_number",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="invoice", total_minor__gte=0)
+                | Q(kind="credit_note", total_minor__lte=0),
+                name="invoice_total_sign",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=InvoiceStatus.values), name="invoice_status"
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "-created_at"], name="invoice_account_idx")]
+
+    @property
+    def is_final(self) -> bool:
+        return self.status != InvoiceStatus.DRAFT
+
+    def __str__(self) -> str:
+        return self.number or f"draft #{self.pk}"
+
+
+class InvoiceLine(models.Model):
+    """One priced line, exactly as plans.pricing produced it, with the rules behind it."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveSmallIntegerField()
+    kind = models.CharField(max_length=20)
+    description = models.CharField(max_length=300)
+    meter = models.CharField(max_length=32, blank=True)
+    quantity = models.IntegerField()
+    unit_price_minor = models.DecimalField(max_digits=16, decimal_places=6)
+    amount_minor = models.BigIntegerField()
+    rules = models.JSONField(default=list)
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "position"], name="invoiceline_position"),
+        ]
+
+    def __str__(self) -> str:
+        return self.description
+
+
+class InvoiceCounter(models.Model):
+    """The last invoice number of a year; locked while a number is taken, so none is skipped."""
+
+    year = models.PositiveSmallIntegerField(primary_key=True)
+    last_number = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.year}: {self.last_number}"
+
+
+class InvoiceStatusChange(models.Model):
+    """The audit trail of an invoice's states."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="status_changes")
+    from_status = models.CharField(max_length=22)
+    to_status = models.CharField(max_length=22)
+    reason = models.CharField(max_length=200, blank=True)
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.invoice}: {self.from_status} → {self.to_status}"
+
+
+class UsageClose(models.Model):
+    """A monthly usage period that was closed and invoiced, with the units billed per meter.
+
+    Usage that becomes final later (late events, F6) is the difference between the period's
+    units now and `billed_units`; it goes on the next invoice, and `billed_units` follows.
+    """
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="closes")
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    closed_at = models.DateTimeField()
+    invoice = models.OneToOneField(Invoice, on_delete=models.PROTECT, related_name="usage_close")
+    billed_units = models.JSONField(default=dict, help_text="Units billed per meter so far.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "period_start"], name="usageclose_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subscription} {self.period_start:%Y-%m-%d}"
+
+
+class ThresholdNotice(models.Model):
+    """An allowance's 80 % or 100 % email, sent once per period."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE)
+    period_start = models.DateTimeField()
+    meter = models.CharField(max_length=32)
+    threshold = models.PositiveSmallIntegerField()
+    sent_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "period_start", "meter", "threshold"], name="threshold_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account.slug} {self.meter} {self.threshold}%"

@@ -104,12 +104,19 @@ class SubscriptionAdmin(admin.ModelAdmin):
     search_fields = ["account__slug", "account__name"]
     autocomplete_fields = ["account"]
     # Periods advance only through run_billing, and status only through its state machine.
-    readonly_fields = ["status", "current_period_start", "current_period_end", "created_at"]
+    readonly_fields = [
+        "status",
+        "current_period_start",
+        "current_period_end",
+        "usage_period_start",
+        "usage_period_end",
+        "created_at",
+    ]
     inlines = [SubscriptionAddOnInline, ScheduledChangeInline]
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:  # a new subscription's first period is entered by the operator
-            return ["status", "created_at"]
+            return ["status", "usage_period_start", "usage_period_end", "created_at"]
         return [*self.readonly_fields, "account", "billing_anchor", "started_at"]
 
 

@@ -278,6 +278,9 @@ class Subscription(models.Model):
     billing_anchor = models.DateTimeField(help_text="Every period is counted from this instant.")
     current_period_start = models.DateTimeField()
     current_period_end = models.DateTimeField()
+    # The monthly usage period run_billing closes next (== the current period when monthly).
+    usage_period_start = models.DateTimeField(blank=True)
+    usage_period_end = models.DateTimeField(blank=True)
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
     is_migrated = models.BooleanField(
@@ -310,6 +313,10 @@ class Subscription(models.Model):
                 name="subscription_period_ordered",
             ),
             models.CheckConstraint(
+                condition=Q(usage_period_end__gt=models.F("usage_period_start")),
+                name="subscription_usage_period_ordered",
+            ),
+            models.CheckConstraint(
                 condition=Q(ended_at__isnull=True) | Q(ended_at__gte=models.F("started_at")),
                 name="subscription_end_after_start",
             ),
@@ -338,6 +345,11 @@ class Subscription(models.Model):
         return self.plan or self.edition
 
     def clean(self) -> None:
+        if self.usage_period_start is None and self.billing_anchor and self.current_period_start:
+            # Entered by hand in the admin: the usage period follows from the anchor.
+            self.usage_period_start, self.usage_period_end = periods.usage_period_containing(
+                self.billing_anchor, self.current_period_start
+            )
         if bool(self.plan_id) == bool(self.edition_id):
             raise ValidationError("A subscription is to exactly one plan or one edition.")
         start, end = self.current_period_start, self.current_period_end

@@ -78,6 +78,7 @@ def subscription_create(
         )
     anchor = period_start or now
     start, end = periods.period_containing(anchor, interval, now)
+    usage_start, usage_end = periods.usage_period_containing(anchor, now)
     is_plan = isinstance(offer, Plan)
     if is_plan and offer.is_custom:
         _require_account_terms(account=account, plan=offer)
@@ -89,6 +90,8 @@ def subscription_create(
         billing_anchor=anchor,
         current_period_start=start,
         current_period_end=end,
+        usage_period_start=usage_start,
+        usage_period_end=usage_end,
         started_at=now,
         is_migrated=period_start is not None and period_start < now,
         full_agents=full_agents,
