@@ -175,7 +175,9 @@ def _money_text(amount_minor: int, currency: str) -> str:
 def _unit_price_text(unit_price_minor: Decimal, currency: str) -> str:
     """Write a per-unit price exactly, sub-minor digits included: Decimal("33.5") -> "$0.335"."""
     if not isinstance(unit_price_minor, Decimal) or not unit_price_minor.is_finite():
-        raise InvoicePdfError(f"unit_price_minor must be a finite Decimal, got {unit_price_minor!r}")
+        raise InvoicePdfError(
+            f"unit_price_minor must be a finite Decimal, got {unit_price_minor!r}"
+        )
     magnitude = abs(unit_price_minor)
     whole = int(magnitude)
     text = format_money(whole, currency)
@@ -243,10 +245,10 @@ class _InvoicePdf(FPDF):
         self.set_text_color(0, 0, 0)
 
 
-def _block(pdf: FPDF, x: float, width: float, lines: tuple[str, ...], style: str = "") -> None:
-    """Write lines one under the other at x, wrapping each within width."""
+def _block(pdf: FPDF, x: float, width: float, lines: tuple[str, ...]) -> None:
+    """Write lines one under the other at x, wrapping each within width; the first in bold."""
     for index, line in enumerate(lines):
-        pdf.set_font(_FONT, "B" if style == "first-bold" and index == 0 else "", 9.5)
+        pdf.set_font(_FONT, "" if index else "B", 9.5)
         pdf.set_x(x)
         pdf.multi_cell(width, _LINE_H, _pdf_text(line), align="L", new_x=XPos.LEFT)
 
@@ -254,7 +256,7 @@ def _block(pdf: FPDF, x: float, width: float, lines: tuple[str, ...], style: str
 def _draw_heading(pdf: _InvoicePdf, document: InvoiceDocument, title: str) -> None:
     top = pdf.get_y()
     left_w = pdf.epw * 0.5
-    _block(pdf, pdf.l_margin, left_w - 6, document.seller, style="first-bold")
+    _block(pdf, pdf.l_margin, left_w - 6, document.seller)
     seller_bottom = pdf.get_y()
 
     right_x = pdf.l_margin + left_w
@@ -295,7 +297,7 @@ def _draw_bill_to(pdf: _InvoicePdf, document: InvoiceDocument) -> None:
     pdf.cell(half, 4, "BILL TO", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.set_text_color(0, 0, 0)
     customer = (document.customer_name, *document.customer_lines, document.billing_email)
-    _block(pdf, pdf.l_margin, half - 6, tuple(line for line in customer if line), "first-bold")
+    _block(pdf, pdf.l_margin, half - 6, tuple(line for line in customer if line))
     bottom = pdf.get_y()
 
     stamp = _STAMPS.get(document.status)
@@ -326,6 +328,23 @@ def _draw_table_head(pdf: _InvoicePdf) -> None:
     pdf.table_body_top = pdf.get_y()
 
 
+def _draw_row_numbers(pdf: _InvoicePdf, line: DocumentLine, currency: str, top: float) -> None:
+    numbers = (
+        f"{line.quantity:,}",
+        _unit_price_text(line.unit_price_minor, currency),
+        _money_text(line.amount_minor, currency),
+    )
+    pdf.set_xy(pdf.l_margin + pdf.table_widths[0], top + _ROW_PAD)
+    for text, width in zip(numbers, pdf.table_widths[1:], strict=True):
+        # Shrink rather than overflow into the next column: a long exact price stays legible.
+        size = 9.5
+        pdf.set_font(_FONT, "", size)
+        while pdf.get_string_width(text) > width - 2 * pdf.c_margin and size > 6:
+            size -= 0.5
+            pdf.set_font(_FONT, "", size)
+        pdf.cell(width, _LINE_H, text, align="R")
+
+
 def _draw_row(pdf: _InvoicePdf, line: DocumentLine, currency: str) -> None:
     desc_w = pdf.table_widths[0]
     description = _pdf_text(line.description)
@@ -350,21 +369,20 @@ def _draw_row(pdf: _InvoicePdf, line: DocumentLine, currency: str) -> None:
 
     top = pdf.get_y()
     page = pdf.page
-    pdf.set_font(_FONT, "", 9.5)
-    numbers = (
-        f"{line.quantity:,}",
-        _unit_price_text(line.unit_price_minor, currency),
-        _money_text(line.amount_minor, currency),
-    )
-    pdf.set_xy(pdf.l_margin + desc_w, top + _ROW_PAD)
-    for text, width in zip(numbers, pdf.table_widths[1:], strict=True):
-        pdf.cell(width, _LINE_H, text, align="R")
+    # Numbers are written after the description so that copied text reads in table order;
+    # a row that will split across pages gets them first, on the page where it starts.
+    splits = pdf.will_page_break(height)
+    if splits:
+        _draw_row_numbers(pdf, line, currency, top)
     pdf.set_xy(pdf.l_margin, top + _ROW_PAD)
+    pdf.set_font(_FONT, "", 9.5)
     pdf.multi_cell(desc_w, _LINE_H, description, align="L", new_x=XPos.LMARGIN)
     pdf.set_font(_FONT, "", 7)
     pdf.set_text_color(*_GREY)
     pdf.multi_cell(desc_w, _SMALL_H, detail, align="L", new_x=XPos.LMARGIN)
     pdf.set_text_color(0, 0, 0)
+    if not splits:
+        _draw_row_numbers(pdf, line, currency, top)
 
     pdf.set_y(top + height if pdf.page == page else pdf.get_y() + _ROW_PAD)
     pdf.set_draw_color(*_RULE_GREY)

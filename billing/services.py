@@ -260,7 +260,7 @@ def subscription_start_invoice(*, subscription_id: int, as_of: datetime) -> Invo
         )
 
 
-def _final_units(subscription: Subscription, start: datetime) -> dict[str, int]:
+def final_units(subscription: Subscription, start: datetime) -> dict[str, int]:
     """Units billed in the usage period starting at `start`: final ones; capped ones are
     recorded but never billed (C2, Z9), pending ones are not final yet."""
     rows = (
@@ -302,7 +302,7 @@ def period_close(*, subscription_id: int, as_of: datetime) -> tuple[Invoice, int
         )
         cycle_ends = closed.end == cycle.end
         terms = subscription_terms(subscription)
-        usage = _final_units(subscription, closed.start)
+        usage = final_units(subscription, closed.start)
         annual = subscription.interval == periods.YEAR
         earlier = list(
             subscription.closes.filter(period_start__lt=closed.start).order_by("-period_start")[
@@ -314,7 +314,7 @@ def period_close(*, subscription_id: int, as_of: datetime) -> tuple[Invoice, int
         if cycle_ends and annual:
             deferred = {a.meter: a for a in terms.addons if a.meter in DEFERRED_ON_ANNUAL}
             for close in reversed(in_cycle):
-                units = _final_units(subscription, close.period_start)
+                units = final_units(subscription, close.period_start)
                 for meter, addon in deferred.items():
                     earlier_months.append(
                         pricing.UsageMonth(
@@ -388,7 +388,7 @@ def _late_usage(subscription, terms, earlier: list[UsageClose], deferred_closes:
     deferred_ids = {c.pk for c in deferred_closes}
     late, touched = [], []
     for close in earlier:
-        units = _final_units(subscription, close.period_start)
+        units = final_units(subscription, close.period_start)
         changed = False
         for meter, meter_terms in by_meter.items():
             if close.pk in deferred_ids and meter in DEFERRED_ON_ANNUAL:

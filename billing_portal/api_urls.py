@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from billing import api as billing_api
 from metering import api as metering_api
 from plans import api as plans_api
 
@@ -19,6 +20,22 @@ urlpatterns = [
         metering_api.EntitlementsApi.as_view(),
         name="api-entitlements",
     ),
+    path(
+        "accounts/<slug:slug>/invoices",
+        billing_api.AccountInvoicesApi.as_view(),
+        name="api-account-invoices",
+    ),
+    path(
+        "accounts/<slug:slug>/subscription/changes",
+        billing_api.SubscriptionChangesApi.as_view(),
+        name="api-subscription-changes",
+    ),
+    path(
+        "accounts/<slug:slug>/subscription/changes/<int:change_id>",
+        billing_api.SubscriptionChangeApi.as_view(),
+        name="api-subscription-change",
+    ),
+    path("invoices/<int:invoice_id>", billing_api.InvoiceApi.as_view(), name="api-invoice"),
     path("events", metering_api.EventsApi.as_view(), name="api-events"),
     path("plans", plans_api.PlansApi.as_view(), name="api-plans"),
 ]

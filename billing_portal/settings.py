@@ -127,6 +127,8 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE = {
     # Pending 72-hour windows (A5, Z2–Z7) become final, and period pauses lift, when due.
     "finalize-windows": {"task": "metering.finalize_windows", "schedule": 300.0},
+    # Closes every period that ended and issues its invoice; safe to overlap with itself.
+    "run-billing": {"task": "billing.run_billing", "schedule": 300.0},
 }
 
 # --- Stripe: STRIPE_API_BASE unset means Stripe itself; the demo and tests point it at localstripe.

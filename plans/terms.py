@@ -11,7 +11,16 @@ from django.db.models import Q
 from accounts.errors import DomainError
 
 from . import pricing
-from .models import Allowance, OverageMode, Price, Subscription, SubscriptionAddOn
+from .models import (
+    AddOn,
+    AddOnTier,
+    Allowance,
+    OverageMode,
+    Plan,
+    Price,
+    Subscription,
+    SubscriptionAddOn,
+)
 
 _POLICY = {
     OverageMode.PER_UNIT: "per_unit",
@@ -64,28 +73,34 @@ def _meter_terms(owner: dict, account_id: int, currency: str, meter: str) -> pri
 
 
 def addon_terms(
-    item: SubscriptionAddOn, *, account_id: int, currency: str, interval: str
+    addon: AddOn, tier: AddOnTier, *, account_id: int, currency: str, interval: str
 ) -> pricing.AddOnTerms:
-    tier = item.tier
     owner = {"addon_tier": tier}
     return pricing.AddOnTerms(
-        addon=item.addon.code,
+        addon=addon.code,
         tier=tier.code,
         tier_rank=tier.rank,
         name=tier.name,
         fee_minor=int(_price(owner, account_id, currency, interval, Price.Component.FEE)),
-        usage=_meter_terms(owner, account_id, currency, item.addon.meter),
+        usage=_meter_terms(owner, account_id, currency, addon.meter),
     )
 
 
-def subscription_terms(subscription: Subscription) -> pricing.SubscriptionTerms:
-    """Everything the subscription pays for, as pricing inputs."""
+def subscription_terms(
+    subscription: Subscription,
+    *,
+    plan: Plan | None = None,
+    interval: str | None = None,
+    tiers: dict[AddOn, AddOnTier | None] | None = None,
+) -> pricing.SubscriptionTerms:
+    """Everything the subscription pays for, as pricing inputs. The keyword arguments price a
+    change instead: another plan, interval, or add-on tiers (None removes an add-on)."""
     account_id = subscription.account_id
     currency = subscription.account.currency
-    interval = subscription.interval
+    interval = interval or subscription.interval
     plan_terms = edition_terms = None
     if subscription.plan_id:
-        plan = subscription.plan
+        plan = plan or subscription.plan
         owner = {"plan": plan}
         plan_terms = pricing.PlanTerms(
             code=plan.code,
@@ -120,9 +135,12 @@ def subscription_terms(subscription: Subscription) -> pricing.SubscriptionTerms:
             overage_unit_minor=monthly(Price.Component.OVERAGE),
             at_limit=subscription.ai_at_limit,
         )
+    chosen = {item.addon: item.tier for item in subscription.addons.select_related("addon", "tier")}
+    chosen.update(tiers or {})
     addons = tuple(
-        addon_terms(item, account_id=account_id, currency=currency, interval=interval)
-        for item in subscription.addons.select_related("addon", "tier")
+        addon_terms(addon, tier, account_id=account_id, currency=currency, interval=interval)
+        for addon, tier in sorted(chosen.items(), key=lambda pair: pair[0].code)
+        if tier is not None
     )
     return pricing.SubscriptionTerms(plan=plan_terms, addons=addons, edition=edition_terms)
 

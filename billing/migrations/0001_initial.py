@@ -5,133 +5,312 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('plans', '0001_initial'),
+        ("accounts", "0001_initial"),
+        ("plans", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='InvoiceCounter',
+            name="InvoiceCounter",
             fields=[
-                ('year', models.PositiveSmallIntegerField(primary_key=True, serialize=False)),
-                ('last_number', models.PositiveIntegerField(default=0)),
+                ("year", models.PositiveSmallIntegerField(primary_key=True, serialize=False)),
+                ("last_number", models.PositiveIntegerField(default=0)),
             ],
         ),
         migrations.CreateModel(
-            name='Invoice',
+            name="Invoice",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('invoice', 'Invoice'), ('credit_note', 'credit note')], default='invoice', max_length=12)),
-                ('reason', models.CharField(choices=[('subscription_start', 'subscription start'), ('period_close', 'period close'), ('upgrade', 'Upgrade'), ('correction', 'Correction')], max_length=20)),
-                ('status', models.CharField(choices=[('draft', 'Draft'), ('open', 'Open'), ('paid', 'Paid'), ('requires_confirmation', 'requires confirmation'), ('past_due', 'past due'), ('void', 'Void'), ('uncollectible', 'Uncollectible')], default='draft', max_length=22)),
-                ('number', models.CharField(blank=True, max_length=20, null=True, unique=True)),
-                ('currency', models.CharField(choices=[('USD', 'USD'), ('EUR', 'EUR'), ('GBP', 'GBP'), ('CAD', 'CAD'), ('AUD', 'AUD')], max_length=3)),
-                ('period_start', models.DateTimeField(help_text='The period the invoice is for (closed usage, or fees).')),
-                ('period_end', models.DateTimeField()),
-                ('total_minor', models.BigIntegerField(default=0)),
-                ('note', models.CharField(blank=True, max_length=300)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('issued_at', models.DateTimeField(blank=True, null=True)),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='invoices', to='accounts.account')),
-                ('credited_invoice', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='credit_notes', to='billing.invoice')),
-                ('subscription', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='invoices', to='plans.subscription')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("invoice", "Invoice"), ("credit_note", "credit note")],
+                        default="invoice",
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "reason",
+                    models.CharField(
+                        choices=[
+                            ("subscription_start", "subscription start"),
+                            ("period_close", "period close"),
+                            ("upgrade", "Upgrade"),
+                            ("correction", "Correction"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("draft", "Draft"),
+                            ("open", "Open"),
+                            ("paid", "Paid"),
+                            ("requires_confirmation", "requires confirmation"),
+                            ("past_due", "past due"),
+                            ("void", "Void"),
+                            ("uncollectible", "Uncollectible"),
+                        ],
+                        default="draft",
+                        max_length=22,
+                    ),
+                ),
+                ("number", models.CharField(blank=True, max_length=20, null=True, unique=True)),
+                (
+                    "currency",
+                    models.CharField(
+                        choices=[
+                            ("USD", "USD"),
+                            ("EUR", "EUR"),
+                            ("GBP", "GBP"),
+                            ("CAD", "CAD"),
+                            ("AUD", "AUD"),
+                        ],
+                        max_length=3,
+                    ),
+                ),
+                (
+                    "period_start",
+                    models.DateTimeField(
+                        help_text="The period the invoice is for (closed usage, or fees)."
+                    ),
+                ),
+                ("period_end", models.DateTimeField()),
+                ("total_minor", models.BigIntegerField(default=0)),
+                ("note", models.CharField(blank=True, max_length=300)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("issued_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="invoices",
+                        to="accounts.account",
+                    ),
+                ),
+                (
+                    "credited_invoice",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="credit_notes",
+                        to="billing.invoice",
+                    ),
+                ),
+                (
+                    "subscription",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="invoices",
+                        to="plans.subscription",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='InvoiceLine',
+            name="InvoiceLine",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveSmallIntegerField()),
-                ('kind', models.CharField(max_length=20)),
-                ('description', models.CharField(max_length=300)),
-                ('meter', models.CharField(blank=True, max_length=32)),
-                ('quantity', models.IntegerField()),
-                ('unit_price_minor', models.DecimalField(decimal_places=6, max_digits=16)),
-                ('amount_minor', models.BigIntegerField()),
-                ('rules', models.JSONField(default=list)),
-                ('period_start', models.DateTimeField()),
-                ('period_end', models.DateTimeField()),
-                ('invoice', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='lines', to='billing.invoice')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveSmallIntegerField()),
+                ("kind", models.CharField(max_length=20)),
+                ("description", models.CharField(max_length=300)),
+                ("meter", models.CharField(blank=True, max_length=32)),
+                ("quantity", models.IntegerField()),
+                ("unit_price_minor", models.DecimalField(decimal_places=6, max_digits=16)),
+                ("amount_minor", models.BigIntegerField()),
+                ("rules", models.JSONField(default=list)),
+                ("period_start", models.DateTimeField()),
+                ("period_end", models.DateTimeField()),
+                (
+                    "invoice",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="lines",
+                        to="billing.invoice",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['position'],
+                "ordering": ["position"],
             },
         ),
         migrations.CreateModel(
-            name='InvoiceStatusChange',
+            name="InvoiceStatusChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('from_status', models.CharField(max_length=22)),
-                ('to_status', models.CharField(max_length=22)),
-                ('reason', models.CharField(blank=True, max_length=200)),
-                ('at', models.DateTimeField()),
-                ('invoice', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='status_changes', to='billing.invoice')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("from_status", models.CharField(max_length=22)),
+                ("to_status", models.CharField(max_length=22)),
+                ("reason", models.CharField(blank=True, max_length=200)),
+                ("at", models.DateTimeField()),
+                (
+                    "invoice",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="status_changes",
+                        to="billing.invoice",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['at', 'pk'],
+                "ordering": ["at", "pk"],
             },
         ),
         migrations.CreateModel(
-            name='ThresholdNotice',
+            name="ThresholdNotice",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('period_start', models.DateTimeField()),
-                ('meter', models.CharField(max_length=32)),
-                ('threshold', models.PositiveSmallIntegerField()),
-                ('sent_at', models.DateTimeField()),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='accounts.account')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("period_start", models.DateTimeField()),
+                ("meter", models.CharField(max_length=32)),
+                ("threshold", models.PositiveSmallIntegerField()),
+                ("sent_at", models.DateTimeField()),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, to="accounts.account"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='UsageClose',
+            name="UsageClose",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('period_start', models.DateTimeField()),
-                ('period_end', models.DateTimeField()),
-                ('closed_at', models.DateTimeField()),
-                ('billed_units', models.JSONField(default=dict, help_text='Units billed per meter so far.')),
-                ('invoice', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='usage_close', to='billing.invoice')),
-                ('subscription', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='closes', to='plans.subscription')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("period_start", models.DateTimeField()),
+                ("period_end", models.DateTimeField()),
+                ("closed_at", models.DateTimeField()),
+                (
+                    "billed_units",
+                    models.JSONField(default=dict, help_text="Units billed per meter so far."),
+                ),
+                (
+                    "invoice",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="usage_close",
+                        to="billing.invoice",
+                    ),
+                ),
+                (
+                    "subscription",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="closes",
+                        to="plans.subscription",
+                    ),
+                ),
             ],
         ),
         migrations.AddIndex(
-            model_name='invoice',
-            index=models.Index(fields=['account', '-created_at'], name='invoice_account_idx'),
+            model_name="invoice",
+            index=models.Index(fields=["account", "-created_at"], name="invoice_account_idx"),
         ),
         migrations.AddConstraint(
-            model_name='invoice',
-            constraint=models.UniqueConstraint(condition=models.Q(('reason', 'period_close')), fields=('subscription', 'period_start'), name='invoice_one_per_period_close'),
+            model_name="invoice",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("reason", "period_close")),
+                fields=("subscription", "period_start"),
+                name="invoice_one_per_period_close",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='invoice',
-            constraint=models.UniqueConstraint(condition=models.Q(('reason', 'subscription_start')), fields=('subscription',), name='invoice_one_start_per_subscription'),
+            model_name="invoice",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("reason", "subscription_start")),
+                fields=("subscription",),
+                name="invoice_one_start_per_subscription",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='invoice',
-            constraint=models.CheckConstraint(condition=models.Q(('status', 'draft'), models.Q(('issued_at__isnull', False), ('number__isnull', False)), _connector='OR'), name='invoice_final_has_number'),
+            model_name="invoice",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("status", "draft"),
+                    models.Q(("issued_at__isnull", False), ("number__isnull", False)),
+                    _connector="OR",
+                ),
+                name="invoice_final_has_number",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='invoice',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('kind', 'invoice'), ('total_minor__gte', 0)), models.Q(('kind', 'credit_note'), ('total_minor__lte', 0)), _connector='OR'), name='invoice_total_sign'),
+            model_name="invoice",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("kind", "invoice"), ("total_minor__gte", 0)),
+                    models.Q(("kind", "credit_note"), ("total_minor__lte", 0)),
+                    _connector="OR",
+                ),
+                name="invoice_total_sign",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='invoice',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['draft', 'open', 'paid', 'requires_confirmation', 'past_due', 'void', 'uncollectible'])), name='invoice_status'),
+            model_name="invoice",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    (
+                        "status__in",
+                        [
+                            "draft",
+                            "open",
+                            "paid",
+                            "requires_confirmation",
+                            "past_due",
+                            "void",
+                            "uncollectible",
+                        ],
+                    )
+                ),
+                name="invoice_status",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='invoiceline',
-            constraint=models.UniqueConstraint(fields=('invoice', 'position'), name='invoiceline_position'),
+            model_name="invoiceline",
+            constraint=models.UniqueConstraint(
+                fields=("invoice", "position"), name="invoiceline_position"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='thresholdnotice',
-            constraint=models.UniqueConstraint(fields=('account', 'period_start', 'meter', 'threshold'), name='threshold_once'),
+            model_name="thresholdnotice",
+            constraint=models.UniqueConstraint(
+                fields=("account", "period_start", "meter", "threshold"), name="threshold_once"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='usageclose',
-            constraint=models.UniqueConstraint(fields=('subscription', 'period_start'), name='usageclose_once'),
+            model_name="usageclose",
+            constraint=models.UniqueConstraint(
+                fields=("subscription", "period_start"), name="usageclose_once"
+            ),
         ),
     ]

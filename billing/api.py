@@ -1,0 +1,136 @@
+"""Partner API: invoices."""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.api_fields import NewestFirstPagination, money
+from accounts.idempotency import idempotent
+from accounts.selectors import account_get
+from plans.models import Interval
+
+from . import changes, selectors
+from .models import Invoice
+
+
+def invoice_out(invoice: Invoice, *, detail: bool = True) -> dict:
+    currency = invoice.currency
+    body = {
+        "id": invoice.pk,
+        "number": invoice.number,
+        "account": invoice.account.slug,
+        "kind": invoice.kind,
+        "reason": invoice.reason,
+        "status": invoice.status,
+        "period": {"start": invoice.period_start, "end": invoice.period_end},
+        "issued_at": invoice.issued_at,
+        "total": money(invoice.total_minor, currency),
+        "note": invoice.note,
+        "credited_invoice": invoice.credited_invoice.number
+        if invoice.credited_invoice_id
+        else None,
+    }
+    if detail:
+        body["lines"] = [
+            {
+                "description": line.description,
+                "kind": line.kind,
+                "meter": line.meter or None,
+                "quantity": line.quantity,
+                "unit_price": money(line.unit_price_minor, currency),
+                "amount": money(line.amount_minor, currency),
+                "rules": line.rules,
+                "period": {"start": line.period_start, "end": line.period_end},
+            }
+            for line in invoice.lines.all()
+        ]
+        body["status_history"] = [
+            {"from": c.from_status, "to": c.to_status, "at": c.at, "reason": c.reason}
+            for c in invoice.status_changes.all()
+        ]
+        body["payment_attempts"] = []  # charged through Stripe with the payments issue
+    return body
+
+
+class AccountInvoicesApi(APIView):
+    @extend_schema(operation_id="invoices_list", responses=OpenApiTypes.OBJECT)
+    def get(self, request, slug: str):
+        account = account_get(principal=request.user, slug=slug)
+        paginator = NewestFirstPagination()
+        page = paginator.paginate_queryset(
+            selectors.invoice_list(account=account), request, view=self
+        )
+        for invoice in page:
+            invoice.account = account
+        return paginator.get_paginated_response([invoice_out(i, detail=False) for i in page])
+
+
+class InvoiceApi(APIView):
+    @extend_schema(operation_id="invoices_retrieve", responses=OpenApiTypes.OBJECT)
+    def get(self, request, invoice_id: int):
+        return Response(
+            invoice_out(selectors.invoice_get(principal=request.user, invoice_id=invoice_id))
+        )
+
+
+class AddOnChangeIn(serializers.Serializer):
+    addon = serializers.CharField(max_length=40)
+    tier = serializers.CharField(max_length=40, allow_null=True)
+
+
+class ChangeIn(serializers.Serializer):
+    plan = serializers.CharField(max_length=40, required=False)
+    interval = serializers.ChoiceField(choices=Interval.values, required=False)
+    addons = AddOnChangeIn(many=True, required=False, default=list)
+
+    def validate(self, data):
+        if not (data.get("plan") or data.get("interval") or data.get("addons")):
+            raise serializers.ValidationError("Name a plan, an interval or add-ons to change.")
+        return data
+
+
+class SubscriptionChangesApi(APIView):
+    """POST a change: upgrades apply now with a prorated invoice (P6), downgrades at the end of
+    the cycle (P7)."""
+
+    @extend_schema(
+        operation_id="subscription_changes_create",
+        request=ChangeIn,
+        responses={201: OpenApiTypes.OBJECT},
+    )
+    @idempotent
+    def post(self, request, slug: str):
+        account = account_get(principal=request.user, slug=slug)
+        serializer = ChangeIn(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        result = changes.subscription_change(
+            account=account,
+            request=changes.ChangeRequest(
+                plan=data.get("plan"),
+                interval=data.get("interval"),
+                addons=tuple((a["addon"], a["tier"]) for a in data["addons"]),
+            ),
+        )
+        body = {
+            "effective": result.effective,
+            "effective_at": result.effective_at,
+            "scheduled_changes": [
+                {"id": c.pk, "change": str(c), "effective_at": c.effective_at}
+                for c in result.scheduled
+            ],
+            "invoice": invoice_out(result.invoice) if result.invoice else None,
+        }
+        if result.scheduled:
+            body["id"] = result.scheduled[0].pk
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class SubscriptionChangeApi(APIView):
+    @extend_schema(operation_id="subscription_changes_cancel", responses={204: None})
+    def delete(self, request, slug: str, change_id: int):
+        account = account_get(principal=request.user, slug=slug)
+        changes.scheduled_change_cancel(account=account, change_id=change_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,213 @@
+"""Plan, interval and add-on changes: upgrades at once and prorated (P6), downgrades at the
+cycle's end (P7). It lives in billing because an upgrade issues an invoice."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.errors import Conflict, DomainError, NotFound
+from accounts.models import Account
+from metering.models import Charge
+from plans import periods, pricing
+from plans.models import AddOn, AddOnTier, Plan, ScheduledChange, Subscription, SubscriptionAddOn
+from plans.terms import subscription_terms
+
+from .models import Invoice, InvoiceReason, UsageClose
+from .services import final_units, invoice_issue
+
+
+@dataclass(frozen=True)
+class ChangeRequest:
+    plan: str | None = None
+    interval: str | None = None
+    addons: tuple[tuple[str, str | None], ...] = ()  # (add-on code, tier code or None: remove)
+
+
+@dataclass
+class ChangeResult:
+    effective: str  # "now" | "period_end"
+    effective_at: datetime
+    scheduled: list[ScheduledChange] = field(default_factory=list)
+    invoice: Invoice | None = None
+
+
+def _resolve(subscription: Subscription, request: ChangeRequest):
+    plan = None
+    if request.plan is not None:
+        plan = Plan.objects.filter(code=request.plan, is_active=True).first()
+        if plan is None:
+            raise DomainError(f"Unknown plan '{request.plan}'.", code="unknown_plan")
+        if plan.is_custom:
+            raise DomainError(
+                f"'{plan.code}' is negotiated per account: an operator sets it up.",
+                code="no_account_terms",
+            )
+    if request.interval not in (None, periods.MONTH, periods.YEAR):
+        raise DomainError("interval is 'month' or 'year'.", details={"field": "interval"})
+    tiers: dict[AddOn, AddOnTier | None] = {}
+    for code, tier_code in request.addons:
+        addon = AddOn.objects.filter(code=code, is_active=True).first()
+        if addon is None:
+            raise DomainError(f"Unknown add-on '{code}'.", code="unknown_addon")
+        tier = None
+        if tier_code is not None:
+            tier = AddOnTier.objects.filter(addon=addon, code=tier_code).first()
+            if tier is None:
+                raise DomainError(f"Unknown tier '{tier_code}' of '{code}'.", code="unknown_addon")
+        tiers[addon] = tier
+    return plan, tiers
+
+
+def subscription_change(
+    *, account: Account, request: ChangeRequest, at: datetime | None = None
+) -> ChangeResult:
+    """Apply an upgrade now with its prorated invoice, or schedule a downgrade (and any request
+    mixing both) for the end of the cycle, whenever it is asked."""
+    at = at or timezone.now()
+    with transaction.atomic(durable=True):
+        subscription = (
+            Subscription.objects.select_for_update(of=("self",))
+            .select_related("account", "plan", "edition")
+            .filter(account=account, ended_at__isnull=True)
+            .first()
+        )
+        if subscription is None:
+            raise NotFound(f"Account '{account.slug}' has no subscription.")
+        if subscription.edition_id:
+            raise DomainError(
+                "Per-agent editions are changed by an operator.", code="edition_change"
+            )
+        plan, tiers = _resolve(subscription, request)
+        current = subscription_terms(subscription)
+        requested = subscription_terms(
+            subscription, plan=plan, interval=request.interval, tiers=tiers
+        )
+        kind = pricing.classify_change(current=current, requested=requested)
+        if kind == "none":
+            raise DomainError("The request changes nothing.", code="no_change")
+        if kind == "downgrade":
+            return _schedule(subscription, plan, request.interval, tiers)
+        return _upgrade(subscription, current, requested, plan, request.interval, tiers, at)
+
+
+def _schedule(subscription, plan, interval, tiers) -> ChangeResult:
+    """P7: one scheduled row per part, all at the end of the current cycle."""
+    at = subscription.current_period_end
+    rows = []
+    if (plan is not None and plan != subscription.plan) or (
+        interval and interval != subscription.interval
+    ):
+        rows.append(
+            ScheduledChange(
+                subscription=subscription, plan=plan, interval=interval or "", effective_at=at
+            )
+        )
+    current = {item.addon_id: item.tier_id for item in subscription.addons.all()}
+    for addon, tier in tiers.items():
+        if current.get(addon.pk) != (tier.pk if tier else None):
+            rows.append(
+                ScheduledChange(
+                    subscription=subscription, addon=addon, addon_tier=tier, effective_at=at
+                )
+            )
+    for row in rows:
+        row.full_clean()
+        row.save()
+    return ChangeResult(effective="period_end", effective_at=at, scheduled=rows)
+
+
+def _upgrade(subscription, current, requested, plan, interval, tiers, at) -> ChangeResult:
+    """P6: the difference for the rest of the cycle is charged now and the new allowance
+    applies to the current period. Month → year closes the interrupted month's usage and
+    starts an annual cycle at the change instant."""
+    cycle = pricing.Period(
+        start=subscription.current_period_start, end=subscription.current_period_end
+    )
+    migrated = subscription.is_migrated and not subscription.closes.exists()
+    lines: list[pricing.Line] = []
+    new_cycle = None
+    interrupted = None
+    if requested.interval != current.interval:
+        new_cycle = pricing.Period(start=at, end=periods.add_months(at, 12))
+        if at > subscription.usage_period_start:
+            interrupted = pricing.Period(start=subscription.usage_period_start, end=at)
+            usage = final_units(subscription, interrupted.start)
+            lines += pricing.usage_lines(terms=current, closed=interrupted, usage=usage)
+    lines += pricing.upgrade_lines(
+        current=current,
+        requested=requested,
+        cycle=cycle,
+        at=at,
+        new_cycle=new_cycle,
+        is_migrated=migrated,
+    )
+    invoice = invoice_issue(
+        subscription=subscription,
+        account_id=subscription.account_id,
+        currency=subscription.account.currency,
+        reason=InvoiceReason.UPGRADE,
+        period=new_cycle or pricing.Period(start=at, end=cycle.end),
+        lines=lines,
+        at=at,
+    )
+    if plan is not None:
+        subscription.plan = plan
+    for addon, tier in tiers.items():
+        if tier is None:
+            SubscriptionAddOn.objects.filter(subscription=subscription, addon=addon).delete()
+        else:
+            SubscriptionAddOn.objects.update_or_create(
+                subscription=subscription, addon=addon, defaults={"tier": tier, "started_at": at}
+            )
+    if new_cycle is not None:
+        _restart_annual(subscription, interrupted, invoice, new_cycle, at)
+    subscription.save()
+    return ChangeResult(effective="now", effective_at=at, invoice=invoice)
+
+
+def _restart_annual(subscription, interrupted, invoice, new_cycle, at) -> None:
+    """Re-anchor on the change instant: the interrupted month is closed on the upgrade invoice,
+    and units already counted from `at` on move into the new first usage period."""
+    if interrupted is not None:
+        UsageClose.objects.create(
+            subscription=subscription,
+            period_start=interrupted.start,
+            period_end=interrupted.end,
+            closed_at=at,
+            invoice=invoice,
+            billed_units=final_units(subscription, interrupted.start),
+        )
+    subscription.interval = periods.YEAR
+    subscription.billing_anchor = at
+    subscription.current_period_start, subscription.current_period_end = (
+        new_cycle.start,
+        new_cycle.end,
+    )
+    subscription.usage_period_start, subscription.usage_period_end = (
+        periods.usage_period_containing(at, at)
+    )
+    Charge.objects.filter(account_id=subscription.account_id, billable_at__gte=at).update(
+        period_start=subscription.usage_period_start
+    )
+
+
+def scheduled_change_cancel(*, account: Account, change_id: int) -> ScheduledChange:
+    """Cancel a scheduled change until it takes effect."""
+    with transaction.atomic():
+        change = (
+            ScheduledChange.objects.select_for_update()
+            .filter(pk=change_id, subscription__account=account)
+            .first()
+        )
+        if change is None:
+            raise NotFound(f"No scheduled change {change_id}.")
+        if change.status != ScheduledChange.Status.SCHEDULED:
+            raise Conflict(
+                f"This change is already {change.status}.", details={"status": change.status}
+            )
+        change.status = ScheduledChange.Status.CANCELED
+        change.resolved_at = timezone.now()
+        change.save(update_fields=["status", "resolved_at"])
+        return change

@@ -1,0 +1,147 @@
+"""Subscription changes (P6, P7) and the invoice endpoints, through the partner API."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+
+from billing.models import Invoice
+from billing.services import run_billing
+from plans.models import ScheduledChange, Subscription
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)  # a 30-day period: Nov 1 → Dec 1
+HALF = datetime(2026, 11, 16, tzinfo=UTC)
+
+
+@pytest.fixture
+def shop(make_account):
+    with time_machine.travel(T0, tick=False):
+        account = make_account(slug="shop", plan="basic", addons=[("voice", "voice-75")])
+    run_billing(as_of=T0)
+    return account
+
+
+def change(api, body, at=HALF):
+    with time_machine.travel(at, tick=False):
+        return api.post("/api/v1/accounts/shop/subscription/changes", body, format="json")
+
+
+def test_P6_an_upgrade_applies_now_and_bills_the_difference_to_the_second(shop, partner_api):
+    response = change(partner_api, {"plan": "pro"})
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["effective"] == "now" and body["scheduled_changes"] == []
+    invoice = body["invoice"]
+    assert invoice["reason"] == "upgrade" and invoice["status"] == "open"
+    assert invoice["total"] == {"amount": 15000, "currency": "USD"}  # (360 $ − 60 $) × 15/30 days
+    assert [line["rules"] for line in invoice["lines"]] == [["P6"]]
+    assert Subscription.objects.get(account=shop).plan.code == "pro"
+    usage = partner_api.get("/api/v1/accounts/shop/usage").json()
+    assert usage["meters"]["helpdesk_tickets"]["included"] == 2000  # the new allowance, now
+
+
+def test_P6_an_add_on_tier_upgrade_is_prorated(shop, partner_api):
+    body = change(partner_api, {"addons": [{"addon": "voice", "tier": "voice-250"}]}).json()
+    assert body["invoice"]["total"] == {"amount": 8000, "currency": "USD"}  # (250 $ − 90 $) / 2
+
+
+def test_P6_month_to_year_starts_an_annual_cycle_now(shop, partner_api):
+    body = change(partner_api, {"interval": "year"}).json()
+    assert body["effective"] == "now"
+    kinds = [(line["kind"], line["amount"]["amount"]) for line in body["invoice"]["lines"]]
+    # unused half of the monthly fees credited, full annual fees charged
+    assert ("plan_fee", 60000) in kinds and ("addon_fee", 90000) in kinds
+    assert ("credit", -3000) in kinds and ("credit", -4500) in kinds
+    subscription = Subscription.objects.get(account=shop)
+    assert subscription.interval == "year" and subscription.current_period_start == HALF
+    assert subscription.current_period_end == datetime(2027, 11, 16, tzinfo=UTC)
+    assert subscription.usage_period_end == datetime(2026, 12, 16, tzinfo=UTC)
+
+
+def test_P7_a_downgrade_is_scheduled_for_the_cycle_end_and_can_be_cancelled(shop, partner_api):
+    response = change(partner_api, {"plan": "starter"})
+    assert response.status_code == 201
+    body = response.json()
+    assert body["effective"] == "period_end" and body["invoice"] is None
+    assert body["effective_at"] == "2026-12-01T00:00:00Z"
+    account = partner_api.get("/api/v1/accounts/shop").json()
+    assert [c["id"] for c in account["subscription"]["scheduled_changes"]] == [body["id"]]
+    cancel = partner_api.delete(f"/api/v1/accounts/shop/subscription/changes/{body['id']}")
+    assert cancel.status_code == 204
+    again = partner_api.delete(f"/api/v1/accounts/shop/subscription/changes/{body['id']}")
+    assert again.status_code == 409
+    run_billing(as_of=datetime(2026, 12, 1, tzinfo=UTC))
+    assert Subscription.objects.get(account=shop).plan.code == "basic"
+
+
+def test_P7_removing_an_add_on_waits_for_the_cycle_end(shop, partner_api):
+    body = change(partner_api, {"addons": [{"addon": "voice", "tier": None}]}).json()
+    assert body["effective"] == "period_end"
+    run_billing(as_of=datetime(2026, 12, 1, tzinfo=UTC))
+    subscription = Subscription.objects.get(account=shop)
+    assert not subscription.addons.exists()
+    close = Invoice.objects.get(account=shop, reason="period_close")
+    assert [line.kind for line in close.lines.all()] == ["plan_fee"]  # no Voice fee any more
+
+
+def test_P7_a_request_mixing_up_and_down_waits_whole(shop, partner_api):
+    body = change(partner_api, {"plan": "pro", "addons": [{"addon": "voice", "tier": None}]}).json()
+    assert body["effective"] == "period_end"
+    assert ScheduledChange.objects.filter(status="scheduled").count() == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"plan": "gold"}, "unknown_plan"),
+        ({"plan": "basic"}, "no_change"),
+        ({"addons": [{"addon": "voice", "tier": "voice-9"}]}, "unknown_addon"),
+        ({}, "invalid"),
+        ({"interval": "week"}, "invalid"),
+    ],
+)
+def test_bad_change_requests_are_400(shop, partner_api, body, code):
+    response = change(partner_api, body)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == code
+
+
+def test_other_tenants_cannot_change_or_cancel(shop, partner_api, other_partner_api):
+    assert change(other_partner_api, {"plan": "pro"}).status_code == 404
+    scheduled = change(partner_api, {"plan": "starter"}).json()
+    response = other_partner_api.delete(
+        f"/api/v1/accounts/shop/subscription/changes/{scheduled['id']}"
+    )
+    assert response.status_code == 404
+
+
+def test_invoice_list_and_detail_with_lines_and_rules(shop, partner_api, other_partner_api):
+    run_billing(as_of=datetime(2026, 12, 1, tzinfo=UTC))
+    listed = partner_api.get("/api/v1/accounts/shop/invoices").json()["results"]
+    assert [i["reason"] for i in listed] == ["period_close", "subscription_start"]  # newest first
+    detail = partner_api.get(f"/api/v1/invoices/{listed[0]['id']}").json()
+    assert detail["number"] == "2026-000002" and detail["status"] == "open"
+    assert detail["total"] == {"amount": 15000, "currency": "USD"}  # Basic 60 $ + Voice 90 $
+    assert [line["rules"] for line in detail["lines"]] == [["P1"], ["P1", "P3"]]
+    assert detail["status_history"][0]["to"] == "open"
+    assert other_partner_api.get(f"/api/v1/invoices/{listed[0]['id']}").status_code == 404
+    assert partner_api.get("/api/v1/invoices/999999").status_code == 404
+
+
+def test_the_change_is_idempotent_with_a_key(shop, partner_api):
+    with time_machine.travel(HALF, tick=False):
+        first = partner_api.post(
+            "/api/v1/accounts/shop/subscription/changes",
+            {"plan": "pro"},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="up-1",
+        )
+        again = partner_api.post(
+            "/api/v1/accounts/shop/subscription/changes",
+            {"plan": "pro"},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="up-1",
+        )
+    assert first.json() == again.json()
+    assert Invoice.objects.filter(reason="upgrade").count() == 1
+    assert HALF + timedelta(0) == datetime.fromisoformat(first.json()["effective_at"])
