@@ -1,5 +1,6 @@
 """Partner API: invoices."""
 
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -13,6 +14,7 @@ from plans.models import Interval
 
 from . import changes, selectors
 from .models import Invoice
+from .pdf import render_invoice_pdf
 
 
 def invoice_out(invoice: Invoice, *, detail: bool = True) -> dict:
@@ -134,3 +136,16 @@ class SubscriptionChangeApi(APIView):
         account = account_get(principal=request.user, slug=slug)
         changes.scheduled_change_cancel(account=account, change_id=change_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InvoicePdfApi(APIView):
+    @extend_schema(
+        operation_id="invoices_pdf", responses={(200, "application/pdf"): OpenApiTypes.BINARY}
+    )
+    def get(self, request, invoice_id: int):
+        invoice = selectors.invoice_get(principal=request.user, invoice_id=invoice_id)
+        content = render_invoice_pdf(selectors.invoice_document(invoice=invoice))
+        response = HttpResponse(content, content_type="application/pdf")
+        name = invoice.number or f"draft-{invoice.pk}"
+        response["Content-Disposition"] = f'inline; filename="invoice-{name}.pdf"'
+        return response

@@ -27,7 +27,7 @@ from decimal import Decimal
 from fpdf import FPDF
 from fpdf.enums import MethodReturnValue, XPos, YPos
 
-from plans.money import currency_exponent, format_money
+from plans.money import format_money, format_unit_price
 
 __all__ = ["DocumentLine", "InvoiceDocument", "InvoicePdfError", "render_invoice_pdf"]
 
@@ -178,16 +178,7 @@ def _unit_price_text(unit_price_minor: Decimal, currency: str) -> str:
         raise InvoicePdfError(
             f"unit_price_minor must be a finite Decimal, got {unit_price_minor!r}"
         )
-    magnitude = abs(unit_price_minor)
-    whole = int(magnitude)
-    text = format_money(whole, currency)
-    fraction = magnitude - whole
-    if fraction:
-        # Shown, not rounded: rounding happens once per line, on the amount (P9).
-        digits = format(fraction.normalize(), "f").partition(".")[2]
-        text += digits if currency_exponent(currency) else f".{digits}"
-    if unit_price_minor < 0:
-        text = f"-{text}"
+    text = format_unit_price(unit_price_minor, currency)
     return _drawable_money(text, currency)
 
 

@@ -1,5 +1,6 @@
 """Read paths of billing, scoped by the requesting principal."""
 
+from django.conf import settings
 from django.db.models import QuerySet
 
 from accounts.errors import NotFound
@@ -7,6 +8,7 @@ from accounts.models import Account
 from accounts.principals import accounts_for
 
 from .models import Invoice
+from .pdf import DocumentLine, InvoiceDocument
 
 
 def invoice_list(*, account: Account) -> QuerySet[Invoice]:
@@ -24,3 +26,50 @@ def invoice_get(*, principal, invoice_id: int) -> Invoice:
     if invoice is None:
         raise NotFound(f"No invoice {invoice_id}.")
     return invoice
+
+
+def invoice_document(*, invoice: Invoice) -> InvoiceDocument:
+    """What the invoice PDF shows: the invoice as issued, with the seller and the customer."""
+    account = invoice.account
+    customer = [
+        line
+        for line in (
+            account.company,
+            account.address_line1,
+            account.address_line2,
+            " ".join(part for part in (account.postal_code, account.city) if part),
+            account.country,
+            f"VAT id: {account.vat_id}" if account.vat_id else "",
+        )
+        if line
+    ]
+    notes = [invoice.note] if invoice.note else []
+    if invoice.credited_invoice_id:
+        notes.append(f"Credits invoice {invoice.credited_invoice.number}.")
+    return InvoiceDocument(
+        number=invoice.number or "",
+        kind=invoice.kind,
+        status=invoice.status,
+        issued_at=invoice.issued_at,
+        period_start=invoice.period_start,
+        period_end=invoice.period_end,
+        currency=invoice.currency,
+        seller=tuple(settings.INVOICE_SELLER),
+        customer_name=account.name,
+        customer_lines=tuple(customer),
+        billing_email=account.billing_email,
+        lines=tuple(
+            DocumentLine(
+                description=line.description,
+                quantity=line.quantity,
+                unit_price_minor=line.unit_price_minor,
+                amount_minor=line.amount_minor,
+                rules=tuple(line.rules),
+                period_start=line.period_start,
+                period_end=line.period_end,
+            )
+            for line in invoice.lines.all()
+        ),
+        total_minor=invoice.total_minor,
+        notes=tuple(notes),
+    )

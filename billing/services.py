@@ -1,13 +1,14 @@
 """Write paths of billing: invoices, their states, and closing periods (`run_billing`)."""
 
 import logging
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, OuterRef
+from django.db import transaction
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from accounts.errors import Conflict
@@ -16,7 +17,7 @@ from metering import services as metering_services
 from metering.models import Charge, ChargeStatus
 from plans import periods, pricing
 from plans.models import ScheduledChange, Subscription, SubscriptionAddOn
-from plans.terms import subscription_terms
+from plans.terms import TermsBook, subscription_terms
 
 from .models import (
     Invoice,
@@ -46,6 +47,8 @@ TRANSITIONS: dict[str, set[str]] = {
 DEFERRED_ON_ANNUAL = pricing.DEFERRED_ON_ANNUAL
 # Late events older than this are not re-billed (the invoice of a year ago stands as it is).
 LATE_LOOKBACK_CLOSES = 12
+# Subscriptions closed per transaction by run_billing.
+CLOSE_BATCH = 500
 
 
 class InvalidTransition(Conflict):
@@ -73,72 +76,102 @@ def invoice_transition(
     return locked
 
 
-def _next_number(year: int) -> str:
-    """The year's next invoice number. The counter row stays locked until the caller's
-    transaction ends, so numbers are taken in commit order and a rollback leaves no gap."""
+def _take_numbers(year: int, count: int) -> list[str]:
+    """The year's next `count` invoice numbers. The counter row stays locked until the
+    caller's transaction ends, so numbers are taken in commit order and a rollback leaves no
+    gap."""
     InvoiceCounter.objects.bulk_create([InvoiceCounter(year=year)], ignore_conflicts=True)
     counter = InvoiceCounter.objects.select_for_update().get(year=year)
-    counter.last_number += 1
+    first = counter.last_number + 1
+    counter.last_number += count
     counter.save(update_fields=["last_number"])
-    return f"{year}-{counter.last_number:06d}"
+    return [f"{year}-{n:06d}" for n in range(first, first + count)]
 
 
-def invoice_issue(
-    *,
-    subscription: Subscription | None,
-    account_id: int,
-    currency: str,
-    reason: str,
-    period: pricing.Period,
-    lines: Sequence[pricing.Line],
-    at: datetime,
-    kind: str = InvoiceKind.INVOICE,
-    credited: Invoice | None = None,
-    note: str = "",
-) -> Invoice:
-    """Write an invoice with its lines and finalize it at once: numbered, immutable (F5).
+@dataclass
+class InvoiceDraft:
+    """An invoice to issue: what plans.pricing produced for one subscription and period."""
 
-    An invoice with nothing to pay is settled as it is issued."""
-    total = pricing.invoice_total(lines)
-    invoice = Invoice.objects.create(
-        account_id=account_id,
-        subscription=subscription,
-        kind=kind,
-        reason=reason,
-        currency=currency,
-        period_start=period.start,
-        period_end=period.end,
-        total_minor=total,
-        credited_invoice=credited,
-        note=note,
-    )
-    InvoiceLine.objects.bulk_create(
-        InvoiceLine(
-            invoice=invoice,
-            position=position,
-            kind=line.kind,
-            description=line.description,
-            meter=line.meter or "",
-            quantity=line.quantity,
-            unit_price_minor=line.unit_price_minor,
-            amount_minor=line.amount_minor,
-            rules=list(line.rules),
-            period_start=line.period_start,
-            period_end=line.period_end,
+    subscription: Subscription | None
+    account_id: int
+    currency: str
+    reason: str
+    period: pricing.Period
+    lines: Sequence[pricing.Line]
+    kind: str = InvoiceKind.INVOICE
+    credited: Invoice | None = None
+    note: str = ""
+
+
+def invoices_issue(*, drafts: Sequence[InvoiceDraft], at: datetime) -> list[Invoice]:
+    """Write invoices with their lines, final at once: numbered, immutable (F5), audited.
+
+    An invoice with nothing to pay is settled as it is issued; a credit note stays open until
+    it is refunded or used. Bulk writes: closing thousands of periods is a few statements."""
+    if not drafts:
+        return []
+    numbers = _take_numbers(at.year, len(drafts))
+    invoices = []
+    for draft, number in zip(drafts, numbers, strict=True):
+        total = pricing.invoice_total(draft.lines)
+        settled = draft.kind == InvoiceKind.INVOICE and total == 0
+        invoices.append(
+            Invoice(
+                account_id=draft.account_id,
+                subscription=draft.subscription,
+                kind=draft.kind,
+                reason=draft.reason,
+                currency=draft.currency,
+                period_start=draft.period.start,
+                period_end=draft.period.end,
+                total_minor=total,
+                credited_invoice=draft.credited,
+                note=draft.note,
+                number=number,
+                issued_at=at,
+                status=S.PAID if settled else S.OPEN,
+            )
         )
-        for position, line in enumerate(lines, start=1)
+    Invoice.objects.bulk_create(invoices)
+    InvoiceLine.objects.bulk_create(
+        [
+            InvoiceLine(
+                invoice=invoice,
+                position=position,
+                kind=line.kind,
+                description=line.description,
+                meter=line.meter or "",
+                quantity=line.quantity,
+                unit_price_minor=line.unit_price_minor,
+                amount_minor=line.amount_minor,
+                rules=list(line.rules),
+                period_start=line.period_start,
+                period_end=line.period_end,
+            )
+            for invoice, draft in zip(invoices, drafts, strict=True)
+            for position, line in enumerate(draft.lines, start=1)
+        ],
+        batch_size=2000,
     )
-    invoice.number = _next_number(at.year)
-    invoice.issued_at = at
-    invoice.save(update_fields=["number", "issued_at"])
-    # Nothing to pay: settled as issued. A credit note stays open until it is refunded or used.
-    settled = kind == InvoiceKind.INVOICE and total == 0
-    return invoice_transition(
-        invoice=invoice,
-        to=S.PAID if settled else S.OPEN,
-        reason="nothing to pay" if settled else "issued",
-        at=at,
+    InvoiceStatusChange.objects.bulk_create(
+        [
+            InvoiceStatusChange(
+                invoice=invoice,
+                from_status=S.DRAFT,
+                to_status=invoice.status,
+                at=at,
+                reason="nothing to pay" if invoice.status == S.PAID else "issued",
+            )
+            for invoice in invoices
+        ],
+        batch_size=2000,
     )
+    return invoices
+
+
+def invoice_issue(*, at: datetime, **draft) -> Invoice:
+    """Issue one invoice (see invoices_issue)."""
+    return invoices_issue(drafts=[InvoiceDraft(**draft)], at=at)[0]
 
 
 def credit_note_issue(
@@ -192,6 +225,7 @@ class BillingRun:
     windows_finalized: int = 0
     invoices: list[int] = field(default_factory=list)
     changes_applied: int = 0
+    threshold_emails: int = 0
 
 
 def run_billing(*, as_of: datetime | None = None) -> BillingRun:
@@ -213,12 +247,15 @@ def run_billing(*, as_of: datetime | None = None) -> BillingRun:
         invoice = subscription_start_invoice(subscription_id=subscription_id, as_of=as_of)
         if invoice is not None:
             run.invoices.append(invoice.pk)
-    due = Subscription.objects.filter(ended_at__isnull=True, usage_period_end__lte=as_of)
-    for subscription_id in due.order_by("pk").values_list("pk", flat=True):
-        while (closed := period_close(subscription_id=subscription_id, as_of=as_of)) is not None:
-            invoice, applied = closed
+    # Each pass closes one period of every due subscription (batches of CLOSE_BATCH); a
+    # subscription several periods behind is caught up by the next passes.
+    while closed := periods_close(as_of=as_of):
+        for invoice, applied in closed:
             run.invoices.append(invoice.pk)
             run.changes_applied += applied
+    from .thresholds import usage_thresholds_notify  # thresholds reads through this module
+
+    run.threshold_emails = usage_thresholds_notify(as_of=as_of)
     return run
 
 
@@ -263,14 +300,32 @@ def subscription_start_invoice(*, subscription_id: int, as_of: datetime) -> Invo
 def final_units(subscription: Subscription, start: datetime) -> dict[str, int]:
     """Units billed in the usage period starting at `start`: final ones; capped ones are
     recorded but never billed (C2, Z9), pending ones are not final yet."""
+    return _units_by_period([(subscription.account_id, start)]).get(
+        (subscription.account_id, start), {}
+    )
+
+
+def _units_by_period(
+    pairs: Iterable[tuple[int, datetime]],
+) -> dict[tuple[int, datetime], dict[str, int]]:
+    """Final units per meter for many (account, usage period start) pairs, in one query."""
+    by_start: dict[datetime, set[int]] = defaultdict(set)
+    for account_id, start in pairs:
+        by_start[start].add(account_id)
+    if not by_start:
+        return {}
+    condition = Q()
+    for start, accounts in by_start.items():
+        condition |= Q(period_start=start, account_id__in=accounts)
     rows = (
-        Charge.objects.filter(
-            account_id=subscription.account_id, period_start=start, status=ChargeStatus.FINAL
-        )
-        .values_list("meter")
+        Charge.objects.filter(condition, status=ChargeStatus.FINAL)
+        .values_list("account_id", "period_start", "meter")
         .annotate(n=Count("id"))
     )
-    return dict(rows)
+    result: dict[tuple[int, datetime], dict[str, int]] = defaultdict(dict)
+    for account_id, start, meter, n in rows:
+        result[(account_id, start)][meter] = n
+    return result
 
 
 def _resolutions_earlier(subscription: Subscription, closed_start: datetime) -> int:
@@ -286,99 +341,168 @@ def _resolutions_earlier(subscription: Subscription, closed_start: datetime) -> 
     ).count()
 
 
-def period_close(*, subscription_id: int, as_of: datetime) -> tuple[Invoice, int] | None:
-    """Close the subscription's next usage period if it ended by `as_of`: one invoice with
-    its usage, late usage of earlier periods (F6) and, at a cycle's end, the next cycle's
-    fees after applying scheduled changes (P1, P4, P7). Returns (invoice, changes applied)."""
+@dataclass
+class _Close:
+    """One subscription's close, priced in memory before anything is written."""
+
+    subscription: Subscription
+    closed: pricing.Period
+    usage: dict[str, int]
+    draft: InvoiceDraft
+    next_cycle: pricing.Period | None
+    changes: list[ScheduledChange]
+    updated_closes: list[UsageClose]
+
+
+def periods_close(*, as_of: datetime, limit: int = CLOSE_BATCH) -> list[tuple[Invoice, int]]:
+    """Close the next usage period of up to `limit` subscriptions whose period ended by
+    `as_of`: one invoice each with its usage, late usage of earlier periods (F6) and, at a
+    cycle's end, the next cycle's fees after the scheduled changes (P1, P4, P7).
+
+    The subscriptions are locked with SKIP LOCKED, so concurrent runs take disjoint batches;
+    everything they need is read in a handful of grouped queries and written in bulk."""
     with transaction.atomic(durable=True):
-        subscription = _claim(subscription_id, usage_period_end__lte=as_of)
-        if subscription is None:
-            return None
-        closed = pricing.Period(
-            start=subscription.usage_period_start, end=subscription.usage_period_end
+        subscriptions = list(
+            Subscription.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("account", "plan", "edition")
+            .filter(ended_at__isnull=True, usage_period_end__lte=as_of)
+            .order_by("pk")[:limit]
         )
-        cycle = pricing.Period(
-            start=subscription.current_period_start, end=subscription.current_period_end
+        if not subscriptions:
+            return []
+        book = TermsBook(s.account_id for s in subscriptions)
+        addons: dict[int, list] = defaultdict(list)
+        for item in SubscriptionAddOn.objects.filter(subscription__in=subscriptions).select_related(
+            "addon", "tier"
+        ):
+            addons[item.subscription_id].append((item.addon, item.tier))
+        scheduled: dict[int, list[ScheduledChange]] = defaultdict(list)
+        for change in (
+            ScheduledChange.objects.filter(
+                subscription__in=subscriptions, status=ScheduledChange.Status.SCHEDULED
+            )
+            .select_related("plan", "addon", "addon_tier")
+            .order_by("created_at", "pk")
+        ):
+            scheduled[change.subscription_id].append(change)
+        earlier: dict[int, list[UsageClose]] = defaultdict(list)
+        for close in UsageClose.objects.filter(subscription__in=subscriptions).order_by(
+            "-period_start"
+        ):
+            if len(earlier[close.subscription_id]) < LATE_LOOKBACK_CLOSES:
+                earlier[close.subscription_id].append(close)
+        units = _units_by_period(
+            [(s.account_id, s.usage_period_start) for s in subscriptions]
+            + [(s.account_id, c.period_start) for s in subscriptions for c in earlier[s.pk]]
         )
-        cycle_ends = closed.end == cycle.end
-        terms = subscription_terms(subscription)
-        usage = final_units(subscription, closed.start)
-        annual = subscription.interval == periods.YEAR
-        earlier = list(
-            subscription.closes.filter(period_start__lt=closed.start).order_by("-period_start")[
-                :LATE_LOOKBACK_CLOSES
+        closes = [
+            _price_close(s, book, addons[s.pk], scheduled[s.pk], earlier[s.pk], units, as_of)
+            for s in subscriptions
+        ]
+        invoices = invoices_issue(drafts=[c.draft for c in closes], at=as_of)
+        UsageClose.objects.bulk_create(
+            [
+                UsageClose(
+                    subscription=c.subscription,
+                    period_start=c.closed.start,
+                    period_end=c.closed.end,
+                    closed_at=as_of,
+                    invoice=invoice,
+                    billed_units=c.usage,
+                )
+                for c, invoice in zip(closes, invoices, strict=True)
             ]
         )
-        in_cycle = [c for c in earlier if c.period_start >= cycle.start]
-        earlier_months = []
-        if cycle_ends and annual:
-            deferred = {a.meter: a for a in terms.addons if a.meter in DEFERRED_ON_ANNUAL}
-            for close in reversed(in_cycle):
-                units = final_units(subscription, close.period_start)
-                for meter, addon in deferred.items():
+        updated = {close.pk: close for c in closes for close in c.updated_closes}
+        UsageClose.objects.bulk_update(list(updated.values()), ["billed_units"])
+        for c in closes:
+            if c.changes:
+                _apply_scheduled_changes(c.subscription, c.changes, at=c.closed.end)
+            _advance(c.subscription, closed_end=c.closed.end, next_cycle=c.next_cycle)
+        Subscription.objects.bulk_update(
+            [c.subscription for c in closes],
+            [
+                "usage_period_start",
+                "usage_period_end",
+                "current_period_start",
+                "current_period_end",
+            ],
+        )
+        return [(invoice, len(c.changes)) for c, invoice in zip(closes, invoices, strict=True)]
+
+
+def _price_close(subscription, book, addons, scheduled, earlier, units, as_of) -> _Close:
+    closed = pricing.Period(
+        start=subscription.usage_period_start, end=subscription.usage_period_end
+    )
+    cycle = pricing.Period(
+        start=subscription.current_period_start, end=subscription.current_period_end
+    )
+    cycle_ends = closed.end == cycle.end
+    annual = subscription.interval == periods.YEAR
+    terms = book.subscription_terms(subscription, addons)
+    usage = units.get((subscription.account_id, closed.start), {})
+    earlier = [c for c in earlier if c.period_start < closed.start]
+    in_cycle = [c for c in earlier if c.period_start >= cycle.start] if annual else []
+    earlier_months = []
+    if cycle_ends and annual:
+        for close in reversed(in_cycle):
+            counted = units.get((subscription.account_id, close.period_start), {})
+            for addon in terms.addons:
+                if addon.meter in DEFERRED_ON_ANNUAL:
+                    period = pricing.Period(start=close.period_start, end=close.period_end)
+                    used = counted.get(addon.meter, 0)
                     earlier_months.append(
-                        pricing.UsageMonth(
-                            period=pricing.Period(start=close.period_start, end=close.period_end),
-                            used=units.get(meter, 0),
-                            terms=addon.usage,
-                        )
+                        pricing.UsageMonth(period=period, used=used, terms=addon.usage)
                     )
-                    close.billed_units[meter] = units.get(meter, 0)
-        late, late_closes = _late_usage(subscription, terms, earlier, in_cycle if annual else [])
-        applied, next_cycle, next_terms = 0, None, None
-        if cycle_ends:
-            applied = _apply_scheduled_changes(subscription, at=closed.end)
-            next_start, next_end = periods.period_containing(
-                subscription.billing_anchor, subscription.interval, closed.end
-            )
-            next_cycle = pricing.Period(start=next_start, end=next_end)
-            next_terms = subscription_terms(subscription)
-        lines = pricing.price_period_close(
-            terms=terms,
-            closed=closed,
-            cycle=cycle,
-            usage=usage,
-            resolutions_used_earlier=_resolutions_earlier(subscription, closed.start)
-            if subscription.edition_id
-            else 0,
-            earlier_months=earlier_months,
-            late=late,
-            next_cycle=next_cycle,
-            next_terms=next_terms,
+                    close.billed_units[addon.meter] = used
+    late, late_closes = _late_usage(subscription, terms, earlier, in_cycle, units)
+    changes = [c for c in scheduled if c.effective_at <= closed.end] if cycle_ends else []
+    next_cycle = next_terms = None
+    if cycle_ends:
+        plan, interval, tiers = subscription.plan, subscription.interval, dict(addons)
+        for change in changes:  # P7: what the next cycle is billed on
+            plan = change.plan or plan
+            interval = change.interval or interval
+            if change.addon_id:
+                tiers[change.addon] = change.addon_tier
+        next_start, next_end = periods.period_containing(
+            subscription.billing_anchor, interval, closed.end
         )
-        try:
-            with transaction.atomic():
-                invoice = invoice_issue(
-                    subscription=subscription,
-                    account_id=subscription.account_id,
-                    currency=subscription.account.currency,
-                    reason=InvoiceReason.PERIOD_CLOSE,
-                    period=closed,
-                    lines=lines,
-                    at=as_of,
-                    note="Includes late usage of earlier periods (F6)." if late else "",
-                )
-        except IntegrityError:
-            # Another run closed this period between our read and our write: nothing to do.
-            logger.warning(
-                "Period %s of subscription %s was already closed", closed.start, subscription.pk
-            )
-            return None
-        UsageClose.objects.create(
-            subscription=subscription,
-            period_start=closed.start,
-            period_end=closed.end,
-            closed_at=as_of,
-            invoice=invoice,
-            billed_units=usage,
+        next_cycle = pricing.Period(start=next_start, end=next_end)
+        next_terms = book.subscription_terms(
+            subscription, addons, plan=plan, interval=interval, tiers=tiers
         )
-        for close in {c.pk: c for c in [*late_closes, *in_cycle]}.values():
-            close.save(update_fields=["billed_units"])
-        _advance(subscription, closed_end=closed.end, next_cycle=next_cycle)
-        return invoice, applied
+    lines = pricing.price_period_close(
+        terms=terms,
+        closed=closed,
+        cycle=cycle,
+        usage=usage,
+        resolutions_used_earlier=_resolutions_earlier(subscription, closed.start)
+        if subscription.edition_id
+        else 0,
+        earlier_months=earlier_months,
+        late=late,
+        next_cycle=next_cycle,
+        next_terms=next_terms,
+    )
+    draft = InvoiceDraft(
+        subscription=subscription,
+        account_id=subscription.account_id,
+        currency=subscription.account.currency,
+        reason=InvoiceReason.PERIOD_CLOSE,
+        period=closed,
+        lines=lines,
+        note="Includes late usage of earlier periods (F6)." if late else "",
+    )
+    return _Close(
+        subscription, closed, usage, draft, next_cycle, changes, [*late_closes, *in_cycle]
+    )
 
 
-def _late_usage(subscription, terms, earlier: list[UsageClose], deferred_closes: list[UsageClose]):
+def _late_usage(
+    subscription, terms, earlier: list[UsageClose], deferred_closes: list[UsageClose], units
+):
     """F6: units of already-invoiced periods that became final since, per meter, priced as
     the difference of that period's overage. Voice/SMS months of the running annual cycle are
     not late: the cycle-end invoice prices them whole (P4)."""
@@ -388,19 +512,17 @@ def _late_usage(subscription, terms, earlier: list[UsageClose], deferred_closes:
     deferred_ids = {c.pk for c in deferred_closes}
     late, touched = [], []
     for close in earlier:
-        units = final_units(subscription, close.period_start)
+        counted = units.get((subscription.account_id, close.period_start), {})
         changed = False
         for meter, meter_terms in by_meter.items():
             if close.pk in deferred_ids and meter in DEFERRED_ON_ANNUAL:
                 continue
-            billed, now = close.billed_units.get(meter, 0), units.get(meter, 0)
+            billed, now = close.billed_units.get(meter, 0), counted.get(meter, 0)
             if now != billed:
+                period = pricing.Period(start=close.period_start, end=close.period_end)
                 late.append(
                     pricing.LateUsage(
-                        period=pricing.Period(start=close.period_start, end=close.period_end),
-                        terms=meter_terms,
-                        billed_units=billed,
-                        units=now,
+                        period=period, terms=meter_terms, billed_units=billed, units=now
                     )
                 )
                 close.billed_units[meter] = now
@@ -410,13 +532,10 @@ def _late_usage(subscription, terms, earlier: list[UsageClose], deferred_closes:
     return late, touched
 
 
-def _apply_scheduled_changes(subscription: Subscription, *, at: datetime) -> int:
+def _apply_scheduled_changes(
+    subscription: Subscription, changes: list[ScheduledChange], *, at: datetime
+) -> None:
     """P7: downgrades requested during the cycle take effect exactly at its end."""
-    changes = list(
-        subscription.scheduled_changes.select_for_update()
-        .filter(status=ScheduledChange.Status.SCHEDULED, effective_at__lte=at)
-        .order_by("created_at", "pk")
-    )
     for change in changes:
         if change.plan_id:
             subscription.plan = change.plan
@@ -436,23 +555,19 @@ def _apply_scheduled_changes(subscription: Subscription, *, at: datetime) -> int
         change.status = ScheduledChange.Status.APPLIED
         change.resolved_at = at
         change.save(update_fields=["status", "resolved_at"])
-    if changes:
-        subscription.save(update_fields=["plan", "interval"])
-    return len(changes)
+    subscription.save(update_fields=["plan", "interval"])
 
 
 def _advance(
     subscription: Subscription, *, closed_end: datetime, next_cycle: pricing.Period | None
 ) -> None:
-    """Move the stored periods on: the next monthly usage period, and the next cycle."""
+    """Move the stored periods on (in memory; the caller saves): the next monthly usage
+    period, and at a cycle's end the next cycle."""
     subscription.usage_period_start, subscription.usage_period_end = (
         periods.usage_period_containing(subscription.billing_anchor, closed_end)
     )
-    fields = ["usage_period_start", "usage_period_end"]
     if next_cycle is not None:
         subscription.current_period_start, subscription.current_period_end = (
             next_cycle.start,
             next_cycle.end,
         )
-        fields += ["current_period_start", "current_period_end"]
-    subscription.save(update_fields=fields)

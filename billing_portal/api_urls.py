@@ -36,6 +36,9 @@ urlpatterns = [
         name="api-subscription-change",
     ),
     path("invoices/<int:invoice_id>", billing_api.InvoiceApi.as_view(), name="api-invoice"),
+    path(
+        "invoices/<int:invoice_id>/pdf", billing_api.InvoicePdfApi.as_view(), name="api-invoice-pdf"
+    ),
     path("events", metering_api.EventsApi.as_view(), name="api-events"),
     path("plans", plans_api.PlansApi.as_view(), name="api-plans"),
 ]

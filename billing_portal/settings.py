@@ -107,6 +107,10 @@ EMAIL_CONFIG = env.email_url("EMAIL_URL", default=f"filemail://{BASE_DIR / 'var'
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Billing <billing@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# The seller block printed on invoices, one line per item.
+INVOICE_SELLER = env.list(
+    "INVOICE_SELLER", default=["Helpdesk Billing Inc.", "1 Example Street", "San Francisco, CA, US"]
+)
 
 # --- Celery: no broker means tasks run in-process (the embedded demo defaults).
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")

@@ -104,3 +104,17 @@ def format_money(amount_minor: int, currency: str) -> str:
     whole, fraction = divmod(abs(amount_minor), 10**exponent)
     decimals = f".{fraction:0{exponent}d}" if exponent else ""
     return f"{sign}{symbol}{whole:,}{decimals}"
+
+
+def format_unit_price(unit_price_minor: Decimal, currency: str) -> str:
+    """A per-unit price written exactly, sub-minor digits included: Decimal("33.5") → "$0.335".
+
+    Shown, not rounded: rounding happens once per invoice line, on the amount (P9)."""
+    magnitude = abs(unit_price_minor)
+    whole = int(magnitude)
+    text = format_money(whole, currency)
+    fraction = magnitude - whole
+    if fraction:
+        digits = format(fraction.normalize(), "f").partition(".")[2]
+        text += digits if currency_exponent(currency) else f".{digits}"
+    return f"-{text}" if unit_price_minor < 0 else text

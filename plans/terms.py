@@ -1,9 +1,11 @@
 """Subscription rows → the plain terms `plans.pricing` rates against.
 
 An account's own negotiated row (Enterprise) wins over the public catalog row of the same offer,
-currency, interval and component.
+currency, interval and component. `TermsBook` reads the catalog once, so that pricing
+thousands of subscriptions in one run (closing periods) costs no query per subscription.
 """
 
+from collections.abc import Iterable
 from decimal import Decimal
 
 from django.db.models import Q
@@ -33,57 +35,138 @@ class MissingTerms(DomainError):
     code = "missing_terms"
 
 
-def _own_or_catalog(queryset, account_id: int):
-    """The account's own row if it has one, else the catalog row."""
-    rows = list(queryset.filter(Q(account_id=account_id) | Q(account__isnull=True)))
-    rows.sort(key=lambda r: r.account_id is None)
-    return rows[0] if rows else None
+def _owner_key(row) -> tuple[str, int]:
+    if row.plan_id:
+        return ("plan", row.plan_id)
+    if row.addon_tier_id:
+        return ("addon_tier", row.addon_tier_id)
+    return ("edition", row.edition_id)
 
 
-def _price(owner: dict, account_id: int, currency: str, interval: str, component: str) -> Decimal:
-    row = _own_or_catalog(
-        Price.objects.filter(**owner, currency=currency, interval=interval, component=component),
-        account_id,
-    )
-    if row is None:
-        what = next(iter(owner.values()))
-        raise MissingTerms(f"No {component} price for {what} in {currency} ({interval}).")
-    return row.unit_amount_minor
+class TermsBook:
+    """The prices and allowances of the catalog, and of the given accounts, in memory."""
 
+    def __init__(self, account_ids: Iterable[int] = ()):
+        scope = Q(account__isnull=True) | Q(account_id__in=list(account_ids))
+        self.prices = {
+            (*_owner_key(p), p.account_id, p.currency, p.interval, p.component): p.unit_amount_minor
+            for p in Price.objects.filter(scope)
+        }
+        self.allowances = {
+            (*_owner_key(a), a.account_id, a.meter): a for a in Allowance.objects.filter(scope)
+        }
 
-def _meter_terms(owner: dict, account_id: int, currency: str, meter: str) -> pricing.MeterTerms:
-    allowance = _own_or_catalog(Allowance.objects.filter(**owner, meter=meter), account_id)
-    if allowance is None:
-        raise MissingTerms(f"No allowance on {meter} for {next(iter(owner.values()))}.")
-    policy = _POLICY[allowance.overage_mode]
-    if policy == "hard_cap":
-        return pricing.MeterTerms(meter=meter, included=allowance.included, policy=policy)
-    overage = _price(owner, account_id, currency, "month", Price.Component.OVERAGE)
-    if policy == "per_block":
-        return pricing.MeterTerms(
-            meter=meter,
-            included=allowance.included,
-            policy=policy,
-            block_size=allowance.block_size,
-            block_price_minor=int(overage),
+    def price(
+        self, owner: tuple[str, int], account_id: int, currency: str, interval: str, component: str
+    ) -> Decimal:
+        for account in (account_id, None):  # the account's own terms first
+            amount = self.prices.get((*owner, account, currency, interval, component))
+            if amount is not None:
+                return amount
+        raise MissingTerms(
+            f"No {component} price for {owner[0]} {owner[1]} in {currency} ({interval})."
         )
-    return pricing.MeterTerms(
-        meter=meter, included=allowance.included, policy=policy, unit_price_minor=overage
-    )
+
+    def meter_terms(
+        self, owner: tuple[str, int], account_id: int, currency: str, meter: str
+    ) -> pricing.MeterTerms:
+        allowance = self.allowances.get((*owner, account_id, meter)) or self.allowances.get(
+            (*owner, None, meter)
+        )
+        if allowance is None:
+            raise MissingTerms(f"No allowance on {meter} for {owner[0]} {owner[1]}.")
+        policy = _POLICY[allowance.overage_mode]
+        if policy == "hard_cap":
+            return pricing.MeterTerms(meter=meter, included=allowance.included, policy=policy)
+        overage = self.price(owner, account_id, currency, "month", Price.Component.OVERAGE)
+        if policy == "per_block":
+            return pricing.MeterTerms(
+                meter=meter,
+                included=allowance.included,
+                policy=policy,
+                block_size=allowance.block_size,
+                block_price_minor=int(overage),
+            )
+        return pricing.MeterTerms(
+            meter=meter, included=allowance.included, policy=policy, unit_price_minor=overage
+        )
+
+    def subscription_terms(
+        self,
+        subscription: Subscription,
+        addons: Iterable[tuple[AddOn, AddOnTier]],
+        *,
+        plan: Plan | None = None,
+        interval: str | None = None,
+        tiers: dict[AddOn, AddOnTier | None] | None = None,
+    ) -> pricing.SubscriptionTerms:
+        """The subscription's terms with these add-ons; the keyword arguments price a change
+        instead: another plan, interval, or add-on tiers (None removes an add-on)."""
+        account_id = subscription.account_id
+        currency = subscription.account.currency
+        interval = interval or subscription.interval
+        plan_terms = edition_terms = None
+        if subscription.plan_id:
+            plan = plan or subscription.plan
+            owner = ("plan", plan.pk)
+            plan_terms = pricing.PlanTerms(
+                code=plan.code,
+                name=plan.name,
+                rank=plan.rank,
+                interval=interval,
+                currency=currency,
+                fee_minor=int(
+                    self.price(owner, account_id, currency, interval, Price.Component.FEE)
+                ),
+                helpdesk=self.meter_terms(owner, account_id, currency, "helpdesk_tickets"),
+            )
+        else:
+            edition = subscription.edition
+            owner = ("edition", edition.pk)
+
+            def monthly(component: str) -> Decimal:
+                return self.price(owner, account_id, currency, "month", component)
+
+            edition_terms = pricing.EditionTerms(
+                code=edition.code,
+                name=edition.name,
+                rank=edition.rank,
+                interval=interval,
+                currency=currency,
+                fee_per_agent_minor=int(monthly(Price.Component.FEE)),
+                resolutions_per_agent_month=edition.resolutions_per_agent_month,
+                full_agents=subscription.full_agents,
+                light_agents=subscription.light_agents,
+                yearly_cap=edition.yearly_resolution_cap,
+                commitment_units=subscription.commitment_units,
+                min_commitment_units=edition.min_commitment_units,
+                commitment_unit_minor=monthly(Price.Component.COMMITMENT),
+                overage_unit_minor=monthly(Price.Component.OVERAGE),
+                at_limit=subscription.ai_at_limit,
+            )
+        chosen = dict(addons)
+        chosen.update(tiers or {})
+        addon_terms = tuple(
+            pricing.AddOnTerms(
+                addon=addon.code,
+                tier=tier.code,
+                tier_rank=tier.rank,
+                name=tier.name,
+                fee_minor=int(
+                    self.price(
+                        ("addon_tier", tier.pk), account_id, currency, interval, Price.Component.FEE
+                    )
+                ),
+                usage=self.meter_terms(("addon_tier", tier.pk), account_id, currency, addon.meter),
+            )
+            for addon, tier in sorted(chosen.items(), key=lambda pair: pair[0].code)
+            if tier is not None
+        )
+        return pricing.SubscriptionTerms(plan=plan_terms, addons=addon_terms, edition=edition_terms)
 
 
-def addon_terms(
-    addon: AddOn, tier: AddOnTier, *, account_id: int, currency: str, interval: str
-) -> pricing.AddOnTerms:
-    owner = {"addon_tier": tier}
-    return pricing.AddOnTerms(
-        addon=addon.code,
-        tier=tier.code,
-        tier_rank=tier.rank,
-        name=tier.name,
-        fee_minor=int(_price(owner, account_id, currency, interval, Price.Component.FEE)),
-        usage=_meter_terms(owner, account_id, currency, addon.meter),
-    )
+def subscription_addons(subscription: Subscription) -> list[tuple[AddOn, AddOnTier]]:
+    return [(item.addon, item.tier) for item in subscription.addons.select_related("addon", "tier")]
 
 
 def subscription_terms(
@@ -93,56 +176,11 @@ def subscription_terms(
     interval: str | None = None,
     tiers: dict[AddOn, AddOnTier | None] | None = None,
 ) -> pricing.SubscriptionTerms:
-    """Everything the subscription pays for, as pricing inputs. The keyword arguments price a
-    change instead: another plan, interval, or add-on tiers (None removes an add-on)."""
-    account_id = subscription.account_id
-    currency = subscription.account.currency
-    interval = interval or subscription.interval
-    plan_terms = edition_terms = None
-    if subscription.plan_id:
-        plan = plan or subscription.plan
-        owner = {"plan": plan}
-        plan_terms = pricing.PlanTerms(
-            code=plan.code,
-            name=plan.name,
-            rank=plan.rank,
-            interval=interval,
-            currency=currency,
-            fee_minor=int(_price(owner, account_id, currency, interval, Price.Component.FEE)),
-            helpdesk=_meter_terms(owner, account_id, currency, "helpdesk_tickets"),
-        )
-    else:
-        edition = subscription.edition
-        owner = {"edition": edition}
-
-        def monthly(component: str) -> Decimal:
-            return _price(owner, account_id, currency, "month", component)
-
-        edition_terms = pricing.EditionTerms(
-            code=edition.code,
-            name=edition.name,
-            rank=edition.rank,
-            interval=interval,
-            currency=currency,
-            fee_per_agent_minor=int(monthly(Price.Component.FEE)),
-            resolutions_per_agent_month=edition.resolutions_per_agent_month,
-            full_agents=subscription.full_agents,
-            light_agents=subscription.light_agents,
-            yearly_cap=edition.yearly_resolution_cap,
-            commitment_units=subscription.commitment_units,
-            min_commitment_units=edition.min_commitment_units,
-            commitment_unit_minor=monthly(Price.Component.COMMITMENT),
-            overage_unit_minor=monthly(Price.Component.OVERAGE),
-            at_limit=subscription.ai_at_limit,
-        )
-    chosen = {item.addon: item.tier for item in subscription.addons.select_related("addon", "tier")}
-    chosen.update(tiers or {})
-    addons = tuple(
-        addon_terms(addon, tier, account_id=account_id, currency=currency, interval=interval)
-        for addon, tier in sorted(chosen.items(), key=lambda pair: pair[0].code)
-        if tier is not None
+    """Everything one subscription pays for, as pricing inputs (see TermsBook)."""
+    book = TermsBook([subscription.account_id])
+    return book.subscription_terms(
+        subscription, subscription_addons(subscription), plan=plan, interval=interval, tiers=tiers
     )
-    return pricing.SubscriptionTerms(plan=plan_terms, addons=addons, edition=edition_terms)
 
 
 def meter_terms_by_meter(terms: pricing.SubscriptionTerms) -> dict[str, pricing.MeterTerms]:

@@ -5,291 +5,795 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AddOn',
+            name="AddOn",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.SlugField(max_length=40, unique=True)),
-                ('name', models.CharField(max_length=100)),
-                ('meter', models.CharField(choices=[('helpdesk_tickets', 'helpdesk tickets'), ('automated_interactions', 'automated interactions'), ('voice_tickets', 'voice tickets'), ('sms_tickets', 'SMS tickets'), ('convert_clicks', 'Convert clicks'), ('automated_resolutions', 'automated resolutions')], max_length=32, unique=True)),
-                ('is_active', models.BooleanField(default=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("code", models.SlugField(max_length=40, unique=True)),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "meter",
+                    models.CharField(
+                        choices=[
+                            ("helpdesk_tickets", "helpdesk tickets"),
+                            ("automated_interactions", "automated interactions"),
+                            ("voice_tickets", "voice tickets"),
+                            ("sms_tickets", "SMS tickets"),
+                            ("convert_clicks", "Convert clicks"),
+                            ("automated_resolutions", "automated resolutions"),
+                        ],
+                        max_length=32,
+                        unique=True,
+                    ),
+                ),
+                ("is_active", models.BooleanField(default=True)),
             ],
             options={
-                'verbose_name': 'add-on',
-                'ordering': ['code'],
+                "verbose_name": "add-on",
+                "ordering": ["code"],
             },
         ),
         migrations.CreateModel(
-            name='Edition',
+            name="Edition",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.SlugField(max_length=40, unique=True)),
-                ('name', models.CharField(max_length=100)),
-                ('rank', models.PositiveSmallIntegerField(unique=True)),
-                ('resolutions_per_agent_month', models.PositiveIntegerField()),
-                ('yearly_resolution_cap', models.PositiveIntegerField(default=10000)),
-                ('min_commitment_units', models.PositiveIntegerField(default=100)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("code", models.SlugField(max_length=40, unique=True)),
+                ("name", models.CharField(max_length=100)),
+                ("rank", models.PositiveSmallIntegerField(unique=True)),
+                ("resolutions_per_agent_month", models.PositiveIntegerField()),
+                ("yearly_resolution_cap", models.PositiveIntegerField(default=10000)),
+                ("min_commitment_units", models.PositiveIntegerField(default=100)),
             ],
             options={
-                'ordering': ['rank'],
+                "ordering": ["rank"],
             },
         ),
         migrations.CreateModel(
-            name='Plan',
+            name="Plan",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.SlugField(max_length=40, unique=True)),
-                ('name', models.CharField(max_length=100)),
-                ('rank', models.PositiveSmallIntegerField(unique=True)),
-                ('included_integrations', models.PositiveIntegerField(blank=True, help_text='Empty means unlimited (P5).', null=True)),
-                ('is_custom', models.BooleanField(default=False, help_text='Negotiated per account: prices and allowances carry an account.')),
-                ('is_active', models.BooleanField(default=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("code", models.SlugField(max_length=40, unique=True)),
+                ("name", models.CharField(max_length=100)),
+                ("rank", models.PositiveSmallIntegerField(unique=True)),
+                (
+                    "included_integrations",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="Empty means unlimited (P5).", null=True
+                    ),
+                ),
+                (
+                    "is_custom",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Negotiated per account: prices and allowances carry an account.",
+                    ),
+                ),
+                ("is_active", models.BooleanField(default=True)),
             ],
             options={
-                'ordering': ['rank'],
+                "ordering": ["rank"],
             },
         ),
         migrations.CreateModel(
-            name='AddOnTier',
+            name="AddOnTier",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.SlugField(max_length=40)),
-                ('name', models.CharField(max_length=100)),
-                ('rank', models.PositiveSmallIntegerField()),
-                ('addon', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tiers', to='plans.addon')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("code", models.SlugField(max_length=40)),
+                ("name", models.CharField(max_length=100)),
+                ("rank", models.PositiveSmallIntegerField()),
+                (
+                    "addon",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="tiers",
+                        to="plans.addon",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'add-on tier',
-                'ordering': ['addon__code', 'rank'],
+                "verbose_name": "add-on tier",
+                "ordering": ["addon__code", "rank"],
             },
         ),
         migrations.CreateModel(
-            name='Allowance',
+            name="Allowance",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('meter', models.CharField(choices=[('helpdesk_tickets', 'helpdesk tickets'), ('automated_interactions', 'automated interactions'), ('voice_tickets', 'voice tickets'), ('sms_tickets', 'SMS tickets'), ('convert_clicks', 'Convert clicks'), ('automated_resolutions', 'automated resolutions')], max_length=32)),
-                ('included', models.PositiveIntegerField(help_text='Units included per month.')),
-                ('overage_mode', models.CharField(choices=[('per_unit', 'per unit'), ('per_block', 'per block'), ('hard_cap', 'hard cap (no overage)')], max_length=10)),
-                ('block_size', models.PositiveIntegerField(blank=True, null=True)),
-                ('account', models.ForeignKey(blank=True, help_text="Set for one account's negotiated terms; empty for the public catalog.", null=True, on_delete=django.db.models.deletion.CASCADE, to='accounts.account')),
-                ('addon_tier', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, to='plans.addontier')),
-                ('edition', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, to='plans.edition')),
-                ('plan', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, to='plans.plan')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "meter",
+                    models.CharField(
+                        choices=[
+                            ("helpdesk_tickets", "helpdesk tickets"),
+                            ("automated_interactions", "automated interactions"),
+                            ("voice_tickets", "voice tickets"),
+                            ("sms_tickets", "SMS tickets"),
+                            ("convert_clicks", "Convert clicks"),
+                            ("automated_resolutions", "automated resolutions"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("included", models.PositiveIntegerField(help_text="Units included per month.")),
+                (
+                    "overage_mode",
+                    models.CharField(
+                        choices=[
+                            ("per_unit", "per unit"),
+                            ("per_block", "per block"),
+                            ("hard_cap", "hard cap (no overage)"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("block_size", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Set for one account's negotiated terms; empty for the public catalog.",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        to="accounts.account",
+                    ),
+                ),
+                (
+                    "addon_tier",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        to="plans.addontier",
+                    ),
+                ),
+                (
+                    "edition",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        to="plans.edition",
+                    ),
+                ),
+                (
+                    "plan",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        to="plans.plan",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Price',
+            name="Price",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('currency', models.CharField(choices=[('USD', 'USD'), ('EUR', 'EUR'), ('GBP', 'GBP'), ('CAD', 'CAD'), ('AUD', 'AUD')], max_length=3)),
-                ('interval', models.CharField(choices=[('month', 'monthly'), ('year', 'yearly')], default='month', max_length=5)),
-                ('component', models.CharField(choices=[('fee', 'Fee'), ('overage', 'Overage'), ('commitment', 'Commitment')], default='fee', max_length=10)),
-                ('unit_amount_minor', models.DecimalField(decimal_places=4, max_digits=14)),
-                ('account', models.ForeignKey(blank=True, help_text="Set for one account's negotiated terms; empty for the public catalog.", null=True, on_delete=django.db.models.deletion.CASCADE, to='accounts.account')),
-                ('addon_tier', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, to='plans.addontier')),
-                ('edition', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, to='plans.edition')),
-                ('plan', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, to='plans.plan')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "currency",
+                    models.CharField(
+                        choices=[
+                            ("USD", "USD"),
+                            ("EUR", "EUR"),
+                            ("GBP", "GBP"),
+                            ("CAD", "CAD"),
+                            ("AUD", "AUD"),
+                        ],
+                        max_length=3,
+                    ),
+                ),
+                (
+                    "interval",
+                    models.CharField(
+                        choices=[("month", "monthly"), ("year", "yearly")],
+                        default="month",
+                        max_length=5,
+                    ),
+                ),
+                (
+                    "component",
+                    models.CharField(
+                        choices=[
+                            ("fee", "Fee"),
+                            ("overage", "Overage"),
+                            ("commitment", "Commitment"),
+                        ],
+                        default="fee",
+                        max_length=10,
+                    ),
+                ),
+                ("unit_amount_minor", models.DecimalField(decimal_places=4, max_digits=14)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Set for one account's negotiated terms; empty for the public catalog.",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        to="accounts.account",
+                    ),
+                ),
+                (
+                    "addon_tier",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        to="plans.addontier",
+                    ),
+                ),
+                (
+                    "edition",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        to="plans.edition",
+                    ),
+                ),
+                (
+                    "plan",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        to="plans.plan",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Subscription',
+            name="Subscription",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('interval', models.CharField(choices=[('month', 'monthly'), ('year', 'yearly')], default='month', max_length=5)),
-                ('status', models.CharField(choices=[('active', 'Active'), ('past_due', 'past due'), ('suspended', 'Suspended'), ('canceled', 'Canceled')], default='active', max_length=10)),
-                ('billing_anchor', models.DateTimeField(help_text='Every period is counted from this instant.')),
-                ('current_period_start', models.DateTimeField()),
-                ('current_period_end', models.DateTimeField()),
-                ('usage_period_start', models.DateTimeField(blank=True)),
-                ('usage_period_end', models.DateTimeField(blank=True)),
-                ('started_at', models.DateTimeField()),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('is_migrated', models.BooleanField(default=False, help_text="Migrated mid-cycle: the current period's fees were paid elsewhere (P1).")),
-                ('spending_cap_minor', models.BigIntegerField(blank=True, help_text='Approved spending cap per period (P8), minor units.', null=True)),
-                ('full_agents', models.PositiveIntegerField(default=0)),
-                ('light_agents', models.PositiveIntegerField(default=0)),
-                ('commitment_units', models.PositiveIntegerField(default=0, help_text='Pre-purchased automated resolutions for the allocation year (Z9).')),
-                ('ai_at_limit', models.CharField(choices=[('keep', 'keep running (overage)'), ('pause', 'pause AI features')], default='keep', max_length=5)),
-                ('ai_monthly_limit', models.PositiveIntegerField(blank=True, help_text="The account's own monthly cap on automated resolutions.", null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='subscriptions', to='accounts.account')),
-                ('edition', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to='plans.edition')),
-                ('plan', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to='plans.plan')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "interval",
+                    models.CharField(
+                        choices=[("month", "monthly"), ("year", "yearly")],
+                        default="month",
+                        max_length=5,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("active", "Active"),
+                            ("past_due", "past due"),
+                            ("suspended", "Suspended"),
+                            ("canceled", "Canceled"),
+                        ],
+                        default="active",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "billing_anchor",
+                    models.DateTimeField(help_text="Every period is counted from this instant."),
+                ),
+                ("current_period_start", models.DateTimeField()),
+                ("current_period_end", models.DateTimeField()),
+                ("usage_period_start", models.DateTimeField(blank=True)),
+                ("usage_period_end", models.DateTimeField(blank=True)),
+                ("started_at", models.DateTimeField()),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "is_migrated",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Migrated mid-cycle: the current period's fees were paid elsewhere (P1).",
+                    ),
+                ),
+                (
+                    "spending_cap_minor",
+                    models.BigIntegerField(
+                        blank=True,
+                        help_text="Approved spending cap per period (P8), minor units.",
+                        null=True,
+                    ),
+                ),
+                ("full_agents", models.PositiveIntegerField(default=0)),
+                ("light_agents", models.PositiveIntegerField(default=0)),
+                (
+                    "commitment_units",
+                    models.PositiveIntegerField(
+                        default=0,
+                        help_text="Pre-purchased automated resolutions for the allocation year (Z9).",
+                    ),
+                ),
+                (
+                    "ai_at_limit",
+                    models.CharField(
+                        choices=[
+                            ("keep", "keep running (overage)"),
+                            ("pause", "pause AI features"),
+                        ],
+                        default="keep",
+                        max_length=5,
+                    ),
+                ),
+                (
+                    "ai_monthly_limit",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="The account's own monthly cap on automated resolutions.",
+                        null=True,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="subscriptions",
+                        to="accounts.account",
+                    ),
+                ),
+                (
+                    "edition",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        to="plans.edition",
+                    ),
+                ),
+                (
+                    "plan",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        to="plans.plan",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='ScheduledChange',
+            name="ScheduledChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('interval', models.CharField(blank=True, choices=[('month', 'monthly'), ('year', 'yearly')], max_length=5)),
-                ('effective_at', models.DateTimeField()),
-                ('status', models.CharField(choices=[('scheduled', 'Scheduled'), ('applied', 'Applied'), ('canceled', 'Canceled')], default='scheduled', max_length=10)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('resolved_at', models.DateTimeField(blank=True, null=True)),
-                ('addon', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to='plans.addon')),
-                ('addon_tier', models.ForeignKey(blank=True, help_text='Empty with an add-on set means the add-on is removed.', null=True, on_delete=django.db.models.deletion.PROTECT, to='plans.addontier')),
-                ('plan', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to='plans.plan')),
-                ('subscription', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='scheduled_changes', to='plans.subscription')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "interval",
+                    models.CharField(
+                        blank=True, choices=[("month", "monthly"), ("year", "yearly")], max_length=5
+                    ),
+                ),
+                ("effective_at", models.DateTimeField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("scheduled", "Scheduled"),
+                            ("applied", "Applied"),
+                            ("canceled", "Canceled"),
+                        ],
+                        default="scheduled",
+                        max_length=10,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("resolved_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "addon",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        to="plans.addon",
+                    ),
+                ),
+                (
+                    "addon_tier",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Empty with an add-on set means the add-on is removed.",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        to="plans.addontier",
+                    ),
+                ),
+                (
+                    "plan",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        to="plans.plan",
+                    ),
+                ),
+                (
+                    "subscription",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="scheduled_changes",
+                        to="plans.subscription",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['effective_at'],
+                "ordering": ["effective_at"],
             },
         ),
         migrations.CreateModel(
-            name='SubscriptionAddOn',
+            name="SubscriptionAddOn",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('started_at', models.DateTimeField()),
-                ('addon', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='plans.addon')),
-                ('subscription', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='addons', to='plans.subscription')),
-                ('tier', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='plans.addontier')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("started_at", models.DateTimeField()),
+                (
+                    "addon",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, to="plans.addon"
+                    ),
+                ),
+                (
+                    "subscription",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="addons",
+                        to="plans.subscription",
+                    ),
+                ),
+                (
+                    "tier",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, to="plans.addontier"
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'subscription add-on',
+                "verbose_name": "subscription add-on",
             },
         ),
         migrations.AddConstraint(
-            model_name='addontier',
-            constraint=models.UniqueConstraint(fields=('addon', 'code'), name='addontier_code_unique'),
+            model_name="addontier",
+            constraint=models.UniqueConstraint(
+                fields=("addon", "code"), name="addontier_code_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='addontier',
-            constraint=models.UniqueConstraint(fields=('addon', 'rank'), name='addontier_rank_unique'),
+            model_name="addontier",
+            constraint=models.UniqueConstraint(
+                fields=("addon", "rank"), name="addontier_rank_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='allowance',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('plan__isnull', False), models.Q(('addon_tier__isnull', False), _negated=True), models.Q(('edition__isnull', False), _negated=True)), models.Q(models.Q(('plan__isnull', False), _negated=True), ('addon_tier__isnull', False), models.Q(('edition__isnull', False), _negated=True)), models.Q(models.Q(('plan__isnull', False), _negated=True), models.Q(('addon_tier__isnull', False), _negated=True), ('edition__isnull', False)), _connector='OR'), name='allowance_one_owner'),
+            model_name="allowance",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("plan__isnull", False),
+                        models.Q(("addon_tier__isnull", False), _negated=True),
+                        models.Q(("edition__isnull", False), _negated=True),
+                    ),
+                    models.Q(
+                        models.Q(("plan__isnull", False), _negated=True),
+                        ("addon_tier__isnull", False),
+                        models.Q(("edition__isnull", False), _negated=True),
+                    ),
+                    models.Q(
+                        models.Q(("plan__isnull", False), _negated=True),
+                        models.Q(("addon_tier__isnull", False), _negated=True),
+                        ("edition__isnull", False),
+                    ),
+                    _connector="OR",
+                ),
+                name="allowance_one_owner",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='allowance',
-            constraint=models.CheckConstraint(condition=models.Q(('overage_mode__in', ['per_unit', 'per_block', 'hard_cap'])), name='allowance_mode_valid'),
+            model_name="allowance",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("overage_mode__in", ["per_unit", "per_block", "hard_cap"])),
+                name="allowance_mode_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='allowance',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('overage_mode', 'per_block'), _negated=True), ('block_size__gt', 0), _connector='OR'), name='allowance_block_size_for_blocks'),
+            model_name="allowance",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("overage_mode", "per_block"), _negated=True),
+                    ("block_size__gt", 0),
+                    _connector="OR",
+                ),
+                name="allowance_block_size_for_blocks",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='allowance',
-            constraint=models.UniqueConstraint(condition=models.Q(('account__isnull', True)), fields=('plan', 'meter'), name='allowance_plan_catalog_unique'),
+            model_name="allowance",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("account__isnull", True)),
+                fields=("plan", "meter"),
+                name="allowance_plan_catalog_unique",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='allowance',
-            constraint=models.UniqueConstraint(condition=models.Q(('account__isnull', False)), fields=('plan', 'account', 'meter'), name='allowance_plan_account_unique'),
+            model_name="allowance",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("account__isnull", False)),
+                fields=("plan", "account", "meter"),
+                name="allowance_plan_account_unique",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='allowance',
-            constraint=models.UniqueConstraint(condition=models.Q(('account__isnull', True)), fields=('addon_tier', 'meter'), name='allowance_addon_tier_catalog_unique'),
+            model_name="allowance",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("account__isnull", True)),
+                fields=("addon_tier", "meter"),
+                name="allowance_addon_tier_catalog_unique",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='allowance',
-            constraint=models.UniqueConstraint(condition=models.Q(('account__isnull', False)), fields=('addon_tier', 'account', 'meter'), name='allowance_addon_tier_account_unique'),
+            model_name="allowance",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("account__isnull", False)),
+                fields=("addon_tier", "account", "meter"),
+                name="allowance_addon_tier_account_unique",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='allowance',
-            constraint=models.UniqueConstraint(condition=models.Q(('account__isnull', True)), fields=('edition', 'meter'), name='allowance_edition_catalog_unique'),
+            model_name="allowance",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("account__isnull", True)),
+                fields=("edition", "meter"),
+                name="allowance_edition_catalog_unique",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='allowance',
-            constraint=models.UniqueConstraint(condition=models.Q(('account__isnull', False)), fields=('edition', 'account', 'meter'), name='allowance_edition_account_unique'),
+            model_name="allowance",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("account__isnull", False)),
+                fields=("edition", "account", "meter"),
+                name="allowance_edition_account_unique",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='price',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('plan__isnull', False), models.Q(('addon_tier__isnull', False), _negated=True), models.Q(('edition__isnull', False), _negated=True)), models.Q(models.Q(('plan__isnull', False), _negated=True), ('addon_tier__isnull', False), models.Q(('edition__isnull', False), _negated=True)), models.Q(models.Q(('plan__isnull', False), _negated=True), models.Q(('addon_tier__isnull', False), _negated=True), ('edition__isnull', False)), _connector='OR'), name='price_one_owner'),
+            model_name="price",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("plan__isnull", False),
+                        models.Q(("addon_tier__isnull", False), _negated=True),
+                        models.Q(("edition__isnull", False), _negated=True),
+                    ),
+                    models.Q(
+                        models.Q(("plan__isnull", False), _negated=True),
+                        ("addon_tier__isnull", False),
+                        models.Q(("edition__isnull", False), _negated=True),
+                    ),
+                    models.Q(
+                        models.Q(("plan__isnull", False), _negated=True),
+                        models.Q(("addon_tier__isnull", False), _negated=True),
+                        ("edition__isnull", False),
+                    ),
+                    _connector="OR",
+                ),
+                name="price_one_owner",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='price',
-            constraint=models.CheckConstraint(condition=models.Q(('unit_amount_minor__gte', 0)), name='price_not_negative'),
+            model_name="price",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("unit_amount_minor__gte", 0)), name="price_not_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='price',
-            constraint=models.CheckConstraint(condition=models.Q(('currency__in', ('USD', 'EUR', 'GBP', 'CAD', 'AUD'))), name='price_currency'),
+            model_name="price",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("currency__in", ("USD", "EUR", "GBP", "CAD", "AUD"))),
+                name="price_currency",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='price',
-            constraint=models.CheckConstraint(condition=models.Q(('interval__in', ['month', 'year'])), name='price_interval'),
+            model_name="price",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("interval__in", ["month", "year"])), name="price_interval"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='price',
-            constraint=models.CheckConstraint(condition=models.Q(('component__in', ['fee', 'overage', 'commitment'])), name='price_component'),
+            model_name="price",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("component__in", ["fee", "overage", "commitment"])),
+                name="price_component",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='price',
-            constraint=models.UniqueConstraint(condition=models.Q(('account__isnull', True)), fields=('plan', 'currency', 'interval', 'component'), name='price_plan_catalog_unique'),
+            model_name="price",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("account__isnull", True)),
+                fields=("plan", "currency", "interval", "component"),
+                name="price_plan_catalog_unique",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='price',
-            constraint=models.UniqueConstraint(condition=models.Q(('account__isnull', False)), fields=('plan', 'account', 'currency', 'interval', 'component'), name='price_plan_account_unique'),
+            model_name="price",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("account__isnull", False)),
+                fields=("plan", "account", "currency", "interval", "component"),
+                name="price_plan_account_unique",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='price',
-            constraint=models.UniqueConstraint(condition=models.Q(('account__isnull', True)), fields=('addon_tier', 'currency', 'interval', 'component'), name='price_addon_tier_catalog_unique'),
+            model_name="price",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("account__isnull", True)),
+                fields=("addon_tier", "currency", "interval", "component"),
+                name="price_addon_tier_catalog_unique",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='price',
-            constraint=models.UniqueConstraint(condition=models.Q(('account__isnull', False)), fields=('addon_tier', 'account', 'currency', 'interval', 'component'), name='price_addon_tier_account_unique'),
+            model_name="price",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("account__isnull", False)),
+                fields=("addon_tier", "account", "currency", "interval", "component"),
+                name="price_addon_tier_account_unique",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='price',
-            constraint=models.UniqueConstraint(condition=models.Q(('account__isnull', True)), fields=('edition', 'currency', 'interval', 'component'), name='price_edition_catalog_unique'),
+            model_name="price",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("account__isnull", True)),
+                fields=("edition", "currency", "interval", "component"),
+                name="price_edition_catalog_unique",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='price',
-            constraint=models.UniqueConstraint(condition=models.Q(('account__isnull', False)), fields=('edition', 'account', 'currency', 'interval', 'component'), name='price_edition_account_unique'),
+            model_name="price",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("account__isnull", False)),
+                fields=("edition", "account", "currency", "interval", "component"),
+                name="price_edition_account_unique",
+            ),
         ),
         migrations.AddIndex(
-            model_name='subscription',
-            index=models.Index(fields=['current_period_end'], name='subscription_due_idx'),
+            model_name="subscription",
+            index=models.Index(fields=["current_period_end"], name="subscription_due_idx"),
         ),
         migrations.AddConstraint(
-            model_name='subscription',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('plan__isnull', False), ('edition__isnull', True)), models.Q(('plan__isnull', True), ('edition__isnull', False)), _connector='OR'), name='subscription_plan_or_edition'),
+            model_name="subscription",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("plan__isnull", False), ("edition__isnull", True)),
+                    models.Q(("plan__isnull", True), ("edition__isnull", False)),
+                    _connector="OR",
+                ),
+                name="subscription_plan_or_edition",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='subscription',
-            constraint=models.CheckConstraint(condition=models.Q(('current_period_end__gt', models.F('current_period_start'))), name='subscription_period_ordered'),
+            model_name="subscription",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("current_period_end__gt", models.F("current_period_start"))),
+                name="subscription_period_ordered",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='subscription',
-            constraint=models.CheckConstraint(condition=models.Q(('usage_period_end__gt', models.F('usage_period_start'))), name='subscription_usage_period_ordered'),
+            model_name="subscription",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("usage_period_end__gt", models.F("usage_period_start"))),
+                name="subscription_usage_period_ordered",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='subscription',
-            constraint=models.CheckConstraint(condition=models.Q(('ended_at__isnull', True), ('ended_at__gte', models.F('started_at')), _connector='OR'), name='subscription_end_after_start'),
+            model_name="subscription",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("ended_at__isnull", True),
+                    ("ended_at__gte", models.F("started_at")),
+                    _connector="OR",
+                ),
+                name="subscription_end_after_start",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='subscription',
-            constraint=models.CheckConstraint(condition=models.Q(('spending_cap_minor__isnull', True), ('spending_cap_minor__gte', 0), _connector='OR'), name='subscription_cap_not_negative'),
+            model_name="subscription",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("spending_cap_minor__isnull", True),
+                    ("spending_cap_minor__gte", 0),
+                    _connector="OR",
+                ),
+                name="subscription_cap_not_negative",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='subscription',
-            constraint=models.CheckConstraint(condition=models.Q(('interval__in', ['month', 'year'])), name='subscription_interval'),
+            model_name="subscription",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("interval__in", ["month", "year"])),
+                name="subscription_interval",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='subscription',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['active', 'past_due', 'suspended', 'canceled'])), name='subscription_status'),
+            model_name="subscription",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["active", "past_due", "suspended", "canceled"])),
+                name="subscription_status",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='subscription',
-            constraint=models.UniqueConstraint(condition=models.Q(('ended_at__isnull', True)), fields=('account',), name='subscription_one_live_per_account', violation_error_message='This account already has a live subscription.'),
+            model_name="subscription",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("ended_at__isnull", True)),
+                fields=("account",),
+                name="subscription_one_live_per_account",
+                violation_error_message="This account already has a live subscription.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='scheduledchange',
-            constraint=models.CheckConstraint(condition=models.Q(('plan__isnull', False), models.Q(('interval', ''), _negated=True), ('addon__isnull', False), _connector='OR'), name='scheduledchange_changes_something'),
+            model_name="scheduledchange",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("plan__isnull", False),
+                    models.Q(("interval", ""), _negated=True),
+                    ("addon__isnull", False),
+                    _connector="OR",
+                ),
+                name="scheduledchange_changes_something",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='scheduledchange',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['scheduled', 'applied', 'canceled'])), name='scheduledchange_status'),
+            model_name="scheduledchange",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["scheduled", "applied", "canceled"])),
+                name="scheduledchange_status",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='subscriptionaddon',
-            constraint=models.UniqueConstraint(fields=('subscription', 'addon'), name='subaddon_once'),
+            model_name="subscriptionaddon",
+            constraint=models.UniqueConstraint(
+                fields=("subscription", "addon"), name="subaddon_once"
+            ),
         ),
     ]

@@ -145,3 +145,37 @@ def test_the_change_is_idempotent_with_a_key(shop, partner_api):
     assert first.json() == again.json()
     assert Invoice.objects.filter(reason="upgrade").count() == 1
     assert HALF + timedelta(0) == datetime.fromisoformat(first.json()["effective_at"])
+
+
+def test_invoice_pdf_shows_the_number_lines_and_total(shop, partner_api, other_partner_api):
+    from io import BytesIO
+
+    from pypdf import PdfReader
+
+    ingest_at = datetime(2026, 11, 5, tzinfo=UTC)
+    from tests.metering.helpers import ingest
+
+    ingest(
+        shop,
+        [
+            {
+                "id": "c",
+                "type": "call",
+                "ticket": "V1",
+                "occurred_at": ingest_at,
+                "channel": "phone",
+                "direction": "inbound",
+                "outcome": "answered",
+            },
+        ],
+        now=ingest_at,
+    )
+    run_billing(as_of=datetime(2026, 12, 1, tzinfo=UTC))
+    invoice = Invoice.objects.get(reason="period_close")
+    response = partner_api.get(f"/api/v1/invoices/{invoice.pk}/pdf")
+    assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
+    assert f"invoice-{invoice.number}.pdf" in response["Content-Disposition"]
+    text = "".join(page.extract_text() for page in PdfReader(BytesIO(response.content)).pages)
+    assert invoice.number in text and "Shop" in text
+    assert "Basic plan" in text and "$150.00" in text
+    assert other_partner_api.get(f"/api/v1/invoices/{invoice.pk}/pdf").status_code == 404

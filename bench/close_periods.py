@@ -1,0 +1,186 @@
+"""Benchmark: closing one period for 10,000 accounts with 1,000,000 ticket results in it.
+
+Measures `run_billing` (what the periodic task runs) closing every account's monthly period:
+one invoice each, with its usage lines (Stripe excluded: payments are not part of closing).
+The baseline, in the same run: one hand-written SQL aggregate over the same charge rows,
+`COUNT(*) … GROUP BY account, meter` — the least work that reads that usage at all.
+
+    .venv/bin/python bench/close_periods.py [--accounts 10000] [--charges 1000000]
+
+It uses its own database (bench_close, dropped and made anew).
+"""
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+DB_NAME = "bench_close"
+os.environ.update(DATABASE_URL=f"{PG}/{DB_NAME}", DEBUG="false")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_portal.settings")
+
+START = datetime(2026, 10, 1, tzinfo=UTC)
+END = datetime(2026, 11, 1, tzinfo=UTC)
+PLANS = ["starter", "basic", "pro", "advanced"]
+ADDONS = [("voice", "voice-20"), ("sms", "sms-75"), ("automate", "automate-100")]
+METERS = ["helpdesk_tickets"] * 6 + ["voice_tickets", "sms_tickets", "automated_interactions"]
+
+
+def recreate_database() -> None:
+    import psycopg
+
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB_NAME}")
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, check=True)
+
+
+def populate(accounts: int, charges: int) -> None:
+    """Accounts with subscriptions that started on Oct 1, their first invoice, and the
+    period's charge rows, written with COPY (the setup is not what is measured)."""
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from accounts.models import Account, Partner
+    from billing.services import run_billing
+    from plans.catalog import catalog_load
+    from plans.models import AddOn, AddOnTier, Plan, Subscription, SubscriptionAddOn
+
+    catalog_load()
+    rng = random.Random(7)
+    partner = Partner.objects.create(name="bench")
+    Account.objects.bulk_create(
+        [
+            Account(
+                slug=f"acct-{n}",
+                name=f"Account {n}",
+                billing_email=f"b{n}@bench.example",
+                partner=partner,
+            )
+            for n in range(accounts)
+        ],
+        batch_size=5000,
+    )
+    ids = list(Account.objects.order_by("pk").values_list("pk", flat=True))
+    plans = {p.code: p for p in Plan.objects.all()}
+    subscriptions = [
+        Subscription(
+            account_id=account_id,
+            plan=plans[rng.choice(PLANS)],
+            interval="month",
+            billing_anchor=START,
+            current_period_start=START,
+            current_period_end=END,
+            usage_period_start=START,
+            usage_period_end=END,
+            started_at=START,
+        )
+        for account_id in ids
+    ]
+    Subscription.objects.bulk_create(subscriptions, batch_size=5000)
+    tiers = {(t.addon.code, t.code): t for t in AddOnTier.objects.select_related("addon")}
+    addons = {a.code: a for a in AddOn.objects.all()}
+    items = []
+    for subscription in Subscription.objects.all():
+        for code, tier in ADDONS:
+            if rng.random() < 0.3:
+                items.append(
+                    SubscriptionAddOn(
+                        subscription=subscription,
+                        addon=addons[code],
+                        tier=tiers[(code, tier)],
+                        started_at=START,
+                    )
+                )
+    SubscriptionAddOn.objects.bulk_create(items, batch_size=5000)
+    run_billing(as_of=START)  # the first invoices (P1), so that what is timed is the close alone
+    span = int((END - START).total_seconds()) - 1
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(
+            "COPY metering_charge (account_id, subject_kind, subject, meter, unit, status, "
+            "billable_at, period_start, rules, evaluated_at, recorded_at) FROM STDIN"
+        ) as copy,
+    ):
+        for n in range(charges):
+            at = START + timedelta(seconds=rng.randrange(span))
+            copy.write_row(
+                (
+                    ids[n % accounts],
+                    "ticket",
+                    f"T{n}",
+                    rng.choice(METERS),
+                    1,
+                    "final",
+                    at,
+                    START,
+                    '["H1"]',
+                    at,
+                    at,
+                )
+            )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
+def sql_baseline() -> tuple[float, int]:
+    import psycopg
+
+    with psycopg.connect(f"{PG}/{DB_NAME}") as conn:
+        started = time.perf_counter()
+        rows = conn.execute(
+            "SELECT account_id, meter, count(*) FROM metering_charge "
+            "WHERE period_start = %s AND status = 'final' GROUP BY account_id, meter",
+            [START],
+        ).fetchall()
+        return time.perf_counter() - started, len(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=10_000)
+    parser.add_argument("--charges", type=int, default=1_000_000)
+    args = parser.parse_args()
+    recreate_database()
+    setup_started = time.perf_counter()
+    populate(args.accounts, args.charges)
+    setup = time.perf_counter() - setup_started
+    baseline, groups = sql_baseline()
+
+    from billing.models import Invoice
+    from billing.services import run_billing
+
+    started = time.perf_counter()
+    run = run_billing(as_of=END)
+    elapsed = time.perf_counter() - started
+    closes = Invoice.objects.filter(reason="period_close").count()
+    overage = (
+        Invoice.objects.filter(reason="period_close", lines__kind="overage").distinct().count()
+    )
+    rows = [
+        ("accounts / charge rows", f"{args.accounts:,} / {args.charges:,} (setup {setup:.0f} s)"),
+        ("invoices issued", f"{len(run.invoices):,} ({closes:,} closes, {overage:,} with overage)"),
+        ("run_billing", f"{elapsed:.1f} s = {len(run.invoices) / elapsed:,.0f} invoices/s"),
+        (
+            "SQL aggregate baseline",
+            f"{baseline * 1000:,.0f} ms for {groups:,} (account, meter) groups",
+        ),
+        ("run_billing / baseline", f"{elapsed / baseline:,.0f}×"),
+    ]
+    for label, value in rows:
+        print(f"{label:<25}{value}")
+    if closes != args.accounts:
+        raise SystemExit("not every account was closed")
+
+
+if __name__ == "__main__":
+    main()
