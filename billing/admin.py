@@ -1,1 +1,78 @@
+"""Invoices are records: operators read them here; corrections go through credit notes
+(`manage.py credit_invoice`), never edits (F5)."""
 
+from django.contrib import admin
+
+from .models import (
+    Invoice,
+    InvoiceCounter,
+    InvoiceLine,
+    InvoiceStatusChange,
+    ThresholdNotice,
+    UsageClose,
+)
+
+
+class ReadOnly:
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class InvoiceLineInline(ReadOnly, admin.TabularInline):
+    model = InvoiceLine
+    fields = ["position", "description", "quantity", "unit_price_minor", "amount_minor", "rules"]
+
+
+class StatusChangeInline(ReadOnly, admin.TabularInline):
+    model = InvoiceStatusChange
+    fields = ["at", "from_status", "to_status", "reason"]
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = [
+        "number",
+        "account",
+        "kind",
+        "reason",
+        "status",
+        "total_minor",
+        "currency",
+        "period_start",
+        "issued_at",
+    ]
+    list_filter = ["status", "kind", "reason", "currency"]
+    search_fields = ["number", "account__slug", "account__name"]
+    date_hierarchy = "issued_at"
+    inlines = [InvoiceLineInline, StatusChangeInline]
+
+
+@admin.register(UsageClose)
+class UsageCloseAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = [
+        "subscription",
+        "period_start",
+        "period_end",
+        "closed_at",
+        "invoice",
+        "billed_units",
+    ]
+    search_fields = ["subscription__account__slug"]
+
+
+@admin.register(ThresholdNotice)
+class ThresholdNoticeAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = ["account", "meter", "threshold", "period_start", "sent_at"]
+    list_filter = ["meter", "threshold"]
+    search_fields = ["account__slug"]
+
+
+@admin.register(InvoiceCounter)
+class InvoiceCounterAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = ["year", "last_number"]

@@ -156,6 +156,10 @@ def test_admin_refuses_an_overlapping_subscription(operator_client, account):
         "/admin/metering/ticketmerge/",
         "/admin/metering/reevaluation/",
         "/admin/metering/entitlement/",
+        "/admin/billing/invoice/",
+        "/admin/billing/usageclose/",
+        "/admin/billing/thresholdnotice/",
+        "/admin/billing/invoicecounter/",
     ],
 )
 def test_admin_lists_open_with_search(operator_client, account, path):
