@@ -26,26 +26,32 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         partner = account_services.partner_get_or_create(name="Demo partner")
         account = Account.objects.filter(slug=DEMO_SLUG).first()
+        since = (timezone.now() - timedelta(days=35)).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
         if account is None:
-            account = plan_services.account_open(
+            account = account_services.account_create(
                 slug=DEMO_SLUG,
                 name="Demo Store",
                 billing_email=DEMO_EMAIL,
                 currency="USD",
-                plan_code="basic",
-                interval="month",
-                addons=[
-                    plan_services.AddOnChoice(addon="voice", tier="voice-20"),
-                    plan_services.AddOnChoice(addon="automate", tier="automate-100"),
-                    plan_services.AddOnChoice(addon="convert", tier="convert-50"),
-                ],
                 partner=partner,
-                # Twenty days into its cycle, so that the demo has a period's worth of usage.
-                period_start=(timezone.now() - timedelta(days=20)).replace(
-                    hour=0, minute=0, second=0, microsecond=0
-                ),
                 company="Demo Store Ltd",
                 country="FR",
+            )
+            # A customer for 35 days: one period to invoice and one under way.
+            plan_services.subscription_create(
+                account=account,
+                offer=plan_services.resolve_offer(code="basic"),
+                interval="month",
+                tiers=plan_services.resolve_tiers(
+                    choices=[
+                        plan_services.AddOnChoice(addon="voice", tier="voice-20"),
+                        plan_services.AddOnChoice(addon="automate", tier="automate-100"),
+                        plan_services.AddOnChoice(addon="convert", tier="convert-50"),
+                    ]
+                ),
+                now=since,
             )
             for store_name in ("demo-store.myshopify.com", "demo-outlet.myshopify.com"):
                 store = account_services.store_create(
@@ -78,8 +84,16 @@ class Command(BaseCommand):
         if not Event.objects.filter(account=account).exists():
             # A month's worth of realistic traffic, through the same ingest path as the API.
             call_command(
-                "simulate_traffic", "--account", DEMO_SLUG, "--tickets", "600", stdout=self.stdout
+                "simulate_traffic",
+                "--account",
+                DEMO_SLUG,
+                "--tickets",
+                "900",
+                "--since",
+                since.isoformat(),
+                stdout=self.stdout,
             )
+        call_command("run_billing", stdout=self.stdout)  # closes the finished period
         _, raw_key = account_services.api_key_create(partner=partner, name="demo")
         self.stdout.write(
             "\n".join(
