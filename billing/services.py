@@ -300,12 +300,12 @@ def subscription_start_invoice(*, subscription_id: int, as_of: datetime) -> Invo
 def final_units(subscription: Subscription, start: datetime) -> dict[str, int]:
     """Units billed in the usage period starting at `start`: final ones; capped ones are
     recorded but never billed (C2, Z9), pending ones are not final yet."""
-    return _units_by_period([(subscription.account_id, start)]).get(
+    return units_by_period([(subscription.account_id, start)]).get(
         (subscription.account_id, start), {}
     )
 
 
-def _units_by_period(
+def units_by_period(
     pairs: Iterable[tuple[int, datetime]],
 ) -> dict[tuple[int, datetime], dict[str, int]]:
     """Final units per meter for many (account, usage period start) pairs, in one query."""
@@ -391,7 +391,7 @@ def periods_close(*, as_of: datetime, limit: int = CLOSE_BATCH) -> list[tuple[In
         ):
             if len(earlier[close.subscription_id]) < LATE_LOOKBACK_CLOSES:
                 earlier[close.subscription_id].append(close)
-        units = _units_by_period(
+        units = units_by_period(
             [(s.account_id, s.usage_period_start) for s in subscriptions]
             + [(s.account_id, c.period_start) for s in subscriptions for c in earlier[s.pk]]
         )

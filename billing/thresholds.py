@@ -14,7 +14,7 @@ from plans.money import format_money, format_unit_price
 from plans.terms import TermsBook, meter_terms_by_meter
 
 from .models import ThresholdNotice
-from .services import _units_by_period
+from .services import units_by_period
 
 THRESHOLDS = (80, 100)
 METER_NAMES = {
@@ -42,7 +42,7 @@ def usage_thresholds_notify(*, as_of: datetime) -> int:
         "addon", "tier"
     ):
         addons[item.subscription_id].append((item.addon, item.tier))
-    units = _units_by_period((s.account_id, s.usage_period_start) for s in subscriptions)
+    units = units_by_period((s.account_id, s.usage_period_start) for s in subscriptions)
     sent = set(
         ThresholdNotice.objects.filter(
             account_id__in=[s.account_id for s in subscriptions]
