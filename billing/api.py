@@ -8,11 +8,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.api_fields import NewestFirstPagination, money
+from accounts.errors import Conflict
 from accounts.idempotency import idempotent
 from accounts.selectors import account_get
 from plans.models import Interval
 
-from . import changes, selectors
+from . import changes, payments, selectors
 from .models import Invoice
 from .pdf import render_invoice_pdf
 
@@ -52,7 +53,21 @@ def invoice_out(invoice: Invoice, *, detail: bool = True) -> dict:
             {"from": c.from_status, "to": c.to_status, "at": c.at, "reason": c.reason}
             for c in invoice.status_changes.all()
         ]
-        body["payment_attempts"] = []  # charged through Stripe with the payments issue
+        body["payment_attempts"] = [
+            {
+                "number": a.number,
+                "trigger": a.trigger,
+                "status": a.status,
+                "amount": money(a.amount_minor, a.currency),
+                "failure_code": a.failure_code or None,
+                "failure_reason": a.failure_reason or None,
+                "created_at": a.created_at,
+                "completed_at": a.completed_at,
+            }
+            for a in invoice.attempts.all()
+        ]
+        attempt = payments.confirmation_attempt(invoice=invoice)
+        body["confirmation_url"] = payments.confirmation_url(attempt) if attempt else None
     return body
 
 
@@ -149,3 +164,49 @@ class InvoicePdfApi(APIView):
         name = invoice.number or f"draft-{invoice.pk}"
         response["Content-Disposition"] = f'inline; filename="invoice-{name}.pdf"'
         return response
+
+
+class PaymentMethodIn(serializers.Serializer):
+    stripe_payment_method = serializers.RegexField(r"^pm_[A-Za-z0-9_]+$", max_length=64)
+
+
+class PaymentMethodApi(APIView):
+    """PUT a card the partner collected with Stripe's own card form; it becomes the default."""
+
+    @extend_schema(
+        operation_id="payment_method_set", request=PaymentMethodIn, responses=OpenApiTypes.OBJECT
+    )
+    def put(self, request, slug: str):
+        account = account_get(principal=request.user, slug=slug)
+        serializer = PaymentMethodIn(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        method = payments.payment_method_set(
+            account=account,
+            stripe_payment_method=serializer.validated_data["stripe_payment_method"],
+        )
+        return Response(
+            {
+                "stripe_payment_method": method.stripe_id,
+                "brand": method.brand,
+                "last4": method.last4,
+                "exp_month": method.exp_month,
+                "exp_year": method.exp_year,
+                "default": method.is_default,
+            }
+        )
+
+
+class InvoiceRetryApi(APIView):
+    """POST: charge the invoice again now (F3)."""
+
+    @extend_schema(operation_id="invoices_retry", request=None, responses=OpenApiTypes.OBJECT)
+    @idempotent
+    def post(self, request, invoice_id: int):
+        invoice = selectors.invoice_get(principal=request.user, invoice_id=invoice_id)
+        if payments.invoice_charge(invoice_id=invoice.pk, trigger="retry") is None:
+            raise Conflict(
+                f"Invoice {invoice.number} is {invoice.status}: there is nothing to charge."
+            )
+        return Response(
+            invoice_out(selectors.invoice_get(principal=request.user, invoice_id=invoice_id))
+        )

@@ -192,3 +192,105 @@ class ThresholdNotice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account.slug} {self.meter} {self.threshold}%"
+
+
+class PaymentMethod(models.Model):
+    """A card saved at Stripe (collected by Stripe.js or given by a partner); never card data."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="payment_methods")
+    stripe_id = models.CharField(max_length=64, unique=True)
+    brand = models.CharField(max_length=20, blank=True)
+    last4 = models.CharField(max_length=4, blank=True)
+    exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
+    exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account"], condition=Q(is_default=True), name="paymentmethod_one_default"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.brand} •••• {self.last4}"
+
+
+class AttemptStatus(models.TextChoices):
+    CREATED = "created"  # saved before the call to Stripe; no answer recorded yet
+    SUCCEEDED = "succeeded"
+    REQUIRES_ACTION = "requires_action", "requires authentication"
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # the call's outcome was lost (timeout): resolved by asking Stripe
+
+
+class PaymentAttempt(models.Model):
+    """One try to charge an invoice. The idempotency key is derived from the invoice and the
+    attempt number and saved before Stripe is called, so a retried task never charges twice."""
+
+    Status = AttemptStatus
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="attempts")
+    number = models.PositiveSmallIntegerField()
+    trigger = models.CharField(max_length=20, help_text="automatic, retry, manual, confirmation")
+    idempotency_key = models.CharField(max_length=80, unique=True)
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(
+        max_length=16, choices=AttemptStatus.choices, default=AttemptStatus.CREATED
+    )
+    stripe_payment_intent = models.CharField(max_length=64, blank=True, db_index=True)
+    client_secret = models.CharField(max_length=200, blank=True)
+    failure_code = models.CharField(max_length=60, blank=True)
+    failure_reason = models.CharField(
+        max_length=300, blank=True, help_text="In words a merchant understands."
+    )
+    is_hard_decline = models.BooleanField(default=False)
+    created_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["invoice", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "number"], name="attempt_number_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.invoice} attempt {self.number}: {self.status}"
+
+
+class Dunning(models.Model):
+    """Where an unpaid invoice stands in its retry and reminder schedules (F2, F3, F4)."""
+
+    invoice = models.OneToOneField(Invoice, on_delete=models.CASCADE, related_name="dunning")
+    first_failed_at = models.DateTimeField(null=True, blank=True)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    confirmation_requested_at = models.DateTimeField(null=True, blank=True)
+    reminders_sent = models.PositiveSmallIntegerField(default=0)
+    next_reminder_at = models.DateTimeField(null=True, blank=True)
+    suspend_at = models.DateTimeField(null=True, blank=True)
+    held_reason = models.CharField(max_length=200, blank=True, help_text="Not charged: why (P8).")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["next_retry_at"], name="dunning_retry_idx"),
+            models.Index(fields=["next_reminder_at"], name="dunning_reminder_idx"),
+            models.Index(fields=["suspend_at"], name="dunning_suspend_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"dunning of {self.invoice}"
+
+
+class StripeEvent(models.Model):
+    """A webhook delivery, stored once per Stripe event id before it is processed."""
+
+    stripe_id = models.CharField(max_length=64, unique=True)
+    type = models.CharField(max_length=80)
+    payload = models.JSONField()
+    received_at = models.DateTimeField()
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.stripe_id}"

@@ -226,6 +226,7 @@ class BillingRun:
     invoices: list[int] = field(default_factory=list)
     changes_applied: int = 0
     threshold_emails: int = 0
+    dunning: dict = field(default_factory=dict)
 
 
 def run_billing(*, as_of: datetime | None = None) -> BillingRun:
@@ -253,9 +254,14 @@ def run_billing(*, as_of: datetime | None = None) -> BillingRun:
         for invoice, applied in closed:
             run.invoices.append(invoice.pk)
             run.changes_applied += applied
-    from .thresholds import usage_thresholds_notify  # thresholds reads through this module
+    from . import payments, tasks  # they build on this module
+    from .thresholds import usage_thresholds_notify
 
     run.threshold_emails = usage_thresholds_notify(as_of=as_of)
+    if run.invoices:
+        # F1: charged right after the period closes, by the payments workers.
+        tasks.payment_charge_invoices.delay(run.invoices)
+    run.dunning = payments.dunning_run(as_of=as_of)
     return run
 
 

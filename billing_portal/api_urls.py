@@ -39,6 +39,16 @@ urlpatterns = [
     path(
         "invoices/<int:invoice_id>/pdf", billing_api.InvoicePdfApi.as_view(), name="api-invoice-pdf"
     ),
+    path(
+        "invoices/<int:invoice_id>/retry",
+        billing_api.InvoiceRetryApi.as_view(),
+        name="api-invoice-retry",
+    ),
+    path(
+        "accounts/<slug:slug>/payment-method",
+        billing_api.PaymentMethodApi.as_view(),
+        name="api-payment-method",
+    ),
     path("events", metering_api.EventsApi.as_view(), name="api-events"),
     path("plans", plans_api.PlansApi.as_view(), name="api-plans"),
 ]

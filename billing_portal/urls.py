@@ -3,6 +3,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from billing import views as billing_views
+
 from . import views
 
 handler404 = "billing_portal.api_errors.json_not_found"
@@ -13,6 +15,12 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("pay/confirm/<str:token>/", billing_views.confirm_payment, name="confirm-payment"),
+    path(
+        "billing/invoices/<int:invoice_id>/retry", billing_views.retry_payment, name="retry-payment"
+    ),
+    path("billing/<slug:slug>/payment-method", billing_views.payment_method, name="payment-method"),
+    path("stripe/webhooks/", billing_views.stripe_webhook, name="stripe-webhook"),
     path("api/v1/", include("billing_portal.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -443,3 +443,21 @@ class ScheduledChange(models.Model):
         if self.addon_id:
             parts.append(f"{self.addon} → {self.addon_tier or 'removed'}")
         return ", ".join(parts) or "change"
+
+
+class SubscriptionStatusChange(models.Model):
+    """The audit trail of a subscription's states (suspension and reactivation, F4)."""
+
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.CASCADE, related_name="status_changes"
+    )
+    from_status = models.CharField(max_length=10)
+    to_status = models.CharField(max_length=10)
+    reason = models.CharField(max_length=200, blank=True)
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.subscription}: {self.from_status} → {self.to_status}"

@@ -11,7 +11,14 @@ from accounts.errors import Conflict, DomainError
 from accounts.models import Account, Partner
 
 from . import periods
-from .models import AddOnTier, Edition, Plan, Subscription, SubscriptionAddOn
+from .models import (
+    AddOnTier,
+    Edition,
+    Plan,
+    Subscription,
+    SubscriptionAddOn,
+    SubscriptionStatusChange,
+)
 
 
 @dataclass(frozen=True)
@@ -157,3 +164,42 @@ def account_open(
         light_agents=light_agents,
     )
     return account
+
+
+# Which subscription status may follow which. Payments drive it: a failed invoice makes the
+# subscription past due, exhausted retries suspend it (F4), any payment reactivates it.
+SUBSCRIPTION_TRANSITIONS = {
+    Subscription.Status.ACTIVE: {
+        Subscription.Status.PAST_DUE,
+        Subscription.Status.SUSPENDED,
+        Subscription.Status.CANCELED,
+    },
+    Subscription.Status.PAST_DUE: {
+        Subscription.Status.ACTIVE,
+        Subscription.Status.SUSPENDED,
+        Subscription.Status.CANCELED,
+    },
+    Subscription.Status.SUSPENDED: {Subscription.Status.ACTIVE, Subscription.Status.CANCELED},
+    Subscription.Status.CANCELED: set(),
+}
+
+
+def subscription_transition(*, subscription_id: int, to: str, reason: str, at: datetime) -> bool:
+    """Move a subscription to another status, locked and audited. Returns whether it moved:
+    asking for the status it already has is not an error (payments converge, F4)."""
+    with transaction.atomic():
+        subscription = Subscription.objects.select_for_update().get(pk=subscription_id)
+        if subscription.status == to:
+            return False
+        if to not in SUBSCRIPTION_TRANSITIONS[subscription.status]:
+            raise Conflict(f"A {subscription.status} subscription cannot become {to}.")
+        SubscriptionStatusChange.objects.create(
+            subscription=subscription,
+            from_status=subscription.status,
+            to_status=to,
+            reason=reason,
+            at=at,
+        )
+        subscription.status = to
+        subscription.save(update_fields=["status"])
+        return True

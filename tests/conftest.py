@@ -99,3 +99,23 @@ def other_partner_api(db) -> APIClient:
     other = account_services.partner_get_or_create(name="Rival Partners")
     _, raw = account_services.api_key_create(partner=other)
     return client_with_key(raw)
+
+
+@pytest.fixture(scope="session")
+def stripe_server(tmp_path_factory):
+    from tests import stripe_standin
+
+    process, stand_in = stripe_standin.start(tmp_path_factory.mktemp("localstripe"))
+    yield stand_in
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def stripe_standin(stripe_server, settings):
+    """Stripe calls go to the loopback stand-in, empty at the start of each test."""
+    settings.STRIPE_API_BASE = stripe_server.url
+    settings.STRIPE_API_KEY = "sk_test_standin"
+    settings.STRIPE_WEBHOOK_SECRET = "whsec_test_secret"
+    stripe_server.flush()
+    return stripe_server

@@ -1,0 +1,241 @@
+"""The Stripe adapter: the only module that imports `stripe`.
+
+It speaks to Stripe itself in production and to localstripe (STRIPE_API_BASE) in development and
+tests, through the same calls: nothing here depends on the stand-in. What the rest of the
+portal sees are plain results (`ChargeResult`, `CardInfo`), never Stripe objects.
+"""
+
+from dataclasses import dataclass
+
+import stripe
+from django.conf import settings
+
+# Declines where trying the same card again cannot help: no automatic retry (F3).
+HARD_DECLINES = frozenset(
+    {
+        "stolen_card",
+        "lost_card",
+        "pickup_card",
+        "fraudulent",
+        "restricted_card",
+        "invalid_account",
+        "card_not_supported",
+        "currency_not_supported",
+        "new_account_information_available",
+    }
+)
+# Stripe's codes in words a merchant understands (F3).
+REASONS = {
+    "expired_card": "The card has expired. Add a valid card, then retry the payment.",
+    "insufficient_funds": "The card has insufficient funds.",
+    "do_not_honor": (
+        "The bank declined the payment without giving a reason (do not honour). "
+        "Contact your bank or use another card."
+    ),
+    "generic_decline": "The bank declined the payment. Contact your bank or use another card.",
+    "card_declined": "The bank declined the payment. Contact your bank or use another card.",
+    "incorrect_cvc": "The card's security code (CVC) is incorrect.",
+    "incorrect_number": "The card number is incorrect.",
+    "processing_error": "The bank could not process the payment. It will be tried again.",
+    "stolen_card": "The bank declined the card (reported stolen). Use another card.",
+    "lost_card": "The bank declined the card (reported lost). Use another card.",
+    "pickup_card": "The bank declined the card. Use another card.",
+    "fraudulent": "The bank declined the payment as suspected fraud. Use another card.",
+    "restricted_card": "The card cannot be used for this payment. Use another card.",
+    "payment_intent_authentication_failure": (
+        "The bank's authentication (3-D Secure) failed or was cancelled."
+    ),
+    "authentication_required": "Your bank asks you to confirm this payment.",
+    "no_payment_method": "No card is saved for this account. Add a card, then retry the payment.",
+}
+
+
+class GatewayError(Exception):
+    """Stripe refused a request for a reason that is ours or the input's (not a decline)."""
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    status: str  # succeeded | requires_action | failed | unknown
+    payment_intent: str = ""
+    client_secret: str = ""
+    failure_code: str = ""
+    failure_reason: str = ""
+    is_hard_decline: bool = False
+    intent_status: str = ""  # Stripe's own status of the intent, when there is one
+
+
+@dataclass(frozen=True)
+class CardInfo:
+    stripe_id: str
+    brand: str
+    last4: str
+    exp_month: int | None
+    exp_year: int | None
+
+
+def _plain(value) -> dict:
+    """A Stripe object (or None) as a plain dict; stripe 16 objects are not dicts."""
+    if value is None:
+        return {}
+    return value.to_dict() if hasattr(value, "to_dict") else dict(value)
+
+
+def client() -> stripe.StripeClient:
+    kwargs = {"max_network_retries": 0 if settings.STRIPE_API_BASE else 2}
+    if settings.STRIPE_API_BASE:
+        kwargs["base_addresses"] = {"api": settings.STRIPE_API_BASE}
+    return stripe.StripeClient(settings.STRIPE_API_KEY, **kwargs)
+
+
+def reason_for(code: str) -> str:
+    return REASONS.get(code, "The payment failed. Try another card or contact your bank.")
+
+
+def customer_create(*, email: str, name: str, account_slug: str) -> str:
+    customer = client().v1.customers.create(
+        params={"email": email, "name": name, "metadata": {"account": account_slug}}
+    )
+    return customer.id
+
+
+def payment_method_attach(*, customer: str, payment_method: str) -> CardInfo:
+    """Attach a card (from Stripe.js or a partner) to the customer and make it the default."""
+    api = client().v1
+    try:
+        method = api.payment_methods.attach(payment_method, params={"customer": customer})
+        api.customers.update(
+            customer, params={"invoice_settings": {"default_payment_method": method.id}}
+        )
+    except stripe.CardError as exc:
+        raise GatewayError(reason_for(exc.code or "card_declined")) from exc
+    except stripe.InvalidRequestError as exc:
+        raise GatewayError(f"Stripe refused the payment method: {exc.user_message or exc}") from exc
+    card = _plain(method).get("card") or {}
+    return CardInfo(
+        stripe_id=method.id,
+        brand=card.get("brand", ""),
+        last4=card.get("last4", ""),
+        exp_month=card.get("exp_month"),
+        exp_year=card.get("exp_year"),
+    )
+
+
+def setup_intent_create(*, customer: str) -> str:
+    """A SetupIntent's client secret: Stripe.js collects the card, never our servers."""
+    intent = client().v1.setup_intents.create(
+        params={"customer": customer, "payment_method_types": ["card"]}
+    )
+    return intent.client_secret
+
+
+def setup_intent_payment_method(*, setup_intent: str) -> str:
+    return client().v1.setup_intents.retrieve(setup_intent).payment_method
+
+
+def _result(intent) -> ChargeResult:
+    ids = {
+        "payment_intent": intent.id,
+        "client_secret": intent.client_secret,
+        "intent_status": intent.status,
+    }
+    if intent.status == "succeeded":
+        return ChargeResult("succeeded", **ids)
+    if intent.status == "requires_action":
+        return ChargeResult(
+            "requires_action",
+            failure_code="authentication_required",
+            failure_reason=reason_for("authentication_required"),
+            **ids,
+        )
+    if intent.status in ("processing", "requires_confirmation"):
+        return ChargeResult("unknown", **ids)
+    error = _plain(intent).get("last_payment_error") or {}
+    code = error.get("decline_code") or error.get("code") or "card_declined"
+    if code == "authentication_required":
+        # Real Stripe's off-session SCA answer: the intent waits for the customer.
+        return ChargeResult(
+            "requires_action", failure_code=code, failure_reason=reason_for(code), **ids
+        )
+    return ChargeResult(
+        "failed",
+        failure_code=code,
+        failure_reason=reason_for(code),
+        is_hard_decline=code in HARD_DECLINES,
+        **ids,
+    )
+
+
+def charge_off_session(
+    *,
+    customer: str,
+    payment_method: str,
+    amount_minor: int,
+    currency: str,
+    idempotency_key: str,
+    metadata: dict[str, str],
+) -> ChargeResult:
+    """Charge a saved card without the customer, once per idempotency key."""
+    try:
+        intent = client().v1.payment_intents.create(
+            params={
+                "amount": amount_minor,
+                "currency": currency.lower(),
+                "customer": customer,
+                "payment_method": payment_method,
+                "confirm": True,
+                "off_session": True,
+                "payment_method_types": ["card"],
+                "metadata": metadata,
+            },
+            options={"idempotency_key": idempotency_key},
+        )
+    except stripe.CardError as exc:
+        error = _plain(exc.error)
+        code = error.get("decline_code") or exc.code or "card_declined"
+        intent = error.get("payment_intent") or {}
+        if exc.code == "authentication_required":
+            # Real Stripe raises for off-session SCA and leaves the intent for the customer.
+            return ChargeResult(
+                "requires_action",
+                intent.get("id", ""),
+                intent.get("client_secret", ""),
+                exc.code,
+                reason_for(exc.code),
+                intent_status=intent.get("status", ""),
+            )
+        return ChargeResult(
+            "failed", intent.get("id", ""), "", code, reason_for(code), code in HARD_DECLINES
+        )
+    except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError):
+        # The request may or may not have reached Stripe: never charge again blindly.
+        return ChargeResult("unknown")
+    return _result(intent)
+
+
+def payment_intent_find(*, idempotency_key: str, recent: int = 1000) -> ChargeResult | None:
+    """The intent an earlier call created for this key, found by its metadata, if any.
+
+    Used before re-sending an attempt whose answer was never recorded (the worker died, the
+    connection dropped): Stripe keeps idempotency keys for a day, but we do not rely on that."""
+    for seen, intent in enumerate(
+        client().v1.payment_intents.list(params={"limit": 100}).auto_paging_iter()
+    ):
+        if seen >= recent:
+            break
+        if (_plain(intent).get("metadata") or {}).get("attempt") == idempotency_key:
+            return _result(intent)
+    return None
+
+
+def payment_intent_get(*, payment_intent: str) -> ChargeResult:
+    return _result(client().v1.payment_intents.retrieve(payment_intent))
+
+
+def webhook_event(*, payload: bytes, signature: str, secret: str, tolerance: int) -> dict:
+    """Verify a webhook on its raw body; raises ValueError for a bad or stale signature."""
+    try:
+        event = stripe.Webhook.construct_event(payload, signature, secret, tolerance=tolerance)
+    except (stripe.SignatureVerificationError, ValueError) as exc:
+        raise ValueError(str(exc)) from exc
+    return event.to_dict()

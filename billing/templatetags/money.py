@@ -1,0 +1,11 @@
+from django import template
+
+from plans.money import format_money
+
+register = template.Library()
+
+
+@register.filter(name="money")
+def money(amount_minor: int, currency: str) -> str:
+    """{{ invoice.total_minor|money:invoice.currency }} → "$140.00"."""
+    return format_money(int(amount_minor), currency)
