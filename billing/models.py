@@ -214,7 +214,7 @@ class PaymentMethod(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.brand} •••• {self.last4}"
+        return f"{self.brand.title()} •••• {self.last4}"
 
 
 class AttemptStatus(models.TextChoices):

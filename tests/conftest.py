@@ -117,5 +117,6 @@ def stripe_standin(stripe_server, settings):
     settings.STRIPE_API_BASE = stripe_server.url
     settings.STRIPE_API_KEY = "sk_test_standin"
     settings.STRIPE_WEBHOOK_SECRET = "whsec_test_secret"
+    settings.STRIPE_JS_URL = f"{stripe_server.url}/js.stripe.com/v3/"
     stripe_server.flush()
     return stripe_server

@@ -9,3 +9,11 @@ register = template.Library()
 def money(amount_minor: int, currency: str) -> str:
     """{{ invoice.total_minor|money:invoice.currency }} → "$140.00"."""
     return format_money(int(amount_minor), currency)
+
+
+@register.filter(name="last_day")
+def last_day(end):
+    """The last instant a half-open period [start, end) covers, for "Nov 1 – Nov 30"."""
+    from datetime import timedelta
+
+    return end - timedelta(microseconds=1)
