@@ -22,15 +22,23 @@ def home(request):
         card = payments.default_payment_method(account.pk)
         invoices = []
         if manages:
-            for invoice in Invoice.objects.filter(account=account, kind="invoice").order_by(
-                "-created_at"
-            )[:24]:
-                attempt = payments.confirmation_attempt(invoice=invoice)
-                last = invoice.attempts.order_by("-number").first()
+            recent = (
+                Invoice.objects.filter(account=account, kind="invoice")
+                .prefetch_related("attempts")
+                .order_by("-created_at")[:24]
+            )
+            for invoice in recent:
+                attempts = sorted(invoice.attempts.all(), key=lambda a: a.number)
+                last = attempts[-1] if attempts else None
+                waiting = (
+                    invoice.status == "requires_confirmation"
+                    and last
+                    and last.status == "requires_action"
+                )
                 invoices.append(
                     {
                         "invoice": invoice,
-                        "confirm_url": payments.confirmation_path(attempt) if attempt else "",
+                        "confirm_url": payments.confirmation_path(last) if waiting else "",
                         "reason": last.failure_reason
                         if last and invoice.status == "past_due"
                         else "",

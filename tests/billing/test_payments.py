@@ -236,3 +236,24 @@ def test_an_unknown_outcome_is_resolved_by_asking_stripe_not_by_charging_again(
     payments.dunning_run(as_of=datetime.now(UTC) + timedelta(minutes=10))  # past the 5-minute wait
     invoice.refresh_from_db()
     assert invoice.status == "paid" and len(stripe_standin.intents()) == 1
+
+
+def test_F2_the_payment_history_offers_confirm_payment_to_owners_only(
+    shop, partner_api, stripe_standin, bill, client, django_user_model
+):
+    from accounts.models import Membership
+
+    use_card(partner_api, stripe_standin, THREE_DS)
+    bill(T0)
+    owner = django_user_model.objects.create_user("owner@shop.example", password="pw-owner-123")
+    agent = django_user_model.objects.create_user("agent@shop.example", password="pw-agent-123")
+    Membership.objects.create(user=owner, account=shop, role=Membership.Role.OWNER)
+    Membership.objects.create(user=agent, account=shop, role=Membership.Role.AGENT)
+    client.force_login(owner)
+    page = client.get("/").content.decode()
+    assert "Confirm payment" in page and "/pay/confirm/" in page and "Visa •••• 3184" in page
+    client.force_login(agent)
+    page = client.get("/").content.decode()
+    assert "Payment history" not in page and "Confirm payment" not in page
+    invoice = Invoice.objects.get()
+    assert client.post(f"/billing/invoices/{invoice.pk}/retry").status_code == 404
