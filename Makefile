@@ -7,6 +7,10 @@ STAMP := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 DEMO_STRIPE_PORT ?= 8420
+# A fresh random key per run: the settings refuse the demo's key when DEBUG is false.
+TEST_SECRET_KEY ?= $(shell $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(40))')
+# `make test CLOCK=2027-02-28T23:59:00Z` runs the whole suite with the wall clock moved there.
+CLOCK ?=
 
 .PHONY: demo test lint install clean
 
@@ -21,8 +25,8 @@ install: $(STAMP)
 ## Run the portal on embedded defaults (SQLite, in-process tasks, the Stripe stand-in) with demo data.
 demo: $(STAMP)
 	mkdir -p var
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py load_catalog
+	DEBUG=true $(BIN)/python manage.py migrate --noinput
+	DEBUG=true $(BIN)/python manage.py load_catalog
 	$(BIN)/python scripts/localstripe_server.py --port $(DEMO_STRIPE_PORT) --store var/localstripe.pickle & \
 	  echo $$! > var/localstripe.pid; \
 	  trap 'kill $$(cat var/localstripe.pid) 2>/dev/null' EXIT INT TERM; \
@@ -36,11 +40,12 @@ demo: $(STAMP)
 
 ## Run the whole test suite (PostgreSQL and Redis on loopback).
 test: $(STAMP)
-	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest
+	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) \
+	  SECRET_KEY=$(TEST_SECRET_KEY) $(BIN)/pytest $(if $(CLOCK),--clock $(CLOCK))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python manage.py makemigrations --check --dry-run
+	DEBUG=true $(BIN)/python manage.py makemigrations --check --dry-run
 
 clean:
 	rm -rf $(VENV) var/db.sqlite3 var/localstripe.pickle var/mail

@@ -13,6 +13,7 @@ It uses its own database (bench_close, dropped and made anew).
 import argparse
 import os
 import random
+import secrets
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 DB_NAME = "bench_close"
 os.environ.update(DATABASE_URL=f"{PG}/{DB_NAME}", DEBUG="false")
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_portal.settings")
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
@@ -51,7 +53,7 @@ def populate(accounts: int, charges: int) -> None:
     from django.db import connection
 
     from accounts.models import Account, Partner
-    from billing.services import run_billing
+    from billing.run import run_billing
     from plans.catalog import catalog_load
     from plans.models import AddOn, AddOnTier, Plan, Subscription, SubscriptionAddOn
 
@@ -157,7 +159,7 @@ def main() -> None:
     baseline, groups = sql_baseline()
 
     from billing.models import Invoice
-    from billing.services import run_billing
+    from billing.run import run_billing
 
     started = time.perf_counter()
     run = run_billing(as_of=END)

@@ -18,6 +18,7 @@ import http.client
 import json
 import os
 import queue
+import secrets
 import subprocess
 import sys
 import threading
@@ -36,6 +37,7 @@ ENV = {
     "DATABASE_URL": f"{PG}/{DB_NAME}",
     "CELERY_BROKER_URL": REDIS,
     "DEBUG": "false",
+    "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(50),
     "CONN_MAX_AGE": "600",
     "DATA_UPLOAD_MAX_MEMORY_SIZE": str(20 * 1024 * 1024),
 }

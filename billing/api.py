@@ -13,7 +13,7 @@ from accounts.idempotency import idempotent
 from accounts.selectors import account_get
 from plans.models import Interval
 
-from . import changes, payments, selectors
+from . import changes, payments, selectors, tasks
 from .models import Invoice
 from .pdf import render_invoice_pdf
 
@@ -131,6 +131,8 @@ class SubscriptionChangesApi(APIView):
                 addons=tuple((a["addon"], a["tier"]) for a in data["addons"]),
             ),
         )
+        if result.invoice is not None:
+            tasks.collect_account_soon(account.pk)  # the upgrade is paid at once (P6)
         body = {
             "effective": result.effective,
             "effective_at": result.effective_at,
@@ -184,6 +186,7 @@ class PaymentMethodApi(APIView):
             account=account,
             stripe_payment_method=serializer.validated_data["stripe_payment_method"],
         )
+        tasks.collect_account_soon(account.pk)  # invoices issued before the card was saved
         return Response(
             {
                 "stripe_payment_method": method.stripe_id,

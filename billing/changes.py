@@ -14,8 +14,9 @@ from plans import periods, pricing
 from plans.models import AddOn, AddOnTier, Plan, ScheduledChange, Subscription, SubscriptionAddOn
 from plans.terms import subscription_terms
 
+from .closing import final_units, start_invoice_issue
+from .invoicing import invoice_issue
 from .models import Invoice, InvoiceReason, UsageClose
-from .services import final_units, invoice_issue
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,10 @@ def subscription_change(
             raise DomainError("The request changes nothing.", code="no_change")
         if kind == "downgrade":
             return _schedule(subscription, plan, request.interval, tiers)
+        if not subscription.is_migrated and subscription.started_at <= at:
+            # The first period's fees on the terms in force at its start, before the upgrade
+            # bills the difference: never the new terms twice.
+            start_invoice_issue(subscription=subscription, as_of=at)
         return _upgrade(subscription, current, requested, plan, request.interval, tiers, at)
 
 

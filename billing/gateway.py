@@ -5,10 +5,18 @@ tests, through the same calls: nothing here depends on the stand-in. What the re
 portal sees are plain results (`ChargeResult`, `CardInfo`), never Stripe objects.
 """
 
+import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 import stripe
 from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+# Stripe answers a repeated idempotency key with the first response for 24 hours; we re-send
+# within a safe margin of that, and search by metadata after it.
+IDEMPOTENCY_WINDOW = timedelta(hours=23)
 
 # Declines where trying the same card again cannot help: no automatic retry (F3).
 HARD_DECLINES = frozenset(
@@ -47,6 +55,9 @@ REASONS = {
     ),
     "authentication_required": "Your bank asks you to confirm this payment.",
     "no_payment_method": "No card is saved for this account. Add a card, then retry the payment.",
+    "stripe_refused": (
+        "The payment could not be sent to the bank. Our team has been told; no money was taken."
+    ),
 }
 
 
@@ -82,7 +93,12 @@ def _plain(value) -> dict:
 
 
 def client() -> stripe.StripeClient:
-    kwargs = {"max_network_retries": 0 if settings.STRIPE_API_BASE else 2}
+    # An explicit timeout: a hung Stripe must not hold a web request or a worker for the
+    # library's default 80 s. Retries re-send with the same idempotency key.
+    kwargs = {
+        "max_network_retries": 0 if settings.STRIPE_API_BASE else 2,
+        "http_client": stripe.new_default_http_client(timeout=settings.STRIPE_TIMEOUT_SECONDS),
+    }
     if settings.STRIPE_API_BASE:
         kwargs["base_addresses"] = {"api": settings.STRIPE_API_BASE}
     return stripe.StripeClient(settings.STRIPE_API_KEY, **kwargs)
@@ -207,29 +223,44 @@ def charge_off_session(
         return ChargeResult(
             "failed", intent.get("id", ""), "", code, reason_for(code), code in HARD_DECLINES
         )
-    except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError):
-        # The request may or may not have reached Stripe: never charge again blindly.
+    except stripe.IdempotencyError:
+        # The same key is in flight elsewhere, or was used with another body: the first
+        # request decides; its answer is fetched by reconciliation.
+        logger.warning("idempotency conflict on %s", idempotency_key)
+        return ChargeResult("unknown")
+    except (stripe.InvalidRequestError, stripe.AuthenticationError, stripe.PermissionError) as exc:
+        # Stripe refused the request itself: nothing was charged. Ours to fix, not the card's.
+        logger.error("Stripe refused charge %s: %s", idempotency_key, exc)
+        return ChargeResult(
+            "failed", failure_code="stripe_refused", failure_reason=reason_for("stripe_refused")
+        )
+    except stripe.StripeError:
+        # Timeouts, dropped connections, 5xx, 429: the request may or may not have reached
+        # Stripe, so it is never sent again blindly (reconciliation asks first).
         return ChargeResult("unknown")
     return _result(intent)
 
 
-def payment_intent_find(*, idempotency_key: str, recent: int = 1000) -> ChargeResult | None:
-    """The intent an earlier call created for this key, found by its metadata, if any.
-
-    Used before re-sending an attempt whose answer was never recorded (the worker died, the
-    connection dropped): Stripe keeps idempotency keys for a day, but we do not rely on that."""
-    for seen, intent in enumerate(
-        client().v1.payment_intents.list(params={"limit": 100}).auto_paging_iter()
-    ):
-        if seen >= recent:
-            break
-        if (_plain(intent).get("metadata") or {}).get("attempt") == idempotency_key:
-            return _result(intent)
-    return None
+def payment_intent_search(*, idempotency_key: str) -> ChargeResult | None:
+    """The intent created for an attempt, found by the key in its metadata (Stripe's search
+    API; None when nothing matches or search is not available, as with the stand-in)."""
+    try:
+        found = client().v1.payment_intents.search(
+            params={"query": f"metadata['attempt']:'{idempotency_key}'", "limit": 1}
+        )
+    except stripe.StripeError as exc:
+        logger.warning("payment intent search unavailable: %s", exc)
+        return None
+    intents = list(found.data)
+    return _result(intents[0]) if intents else None
 
 
 def payment_intent_get(*, payment_intent: str) -> ChargeResult:
-    return _result(client().v1.payment_intents.retrieve(payment_intent))
+    try:
+        return _result(client().v1.payment_intents.retrieve(payment_intent))
+    except stripe.StripeError as exc:
+        logger.warning("could not read %s: %s", payment_intent, exc)
+        return ChargeResult("unknown", payment_intent=payment_intent)
 
 
 def webhook_event(*, payload: bytes, signature: str, secret: str, tolerance: int) -> dict:

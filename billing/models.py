@@ -2,7 +2,7 @@
 
 An invoice is built as a draft, then finalized: it gets the next number of its year (no gaps:
 the counter row is locked in the finalizing transaction) and never changes again (F5); its
-status moves only through `billing.services.invoice_transition`, which audits each move.
+status moves only through `billing.invoicing.invoice_transition`, which audits each move.
 """
 
 from django.db import models
@@ -218,7 +218,8 @@ class PaymentMethod(models.Model):
 
 
 class AttemptStatus(models.TextChoices):
-    CREATED = "created"  # saved before the call to Stripe; no answer recorded yet
+    CREATED = "created"  # saved before the call to Stripe; not claimed by a sender yet
+    SENDING = "sending"  # claimed by one sender (conditional update) just before Stripe is called
     SUCCEEDED = "succeeded"
     REQUIRES_ACTION = "requires_action", "requires authentication"
     FAILED = "failed"
@@ -237,6 +238,9 @@ class PaymentAttempt(models.Model):
     idempotency_key = models.CharField(max_length=80, unique=True)
     amount_minor = models.BigIntegerField()
     currency = models.CharField(max_length=3)
+    payment_method = models.CharField(
+        max_length=64, blank=True, help_text="The card charged: a re-send carries the same body."
+    )
     status = models.CharField(
         max_length=16, choices=AttemptStatus.choices, default=AttemptStatus.CREATED
     )
@@ -248,12 +252,22 @@ class PaymentAttempt(models.Model):
     )
     is_hard_decline = models.BooleanField(default=False)
     created_at = models.DateTimeField()
+    sending_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a sender claimed it; a stale claim is reconciled."
+    )
     completed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["invoice", "number"]
         constraints = [
             models.UniqueConstraint(fields=["invoice", "number"], name="attempt_number_once"),
+            # At most one attempt per invoice waits for Stripe's answer: the database, not
+            # only the code, refuses a second charge in flight.
+            models.UniqueConstraint(
+                fields=["invoice"],
+                condition=Q(status__in=["created", "sending", "unknown"]),
+                name="attempt_one_in_flight",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -291,6 +305,67 @@ class StripeEvent(models.Model):
     payload = models.JSONField()
     received_at = models.DateTimeField()
     processed_at = models.DateTimeField(null=True, blank=True)
+    # Processing that failed is retried with backoff by the sweeper, never dropped.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(processed_at__isnull=True),
+                name="stripe_event_unprocessed_idx",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} {self.stripe_id}"
+
+
+class AccountCredit(models.Model):
+    """Money owed to the account, applied to its next invoices: a close that a correction made
+    negative (never a negative invoice), or a credit note on an invoice already paid."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="credits")
+    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
+    amount_minor = models.BigIntegerField()
+    remaining_minor = models.BigIntegerField()
+    source = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credits_given")
+    description = models.CharField(max_length=300)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["account"],
+                condition=Q(remaining_minor__gt=0),
+                name="credit_open_idx",
+            )
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(remaining_minor__gte=0, remaining_minor__lte=models.F("amount_minor")),
+                name="credit_remaining_in_range",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"credit of {self.amount_minor} {self.currency} ({self.remaining_minor} left)"
+
+
+class CloseSetAside(models.Model):
+    """A subscription whose billing step raised: recorded for operators, retried with backoff,
+    and never blocking the other subscriptions of a run."""
+
+    subscription = models.OneToOneField(
+        Subscription, on_delete=models.CASCADE, related_name="billing_set_aside"
+    )
+    step = models.CharField(max_length=20, help_text="start invoice or period close")
+    error = models.TextField()
+    attempts = models.PositiveSmallIntegerField(default=1)
+    first_failed_at = models.DateTimeField()
+    next_attempt_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.subscription} set aside at {self.step}: {self.error[:60]}"

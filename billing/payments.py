@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from django.core import signing
 from django.core.mail import mail_admins
 from django.db import transaction
-from django.db.models import Max, Sum
+from django.db.models import Exists, Max, OuterRef, Q, Sum
 from django.utils import timezone
 
 from accounts.errors import Conflict, DomainError
@@ -20,9 +20,9 @@ from plans import pricing
 from plans.models import Subscription
 from plans.services import subscription_transition
 
-from . import emails, gateway
+from . import gateway, invoicing, notifications
+from .invoicing import invoice_transition
 from .models import Dunning, Invoice, InvoiceKind, InvoiceStatus, PaymentAttempt, PaymentMethod
-from .services import invoice_transition
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +38,11 @@ REMINDER_AFTER_DAYS = (1, 3, 7)
 # suspended (F4).
 SUSPEND_AFTER = timedelta(days=14)
 CONFIRMATION_LINK_MAX_AGE = timedelta(days=30)
-# An attempt with no recorded answer after this long is settled by asking Stripe.
+# An attempt with no recorded answer after this long is settled by asking Stripe: longer than
+# a Stripe call can take (STRIPE_TIMEOUT_SECONDS, with the library's retries).
 IN_FLIGHT_TIMEOUT = timedelta(minutes=5)
+# Attempts waiting for Stripe's answer: at most one per invoice.
+IN_FLIGHT = (A.CREATED, A.SENDING, A.UNKNOWN)
 
 
 # --- payment methods ------------------------------------------------------------------------
@@ -87,33 +90,67 @@ def default_payment_method(account_id: int) -> PaymentMethod | None:
     return PaymentMethod.objects.filter(account_id=account_id, is_default=True).first()
 
 
-# --- charging -------------------------------------------------------------------------------
+# --- collecting -----------------------------------------------------------------------------
 
 
-def invoices_charge(*, invoice_ids: list[int], trigger: str = "automatic") -> int:
-    """Charge each invoice whose account has a saved card (F1); others wait, open."""
-    # Invoiced customers without a card pay by other means (docs/architecture.md): skipped.
-    chargeable = Invoice.objects.filter(
-        pk__in=invoice_ids,
-        kind=InvoiceKind.INVOICE,
-        status__in=CHARGEABLE,
-        account__payment_methods__is_default=True,
-    ).values_list("pk", flat=True)
-    charged = 0
-    for invoice_id in chargeable:
-        if invoice_charge(invoice_id=invoice_id, trigger=trigger) is not None:
-            charged += 1
-    return charged
+class PaymentInProgress(Conflict):
+    code = "payment_in_progress"
+
+
+def _in_progress(invoice: Invoice) -> PaymentInProgress:
+    return PaymentInProgress(
+        f"A payment for invoice {invoice.number} is already in progress. "
+        "Its result will show here in a moment.",
+        details={"invoice": invoice.number},
+    )
+
+
+def collectable_invoice_ids(*, account_id: int | None = None, limit: int = 5000) -> list[int]:
+    """The outbox: issued invoices never attempted whose account has a card, oldest first.
+
+    Every path that issues an invoice (start, close, upgrade, operator) commits it `open` in
+    its own transaction; this sweep is the one way from there to a charge, so an invoice is
+    collected even if the process that issued it died before handing it on, or the card was
+    saved after it was issued. Past-due and held invoices follow their own schedules."""
+    invoices = (
+        Invoice.objects.all()
+        if account_id is None
+        else Invoice.objects.filter(account_id=account_id)
+    )
+    return list(
+        invoices.filter(
+            status=S.OPEN,
+            kind=InvoiceKind.INVOICE,
+            total_minor__gt=0,
+            account__payment_methods__is_default=True,
+        )
+        .filter(~Exists(PaymentAttempt.objects.filter(invoice=OuterRef("pk"))))
+        .exclude(dunning__held_reason__gt="")
+        .order_by("issued_at", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def invoice_collect(*, invoice_id: int, at: datetime | None = None) -> PaymentAttempt | None:
+    """The sweeper's and the tasks' entry: charge if still due; a charge already in flight
+    (another worker, a customer's click) is left to finish, not joined."""
+    try:
+        return invoice_charge(invoice_id=invoice_id, trigger="automatic", at=at)
+    except PaymentInProgress:
+        return None
 
 
 def invoice_charge(
     *, invoice_id: int, trigger: str, at: datetime | None = None
 ) -> PaymentAttempt | None:
-    """Try to collect an invoice now; None when there is nothing to collect.
+    """Try to collect an invoice now; None when there is nothing to collect. Raises
+    PaymentInProgress when another attempt of this invoice is waiting for Stripe.
 
-    The attempt row, with its idempotency key, is committed before Stripe is called; an
-    attempt left without an answer (the worker died, the connection dropped) is settled by
-    asking Stripe before anything is sent again. Never two charges for one invoice (F5)."""
+    The one collection path, whoever asks (sweeper, retry schedule, Retry payment, the API, an
+    operator). At most one charge per invoice is ever in flight: the attempt is created under
+    the invoice's row lock only if no other attempt is unanswered (a partial unique index
+    holds it too), committed with its idempotency key, then claimed `created → sending` by a
+    conditional update; only the claimant calls Stripe (F5)."""
     at = at or timezone.now()
     with transaction.atomic():
         invoice = (
@@ -123,64 +160,69 @@ def invoice_charge(
         )
         if invoice.status not in CHARGEABLE or invoice.kind != InvoiceKind.INVOICE:
             return None  # re-checked unpaid just before the attempt
-        in_flight = (
-            invoice.attempts.filter(status__in=[A.CREATED, A.UNKNOWN]).order_by("-number").first()
+        if invoice.attempts.filter(status__in=IN_FLIGHT).exists():
+            raise _in_progress(invoice)
+        due = invoicing.amount_due(invoice)
+        if due <= 0:  # credit notes cover it: settled without a charge
+            invoicing.invoice_settle(invoice=invoice, reason="fully credited", at=at)
+            return None
+        if not _within_spending_cap(invoice, at):
+            return None
+        method = default_payment_method(invoice.account_id)
+        number = (invoice.attempts.aggregate(n=Max("number"))["n"] or 0) + 1
+        attempt = PaymentAttempt.objects.create(
+            invoice=invoice,
+            number=number,
+            trigger=trigger,
+            idempotency_key=f"invoice-{invoice.pk}-attempt-{number}",
+            amount_minor=due,
+            currency=invoice.currency,
+            payment_method=method.stripe_id if method else "",
+            created_at=at,
         )
-        if in_flight is None:
-            if not _within_spending_cap(invoice, at):
-                return None
-            method = default_payment_method(invoice.account_id)
-            number = (invoice.attempts.aggregate(n=Max("number"))["n"] or 0) + 1
-            in_flight = PaymentAttempt.objects.create(
-                invoice=invoice,
-                number=number,
-                trigger=trigger,
-                idempotency_key=f"invoice-{invoice.pk}-attempt-{number}",
-                amount_minor=invoice.total_minor,
-                currency=invoice.currency,
-                created_at=at,
-            )
-            if method is None:
-                _apply(
-                    in_flight,
-                    gateway.ChargeResult(
-                        "failed",
-                        failure_code="no_payment_method",
-                        failure_reason=gateway.reason_for("no_payment_method"),
-                    ),
-                    at,
-                )
-                return in_flight
-    return _send(in_flight, at)
+        if method is None:
+            _apply(attempt, _no_payment_method(), at)
+            return attempt
+    return _send(attempt, at)
+
+
+def _no_payment_method() -> gateway.ChargeResult:
+    return gateway.ChargeResult(
+        "failed",
+        failure_code="no_payment_method",
+        failure_reason=gateway.reason_for("no_payment_method"),
+    )
+
+
+def _claim(attempt: PaymentAttempt) -> bool:
+    """created → sending, by one caller only (the row count says who won)."""
+    return bool(
+        PaymentAttempt.objects.filter(pk=attempt.pk, status=A.CREATED).update(
+            status=A.SENDING, sending_at=timezone.now()
+        )
+    )
 
 
 def _send(attempt: PaymentAttempt, at: datetime) -> PaymentAttempt:
-    found = gateway.payment_intent_find(idempotency_key=attempt.idempotency_key)
-    if found is not None:  # an earlier call got through: adopt its answer, charge nothing
-        result = found
-    else:
-        account = attempt.invoice.account
-        method = default_payment_method(account.pk)
-        if method is None:
-            result = gateway.ChargeResult(
-                "failed",
-                failure_code="no_payment_method",
-                failure_reason=gateway.reason_for("no_payment_method"),
-            )
-        else:
-            result = gateway.charge_off_session(
-                customer=customer_ensure(account=account),
-                payment_method=method.stripe_id,
-                amount_minor=attempt.amount_minor,
-                currency=attempt.currency,
-                idempotency_key=attempt.idempotency_key,
-                metadata={
-                    "attempt": attempt.idempotency_key,
-                    "invoice": attempt.invoice.number or "",
-                },
-            )
-    _apply(attempt, result, at)
+    if not _claim(attempt):
+        raise _in_progress(attempt.invoice)
+    _apply(attempt, _charge(attempt), at)
+    attempt.refresh_from_db()
     return attempt
+
+
+def _charge(attempt: PaymentAttempt) -> gateway.ChargeResult:
+    """The Stripe call of an attempt: the same body every time it is sent, so that Stripe's
+    idempotency replays the first answer instead of charging again."""
+    account = attempt.invoice.account
+    return gateway.charge_off_session(
+        customer=customer_ensure(account=account),
+        payment_method=attempt.payment_method,
+        amount_minor=attempt.amount_minor,
+        currency=attempt.currency,
+        idempotency_key=attempt.idempotency_key,
+        metadata={"attempt": attempt.idempotency_key, "invoice": attempt.invoice.number or ""},
+    )
 
 
 def _within_spending_cap(invoice: Invoice, at: datetime) -> bool:
@@ -249,37 +291,8 @@ def _apply(attempt: PaymentAttempt, result: gateway.ChargeResult, at: datetime) 
 
 
 def _paid(invoice: Invoice, attempt: PaymentAttempt, at: datetime) -> None:
-    if invoice.status == S.PAID:
-        return
-    invoice_transition(
-        invoice=invoice, to=S.PAID, reason=f"attempt {attempt.number} succeeded", at=at
-    )
-    Dunning.objects.filter(invoice=invoice).delete()
-    emails.send("payment_succeeded", invoice.account, invoice=invoice, attempt=attempt)
-    subscription = invoice.subscription
-    if subscription is not None and not _other_unpaid(invoice):
-        was = subscription.status
-        if (
-            subscription_transition(
-                subscription_id=subscription.pk,
-                to=Subscription.Status.ACTIVE,
-                reason=f"invoice {invoice.number} paid",
-                at=at,
-            )
-            and was == Subscription.Status.SUSPENDED
-        ):
-            emails.send("subscription_reactivated", invoice.account, invoice=invoice)
-
-
-def _other_unpaid(invoice: Invoice) -> bool:
-    return (
-        Invoice.objects.filter(
-            subscription=invoice.subscription,
-            kind=InvoiceKind.INVOICE,
-            status__in=[S.PAST_DUE, S.REQUIRES_CONFIRMATION],
-        )
-        .exclude(pk=invoice.pk)
-        .exists()
+    invoicing.invoice_settle(
+        invoice=invoice, reason=f"attempt {attempt.number} succeeded", at=at, attempt=attempt
     )
 
 
@@ -298,7 +311,7 @@ def _needs_confirmation(invoice: Invoice, attempt: PaymentAttempt, at: datetime)
     dunning.next_retry_at = None
     dunning.suspend_at = dunning.suspend_at or at + SUSPEND_AFTER
     dunning.save()
-    emails.send(
+    notifications.send(
         "confirmation_required", invoice.account, invoice=invoice, url=confirmation_url(attempt)
     )
 
@@ -326,7 +339,7 @@ def _failed(invoice: Invoice, attempt: PaymentAttempt, at: datetime) -> None:
             reason=f"invoice {invoice.number}: {attempt.failure_reason}",
             at=at,
         )
-    emails.send(
+    notifications.send(
         "payment_failed", invoice.account, invoice=invoice, attempt=attempt, next_retry_at=retry
     )
 
@@ -389,71 +402,52 @@ def confirmation_attempt(*, invoice: Invoice) -> PaymentAttempt | None:
     return invoice.attempts.filter(status=A.REQUIRES_ACTION).order_by("-number").first()
 
 
-# --- schedules (run by run_billing) -----------------------------------------------------------
+# --- answers that were lost ---------------------------------------------------------------
 
 
-def dunning_run(*, as_of: datetime) -> dict[str, int]:
-    """Due automatic retries, confirmation reminders, suspensions, and reconciliation of
-    attempts whose answer was lost."""
-    done = {"retries": 0, "reminders": 0, "suspensions": 0, "reconciled": 0}
-    for attempt in PaymentAttempt.objects.filter(
-        status__in=[A.CREATED, A.UNKNOWN], created_at__lte=as_of - IN_FLIGHT_TIMEOUT
-    ).select_related("invoice__account"):
-        _reconcile(attempt, as_of)
-        done["reconciled"] += 1
-    for dunning in Dunning.objects.filter(next_retry_at__lte=as_of).select_related("invoice"):
-        Dunning.objects.filter(pk=dunning.pk).update(next_retry_at=None)
-        if invoice_charge(invoice_id=dunning.invoice_id, trigger="automatic_retry", at=as_of):
-            done["retries"] += 1
-    for dunning in Dunning.objects.filter(next_reminder_at__lte=as_of).select_related(
-        "invoice__account"
-    ):
-        attempt = confirmation_attempt(invoice=dunning.invoice)
-        sent = dunning.reminders_sent + 1
-        later = REMINDER_AFTER_DAYS[sent] if sent < len(REMINDER_AFTER_DAYS) else None
-        Dunning.objects.filter(pk=dunning.pk).update(
-            reminders_sent=sent,
-            next_reminder_at=dunning.confirmation_requested_at + timedelta(days=later)
-            if later
-            else None,
-        )
-        if attempt is not None:
-            emails.send(
-                "confirmation_reminder",
-                dunning.invoice.account,
-                invoice=dunning.invoice,
-                url=confirmation_url(attempt),
-                reminder=sent,
-            )
-            done["reminders"] += 1
-    for dunning in Dunning.objects.filter(suspend_at__lte=as_of).select_related(
-        "invoice__subscription", "invoice__account"
-    ):
-        Dunning.objects.filter(pk=dunning.pk).update(suspend_at=None, next_retry_at=None)
-        invoice = dunning.invoice
-        unpaid = invoice.status in (S.PAST_DUE, S.REQUIRES_CONFIRMATION) and invoice.subscription_id
-        if unpaid and subscription_transition(
-            subscription_id=invoice.subscription_id,
-            to=Subscription.Status.SUSPENDED,
-            reason=f"invoice {invoice.number} unpaid after retries",
-            at=as_of,
-        ):
-            emails.send("subscription_suspended", invoice.account, invoice=invoice)
-            done["suspensions"] += 1
-    return done
+def attempts_reconcile(*, as_of: datetime) -> int:
+    """Settle attempts left without an answer (the worker died, the connection dropped)."""
+    stale = PaymentAttempt.objects.filter(
+        status__in=IN_FLIGHT, created_at__lte=as_of - IN_FLIGHT_TIMEOUT
+    ).filter(Q(sending_at__isnull=True) | Q(sending_at__lte=as_of - IN_FLIGHT_TIMEOUT))
+    settled = 0
+    for attempt in stale.select_related("invoice__account"):
+        settled += _reconcile(attempt, as_of)
+    return settled
 
 
-def _reconcile(attempt: PaymentAttempt, at: datetime) -> None:
-    """An attempt whose outcome was lost: ask Stripe, never charge again blindly."""
+def _reconcile(attempt: PaymentAttempt, at: datetime) -> int:
+    """Ask Stripe what became of an attempt; never charge again blindly.
+
+    Never claimed (`created`): nothing was sent, so it is sent now, once. Claimed but
+    unanswered: it is re-claimed (conditional update on the old claim time, so two sweepers
+    cannot both do it), then looked up by the intent id if Stripe ever gave us one, else sent
+    again with the same idempotency key and the same body: Stripe answers a repeated key with
+    the first request's response for 24 hours and charges nothing more. Past that window the
+    intent is searched for by the key in its metadata."""
+    if attempt.status == A.CREATED:
+        try:
+            _send(attempt, at)
+        except PaymentInProgress:
+            return 0
+        return 1
+    now = timezone.now()
+    reclaimed = PaymentAttempt.objects.filter(
+        pk=attempt.pk, status=attempt.status, sending_at=attempt.sending_at
+    ).update(status=A.SENDING, sending_at=now)
+    if not reclaimed:
+        return 0
     if attempt.stripe_payment_intent:
         result = gateway.payment_intent_get(payment_intent=attempt.stripe_payment_intent)
+    elif now - attempt.created_at < gateway.IDEMPOTENCY_WINDOW:
+        result = _charge(attempt)
     else:
-        result = gateway.payment_intent_find(idempotency_key=attempt.idempotency_key)
-        if result is None:  # Stripe never saw it: it can be sent, once, with the same key
-            _send(attempt, at)
-            return
-    if result.status != A.UNKNOWN:
-        _apply(attempt, result, at)
+        result = gateway.payment_intent_search(idempotency_key=attempt.idempotency_key)
+        if result is None:
+            result = gateway.ChargeResult("unknown")
+            logger.error("attempt %s: no answer and past Stripe's key window", attempt)
+    _apply(attempt, result, at)
+    return int(result.status != A.UNKNOWN)
 
 
 def payment_intent_changed(

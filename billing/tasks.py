@@ -1,25 +1,62 @@
-"""Celery tasks of billing: thin, safe to run twice or concurrently."""
+"""Celery tasks of billing: thin (ids in, one service call), safe to run twice or at once."""
+
+import logging
+from datetime import datetime
 
 from celery import shared_task
+from django.db import transaction
 
-from . import payments, services
+from . import payments, run, webhooks
+
+logger = logging.getLogger(__name__)
+
+
+def enqueue(task, *args) -> None:
+    """Wake a worker once the transaction commits. The work itself is recorded in the
+    database (an open invoice, a stored webhook), so a broker that is down delays it until the
+    next sweep instead of losing it or failing the request."""
+
+    def send() -> None:
+        try:
+            task.delay(*args)
+        except Exception:
+            logger.exception("broker unavailable: %s%r is left to the next sweep", task.name, args)
+
+    transaction.on_commit(send)
+
+
+def collect_account_soon(account_id: int) -> None:
+    """After a card is saved or an invoice issued: charge the account's issued invoices now
+    rather than at the next sweep."""
+    for invoice_id in payments.collectable_invoice_ids(account_id=account_id):
+        enqueue(payment_collect_invoice, invoice_id)
+
+
+def collect_later(invoice_id: int) -> None:
+    enqueue(payment_collect_invoice, invoice_id)
 
 
 @shared_task(name="billing.run_billing")
-def run_billing_task() -> int:
-    """Periodic (beat): close every period that ended; concurrent runs split the work."""
-    return len(services.run_billing().invoices)
+def run_billing_task(as_of: str | None = None) -> int:
+    """Periodic (beat): close every period that ended; each issued invoice is charged by its
+    own task. Concurrent runs split the work."""
+    at = datetime.fromisoformat(as_of) if as_of else None
+    return len(run.run_billing(as_of=at, collect=collect_later).invoices)
 
 
-@shared_task(name="billing.tasks.payment_charge_invoices", acks_late=True)
-def payment_charge_invoices(invoice_ids: list[int]) -> int:
-    """Charge freshly issued invoices. Run twice, it charges nothing twice: each attempt's
-    idempotency key is saved before Stripe is called, and paid invoices are skipped."""
-    return payments.invoices_charge(invoice_ids=invoice_ids)
+@shared_task(name="billing.tasks.payment_collect_due")
+def payment_collect_due() -> dict:
+    """Periodic (beat): the collection sweep (lost answers, issued invoices, failed webhooks)."""
+    return run.collect_due(collect=collect_later)
 
 
-@shared_task(name="billing.tasks.payment_process_webhook")
+@shared_task(name="billing.tasks.payment_collect_invoice", acks_late=True)
+def payment_collect_invoice(invoice_id: int) -> bool:
+    """Charge one invoice if it is still due. Redelivered or run twice, it charges nothing
+    twice: the attempt is claimed before Stripe is called."""
+    return payments.invoice_collect(invoice_id=invoice_id) is not None
+
+
+@shared_task(name="billing.tasks.payment_process_webhook", acks_late=True)
 def payment_process_webhook(stripe_event_id: str) -> bool:
-    from . import webhooks
-
     return webhooks.stripe_event_process(stripe_event_id=stripe_event_id)

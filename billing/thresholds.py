@@ -13,8 +13,8 @@ from plans.models import Subscription, SubscriptionAddOn
 from plans.money import format_money, format_unit_price
 from plans.terms import TermsBook, meter_terms_by_meter
 
+from .closing import units_by_period
 from .models import ThresholdNotice
-from .services import units_by_period
 
 THRESHOLDS = (80, 100)
 METER_NAMES = {

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from accounts.errors import Conflict, DomainError
 from accounts.models import Membership
 
-from . import gateway, payments, webhooks
+from . import gateway, payments, tasks, webhooks
 from .models import Invoice, InvoiceStatus
 
 
@@ -20,11 +20,13 @@ from .models import Invoice, InvoiceStatus
 @require_POST
 def stripe_webhook(request):
     try:
-        webhooks.webhook_receive(
+        event, pending = webhooks.webhook_receive(
             payload=request.body, signature=request.headers.get("Stripe-Signature", "")
         )
     except webhooks.InvalidWebhook as exc:
         return HttpResponseBadRequest(str(exc), content_type="text/plain")
+    if pending:
+        tasks.enqueue(tasks.payment_process_webhook, event.stripe_id)
     return HttpResponse('{"received": true}', content_type="application/json")
 
 
@@ -73,7 +75,11 @@ def retry_payment(request, invoice_id: int):
     invoice = _billing_invoice(request, invoice_id)
     if invoice is None:
         return render(request, "404.html", status=404)
-    attempt = payments.invoice_charge(invoice_id=invoice.pk, trigger="retry")
+    try:
+        attempt = payments.invoice_charge(invoice_id=invoice.pk, trigger="retry")
+    except Conflict as exc:  # another payment of it is in flight: nothing is sent twice
+        messages.info(request, exc.message)
+        return redirect("home")
     invoice.refresh_from_db()
     if attempt is None:
         messages.info(request, f"Invoice {invoice.number} has nothing to pay.")
@@ -82,7 +88,8 @@ def retry_payment(request, invoice_id: int):
     elif invoice.status == InvoiceStatus.REQUIRES_CONFIRMATION:
         return redirect(payments.confirmation_path(attempt))
     else:
-        messages.error(request, f"The payment failed: {attempt.failure_reason}")
+        reason = attempt.failure_reason or gateway.reason_for(attempt.failure_code)
+        messages.error(request, f"The payment failed: {reason}")
     return redirect("home")
 
 
@@ -113,6 +120,7 @@ def payment_method(request, slug: str):
         except (DomainError, gateway.GatewayError) as exc:
             messages.error(request, f"The card was not saved: {exc}")
             return redirect("payment-method", slug=slug)
+        tasks.collect_account_soon(account.pk)
         messages.success(request, f"Saved: {method}. It is used for the next payments.")
         return redirect("home")
     customer = payments.customer_ensure(account=account)

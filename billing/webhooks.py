@@ -4,17 +4,29 @@ Processing asks Stripe for the payment intent's state now instead of trusting th
 so duplicated, late or out-of-order deliveries all converge to the same state.
 """
 
+import logging
 import time
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from . import gateway, payments
 from .models import StripeEvent
 
+logger = logging.getLogger(__name__)
+
 # Deliveries signed longer ago than this, or this far in the future, are refused.
 TOLERANCE_SECONDS = 300
+# Processing that raised is tried again after these waits (the last one repeats), by the
+# collection sweep: a delivery is never lost because its first processing failed.
+RETRY_AFTER = (
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+)
 
 
 class InvalidWebhook(ValueError):
@@ -29,8 +41,9 @@ def _signed_at(signature: str) -> int:
     raise InvalidWebhook("The Stripe-Signature header has no timestamp.")
 
 
-def webhook_receive(*, payload: bytes, signature: str) -> StripeEvent:
-    """Verify and store a delivery; queue its processing once per Stripe event id."""
+def webhook_receive(*, payload: bytes, signature: str) -> tuple[StripeEvent, bool]:
+    """Verify and store a delivery, once per Stripe event id. Returns the event and whether it
+    still needs processing (a redelivery of an unprocessed event does: it is queued again)."""
     secret = settings.STRIPE_WEBHOOK_SECRET
     if not secret:
         raise InvalidWebhook("Webhooks are not configured (STRIPE_WEBHOOK_SECRET).")
@@ -42,30 +55,64 @@ def webhook_receive(*, payload: bytes, signature: str) -> StripeEvent:
         )
     except ValueError as exc:
         raise InvalidWebhook(str(exc)) from exc
-    stored, created = StripeEvent.objects.get_or_create(
+    if not isinstance(event.get("id"), str) or not event["id"] or len(event["id"]) > 64:
+        raise InvalidWebhook("The event has no valid id.")
+    stored, _ = StripeEvent.objects.get_or_create(
         stripe_id=event["id"],
-        defaults={"type": event.get("type", ""), "payload": event, "received_at": timezone.now()},
+        defaults={
+            "type": str(event.get("type", ""))[:80],
+            "payload": event,
+            "received_at": timezone.now(),
+        },
     )
-    if created:
-        from .tasks import payment_process_webhook
-
-        transaction.on_commit(lambda: payment_process_webhook.delay(stored.stripe_id))
-    return stored
+    return stored, stored.processed_at is None
 
 
 def stripe_event_process(*, stripe_event_id: str) -> bool:
-    """Apply one stored event; a processed event is not processed again."""
+    """Apply one stored event; a processed event is not processed again. Processing that
+    raises is recorded and scheduled again with backoff."""
     event = StripeEvent.objects.filter(stripe_id=stripe_event_id, processed_at__isnull=True).first()
     if event is None:
         return False
-    if event.type.startswith("payment_intent."):
-        intent = (event.payload.get("data") or {}).get("object") or {}
-        if intent.get("id"):
-            payments.payment_intent_changed(
-                payment_intent=intent["id"],
-                attempt_key=(intent.get("metadata") or {}).get("attempt", ""),
-            )
+    try:
+        _apply(event)
+    except Exception as exc:
+        logger.exception("webhook %s failed; it will be retried", stripe_event_id)
+        attempts = event.attempts + 1
+        StripeEvent.objects.filter(pk=event.pk).update(
+            attempts=F("attempts") + 1,
+            last_error=f"{type(exc).__name__}: {exc}"[:2000],
+            next_attempt_at=timezone.now() + RETRY_AFTER[min(attempts, len(RETRY_AFTER)) - 1],
+        )
+        return False
     StripeEvent.objects.filter(pk=event.pk, processed_at__isnull=True).update(
-        processed_at=timezone.now()
+        processed_at=timezone.now(), last_error=""
     )
     return True
+
+
+def _apply(event: StripeEvent) -> None:
+    if event.type.startswith("payment_intent."):
+        intent = (event.payload.get("data") or {}).get("object") or {}
+        if isinstance(intent, dict) and isinstance(intent.get("id"), str):
+            metadata = intent.get("metadata") if isinstance(intent.get("metadata"), dict) else {}
+            payments.payment_intent_changed(
+                payment_intent=intent["id"], attempt_key=str(metadata.get("attempt", ""))
+            )
+
+
+def stripe_events_retry(*, as_of: datetime | None = None) -> int:
+    """Process again the stored events whose processing failed (or never ran: the broker
+    lost the task) and whose wait is over."""
+    as_of = as_of or timezone.now()
+    waiting = StripeEvent.objects.filter(processed_at__isnull=True).filter(
+        next_attempt_at__lte=as_of
+    ) | StripeEvent.objects.filter(
+        processed_at__isnull=True,
+        next_attempt_at__isnull=True,
+        received_at__lte=as_of - RETRY_AFTER[0],
+    )
+    done = 0
+    for stripe_id in waiting.values_list("stripe_id", flat=True)[:500]:
+        done += stripe_event_process(stripe_event_id=stripe_id)
+    return done

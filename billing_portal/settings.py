@@ -7,6 +7,7 @@ Celery tasks, emails written to files under var/mail/, Stripe pointed wherever S
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -15,8 +16,15 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
-# The fallback key is only for the demo and tests; `check --deploy` flags it as insecure.
-SECRET_KEY = env.str("SECRET_KEY", default="django-insecure-dev-only-key-change-me")
+# The fallback key is only for the demo (DEBUG=true): anything signed with a known key (payment
+# confirmation links, sessions) could be forged, so without DEBUG the portal refuses to start.
+INSECURE_SECRET_KEY = "django-insecure-dev-only-key-change-me"
+SECRET_KEY = env.str("SECRET_KEY", default=INSECURE_SECRET_KEY)
+if not DEBUG and SECRET_KEY == INSECURE_SECRET_KEY:
+    raise ImproperlyConfigured(
+        "SECRET_KEY is unset (or the demo's key) while DEBUG is false: set SECRET_KEY to a long "
+        "random value (see .env.example), or DEBUG=true for the local demo."
+    )
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
@@ -69,6 +77,9 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}"),
 }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+# A persistent connection is checked before each request reuses it: after a database restart
+# the first request on each worker would otherwise fail.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -121,6 +132,11 @@ if not CELERY_BROKER_URL:
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True  # a task killed mid-way runs again; every task is safe to run twice
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# No task may run longer than this; the broker re-delivers an unacknowledged task only after the
+# visibility timeout, which is longer, so a running task is never handed to a second worker.
+CELERY_TASK_TIME_LIMIT = 600
+CELERY_TASK_SOFT_TIME_LIMIT = 540
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ROUTES = {
     "metering.*": {"queue": "ingest"},
     "plans.*": {"queue": "billing"},
@@ -133,6 +149,9 @@ CELERY_BEAT_SCHEDULE = {
     "finalize-windows": {"task": "metering.finalize_windows", "schedule": 300.0},
     # Closes every period that ended and issues its invoice; safe to overlap with itself.
     "run-billing": {"task": "billing.run_billing", "schedule": 300.0},
+    # The collection sweep: lost answers reconciled, issued invoices charged (one task each),
+    # webhooks whose processing failed retried.
+    "collect": {"task": "billing.tasks.payment_collect_due", "schedule": 60.0},
 }
 
 # --- Stripe: STRIPE_API_BASE unset means Stripe itself; the demo and tests point it at localstripe.
@@ -141,6 +160,9 @@ STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
 STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="pk_test_local")
 STRIPE_JS_URL = env.str("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+# Seconds a Stripe call may take before it counts as unanswered (reconciled later, never re-sent
+# blindly); also bounds how long a merchant's "Retry payment" click can wait.
+STRIPE_TIMEOUT_SECONDS = env.int("STRIPE_TIMEOUT_SECONDS", default=15)
 
 # --- The partner API.
 REST_FRAMEWORK = {

@@ -77,6 +77,7 @@ LineKind = Literal[
     "proration",
     "late_usage",
     "credit",
+    "credit_carried",
 ]
 Change = Literal["upgrade", "downgrade", "none"]
 
@@ -1089,6 +1090,27 @@ def price_period_close(
             raise PricingError("one invoice has one currency")
         lines.extend(fee_lines(terms=renewal, period=next_cycle))
     return tuple(lines)
+
+
+def credit_line(
+    *, amount_minor: int, description: str, period: Period, carried: bool = False
+) -> Line:
+    """A credit taken off an invoice (negative), or, `carried`, the part of a negative total
+    moved to the account's credit so that no invoice is ever below zero (positive)."""
+    if amount_minor <= 0:
+        raise PricingError(f"a credit is a positive amount, got {amount_minor}")
+    signed = amount_minor if carried else -amount_minor
+    return Line(
+        kind="credit_carried" if carried else "credit",
+        description=description,
+        meter=None,
+        quantity=1,
+        unit_price_minor=Decimal(signed),
+        amount_minor=signed,
+        rules=("F5", "F6") if carried else ("F5",),
+        period_start=period.start,
+        period_end=period.end,
+    )
 
 
 def invoice_total(lines: Iterable[Line]) -> int:

@@ -12,6 +12,8 @@ from plans.catalog import catalog_load
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
+pytest_plugins = ["tests.clock"]
+
 
 @pytest.fixture
 def catalog(db):
@@ -105,16 +107,22 @@ def other_partner_api(db) -> APIClient:
 def stripe_server(tmp_path_factory):
     from tests import stripe_standin
 
+    from tests.stripe_proxy import IdempotencyProxy
+
     process, stand_in = stripe_standin.start(tmp_path_factory.mktemp("localstripe"))
+    stand_in.proxy = IdempotencyProxy(stand_in.url)
     yield stand_in
+    stand_in.proxy.close()
     process.terminate()
     process.wait(timeout=10)
 
 
 @pytest.fixture
 def stripe_standin(stripe_server, settings):
-    """Stripe calls go to the loopback stand-in, empty at the start of each test."""
-    settings.STRIPE_API_BASE = stripe_server.url
+    """Stripe calls go to the loopback stand-in, empty at the start of each test, through a
+    proxy that keeps Stripe's idempotency-key behaviour (the stand-in ignores keys)."""
+    settings.STRIPE_API_BASE = stripe_server.proxy.url
+    stripe_server.proxy.reset()
     settings.STRIPE_API_KEY = "sk_test_standin"
     settings.STRIPE_WEBHOOK_SECRET = "whsec_test_secret"
     settings.STRIPE_JS_URL = f"{stripe_server.url}/js.stripe.com/v3/"

@@ -9,8 +9,9 @@ import time_machine
 from django.core.management import call_command
 
 from accounts import services as account_services
+from billing.invoicing import credit_note_issue
 from billing.models import Invoice
-from billing.services import credit_note_issue, run_billing
+from billing.run import run_billing
 from plans import services as plan_services
 from plans.models import Allowance, Plan, Price
 from tests.metering.helpers import ingest
@@ -104,9 +105,10 @@ def test_F5_a_correction_is_a_numbered_credit_note_never_an_edit(make_account):
         make_account(slug="shop", plan="basic")
     run_billing(as_of=T0)
     invoice = Invoice.objects.get()
-    note = credit_note_issue(
-        invoice=invoice, amount_minor=2500, description="Goodwill: outage on Jan 3"
-    )
+    with time_machine.travel(T0 + timedelta(days=5), tick=False):  # credited in the same year
+        note = credit_note_issue(
+            invoice=invoice, amount_minor=2500, description="Goodwill: outage on Jan 3"
+        )
     assert note.kind == "credit_note" and note.total_minor == -2500
     assert note.number == "2026-000002" and note.credited_invoice == invoice
     invoice.refresh_from_db()
@@ -131,16 +133,17 @@ def test_credit_invoice_command(make_account):
         make_account(slug="shop", plan="basic")
     run_billing(as_of=T0)
     out = StringIO()
-    call_command(
-        "credit_invoice",
-        "--number",
-        "2026-000001",
-        "--amount-minor",
-        "1000",
-        "--reason",
-        "Goodwill",
-        stdout=out,
-    )
+    with time_machine.travel(T0 + timedelta(days=5), tick=False):  # credited in the same year
+        call_command(
+            "credit_invoice",
+            "--number",
+            "2026-000001",
+            "--amount-minor",
+            "1000",
+            "--reason",
+            "Goodwill",
+            stdout=out,
+        )
     assert "Credit note 2026-000002 for 1000 minor units of USD." in out.getvalue()
     from django.core.management import CommandError
 

@@ -6,7 +6,7 @@ import pytest
 import time_machine
 
 from billing.models import Invoice
-from billing.services import run_billing
+from billing.run import run_billing
 from plans.models import ScheduledChange, Subscription
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)  # a 30-day period: Nov 1 → Dec 1

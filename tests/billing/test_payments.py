@@ -9,7 +9,7 @@ from django.core import mail
 
 from billing import payments
 from billing.models import Invoice, PaymentAttempt
-from billing.services import run_billing
+from billing.run import run_billing
 from metering.selectors import entitlements
 from plans.models import Subscription
 
@@ -57,7 +57,12 @@ def sent_on_commit():
 
 def not_charged_by_run_billing():
     """Issue invoices without the charge task, to drive the charge by hand."""
-    return mock.patch("billing.tasks.payment_charge_invoices.delay")
+    return mock.patch("billing.payments.collectable_invoice_ids", return_value=[])
+
+
+def collect(invoice):
+    """What the collection task does for one invoice."""
+    return payments.invoice_collect(invoice_id=invoice.pk)
 
 
 def subjects():
@@ -125,16 +130,18 @@ def test_F2_three_d_secure_confirmed_on_the_secure_page_pays(
     path = next(w for w in email.body.split() if "/pay/confirm/" in w).removeprefix(
         "http://127.0.0.1:8000"
     )
-    page = client.get(path)  # no login needed
-    assert page.status_code == 200 and b"Confirm payment" in page.content
-    attempt = PaymentAttempt.objects.get(invoice=invoice)
-    stripe_standin.authenticate(attempt.stripe_payment_intent, success=True)
-    with sent_on_commit():
-        done = client.post(path)
-    assert done.status_code == 302
-    invoice.refresh_from_db()
-    assert invoice.status == "paid"
-    assert b"This invoice is paid" in client.get(path).content
+    # The customer opens the link two hours after the email, on the same clock that signed it.
+    with time_machine.travel(T0 + timedelta(hours=2), tick=False):
+        page = client.get(path)  # no login needed
+        assert page.status_code == 200 and b"Confirm payment" in page.content
+        attempt = PaymentAttempt.objects.get(invoice=invoice)
+        stripe_standin.authenticate(attempt.stripe_payment_intent, success=True)
+        with sent_on_commit():
+            done = client.post(path)
+        assert done.status_code == 302
+        invoice.refresh_from_db()
+        assert invoice.status == "paid"
+        assert b"This invoice is paid" in client.get(path).content
     assert len(stripe_standin.intents()) == 1
     assert subjects()[-1] == f"Receipt for invoice {invoice.number}"
 
@@ -206,10 +213,12 @@ def test_F5_a_worker_killed_between_intent_and_result_charges_exactly_once(
     invoice = Invoice.objects.get()
     killed = mock.patch("billing.payments._apply", side_effect=SystemExit("worker killed"))
     with killed, pytest.raises(SystemExit):
-        payments.invoices_charge(invoice_ids=[invoice.pk])
+        collect(invoice)
     attempt = PaymentAttempt.objects.get()
-    assert attempt.status == "created" and len(stripe_standin.intents()) == 1
-    payments.invoices_charge(invoice_ids=[invoice.pk])  # the task runs again
+    assert attempt.status == "sending" and len(stripe_standin.intents()) == 1
+    assert collect(invoice) is None  # the task runs again at once: claimed, nothing is sent
+    assert len(stripe_standin.intents()) == 1
+    payments.attempts_reconcile(as_of=datetime.now(UTC) + timedelta(minutes=10))
     invoice.refresh_from_db()
     assert invoice.status == "paid"
     assert PaymentAttempt.objects.get().status == "succeeded"
@@ -231,9 +240,9 @@ def test_an_unknown_outcome_is_resolved_by_asking_stripe_not_by_charging_again(
         return payments.gateway.ChargeResult("unknown")
 
     with mock.patch.object(payments.gateway, "charge_off_session", side_effect=lost_answer):
-        payments.invoices_charge(invoice_ids=[invoice.pk])
+        collect(invoice)
     assert PaymentAttempt.objects.get().status == "unknown"
-    payments.dunning_run(as_of=datetime.now(UTC) + timedelta(minutes=10))  # past the 5-minute wait
+    payments.attempts_reconcile(as_of=datetime.now(UTC) + timedelta(minutes=10))  # past the wait
     invoice.refresh_from_db()
     assert invoice.status == "paid" and len(stripe_standin.intents()) == 1
 
@@ -257,3 +266,18 @@ def test_F2_the_payment_history_offers_confirm_payment_to_owners_only(
     assert "Payment history" not in page and "Confirm payment" not in page
     invoice = Invoice.objects.get()
     assert client.post(f"/billing/invoices/{invoice.pk}/retry").status_code == 404
+
+
+def test_F2_a_confirmation_link_expires_after_30_days(
+    shop, partner_api, stripe_standin, bill, client
+):
+    use_card(partner_api, stripe_standin, THREE_DS)
+    bill(T0)
+    invoice = Invoice.objects.get(account=shop)
+    with time_machine.travel(T0, tick=False):  # signed when the email went out
+        path = payments.confirmation_path(PaymentAttempt.objects.get(invoice=invoice))
+    with time_machine.travel(T0 + timedelta(days=29), tick=False):
+        assert client.get(path).status_code == 200
+    with time_machine.travel(T0 + timedelta(days=31), tick=False):
+        page = client.get(path)
+    assert page.status_code == 410 and b"expired" in page.content

@@ -7,8 +7,9 @@ import pytest
 import time_machine
 from django.db import connection
 
+from billing.invoicing import InvalidTransition, invoice_transition
 from billing.models import Invoice, InvoiceStatusChange, UsageClose
-from billing.services import InvalidTransition, invoice_transition, run_billing
+from billing.run import run_billing
 from plans.models import Plan, ScheduledChange, Subscription
 from tests.metering.helpers import ingest
 

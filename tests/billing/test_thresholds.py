@@ -6,7 +6,7 @@ import pytest
 import time_machine
 from django.core import mail
 
-from billing.services import run_billing
+from billing.run import run_billing
 from tests.billing.test_run_billing import ingest_many, tickets
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

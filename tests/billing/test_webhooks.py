@@ -11,7 +11,7 @@ import pytest
 import time_machine
 
 from billing.models import Invoice, PaymentAttempt, StripeEvent
-from billing.services import run_billing
+from billing.run import run_billing
 from tests.billing.test_payments import (
     THREE_DS,
     not_charged_by_run_billing,
@@ -65,7 +65,8 @@ def waiting(make_account, stripe_standin, partner_api):
         run_billing(as_of=T0)
     from billing import payments
 
-    payments.invoices_charge(invoice_ids=list(Invoice.objects.values_list("pk", flat=True)))
+    for invoice_id in Invoice.objects.values_list("pk", flat=True):
+        payments.invoice_collect(invoice_id=invoice_id)
     attempt = PaymentAttempt.objects.get()
     assert attempt.invoice.status == "requires_confirmation"
     stripe_standin.authenticate(attempt.stripe_payment_intent, success=True)

@@ -9,7 +9,7 @@ import time_machine
 from accounts.models import Membership
 from billing import payments
 from billing.models import Invoice, PaymentAttempt
-from billing.services import run_billing
+from billing.run import run_billing
 from plans.models import Subscription
 from tests.billing.test_payments import DECLINED, THREE_DS, not_charged_by_run_billing
 
@@ -24,7 +24,8 @@ def charged_with(make_account, stripe_standin, number):
     payments.payment_method_set(account=account, stripe_payment_method=stripe_standin.card(number))
     with not_charged_by_run_billing():
         run_billing(as_of=T0)
-    payments.invoices_charge(invoice_ids=list(Invoice.objects.values_list("pk", flat=True)))
+    for invoice_id in Invoice.objects.values_list("pk", flat=True):
+        payments.invoice_collect(invoice_id=invoice_id)
     return account
 
 

@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.errors import DomainError
+from billing.invoicing import credit_note_issue
 from billing.models import Invoice
-from billing.services import credit_note_issue
 
 
 class Command(BaseCommand):

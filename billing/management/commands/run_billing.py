@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from billing.services import run_billing
+from billing import tasks
+from billing.run import run_billing
 from metering.validation import parse_timestamp
 
 
@@ -21,9 +22,17 @@ class Command(BaseCommand):
             instant = parse_timestamp(as_of)
             if instant is None:
                 raise CommandError("--as-of must be an RFC 3339 time with an offset.")
-        run = run_billing(as_of=instant)
+        # Charges go to the payments workers when a broker is configured, else run here.
+        run = run_billing(as_of=instant, collect=tasks.collect_later)
         self.stdout.write(
             f"As of {run.as_of:%Y-%m-%d %H:%M:%S} UTC: {run.windows_finalized} pending windows "
             f"re-evaluated, {len(run.invoices)} invoices issued, {run.changes_applied} scheduled "
-            "changes applied."
+            f"changes applied, {run.collection.get('collected', 0)} invoices sent to collection."
         )
+        if run.set_aside:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"{len(run.set_aside)} subscriptions set aside (see Close set-asides in the "
+                    f"admin): {', '.join(map(str, run.set_aside))}"
+                )
+            )

@@ -1,268 +1,142 @@
-"""Write paths of billing: invoices, their states, and closing periods (`run_billing`)."""
+"""Closing usage periods: one invoice per subscription and period, late usage (F6), scheduled
+changes at the cycle's end (P7), and the first invoice of a subscription (P1)."""
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q
-from django.utils import timezone
 
-from accounts.errors import Conflict
-from metering import limits as metering_limits
-from metering import services as metering_services
 from metering.models import Charge, ChargeStatus
 from plans import periods, pricing
 from plans.models import ScheduledChange, Subscription, SubscriptionAddOn
 from plans.terms import TermsBook, subscription_terms
 
-from .models import (
-    Invoice,
-    InvoiceCounter,
-    InvoiceKind,
-    InvoiceLine,
-    InvoiceReason,
-    InvoiceStatus,
-    InvoiceStatusChange,
-    UsageClose,
-)
+from .invoicing import InvoiceDraft, invoice_issue, invoices_issue
+from .models import CloseSetAside, Invoice, InvoiceReason, UsageClose
 
 logger = logging.getLogger(__name__)
 
-S = InvoiceStatus
-# Which status may follow which (F1–F5): a paid or void invoice never moves again.
-TRANSITIONS: dict[str, set[str]] = {
-    S.DRAFT: {S.OPEN, S.PAID, S.VOID},
-    S.OPEN: {S.PAID, S.REQUIRES_CONFIRMATION, S.PAST_DUE, S.VOID, S.UNCOLLECTIBLE},
-    S.REQUIRES_CONFIRMATION: {S.PAID, S.PAST_DUE, S.VOID, S.UNCOLLECTIBLE},
-    S.PAST_DUE: {S.PAID, S.REQUIRES_CONFIRMATION, S.VOID, S.UNCOLLECTIBLE},
-    S.UNCOLLECTIBLE: {S.PAID},
-    S.PAID: set(),
-    S.VOID: set(),
-}
 # Voice and SMS on annual subscriptions are billed at the cycle's end (P4), not as late usage.
 DEFERRED_ON_ANNUAL = pricing.DEFERRED_ON_ANNUAL
 # Late events older than this are not re-billed (the invoice of a year ago stands as it is).
 LATE_LOOKBACK_CLOSES = 12
 # Subscriptions closed per transaction by run_billing.
 CLOSE_BATCH = 500
-
-
-class InvalidTransition(Conflict):
-    code = "invalid_transition"
-
-
-def invoice_transition(
-    *, invoice: Invoice, to: str, reason: str = "", at: datetime | None = None
-) -> Invoice:
-    """Move an invoice to another status, checked against TRANSITIONS, locked and audited."""
-    at = at or timezone.now()
-    with transaction.atomic():
-        locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
-        if to not in TRANSITIONS[locked.status]:
-            raise InvalidTransition(
-                f"Invoice {locked} is {locked.status}; it cannot become {to}.",
-                details={"from": locked.status, "to": to},
-            )
-        InvoiceStatusChange.objects.create(
-            invoice=locked, from_status=locked.status, to_status=to, reason=reason, at=at
-        )
-        locked.status = to
-        locked.save(update_fields=["status"])
-    invoice.status = to
-    return locked
-
-
-def _take_numbers(year: int, count: int) -> list[str]:
-    """The year's next `count` invoice numbers. The counter row stays locked until the
-    caller's transaction ends, so numbers are taken in commit order and a rollback leaves no
-    gap."""
-    InvoiceCounter.objects.bulk_create([InvoiceCounter(year=year)], ignore_conflicts=True)
-    counter = InvoiceCounter.objects.select_for_update().get(year=year)
-    first = counter.last_number + 1
-    counter.last_number += count
-    counter.save(update_fields=["last_number"])
-    return [f"{year}-{n:06d}" for n in range(first, first + count)]
+# A subscription whose close raised is tried again after these waits (the last one repeats).
+SET_ASIDE_BACKOFF = (
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=12),
+)
 
 
 @dataclass
-class InvoiceDraft:
-    """An invoice to issue: what plans.pricing produced for one subscription and period."""
-
-    subscription: Subscription | None
-    account_id: int
-    currency: str
-    reason: str
-    period: pricing.Period
-    lines: Sequence[pricing.Line]
-    kind: str = InvoiceKind.INVOICE
-    credited: Invoice | None = None
-    note: str = ""
-
-
-def invoices_issue(*, drafts: Sequence[InvoiceDraft], at: datetime) -> list[Invoice]:
-    """Write invoices with their lines, final at once: numbered, immutable (F5), audited.
-
-    An invoice with nothing to pay is settled as it is issued; a credit note stays open until
-    it is refunded or used. Bulk writes: closing thousands of periods is a few statements."""
-    if not drafts:
-        return []
-    numbers = _take_numbers(at.year, len(drafts))
-    invoices = []
-    for draft, number in zip(drafts, numbers, strict=True):
-        total = pricing.invoice_total(draft.lines)
-        settled = draft.kind == InvoiceKind.INVOICE and total == 0
-        invoices.append(
-            Invoice(
-                account_id=draft.account_id,
-                subscription=draft.subscription,
-                kind=draft.kind,
-                reason=draft.reason,
-                currency=draft.currency,
-                period_start=draft.period.start,
-                period_end=draft.period.end,
-                total_minor=total,
-                credited_invoice=draft.credited,
-                note=draft.note,
-                number=number,
-                issued_at=at,
-                status=S.PAID if settled else S.OPEN,
-            )
-        )
-    Invoice.objects.bulk_create(invoices)
-    InvoiceLine.objects.bulk_create(
-        [
-            InvoiceLine(
-                invoice=invoice,
-                position=position,
-                kind=line.kind,
-                description=line.description,
-                meter=line.meter or "",
-                quantity=line.quantity,
-                unit_price_minor=line.unit_price_minor,
-                amount_minor=line.amount_minor,
-                rules=list(line.rules),
-                period_start=line.period_start,
-                period_end=line.period_end,
-            )
-            for invoice, draft in zip(invoices, drafts, strict=True)
-            for position, line in enumerate(draft.lines, start=1)
-        ],
-        batch_size=2000,
-    )
-    InvoiceStatusChange.objects.bulk_create(
-        [
-            InvoiceStatusChange(
-                invoice=invoice,
-                from_status=S.DRAFT,
-                to_status=invoice.status,
-                at=at,
-                reason="nothing to pay" if invoice.status == S.PAID else "issued",
-            )
-            for invoice in invoices
-        ],
-        batch_size=2000,
-    )
-    return invoices
-
-
-def invoice_issue(*, at: datetime, **draft) -> Invoice:
-    """Issue one invoice (see invoices_issue)."""
-    return invoices_issue(drafts=[InvoiceDraft(**draft)], at=at)[0]
-
-
-def credit_note_issue(
-    *, invoice: Invoice, amount_minor: int, description: str, at: datetime | None = None
-) -> Invoice:
-    """A correction of a final invoice: a numbered credit note, never an edit (F5)."""
-    at = at or timezone.now()
-    if not invoice.is_final or invoice.kind != InvoiceKind.INVOICE:
-        raise Conflict("Only a final invoice can be credited.")
-    credited = -sum(
-        Invoice.objects.filter(credited_invoice=invoice).values_list("total_minor", flat=True)
-    )
-    if not 0 < amount_minor <= invoice.total_minor - credited:
-        raise Conflict(
-            f"A credit note takes between 1 and {invoice.total_minor - credited} (minor units).",
-            details={"amount_minor": amount_minor},
-        )
-    period = pricing.Period(start=invoice.period_start, end=invoice.period_end)
-    line = pricing.Line(
-        kind="credit",
-        description=description,
-        meter=None,
-        quantity=1,
-        unit_price_minor=Decimal(-amount_minor),
-        amount_minor=-amount_minor,
-        rules=("F5",),
-        period_start=period.start,
-        period_end=period.end,
-    )
-    with transaction.atomic():
-        return invoice_issue(
-            subscription=invoice.subscription,
-            account_id=invoice.account_id,
-            currency=invoice.currency,
-            reason=InvoiceReason.CORRECTION,
-            period=period,
-            lines=[line],
-            at=at,
-            kind=InvoiceKind.CREDIT_NOTE,
-            credited=invoice,
-            note=f"Credit note for invoice {invoice.number}.",
-        )
-
-
-# --- run_billing --------------------------------------------------------------------------
-
-
-@dataclass
-class BillingRun:
-    as_of: datetime
-    windows_finalized: int = 0
+class Issued:
     invoices: list[int] = field(default_factory=list)
     changes_applied: int = 0
-    threshold_emails: int = 0
-    dunning: dict = field(default_factory=dict)
+    set_aside: list[int] = field(default_factory=list)
 
 
-def run_billing(*, as_of: datetime | None = None) -> BillingRun:
-    """Everything the periodic task does, once, as of an instant: finalize closed pending
-    windows, issue first invoices, close every usage period that ended (one invoice each),
-    apply scheduled changes and advance periods. Running it again changes nothing; two
-    runs at once split the subscriptions between them (rows are claimed with SKIP LOCKED)."""
-    as_of = as_of or timezone.now()
-    run = BillingRun(as_of=as_of)
-    run.windows_finalized = metering_services.windows_finalize(as_of=as_of)
-    metering_limits.entitlements_expire(as_of=as_of)
+def close_all(*, as_of: datetime) -> Issued:
+    """Issue every first invoice and close every period due by `as_of`. A subscription whose
+    data makes its step raise is set aside (recorded, retried with backoff); the others are
+    billed as if it did not exist."""
+    issued = Issued()
     starts = Invoice.objects.filter(
         subscription=OuterRef("pk"), reason=InvoiceReason.SUBSCRIPTION_START
     )
-    needing_start = Subscription.objects.filter(
-        ended_at__isnull=True, is_migrated=False, started_at__lte=as_of
-    ).filter(~Exists(starts))
-    for subscription_id in needing_start.values_list("pk", flat=True):
-        invoice = subscription_start_invoice(subscription_id=subscription_id, as_of=as_of)
+    needing_start = (
+        _due(Subscription.objects.filter(is_migrated=False, started_at__lte=as_of), as_of)
+        .filter(~Exists(starts))
+        .values_list("pk", flat=True)
+    )
+    for subscription_id in needing_start:
+        invoice = _isolated(
+            issued,
+            subscription_id,
+            "start invoice",
+            as_of,
+            lambda sid=subscription_id: subscription_start_invoice(
+                subscription_id=sid, as_of=as_of
+            ),
+        )
         if invoice is not None:
-            run.invoices.append(invoice.pk)
+            issued.invoices.append(invoice.pk)
     # Each pass closes one period of every due subscription (batches of CLOSE_BATCH); a
     # subscription several periods behind is caught up by the next passes.
-    while closed := periods_close(as_of=as_of):
+    while True:
+        try:
+            closed = periods_close(as_of=as_of)
+        except Exception:
+            # One subscription's data broke the batch (rolled back whole): close the same
+            # subscriptions one by one, so that only the broken one waits.
+            logger.warning("a close batch failed; closing its subscriptions one by one")
+            closed = []
+            for subscription_id in _due_closes(as_of).values_list("pk", flat=True)[:CLOSE_BATCH]:
+                closed += _isolated(
+                    issued,
+                    subscription_id,
+                    "period close",
+                    as_of,
+                    lambda sid=subscription_id: periods_close(as_of=as_of, only=sid),
+                    default=[],
+                )
+            if not closed and not issued.set_aside:
+                raise  # nothing was set aside: the failure is not one subscription's
+        if not closed:
+            return issued
         for invoice, applied in closed:
-            run.invoices.append(invoice.pk)
-            run.changes_applied += applied
-    from . import payments, tasks  # they build on this module
-    from .thresholds import usage_thresholds_notify
+            issued.invoices.append(invoice.pk)
+            issued.changes_applied += applied
 
-    run.threshold_emails = usage_thresholds_notify(as_of=as_of)
-    if run.invoices:
-        # F1: charged right after the period closes, by the payments workers.
-        tasks.payment_charge_invoices.delay(run.invoices)
-    run.dunning = payments.dunning_run(as_of=as_of)
-    return run
+
+def _due(subscriptions, as_of: datetime):
+    """Live subscriptions not waiting out a set-aside backoff."""
+    return subscriptions.filter(ended_at__isnull=True).exclude(
+        billing_set_aside__next_attempt_at__gt=as_of
+    )
+
+
+def _due_closes(as_of: datetime):
+    return _due(Subscription.objects.filter(usage_period_end__lte=as_of), as_of).order_by("pk")
+
+
+def _isolated(
+    issued: Issued, subscription_id: int, step: str, as_of: datetime, work: Callable, default=None
+):
+    try:
+        result = work()
+    except Exception as exc:
+        logger.exception("subscription %s set aside at its %s", subscription_id, step)
+        _set_aside(subscription_id, step, exc, as_of)
+        issued.set_aside.append(subscription_id)
+        return default
+    CloseSetAside.objects.filter(subscription_id=subscription_id).delete()
+    return result
+
+
+def _set_aside(subscription_id: int, step: str, exc: Exception, as_of: datetime) -> None:
+    """Record why a subscription was not billed, for operators, and when to try again."""
+    with transaction.atomic():
+        record = CloseSetAside.objects.select_for_update().filter(subscription_id=subscription_id)
+        record = record.first()
+        attempts = (record.attempts + 1) if record else 1
+        wait = SET_ASIDE_BACKOFF[min(attempts, len(SET_ASIDE_BACKOFF)) - 1]
+        CloseSetAside.objects.update_or_create(
+            subscription_id=subscription_id,
+            defaults={
+                "step": step,
+                "error": f"{type(exc).__name__}: {exc}"[:2000],
+                "attempts": attempts,
+                "first_failed_at": record.first_failed_at if record else as_of,
+                "next_attempt_at": as_of + wait,
+            },
+        )
 
 
 def _claim(subscription_id: int, **conditions) -> Subscription | None:
@@ -280,27 +154,34 @@ def subscription_start_invoice(*, subscription_id: int, as_of: datetime) -> Invo
     """P1: the first invoice carries the first period's fees, in advance."""
     with transaction.atomic(durable=True):
         subscription = _claim(subscription_id)
-        if (
-            subscription is None
-            or subscription.invoices.filter(reason=InvoiceReason.SUBSCRIPTION_START).exists()
-        ):
+        if subscription is None:
             return None
-        terms = subscription_terms(subscription)
-        period = pricing.Period(
-            start=subscription.current_period_start, end=subscription.current_period_end
-        )
-        lines = pricing.fee_lines(terms=terms, period=period)
-        if not lines:
-            return None
-        return invoice_issue(
-            subscription=subscription,
-            account_id=subscription.account_id,
-            currency=subscription.account.currency,
-            reason=InvoiceReason.SUBSCRIPTION_START,
-            period=period,
-            lines=lines,
-            at=max(as_of, subscription.started_at),
-        )
+        return start_invoice_issue(subscription=subscription, as_of=as_of)
+
+
+def start_invoice_issue(*, subscription: Subscription, as_of: datetime) -> Invoice | None:
+    """The first invoice, unless issued already (the caller holds the subscription's lock).
+
+    Priced on the terms in force at the period's start: an upgrade that comes first issues
+    this invoice before it changes the terms, then bills only the difference (P6)."""
+    if subscription.invoices.filter(reason=InvoiceReason.SUBSCRIPTION_START).exists():
+        return None
+    terms = subscription_terms(subscription)
+    period = pricing.Period(
+        start=subscription.current_period_start, end=subscription.current_period_end
+    )
+    lines = pricing.fee_lines(terms=terms, period=period)
+    if not lines:
+        return None
+    return invoice_issue(
+        subscription=subscription,
+        account_id=subscription.account_id,
+        currency=subscription.account.currency,
+        reason=InvoiceReason.SUBSCRIPTION_START,
+        period=period,
+        lines=lines,
+        at=max(as_of, subscription.started_at),
+    )
 
 
 def final_units(subscription: Subscription, start: datetime) -> dict[str, int]:
@@ -360,7 +241,9 @@ class _Close:
     updated_closes: list[UsageClose]
 
 
-def periods_close(*, as_of: datetime, limit: int = CLOSE_BATCH) -> list[tuple[Invoice, int]]:
+def periods_close(
+    *, as_of: datetime, limit: int = CLOSE_BATCH, only: int | None = None
+) -> list[tuple[Invoice, int]]:
     """Close the next usage period of up to `limit` subscriptions whose period ended by
     `as_of`: one invoice each with its usage, late usage of earlier periods (F6) and, at a
     cycle's end, the next cycle's fees after the scheduled changes (P1, P4, P7).
@@ -368,11 +251,13 @@ def periods_close(*, as_of: datetime, limit: int = CLOSE_BATCH) -> list[tuple[In
     The subscriptions are locked with SKIP LOCKED, so concurrent runs take disjoint batches;
     everything they need is read in a handful of grouped queries and written in bulk."""
     with transaction.atomic(durable=True):
+        due = _due_closes(as_of)
+        if only is not None:
+            due = due.filter(pk=only)
         subscriptions = list(
-            Subscription.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("account", "plan", "edition")
-            .filter(ended_at__isnull=True, usage_period_end__lte=as_of)
-            .order_by("pk")[:limit]
+            due.select_for_update(skip_locked=True, of=("self",)).select_related(
+                "account", "plan", "edition"
+            )[:limit]
         )
         if not subscriptions:
             return []
@@ -419,6 +304,7 @@ def periods_close(*, as_of: datetime, limit: int = CLOSE_BATCH) -> list[tuple[In
                 for c, invoice in zip(closes, invoices, strict=True)
             ]
         )
+        CloseSetAside.objects.filter(subscription__in=subscriptions).delete()
         updated = {close.pk: close for c in closes for close in c.updated_closes}
         UsageClose.objects.bulk_update(list(updated.values()), ["billed_units"])
         for c in closes:

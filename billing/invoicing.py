@@ -1,0 +1,356 @@
+"""Issuing invoices and credit notes: numbers without gaps, immutable once final, every status
+move checked and audited, never a total below zero.
+
+An issued, unpaid invoice is its own outbox row: it is committed `open` in the transaction that
+issues it, and `payments.collectable_invoice_ids` sweeps whatever is chargeable and not in
+flight, whichever path issued it (start, close, upgrade, operator)."""
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.errors import Conflict
+from plans import pricing
+from plans.models import Subscription
+from plans.services import subscription_transition
+
+from . import notifications
+from .models import (
+    AccountCredit,
+    Dunning,
+    Invoice,
+    InvoiceCounter,
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceReason,
+    InvoiceStatus,
+    InvoiceStatusChange,
+    PaymentAttempt,
+)
+
+logger = logging.getLogger(__name__)
+
+S = InvoiceStatus
+# Which status may follow which (F1–F5): a paid or void invoice never moves again.
+TRANSITIONS: dict[str, set[str]] = {
+    S.DRAFT: {S.OPEN, S.PAID, S.VOID},
+    S.OPEN: {S.PAID, S.REQUIRES_CONFIRMATION, S.PAST_DUE, S.VOID, S.UNCOLLECTIBLE},
+    S.REQUIRES_CONFIRMATION: {S.PAID, S.PAST_DUE, S.VOID, S.UNCOLLECTIBLE},
+    S.PAST_DUE: {S.PAID, S.REQUIRES_CONFIRMATION, S.VOID, S.UNCOLLECTIBLE},
+    S.UNCOLLECTIBLE: {S.PAID},
+    S.PAID: set(),
+    S.VOID: set(),
+}
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+
+
+def invoice_transition(
+    *, invoice: Invoice, to: str, reason: str = "", at: datetime | None = None
+) -> Invoice:
+    """Move an invoice to another status, checked against TRANSITIONS, locked and audited."""
+    at = at or timezone.now()
+    with transaction.atomic():
+        locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        if to not in TRANSITIONS[locked.status]:
+            raise InvalidTransition(
+                f"Invoice {locked} is {locked.status}; it cannot become {to}.",
+                details={"from": locked.status, "to": to},
+            )
+        InvoiceStatusChange.objects.create(
+            invoice=locked, from_status=locked.status, to_status=to, reason=reason, at=at
+        )
+        locked.status = to
+        locked.save(update_fields=["status"])
+    invoice.status = to
+    return locked
+
+
+def _take_numbers(year: int, count: int) -> list[str]:
+    """The year's next `count` invoice numbers. The counter row stays locked until the
+    caller's transaction ends, so numbers are taken in commit order and a rollback leaves no
+    gap."""
+    InvoiceCounter.objects.bulk_create([InvoiceCounter(year=year)], ignore_conflicts=True)
+    counter = InvoiceCounter.objects.select_for_update().get(year=year)
+    first = counter.last_number + 1
+    counter.last_number += count
+    counter.save(update_fields=["last_number"])
+    return [f"{year}-{n:06d}" for n in range(first, first + count)]
+
+
+@dataclass
+class InvoiceDraft:
+    """An invoice to issue: what plans.pricing produced for one subscription and period."""
+
+    subscription: Subscription | None
+    account_id: int
+    currency: str
+    reason: str
+    period: pricing.Period
+    lines: Sequence[pricing.Line]
+    kind: str = InvoiceKind.INVOICE
+    credited: Invoice | None = None
+    note: str = ""
+
+
+def invoices_issue(*, drafts: Sequence[InvoiceDraft], at: datetime) -> list[Invoice]:
+    """Write invoices with their lines, final at once: numbered, immutable (F5), audited.
+
+    An invoice with nothing to pay is settled as it is issued; a credit note stays open until
+    it is refunded or used. Bulk writes: closing thousands of periods is a few statements."""
+    if not drafts:
+        return []
+    carried = _apply_credits(drafts)
+    numbers = _take_numbers(at.year, len(drafts))
+    invoices = []
+    for draft, number in zip(drafts, numbers, strict=True):
+        total = pricing.invoice_total(draft.lines)
+        settled = draft.kind == InvoiceKind.INVOICE and total == 0
+        invoices.append(
+            Invoice(
+                account_id=draft.account_id,
+                subscription=draft.subscription,
+                kind=draft.kind,
+                reason=draft.reason,
+                currency=draft.currency,
+                period_start=draft.period.start,
+                period_end=draft.period.end,
+                total_minor=total,
+                credited_invoice=draft.credited,
+                note=draft.note,
+                number=number,
+                issued_at=at,
+                status=S.PAID if settled else S.OPEN,
+            )
+        )
+    Invoice.objects.bulk_create(invoices)
+    AccountCredit.objects.bulk_create(
+        [
+            AccountCredit(
+                account_id=invoice.account_id,
+                currency=invoice.currency,
+                amount_minor=amount,
+                remaining_minor=amount,
+                source=invoice,
+                description=f"Corrections on invoice {invoice.number}",
+                created_at=at,
+            )
+            for invoice, amount in zip(invoices, carried, strict=True)
+            if amount
+        ]
+    )
+    InvoiceLine.objects.bulk_create(
+        [
+            InvoiceLine(
+                invoice=invoice,
+                position=position,
+                kind=line.kind,
+                description=line.description,
+                meter=line.meter or "",
+                quantity=line.quantity,
+                unit_price_minor=line.unit_price_minor,
+                amount_minor=line.amount_minor,
+                rules=list(line.rules),
+                period_start=line.period_start,
+                period_end=line.period_end,
+            )
+            for invoice, draft in zip(invoices, drafts, strict=True)
+            for position, line in enumerate(draft.lines, start=1)
+        ],
+        batch_size=2000,
+    )
+    InvoiceStatusChange.objects.bulk_create(
+        [
+            InvoiceStatusChange(
+                invoice=invoice,
+                from_status=S.DRAFT,
+                to_status=invoice.status,
+                at=at,
+                reason="nothing to pay" if invoice.status == S.PAID else "issued",
+            )
+            for invoice in invoices
+        ],
+        batch_size=2000,
+    )
+    return invoices
+
+
+def _apply_credits(drafts: Sequence[InvoiceDraft]) -> list[int]:
+    """Net the accounts' open credits against these invoices, oldest credit first, and carry
+    any negative total (a late correction larger than the period's charges, F6) to the
+    account's credit instead: an invoice is never below zero. Returns the amount carried per
+    draft. The credits are locked, so two closes cannot spend one credit twice."""
+    carried = [0] * len(drafts)
+    invoices = [i for i, d in enumerate(drafts) if d.kind == InvoiceKind.INVOICE]
+    if not invoices:
+        return carried
+    credits: dict[tuple[int, str], list[AccountCredit]] = {}
+    for credit in (
+        AccountCredit.objects.select_for_update()
+        .select_related("source")
+        .filter(account_id__in={drafts[i].account_id for i in invoices}, remaining_minor__gt=0)
+        .order_by("created_at", "pk")
+    ):
+        credits.setdefault((credit.account_id, credit.currency), []).append(credit)
+    spent = []
+    for i in invoices:
+        draft = drafts[i]
+        lines = list(draft.lines)
+        total = pricing.invoice_total(lines)
+        for credit in credits.get((draft.account_id, draft.currency), []):
+            if total <= 0:
+                break
+            use = min(total, credit.remaining_minor)
+            if use <= 0:
+                continue
+            lines.append(
+                pricing.credit_line(
+                    amount_minor=use,
+                    description=f"Credit from {credit.source.number}: {credit.description}",
+                    period=draft.period,
+                )
+            )
+            credit.remaining_minor -= use
+            spent.append(credit)
+            total -= use
+        if total < 0:
+            lines.append(
+                pricing.credit_line(
+                    amount_minor=-total,
+                    description="Credit carried to your next invoice",
+                    period=draft.period,
+                    carried=True,
+                )
+            )
+            carried[i] = -total
+        draft.lines = lines
+    if spent:
+        AccountCredit.objects.bulk_update(set(spent), ["remaining_minor"])
+        for note in {c.source for c in spent if c.remaining_minor == 0}:
+            if note.kind == InvoiceKind.CREDIT_NOTE and note.status == S.OPEN:
+                invoice_transition(invoice=note, to=S.PAID, reason="credit used")
+    return carried
+
+
+def invoice_issue(*, at: datetime, **draft) -> Invoice:
+    """Issue one invoice (see invoices_issue)."""
+    return invoices_issue(drafts=[InvoiceDraft(**draft)], at=at)[0]
+
+
+def credit_note_issue(
+    *, invoice: Invoice, amount_minor: int, description: str, at: datetime | None = None
+) -> Invoice:
+    """A correction of a final invoice: a numbered credit note, never an edit (F5).
+
+    On an unpaid invoice it is netted at once: the next charge asks for what is left, and an
+    invoice credited in full is settled without a charge. On a paid invoice it becomes the
+    account's credit, taken off its next invoices."""
+    at = at or timezone.now()
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        if not invoice.is_final or invoice.kind != InvoiceKind.INVOICE:
+            raise Conflict("Only a final invoice can be credited.")
+        in_flight = invoice.attempts.filter(status__in=["created", "sending", "unknown"])
+        if invoice.status == S.REQUIRES_CONFIRMATION or in_flight.exists():
+            raise Conflict(
+                f"A payment of invoice {invoice.number} is in progress or waits for the "
+                "customer's confirmation: credit it once that payment is settled.",
+                code="payment_in_progress",
+            )
+        credited = -sum(
+            Invoice.objects.filter(credited_invoice=invoice).values_list("total_minor", flat=True)
+        )
+        if not 0 < amount_minor <= invoice.total_minor - credited:
+            raise Conflict(
+                f"A credit note takes between 1 and {invoice.total_minor - credited} "
+                "(minor units).",
+                details={"amount_minor": amount_minor},
+            )
+        period = pricing.Period(start=invoice.period_start, end=invoice.period_end)
+        line = pricing.credit_line(
+            amount_minor=amount_minor, description=description, period=period
+        )
+        note = invoice_issue(
+            subscription=invoice.subscription,
+            account_id=invoice.account_id,
+            currency=invoice.currency,
+            reason=InvoiceReason.CORRECTION,
+            period=period,
+            lines=[line],
+            at=at,
+            kind=InvoiceKind.CREDIT_NOTE,
+            credited=invoice,
+            note=f"Credit note for invoice {invoice.number}.",
+        )
+        if invoice.status in (S.OPEN, S.PAST_DUE):
+            invoice_transition(
+                invoice=note, to=S.PAID, reason=f"netted on invoice {invoice.number}", at=at
+            )
+            if amount_due(invoice) <= 0:
+                invoice_settle(invoice=invoice, reason=f"credited by {note.number}", at=at)
+        elif invoice.status == S.PAID:
+            AccountCredit.objects.create(
+                account_id=invoice.account_id,
+                currency=invoice.currency,
+                amount_minor=amount_minor,
+                remaining_minor=amount_minor,
+                source=note,
+                description=description[:300],
+                created_at=at,
+            )
+        return note
+
+
+def amount_due(invoice: Invoice) -> int:
+    """What is left to collect on an invoice: its total less the credit notes against it."""
+    credited = sum(
+        Invoice.objects.filter(credited_invoice=invoice, kind=InvoiceKind.CREDIT_NOTE).values_list(
+            "total_minor", flat=True
+        )
+    )
+    return max(invoice.total_minor + credited, 0)
+
+
+def invoice_settle(
+    *, invoice: Invoice, reason: str, at: datetime, attempt: PaymentAttempt | None = None
+) -> bool:
+    """An invoice is paid (by a charge, or by credit): stop its schedules, send the receipt,
+    and lift a suspension when nothing else of the subscription is unpaid (F4)."""
+    if invoice.status == S.PAID:
+        return False
+    invoice_transition(invoice=invoice, to=S.PAID, reason=reason, at=at)
+    Dunning.objects.filter(invoice=invoice).delete()
+    if attempt is not None:
+        notifications.send("payment_succeeded", invoice.account, invoice=invoice, attempt=attempt)
+    subscription = invoice.subscription
+    if subscription is not None and not _other_unpaid(invoice):
+        was = subscription.status
+        if (
+            subscription_transition(
+                subscription_id=subscription.pk,
+                to=Subscription.Status.ACTIVE,
+                reason=f"invoice {invoice.number} paid",
+                at=at,
+            )
+            and was == Subscription.Status.SUSPENDED
+        ):
+            notifications.send("subscription_reactivated", invoice.account, invoice=invoice)
+    return True
+
+
+def _other_unpaid(invoice: Invoice) -> bool:
+    return (
+        Invoice.objects.filter(
+            subscription=invoice.subscription,
+            kind=InvoiceKind.INVOICE,
+            status__in=[S.PAST_DUE, S.REQUIRES_CONFIRMATION],
+        )
+        .exclude(pk=invoice.pk)
+        .exists()
+    )

@@ -1,0 +1,151 @@
+"""A proxy between the portal and localstripe that behaves as Stripe does with idempotency keys,
+and injects faults on request.
+
+localstripe ignores `Idempotency-Key` (the same key twice creates two intents). Stripe instead
+keeps each key for 24 hours: the same key with the same body answers the stored response
+without doing anything again; the same key with another body is refused (400,
+`idempotency_error`); a request arriving while the first one with its key is still running is
+refused too (409, `idempotency_error`). Tests that re-send a charge see what production sees.
+
+Faults, set by a test for the next matching requests (`fail_next`):
+- `"lost"`: the request reaches the stand-in and succeeds there, but the answer is lost (the
+  connection is closed without a response), as when a network drops after Stripe charged;
+- `"reset"`: the connection is closed before the request is forwarded (nothing happened);
+- an HTTP status (500, 503, 429): answered at once with Stripe's error shape, nothing forwarded.
+"""
+
+import hashlib
+import http.client
+import json
+import threading
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+
+
+class IdempotencyProxy:
+    def __init__(self, upstream: str):
+        target = urlsplit(upstream)
+        self.upstream = (target.hostname, target.port)
+        self.lock = threading.Lock()
+        self.stored: dict[str, tuple[str, int, list, bytes]] = {}
+        self.in_flight: set[str] = set()
+        self.faults: deque[tuple[str, object]] = deque()
+        self.forwarded: list[tuple[str, str]] = []  # (method, path) that reached the stand-in
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.stored.clear()
+            self.in_flight.clear()
+            self.faults.clear()
+            self.forwarded.clear()
+
+    def fail_next(self, fault, *, path: str = "/v1/payment_intents", times: int = 1) -> None:
+        """The next `times` requests whose path starts with `path` meet `fault`."""
+        with self.lock:
+            self.faults.extend([(path, fault)] * times)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _take_fault(self, method: str, path: str):
+        with self.lock:
+            for i, (prefix, fault) in enumerate(self.faults):
+                if method == "POST" and path.startswith(prefix):
+                    del self.faults[i]
+                    return fault
+        return None
+
+    def _forward(self, method, path, headers, body) -> tuple[int, list, bytes]:
+        connection = http.client.HTTPConnection(*self.upstream, timeout=30)
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            payload = response.read()
+            kept = [(k, v) for k, v in response.getheaders() if k.lower() not in HOP_HEADERS]
+            with self.lock:
+                self.forwarded.append((method, path))
+            return response.status, kept, payload
+        finally:
+            connection.close()
+
+    def _handler(self):
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _reply(self, status: int, headers: list, body: bytes) -> None:
+                self.send_response(status)
+                for key, value in headers:
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _error(self, status: int, kind: str, message: str) -> None:
+                body = json.dumps({"error": {"type": kind, "message": message}}).encode()
+                self._reply(status, [("Content-Type", "application/json")], body)
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
+                fault = proxy._take_fault(self.command, self.path)
+                if fault == "reset":
+                    self.close_connection = True
+                    return
+                if isinstance(fault, int):
+                    kind = "rate_limit_error" if fault == 429 else "api_error"
+                    return self._error(fault, kind, f"injected {fault}")
+                key = self.headers.get("Idempotency-Key") if self.command == "POST" else None
+                fingerprint = hashlib.sha256(self.path.encode() + b"\n" + body).hexdigest()
+                if key:
+                    with proxy.lock:
+                        stored = proxy.stored.get(key)
+                        running = key in proxy.in_flight
+                        if stored is None and not running:
+                            proxy.in_flight.add(key)
+                    if stored is not None:
+                        if stored[0] != fingerprint:
+                            return self._error(
+                                400,
+                                "idempotency_error",
+                                "Keys for idempotent requests can only be used with the same "
+                                "parameters they were first used with.",
+                            )
+                        return self._reply(*stored[1:])
+                    if running:
+                        return self._error(
+                            409,
+                            "idempotency_error",
+                            "There is currently another in-progress request using this "
+                            "Idempotent Key.",
+                        )
+                try:
+                    status, kept, payload = proxy._forward(self.command, self.path, headers, body)
+                    if key and status < 500:
+                        with proxy.lock:
+                            proxy.stored[key] = (fingerprint, status, kept, payload)
+                finally:
+                    if key:
+                        with proxy.lock:
+                            proxy.in_flight.discard(key)
+                if fault == "lost":
+                    self.close_connection = True  # Stripe did it; the answer never arrives
+                    return
+                self._reply(status, kept, payload)
+
+            do_GET = do_POST = do_DELETE = _handle
+
+        return Handler
