@@ -106,7 +106,6 @@ def other_partner_api(db) -> APIClient:
 @pytest.fixture(scope="session")
 def stripe_server(tmp_path_factory):
     from tests import stripe_standin
-
     from tests.stripe_proxy import IdempotencyProxy
 
     process, stand_in = stripe_standin.start(tmp_path_factory.mktemp("localstripe"))

@@ -11,13 +11,16 @@ Faults, set by a test for the next matching requests (`fail_next`):
 - `"lost"`: the request reaches the stand-in and succeeds there, but the answer is lost (the
   connection is closed without a response), as when a network drops after Stripe charged;
 - `"reset"`: the connection is closed before the request is forwarded (nothing happened);
-- an HTTP status (500, 503, 429): answered at once with Stripe's error shape, nothing forwarded.
+- an HTTP status (500, 503, 429): answered at once with Stripe's error shape, nothing forwarded;
+- `("hang", seconds)`: the answer is held that long before the request is forwarded.
+Every forwarded request may also be slowed by `delay` seconds, to widen race windows.
 """
 
 import hashlib
 import http.client
 import json
 import threading
+import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -34,6 +37,7 @@ class IdempotencyProxy:
         self.in_flight: set[str] = set()
         self.faults: deque[tuple[str, object]] = deque()
         self.forwarded: list[tuple[str, str]] = []  # (method, path) that reached the stand-in
+        self.delay = 0.0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -45,6 +49,7 @@ class IdempotencyProxy:
             self.in_flight.clear()
             self.faults.clear()
             self.forwarded.clear()
+            self.delay = 0.0
 
     def fail_next(self, fault, *, path: str = "/v1/payment_intents", times: int = 1) -> None:
         """The next `times` requests whose path starts with `path` meet `fault`."""
@@ -64,6 +69,8 @@ class IdempotencyProxy:
         return None
 
     def _forward(self, method, path, headers, body) -> tuple[int, list, bytes]:
+        if self.delay:
+            time.sleep(self.delay)
         connection = http.client.HTTPConnection(*self.upstream, timeout=30)
         try:
             connection.request(method, path, body=body, headers=headers)
@@ -102,6 +109,8 @@ class IdempotencyProxy:
                 body = self.rfile.read(length) if length else b""
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
                 fault = proxy._take_fault(self.command, self.path)
+                if isinstance(fault, tuple) and fault[0] == "hang":
+                    time.sleep(fault[1])
                 if fault == "reset":
                     self.close_connection = True
                     return
