@@ -475,3 +475,73 @@ def test_database_connections_are_checked_before_reuse(settings):
 def test_stripe_calls_have_an_explicit_timeout(settings):
     assert settings.STRIPE_TIMEOUT_SECONDS <= 15
     assert gateway.client()._requestor._client._timeout == settings.STRIPE_TIMEOUT_SECONDS
+
+
+@pytest.mark.django_db(transaction=True)
+def test_F5_twenty_concurrent_retries_against_a_four_worker_server_charge_once(
+    make_account, stripe_standin, partner, settings
+):
+    """The same race across processes: gunicorn with four workers on the test database."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+    from pathlib import Path
+
+    from tests.stripe_standin import free_port
+
+    [shop] = issued_unpaid(make_account, stripe_standin)
+    invoice = Invoice.objects.get(account=shop)
+    _, key = account_services.api_key_create(partner=partner, name="race")
+    stripe_standin.proxy.delay = 0.3
+    db = connection.settings_dict
+    port = free_port()
+    env = os.environ | {
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "SECRET_KEY": settings.SECRET_KEY,
+        "STRIPE_API_BASE": stripe_standin.proxy.url,
+        "STRIPE_API_KEY": "sk_test_standin",
+    }
+    root = Path(__file__).resolve().parents[2]
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "billing_portal.wsgi",
+            "-w",
+            "4",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
+        cwd=root,
+        env=env,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api/v1/invoices/{invoice.pk}/retry"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.1)
+
+        def retry(i):
+            request = urllib.request.Request(
+                url, method="POST", headers={"Authorization": f"Bearer {key}"}
+            )
+            try:
+                return urllib.request.urlopen(request, timeout=60).status
+            except urllib.error.HTTPError as refused:
+                return refused.code
+
+        codes = sorted(in_threads(20, retry))
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    assert codes.count(200) == 1 and codes.count(409) == 19, codes
+    assert len(stripe_standin.intents()) == 1
+    invoice.refresh_from_db()
+    assert invoice.status == "paid"
