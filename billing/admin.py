@@ -4,10 +4,14 @@
 from django.contrib import admin
 
 from .models import (
+    AccountCredit,
+    CloseSetAside,
     Invoice,
     InvoiceCounter,
     InvoiceLine,
     InvoiceStatusChange,
+    PaymentAttempt,
+    StripeEvent,
     ThresholdNotice,
     UsageClose,
 )
@@ -76,3 +80,30 @@ class ThresholdNoticeAdmin(ReadOnly, admin.ModelAdmin):
 @admin.register(InvoiceCounter)
 class InvoiceCounterAdmin(ReadOnly, admin.ModelAdmin):
     list_display = ["year", "last_number"]
+
+
+@admin.register(CloseSetAside)
+class CloseSetAsideAdmin(ReadOnly, admin.ModelAdmin):
+    """Subscriptions whose billing step raised: what broke and when it is tried again."""
+
+    list_display = ["subscription", "step", "attempts", "first_failed_at", "next_attempt_at"]
+    readonly_fields = ["subscription", "step", "error", "attempts", "first_failed_at"]
+
+
+@admin.register(PaymentAttempt)
+class PaymentAttemptAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = ["invoice", "number", "status", "amount_minor", "currency", "failure_code"]
+    list_filter = ["status"]
+    search_fields = ["invoice__number", "stripe_payment_intent", "idempotency_key"]
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = ["stripe_id", "type", "received_at", "processed_at", "attempts", "last_error"]
+    list_filter = ["type"]
+    search_fields = ["stripe_id"]
+
+
+@admin.register(AccountCredit)
+class AccountCreditAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = ["account", "amount_minor", "remaining_minor", "currency", "source"]
