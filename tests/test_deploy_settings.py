@@ -42,3 +42,13 @@ def test_check_deploy_flags_the_development_defaults():
     result = check_deploy({})
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stdout + result.stderr
+
+
+def test_the_portal_refuses_to_start_without_a_secret_key_when_debug_is_off():
+    """Anything signed with the demo's known key (confirmation links) could be forged."""
+    result = check_deploy({"DEBUG": "false"})
+    assert result.returncode != 0
+    assert "SECRET_KEY is unset (or the demo's key) while DEBUG is false" in result.stderr
+    demo = check_deploy({"DEBUG": "true"})  # the local demo starts (check --deploy then warns)
+    assert "SECRET_KEY is unset" not in demo.stderr
+    assert "System check identified" in demo.stdout + demo.stderr
