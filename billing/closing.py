@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Count, Exists, OuterRef, Q
 
 from metering.models import Charge, ChargeStatus
@@ -33,6 +33,10 @@ SET_ASIDE_BACKOFF = (
     timedelta(hours=2),
     timedelta(hours=12),
 )
+
+
+# Failures of the database itself, not of one subscription's data: never a reason to set aside.
+INFRASTRUCTURE = (OperationalError, InterfaceError)
 
 
 @dataclass
@@ -72,6 +76,8 @@ def close_all(*, as_of: datetime) -> Issued:
     while True:
         try:
             closed = periods_close(as_of=as_of)
+        except INFRASTRUCTURE:
+            raise  # the database itself failed: the whole run is retried, nothing set aside
         except Exception:
             # One subscription's data broke the batch (rolled back whole): close the same
             # subscriptions one by one, so that only the broken one waits.
@@ -111,6 +117,8 @@ def _isolated(
 ):
     try:
         result = work()
+    except INFRASTRUCTURE:
+        raise
     except Exception as exc:
         logger.exception("subscription %s set aside at its %s", subscription_id, step)
         _set_aside(subscription_id, step, exc, as_of)
