@@ -545,3 +545,24 @@ def test_F5_twenty_concurrent_retries_against_a_four_worker_server_charge_once(
     assert len(stripe_standin.intents()) == 1
     invoice.refresh_from_db()
     assert invoice.status == "paid"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_F3_five_overlapping_runs_with_retries_due_retry_each_invoice_once(
+    make_account, stripe_standin
+):
+    from tests.billing.test_payments import DECLINED
+
+    accounts = [opened(make_account, f"shop-{n}") for n in range(6)]
+    for account in accounts:
+        card(account, stripe_standin, DECLINED)
+    run_billing(as_of=T0)  # every first charge is declined: past due, retry due the next day
+    assert set(Invoice.objects.values_list("status", flat=True)) == {"past_due"}
+    for account in accounts:
+        card(account, stripe_standin, OK)  # the merchants fix their cards
+    stripe_standin.proxy.delay = 0.1
+    results = in_threads(5, lambda i: run_billing(as_of=T0 + timedelta(days=2)))
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert set(Invoice.objects.values_list("status", flat=True)) == {"paid"}
+    assert len(stripe_standin.intents()) == 12 and len(succeeded(stripe_standin)) == 6
+    assert PaymentAttempt.objects.filter(trigger="automatic_retry").count() == 6
