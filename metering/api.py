@@ -1,6 +1,7 @@
 """Partner API: the helpdesk's event stream, usage, a ticket's billing, entitlements."""
 
 import re
+from datetime import datetime
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -19,7 +20,7 @@ from plans.selectors import subscription_current
 
 from . import selectors, services, validation
 
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+_MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
 
 
 class EventBatchParser(JSONParser):
@@ -114,13 +115,12 @@ class UsageApi(APIView):
         account, subscription = _account_and_subscription(request, slug)
         if subscription is None:
             raise NotFound(f"Account '{slug}' has no subscription.")
-        month = request.query_params.get("period")
-        if month is not None and not _MONTH.match(month):
-            raise DomainError(
-                "period must read YYYY-MM, e.g. 2026-11.", details={"field": "period"}
-            )
         now = timezone.now()
-        start, end = selectors.usage_period(subscription=subscription, month=month, now=now)
+        month = _month_param(request.query_params.get("period"), now=now)
+        try:
+            start, end = selectors.usage_period(subscription=subscription, month=month, now=now)
+        except (ValueError, OverflowError):  # a cycle anchored so that the month overflows
+            raise _period_error(now) from None
         usage = selectors.usage_summary(
             account=account, subscription=subscription, start=start, end=end, now=now
         )
@@ -147,6 +147,24 @@ class UsageApi(APIView):
                 },
             }
         )
+
+
+def _month_param(value: str | None, *, now: datetime) -> str | None:
+    """`period=YYYY-MM`, from the first month events may be stamped in to next year's end."""
+    if value is None:
+        return None
+    match = _MONTH.fullmatch(value)
+    if not match or not validation.EARLIEST.year <= int(match[1]) <= now.year + 1:
+        raise _period_error(now)
+    return value
+
+
+def _period_error(now: datetime) -> DomainError:
+    return DomainError(
+        f"period must read YYYY-MM, from {validation.EARLIEST:%Y-%m} to {now.year + 1}-12, "
+        "e.g. 2026-11.",
+        details={"field": "period"},
+    )
 
 
 class TicketBillingApi(APIView):

@@ -218,3 +218,24 @@ def test_the_batch_parser_sets_aside_only_the_event_too_deep_to_read():
     assert body["events"][0] == {"id": "a"} and body["events"][2] == {"id": "b"}
     assert isinstance(body["events"][1], Unreadable)
     assert body["more"] == [1, {"x": None}]
+
+
+# --- GET usage?period= -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "period", ["0000-01", "9999-12", "1999-12", "2028-01", "2026-13", "2026-11\n", "٢٠٢٦-11"]
+)
+def test_usage_of_a_period_out_of_range_or_malformed_is_a_400(partner_api, account, period):
+    response = partner_api.get("/api/v1/accounts/shop/usage", {"period": period})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["details"]["field"] == "period"
+    assert "2000-01 to 2027-12" in error["message"]
+
+
+@pytest.mark.parametrize("period", ["2000-01", "2027-12"])
+def test_usage_of_the_first_and_last_periods_one_may_ask_for(partner_api, account, period):
+    response = partner_api.get("/api/v1/accounts/shop/usage", {"period": period})
+    assert response.status_code == 200
+    assert response.json()["period"]["start"].startswith(period)
