@@ -171,6 +171,9 @@ class TicketBillingApi(APIView):
     @extend_schema(operation_id="ticket_billing_retrieve", responses=OpenApiTypes.OBJECT)
     def get(self, request, slug: str, ticket: str):
         account = account_get(principal=request.user, slug=slug)
+        _, error = validation.identifier("ticket", ticket)
+        if error:  # e.g. %00, which the database cannot even compare
+            raise DomainError(error.message, details={"field": "ticket"})
         charges = selectors.ticket_billing(account=account, ticket=ticket)
         if not charges:
             raise NotFound(f"No billing verdict for ticket '{ticket}' yet.")

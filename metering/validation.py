@@ -214,7 +214,7 @@ def _kind_of(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _identifier(name: str, value: Any) -> tuple[str | None, EventError | None]:
+def identifier(name: str, value: Any) -> tuple[str | None, EventError | None]:
     """An id or a name: a string (or an integer, as helpdesks number tickets) of 1 to MAX_ID
     characters with no control character or lone surrogate."""
     if type(value) is int:
@@ -236,7 +236,7 @@ def _text(raw: Mapping, name: str, required: bool) -> tuple[str | None, EventErr
     value = raw.get(name)
     if value is None:
         return None, EventError(name, f"'{name}' is required.") if required else None
-    return _identifier(name, value)
+    return identifier(name, value)
 
 
 def _choice(raw: Mapping, name: str, allowed: frozenset, required: bool):
@@ -340,7 +340,7 @@ def _check_attr(name: str, value: Any, rule: Any) -> tuple[Any, EventError | Non
         if not isinstance(value, bool):
             return None, EventError(name, f"'{name}' must be true or false, not {_kind_of(value)}.")
     elif rule is str:
-        return _identifier(name, value)
+        return identifier(name, value)
     elif rule is dict:
         error = _free_form_error(name, value)
         if error:

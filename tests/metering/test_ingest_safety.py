@@ -220,7 +220,7 @@ def test_the_batch_parser_sets_aside_only_the_event_too_deep_to_read():
     assert body["more"] == [1, {"x": None}]
 
 
-# --- GET usage?period= -----------------------------------------------------------------------
+# --- Reads: GET usage?period=, a ticket's billing -------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -239,3 +239,10 @@ def test_usage_of_the_first_and_last_periods_one_may_ask_for(partner_api, accoun
     response = partner_api.get("/api/v1/accounts/shop/usage", {"period": period})
     assert response.status_code == 200
     assert response.json()["period"]["start"].startswith(period)
+
+
+@pytest.mark.parametrize("ticket", ["%00", "T%1B", "x" * 256])
+def test_billing_of_a_ticket_id_that_cannot_exist_is_a_400(partner_api, account, ticket):
+    response = partner_api.get(f"/api/v1/accounts/shop/tickets/{ticket}/billing")
+    assert response.status_code == 400
+    assert response.json()["error"]["details"]["field"] == "ticket"
