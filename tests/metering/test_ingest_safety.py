@@ -2,12 +2,14 @@
 and nothing a sender writes turns into a 500 (issue 9, money safety)."""
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
 
 from metering.models import Charge, Event, Reevaluation
+from metering.tasks import finalize_windows_task
 from metering.validation import (
     EARLIEST,
     MAX_CLOCK_SKEW,
@@ -17,6 +19,8 @@ from metering.validation import (
     parse_batch,
     validate_event,
 )
+
+from .helpers import celery_configured
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
 DEEP = 20_000
@@ -246,3 +250,35 @@ def test_billing_of_a_ticket_id_that_cannot_exist_is_a_400(partner_api, account,
     response = partner_api.get(f"/api/v1/accounts/shop/tickets/{ticket}/billing")
     assert response.status_code == 400
     assert response.json()["error"]["details"]["field"] == "ticket"
+
+
+# --- The broker is down ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def broker_down():
+    """Celery pointed at a port nothing listens on, tasks sent rather than run in-process."""
+    with celery_configured(broker_url="redis://127.0.0.1:1/0", task_always_eager=False):
+        yield
+
+
+def test_ingest_answers_202_with_the_broker_down_and_the_sweep_bills_the_events_later(
+    partner_api, account, broker_down, django_capture_on_commit_callbacks, settings, caplog
+):
+    events = [message("e1"), message("e2", author="agent")]
+    started = time.perf_counter()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = partner_api.post("/api/v1/events", {"events": events}, format="json")
+    assert response.status_code == 202
+    assert time.perf_counter() - started < 5  # kombu alone would retry the broker forever
+    assert response.json()["accepted"] == 2
+    assert Event.objects.count() == 2
+    assert Reevaluation.objects.filter(subject="T1").exists()  # queued in the database
+    assert not Charge.objects.exists()
+    assert "Could not queue re-evaluation" in caplog.text
+    # Beat's periodic task drains the database queue whatever happened to the broker.
+    sweep = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert finalize_windows_task.name in sweep
+    finalize_windows_task()
+    assert Charge.objects.get(subject="T1", meter="helpdesk_tickets").status == "final"
+    assert not Reevaluation.objects.exists()
