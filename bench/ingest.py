@@ -10,7 +10,8 @@ bare table with the event columns — the fastest way those rows can reach the d
 
     .venv/bin/python bench/ingest.py [--events 200000] [--accounts 50] [--clients 3]
 
-It uses its own database (bench_ingest, dropped and made anew) and Redis db 14.
+It uses its own database (bench_ingest, or BENCH_DB; dropped and made anew) and Redis db 14
+(or BENCH_REDIS): give each concurrent run its own.
 """
 
 import argparse
@@ -29,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
-DB_NAME = "bench_ingest"
+DB_NAME = os.environ.get("BENCH_DB", "bench_ingest")
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/14")
 PORT = int(os.environ.get("BENCH_PORT", "8765"))
 ENV = {

@@ -1,6 +1,7 @@
 """Partner API: the helpdesk's event stream, usage, a ticket's billing, entitlements."""
 
 import re
+from datetime import datetime
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -12,13 +13,22 @@ from rest_framework.views import APIView
 from accounts.api_fields import money
 from accounts.errors import DomainError, NotFound
 from accounts.idempotency import idempotent
+from accounts.parsers import JSONParser
 from accounts.principals import KeyPrincipal, accounts_for
 from accounts.selectors import account_get
 from plans.selectors import subscription_current
 
-from . import selectors, services
+from . import selectors, services, validation
 
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+_MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
+
+
+class EventBatchParser(JSONParser):
+    """An event nested too deeply for the parser costs only itself (`validation.parse_batch`)."""
+
+    def loads(self, text: str):
+        return validation.parse_batch(text)
+
 
 EventBatchOut = inline_serializer(
     "EventBatchResult",
@@ -32,6 +42,8 @@ EventBatchOut = inline_serializer(
 
 class EventsApi(APIView):
     """POST a batch of up to 1,000 usage events (api.md, "Usage events")."""
+
+    parser_classes = [EventBatchParser]
 
     @extend_schema(
         operation_id="events_ingest",
@@ -103,13 +115,12 @@ class UsageApi(APIView):
         account, subscription = _account_and_subscription(request, slug)
         if subscription is None:
             raise NotFound(f"Account '{slug}' has no subscription.")
-        month = request.query_params.get("period")
-        if month is not None and not _MONTH.match(month):
-            raise DomainError(
-                "period must read YYYY-MM, e.g. 2026-11.", details={"field": "period"}
-            )
         now = timezone.now()
-        start, end = selectors.usage_period(subscription=subscription, month=month, now=now)
+        month = _month_param(request.query_params.get("period"), now=now)
+        try:
+            start, end = selectors.usage_period(subscription=subscription, month=month, now=now)
+        except (ValueError, OverflowError):  # a cycle anchored so that the month overflows
+            raise _period_error(now) from None
         usage = selectors.usage_summary(
             account=account, subscription=subscription, start=start, end=end, now=now
         )
@@ -138,10 +149,31 @@ class UsageApi(APIView):
         )
 
 
+def _month_param(value: str | None, *, now: datetime) -> str | None:
+    """`period=YYYY-MM`, from the first month events may be stamped in to next year's end."""
+    if value is None:
+        return None
+    match = _MONTH.fullmatch(value)
+    if not match or not validation.EARLIEST.year <= int(match[1]) <= now.year + 1:
+        raise _period_error(now)
+    return value
+
+
+def _period_error(now: datetime) -> DomainError:
+    return DomainError(
+        f"period must read YYYY-MM, from {validation.EARLIEST:%Y-%m} to {now.year + 1}-12, "
+        "e.g. 2026-11.",
+        details={"field": "period"},
+    )
+
+
 class TicketBillingApi(APIView):
     @extend_schema(operation_id="ticket_billing_retrieve", responses=OpenApiTypes.OBJECT)
     def get(self, request, slug: str, ticket: str):
         account = account_get(principal=request.user, slug=slug)
+        _, error = validation.identifier("ticket", ticket)
+        if error:  # e.g. %00, which the database cannot even compare
+            raise DomainError(error.message, details={"field": "ticket"})
         charges = selectors.ticket_billing(account=account, ticket=ticket)
         if not charges:
             raise NotFound(f"No billing verdict for ticket '{ticket}' yet.")

@@ -139,11 +139,25 @@ def _subjects_of(rows: Iterable[tuple]) -> Iterable[tuple[int, str, str]]:
 
 
 def _schedule_reevaluation() -> None:
-    # Imported here: tasks import services, and the task must only run once the events are
-    # committed (in-process runs would otherwise see an empty queue).
-    from .tasks import reevaluate_pending_task
+    # The task must only run once the events are committed (in-process runs would otherwise
+    # see an empty queue).
+    transaction.on_commit(_enqueue_reevaluation)
 
-    transaction.on_commit(reevaluate_pending_task.delay)
+
+def _enqueue_reevaluation() -> None:
+    """Ask a worker to drain the queue now; a failure here never fails the ingest.
+
+    The queue is the database's (`Reevaluation` rows, written with the events): with the broker
+    down, the subjects wait there for the periodic sweep (beat's `metering.finalize_windows`,
+    and `run_billing`), and the sender still gets its 202. No retry: a broker that is down
+    would hold every ingest request for its connection timeouts.
+    """
+    from .tasks import reevaluate_pending_task  # tasks import services
+
+    try:
+        reevaluate_pending_task.apply_async(retry=False)
+    except Exception:
+        logger.exception("Could not queue re-evaluation; the periodic sweep will pick it up")
 
 
 def reevaluate_pending(*, as_of: datetime | None = None, limit: int = REEVALUATION_BATCH) -> int:

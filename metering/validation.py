@@ -2,19 +2,42 @@
 
 Each event is checked on its own so that one bad event never costs the rest of its batch:
 `validate_event` returns either a clean `EventIn` or an `EventError` with the field and a reason
-a developer can act on.
+a developer can act on. Everything it lets through can be stored (PostgreSQL refuses NUL bytes
+and lone surrogates, and a CharField its 256th character) and evaluated (the rules engine does
+calendar maths on `occurred_at`), so a bad event is refused here rather than failing its
+whole batch at the database or, later, every re-evaluation of its ticket.
 """
 
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from math import isfinite
 from typing import Any
 
 from .rules import types as t
 
+# Every string field is capped: ids and names at the width of their column.
 MAX_ID = 255
-# Clocks drift; an event stamped more than this ahead of our clock is a sender bug, not usage.
+MAX_TIMESTAMP = 64
+# The window `occurred_at` must fall in. Before 2000 there was no such helpdesk, and date maths
+# near year 1 overflows. Clocks drift; an event stamped more than MAX_CLOCK_SKEW ahead of our
+# clock is a sender bug, not usage.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_CLOCK_SKEW = timedelta(hours=1)
+# `changes` is free-form but bounded: nesting levels (the object itself is 1), keys and list
+# items over all levels, and characters of any string in it.
+MAX_CHANGES_DEPTH = 4
+MAX_CHANGES_ITEMS = 100
+MAX_CHANGES_TEXT = 1000
+# The nesting the body parser follows before it sets an event aside as unreadable.
+MAX_JSON_DEPTH = 32
+
+# C0 and C1 control characters (NUL among them) and lone surrogates: refused in ids and names.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# Free text inside `changes` may hold tabs and line breaks.
+_CONTROL_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 CHANNELS = frozenset(
     {
@@ -122,6 +145,7 @@ _TYPE_FIELDS: dict[str, dict[str, tuple[bool, Any]]] = {
 _NEEDS_CHANNEL = {t.MESSAGE, t.CALL, t.SMS}
 _NEEDS_AUTHOR = {t.MESSAGE, t.SMS}
 _NEEDS_SESSION = {t.CAMPAIGN_CLICK, t.AI_SESSION_EVENT}
+_TYPES = frozenset(_TYPE_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,54 +174,104 @@ class EventError:
         return {"code": self.code, "message": self.message, "details": {"field": self.field}}
 
 
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """An event of a batch that the body parser could not follow (see `parse_batch`)."""
+
+    reason: str
+
+
 def parse_timestamp(value: Any) -> datetime | None:
     """An RFC 3339 timestamp with an offset, as UTC; None when it is not one."""
-    if not isinstance(value, str) or len(value) < 20:
+    if not isinstance(value, str) or not 20 <= len(value) <= MAX_TIMESTAMP:
+        return None
+    if _CONTROL.search(value):  # fromisoformat skips a NUL here and there
         return None
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        if parsed.utcoffset() is None:
+            return None
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # 9999-12-31T23:59:59-01:00 is past year 9999 in UTC
         return None
-    if parsed.utcoffset() is None:
-        return None
-    return parsed.astimezone(UTC)
+
+
+def _kind_of(value: Any) -> str:
+    """What a JSON value is, in the words of an error message (never the value: it may be huge,
+    deep, or hold characters a response cannot carry)."""
+    if isinstance(value, str):
+        shown = repr(value[:40])  # repr escapes NUL and lone surrogates
+        cut = len(value) > 40 or len(shown) > 42
+        return f"the string {shown[:40] + '…' if cut else shown}"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "an object"
+    return "null" if value is None else type(value).__name__
+
+
+def identifier(name: str, value: Any) -> tuple[str | None, EventError | None]:
+    """An id or a name: a string (or an integer, as helpdesks number tickets) of 1 to MAX_ID
+    characters with no control character or lone surrogate."""
+    if type(value) is int:
+        value = str(value)
+    if isinstance(value, str) and value and len(value) <= MAX_ID and not _CONTROL.search(value):
+        return value, None
+    if not isinstance(value, str):
+        reason = f"must be a string, not {_kind_of(value)}."
+    elif not value:
+        reason = "must not be empty."
+    elif len(value) > MAX_ID:
+        reason = f"is {len(value)} characters long; at most {MAX_ID} are accepted."
+    else:
+        reason = "holds a control character (NUL, …) or a lone surrogate."
+    return None, EventError(name, f"'{name}' {reason}")
 
 
 def _text(raw: Mapping, name: str, required: bool) -> tuple[str | None, EventError | None]:
     value = raw.get(name)
     if value is None:
         return None, EventError(name, f"'{name}' is required.") if required else None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)  # helpdesks often use numeric ticket ids
-    if not isinstance(value, str) or not value or len(value) > MAX_ID:
-        return None, EventError(
-            name, f"'{name}' must be a non-empty string of at most {MAX_ID} characters."
-        )
-    return value, None
+    return identifier(name, value)
 
 
 def _choice(raw: Mapping, name: str, allowed: frozenset, required: bool):
     value = raw.get(name)
     if value is None:
         return None, EventError(name, f"'{name}' is required.") if required else None
-    if value not in allowed:
-        options = ", ".join(sorted(allowed))
-        return None, EventError(name, f"'{name}' must be one of: {options}; got {value!r}.")
-    return value, None
+    return (value, None) if _allowed(value, allowed) else (None, _not_allowed(name, value, allowed))
+
+
+def _allowed(value: Any, allowed: frozenset) -> bool:
+    # A list or an object is unhashable: test the type before membership.
+    return isinstance(value, str) and value in allowed
+
+
+def _not_allowed(name: str, value: Any, allowed: frozenset) -> EventError:
+    options = ", ".join(sorted(allowed))
+    return EventError(name, f"'{name}' must be one of: {options}; got {_kind_of(value)}.")
 
 
 def validate_event(raw: Any, *, now: datetime) -> EventIn | EventError:
     """Check one event of a batch; `now` bounds how far in the future it may be stamped."""
     if not isinstance(raw, Mapping):
+        if isinstance(raw, Unreadable):
+            return EventError("event", raw.reason)
         return EventError("event", "Each event must be a JSON object.")
     event_id, error = _text(raw, "id", required=True)
     if error:
         return error
     kind = raw.get("type")
-    if kind not in _TYPE_FIELDS:
+    if not _allowed(kind, _TYPES):
         options = ", ".join(sorted(_TYPE_FIELDS))
         return EventError(
-            "type", f"Unknown event type {kind!r}; expected one of: {options}.", "unknown_type"
+            "type",
+            f"Unknown event type: {_kind_of(kind)}; expected one of: {options}.",
+            "unknown_type",
         )
     occurred_at = parse_timestamp(raw.get("occurred_at"))
     if occurred_at is None:
@@ -206,8 +280,12 @@ def validate_event(raw: Any, *, now: datetime) -> EventIn | EventError:
             "'occurred_at' must be an RFC 3339 timestamp with an offset, "
             "e.g. 2026-11-01T09:30:00Z.",
         )
+    if occurred_at < EARLIEST:
+        return EventError("occurred_at", f"'occurred_at' is before {EARLIEST:%Y-%m-%d}.")
     if occurred_at > now + MAX_CLOCK_SKEW:
-        return EventError("occurred_at", "'occurred_at' is in the future.")
+        return EventError(
+            "occurred_at", "'occurred_at' is in the future (more than an hour ahead of our clock)."
+        )
     account, error = _text(raw, "account", required=False)
     if error:
         return error
@@ -233,10 +311,10 @@ def validate_event(raw: Any, *, now: datetime) -> EventIn | EventError:
             if required:
                 return EventError(name, f"'{name}' is required for a {kind} event.")
             continue
-        error = _check_attr(name, value, rule)
+        value, error = _check_attr(name, value, rule)
         if error:
             return error
-        attrs[name] = str(value) if rule is str else value
+        attrs[name] = value
     if kind == t.TICKET_MERGED and attrs["into"] == ticket:
         return EventError("into", "A ticket cannot be merged into itself.")
     return EventIn(
@@ -253,18 +331,152 @@ def validate_event(raw: Any, *, now: datetime) -> EventIn | EventError:
     )
 
 
-def _check_attr(name: str, value: Any, rule: Any) -> EventError | None:
+def _check_attr(name: str, value: Any, rule: Any) -> tuple[Any, EventError | None]:
+    """The type's own field, as it will be stored, or why it cannot be."""
     if isinstance(rule, frozenset):
-        if value not in rule:
-            return EventError(
-                name, f"'{name}' must be one of: {', '.join(sorted(rule))}; got {value!r}."
-            )
+        if not _allowed(value, rule):
+            return None, _not_allowed(name, value, rule)
     elif rule is bool:
         if not isinstance(value, bool):
-            return EventError(name, f"'{name}' must be true or false.")
+            return None, EventError(name, f"'{name}' must be true or false, not {_kind_of(value)}.")
     elif rule is str:
-        if not isinstance(value, str | int) or isinstance(value, bool) or not str(value):
-            return EventError(name, f"'{name}' must be a non-empty string.")
-    elif rule is dict and not isinstance(value, dict):
-        return EventError(name, f"'{name}' must be an object.")
+        return identifier(name, value)
+    elif rule is dict:
+        error = _free_form_error(name, value)
+        if error:
+            return None, error
+    return value, None
+
+
+def _free_form_error(name: str, value: Any) -> EventError | None:
+    """An object whose content is the sender's (`changes`): bounded in depth, size and text,
+    and free of what PostgreSQL's jsonb refuses (NUL, lone surrogates, infinite numbers)."""
+    if not isinstance(value, Mapping):
+        return EventError(name, f"'{name}' must be an object, not {_kind_of(value)}.")
+    items = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:  # a loop, not recursion: the nesting is the sender's
+        node, depth = stack.pop()
+        for key, child in node.items() if isinstance(node, Mapping) else enumerate(node):
+            items += 1
+            if items > MAX_CHANGES_ITEMS:
+                return EventError(name, f"'{name}' holds more than {MAX_CHANGES_ITEMS} entries.")
+            if isinstance(key, str) and (len(key) > MAX_ID or _CONTROL.search(key)):
+                return EventError(
+                    name,
+                    f"'{name}' has a key longer than {MAX_ID} characters or holding a control "
+                    "character or a lone surrogate.",
+                )
+            if isinstance(child, Mapping | list):
+                if depth == MAX_CHANGES_DEPTH:
+                    return EventError(
+                        name, f"'{name}' is nested more than {MAX_CHANGES_DEPTH} levels deep."
+                    )
+                stack.append((child, depth + 1))
+            elif isinstance(child, str):
+                if len(child) > MAX_CHANGES_TEXT or _CONTROL_IN_TEXT.search(child):
+                    return EventError(
+                        name,
+                        f"'{name}' holds a string longer than {MAX_CHANGES_TEXT} characters or "
+                        "with a control character (other than tab and line breaks) or a lone "
+                        "surrogate.",
+                    )
+            elif isinstance(child, float) and not isfinite(child):
+                return EventError(name, f"'{name}' holds a number out of range.")
     return None
+
+
+# --- The request body ---------------------------------------------------------------------
+
+# A JSON string (escapes included) or a bracket: enough to find where a value ends.
+_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+_SPACE = re.compile(r"[ \t\n\r]*")
+_TOO_DEEP = (
+    "The event is nested too deeply to read; "
+    f"'changes' may nest at most {MAX_CHANGES_DEPTH} levels."
+)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value.")
+
+
+def parse_json(text: str) -> Any:
+    """A JSON document; NaN and Infinity are refused (ValueError), and so is nesting deeper than
+    Python's parser follows (RecursionError)."""
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+def parse_batch(text: str) -> Any:
+    """A request body that should read `{"events": [...]}`.
+
+    Nesting too deep for the parser costs only the event that holds it: that event becomes
+    `Unreadable` (rejected by `validate_event`) and the rest of the batch is read. The fast
+    path is the plain parser; the event-by-event one runs only after it gave up.
+    """
+    try:
+        return parse_json(text)
+    except RecursionError:
+        if not text.lstrip(" \t\n\r").startswith("{"):
+            raise  # not a batch at all
+        return _parse_batch_by_event(text)
+
+
+def _parse_batch_by_event(text: str) -> dict[str, Any]:
+    decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+    body: dict[str, Any] = {}
+    at = _expect(text, 0, "{")
+    while True:
+        if not text.startswith('"', at):
+            raise ValueError(f"Expecting a property name at char {at}.")
+        key, at = json.decoder.scanstring(text, at + 1)
+        at = _expect(text, at, ":")
+        if key == "events" and text.startswith("[", at):
+            body[key], at = _events_by_event(text, at + 1, decoder)
+        else:
+            body[key], at = decoder.raw_decode(text, at)  # too deep elsewhere: RecursionError
+        at = _SPACE.match(text, at).end()
+        if text.startswith("}", at):
+            break
+        at = _expect(text, at, ",")
+    if text[at + 1 :].strip(" \t\n\r"):
+        raise ValueError(f"Extra data at char {at + 1}.")
+    return body
+
+
+def _events_by_event(text: str, at: int, decoder: json.JSONDecoder) -> tuple[list, int]:
+    events: list[Any] = []
+    at = _SPACE.match(text, at).end()
+    if text.startswith("]", at):
+        return events, at + 1
+    while True:
+        try:
+            event, at = decoder.raw_decode(text, at)
+        except RecursionError:
+            event, at = Unreadable(_TOO_DEEP), _end_of_value(text, at)
+        events.append(event)
+        at = _SPACE.match(text, at).end()
+        if text.startswith("]", at):
+            return events, at + 1
+        at = _expect(text, at, ",")
+
+
+def _end_of_value(text: str, at: int) -> int:
+    """Where the object or list starting at `at` ends, counting brackets outside strings."""
+    depth = 0
+    for match in _TOKENS.finditer(text, at):
+        bracket = match.group()
+        if bracket in ("{", "["):
+            depth += 1
+        elif bracket in ("}", "]"):
+            depth -= 1
+            if depth == 0:
+                return match.end()
+    raise ValueError(f"Unterminated value at char {at}.")
+
+
+def _expect(text: str, at: int, char: str) -> int:
+    at = _SPACE.match(text, at).end()
+    if not text.startswith(char, at):
+        raise ValueError(f"Expecting {char!r} at char {at}.")
+    return _SPACE.match(text, at + 1).end()

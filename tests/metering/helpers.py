@@ -1,8 +1,12 @@
-"""Ingest events the way the API does, then re-evaluate, for service-level tests."""
+"""Ingest events the way the API does, then re-evaluate, for service-level tests; point Celery
+at another broker."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from accounts.models import Account
+from billing_portal.celery import app
 from metering import services
 
 
@@ -22,3 +26,29 @@ def ingest(account: Account, events: list[dict], *, now: datetime, as_of: dateti
     assert not result.rejected, result.rejected
     services.reevaluate_all_pending(as_of=as_of or now)
     return result
+
+
+@contextmanager
+def celery_configured(**values) -> Iterator[None]:
+    """Override Celery settings (`broker_url=...`) for the block.
+
+    The app reads Django's CELERY_* settings before its own keys, so a plain
+    `app.conf.update(broker_url=...)` is silently ignored: set the prefixed keys. Connection and
+    producer pools are built for one broker; drop them on the way in and out.
+    """
+    keys = {f"CELERY_{name.upper()}": value for name, value in values.items()}
+    saved = {key: app.conf[key] for key in keys}
+
+    def drop_pools() -> None:
+        if app._pool is not None:
+            app._pool.force_close_all()
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    drop_pools()
+    app.conf.update(keys)
+    try:
+        yield
+    finally:
+        app.conf.update(saved)
+        drop_pools()

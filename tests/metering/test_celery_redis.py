@@ -10,6 +10,8 @@ from celery.contrib.testing.worker import start_worker
 from billing_portal.celery import app
 from metering.models import Charge, Reevaluation
 
+from .helpers import celery_configured
+
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
@@ -21,21 +23,20 @@ def redis_worker(settings):
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).flushdb()
     except redis.ConnectionError:
         pytest.fail(f"Redis is not reachable at {REDIS_URL}: the suite needs it (see README)")
-    saved = {k: app.conf[k] for k in ("broker_url", "task_always_eager")}
-    app.conf.update(broker_url=REDIS_URL, task_always_eager=False)
-    try:
-        with start_worker(app, queues=["ingest"], pool="solo", perform_ping_check=False):
-            yield
-    finally:
-        app.conf.update(saved)
-        app.pool.force_close_all()
-        app._pool = None  # the next user builds a pool for the restored broker
+    # Through celery_configured: a plain app.conf.update(broker_url=...) is ignored (Django's
+    # CELERY_* settings win), and this test used to pass with the task run in-process.
+    with (
+        celery_configured(broker_url=REDIS_URL, task_always_eager=False),
+        start_worker(app, queues=["ingest"], pool="solo", perform_ping_check=False),
+    ):
+        yield
 
 
 @pytest.mark.django_db(transaction=True)
 def test_H1_events_posted_to_the_api_are_evaluated_by_a_worker_over_redis(
     make_account, partner_api, redis_worker
 ):
+    assert not app.conf.task_always_eager and app.conf.broker_url == REDIS_URL
     make_account(slug="shop")
     at = datetime.now(UTC) - timedelta(hours=1)
     events = [
