@@ -10,9 +10,9 @@ from datetime import date, timedelta
 
 WIDTH = 900
 HEIGHT = 170
-PAD_LEFT = 44  # room for the y-axis labels
-PAD_BOTTOM = 22
-PAD_TOP = 10
+PAD_LEFT = 0  # labels are HTML under the chart: they stay readable on a phone
+PAD_BOTTOM = 2
+PAD_TOP = 6
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,13 @@ from metering.models import Charge, ChargeStatus
 from plans import pricing
 from plans.models import AddOn, AddOnTier, Meter, Plan, ScheduledChange, Subscription
 from plans.selectors import catalog_addons, catalog_plans, subscription_current
-from plans.terms import MissingTerms, meter_terms_by_meter, subscription_terms
+from plans.terms import (
+    MissingTerms,
+    TermsBook,
+    meter_terms_by_meter,
+    subscription_addons,
+    subscription_terms,
+)
 
 from ..models import Dunning, Invoice, InvoiceKind, InvoiceStatus, PaymentAttempt, UsageClose
 from ..payments import confirmation_path, default_payment_method
@@ -117,7 +123,9 @@ def _fees(terms: pricing.SubscriptionTerms) -> list[tuple[str, int]]:
     return lines
 
 
-def _after_scheduled(subscription: Subscription) -> pricing.SubscriptionTerms:
+def _after_scheduled(
+    subscription: Subscription, book: TermsBook, addons
+) -> pricing.SubscriptionTerms:
     """The terms the next cycle starts on: the current ones with scheduled changes applied."""
     plan = interval = None
     tiers: dict[AddOn, AddOnTier | None] = {}
@@ -128,11 +136,13 @@ def _after_scheduled(subscription: Subscription) -> pricing.SubscriptionTerms:
         interval = change.interval or interval
         if change.addon_id:
             tiers[change.addon] = change.addon_tier
-    return subscription_terms(subscription, plan=plan, interval=interval, tiers=tiers)
+    return book.subscription_terms(subscription, addons, plan=plan, interval=interval, tiers=tiers)
 
 
-def overview(*, account: Account, now: datetime) -> Overview:
-    subscription = subscription_current(account=account)
+def overview(
+    *, account: Account, now: datetime, subscription: Subscription | None = None
+) -> Overview:
+    subscription = subscription or subscription_current(account=account)
     result = Overview(subscription=subscription, currency=account.currency)
     result.card = default_payment_method(account.pk)
     unpaid = list(
@@ -155,7 +165,9 @@ def overview(*, account: Account, now: datetime) -> Overview:
             result.suspend_at = dunning.suspend_at
     if subscription is None:
         return result
-    terms = subscription_terms(subscription)
+    book = TermsBook([account.pk])
+    addons = subscription_addons(subscription)
+    terms = book.subscription_terms(subscription, addons)
     result.plan_name = str(subscription.offer)
     result.interval_label = subscription.get_interval_display()
     result.fee_lines = _fees(terms)
@@ -163,7 +175,9 @@ def overview(*, account: Account, now: datetime) -> Overview:
     end = subscription.current_period_end
     result.days_left = max((end - now + timedelta(seconds=86399)).days, 0)
     result.renewal_on = end.date()
-    result.renewal_minor = sum(amount for _, amount in _fees(_after_scheduled(subscription)))
+    result.renewal_minor = sum(
+        amount for _, amount in _fees(_after_scheduled(subscription, book, addons))
+    )
     usage = metering.usage_summary(
         account=account,
         subscription=subscription,
@@ -253,8 +267,10 @@ def daily_counts(*, account: Account, start: datetime) -> dict[str, dict[date, i
     return result
 
 
-def usage(*, account: Account, now: datetime) -> Usage | None:
-    subscription = subscription_current(account=account)
+def usage(
+    *, account: Account, now: datetime, subscription: Subscription | None = None
+) -> Usage | None:
+    subscription = subscription or subscription_current(account=account)
     if subscription is None:
         return None
     start, end = subscription.usage_period_start, subscription.usage_period_end
@@ -334,10 +350,12 @@ def usage(*, account: Account, now: datetime) -> Usage | None:
 def late_units(*, account: Account) -> dict[str, int]:
     """F6: units of already-invoiced periods that became final since their invoice, per
     meter: what the next invoice carries as late usage."""
+    # The last three closes: late events come within days of a close, and reading every
+    # closed period's units would cost the page a scan of the account's whole history.
     closes = list(
-        UsageClose.objects.filter(subscription__account=account).values_list(
-            "period_start", "billed_units"
-        )
+        UsageClose.objects.filter(subscription__account=account)
+        .order_by("-period_start")
+        .values_list("period_start", "billed_units")[:3]
     )
     counted = units_by_period([(account.pk, start) for start, _ in closes])
     late: dict[str, int] = {}
@@ -495,11 +513,13 @@ def plan_options(*, account: Account, subscription: Subscription) -> list[PlanOp
         meter=Meter.HELPDESK_TICKETS,
         status=ChargeStatus.FINAL,
     ).count()
+    book = TermsBook([account.pk])
+    addons = subscription_addons(subscription)
     options = []
     for plan in catalog_plans().filter(is_custom=False):
         try:
-            monthly = subscription_terms(subscription, plan=plan, interval="month")
-            annual = subscription_terms(subscription, plan=plan, interval="year")
+            monthly = book.subscription_terms(subscription, addons, plan=plan, interval="month")
+            annual = book.subscription_terms(subscription, addons, plan=plan, interval="year")
         except MissingTerms:
             continue  # not sold in this currency
         terms = annual if subscription.interval == "year" else monthly
@@ -536,12 +556,14 @@ class AddOnOption:
 
 def addon_options(*, account: Account, subscription: Subscription) -> list[AddOnOption]:
     current = {item.addon_id: item.tier for item in subscription.addons.all()}
+    book = TermsBook([account.pk])
+    chosen = subscription_addons(subscription)
     options = []
     for addon in catalog_addons():
         tiers = []
         for tier in addon.tiers.all():
             try:
-                terms = subscription_terms(subscription, tiers={addon: tier})
+                terms = book.subscription_terms(subscription, chosen, tiers={addon: tier})
             except MissingTerms:
                 continue
             item = next(a for a in terms.addons if a.addon == addon.code)

@@ -39,8 +39,9 @@ def _page(request, access, template: str, context: dict, *, tab: str, status: in
         "access": access,
         "tab": tab,
         "scheduled": selectors.scheduled_changes(account=access.account),
-        "subscription": subscription_current(account=access.account),
     }
+    if "subscription" not in context:
+        base["subscription"] = subscription_current(account=access.account)
     return render(request, template, {**base, **context}, status=status)
 
 
@@ -49,8 +50,15 @@ def _page(request, access, template: str, context: dict, *, tab: str, status: in
 
 @billing_page()
 def overview(request, access):
-    data = selectors.overview(account=access.account, now=timezone.now())
-    return _page(request, access, "billing/overview.html", {"o": data}, tab="overview")
+    subscription = subscription_current(account=access.account)
+    data = selectors.overview(account=access.account, now=timezone.now(), subscription=subscription)
+    return _page(
+        request,
+        access,
+        "billing/overview.html",
+        {"o": data, "subscription": subscription},
+        tab="overview",
+    )
 
 
 # --- usage ----------------------------------------------------------------------------------
@@ -58,12 +66,13 @@ def overview(request, access):
 
 @billing_page()
 def usage(request, access):
-    data = selectors.usage(account=access.account, now=timezone.now())
+    subscription = subscription_current(account=access.account)
+    data = selectors.usage(account=access.account, now=timezone.now(), subscription=subscription)
     return _page(
         request,
         access,
         "billing/usage.html",
-        {"u": data, "lookup": TicketLookupForm()},
+        {"u": data, "lookup": TicketLookupForm(), "subscription": subscription},
         tab="usage",
     )
 

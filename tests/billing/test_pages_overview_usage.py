@@ -69,7 +69,7 @@ def test_usage_shows_used_included_overage_forecast_and_a_daily_chart(logged_in,
     # 320 in 15 of 30 days → about 640 by the end: 340 over, 4 blocks → $160.00.
     assert "about 640 by Nov 30" in page and "<strong>$160.00</strong> overage" in page
     assert "at this period&#x27;s pace so far" in page or "at this period's pace so far" in page
-    assert '<svg class="chart"' in page and "Nov 3: +320, 320 so far" in page
+    assert '<figure class="chart">' in page and "Nov 3: +320, 320 so far" in page
 
 
 def test_usage_shows_pending_units_apart(logged_in, account):  # noqa: F811
