@@ -101,8 +101,6 @@ class Overview:
     days_left: int = 0
     renewal_on: date | None = None
     renewal_minor: int = 0  # next cycle's fees, scheduled changes applied
-    usage_so_far_minor: int = 0
-    forecast_usage_minor: int = 0
     due_minor: int = 0
     unpaid: list[Invoice] = field(default_factory=list)
     past_due: list[Invoice] = field(default_factory=list)
@@ -178,15 +176,6 @@ def overview(
     result.renewal_minor = sum(
         amount for _, amount in _fees(_after_scheduled(subscription, book, addons))
     )
-    usage = metering.usage_summary(
-        account=account,
-        subscription=subscription,
-        start=subscription.usage_period_start,
-        end=subscription.usage_period_end,
-        now=now,
-    )
-    result.usage_so_far_minor = sum(m.overage_amount_minor for m in usage.meters)
-    result.forecast_usage_minor = sum(m.forecast_amount_minor for m in usage.meters)
     return result
 
 

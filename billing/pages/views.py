@@ -169,8 +169,16 @@ def invoice_retry(request, access, invoice_id: int):
         return render(request, "404.html", status=404)
     if not first_submission(request):
         return already_done(request, back)
+    if payments.default_payment_method(access.account.pk) is None:
+        return _no_card(request, access)
     confirm = _charge(request, invoice)
     return redirect(confirm or back)
+
+
+def _no_card(request, access):
+    """Charging without a card would only record a failure (and make the account past due)."""
+    messages.error(request, "Add a card first: there is nothing to charge the payment to.")
+    return redirect(_url("payment-method", access))
 
 
 @billing_page(change=True, methods=("POST",))
@@ -180,6 +188,8 @@ def pay_outstanding(request, access):
     if not first_submission(request):
         return already_done(request, back)
     due = selectors.chargeable_invoices(account=access.account)
+    if due and payments.default_payment_method(access.account.pk) is None:
+        return _no_card(request, access)
     if not due:
         messages.info(request, "Nothing to pay: no invoice is waiting for a charge.")
     for invoice in due:

@@ -139,3 +139,35 @@ def test_pay_all_outstanding_charges_each_unpaid_invoice_through_retry(
 def test_retry_without_a_card_is_not_offered(logged_in, account):  # noqa: F811
     page = logged_in.get("/billing/shop/invoices/").content.decode()
     assert "Retry payment" not in page
+
+
+def test_retry_and_pay_all_without_a_card_ask_for_one_and_charge_nothing(logged_in, account):  # noqa: F811
+    invoice = Invoice.objects.get(account=account)
+    with mock.patch.object(payments, "invoice_charge") as charge:
+        for path in (f"/billing/shop/invoices/{invoice.pk}/retry", "/billing/shop/pay-outstanding"):
+            response = logged_in.post(path)
+            assert response["Location"] == "/billing/shop/payment-method"
+            # The card form itself calls Stripe: read the message on another page.
+            assert "Add a card first" in logged_in.get("/billing/shop/").content.decode()
+    charge.assert_not_called()
+    invoice.refresh_from_db()
+    assert invoice.status == "open"
+
+
+def test_an_edition_account_sees_its_pages_and_cannot_self_serve_changes(
+    client, make_account, django_user_model
+):
+    from accounts.models import Membership
+
+    with at(T0):
+        team = make_account(slug="team", plan="professional", full_agents=4)
+    user = django_user_model.objects.create_user("owner@team.example", password="pw")
+    Membership.objects.create(user=user, account=team, role=Membership.Role.OWNER)
+    client.force_login(user)
+    with at(HALF):
+        for path in ("", "usage/", "plan/", "add-ons/", "invoices/", "details/"):
+            response = client.get(f"/billing/team/{path}")
+            assert response.status_code == 200, path
+        assert "set by our team" in client.get("/billing/team/plan/").content.decode()
+        change = client.get("/billing/team/change/?plan=pro", follow=True).content.decode()
+    assert "Per-agent editions are changed by an operator." in change
