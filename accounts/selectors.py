@@ -1,9 +1,11 @@
 """Read paths for tenants. Every function here is scoped by a principal or an account."""
 
+from dataclasses import dataclass
+
 from django.db.models import QuerySet
 
 from .errors import NotFound
-from .models import Account, Integration
+from .models import Account, Integration, Membership, Role
 from .principals import accounts_for
 
 
@@ -26,3 +28,33 @@ def account_integration_count(*, account: Account) -> int:
     social count 2 + 2 × 3 = 8.
     """
     return Integration.objects.filter(account=account, is_active=True).count()
+
+
+@dataclass(frozen=True)
+class BillingAccess:
+    """What a logged-in user may do on an account's billing pages."""
+
+    account: Account
+    role: str
+
+    @property
+    def can_change(self) -> bool:
+        """Owners and admins change plans, cards and details; agents only look."""
+        return self.role in (Role.OWNER, Role.ADMIN)
+
+
+def billing_access(*, user, slug: str) -> BillingAccess | None:
+    """The one decision for every billing page, form and file: the user's seat in the account,
+    or None (not a member: the page answers 404, never leaking that the account exists).
+
+    Staff are not merchants: unless they hold a seat themselves, they get None here and use
+    the operator console instead.
+    """
+    if not user.is_authenticated:
+        return None
+    membership = (
+        Membership.objects.filter(user=user, account__slug=slug).select_related("account").first()
+    )
+    if membership is None:
+        return None
+    return BillingAccess(account=membership.account, role=membership.role)

@@ -102,3 +102,27 @@ def integration_add(
     integration.full_clean()
     integration.save()
     return integration
+
+
+BILLING_DETAIL_FIELDS = (
+    "billing_email",
+    "company",
+    "address_line1",
+    "address_line2",
+    "postal_code",
+    "city",
+    "country",
+    "vat_id",
+)
+
+
+def account_billing_details_update(*, account: Account, **details: str) -> Account:
+    """Change where invoices and payment reminders go (F2) and what the next invoices show."""
+    unknown = set(details) - set(BILLING_DETAIL_FIELDS)
+    if unknown:
+        raise ValueError(f"Not billing details: {sorted(unknown)}")
+    for field, value in details.items():
+        setattr(account, field, value)
+    account.full_clean(validate_unique=False)
+    account.save(update_fields=list(details))
+    return account

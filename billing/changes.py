@@ -123,10 +123,48 @@ def _schedule(subscription, plan, interval, tiers) -> ChangeResult:
     return ChangeResult(effective="period_end", effective_at=at, scheduled=rows)
 
 
-def _upgrade(subscription, current, requested, plan, interval, tiers, at) -> ChangeResult:
-    """P6: the difference for the rest of the cycle is charged now and the new allowance
-    applies to the current period. Month → year closes the interrupted month's usage and
-    starts an annual cycle at the change instant."""
+@dataclass(frozen=True)
+class ChangePreview:
+    """What a change would do, before it is confirmed: its kind, when it applies, and for an
+    upgrade the lines charged at once."""
+
+    kind: str  # "upgrade" | "downgrade" | "none"
+    effective_at: datetime
+    lines: tuple[pricing.Line, ...] = ()
+
+    @property
+    def total_minor(self) -> int:
+        return pricing.invoice_total(self.lines)
+
+
+def subscription_change_preview(
+    *, account: Account, request: ChangeRequest, at: datetime | None = None
+) -> ChangePreview:
+    """The same decision and lines as subscription_change, written nowhere (the page shows
+    them before the merchant confirms)."""
+    at = at or timezone.now()
+    subscription = (
+        Subscription.objects.select_related("account", "plan", "edition")
+        .filter(account=account, ended_at__isnull=True)
+        .first()
+    )
+    if subscription is None:
+        raise NotFound(f"Account '{account.slug}' has no subscription.")
+    if subscription.edition_id:
+        raise DomainError("Per-agent editions are changed by an operator.", code="edition_change")
+    plan, tiers = _resolve(subscription, request)
+    current = subscription_terms(subscription)
+    requested = subscription_terms(subscription, plan=plan, interval=request.interval, tiers=tiers)
+    kind = pricing.classify_change(current=current, requested=requested)
+    if kind != "upgrade":
+        return ChangePreview(kind=kind, effective_at=subscription.current_period_end)
+    lines, _, _ = _upgrade_lines(subscription, current, requested, at)
+    return ChangePreview(kind=kind, effective_at=at, lines=tuple(lines))
+
+
+def _upgrade_lines(subscription, current, requested, at):
+    """The upgrade's invoice lines, the new annual cycle (month → year) and the interrupted
+    month it closes, if any."""
     cycle = pricing.Period(
         start=subscription.current_period_start, end=subscription.current_period_end
     )
@@ -148,6 +186,17 @@ def _upgrade(subscription, current, requested, plan, interval, tiers, at) -> Cha
         new_cycle=new_cycle,
         is_migrated=migrated,
     )
+    return lines, new_cycle, interrupted
+
+
+def _upgrade(subscription, current, requested, plan, interval, tiers, at) -> ChangeResult:
+    """P6: the difference for the rest of the cycle is charged now and the new allowance
+    applies to the current period. Month → year closes the interrupted month's usage and
+    starts an annual cycle at the change instant."""
+    cycle = pricing.Period(
+        start=subscription.current_period_start, end=subscription.current_period_end
+    )
+    lines, new_cycle, interrupted = _upgrade_lines(subscription, current, requested, at)
     invoice = invoice_issue(
         subscription=subscription,
         account_id=subscription.account_id,

@@ -16,10 +16,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("pay/confirm/<str:token>/", billing_views.confirm_payment, name="confirm-payment"),
-    path(
-        "billing/invoices/<int:invoice_id>/retry", billing_views.retry_payment, name="retry-payment"
-    ),
-    path("billing/<slug:slug>/payment-method", billing_views.payment_method, name="payment-method"),
+    path("billing/<slug:slug>/", include("billing.pages.urls")),
     path("stripe/webhooks/", billing_views.stripe_webhook, name="stripe-webhook"),
     path("api/v1/", include("billing_portal.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -1,7 +1,7 @@
 """The merchant's landing page: accounts, subscription, payment method, payment history."""
 
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 
 from accounts.models import Membership
 from accounts.principals import accounts_for_user
@@ -12,10 +12,14 @@ from plans.selectors import subscription_current
 
 @login_required
 def home(request):
+    memberships = Membership.objects.filter(user=request.user)
+    if request.user.is_staff and not memberships.exists():
+        # Operators work in the console: merchant pages are for members of an account.
+        return redirect("admin:index")
     roles = dict(Membership.objects.filter(user=request.user).values_list("account_id", "role"))
     rows = []
-    for account in accounts_for_user(request.user).order_by("name"):
-        manages = request.user.is_staff or roles.get(account.pk) in (
+    for account in accounts_for_user(request.user).filter(pk__in=roles).order_by("name"):
+        manages = roles.get(account.pk) in (
             Membership.Role.OWNER,
             Membership.Role.ADMIN,
         )

@@ -63,6 +63,7 @@ def test_F3_the_merchant_updates_the_card_then_retries_the_payment(
     page.get_by_placeholder("cvc").fill("123")
     page.get_by_role("button", name="Save card").click()
     page.get_by_text("It is used for the next payments.").wait_for()
+    page.get_by_role("link", name="Invoices").click()  # the Billing & Usage page's history
     page.get_by_role("button", name="Retry payment").click()
     page.get_by_text("is paid. Thank you!").wait_for()
     SHOTS.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,25 @@
+"""/billing/<slug>/ and its sub-pages. Every view is wrapped by access.billing_page."""
+
+from django.urls import path
+
+from . import views
+
+app_name = "billing"
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("usage/", views.usage, name="usage"),
+    path("usage/why/", views.why_billed, name="why"),
+    path("invoices/", views.invoices, name="invoices"),
+    path("invoices/<int:invoice_id>/pdf", views.invoice_pdf, name="invoice-pdf"),
+    path("invoices/<int:invoice_id>/retry", views.invoice_retry, name="invoice-retry"),
+    path("pay-outstanding", views.pay_outstanding, name="pay-outstanding"),
+    path("plan/", views.plan, name="plan"),
+    path("add-ons/", views.addons, name="addons"),
+    path("change/", views.change, name="change"),
+    path("changes/<int:change_id>/cancel", views.change_cancel, name="change-cancel"),
+    path("payment-method", views.payment_method, name="payment-method"),
+    path("payment-method/save", views.payment_method_save, name="payment-method-save"),
+    path("details/", views.details, name="details"),
+    path("details/save", views.details_save, name="details-save"),
+]

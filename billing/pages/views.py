@@ -1,0 +1,415 @@
+"""The Billing & Usage page and its sub-pages. Thin: check who asks (access.billing_page),
+read through selectors, write through the existing services, render.
+
+Every charge the page triggers goes through `payments.invoice_charge(trigger="retry")`, the one
+collection path; a payment already in flight for an invoice answers `Conflict`, shown as a
+flash message.
+"""
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts import services as account_services
+from accounts.errors import Conflict, DomainError, NotFound
+from plans.money import format_money
+from plans.selectors import subscription_current
+
+from .. import changes, gateway, payments
+from ..models import Invoice, InvoiceStatus
+from ..pdf import render_invoice_pdf
+from ..selectors import invoice_document
+from . import selectors
+from .access import already_done, billing_page, first_submission
+from .forms import BillingDetailsForm, TicketLookupForm
+
+
+def _url(name: str, access, **kwargs) -> str:
+    return reverse(f"billing:{name}", kwargs={"slug": access.account.slug, **kwargs})
+
+
+def _page(request, access, template: str, context: dict, *, tab: str, status: int = 200):
+    """Every billing page carries the account, the user's rights, the tabs and the banner of
+    scheduled changes (P7)."""
+    base = {
+        "account": access.account,
+        "access": access,
+        "tab": tab,
+        "scheduled": selectors.scheduled_changes(account=access.account),
+    }
+    if "subscription" not in context:
+        base["subscription"] = subscription_current(account=access.account)
+    return render(request, template, {**base, **context}, status=status)
+
+
+# --- overview -------------------------------------------------------------------------------
+
+
+@billing_page()
+def overview(request, access):
+    subscription = subscription_current(account=access.account)
+    data = selectors.overview(account=access.account, now=timezone.now(), subscription=subscription)
+    return _page(
+        request,
+        access,
+        "billing/overview.html",
+        {"o": data, "subscription": subscription},
+        tab="overview",
+    )
+
+
+# --- usage ----------------------------------------------------------------------------------
+
+
+@billing_page()
+def usage(request, access):
+    subscription = subscription_current(account=access.account)
+    data = selectors.usage(account=access.account, now=timezone.now(), subscription=subscription)
+    return _page(
+        request,
+        access,
+        "billing/usage.html",
+        {"u": data, "lookup": TicketLookupForm(), "subscription": subscription},
+        tab="usage",
+    )
+
+
+@billing_page()
+def why_billed(request, access):
+    """ "Why was this billed?": a ticket's verdict per meter with the rules in words. htmx asks
+    for the fragment; without JavaScript the full page answers."""
+    form = TicketLookupForm(request.GET or None)
+    context = {"lookup": form, "verdicts": None}
+    if form.is_valid():
+        context["ticket"] = form.cleaned_data["ticket"]
+        context["verdicts"] = selectors.ticket_explanation(
+            account=access.account, ticket=form.cleaned_data["ticket"]
+        )
+    if getattr(request, "htmx", False):
+        return render(request, "billing/_why.html", {**context, "account": access.account})
+    return _page(request, access, "billing/why.html", context, tab="usage")
+
+
+# --- invoices -------------------------------------------------------------------------------
+
+
+@billing_page()
+def invoices(request, access):
+    rows = selectors.invoice_rows(account=access.account)
+    return _page(
+        request,
+        access,
+        "billing/invoices.html",
+        {"rows": rows, "due_minor": selectors.outstanding_minor(account=access.account)},
+        tab="invoices",
+    )
+
+
+@billing_page()
+def invoice_pdf(request, access, invoice_id: int):
+    invoice = selectors.invoice_for_account(account=access.account, invoice_id=invoice_id)
+    if invoice is None:
+        return render(request, "404.html", status=404)
+    content = render_invoice_pdf(invoice_document(invoice=invoice))
+    response = HttpResponse(content, content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="invoice-{invoice.number}.pdf"'
+    return response
+
+
+def _charge(request, invoice: Invoice) -> str | None:
+    """Charge one invoice through the one collection path and flash what happened. Returns
+    the confirmation page's path when the bank wants the customer (F2)."""
+    try:
+        attempt = payments.invoice_charge(invoice_id=invoice.pk, trigger="retry")
+    except Conflict as exc:  # another payment of this invoice is in flight
+        messages.warning(request, exc.message)
+        return None
+    invoice.refresh_from_db()
+    if attempt is None:
+        if invoice.status == InvoiceStatus.PAID:
+            messages.info(request, f"Invoice {invoice.number} is already paid.")
+        else:
+            held = selectors.held_reason(account=invoice.account)
+            messages.warning(
+                request,
+                f"Invoice {invoice.number} was not charged"
+                + (f": {held}." if held else "; nothing to collect now."),
+            )
+        return None
+    # The attempt's outcome is written on its own row by the payment service: read it back.
+    attempt.refresh_from_db()
+    amount = format_money(invoice.total_minor, invoice.currency)
+    if invoice.status == InvoiceStatus.PAID:
+        messages.success(request, f"Invoice {invoice.number} ({amount}) is paid. Thank you!")
+    elif invoice.status == InvoiceStatus.REQUIRES_CONFIRMATION:
+        messages.info(request, f"Your bank asks you to confirm the payment of {amount}.")
+        return payments.confirmation_path(attempt)
+    elif attempt.status in (attempt.Status.CREATED, attempt.Status.UNKNOWN):
+        messages.warning(
+            request,
+            f"The payment of invoice {invoice.number} is being processed; "
+            "this page will show the outcome shortly.",
+        )
+    else:
+        reason = attempt.failure_reason or gateway.reason_for(attempt.failure_code or "")
+        messages.error(request, f"The payment of invoice {invoice.number} failed: {reason}")
+    return None
+
+
+@billing_page(change=True, methods=("POST",))
+def invoice_retry(request, access, invoice_id: int):
+    back = request.POST.get("next") or _url("invoices", access)
+    if not back.startswith("/billing/"):
+        back = _url("invoices", access)
+    invoice = selectors.invoice_for_account(account=access.account, invoice_id=invoice_id)
+    if invoice is None:
+        return render(request, "404.html", status=404)
+    if not first_submission(request):
+        return already_done(request, back)
+    if payments.default_payment_method(access.account.pk) is None:
+        return _no_card(request, access)
+    confirm = _charge(request, invoice)
+    return redirect(confirm or back)
+
+
+def _no_card(request, access):
+    """Charging without a card would only record a failure (and make the account past due)."""
+    messages.error(request, "Add a card first: there is nothing to charge the payment to.")
+    return redirect(_url("payment-method", access))
+
+
+@billing_page(change=True, methods=("POST",))
+def pay_outstanding(request, access):
+    """ "Pay all outstanding": each unpaid invoice, oldest first, through the one charge path."""
+    back = _url("overview", access)
+    if not first_submission(request):
+        return already_done(request, back)
+    due = selectors.chargeable_invoices(account=access.account)
+    if due and payments.default_payment_method(access.account.pk) is None:
+        return _no_card(request, access)
+    if not due:
+        messages.info(request, "Nothing to pay: no invoice is waiting for a charge.")
+    for invoice in due:
+        confirm = _charge(request, invoice)
+        if confirm:
+            return redirect(confirm)
+    return redirect(back)
+
+
+# --- plan and add-ons -----------------------------------------------------------------------
+
+
+@billing_page()
+def plan(request, access):
+    subscription = subscription_current(account=access.account)
+    options = []
+    if subscription is not None and subscription.plan_id:
+        options = selectors.plan_options(account=access.account, subscription=subscription)
+    annual_saving = 0
+    current = next((o for o in options if o.is_current), None)
+    if current is not None:
+        annual_saving = current.monthly_minor * 12 - current.annual_minor
+    return _page(
+        request,
+        access,
+        "billing/plan.html",
+        {"options": options, "current": current, "annual_saving_minor": annual_saving},
+        tab="plan",
+    )
+
+
+@billing_page()
+def addons(request, access):
+    subscription = subscription_current(account=access.account)
+    options = []
+    if subscription is not None and subscription.plan_id:
+        options = selectors.addon_options(account=access.account, subscription=subscription)
+        used = selectors.usage(account=access.account, now=timezone.now())
+        by_meter = {row.meter: row for row in used.meters} if used else {}
+        for option in options:
+            option.usage = by_meter.get(option.addon.meter)
+    return _page(request, access, "billing/addons.html", {"options": options}, tab="addons")
+
+
+def _change_request(data) -> changes.ChangeRequest | None:
+    plan_code = data.get("plan") or None
+    interval = data.get("interval") or None
+    addon = data.get("addon") or None
+    addons = ()
+    if addon:
+        addons = ((addon, data.get("tier") or None),)
+    if not (plan_code or interval or addons):
+        return None
+    return changes.ChangeRequest(plan=plan_code, interval=interval, addons=addons)
+
+
+def _change_words(request_: changes.ChangeRequest) -> str:
+    parts = []
+    if request_.plan:
+        parts.append(f"the {request_.plan.title()} plan")
+    if request_.interval:
+        parts.append("yearly billing" if request_.interval == "year" else "monthly billing")
+    for addon, tier in request_.addons:
+        parts.append(f"{addon.title()} add-on: {tier or 'removed'}")
+    return ", ".join(parts)
+
+
+@billing_page(change=True, methods=("GET", "POST"))
+def change(request, access):
+    """Confirm a change: an upgrade shows its prorated amount and is paid at once (P6); a
+    downgrade shows the warning label, then is scheduled for the end of the cycle (P7)."""
+    source = request.POST if request.method == "POST" else request.GET
+    back = _url("addons" if source.get("addon") else "plan", access)
+    change_request = _change_request(source)
+    if change_request is None:
+        messages.error(request, "Choose a plan, an interval or an add-on tier to change.")
+        return redirect(back)
+    try:
+        preview = changes.subscription_change_preview(
+            account=access.account, request=change_request
+        )
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect(back)
+    if preview.kind == "none":
+        messages.info(request, "That is what you have already: nothing to change.")
+        return redirect(back)
+    card = payments.default_payment_method(access.account.pk)
+    if request.method == "GET":
+        return _page(
+            request,
+            access,
+            "billing/change.html",
+            {
+                "preview": preview,
+                "words": _change_words(change_request),
+                "fields": {k: v for k, v in source.items() if k != "form_token"},
+                "card": card,
+                "back": back,
+            },
+            tab="addons" if source.get("addon") else "plan",
+        )
+    if not first_submission(request):
+        return already_done(request, _url("overview", access))
+    if preview.kind == "upgrade" and preview.total_minor > 0 and card is None:
+        messages.error(request, "Add a card first: an upgrade is paid at once.")
+        return redirect(_url("payment-method", access))
+    try:
+        result = changes.subscription_change(account=access.account, request=change_request)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect(back)
+    if result.effective == "period_end":
+        messages.success(
+            request,
+            f"Scheduled: {_change_words(change_request)} from "
+            f"{result.effective_at:%b %-d, %Y}. You can cancel it until then.",
+        )
+        return redirect(_url("overview", access))
+    messages.success(request, f"Done: {_change_words(change_request)} from now on.")
+    invoice = result.invoice
+    if invoice is not None and invoice.status != InvoiceStatus.PAID:
+        confirm = _charge(request, invoice)
+        if confirm:
+            return redirect(confirm)
+    return redirect(_url("overview", access))
+
+
+@billing_page(change=True, methods=("POST",))
+def change_cancel(request, access, change_id: int):
+    back = _url("overview", access)
+    if not first_submission(request):
+        return already_done(request, back)
+    try:
+        changes.scheduled_change_cancel(account=access.account, change_id=change_id)
+    except NotFound:
+        return render(request, "404.html", status=404)
+    except Conflict as exc:
+        messages.info(request, exc.message)
+        return redirect(back)
+    messages.success(request, "The scheduled change is cancelled: nothing changes.")
+    return redirect(request.POST.get("next") if _safe(request) else back)
+
+
+def _safe(request) -> bool:
+    return request.POST.get("next", "").startswith("/billing/")
+
+
+# --- payment method -------------------------------------------------------------------------
+
+
+@billing_page(methods=("GET",))
+def payment_method(request, access):
+    """The card on file; owners and admins update it with Stripe.js through a SetupIntent
+    (3-D Secure included): card data never reaches our servers."""
+    context = {"card": payments.default_payment_method(access.account.pk)}
+    if access.can_change:
+        customer = payments.customer_ensure(account=access.account)
+        context.update(
+            client_secret=gateway.setup_intent_create(customer=customer),
+            stripe_js_url=settings.STRIPE_JS_URL,
+            publishable_key=settings.STRIPE_PUBLISHABLE_KEY,
+        )
+    return _page(request, access, "billing/payment_method.html", context, tab="payment")
+
+
+@billing_page(change=True, methods=("POST",))
+def payment_method_save(request, access):
+    back = _url("payment-method", access)
+    if not first_submission(request):
+        return already_done(request, back)
+    try:
+        method = payments.payment_method_set(
+            account=access.account,
+            stripe_payment_method=gateway.setup_intent_payment_method(
+                setup_intent=request.POST.get("setup_intent", "")
+            ),
+        )
+    except (DomainError, gateway.GatewayError) as exc:
+        messages.error(request, f"The card was not saved: {exc}")
+        return redirect(back)
+    except Exception:  # noqa: BLE001 - a forged or unknown SetupIntent id: say so, no 500
+        messages.error(request, "The card was not saved: the card form did not finish.")
+        return redirect(back)
+    messages.success(request, f"Saved: {method}. It is used for the next payments.")
+    due = selectors.chargeable_invoices(account=access.account)
+    if due:
+        total = format_money(sum(i.total_minor for i in due), access.account.currency)
+        messages.info(
+            request,
+            f"{len(due)} unpaid invoice{'s' if len(due) > 1 else ''} ({total}) can be paid "
+            "with it now: press “Pay all outstanding”.",
+        )
+    return redirect(_url("overview", access))
+
+
+# --- billing details ------------------------------------------------------------------------
+
+
+@billing_page(methods=("GET",))
+def details(request, access):
+    account = access.account
+    form = BillingDetailsForm(
+        initial={f: getattr(account, f) for f in account_services.BILLING_DETAIL_FIELDS}
+    )
+    return _page(request, access, "billing/details.html", {"form": form}, tab="details")
+
+
+@billing_page(change=True, methods=("POST",))
+def details_save(request, access):
+    form = BillingDetailsForm(request.POST)
+    if not form.is_valid():
+        return _page(
+            request, access, "billing/details.html", {"form": form}, tab="details", status=400
+        )
+    if not first_submission(request):
+        return already_done(request, _url("details", access))
+    account_services.account_billing_details_update(
+        account=access.account,
+        **{f: form.cleaned_data[f] for f in account_services.BILLING_DETAIL_FIELDS},
+    )
+    messages.success(request, "Billing details saved: the next invoices show them.")
+    return redirect(_url("details", access))

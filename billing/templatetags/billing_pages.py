@@ -1,0 +1,48 @@
+"""Template helpers of the billing pages."""
+
+from django import template
+from django.utils.html import format_html
+
+from billing.pages.access import TOKEN_FIELD, new_form_token
+from billing.pages.rules_text import rule_words
+
+register = template.Library()
+
+
+@register.simple_tag
+def form_token() -> str:
+    """A one-time token: the same form posted twice (a double click) acts once."""
+    return format_html('<input type="hidden" name="{}" value="{}">', TOKEN_FIELD, new_form_token())
+
+
+@register.filter
+def rule_text(rule_id: str) -> str:
+    return rule_words(rule_id)
+
+
+@register.filter
+def status_class(status: str) -> str:
+    return {
+        "paid": "ok",
+        "past_due": "bad",
+        "requires_confirmation": "warn",
+        "open": "info",
+        "void": "muted",
+        "uncollectible": "bad",
+    }.get(status, "muted")
+
+
+@register.filter
+def percent_of(value: int, total: int) -> int:
+    if not total:
+        return 0
+    return min(100, int(value) * 100 // int(total))
+
+
+@register.filter
+def thousands(value) -> str:
+    """2000 → "2,000" (units, not money: money goes through the money filter)."""
+    try:
+        return f"{int(value):,}"
+    except (TypeError, ValueError):
+        return value
