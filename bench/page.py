@@ -92,7 +92,7 @@ def populate(events: int, closed: int):
     from django.utils import timezone
 
     from accounts.models import Membership
-    from billing.services import run_billing
+    from billing.run import run_billing
     from plans import periods
     from plans import services as plan_services
     from plans.catalog import catalog_load

@@ -23,9 +23,9 @@ from plans.terms import (
     subscription_terms,
 )
 
+from ..closing import units_by_period
 from ..models import Dunning, Invoice, InvoiceKind, InvoiceStatus, PaymentAttempt, UsageClose
 from ..payments import confirmation_path, default_payment_method
-from ..services import units_by_period
 from . import charts
 from .rules_text import rule_words
 

@@ -8,8 +8,8 @@ from pypdf import PdfReader
 
 from accounts.errors import Conflict
 from billing import payments
+from billing.invoicing import credit_note_issue
 from billing.models import Invoice, PaymentAttempt
-from billing.services import credit_note_issue
 from plans.models import Subscription
 from tests.billing.pages_fixtures import HALF, T0, account, at  # noqa: F401
 from tests.billing.test_payments import DECLINED, OK, THREE_DS

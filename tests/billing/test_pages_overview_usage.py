@@ -4,9 +4,9 @@ from datetime import timedelta
 
 import pytest
 
+from billing.invoicing import invoice_transition
 from billing.models import Dunning, Invoice
 from billing.pages import charts
-from billing.services import invoice_transition
 from metering.models import Entitlement
 from plans.models import Subscription
 from plans.services import subscription_transition

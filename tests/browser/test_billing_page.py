@@ -16,7 +16,7 @@ from django.utils import timezone
 from accounts.models import Membership
 from billing import payments
 from billing.models import Invoice
-from billing.services import run_billing
+from billing.run import run_billing
 from plans.models import ScheduledChange, Subscription, SubscriptionAddOn
 from plans.money import format_money
 from plans.services import subscription_transition
