@@ -147,7 +147,7 @@ def _charge(request, invoice: Invoice) -> str | None:
     elif invoice.status == InvoiceStatus.REQUIRES_CONFIRMATION:
         messages.info(request, f"Your bank asks you to confirm the payment of {amount}.")
         return payments.confirmation_path(attempt)
-    elif attempt.status in (attempt.Status.CREATED, attempt.Status.UNKNOWN):
+    elif attempt.status in payments.IN_FLIGHT:
         messages.warning(
             request,
             f"The payment of invoice {invoice.number} is being processed; "
