@@ -203,3 +203,20 @@ def subscription_transition(*, subscription_id: int, to: str, reason: str, at: d
         subscription.status = to
         subscription.save(update_fields=["status"])
         return True
+
+
+def subscription_ai_limits_set(
+    *, subscription_id: int, at_limit: str, monthly_limit: int | None
+) -> Subscription:
+    """Z9: what happens at the automated-resolution limit (keep running with overage, or pause
+    AI), and the account's own monthly limit (None: no limit of its own)."""
+    if at_limit not in Subscription.AtLimit.values:
+        raise DomainError("at_limit is 'keep' or 'pause'.", details={"field": "at_limit"})
+    if monthly_limit is not None and monthly_limit < 1:
+        raise DomainError("A monthly limit is at least 1.", details={"field": "monthly_limit"})
+    with transaction.atomic():
+        subscription = Subscription.objects.select_for_update().get(pk=subscription_id)
+        subscription.ai_at_limit = at_limit
+        subscription.ai_monthly_limit = monthly_limit
+        subscription.save(update_fields=["ai_at_limit", "ai_monthly_limit"])
+    return subscription

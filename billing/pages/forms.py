@@ -59,3 +59,23 @@ class BillingDetailsForm(forms.Form):
 
 class TicketLookupForm(forms.Form):
     ticket = forms.CharField(label="Ticket id", max_length=255, strip=True)
+
+
+class AiLimitsForm(forms.Form):
+    """Z9: keep running (overage) or pause AI at the limit, and an own monthly limit."""
+
+    at_limit = forms.ChoiceField(
+        label="At the limit",
+        choices=[
+            ("keep", "Keep AI running; resolutions beyond the limit are billed as overage"),
+            ("pause", "Pause AI features until the allocation renews"),
+        ],
+        widget=forms.RadioSelect,
+    )
+    monthly_limit = forms.IntegerField(
+        label="Your own monthly limit",
+        min_value=1,
+        max_value=1_000_000,
+        required=False,
+        help_text="Leave empty for none. Reaching it pauses AI features until next month.",
+    )

@@ -220,6 +220,63 @@ class Usage:
     entitlements: dict
     history: list[tuple[str, dict[str, int]]]  # (period label, units per meter), oldest first
     edition: object = None
+    resolutions: "Resolutions | None" = None
+
+
+@dataclass(frozen=True)
+class Resolutions:
+    """Automated resolutions against the edition's allocation (Z8, Z9)."""
+
+    allocation: int  # granted for the allocation term
+    commitment: int  # pre-purchased on top
+    limit: int  # allocation + commitment
+    used_in_term: int  # final resolutions of the term so far, this month included
+    year_start: datetime
+    year_end: datetime
+    overage_unit_minor: object
+    commitment_unit_minor: object
+    at_limit: str
+    monthly_limit: int | None
+    full_agents: int
+    per_agent_month: int
+
+    @property
+    def percent(self) -> int:
+        return min(100, self.used_in_term * 100 // self.limit) if self.limit else 100
+
+    @property
+    def remaining(self) -> int:
+        return max(self.limit - self.used_in_term, 0)
+
+
+def _resolutions(account, subscription, edition, start, used_this_month) -> Resolutions:
+    from plans import periods
+
+    # The allocation is granted per term: the year, or the month on a monthly subscription (Z8).
+    year_start, year_end = periods.period_containing(
+        subscription.billing_anchor, subscription.interval, start
+    )
+    earlier = Charge.objects.filter(
+        account=account,
+        meter=Meter.AUTOMATED_RESOLUTIONS,
+        status=ChargeStatus.FINAL,
+        period_start__gte=year_start,
+        period_start__lt=start,
+    ).count()
+    return Resolutions(
+        allocation=pricing.resolution_allocation(edition=edition),
+        commitment=edition.commitment_units,
+        limit=pricing.resolution_limit(edition=edition),
+        used_in_term=earlier + used_this_month,
+        year_start=year_start,
+        year_end=year_end,
+        overage_unit_minor=edition.overage_unit_minor,
+        commitment_unit_minor=edition.commitment_unit_minor,
+        at_limit=subscription.ai_at_limit,
+        monthly_limit=subscription.ai_monthly_limit,
+        full_agents=edition.full_agents,
+        per_agent_month=edition.resolutions_per_agent_month,
+    )
 
 
 def _policy_words(terms: pricing.MeterTerms | None, currency: str) -> str:
@@ -234,6 +291,8 @@ def _policy_words(terms: pricing.MeterTerms | None, currency: str) -> str:
             f"Beyond it, {format_money(terms.block_price_minor, currency)} "
             f"per block of {terms.block_size:,} (P2)."
         )
+    if terms.unit_price_minor is None:  # "none": AI paused at the limit (Z9)
+        return "Beyond it, nothing is billed: the feature pauses at the limit."
     return f"Beyond it, {format_unit_price(terms.unit_price_minor, currency)} each."
 
 
@@ -317,6 +376,10 @@ def usage(
         (f"{s:%b %-d} – {last_day(e):%b %-d, %Y}", units) for s, e, units in reversed(closes)
     ]
     elapsed = max(0, min((now - start).total_seconds(), (end - start).total_seconds()))
+    resolutions = None
+    if terms.edition is not None:
+        used = next(m.used for m in summary.meters if m.meter == Meter.AUTOMATED_RESOLUTIONS)
+        resolutions = _resolutions(account, subscription, terms.edition, start, used)
     return Usage(
         subscription=subscription,
         start=start,
@@ -333,6 +396,7 @@ def usage(
         entitlements=metering.entitlements(account=account, subscription=subscription),
         history=history,
         edition=terms.edition,
+        resolutions=resolutions,
     )
 
 

@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.overview, name="overview"),
     path("usage/", views.usage, name="usage"),
     path("usage/why/", views.why_billed, name="why"),
+    path("usage/ai-limits", views.ai_limits, name="ai-limits"),
     path("invoices/", views.invoices, name="invoices"),
     path("invoices/<int:invoice_id>/pdf", views.invoice_pdf, name="invoice-pdf"),
     path("invoices/<int:invoice_id>/retry", views.invoice_retry, name="invoice-retry"),

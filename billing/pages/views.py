@@ -24,7 +24,7 @@ from ..pdf import render_invoice_pdf
 from ..selectors import invoice_document
 from . import selectors
 from .access import already_done, billing_page, first_submission
-from .forms import BillingDetailsForm, TicketLookupForm
+from .forms import AiLimitsForm, BillingDetailsForm, TicketLookupForm
 
 
 def _url(name: str, access, **kwargs) -> str:
@@ -66,15 +66,57 @@ def overview(request, access):
 
 @billing_page()
 def usage(request, access):
+    return _usage_page(request, access)
+
+
+def _usage_page(request, access, ai_form=None, status=200):
     subscription = subscription_current(account=access.account)
     data = selectors.usage(account=access.account, now=timezone.now(), subscription=subscription)
+    if ai_form is None and subscription is not None:
+        ai_form = AiLimitsForm(
+            initial={
+                "at_limit": subscription.ai_at_limit,
+                "monthly_limit": subscription.ai_monthly_limit,
+            }
+        )
     return _page(
         request,
         access,
         "billing/usage.html",
-        {"u": data, "lookup": TicketLookupForm(), "subscription": subscription},
+        {"u": data, "lookup": TicketLookupForm(), "subscription": subscription, "ai": ai_form},
         tab="usage",
+        status=status,
     )
+
+
+@billing_page(change=True, methods=("POST",))
+def ai_limits(request, access):
+    """Z9: keep or pause at the automated-resolution limit, and the account's own monthly
+    limit; the caps are re-applied at once to this period's resolutions."""
+    from metering.limits import apply_limits
+    from plans.services import subscription_ai_limits_set
+
+    subscription = subscription_current(account=access.account)
+    if subscription is None or not subscription.edition_id:
+        messages.error(request, "Automated-resolution limits come with per-agent editions.")
+        return redirect(_url("usage", access))
+    form = AiLimitsForm(request.POST)
+    if not form.is_valid():
+        return _usage_page(request, access, ai_form=form, status=400)
+    if not first_submission(request):
+        return already_done(request, _url("usage", access))
+    subscription_ai_limits_set(
+        subscription_id=subscription.pk,
+        at_limit=form.cleaned_data["at_limit"],
+        monthly_limit=form.cleaned_data["monthly_limit"],
+    )
+    now = timezone.now()
+    apply_limits(
+        touched={(access.account.pk, "automated_resolutions", subscription.usage_period_start)},
+        as_of=now,
+    )
+    messages.success(request, "Saved: the automated-resolution limits apply from now on.")
+    return redirect(_url("usage", access) + "#resolutions")
 
 
 @billing_page()

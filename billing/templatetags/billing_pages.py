@@ -46,3 +46,13 @@ def thousands(value) -> str:
         return f"{int(value):,}"
     except (TypeError, ValueError):
         return value
+
+
+@register.filter
+def unit_money(unit_price_minor, currency: str) -> str:
+    """A per-unit price, sub-cent digits included: Decimal("150") → "$1.50"."""
+    from decimal import Decimal
+
+    from plans.money import format_unit_price
+
+    return format_unit_price(Decimal(unit_price_minor), currency)

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+
 from billing.run import run_billing
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)  # a 30-day period: Nov 1 → Dec 1

@@ -184,3 +184,35 @@ def test_agents_see_the_plan_page_without_change_buttons(client, teammate):
     with at(HALF):
         page = page_of(client.get("/billing/shop/plan/"))
     assert "Pro" in page and "Upgrade to Pro" not in page
+
+
+def test_automated_resolutions_allocation_and_the_owners_limits(
+    client, make_account, django_user_model
+):
+    from accounts.models import Membership
+    from tests.billing.pages_fixtures import T0
+
+    with at(T0):
+        team = make_account(slug="team", plan="professional", full_agents=4)
+    user = django_user_model.objects.create_user("owner@team.example", password="pw")
+    Membership.objects.create(user=user, account=team, role=Membership.Role.OWNER)
+    client.force_login(user)
+    with at():
+        page = page_of(client.get("/billing/team/usage/"))
+        # Professional: 10 per full agent per month × 4 agents, for a monthly term (Z8).
+        assert "<strong>0</strong> / 40 this term" in page
+        assert "$2.00 each, billed monthly (Z9)" in page
+        bad = client.post(
+            "/billing/team/usage/ai-limits", {"at_limit": "pause", "monthly_limit": 0}
+        )
+        assert bad.status_code == 400
+        assert "Ensure this value is greater than or equal to 1." in page_of(bad)
+        done = client.post(
+            "/billing/team/usage/ai-limits",
+            {"at_limit": "pause", "monthly_limit": "25", "form_token": "z1"},
+            follow=True,
+        )
+    assert "Saved: the automated-resolution limits apply from now on." in page_of(done)
+    assert "AI features pause; nothing is billed" in page_of(done)
+    subscription = Subscription.objects.get(account=team)
+    assert (subscription.ai_at_limit, subscription.ai_monthly_limit) == ("pause", 25)

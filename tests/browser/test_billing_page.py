@@ -182,7 +182,9 @@ def test_a_three_d_secure_card_update_then_a_confirmed_payment(shop, live_server
     page.locator("#card").wait_for()
     shoot(page, "payment-method")
     # An upgrade charged to it needs the customer's confirmation (F2).
-    page.get_by_role("link", name="Change plan").click()
+    page.get_by_role("navigation", name="Billing sections").get_by_role(
+        "link", name="Plan", exact=True
+    ).click()
     page.get_by_role("button", name="Upgrade to Pro").click()
     page.get_by_role("button", name="Upgrade and pay").click()
     page.get_by_role("button", name="Confirm payment").click()
