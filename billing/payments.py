@@ -18,6 +18,7 @@ from accounts.errors import Conflict, DomainError
 from accounts.models import Account
 from plans import pricing
 from plans.models import Subscription
+from plans.money import format_money
 from plans.services import subscription_transition
 
 from . import gateway, invoicing, notifications
@@ -182,6 +183,7 @@ def invoice_charge(
         )
         if method is None:
             _apply(attempt, _no_payment_method(), at)
+            attempt.refresh_from_db()
             return attempt
     return _send(attempt, at)
 
@@ -246,7 +248,8 @@ def _within_spending_cap(invoice: Invoice, at: datetime) -> bool:
         cap_minor=subscription.spending_cap_minor,
     ):
         return True
-    reason = f"over the approved spending cap of {subscription.spending_cap_minor} (P8)"
+    cap = format_money(subscription.spending_cap_minor, invoice.currency)
+    reason = f"over the approved spending cap of {cap} for the period (P8)"
     dunning, _ = Dunning.objects.get_or_create(invoice=invoice)
     if not dunning.held_reason:
         dunning.held_reason = reason

@@ -18,7 +18,7 @@ from accounts.errors import Conflict, DomainError, NotFound
 from plans.money import format_money
 from plans.selectors import subscription_current
 
-from .. import changes, gateway, payments
+from .. import changes, gateway, payments, tasks
 from ..models import Invoice, InvoiceStatus
 from ..pdf import render_invoice_pdf
 from ..selectors import invoice_document
@@ -417,7 +417,14 @@ def payment_method_save(request, access):
         messages.error(request, "The card was not saved: the card form did not finish.")
         return redirect(back)
     messages.success(request, f"Saved: {method}. It is used for the next payments.")
-    due = selectors.chargeable_invoices(account=access.account)
+    # Issued invoices never attempted are collected now, as the sweep would; what already
+    # failed is offered (one click), since the merchant may want to choose.
+    tasks.collect_account_soon(access.account.pk)
+    due = [
+        invoice
+        for invoice in selectors.chargeable_invoices(account=access.account)
+        if invoice.status != InvoiceStatus.OPEN
+    ]
     if due:
         total = format_money(sum(i.total_minor for i in due), access.account.currency)
         messages.info(
