@@ -31,8 +31,6 @@ MAX_CLOCK_SKEW = timedelta(hours=1)
 MAX_CHANGES_DEPTH = 4
 MAX_CHANGES_ITEMS = 100
 MAX_CHANGES_TEXT = 1000
-# The nesting the body parser follows before it sets an event aside as unreadable.
-MAX_JSON_DEPTH = 32
 
 # C0 and C1 control characters (NUL among them) and lone surrogates: refused in ids and names.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
