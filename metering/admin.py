@@ -1,6 +1,7 @@
 """Operators look at events and verdicts (read-only: they are the record) and may lift a pause."""
 
 from django.contrib import admin
+from django.utils import timezone
 
 from .models import Charge, Entitlement, Event, Reevaluation, TicketMerge
 
@@ -54,11 +55,49 @@ class TicketMergeAdmin(ReadOnlyAdmin):
     search_fields = ["source", "into", "account__slug"]
 
 
+class SetAsideFilter(admin.SimpleListFilter):
+    title = "set aside"
+    parameter_name = "set_aside"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Set aside (evaluation failed)"), ("no", "Waiting")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(attempts__gt=0)
+        if self.value() == "no":
+            return queryset.filter(attempts=0)
+        return queryset
+
+
 @admin.register(Reevaluation)
 class ReevaluationAdmin(ReadOnlyAdmin):
-    list_display = ["subject", "kind", "account", "marked_at", "version", "claimed_at"]
-    list_filter = ["kind"]
+    """The re-evaluation queue; a subject whose evaluation failed stays here, set aside, with
+    its error, until it evaluates (its previous charges stand meanwhile)."""
+
+    list_display = [
+        "subject",
+        "kind",
+        "account",
+        "marked_at",
+        "claimed_at",
+        "attempts",
+        "next_attempt_at",
+        "error",
+    ]
+    list_filter = [SetAsideFilter, "kind"]
     search_fields = ["subject", "account__slug"]
+    actions = ["retry_now"]
+
+    @admin.display(description="last error")
+    def error(self, obj: Reevaluation) -> str:
+        return obj.last_error[:120]
+
+    @admin.action(description="Retry the selected subjects now")
+    def retry_now(self, request, queryset):
+        # Once the cause is fixed (a deploy), rather than wait out the backoff.
+        count = queryset.filter(attempts__gt=0).update(next_attempt_at=timezone.now())
+        self.message_user(request, f"{count} subject(s) will be evaluated by the next pass.")
 
 
 @admin.register(Entitlement)

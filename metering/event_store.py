@@ -118,10 +118,13 @@ def claim_reevaluations(limit: int, *, now: datetime, stale_before: datetime) ->
     """Lease up to `limit` queued subjects: [(id, version, account id, kind, subject)].
 
     Claimable: never claimed, re-marked since its claim (version moved on), or a lease older
-    than `stale_before` (its worker died). Its own short transaction, so ingest never waits
-    behind an evaluation.
+    than `stale_before` (its worker died); and not set aside until later than `now`. Its own
+    short transaction, so ingest never waits behind an evaluation.
     """
-    claimable = "claimed_at IS NULL OR claimed_at < %s OR version <> claimed_version"
+    claimable = (
+        "(claimed_at IS NULL OR claimed_at < %s OR version <> claimed_version) "
+        "AND (next_attempt_at IS NULL OR next_attempt_at <= %s)"
+    )
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # One statement; an array parameter, since psycopg splits a long IN (...) list
@@ -131,12 +134,12 @@ def claim_reevaluations(limit: int, *, now: datetime, stale_before: datetime) ->
                 f"WHERE id IN (SELECT id FROM metering_reevaluation WHERE {claimable} "
                 "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) "
                 "RETURNING id, version, account_id, kind, subject",
-                [now, stale_before, limit],
+                [now, stale_before, now, limit],
             )
             return cursor.fetchall()
         cursor.execute(
             f"SELECT id FROM metering_reevaluation WHERE {claimable} ORDER BY id LIMIT %s",
-            [stale_before, limit],
+            [stale_before, now, limit],
         )
         ids = [row[0] for row in cursor.fetchall()]
         if not ids:

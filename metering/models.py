@@ -84,6 +84,10 @@ class Reevaluation(models.Model):
     `version` is still the one it claimed. Ingest re-marking a claimed subject bumps the
     version instead of waiting for the evaluation, which makes it claimable again at once.
     A lease older than a few minutes belongs to a worker that died: claimable again too.
+
+    A subject whose evaluation fails is set aside: its row stays, with the error, the number of
+    failed attempts and when to try again (backing off), and its previous charges stand. It
+    never holds up the rest of the queue.
     """
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE)
@@ -93,6 +97,13 @@ class Reevaluation(models.Model):
     version = models.PositiveIntegerField(default=0)
     claimed_version = models.PositiveIntegerField(default=0)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # Database defaults: ingest inserts queue rows in raw SQL (event_store).
+    attempts = models.PositiveIntegerField(db_default=0, help_text="Failed evaluations so far.")
+    last_error = models.TextField(blank=True, db_default="")
+    failed_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set aside: not claimed before this instant."
+    )
 
     class Meta:
         constraints = [

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import OperationalError, transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -14,7 +14,7 @@ from accounts.models import Account
 from plans import periods
 
 from . import event_store, limits, rules
-from .models import Charge, ChargeStatus, SubjectKind, TicketMerge
+from .models import Charge, ChargeStatus, Reevaluation, SubjectKind, TicketMerge
 from .validation import EventError, EventIn, validate_event
 
 logger = logging.getLogger(__name__)
@@ -23,6 +23,12 @@ MAX_BATCH = 1000
 REEVALUATION_BATCH = 2000
 # A worker holding a lease longer than this has died; its subjects are claimable again.
 LEASE = timedelta(minutes=5)
+# A subject that cannot be evaluated is tried again after 1, 2, 4, … minutes, at most 6 hours.
+RETRY_FIRST = timedelta(minutes=1)
+RETRY_MAX = timedelta(hours=6)
+# The database or its connection failing is no subject's fault: such a batch is released whole
+# and retried, never set aside subject by subject.
+_NOT_THE_SUBJECTS_FAULT = (OperationalError, InterfaceError)
 
 
 @dataclass
@@ -162,20 +168,86 @@ def _enqueue_reevaluation() -> None:
 
 def reevaluate_pending(*, as_of: datetime | None = None, limit: int = REEVALUATION_BATCH) -> int:
     """Lease up to `limit` marked subjects, re-evaluate them, write their charges. Returns the
-    number claimed. Safe to run concurrently: leased subjects are skipped by other workers."""
+    number claimed. Safe to run concurrently: leased subjects are skipped by other workers.
+    A subject that fails is set aside (`Reevaluation.attempts`, `next_attempt_at`), never the
+    batch."""
     now = timezone.now()
     as_of = as_of or now
     claims = event_store.claim_reevaluations(limit, now=now, stale_before=now - LEASE)
     if not claims:
         return 0
     try:
-        with transaction.atomic():
-            reevaluate(subjects=[claim[2:] for claim in claims], as_of=as_of)
-            event_store.finish_reevaluations(claims, done=True)
+        failed = _reevaluate_claims(claims, as_of=as_of)
     except BaseException:
         event_store.finish_reevaluations(claims, done=False)  # let another pass retry them
         raise
+    # After the commit, in short transactions of their own: a set-aside row is locked alone.
+    reevaluations_set_aside(failed=failed, now=now)
     return len(claims)
+
+
+def _reevaluate_claims(claims: list[tuple], *, as_of: datetime) -> dict[tuple, str]:
+    """Evaluate and finish the claims in one transaction; return the failed ones with why.
+
+    The rules engine's failures are caught subject by subject (`reevaluate`). Anything else that
+    fails the batch (a charge row the database refuses, a cap that cannot be applied) is found
+    by halving: each half is tried in a transaction of its own, down to the subject at fault.
+    """
+    try:
+        with transaction.atomic():
+            failed_subjects = reevaluate(subjects=[claim[2:] for claim in claims], as_of=as_of)
+            failed = {claim: failed_subjects[claim[2:]] for claim in claims}
+            failed = {claim: error for claim, error in failed.items() if error is not None}
+            done = [claim for claim in claims if claim not in failed]
+            event_store.finish_reevaluations(done, done=True)
+            return failed
+    except _NOT_THE_SUBJECTS_FAULT:
+        raise
+    except Exception as exc:
+        if len(claims) == 1:
+            _, _, account_id, kind, subject = claims[0]
+            logger.exception(
+                "Cannot store the evaluation of %s %s of account %s", kind, subject, account_id
+            )
+            return {claims[0]: _describe(exc)}
+        half = len(claims) // 2
+        return {
+            **_reevaluate_claims(claims[:half], as_of=as_of),
+            **_reevaluate_claims(claims[half:], as_of=as_of),
+        }
+
+
+def reevaluations_set_aside(*, failed: dict[tuple, str], now: datetime) -> None:
+    """Record each failed claim's error and when to try it again (exponential backoff)."""
+    for claim in sorted(failed, key=lambda claim: claim[2:]):  # the queue's lock order
+        row_id, error = claim[0], failed[claim]
+        with transaction.atomic():
+            row = Reevaluation.objects.select_for_update().filter(pk=row_id).first()
+            if row is None:
+                continue
+            row.attempts += 1
+            row.last_error = error
+            row.failed_at = now
+            row.next_attempt_at = now + retry_delay(row.attempts)
+            row.claimed_at = None
+            row.save(
+                update_fields=[
+                    "attempts",
+                    "last_error",
+                    "failed_at",
+                    "next_attempt_at",
+                    "claimed_at",
+                ]
+            )
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """How long a subject that failed `attempts` times in a row waits before the next try."""
+    return min(RETRY_FIRST * 2 ** min(attempts - 1, 16), RETRY_MAX)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]
 
 
 def reevaluate_all_pending(*, as_of: datetime | None = None) -> int:
@@ -197,26 +269,48 @@ def windows_finalize(*, as_of: datetime) -> int:
     return reevaluate_all_pending(as_of=as_of)
 
 
-def reevaluate(*, subjects: Sequence[tuple[int, str, str]], as_of: datetime) -> None:
-    """Evaluate subjects from all their events and replace their charge rows."""
+def reevaluate(
+    *, subjects: Sequence[tuple[int, str, str]], as_of: datetime
+) -> dict[tuple[int, str, str], str | None]:
+    """Evaluate subjects from all their events and replace their charge rows.
+
+    Returns, for each subject asked for, None or why it could not be evaluated: such a subject
+    keeps its previous charges, and the others go on.
+    """
     by_kind: dict[str, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
     for account_id, kind, subject in subjects:
         by_kind[kind][account_id].add(subject)
     families = _ticket_families(by_kind[SubjectKind.TICKET])
     tickets = {a: set().union(*fs) for a, fs in families.items()}
-    outcomes: list[tuple[int, rules.Outcome]] = []
-    failed: set[tuple[int, str, str]] = set()
+    anchors = _anchors({account_id for account_id, _, _ in subjects})
+    verdicts: list[tuple[int, rules.Outcome, datetime | None]] = []
+    failed: dict[tuple[int, str, str], str] = {}
+    last_period: dict[int, tuple[datetime, datetime]] = {}
+
+    def period_of(account_id: int, billable_at: datetime | None) -> datetime | None:
+        """The usage period containing `billable_at`; most of a batch's fall in the current one."""
+        if billable_at is None:
+            return None
+        start, end = last_period.get(account_id, (billable_at, billable_at))
+        if not start <= billable_at < end:
+            start, end = periods.usage_period_containing(anchors[account_id], billable_at)
+            last_period[account_id] = (start, end)
+        return start
 
     def judge(account_id, kind, subjects, evaluate, events):
         try:
-            outcomes.extend((account_id, o) for o in evaluate(events, as_of=as_of))
-        except ValueError:
-            # Contradictory events (one session naming two agent kinds, ...): keep the
-            # subject's previous verdict and tell the operators, but let the batch go on.
+            outcomes = evaluate(events, as_of=as_of)
+            judged = [(account_id, o, period_of(account_id, o.billable_at)) for o in outcomes]
+        except Exception as exc:
+            # Contradictory events (one session naming two agent kinds), a date the calendar
+            # cannot hold, a bug: keep the subject's previous verdict, tell the operators, set
+            # it aside for a later try, and let the batch go on.
             logger.exception(
                 "Cannot evaluate %s %s of account %s", kind, sorted(subjects), account_id
             )
-            failed.update((account_id, kind, s) for s in subjects)
+            failed.update(dict.fromkeys(((account_id, kind, s) for s in subjects), _describe(exc)))
+        else:
+            verdicts.extend(judged)
 
     ticket_events = _load_events("ticket", tickets)  # one query for the whole batch
     for account_id, account_families in families.items():
@@ -248,8 +342,9 @@ def reevaluate(*, subjects: Sequence[tuple[int, str, str]], as_of: datetime) -> 
         for a, ss in by_kind[k].items()
         for s in ss
     }
-    touched_periods = _replace_charges(evaluated - failed, outcomes, as_of)
+    touched_periods = _replace_charges(evaluated - failed.keys(), verdicts, as_of)
     limits.apply_limits(touched=touched_periods, as_of=as_of)
+    return {subject: failed.get(subject) for subject in subjects}
 
 
 def _ticket_families(tickets: dict[int, set[str]]) -> dict[int, list[set[str]]]:
@@ -338,24 +433,16 @@ def _anchors(account_ids: Iterable[int]) -> dict[int, datetime]:
 
 def _replace_charges(
     evaluated: set[tuple[int, str, str]],
-    outcomes: list[tuple[int, rules.Outcome]],
+    verdicts: list[tuple[int, rules.Outcome, datetime | None]],
     as_of: datetime,
 ) -> set[tuple[int, str, datetime]]:
-    """Swap the subjects' charge rows for the new verdicts; return the (account, meter, period)
-    triples that now hold counted units (limits are re-applied to those)."""
+    """Swap the subjects' charge rows for the new verdicts (each with its usage period); return
+    the (account, meter, period) triples that now hold counted units (limits are re-applied to
+    those)."""
     recorded = event_store.delete_charges(sorted(evaluated))
-    anchors = _anchors({a for a, _, _ in evaluated})
-    last_period: dict[int, tuple[datetime, datetime]] = {}
     rows, touched = [], set()
-    for account_id, o in outcomes:
-        period_start = None
-        if o.billable_at is not None:
-            # Most units of a batch fall in the account's current period: reuse it.
-            start, end = last_period.get(account_id, (o.billable_at, o.billable_at))
-            if not start <= o.billable_at < end:
-                start, end = periods.usage_period_containing(anchors[account_id], o.billable_at)
-                last_period[account_id] = (start, end)
-            period_start = start
+    for account_id, o, period_start in verdicts:
+        if period_start is not None:
             touched.add((account_id, o.meter, period_start))
         key = (account_id, o.subject_kind, o.subject, o.meter, o.unit)
         rows.append(

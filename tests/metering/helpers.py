@@ -5,6 +5,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
+from kombu import pools
+
 from accounts.models import Account
 from billing_portal.celery import app
 from metering import services
@@ -40,8 +42,9 @@ def celery_configured(**values) -> Iterator[None]:
     saved = {key: app.conf[key] for key in keys}
 
     def drop_pools() -> None:
-        if app._pool is not None:
-            app._pool.force_close_all()
+        # kombu keeps its pools in a registry by broker: close and forget them all, or the next
+        # user of this broker acquires from a closed pool.
+        pools.reset()
         app._pool = None
         app.amqp._producer_pool = None
 
