@@ -132,21 +132,22 @@ CELERY_TASK_EAGER_PROPAGATES = True
 if not CELERY_BROKER_URL:
     CELERY_BROKER_URL = "memory://"
 CELERY_RESULT_BACKEND = None
-# Sending a task gives up after a few quick attempts when the broker is down; kombu's default
-# retries forever, and ingest would hang with it. The re-evaluation queue is in the database.
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "max_retries": 2,
-    "interval_start": 0,
-    "interval_step": 0.2,
-    "interval_max": 0.5,
-}
 CELERY_TASK_ACKS_LATE = True  # a task killed mid-way runs again; every task is safe to run twice
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # No task may run longer than this; the broker re-delivers an unacknowledged task only after the
 # visibility timeout, which is longer, so a running task is never handed to a second worker.
 CELERY_TASK_TIME_LIMIT = 600
 CELERY_TASK_SOFT_TIME_LIMIT = 540
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 3600,
+    # Sending a task gives up after a few quick attempts when the broker is down (kombu's
+    # default retries forever, and ingest would hang with it); the work is in the database and
+    # the next sweep sends it.
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
 CELERY_TASK_ROUTES = {
     "metering.*": {"queue": "ingest"},
     "plans.*": {"queue": "billing"},

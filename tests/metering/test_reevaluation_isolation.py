@@ -8,7 +8,7 @@ import time_machine
 from django.db import DataError, OperationalError
 
 from accounts.models import Account
-from billing.services import run_billing
+from billing.run import run_billing
 from metering import event_store, rules, services
 from metering.models import Charge, Event, Reevaluation
 
