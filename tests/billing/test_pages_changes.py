@@ -7,6 +7,7 @@ import pytest
 
 from accounts.models import Account
 from billing import gateway, payments
+from billing.invoicing import invoice_transition
 from billing.models import Invoice
 from plans.models import ScheduledChange, Subscription, SubscriptionAddOn
 from tests.billing.pages_fixtures import HALF, account, at  # noqa: F401
@@ -152,14 +153,34 @@ def test_billing_details_show_what_to_fix_then_save(logged_in, account):  # noqa
     assert (account.country, account.vat_id, account.company) == ("FR", "FR40303265045", "Shop SAS")
 
 
-def test_a_saved_card_offers_to_pay_what_is_unpaid(logged_in, account, stripe_standin):  # noqa: F811
+def test_a_saved_card_pays_the_issued_invoice_at_once(
+    logged_in,
+    account,  # noqa: F811
+    stripe_standin,
+    django_capture_on_commit_callbacks,
+):
+    method = stripe_standin.card(OK)
+    with (
+        mock.patch.object(gateway, "setup_intent_payment_method", return_value=method),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        done = logged_in.post(
+            "/billing/shop/payment-method/save", {"setup_intent": "seti_x"}, follow=True
+        )
+    assert "Saved: Visa •••• 4242. It is used for the next payments." in page_of(done)
+    invoice = Invoice.objects.get(account=account)
+    assert invoice.status == "paid" and invoice.attempts.get().amount_minor == 6000
+
+
+def test_a_saved_card_offers_to_pay_what_already_failed(logged_in, account, stripe_standin):  # noqa: F811
+    invoice = Invoice.objects.get(account=account)
+    invoice_transition(invoice=invoice, to="past_due", reason="declined")
     method = stripe_standin.card(OK)
     with mock.patch.object(gateway, "setup_intent_payment_method", return_value=method):
         done = logged_in.post(
             "/billing/shop/payment-method/save", {"setup_intent": "seti_x"}, follow=True
         )
     page = page_of(done)
-    assert "Saved: Visa •••• 4242. It is used for the next payments." in page
     assert "1 unpaid invoice ($60.00) can be paid with it now" in page
     assert "Pay all outstanding" in page
 
