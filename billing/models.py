@@ -291,6 +291,7 @@ class Dunning(models.Model):
     next_reminder_at = models.DateTimeField(null=True, blank=True)
     suspend_at = models.DateTimeField(null=True, blank=True)
     held_reason = models.CharField(max_length=200, blank=True, help_text="Not charged: why (P8).")
+    held_at = models.DateTimeField(null=True, blank=True, help_text="When it was held (P8).")
 
     class Meta:
         indexes = [
