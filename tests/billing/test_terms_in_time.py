@@ -3,7 +3,6 @@ terms it had (F6, P4, Z8/Z9), changes never reshape history (P6), and limits fol
 (C2). Every instant is fixed: nothing here depends on today's date."""
 
 from datetime import UTC, datetime, timedelta
-from itertools import count
 
 import pytest
 import time_machine
@@ -12,16 +11,16 @@ from billing import changes
 from billing.models import Invoice, UsageClose
 from billing.run import run_billing
 from metering import limits
-from metering.models import Charge, ChargeStatus, Entitlement, SubjectKind
+from metering.models import Charge, Entitlement
 from plans import periods
 from plans.models import Subscription
+from tests.billing.charges import counted
 from tests.metering.helpers import ingest
 
 OCT = datetime(2026, 10, 1, tzinfo=UTC)
 NOV = datetime(2026, 11, 1, tzinfo=UTC)
 DEC = datetime(2026, 12, 1, tzinfo=UTC)
 JAN = datetime(2027, 1, 1, tzinfo=UTC)
-_subjects = count()
 
 
 @pytest.fixture
@@ -35,29 +34,6 @@ def opened(make_account):
         return account
 
     return open_at
-
-
-def counted(account, meter: str, n: int, at: datetime, *, recorded_at: datetime | None = None):
-    """`n` final units on `meter` that became billable at `at`, as re-evaluation writes them
-    (the rules are tested elsewhere; these tests are about what closing does with units)."""
-    subscription = Subscription.objects.get(account=account, ended_at__isnull=True)
-    start, _ = periods.usage_period_containing(subscription.billing_anchor, at)
-    Charge.objects.bulk_create(
-        Charge(
-            account=account,
-            subject_kind=SubjectKind.TICKET,
-            subject=f"u{next(_subjects)}",
-            meter=meter,
-            unit=1,
-            status=ChargeStatus.FINAL,
-            billable_at=at + timedelta(seconds=i),
-            period_start=start,
-            rules=["test"],
-            evaluated_at=recorded_at or at,
-            recorded_at=recorded_at or at,
-        )
-        for i in range(n)
-    )
 
 
 def change(account, at, **request):
