@@ -101,7 +101,7 @@ def test_Z9_keep_on_a_monthly_edition_forecasts_overage_against_the_month_only(o
     assert (resolutions.forecast_units, resolutions.forecast_amount_minor) == (80, 2000)
 
 
-def test_the_forecast_of_a_period_that_is_over_is_what_was_counted(opened):
+def test_P2_the_forecast_of_a_period_that_is_over_is_what_was_counted(opened):
     account = opened(NOV, slug="shop", plan="basic")
     counted(account, "helpdesk_tickets", 310, NOV + timedelta(days=1))
     tickets = meter_of(account, "helpdesk_tickets", DEC + timedelta(days=3))
