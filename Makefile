@@ -12,7 +12,7 @@ TEST_SECRET_KEY ?= $(shell $(PYTHON) -c 'import secrets; print(secrets.token_url
 # `make test CLOCK=2027-02-28T23:59:00Z` runs the whole suite with the wall clock moved there.
 CLOCK ?=
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean reference-histories
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) \
 	  SECRET_KEY=$(TEST_SECRET_KEY) $(BIN)/pytest $(if $(CLOCK),--clock $(CLOCK))
+
+## The reference-biller histories at length (random, HISTORIES of them; CI runs a fixed 200).
+HISTORIES ?= 2000
+reference-histories: $(STAMP)
+	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) \
+	  SECRET_KEY=$(TEST_SECRET_KEY) REFERENCE_HISTORIES=$(HISTORIES) \
+	  $(BIN)/pytest -s tests/billing/test_reference_histories.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

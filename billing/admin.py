@@ -38,6 +38,21 @@ class StatusChangeInline(ReadOnly, admin.TabularInline):
     fields = ["at", "from_status", "to_status", "reason"]
 
 
+class HeldFilter(admin.SimpleListFilter):
+    """Invoices not charged because they are over the account's spending cap (P8)."""
+
+    title = "held (P8)"
+    parameter_name = "held"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "held")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(dunning__held_reason__gt="")
+        return queryset
+
+
 @admin.register(Invoice)
 class InvoiceAdmin(ReadOnly, admin.ModelAdmin):
     list_display = [
@@ -50,11 +65,18 @@ class InvoiceAdmin(ReadOnly, admin.ModelAdmin):
         "currency",
         "period_start",
         "issued_at",
+        "held",
     ]
-    list_filter = ["status", "kind", "reason", "currency"]
+    list_filter = ["status", "kind", "reason", "currency", HeldFilter]
+    list_select_related = ["account", "dunning"]
     search_fields = ["number", "account__slug", "account__name"]
     date_hierarchy = "issued_at"
     inlines = [InvoiceLineInline, StatusChangeInline]
+
+    @admin.display(description="held (P8)")
+    def held(self, invoice: Invoice) -> str:
+        dunning = getattr(invoice, "dunning", None)
+        return dunning.held_reason if dunning is not None else ""
 
 
 @admin.register(UsageClose)

@@ -18,6 +18,14 @@ from .models import Invoice
 from .pdf import render_invoice_pdf
 
 
+def _held(invoice: Invoice) -> dict | None:
+    """P8: an invoice over the spending cap is not charged; say so, and why."""
+    dunning = getattr(invoice, "dunning", None)  # no row: never held
+    if dunning is None or not dunning.held_reason:
+        return None
+    return {"reason": dunning.held_reason, "at": dunning.held_at}
+
+
 def invoice_out(invoice: Invoice, *, detail: bool = True) -> dict:
     currency = invoice.currency
     body = {
@@ -34,6 +42,7 @@ def invoice_out(invoice: Invoice, *, detail: bool = True) -> dict:
         "credited_invoice": invoice.credited_invoice.number
         if invoice.credited_invoice_id
         else None,
+        "held": _held(invoice),
     }
     if detail:
         body["lines"] = [

@@ -1,5 +1,6 @@
 """Plan, interval and add-on changes: upgrades at once and prorated (P6), downgrades at the
-cycle's end (P7). It lives in billing because an upgrade issues an invoice."""
+cycle's end (P7); a request mixing both is split. It lives in billing because an upgrade issues
+an invoice."""
 
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -9,14 +10,14 @@ from django.utils import timezone
 
 from accounts.errors import Conflict, DomainError, NotFound
 from accounts.models import Account
-from metering.models import Charge
+from metering import limits as metering_limits
 from plans import periods, pricing
 from plans.models import AddOn, AddOnTier, Plan, ScheduledChange, Subscription, SubscriptionAddOn
 from plans.terms import subscription_terms
 
-from .closing import final_units, start_invoice_issue
+from .closing import start_invoice_issue
 from .invoicing import invoice_issue
-from .models import Invoice, InvoiceReason, UsageClose
+from .models import Invoice, InvoiceReason
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,8 @@ def _resolve(subscription: Subscription, request: ChangeRequest):
 def subscription_change(
     *, account: Account, request: ChangeRequest, at: datetime | None = None
 ) -> ChangeResult:
-    """Apply an upgrade now with its prorated invoice, or schedule a downgrade (and any request
-    mixing both) for the end of the cycle, whenever it is asked."""
+    """Apply the upgrade parts of a request now with their prorated invoice, and schedule its
+    downgrade parts for the end of the cycle, whenever it is asked (P6, P7)."""
     at = at or timezone.now()
     with transaction.atomic(durable=True):
         subscription = (
@@ -88,13 +89,42 @@ def subscription_change(
         kind = pricing.classify_change(current=current, requested=requested)
         if kind == "none":
             raise DomainError("The request changes nothing.", code="no_change")
-        if kind == "downgrade":
-            return _schedule(subscription, plan, request.interval, tiers)
+        up, down = _split(
+            pricing.change_parts(current=current, requested=requested),
+            plan,
+            request.interval,
+            tiers,
+        )
+        if not up:
+            return _schedule(subscription, *down)
         if not subscription.is_migrated and subscription.started_at <= at:
             # The first period's fees on the terms in force at its start, before the upgrade
             # bills the difference: never the new terms twice.
             start_invoice_issue(subscription=subscription, as_of=at)
-        return _upgrade(subscription, current, requested, plan, request.interval, tiers, at)
+        up_plan, up_interval, up_tiers = up
+        if down:
+            # Only the upgrade parts are priced now; the rest waits for the cycle's end.
+            requested = subscription_terms(
+                subscription, plan=up_plan, interval=up_interval, tiers=up_tiers
+            )
+        result = _upgrade(subscription, current, requested, up_plan, up_interval, up_tiers, at)
+        if down:
+            result.scheduled = _schedule(subscription, *down).scheduled
+        return result
+
+
+def _split(parts: dict[str, str], plan, interval, tiers):
+    """The request's upgrade parts and its downgrade parts (lateral moves are downgrades),
+    each as (plan, interval, tiers), or None when it has none."""
+    halves = {}
+    for kind in ("upgrade", "downgrade"):
+        chosen = (
+            plan if parts.get("plan") == kind else None,
+            interval if parts.get("interval") == kind else None,
+            {a: t for a, t in tiers.items() if parts.get(f"addon:{a.code}") == kind},
+        )
+        halves[kind] = chosen if any(chosen) else None
+    return halves["upgrade"], halves["downgrade"]
 
 
 def _schedule(subscription, plan, interval, tiers) -> ChangeResult:
@@ -158,27 +188,25 @@ def subscription_change_preview(
     kind = pricing.classify_change(current=current, requested=requested)
     if kind != "upgrade":
         return ChangePreview(kind=kind, effective_at=subscription.current_period_end)
-    lines, _, _ = _upgrade_lines(subscription, current, requested, at)
+    lines, _ = _upgrade_lines(subscription, current, requested, at)
     return ChangePreview(kind=kind, effective_at=at, lines=tuple(lines))
 
 
 def _upgrade_lines(subscription, current, requested, at):
-    """The upgrade's invoice lines, the new annual cycle (month → year) and the interrupted
-    month it closes, if any."""
+    """The upgrade's invoice lines and, for month → year, the annual cycle it starts. The
+    current month becomes the first month of that cycle: nothing is re-anchored, so no usage
+    period ever changes shape."""
     cycle = pricing.Period(
         start=subscription.current_period_start, end=subscription.current_period_end
     )
     migrated = subscription.is_migrated and not subscription.closes.exists()
-    lines: list[pricing.Line] = []
     new_cycle = None
-    interrupted = None
     if requested.interval != current.interval:
-        new_cycle = pricing.Period(start=at, end=periods.add_months(at, 12))
-        if at > subscription.usage_period_start:
-            interrupted = pricing.Period(start=subscription.usage_period_start, end=at)
-            usage = final_units(subscription, interrupted.start)
-            lines += pricing.usage_lines(terms=current, closed=interrupted, usage=usage)
-    lines += pricing.upgrade_lines(
+        start, end = periods.cycle_starting(
+            subscription.billing_anchor, cycle.start, requested.interval
+        )
+        new_cycle = pricing.Period(start=start, end=end)
+    lines = pricing.upgrade_lines(
         current=current,
         requested=requested,
         cycle=cycle,
@@ -186,23 +214,22 @@ def _upgrade_lines(subscription, current, requested, at):
         new_cycle=new_cycle,
         is_migrated=migrated,
     )
-    return lines, new_cycle, interrupted
+    return lines, new_cycle
 
 
 def _upgrade(subscription, current, requested, plan, interval, tiers, at) -> ChangeResult:
     """P6: the difference for the rest of the cycle is charged now and the new allowance
-    applies to the current period. Month → year closes the interrupted month's usage and
-    starts an annual cycle at the change instant."""
+    applies to the current period (month → year: see _upgrade_lines)."""
     cycle = pricing.Period(
         start=subscription.current_period_start, end=subscription.current_period_end
     )
-    lines, new_cycle, interrupted = _upgrade_lines(subscription, current, requested, at)
+    lines, new_cycle = _upgrade_lines(subscription, current, requested, at)
     invoice = invoice_issue(
         subscription=subscription,
         account_id=subscription.account_id,
         currency=subscription.account.currency,
         reason=InvoiceReason.UPGRADE,
-        period=new_cycle or pricing.Period(start=at, end=cycle.end),
+        period=pricing.Period(start=at, end=(new_cycle or cycle).end),
         lines=lines,
         at=at,
     )
@@ -216,35 +243,14 @@ def _upgrade(subscription, current, requested, plan, interval, tiers, at) -> Cha
                 subscription=subscription, addon=addon, defaults={"tier": tier, "started_at": at}
             )
     if new_cycle is not None:
-        _restart_annual(subscription, interrupted, invoice, new_cycle, at)
+        subscription.interval = interval
+        subscription.current_period_end = new_cycle.end
     subscription.save()
+    if tiers:
+        # C2: a higher Convert tier lifts a pause at once (limits are otherwise re-applied
+        # only when clicks arrive).
+        metering_limits.limits_reapply(subscription=subscription, as_of=at)
     return ChangeResult(effective="now", effective_at=at, invoice=invoice)
-
-
-def _restart_annual(subscription, interrupted, invoice, new_cycle, at) -> None:
-    """Re-anchor on the change instant: the interrupted month is closed on the upgrade invoice,
-    and units already counted from `at` on move into the new first usage period."""
-    if interrupted is not None:
-        UsageClose.objects.create(
-            subscription=subscription,
-            period_start=interrupted.start,
-            period_end=interrupted.end,
-            closed_at=at,
-            invoice=invoice,
-            billed_units=final_units(subscription, interrupted.start),
-        )
-    subscription.interval = periods.YEAR
-    subscription.billing_anchor = at
-    subscription.current_period_start, subscription.current_period_end = (
-        new_cycle.start,
-        new_cycle.end,
-    )
-    subscription.usage_period_start, subscription.usage_period_end = (
-        periods.usage_period_containing(at, at)
-    )
-    Charge.objects.filter(account_id=subscription.account_id, billable_at__gte=at).update(
-        period_start=subscription.usage_period_start
-    )
 
 
 def scheduled_change_cancel(*, account: Account, change_id: int) -> ScheduledChange:

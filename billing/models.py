@@ -162,6 +162,12 @@ class UsageClose(models.Model):
     closed_at = models.DateTimeField()
     invoice = models.OneToOneField(Invoice, on_delete=models.PROTECT, related_name="usage_close")
     billed_units = models.JSONField(default=dict, help_text="Units billed per meter so far.")
+    # The terms the period was priced on and its billing cycle (plans.pricing.terms_snapshot):
+    # late usage (F6) and the cycle-end Voice/SMS months (P4) are rated on them, never on the
+    # subscription as it is today. Empty on closes written before it was kept.
+    terms = models.JSONField(
+        null=True, blank=True, help_text="The plan, add-on tiers and edition of the period."
+    )
 
     class Meta:
         constraints = [
@@ -285,6 +291,7 @@ class Dunning(models.Model):
     next_reminder_at = models.DateTimeField(null=True, blank=True)
     suspend_at = models.DateTimeField(null=True, blank=True)
     held_reason = models.CharField(max_length=200, blank=True, help_text="Not charged: why (P8).")
+    held_at = models.DateTimeField(null=True, blank=True, help_text="When it was held (P8).")
 
     class Meta:
         indexes = [

@@ -2,12 +2,14 @@
 
 Development writes each message to a file under var/mail/ (EMAIL_URL unset)."""
 
+from collections.abc import Sequence
+
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
 
-from accounts.models import Account
+from accounts.models import Account, Membership
 
 SUBJECTS = {
     "confirmation_required": "Please confirm your payment for invoice {number}",
@@ -16,15 +18,25 @@ SUBJECTS = {
     "payment_succeeded": "Receipt for invoice {number}",
     "subscription_suspended": "Your subscription is suspended: invoice {number} is unpaid",
     "subscription_reactivated": "Your subscription is active again",
+    "invoice_held": "Invoice {number} is on hold: it is over your approved spending cap",
 }
 
 
-def send(template: str, account: Account, **context) -> None:
+def send(template: str, account: Account, *, also: Sequence[str] = (), **context) -> None:
+    """Email the account's billing address (and `also` these addresses) after the commit."""
     invoice = context.get("invoice")
     context.update(account=account, site_url=settings.SITE_URL)
     subject = SUBJECTS[template].format(number=invoice.number if invoice else "")
     text = render_to_string(f"emails/{template}.txt", context)
     html = render_to_string(f"emails/{template}.html", context)
-    transaction.on_commit(
-        lambda: send_mail(subject, text, None, [account.billing_email], html_message=html)
+    to = list(dict.fromkeys([account.billing_email, *also]))  # once each, billing email first
+    transaction.on_commit(lambda: send_mail(subject, text, None, to, html_message=html))
+
+
+def billing_managers(account: Account) -> list[str]:
+    """The addresses of the account's members who manage billing (owners and admins)."""
+    return sorted(
+        account.memberships.filter(role__in=[Membership.Role.OWNER, Membership.Role.ADMIN])
+        .exclude(user__email="")
+        .values_list("user__email", flat=True)
     )

@@ -229,7 +229,8 @@ def _charge(attempt: PaymentAttempt) -> gateway.ChargeResult:
 
 def _within_spending_cap(invoice: Invoice, at: datetime) -> bool:
     """P8: a charge over the account's approved cap for the period is not attempted; the
-    invoice is held and the operators are told."""
+    invoice is held (its reason shows in the API and the admin), and the people who can act
+    are told: the account's billing email and its owners and admins, and the site's admins."""
     subscription = invoice.subscription
     if subscription is None or subscription.spending_cap_minor is None:
         return True
@@ -248,14 +249,31 @@ def _within_spending_cap(invoice: Invoice, at: datetime) -> bool:
         cap_minor=subscription.spending_cap_minor,
     ):
         return True
-    cap = format_money(subscription.spending_cap_minor, invoice.currency)
-    reason = f"over the approved spending cap of {cap} for the period (P8)"
+    cap, already, total = (
+        format_money(amount, invoice.currency)
+        for amount in (subscription.spending_cap_minor, charged, invoice.total_minor)
+    )
+    reason = (
+        f"Over the approved spending cap of {cap} for the period: {already} already charged,"
+        f" this invoice {total} (P8)."
+    )
     dunning, _ = Dunning.objects.get_or_create(invoice=invoice)
     if not dunning.held_reason:
-        dunning.held_reason = reason
-        dunning.save(update_fields=["held_reason"])
+        dunning.held_reason = reason[:200]
+        dunning.held_at = at
+        dunning.save(update_fields=["held_reason", "held_at"])
+        logger.warning("invoice %s held: %s", invoice.number, reason)
+        account = invoice.account
+        notifications.send(
+            "invoice_held",
+            account,
+            also=notifications.billing_managers(account),
+            invoice=invoice,
+            reason=reason,
+        )
+        # Operators too, when the site has any (ADMINS); the admin's invoice list shows it.
         transaction.on_commit(
-            lambda: mail_admins(f"Invoice {invoice.number} held", f"Not charged: {reason}.")
+            lambda: mail_admins(f"Invoice {invoice.number} held", f"Not charged: {reason}")
         )
     return False
 

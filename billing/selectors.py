@@ -12,14 +12,16 @@ from .pdf import DocumentLine, InvoiceDocument
 
 
 def invoice_list(*, account: Account) -> QuerySet[Invoice]:
-    return Invoice.objects.filter(account=account).prefetch_related("lines")
+    return (
+        Invoice.objects.filter(account=account).select_related("dunning").prefetch_related("lines")
+    )
 
 
 def invoice_get(*, principal, invoice_id: int) -> Invoice:
     """The invoice if the principal reaches its account; 404 otherwise (no existence leak)."""
     invoice = (
         Invoice.objects.filter(pk=invoice_id, account__in=accounts_for(principal))
-        .select_related("account", "credited_invoice")
+        .select_related("account", "credited_invoice", "dunning")
         .prefetch_related("lines", "status_changes")
         .first()
     )

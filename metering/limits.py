@@ -16,7 +16,7 @@ from django.db.models import Count, Q
 
 from plans import periods, pricing
 from plans.models import Subscription
-from plans.terms import included_on_meter, subscription_terms
+from plans.terms import allocation_term, included_on_meter, subscription_terms
 
 from .models import Charge, ChargeStatus, Entitlement, Feature
 from .rules import types as t
@@ -91,6 +91,20 @@ def apply_limits(*, touched: set[tuple[int, str, datetime]], as_of: datetime) ->
             as_of=as_of,
             entitlements=entitlements,
         )
+
+
+def limits_reapply(*, subscription: Subscription, as_of: datetime) -> None:
+    """Re-apply the caps of the current usage period after the terms changed: a higher
+    Convert tier lifts the C2 pause at once, a higher AI limit the Z9 one, without waiting
+    for the next click or resolution to arrive."""
+    start, _ = periods.usage_period_containing(subscription.billing_anchor, as_of)
+    apply_limits(
+        touched={
+            (subscription.account_id, t.CONVERT_CLICKS, start),
+            (subscription.account_id, t.AUTOMATED_RESOLUTIONS, start),
+        },
+        as_of=as_of,
+    )
 
 
 def _has_ai_limit(subscription: Subscription) -> bool:
@@ -235,33 +249,34 @@ def resolutions_limit(
     entitlements: _Entitlements,
 ) -> None:
     """Z9: the account's own monthly limit pauses AI until next month; with `pause`, so does
-    the allocation (plus commitment) of the allocation year. Paused resolutions are not billed."""
+    the allocation (plus commitment) of the allocation term — the billing cycle: a month on a
+    monthly edition, a year on an annual one (Z8). Paused resolutions are not billed."""
     anchor = subscription.billing_anchor
     monthly = subscription.ai_monthly_limit
-    yearly = None
+    term_limit = None
     if subscription.edition_id and subscription.ai_at_limit == Subscription.AtLimit.PAUSE:
-        yearly = pricing.resolution_limit(edition=subscription_terms(subscription).edition)
-    year_start, year_end = periods.period_containing(anchor, periods.YEAR, period_start)
-    rows = _ordered(subscription.account_id, t.AUTOMATED_RESOLUTIONS, year_start, year_end)
-    billed, in_year, in_month = set(), 0, {}
+        term_limit = pricing.resolution_limit(edition=subscription_terms(subscription).edition)
+    term_start, term_end = allocation_term(subscription, period_start)
+    rows = _ordered(subscription.account_id, t.AUTOMATED_RESOLUTIONS, term_start, term_end)
+    billed, in_term, in_month = set(), 0, {}
     for row in rows:
         month = periods.usage_period_containing(anchor, row.billable_at)[0]
-        if (yearly is None or in_year < yearly) and (
+        if (term_limit is None or in_term < term_limit) and (
             monthly is None or in_month.get(month, 0) < monthly
         ):
             billed.add(row.pk)
-            in_year += 1
+            in_term += 1
             in_month[month] = in_month.get(month, 0) + 1
     _cap_rows(rows, billed, "Z9")
-    if not year_start <= as_of < year_end:
+    if not term_start <= as_of < term_end:
         return
     month_start, month_end = periods.usage_period_containing(anchor, as_of)
-    if yearly is not None and in_year >= yearly:
+    if term_limit is not None and in_term >= term_limit:
         entitlements.set(
             subscription.account_id,
             Feature.AI_AGENTS,
-            paused_until=year_end,
-            reason=f"Automated-resolution limit of {yearly} reached (Z9).",
+            paused_until=term_end,
+            reason=f"Automated-resolution limit of {term_limit} reached (Z9).",
         )
     elif monthly is not None and in_month.get(month_start, 0) >= monthly:
         entitlements.set(

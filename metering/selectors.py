@@ -4,17 +4,26 @@ Usage comes from the small indexed table of per-unit verdicts (`Charge`), never 
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import Count
 
 from accounts.models import Account
 from plans import periods, pricing
 from plans.models import Subscription
-from plans.terms import meter_terms_by_meter, subscription_terms
+from plans.terms import allocation_term, meter_terms_by_meter, subscription_terms
 
 from .models import Charge, ChargeStatus, Entitlement, Feature, SubjectKind
 from .rules import types as t
+
+# A pace needs time behind it: 34 seconds into a month, one SMS "projects" to 1.9 million.
+# Before this much of the period has passed, the forecast leans on the last period instead.
+FORECAST_MIN_ELAPSED = timedelta(days=3)
+# The feature a pause stops, per meter: while it is paused, nothing more is counted (C2, Z9).
+_PAUSED_BY = {
+    t.CONVERT_CLICKS: Feature.CONVERT_CAMPAIGNS,
+    t.AUTOMATED_RESOLUTIONS: Feature.AI_AGENTS,
+}
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,12 @@ class MeterUsage:
     overage_amount_minor: int
     forecast_units: int
     forecast_amount_minor: int
+    # How the forecast was made: "pace" (this period's pace so far), "last_period" (too early
+    # for a pace: the last period's count), "so_far" (too early and no history: what is counted
+    # now), "final" (the period is over), "paused" (the feature is paused: no more units),
+    # "capped" (a projection cut at a hard cap or a pause limit); `forecast_note` says it in words.
+    forecast_method: str
+    forecast_note: str
 
 
 @dataclass(frozen=True)
@@ -79,26 +94,39 @@ def _late(account: Account, start: datetime, end: datetime) -> dict[str, int]:
 def usage_summary(
     *, account: Account, subscription: Subscription, start: datetime, end: datetime, now: datetime
 ) -> PeriodUsage:
-    """Per meter: used, pending, not billed, late, what is included, overage and a forecast."""
+    """Per meter: used, pending, not billed, late, what is included, overage and a forecast
+    that says how it was made."""
     counts = _counts(account, start)
     late = _late(account, start, end)
     terms = subscription_terms(subscription)
     by_meter = meter_terms_by_meter(terms)
-    # The forecast assumes the rest of the period goes at the same pace (integer maths).
-    total = int((end - start).total_seconds())
-    elapsed = min(max(int((now - start).total_seconds()), 0), total)
-    used_earlier = _resolutions_earlier_in_year(account, subscription, start)
+    previous_start, _ = periods.usage_period_containing(
+        subscription.billing_anchor, start - timedelta(microseconds=1)
+    )
+    previous = _counts(account, previous_start)
+    paused = {
+        row.feature
+        for row in Entitlement.objects.filter(account=account, state=Entitlement.State.PAUSED)
+        if row.until is None or row.until > now
+    }
+    used_earlier = _resolutions_earlier_in_term(account, subscription, start)
     meters = []
     for meter in t.METERS:
         used = counts.get((meter, ChargeStatus.FINAL), 0)
         pending = counts.get((meter, ChargeStatus.PENDING), 0)
         capped = counts.get((meter, ChargeStatus.CAPPED), 0)
         meter_terms = by_meter.get(meter)
-        forecast = used + pending
-        if 0 < elapsed < total:
-            forecast = (forecast * total + elapsed // 2) // elapsed
+        forecast = _forecast(
+            used + pending,
+            previous.get((meter, ChargeStatus.FINAL), 0),
+            start=start,
+            end=end,
+            now=now,
+            is_paused=_PAUSED_BY.get(meter) in paused and start <= now < end,
+            ceiling=_ceiling(meter, meter_terms, subscription, terms, used_earlier),
+        )
         overage_units, amount, forecast_amount = _overage(
-            meter, meter_terms, terms, used, forecast, used_earlier, start, end
+            meter, meter_terms, terms, used, forecast.units, used_earlier, start, end
         )
         meters.append(
             MeterUsage(
@@ -110,11 +138,70 @@ def usage_summary(
                 included=meter_terms.included if meter_terms else None,
                 overage_units=overage_units,
                 overage_amount_minor=amount,
-                forecast_units=forecast,
+                forecast_units=forecast.units,
                 forecast_amount_minor=forecast_amount,
+                forecast_method=forecast.method,
+                forecast_note=forecast.note,
             )
         )
     return PeriodUsage(start=start, end=end, currency=account.currency, meters=meters)
+
+
+@dataclass(frozen=True)
+class Forecast:
+    units: int
+    method: str
+    note: str
+
+
+def _forecast(
+    counted: int,
+    last_period: int,
+    *,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    is_paused: bool,
+    ceiling: tuple[int, str] | None,
+) -> Forecast:
+    """The units the period will end with (integer maths, rounded half up)."""
+    total = int((end - start).total_seconds())
+    elapsed = min(max(int((now - start).total_seconds()), 0), total)
+    if elapsed >= total:
+        return Forecast(counted, "final", "The period is over: the units counted.")
+    if is_paused:
+        return Forecast(counted, "paused", "Paused until the period ends: no more units count.")
+    if elapsed >= FORECAST_MIN_ELAPSED.total_seconds():
+        units = (counted * total + elapsed // 2) // elapsed
+        days, all_days = elapsed // 86400, total // 86400
+        forecast = Forecast(units, "pace", f"At this pace: {days} of {all_days} days gone.")
+    elif last_period > counted:
+        forecast = Forecast(
+            last_period, "last_period", "Too early for a pace: the last period's count."
+        )
+    else:
+        forecast = Forecast(
+            counted, "so_far", "Too early for a pace and no more in the last period: so far."
+        )
+    if ceiling is not None and forecast.units > ceiling[0]:
+        return Forecast(ceiling[0], "capped", f"{forecast.note} Capped at {ceiling[1]}")
+    return forecast
+
+
+def _ceiling(meter, meter_terms, subscription, terms, used_earlier) -> tuple[int, str] | None:
+    """The most units the period can count: a hard cap (C2), or the AI limits (Z9)."""
+    if meter_terms is not None and meter_terms.policy == "hard_cap":
+        return meter_terms.included, f"the limit of {meter_terms.included:,} (C2)."
+    if meter != t.AUTOMATED_RESOLUTIONS:
+        return None
+    limits = []
+    if subscription.ai_monthly_limit is not None:
+        monthly = subscription.ai_monthly_limit
+        limits.append((monthly, f"the account's monthly limit of {monthly:,} (Z9)."))
+    if terms.edition is not None and terms.edition.at_limit == "pause":
+        left = max(pricing.resolution_limit(edition=terms.edition) - used_earlier, 0)
+        limits.append((left, f"the {left:,} left of the term's limit (Z9)."))
+    return min(limits) if limits else None
 
 
 def _overage(
@@ -123,7 +210,7 @@ def _overage(
     if meter_terms is None:
         return 0, 0, 0
     if meter == t.AUTOMATED_RESOLUTIONS:
-        # Overage on resolutions is against the allocation year, billed monthly (Z9).
+        # Overage on resolutions is against the allocation term, billed monthly (Z9).
         period = pricing.Period(start=start, end=end)
 
         def line(n):
@@ -146,15 +233,17 @@ def _overage(
     )
 
 
-def _resolutions_earlier_in_year(
+def _resolutions_earlier_in_term(
     account: Account, subscription: Subscription, start: datetime
 ) -> int:
-    year_start, _ = periods.period_containing(subscription.billing_anchor, periods.YEAR, start)
+    """Resolutions of the allocation term's months before `start` (a monthly edition's term
+    is the month itself: none)."""
+    term_start, _ = allocation_term(subscription, start)
     return Charge.objects.filter(
         account=account,
         meter=t.AUTOMATED_RESOLUTIONS,
         status=ChargeStatus.FINAL,
-        period_start__gte=year_start,
+        period_start__gte=term_start,
         period_start__lt=start,
     ).count()
 

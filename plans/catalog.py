@@ -97,6 +97,7 @@ def catalog_load(*, path: Path = DEFAULT_CATALOG) -> dict[str, int]:
         edition, _ = Edition.objects.update_or_create(
             code=spec["code"],
             defaults={
+                "alias": spec.get("alias", ""),
                 "name": spec["name"],
                 "rank": spec["rank"],
                 "resolutions_per_agent_month": spec["resolutions_per_agent_month"],

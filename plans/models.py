@@ -89,6 +89,11 @@ class Edition(models.Model):
     """A per-agent edition with an automated-resolution allocation (Z8, Z9)."""
 
     code = models.SlugField(max_length=40, unique=True)
+    alias = models.SlugField(
+        max_length=40,
+        blank=True,
+        help_text="Another code the edition is sold as (Z8: Professional is also Growth).",
+    )
     name = models.CharField(max_length=100)
     rank = models.PositiveSmallIntegerField(unique=True)
     resolutions_per_agent_month = models.PositiveIntegerField()
@@ -97,6 +102,11 @@ class Edition(models.Model):
 
     class Meta:
         ordering = ["rank"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["alias"], condition=~Q(alias=""), name="edition_alias_unique"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name

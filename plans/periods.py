@@ -58,3 +58,13 @@ def remaining_seconds(start: datetime, end: datetime, at: datetime) -> tuple[int
     total = int((end - start).total_seconds())
     remaining = int((end - max(min(at, end), start)).total_seconds())
     return remaining, total
+
+
+def cycle_starting(anchor: datetime, start: datetime, interval: str) -> tuple[datetime, datetime]:
+    """The billing cycle of `interval` that starts at `start`, a point of the anchor's monthly
+    grid. Cycles always start and end on that grid, so a month -> year switch that turns the
+    current month into the first month of an annual cycle never moves a usage period."""
+    index = period_index(anchor, MONTH, start)
+    if add_months(anchor, index) != start:
+        raise ValueError(f"{start} is not a usage period boundary of the anchor {anchor}")
+    return start, add_months(anchor, index + INTERVAL_MONTHS[interval])

@@ -45,12 +45,15 @@ Functions (keyword-only, except invoice_total)
     integrations_within_plan(*, count, included) -> bool                                  P5
     proration_minor(*, amount_minor, period, at) -> int                                   P6
     classify_change(*, current, requested) -> "upgrade" | "downgrade" | "none"            P7
+    change_parts(*, current, requested) -> {part: "upgrade" | "downgrade" | "none"}       P6 P7
     upgrade_lines(*, current, requested, cycle, at, new_cycle=None, is_migrated=False)    P6
     within_spending_cap(*, charge_minor, already_charged_in_period_minor, cap_minor)      P8
     price_period_close(*, terms, closed, cycle, usage, resolutions_used_earlier=0,
                        earlier_months=(), late=(), next_cycle=None, next_terms=None)
         -> tuple[Line, ...]       one period close: usage, cycle-end usage, late usage, fees
     invoice_total(lines) -> int
+    terms_snapshot(*, terms, cycle) -> dict        JSON kept on a closed period        F6 P4
+    terms_from_snapshot(data) -> (SubscriptionTerms, Period)                           F6 P4
 Invalid input raises PricingError (a ValueError); an unknown currency raises money.MoneyError.
 """
 
@@ -912,10 +915,18 @@ def _change_parts(current: SubscriptionTerms, requested: SubscriptionTerms) -> d
     return parts
 
 
+def change_parts(*, current: SubscriptionTerms, requested: SubscriptionTerms) -> dict[str, Change]:
+    """Return each part's direction ("plan", "interval", "addon:<code>", "edition",
+    "full_agents", "commitment"): a mixed request applies its upgrade parts now and schedules
+    its downgrade parts for the cycle's end (P6, P7)."""
+    return _change_parts(current, requested)
+
+
 def classify_change(*, current: SubscriptionTerms, requested: SubscriptionTerms) -> Change:
-    """Return how a requested change applies: now (upgrade) or at cycle end (downgrade) (P7)."""
+    """Return how a whole requested change applies: now (upgrade) or at cycle end (downgrade)
+    (P7). A request with any downgrade part is a "downgrade": nothing in it may be billed now
+    as a whole; callers split it with `change_parts`."""
     directions = set(_change_parts(current, requested).values())
-    # A request mixing both is scheduled whole at the cycle end: nothing is credited mid-cycle.
     if "downgrade" in directions:
         return "downgrade"
     return "upgrade" if "upgrade" in directions else "none"
@@ -954,16 +965,18 @@ def upgrade_lines(
     old_fees, new_fees = _fee_components(current), _fee_components(requested)
 
     if current.interval != requested.interval:
-        # Month -> year: the unused part of each monthly fee is credited and a new annual cycle
-        # starts at the change instant with the full annual fees.
-        if new_cycle is None or new_cycle.start != at:
-            raise PricingError("an interval upgrade starts a new cycle at the change instant")
-        credits: list[Line] = []
+        # Month -> year: the unused part of each monthly fee is credited, and the annual cycle
+        # that replaces the month starts where the month started, so that usage periods keep
+        # their shape (a closed period never moves). Its fees are prorated from the change
+        # instant: the customer pays the annual price only for the time it covers.
+        if new_cycle is None or new_cycle.start != cycle.start or not at < new_cycle.end:
+            raise PricingError("an interval upgrade turns the current period into a new cycle")
+        lines: list[Line] = []
         if not is_migrated:  # a migrated period's fees were never billed here
             for label, fee, meter in old_fees.values():
                 unused = proration_minor(amount_minor=fee, period=cycle, at=at)
                 if unused:
-                    credits.append(
+                    lines.append(
                         _lump(
                             kind="credit",
                             description=f"{label}, unused part of the monthly fee",
@@ -973,7 +986,27 @@ def upgrade_lines(
                             rules=("P6",),
                         )
                     )
-        return (*credits, *fee_lines(terms=requested, period=new_cycle))
+        annual_rest = Period(start=at, end=new_cycle.end)
+        kinds = {"plan": "plan_fee", "edition": "edition_fee"}
+        for name, (label, fee, meter) in new_fees.items():
+            amount = proration_minor(amount_minor=fee, period=new_cycle, at=at)
+            lines.append(
+                _lump(
+                    kind=kinds.get(name, "addon_fee"),  # type: ignore[arg-type]
+                    description=(
+                        f"{label}, annual fee from {at.date().isoformat()}"
+                        f" to {new_cycle.end.date().isoformat()} (prorated)"
+                    ),
+                    meter=meter,
+                    amount=amount,
+                    period=annual_rest,
+                    rules=("P1", "P6"),
+                )
+            )
+        if requested.edition is not None and requested.edition.commitment_units:
+            units = requested.edition.commitment_units
+            lines.append(commitment_line(edition=requested.edition, units=units, term=annual_rest))
+        return tuple(lines)
 
     if new_cycle is not None:
         raise PricingError("only an interval upgrade starts a new cycle")
@@ -1116,3 +1149,115 @@ def credit_line(
 def invoice_total(lines: Iterable[Line]) -> int:
     """Return the sum of the lines' amounts in minor units (credits included)."""
     return sum(line.amount_minor for line in lines)
+
+
+# --- F6, P4: the terms of a closed period, kept with it ---------------------------------------
+
+SNAPSHOT_VERSION = 1
+
+
+def _meter_snapshot(terms: MeterTerms) -> dict:
+    return {
+        "meter": terms.meter,
+        "included": terms.included,
+        "policy": terms.policy,
+        "unit_price_minor": None if terms.unit_price_minor is None else str(terms.unit_price_minor),
+        "block_size": terms.block_size,
+        "block_price_minor": terms.block_price_minor,
+    }
+
+
+def _meter_from(data: Mapping) -> MeterTerms:
+    price = data.get("unit_price_minor")
+    return MeterTerms(
+        meter=data["meter"],
+        included=data["included"],
+        policy=data["policy"],
+        unit_price_minor=None if price is None else Decimal(price),
+        block_size=data.get("block_size"),
+        block_price_minor=data.get("block_price_minor"),
+    )
+
+
+def terms_snapshot(*, terms: SubscriptionTerms, cycle: Period) -> dict:
+    """Return the terms a period was priced on, and its billing cycle, as plain JSON values.
+
+    A closed period keeps this, so that late usage (F6) and the cycle-end months (P4) are
+    rated on the terms in force then, whatever the subscription became since. Prices are
+    strings so that no float ever touches them."""
+    plan = terms.plan
+    edition = terms.edition
+    return {
+        "version": SNAPSHOT_VERSION,
+        "cycle": [cycle.start.isoformat(), cycle.end.isoformat()],
+        "plan": None
+        if plan is None
+        else {
+            "code": plan.code,
+            "name": plan.name,
+            "rank": plan.rank,
+            "interval": plan.interval,
+            "currency": plan.currency,
+            "fee_minor": plan.fee_minor,
+            "helpdesk": _meter_snapshot(plan.helpdesk),
+        },
+        "addons": [
+            {
+                "addon": addon.addon,
+                "tier": addon.tier,
+                "tier_rank": addon.tier_rank,
+                "name": addon.name,
+                "fee_minor": addon.fee_minor,
+                "usage": _meter_snapshot(addon.usage),
+            }
+            for addon in terms.addons
+        ],
+        "edition": None
+        if edition is None
+        else {
+            "code": edition.code,
+            "name": edition.name,
+            "rank": edition.rank,
+            "interval": edition.interval,
+            "currency": edition.currency,
+            "fee_per_agent_minor": edition.fee_per_agent_minor,
+            "resolutions_per_agent_month": edition.resolutions_per_agent_month,
+            "full_agents": edition.full_agents,
+            "light_agents": edition.light_agents,
+            "yearly_cap": edition.yearly_cap,
+            "commitment_units": edition.commitment_units,
+            "min_commitment_units": edition.min_commitment_units,
+            "commitment_unit_minor": str(edition.commitment_unit_minor),
+            "overage_unit_minor": str(edition.overage_unit_minor),
+            "at_limit": edition.at_limit,
+            "term_months": edition.term_months,
+        },
+    }
+
+
+def terms_from_snapshot(data: Mapping) -> tuple[SubscriptionTerms, Period]:
+    """Return the terms and the billing cycle that `terms_snapshot` kept."""
+    if data.get("version") != SNAPSHOT_VERSION:
+        raise PricingError(f"unknown terms snapshot version {data.get('version')!r}")
+    start, end = (datetime.fromisoformat(value) for value in data["cycle"])
+    plan = data.get("plan")
+    edition = data.get("edition")
+    terms = SubscriptionTerms(
+        plan=None
+        if plan is None
+        else PlanTerms(**{**plan, "helpdesk": _meter_from(plan["helpdesk"])}),
+        addons=tuple(
+            AddOnTerms(**{**addon, "usage": _meter_from(addon["usage"])})
+            for addon in data.get("addons", ())
+        ),
+        edition=None
+        if edition is None
+        else EditionTerms(
+            **{
+                **edition,
+                "commitment_unit_minor": Decimal(edition["commitment_unit_minor"]),
+                "overage_unit_minor": Decimal(edition["overage_unit_minor"]),
+            }
+        ),
+    )
+    return terms, Period(start=start, end=end)

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts import services as account_services
@@ -28,11 +29,12 @@ class AddOnChoice:
 
 
 def resolve_offer(*, code: str) -> Plan | Edition:
-    """A plan or an edition by code; partners name both "plan"."""
+    """A plan or an edition by code; partners name both "plan". An edition is also found by
+    the other name it is sold as (Z8: "Professional/Growth")."""
     plan = Plan.objects.filter(code=code, is_active=True).first()
     if plan is not None:
         return plan
-    edition = Edition.objects.filter(code=code).first()
+    edition = Edition.objects.filter(Q(code=code) | Q(alias=code)).order_by("alias").first()
     if edition is not None:
         return edition
     raise DomainError(f"Unknown plan '{code}'.", code="unknown_plan", details={"plan": code})

@@ -6,13 +6,14 @@ thousands of subscriptions in one run (closing periods) costs no query per subsc
 """
 
 from collections.abc import Iterable
+from datetime import datetime
 from decimal import Decimal
 
 from django.db.models import Q
 
 from accounts.errors import DomainError
 
-from . import pricing
+from . import periods, pricing
 from .models import (
     AddOn,
     AddOnTier,
@@ -216,3 +217,12 @@ def included_on_meter(*, subscriptions: list[Subscription], meter: str) -> dict[
         own = allowances.get((tier_id, account_of[subscription_id]))
         result[subscription_id] = own if own is not None else allowances.get((tier_id, None), 0)
     return result
+
+
+def allocation_term(subscription: Subscription, instant: datetime) -> tuple[datetime, datetime]:
+    """The allocation term of automated resolutions that contains `instant` (Z8, Z9): the
+    billing cycle, so a month on a monthly edition and a year on an annual one. The current
+    cycle is stored; another one follows from the anchor."""
+    if subscription.current_period_start <= instant < subscription.current_period_end:
+        return subscription.current_period_start, subscription.current_period_end
+    return periods.period_containing(subscription.billing_anchor, subscription.interval, instant)

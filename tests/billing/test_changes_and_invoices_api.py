@@ -45,17 +45,27 @@ def test_P6_an_add_on_tier_upgrade_is_prorated(shop, partner_api):
     assert body["invoice"]["total"] == {"amount": 8000, "currency": "USD"}  # (250 $ − 90 $) / 2
 
 
-def test_P6_month_to_year_starts_an_annual_cycle_now(shop, partner_api):
+def test_P6_month_to_year_turns_the_current_month_into_an_annual_cycle(shop, partner_api):
     body = change(partner_api, {"interval": "year"}).json()
     assert body["effective"] == "now"
     kinds = [(line["kind"], line["amount"]["amount"]) for line in body["invoice"]["lines"]]
-    # unused half of the monthly fees credited, full annual fees charged
-    assert ("plan_fee", 60000) in kinds and ("addon_fee", 90000) in kinds
-    assert ("credit", -3000) in kinds and ("credit", -4500) in kinds
+    # Unused half of the monthly fees credited; the annual cycle Nov 1 2026 → Nov 1 2027
+    # (365 days) is paid for the 350 days from the change: 60,000 × 350/365 = 57,534.2 and
+    # 90,000 × 350/365 = 86,301.4.
+    assert kinds == [
+        ("credit", -3000),
+        ("credit", -4500),
+        ("plan_fee", 57534),
+        ("addon_fee", 86301),
+    ]
+    assert body["invoice"]["total"]["amount"] == 136335
     subscription = Subscription.objects.get(account=shop)
-    assert subscription.interval == "year" and subscription.current_period_start == HALF
-    assert subscription.current_period_end == datetime(2027, 11, 16, tzinfo=UTC)
-    assert subscription.usage_period_end == datetime(2026, 12, 16, tzinfo=UTC)
+    # Nothing is re-anchored: the usage month keeps its shape.
+    assert subscription.interval == "year" and subscription.current_period_start == T0
+    assert subscription.current_period_end == datetime(2027, 11, 1, tzinfo=UTC)
+    assert subscription.usage_period_start == T0
+    assert subscription.usage_period_end == datetime(2026, 12, 1, tzinfo=UTC)
+    assert subscription.billing_anchor == T0
 
 
 def test_P7_a_downgrade_is_scheduled_for_the_cycle_end_and_can_be_cancelled(shop, partner_api):
@@ -84,10 +94,15 @@ def test_P7_removing_an_add_on_waits_for_the_cycle_end(shop, partner_api):
     assert [line.kind for line in close.lines.all()] == ["plan_fee"]  # no Voice fee any more
 
 
-def test_P7_a_request_mixing_up_and_down_waits_whole(shop, partner_api):
+def test_P6_P7_a_mixed_request_applies_its_upgrade_now_and_schedules_its_downgrade(
+    shop, partner_api
+):
     body = change(partner_api, {"plan": "pro", "addons": [{"addon": "voice", "tier": None}]}).json()
-    assert body["effective"] == "period_end"
-    assert ScheduledChange.objects.filter(status="scheduled").count() == 2
+    assert body["effective"] == "now"
+    assert body["invoice"]["total"] == {"amount": 15000, "currency": "USD"}  # Pro, 15 of 30 days
+    assert [c["change"] for c in body["scheduled_changes"]] == ["Voice → removed"]
+    assert ScheduledChange.objects.filter(status="scheduled").count() == 1
+    assert Subscription.objects.get(account=shop).plan.code == "pro"
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,8 @@ from io import StringIO
 
 from django.core.management import call_command
 
-from plans.models import AddOnTier, Allowance, Edition, Plan, Price
+from plans.models import AddOnTier, Allowance, Edition, Plan, Price, Subscription
+from plans.services import resolve_offer
 
 
 def snapshot():
@@ -76,3 +77,12 @@ def test_convert_tiers_are_hard_capped(catalog):
     )
     assert modes == {"hard_cap"}
     assert not Price.objects.filter(addon_tier__addon__code="convert", component="overage").exists()
+
+
+def test_Z8_professional_is_also_sold_as_growth(make_account):
+    professional = Edition.objects.get(code="professional")
+    assert professional.alias == "growth"
+    assert resolve_offer(code="growth") == professional
+    account = make_account(slug="grows", plan="growth", full_agents=2)
+    subscription = Subscription.objects.get(account=account)
+    assert subscription.edition == professional and subscription.plan is None

@@ -666,9 +666,11 @@ def test_P6_annual_plan_upgrade_prorates_the_annual_fee():
     assert amounts(lines) == [("proration", None, 150_000)]  # (360,000 - 60,000) / 2
 
 
-def test_P6_month_to_year_credits_the_unused_month_and_starts_an_annual_cycle():
+def test_P6_month_to_year_credits_the_unused_month_and_prorates_the_annual_cycle():
     change_at = at(2026, 11, 16)
-    new_cycle = Period(start=change_at, end=at(2027, 11, 16))
+    # The current month becomes the first month of the annual cycle: Nov 1 2026 → Nov 1 2027
+    # (365 days), of which 350 remain at the change.
+    new_cycle = Period(start=NOV.start, end=at(2027, 11, 1))
     lines = upgrade_lines(
         current=sub(plan("basic"), addon("voice", 1)),
         requested=sub(plan("basic", "year"), addon("voice", 1, "year")),
@@ -679,16 +681,16 @@ def test_P6_month_to_year_credits_the_unused_month_and_starts_an_annual_cycle():
     assert amounts(lines) == [
         ("credit", None, -3_000),
         ("credit", "voice_tickets", -1_500),
-        ("plan_fee", None, 60_000),
-        ("addon_fee", "voice_tickets", 30_000),
+        ("plan_fee", None, 57_534),  # 60,000 × 350/365 = 57,534.2
+        ("addon_fee", "voice_tickets", 28_767),  # 30,000 × 350/365 = 28,767.1
     ]
-    assert invoice_total(lines) == 85_500
+    assert invoice_total(lines) == 81_801
     assert lines[2].period_start == change_at and lines[2].period_end == new_cycle.end
 
 
 def test_P6_month_to_year_with_a_plan_upgrade_and_a_migrated_period():
     change_at = at(2026, 11, 16)
-    new_cycle = Period(start=change_at, end=at(2027, 11, 16))
+    new_cycle = Period(start=NOV.start, end=at(2027, 11, 1))
     arguments = {
         "current": sub(plan("basic")),
         "requested": sub(plan("pro", "year")),
@@ -696,11 +698,13 @@ def test_P6_month_to_year_with_a_plan_upgrade_and_a_migrated_period():
         "at": change_at,
         "new_cycle": new_cycle,
     }
-    assert invoice_total(upgrade_lines(**arguments)) == 360_000 - 3_000
+    # 360,000 × 350/365 = 345,205.5 → 345,205 (half up on .479...)
+    assert invoice_total(upgrade_lines(**arguments)) == 345_205 - 3_000
     # A migrated period's monthly fee was never billed here: nothing to credit.
-    assert amounts(upgrade_lines(**arguments, is_migrated=True)) == [("plan_fee", None, 360_000)]
+    assert amounts(upgrade_lines(**arguments, is_migrated=True)) == [("plan_fee", None, 345_205)]
     with pytest.raises(PricingError):
-        upgrade_lines(**{**arguments, "new_cycle": YEAR_2027})  # must start at the change
+        # the annual cycle replaces the current period: it starts where that period started
+        upgrade_lines(**{**arguments, "new_cycle": Period(start=change_at, end=at(2027, 11, 16))})
 
 
 def test_P6_adding_agents_prorates_the_edition_fee():
