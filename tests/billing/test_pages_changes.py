@@ -1,6 +1,7 @@
 """Change plan and add-ons from the page: downgrades warned then scheduled with a banner and a
 Cancel (P7), upgrades shown prorated then paid at once (P6). Billing details, validated."""
 
+import re
 from unittest import mock
 
 import pytest
@@ -96,7 +97,11 @@ def test_monthly_to_yearly_shows_the_saving_and_the_credit(logged_in):
         plan_page = page_of(logged_in.get("/billing/shop/plan/"))
         confirm = page_of(logged_in.get("/billing/shop/change/?interval=year"))
     assert "you save $120.00" in plan_page
-    assert "unused part of the monthly fee" in confirm and "$600.00" in confirm
+    # The annual cycle keeps the month's start (Nov 1), so the annual fee is prorated from the
+    # change (Nov 16) to Nov 1 next year: 72,000 × 350 / 365 days = 57,534 (docs/pricing.md).
+    assert "unused part of the monthly fee" in confirm and "-$30.00" in confirm
+    text = " ".join(re.sub(r"<[^>]+>", " ", confirm).split())
+    assert "$575.34" in text and "Charged now $545.34" in text
 
 
 def test_add_an_add_on_then_schedule_its_removal(logged_in, account, stripe_standin):  # noqa: F811
