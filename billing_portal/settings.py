@@ -4,6 +4,7 @@ Unset variables fall back to the embedded defaults of the demo: SQLite under var
 Celery tasks, emails written to files under var/mail/, Stripe pointed wherever STRIPE_API_BASE says.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -13,8 +14,22 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 (BASE_DIR / "var").mkdir(exist_ok=True)  # the embedded defaults keep SQLite and mail here
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# The demo's settings (ports, the stand-in, the demo clock) live in `.env.demo`, written by
+# `make demo`, so that every `manage.py` command run beside the demo talks to the demo. They apply
+# only where no database is configured: a server with a DATABASE_URL never picks up the demo's
+# stand-in Stripe by accident.
+DEMO_ENV_FILE = Path(os.environ.get("DEMO_ENV_FILE", BASE_DIR / ".env.demo"))
+if "DATABASE_URL" not in os.environ and DEMO_ENV_FILE.exists():
+    environ.Env.read_env(DEMO_ENV_FILE, overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
+# `make demo-advance DAYS=31` moves the demo's clock (billing_portal/demo_clock.py); a demo-only
+# switch, refused without DEBUG so that production always runs on the real time.
+DEMO_CLOCK_FILE = env.str("DEMO_CLOCK_FILE", default="")
+if DEMO_CLOCK_FILE and DEBUG:
+    from billing_portal import demo_clock
+
+    demo_clock.install(Path(DEMO_CLOCK_FILE))
 # The fallback key is only for the demo (DEBUG=true): anything signed with a known key (payment
 # confirmation links, sessions) could be forged, so without DEBUG the web server and the workers
 # refuse to start with it (billing_portal/startup.py); `check --deploy` flags it too.
@@ -112,6 +127,10 @@ X_FRAME_OPTIONS = "DENY"
 
 # --- Email: unset EMAIL_URL writes each message to a file under var/mail/ (open it to read it).
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default=f"filemail://{BASE_DIR / 'var' / 'mail'}")
+if EMAIL_CONFIG["EMAIL_BACKEND"] == "django.core.mail.backends.filebased.EmailBackend":
+    # django-environ drops the leading "/" of a filemail:// path, which made the folder relative
+    # to wherever the command ran; the path in the URL is absolute.
+    EMAIL_CONFIG["EMAIL_FILE_PATH"] = "/" + EMAIL_CONFIG["EMAIL_FILE_PATH"].lstrip("/")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Billing <billing@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
@@ -125,7 +144,8 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 if not CELERY_BROKER_URL:
-    CELERY_BROKER_URL = "memory://"
+    # With a host named, kombu stops warning "No hostname was supplied" on every command.
+    CELERY_BROKER_URL = "memory://localhost/"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True  # a task killed mid-way runs again; every task is safe to run twice
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
