@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "plans",
     "metering",
     "billing",
+    "operations",
 ]
 
 MIDDLEWARE = [
@@ -178,7 +179,14 @@ CELERY_BEAT_SCHEDULE = {
     # The collection sweep: lost answers reconciled, issued invoices charged (one task each),
     # webhooks whose processing failed retried.
     "collect": {"task": "billing.tasks.payment_collect_due", "schedule": 60.0},
+    # Proves to /readyz that beat schedules and a worker runs what it sends.
+    "heartbeat": {"task": "operations.heartbeat", "schedule": 60.0},
 }
+# /readyz fails when the scheduler's heartbeat, the oldest subject waiting for re-evaluation or
+# the oldest issued invoice waiting to be charged is older than this many seconds.
+READY_SCHEDULER_MAX_AGE = env.int("READY_SCHEDULER_MAX_AGE", default=180)
+READY_REEVALUATION_MAX_LAG = env.int("READY_REEVALUATION_MAX_LAG", default=600)
+READY_OUTBOX_MAX_AGE = env.int("READY_OUTBOX_MAX_AGE", default=900)
 
 # --- Stripe: STRIPE_API_BASE unset means Stripe itself; the demo and tests point it at localstripe.
 STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="sk_test_local")

@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from billing import views as billing_views
+from operations import views as operations_views
 
 from . import demo_views, views
 
@@ -12,6 +13,8 @@ handler500 = "billing_portal.api_errors.json_server_error"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("healthz", operations_views.healthz, name="healthz"),
+    path("readyz", operations_views.readyz, name="readyz"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
