@@ -58,6 +58,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files straight from the web process, compressed and cached (no separate server).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "billing_portal.middleware.ApiBodySizeLimit",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -113,6 +115,19 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "var" / "static")
+# Production runs `collectstatic` at build time and sets STATIC_MANIFEST=true: file names then
+# carry a hash of their content, so browsers may cache them for a year. Without it (the demo,
+# tests) WhiteNoise serves the files where they lie.
+STATIC_MANIFEST = env.bool("STATIC_MANIFEST", default=False)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if STATIC_MANIFEST
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
 
 # --- Security: production turns these on (see .env.example); `check --deploy` is then clean.
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
@@ -164,13 +179,18 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "interval_step": 0.2,
     "interval_max": 0.5,
 }
+# One queue per kind of work, so each gets its own workers (and hosts) and one kind's backlog
+# never holds up another: a Black Friday ingest spike does not delay charges. First match wins.
 CELERY_TASK_ROUTES = {
     "metering.*": {"queue": "ingest"},
+    "billing.tasks.payment_*": {"queue": "payments"},  # charges and Stripe's webhooks
+    "*.email_*": {"queue": "email"},
+    "*.webhook_*": {"queue": "webhooks"},  # deliveries to partners' endpoints
+    "billing.*": {"queue": "billing"},
     "plans.*": {"queue": "billing"},
-    "billing.tasks.payment_*": {"queue": "payments"},
-    "billing.tasks.email_*": {"queue": "email"},
+    "operations.*": {"queue": "billing"},
 }
-CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_DEFAULT_QUEUE = "billing"
 CELERY_BEAT_SCHEDULE = {
     # Pending 72-hour windows (A5, Z2–Z7) become final, and period pauses lift, when due.
     "finalize-windows": {"task": "metering.finalize_windows", "schedule": 300.0},
