@@ -9,6 +9,8 @@ from pathlib import Path
 
 import environ
 
+from billing_portal.logs import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -54,10 +56,14 @@ INSTALLED_APPS = [
     "metering",
     "billing",
     "operations",
+    "django_prometheus",
 ]
 
 MIDDLEWARE = [
+    # Request counts and latencies by view for /metrics (first and last, to time everything).
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "billing_portal.logs.RequestContext",
     # Static files straight from the web process, compressed and cached (no separate server).
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "billing_portal.middleware.ApiBodySizeLimit",
@@ -68,6 +74,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "billing_portal.urls"
@@ -128,6 +135,8 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
+if not STATIC_MANIFEST:
+    Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)  # WhiteNoise looks there too
 
 # --- Security: production turns these on (see .env.example); `check --deploy` is then clean.
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
@@ -165,6 +174,8 @@ if not CELERY_BROKER_URL:
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True  # a task killed mid-way runs again; every task is safe to run twice
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Workers log through the settings' LOGGING (JSON with task ids), not Celery's own handlers.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # No task may run longer than this; the broker re-delivers an unacknowledged task only after the
 # visibility timeout, which is longer, so a running task is never handed to a second worker.
 CELERY_TASK_TIME_LIMIT = 600
@@ -207,6 +218,8 @@ CELERY_BEAT_SCHEDULE = {
 READY_SCHEDULER_MAX_AGE = env.int("READY_SCHEDULER_MAX_AGE", default=180)
 READY_REEVALUATION_MAX_LAG = env.int("READY_REEVALUATION_MAX_LAG", default=600)
 READY_OUTBOX_MAX_AGE = env.int("READY_OUTBOX_MAX_AGE", default=900)
+# /metrics answers a scraper sending `Authorization: Bearer <METRICS_TOKEN>`, or loopback.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --- Stripe: STRIPE_API_BASE unset means Stripe itself; the demo and tests point it at localstripe.
 STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="sk_test_local")
@@ -244,9 +257,16 @@ SPECTACULAR_SETTINGS = {
 # Event batches are up to 1,000 events; anything larger than this is refused before parsing.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=5 * 1024 * 1024)
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")},
-}
+# JSON lines (one object per record, with request/task/account/invoice ids) unless LOG_FORMAT
+# says otherwise; the demo logs readable lines.
+LOGGING = logging_config(
+    as_json=env.str("LOG_FORMAT", default="console" if DEBUG else "json") == "json",
+    level=env.str("LOG_LEVEL", default="WARNING"),
+)
+# Optional error reporting: set SENTRY_DSN and `pip install '.[sentry]'` to send exceptions there
+# (no personal data, no tracing).
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    import sentry_sdk
+
+    sentry_sdk.init(dsn=SENTRY_DSN, send_default_pii=False, traces_sample_rate=0.0)
