@@ -35,12 +35,12 @@ RUN_DB = f"{PREFIX}_run"
 def backlog_store(accounts: int, events: int) -> tuple[int, int]:
     """Store the events in the template database with no worker running: the subjects they
     touch wait in the re-evaluation queue. Returns (events, subjects)."""
+    _, _, batches = ingest.prepare(accounts, events)  # sets Django up
     from django.db import connection
 
     from accounts.models import Account
     from metering import services
 
-    _, _, batches = ingest.prepare(accounts, events)
     stored = 0
     # Each batch also sends "drain now" to the broker; no worker listens yet, and the broker is
     # flushed before each run: the queue that counts is the table.
