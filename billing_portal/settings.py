@@ -172,17 +172,30 @@ STRIPE_TIMEOUT_SECONDS = env.int("STRIPE_TIMEOUT_SECONDS", default=15)
 
 # --- The partner API.
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [
-        "accounts.authentication.ApiKeyAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
-    ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Keys only: the merchant pages and the console call services, never this API, so a
+    # logged-in browser session is no way in (it answers 401).
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.authentication.KeyScopePermission"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["accounts.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "billing_portal.api_errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.ratelimit.KeyRateThrottle"],
 }
+# Requests per key per minute (docs/api.md, "Rate limits"). Ingest is sized from the ingest
+# benchmark (docs/performance.md): the portal takes 10,000-28,000 events/s over HTTP, i.e.
+# 10-28 batches of 1,000 per second. 3,000 requests a minute (50/s) lets one partner key send
+# full batches faster than the servers can store them, while a sender of one-event batches is
+# held to 50 requests/s instead of flooding the workers.
+API_RATE_LIMITS = {
+    "api": env.int("API_RATE_LIMIT_PER_MINUTE", default=600),
+    "ingest": env.int("API_INGEST_RATE_LIMIT_PER_MINUTE", default=3000),
+}
+API_RATE_LIMIT_CACHE = "default"
+# Shared by every worker (rate-limit counters): set CACHE_URL=redis://... in production; the
+# embedded default is each process's own memory.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append(
         "rest_framework.renderers.BrowsableAPIRenderer"

@@ -44,6 +44,7 @@ class EventsApi(APIView):
     """POST a batch of up to 1,000 usage events (api.md, "Usage events")."""
 
     parser_classes = [EventBatchParser]
+    ingest = True  # an `events:write` key may post here, with the ingest rate limit
 
     @extend_schema(
         operation_id="events_ingest",
