@@ -14,7 +14,6 @@ from .errors import Conflict, DomainError
 from .models import IdempotencyRecord
 from .principals import KeyPrincipal
 
-
 # Printable ASCII without spaces, as UUIDs and the usual random tokens are.
 _KEY_FORMAT = re.compile(r"[!-~]{1,255}")
 

@@ -11,6 +11,7 @@ from django.utils import timezone
 from accounts.errors import Conflict, DomainError, NotFound
 from accounts.models import Account
 from metering import limits as metering_limits
+from outbox import services as outbox
 from plans import periods, pricing
 from plans.models import AddOn, AddOnTier, Plan, ScheduledChange, Subscription, SubscriptionAddOn
 from plans.terms import subscription_terms
@@ -246,6 +247,7 @@ def _upgrade(subscription, current, requested, plan, interval, tiers, at) -> Cha
         subscription.interval = interval
         subscription.current_period_end = new_cycle.end
     subscription.save()
+    outbox.subscription_changed_emit(subscription, effective="now")
     if tiers:
         # C2: a higher Convert tier lifts a pause at once (limits are otherwise re-applied
         # only when clicks arrive).

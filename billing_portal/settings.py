@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "plans",
     "metering",
     "billing",
+    "outbox",
 ]
 
 MIDDLEWARE = [
@@ -148,6 +149,7 @@ CELERY_TASK_ROUTES = {
     "plans.*": {"queue": "billing"},
     "billing.tasks.payment_*": {"queue": "payments"},
     "billing.tasks.email_*": {"queue": "email"},
+    "outbox.*": {"queue": "webhooks"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE = {
@@ -158,6 +160,8 @@ CELERY_BEAT_SCHEDULE = {
     # The collection sweep: lost answers reconciled, issued invoices charged (one task each),
     # webhooks whose processing failed retried.
     "collect": {"task": "billing.tasks.payment_collect_due", "schedule": 60.0},
+    # Partner webhooks: retries whose wait is over, and deliveries whose task was lost.
+    "webhooks": {"task": "outbox.deliver_due", "schedule": 60.0},
 }
 
 # --- Stripe: STRIPE_API_BASE unset means Stripe itself; the demo and tests point it at localstripe.
@@ -193,6 +197,8 @@ API_RATE_LIMITS = {
     "ingest": env.int("API_INGEST_RATE_LIMIT_PER_MINUTE", default=3000),
 }
 API_RATE_LIMIT_CACHE = "default"
+# Partner webhook endpoints must be https; the demo (DEBUG) also takes http://127.0.0.1 ones.
+WEBHOOK_ALLOW_HTTP = env.bool("WEBHOOK_ALLOW_HTTP", default=DEBUG)
 # Shared by every worker (rate-limit counters): set CACHE_URL=redis://... in production; the
 # embedded default is each process's own memory.
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}

@@ -14,6 +14,7 @@ from datetime import datetime
 from django.db import connection
 from django.db.models import Count, Q
 
+from outbox import services as outbox
 from plans import periods, pricing
 from plans.models import Subscription
 from plans.terms import allocation_term, included_on_meter, subscription_terms
@@ -46,6 +47,9 @@ class _Entitlements:
             account_id=account_id,
             feature=feature,
             defaults={"state": state, "until": paused_until, "reason": reason},
+        )
+        outbox.entitlement_changed_emit(
+            account_id=account_id, feature=feature, state=state, until=paused_until
         )
         self.rows[(account_id, feature)] = row
 
