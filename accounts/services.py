@@ -135,12 +135,46 @@ def account_create(
         **details,
     )
     account.full_clean(validate_unique=False)
+    if slug in RESERVED_SLUGS:
+        raise _slug_unavailable(slug)
     try:
         with transaction.atomic():
             account.save()
     except IntegrityError as exc:
-        raise Conflict(f"The account slug '{slug}' is taken.", details={"slug": slug}) from exc
+        raise _slug_unavailable(slug) from exc
     return account
+
+
+# Slugs are one namespace for every tenant (they are in the merchant's page addresses), so a
+# taken slug cannot be handed out twice. What the answer must not tell is whose it is: held by
+# the caller, by another tenant, or reserved, the refusal is the same words and the same code,
+# and nothing about the holder follows from it (reading it still answers 404). docs/api.md.
+RESERVED_SLUGS = frozenset(
+    {
+        "admin",
+        "api",
+        "billing",
+        "docs",
+        "help",
+        "login",
+        "logout",
+        "new",
+        "pay",
+        "settings",
+        "static",
+        "stripe",
+        "support",
+        "www",
+    }
+)
+
+
+def _slug_unavailable(slug: str) -> Conflict:
+    return Conflict(
+        f"The slug '{slug}' is unavailable; choose another.",
+        code="slug_unavailable",
+        details={"fields": {"slug": ["This slug is unavailable; choose another."]}},
+    )
 
 
 @transaction.atomic

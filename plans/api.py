@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.api_fields import AwareDateTimeField, NewestFirstPagination, money
-from accounts.errors import Forbidden
+from accounts.errors import DomainError, Forbidden
 from accounts.idempotency import idempotent
 from accounts.models import CURRENCIES, Account
 from accounts.principals import KeyPrincipal
@@ -36,6 +36,20 @@ class AccountCreateIn(serializers.Serializer):
     company = serializers.CharField(max_length=200, required=False, default="")
     vat_id = serializers.CharField(max_length=20, required=False, default="")
     country = serializers.CharField(max_length=2, required=False, default="")
+
+    # The catalog is checked here, not only in the service, so an unknown plan or add-on is
+    # listed with every other field error of the request at once.
+    def validate_plan(self, value: str):
+        try:
+            return services.resolve_offer(code=value)
+        except DomainError as exc:
+            raise serializers.ValidationError(exc.message, code=exc.code) from None
+
+    def validate_addons(self, value: list[dict]):
+        try:
+            return services.resolve_tiers(choices=[services.AddOnChoice(**a) for a in value])
+        except DomainError as exc:
+            raise serializers.ValidationError(exc.message, code=exc.code) from None
 
 
 def subscription_out(subscription: Subscription | None) -> dict | None:
@@ -108,8 +122,8 @@ class AccountsApi(APIView):
         partner = principal.key.partner if isinstance(principal, KeyPrincipal) else None
         account = services.account_open(
             partner=partner,
-            plan_code=data.pop("plan"),
-            addons=[services.AddOnChoice(**a) for a in data.pop("addons")],
+            plan_code=data.pop("plan").code,
+            addons=[services.AddOnChoice(t.addon.code, t.code) for t in data.pop("addons")],
             **data,
         )
         return Response(account_out(account), status=status.HTTP_201_CREATED)

@@ -7,25 +7,30 @@ import accounts.models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='apikey',
-            name='expires_at',
+            model_name="apikey",
+            name="expires_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='apikey',
-            name='rotated_from',
-            field=models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='rotated_to', to='accounts.apikey'),
+            model_name="apikey",
+            name="rotated_from",
+            field=models.OneToOneField(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="rotated_to",
+                to="accounts.apikey",
+            ),
         ),
         migrations.AddField(
-            model_name='apikey',
-            name='scopes',
+            model_name="apikey",
+            name="scopes",
             field=models.JSONField(default=accounts.models.default_scopes),
         ),
     ]
