@@ -82,6 +82,16 @@ def subscription_change(
             raise DomainError(
                 "Per-agent editions are changed by an operator.", code="edition_change"
             )
+        if at < subscription.current_period_start:
+            # Billing was run ahead of the clock (run_billing --as-of a future date): there is
+            # no cycle around `at` to prorate against.
+            starts = subscription.current_period_start
+            raise Conflict(
+                f"The subscription's current cycle starts {starts:%Y-%m-%d}, after now (billing "
+                "was run ahead); change it from then on.",
+                code="cycle_not_started",
+                details={"current_period_start": subscription.current_period_start.isoformat()},
+            )
         plan, tiers = _resolve(subscription, request)
         current = subscription_terms(subscription)
         requested = subscription_terms(
