@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.api_fields import NewestFirstPagination
+from accounts.api_schema import paginated
 from accounts.idempotency import idempotent
 
 from . import delivery as sending
@@ -71,7 +72,9 @@ class DeliveryDetailOut(DeliveryOut):
 class EndpointsApi(APIView):
     """GET: the partner's endpoints. POST: register one; the answer shows its secret once."""
 
-    @extend_schema(operation_id="webhook_endpoints_list", responses=EndpointOut(many=True))
+    @extend_schema(
+        operation_id="webhook_endpoints_list", responses=paginated(EndpointOut(), "EndpointPage")
+    )
     def get(self, request):
         paginator = NewestFirstPagination()
         page = paginator.paginate_queryset(
@@ -116,7 +119,7 @@ class DeliveriesApi(APIView):
             OpenApiParameter("endpoint", str, description="Only this endpoint's (we_...)"),
             OpenApiParameter("status", str, enum=DeliveryStatus.values),
         ],
-        responses=DeliveryOut(many=True),
+        responses=paginated(DeliveryOut(), "DeliveryPage"),
     )
     def get(self, request):
         wanted = request.query_params.get("status")
