@@ -61,7 +61,7 @@ class ScheduledChangeOut(serializers.Serializer):
 class SubscriptionOut(serializers.Serializer):
     plan = serializers.CharField()
     interval = serializers.ChoiceField(choices=Interval.values)
-    status = serializers.ChoiceField(choices=Subscription.Status.values)
+    status = serializers.ChoiceField(choices=Subscription.Status.choices)
     current_period = PeriodOut()
     addons = AddOnChoiceIn(many=True)
     full_agents = serializers.IntegerField()
@@ -72,7 +72,7 @@ class SubscriptionOut(serializers.Serializer):
 class AccountOut(serializers.Serializer):
     slug = serializers.SlugField()
     name = serializers.CharField()
-    status = serializers.ChoiceField(choices=Account.Status.values)
+    status = serializers.ChoiceField(choices=Account.Status.choices)
     currency = serializers.ChoiceField(choices=CURRENCIES)
     billing_email = serializers.EmailField()
     company = serializers.CharField(allow_blank=True)
