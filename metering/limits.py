@@ -11,7 +11,7 @@ for the counts, one for the entitlements, and row loads only for periods actuall
 
 from datetime import datetime
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, Q
 
 from outbox import services as outbox
@@ -295,6 +295,14 @@ def resolutions_limit(
 
 def entitlements_expire(*, as_of: datetime) -> int:
     """Pauses end with their period: campaigns and AI run again in the next one."""
-    return Entitlement.objects.filter(state=Entitlement.State.PAUSED, until__lte=as_of).update(
-        state=Entitlement.State.ACTIVE, until=None, reason=""
-    )
+    with transaction.atomic():
+        ending = list(
+            Entitlement.objects.select_for_update()
+            .filter(state=Entitlement.State.PAUSED, until__lte=as_of)
+            .values_list("pk", "account_id", "feature")
+        )
+        count = Entitlement.objects.filter(pk__in=[pk for pk, _, _ in ending]).update(
+            state=Entitlement.State.ACTIVE, until=None, reason=""
+        )
+        outbox.entitlements_resumed_emit([(account, feature) for _, account, feature in ending])
+    return count

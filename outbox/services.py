@@ -282,13 +282,25 @@ def threshold_reached_emit(*, account_id: int, meter: str, used: int, included: 
     )
 
 
+def entitlements_resumed_emit(resumed: list[tuple[int, str]]) -> int:
+    """Pauses that ended with their period: (account id, feature) pairs."""
+    return outbox_emit_many(
+        events=[
+            Pending(
+                account_id, EventType.ENTITLEMENT_CHANGED, _entitlement(feature, "active", None)
+            )
+            for account_id, feature in resumed
+        ]
+    )
+
+
+def _entitlement(feature: str, state: str, until) -> dict:
+    return {"feature": feature, "state": state, "until": until.isoformat() if until else None}
+
+
 def entitlement_changed_emit(*, account_id: int, feature: str, state: str, until) -> int:
     return outbox_emit(
         account_id=account_id,
         type=EventType.ENTITLEMENT_CHANGED,
-        data={
-            "feature": feature,
-            "state": state,
-            "until": until.isoformat() if until else None,
-        },
+        data=_entitlement(feature, state, until),
     )

@@ -250,3 +250,36 @@ def test_endpoints_and_the_delivery_log_through_the_api(shop, partner, receiver)
 def test_an_account_key_does_not_manage_webhooks(account_api):
     response = account_api.get("/api/v1/webhook-endpoints")
     assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
+
+
+def test_status_changes_pauses_and_credit_notes_are_announced(shop, endpoint):
+    from billing import invoicing
+    from billing.models import Invoice
+    from metering import limits
+    from plans.services import subscription_transition
+
+    run_billing(as_of=T0)
+    invoice = Invoice.objects.get(account=shop)
+    at = T0 + timedelta(days=2)
+    invoicing.invoice_transition(invoice=invoice, to="past_due", reason="card declined", at=at)
+    subscription = shop.subscriptions.get()
+    subscription_transition(subscription_id=subscription.pk, to="suspended", reason="F4", at=at)
+    invoicing.invoice_settle(invoice=invoice, reason="paid", at=at)  # reactivates too
+    invoicing.credit_note_issue(invoice=invoice, amount_minor=100, description="goodwill", at=at)
+    pause_until = datetime(2026, 12, 1, tzinfo=UTC)
+    limits._Entitlements({shop.pk}).set(shop.pk, "ai_agents", paused_until=pause_until)
+    assert limits.entitlements_expire(as_of=pause_until) == 1
+
+    events = list(Event.objects.order_by("sequence").values_list("sequence", "type", "data"))
+    assert [(s, t) for s, t, _ in events] == [
+        (1, "invoice.finalized"),
+        (2, "invoice.payment_failed"),
+        (3, "subscription.suspended"),
+        (4, "invoice.paid"),
+        (5, "subscription.reactivated"),
+        (6, "credit_note.issued"),
+        (7, "entitlement.changed"),
+        (8, "entitlement.changed"),
+    ]
+    assert [d["state"] for _, t, d in events if t == "entitlement.changed"] == ["paused", "active"]
+    assert events[5][2]["invoice"]["kind"] == "credit_note"
