@@ -103,6 +103,32 @@ _DESCRIPTIONS = {
 }
 
 
+# OpenAPI links: what a client (and Schemathesis' stateful tests) can do next with an answer.
+_SLUG = {"slug": "$response.body#/slug"}
+LINKS = {
+    ("accounts_create", "201"): {
+        "GetAccount": ("accounts_retrieve", _SLUG),
+        "GetUsage": ("usage_retrieve", _SLUG),
+        "GetEntitlements": ("entitlements_retrieve", _SLUG),
+        "ListInvoices": ("invoices_list", _SLUG),
+        "ChangeSubscription": ("subscription_changes_create", _SLUG),
+    },
+    ("subscription_changes_create", "201"): {
+        "CancelChange": (
+            "subscription_changes_cancel",
+            {"slug": "$request.path.slug", "change_id": "$response.body#/id"},
+        ),
+    },
+    ("webhook_endpoints_create", "201"): {
+        "GetEndpoint": ("webhook_endpoints_retrieve", {"endpoint_id": "$response.body#/id"}),
+        "DeleteEndpoint": ("webhook_endpoints_delete", {"endpoint_id": "$response.body#/id"}),
+    },
+    ("webhook_deliveries_replay", "201"): {
+        "GetReplay": ("webhook_deliveries_retrieve", {"delivery_id": "$response.body#/id"}),
+    },
+}
+
+
 def conventions_hook(result, generator, request, public):
     """drf-spectacular postprocessing: every /api/v1/ operation documents the error shape for
     the statuses the conventions can answer, POSTs take `Idempotency-Key`, 429 has
@@ -142,6 +168,12 @@ def conventions_hook(result, generator, request, public):
                 example = ERROR_EXAMPLES.get(status)
                 if example is not None:
                     media.setdefault("examples", {example.name: {"value": example.value}})
+            for (operation_id, status), links in LINKS.items():
+                if operation.get("operationId") == operation_id and status in responses:
+                    responses[status]["links"] = {
+                        name: {"operationId": target, "parameters": parameters}
+                        for name, (target, parameters) in links.items()
+                    }
             responses["429"]["headers"] = {
                 "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}
             }

@@ -134,3 +134,34 @@ def test_the_api_holds_its_schema_under_fuzzing(
         for method in path
     )
     assert len(counts) == operations and total >= operations * 10
+
+
+def test_stateful_sequences_follow_the_schema_links(partner, real_objects, wsgi_app, capsys):
+    """Create an account then read it, change its plan then cancel the change, register an
+    endpoint then delete it...: the links published in the schema, walked by Schemathesis."""
+    document = json.loads(Client(wsgi_app).get("/api/schema/?format=json").get_data())
+    _, raw = account_services.api_key_create(partner=partner)
+    auth = {"Authorization": f"Bearer {raw}"}
+    steps = []
+
+    class Machine(schemathesis.openapi.from_dict(document).as_state_machine()):
+        def get_call_kwargs(self, case):
+            return {"app": wsgi_app, "headers": auth}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            steps.append(case.operation.label)
+            case.validate_response(response, checks=CHECKS, headers=auth)
+
+    Machine.run(
+        settings=settings(
+            max_examples=25,
+            stateful_step_count=5,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    with capsys.disabled():
+        print(f"\nschemathesis stateful: {len(steps)} calls over {len(set(steps))} operations")
+    assert len(set(steps)) > 3
