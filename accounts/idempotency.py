@@ -44,7 +44,11 @@ def idempotent(view_method):
                 code="invalid_idempotency_key",
                 details={"field": "Idempotency-Key"},
             )
-        digest = hashlib.sha256(request._request.body).hexdigest()
+        # The route is part of what is compared: one key sent to two invoices' retry (same
+        # empty body) is a reuse, not a replay of the other invoice's answer.
+        digest = hashlib.sha256(
+            f"{request.method} {request.path}\n".encode() + request._request.body
+        ).hexdigest()
         scope = _scope(request)
         try:
             with transaction.atomic():

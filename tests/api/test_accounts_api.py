@@ -196,3 +196,15 @@ def test_openapi_schema_is_published(partner_api, catalog, client):
     response = client.get("/api/schema/")
     assert response.status_code == 200
     assert b"/api/v1/accounts" in response.content
+
+
+def test_one_idempotency_key_on_another_route_is_a_reuse_not_a_replay(partner_api, catalog):
+    first = partner_api.post(
+        "/api/v1/accounts", new_account(), format="json", HTTP_IDEMPOTENCY_KEY="k-2"
+    )
+    assert first.status_code == 201
+    elsewhere = partner_api.post(
+        "/api/v1/webhook-endpoints", new_account(), format="json", HTTP_IDEMPOTENCY_KEY="k-2"
+    )
+    assert elsewhere.status_code == 409
+    assert elsewhere.json()["error"]["code"] == "idempotency_key_reused"
