@@ -57,10 +57,10 @@ def wsgi_app():
 
 
 @pytest.fixture
-def real_objects(make_account, partner, stripe_standin, settings):
+def real_objects(make_account, partner, stripe_standin, settings, caplog):
     """Path parameters that name existing objects of the key's partner."""
     settings.API_RATE_LIMITS = {"api": 10**6, "ingest": 10**6}
-    logging.getLogger("django.request").setLevel(logging.ERROR)  # 4xx by the hundred
+    caplog.set_level(logging.ERROR, logger="django.request")  # 4xx by the hundred; restored
     with time_machine.travel(T0, tick=False):
         account = make_account(slug="shop", plan="pro")
     run_billing(as_of=T0)
