@@ -1,9 +1,10 @@
 """DRF authentication by `Authorization: Bearer <key>`."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import authentication, exceptions
+from rest_framework import authentication, exceptions, permissions
 
 from . import services
+from .models import ApiKeyScope
 from .principals import KeyPrincipal
 
 
@@ -24,6 +25,30 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return self.keyword
+
+
+class KeyScopePermission(permissions.BasePermission):
+    """Only an API key gets in (a session login is not a key: 401), and only within its scopes:
+    `read` for GET, `write` for anything else; the event stream also takes an `events:write`
+    key, which nothing else takes. A view opts in to that with `ingest = True`."""
+
+    message = "This API key's scopes do not allow this request."
+    code = "insufficient_scope"
+
+    def has_permission(self, request, view) -> bool:
+        principal = request.user
+        if not isinstance(principal, KeyPrincipal):
+            raise exceptions.NotAuthenticated("Send an API key: 'Authorization: Bearer <key>'.")
+        return any(principal.key.allows(s) for s in required_scopes(request.method, view))
+
+
+def required_scopes(method: str, view) -> tuple[str, ...]:
+    """Any one of these scopes lets the request through."""
+    if method in permissions.SAFE_METHODS:
+        return (ApiKeyScope.READ,)
+    if getattr(view, "ingest", False):
+        return (ApiKeyScope.WRITE, ApiKeyScope.EVENTS_WRITE)
+    return (ApiKeyScope.WRITE,)
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):

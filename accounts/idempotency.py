@@ -4,20 +4,29 @@ body with the same key is a 409 (api.md, Conventions)."""
 import functools
 import hashlib
 import json
+import re
 
 from django.db import IntegrityError, transaction
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from .errors import Conflict
+from .errors import Conflict, DomainError
 from .models import IdempotencyRecord
 from .principals import KeyPrincipal
 
+# Printable ASCII without spaces, as UUIDs and the usual random tokens are.
+_KEY_FORMAT = re.compile(r"[!-~]{1,255}")
+
 
 def _scope(request) -> str:
-    if isinstance(request.user, KeyPrincipal):
-        return f"key:{request.user.key.pk}"
-    return f"user:{request.user.pk}"
+    """Keys are unique per reach, not per API key, so a retry sent with the rotated key
+    still finds the first response."""
+    key = request.user.key if isinstance(request.user, KeyPrincipal) else None
+    if key is None:
+        raise DomainError("Idempotency needs an API key.", code="unauthenticated")
+    if key.account_id is not None:
+        return f"account:{key.account_id}"
+    return f"partner:{key.partner_id}"
 
 
 def idempotent(view_method):
@@ -28,9 +37,18 @@ def idempotent(view_method):
         key = request.headers.get("Idempotency-Key")
         if not key:
             return view_method(self, request, *args, **kwargs)
-        if len(key) > 255:
-            raise Conflict("Idempotency-Key is longer than 255 characters.", code="invalid")
-        digest = hashlib.sha256(request._request.body).hexdigest()
+        if not _KEY_FORMAT.fullmatch(key):
+            raise DomainError(
+                "Idempotency-Key is 1 to 255 printable ASCII characters without spaces "
+                "(a UUID, say).",
+                code="invalid_idempotency_key",
+                details={"field": "Idempotency-Key"},
+            )
+        # The route is part of what is compared: one key sent to two invoices' retry (same
+        # empty body) is a reuse, not a replay of the other invoice's answer.
+        digest = hashlib.sha256(
+            f"{request.method} {request.path}\n".encode() + request._request.body
+        ).hexdigest()
         scope = _scope(request)
         try:
             with transaction.atomic():

@@ -170,12 +170,29 @@ class Integration(models.Model):
         return f"{self.name} ({self.kind})"
 
 
+class ApiKeyScope(models.TextChoices):
+    """What a key may do. `read`: every GET. `write`: every other method (events included).
+    `events:write`: only `POST /api/v1/events`, for the helpdesk's stream (an ingest-only key
+    that cannot read bills nor change a plan if it leaks from the helpdesk's servers)."""
+
+    READ = "read"
+    WRITE = "write"
+    EVENTS_WRITE = "events:write"
+
+
+def default_scopes() -> list[str]:
+    return [ApiKeyScope.READ.value, ApiKeyScope.WRITE.value]
+
+
 class ApiKey(models.Model):
     """A bearer key for the partner API, stored only as a hash; the raw key is shown once.
 
     A partner key (account empty) reaches every account the partner owns; an account key
-    reaches only its account.
+    reaches only its account. A key stops working when revoked or when `expires_at` passes
+    (rotation sets it on the old key so both work for a while).
     """
+
+    Scope = ApiKeyScope
 
     partner = models.ForeignKey(
         Partner, null=True, blank=True, on_delete=models.CASCADE, related_name="api_keys"
@@ -189,6 +206,11 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    scopes = models.JSONField(default=default_scopes)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    rotated_from = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="rotated_to"
+    )
 
     class Meta:
         verbose_name = "API key"
@@ -199,9 +221,11 @@ class ApiKey(models.Model):
             ),
         ]
 
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None
+    def is_active_at(self, at) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > at)
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes
 
     def __str__(self) -> str:
         scope = self.account.slug if self.account_id else f"partner {self.partner}"

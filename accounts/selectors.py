@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from django.db.models import QuerySet
 
 from .errors import NotFound
-from .models import Account, Integration, Membership, Role
+from .models import Account, ApiKey, Integration, Membership, Role
 from .principals import accounts_for
 
 
@@ -58,3 +58,22 @@ def billing_access(*, user, slug: str) -> BillingAccess | None:
     if membership is None:
         return None
     return BillingAccess(account=membership.account, role=membership.role)
+
+
+def api_key_list(*, partner=None, account=None) -> QuerySet[ApiKey]:
+    """Keys of a partner (all its keys, account keys included) or of one account, newest
+    first; the operator console lists them with this."""
+    keys = ApiKey.objects.select_related("partner", "account", "rotated_from")
+    if account is not None:
+        keys = keys.filter(account=account)
+    elif partner is not None:
+        keys = keys.filter(partner=partner)
+    return keys.order_by("-created_at", "-pk")
+
+
+def api_key_get(*, prefix: str) -> ApiKey:
+    """A key by its visible prefix (what operators see and paste)."""
+    key = ApiKey.objects.select_related("partner", "account").filter(prefix=prefix).first()
+    if key is None:
+        raise NotFound(f"No API key '{prefix}'.")
+    return key

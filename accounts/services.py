@@ -1,17 +1,20 @@
 """Write paths for tenants, members, stores and API keys."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from . import api_keys
-from .errors import Conflict
-from .models import Account, ApiKey, Integration, Partner, Store
+from .errors import Conflict, DomainError
+from .models import Account, ApiKey, Integration, Partner, Store, default_scopes
 
 # Writing last_used_at on every request would put a row update on the hot ingest path;
 # a minute's precision is what an operator reading "last used" needs.
 _LAST_USED_PRECISION = timedelta(minutes=1)
+# How long a rotated key keeps working when the operator names no end.
+ROTATION_GRACE = timedelta(hours=24)
 
 
 def partner_get_or_create(*, name: str) -> Partner:
@@ -20,15 +23,68 @@ def partner_get_or_create(*, name: str) -> Partner:
     return partner
 
 
+def _scopes_clean(scopes) -> list[str]:
+    chosen = list(dict.fromkeys(scopes))
+    unknown = [s for s in chosen if s not in ApiKey.Scope.values]
+    if not chosen or unknown:
+        raise DomainError(
+            f"Scopes are one or more of {', '.join(ApiKey.Scope.values)}; got {chosen or 'none'}.",
+            code="invalid_scope",
+            details={"scopes": chosen},
+        )
+    return chosen
+
+
 def api_key_create(
-    *, partner: Partner | None, account: Account | None = None, name: str = ""
+    *,
+    partner: Partner | None,
+    account: Account | None = None,
+    name: str = "",
+    scopes=None,
+    expires_at: datetime | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key and return it with its raw value, which is never stored nor shown again."""
     raw, prefix = api_keys.generate_key()
     key = ApiKey.objects.create(
-        partner=partner, account=account, name=name, prefix=prefix, key_hash=api_keys.hash_key(raw)
+        partner=partner,
+        account=account,
+        name=name,
+        prefix=prefix,
+        key_hash=api_keys.hash_key(raw),
+        scopes=_scopes_clean(default_scopes() if scopes is None else scopes),
+        expires_at=expires_at,
     )
     return key, raw
+
+
+@transaction.atomic
+def api_key_rotate(
+    *, key: ApiKey, old_key_expires_at: datetime | None = None
+) -> tuple[ApiKey, str]:
+    """A new key with the same reach, scopes and name; the old one keeps working until
+    `old_key_expires_at` (default: 24 hours from now) so the partner can deploy the new one."""
+    now = timezone.now()
+    key = ApiKey.objects.select_for_update().get(pk=key.pk)
+    if not key.is_active_at(now):
+        raise Conflict(f"Key {key.prefix} is revoked or expired: create a new key instead.")
+    if hasattr(key, "rotated_to"):
+        raise Conflict(f"Key {key.prefix} was already rotated (to {key.rotated_to.prefix}).")
+    until = old_key_expires_at or now + ROTATION_GRACE
+    if until < now:
+        raise DomainError("The old key's end must not be in the past.", code="invalid_expiry")
+    new, raw = api_key_create(
+        partner=key.partner,
+        account=key.account,
+        name=key.name,
+        scopes=key.scopes,
+        expires_at=key.expires_at,
+    )
+    new.rotated_from = key
+    new.save(update_fields=["rotated_from"])
+    if key.expires_at is None or key.expires_at > until:
+        key.expires_at = until
+        key.save(update_fields=["expires_at"])
+    return new, raw
 
 
 def api_key_revoke(*, key: ApiKey) -> ApiKey:
@@ -43,16 +99,19 @@ def api_key_authenticate(*, raw: str) -> ApiKey | None:
     prefix = api_keys.prefix_of(raw)
     if prefix is None:
         return None
+    now = timezone.now()
     key = (
         ApiKey.objects.select_related("partner", "account")
         .filter(prefix=prefix, revoked_at__isnull=True)
         .first()
     )
-    if key is None or not api_keys.matches(raw, key.key_hash):
+    if key is None or not api_keys.matches(raw, key.key_hash) or not key.is_active_at(now):
         return None
-    now = timezone.now()
     if key.last_used_at is None or now - key.last_used_at >= _LAST_USED_PRECISION:
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        # Conditional, so concurrent requests in the same minute write the row once at most.
+        ApiKey.objects.filter(pk=key.pk).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - _LAST_USED_PRECISION)
+        ).update(last_used_at=now)
         key.last_used_at = now
     return key
 
@@ -76,12 +135,46 @@ def account_create(
         **details,
     )
     account.full_clean(validate_unique=False)
+    if slug in RESERVED_SLUGS:
+        raise _slug_unavailable(slug)
     try:
         with transaction.atomic():
             account.save()
     except IntegrityError as exc:
-        raise Conflict(f"The account slug '{slug}' is taken.", details={"slug": slug}) from exc
+        raise _slug_unavailable(slug) from exc
     return account
+
+
+# Slugs are one namespace for every tenant (they are in the merchant's page addresses), so a
+# taken slug cannot be handed out twice. What the answer must not tell is whose it is: held by
+# the caller, by another tenant, or reserved, the refusal is the same words and the same code,
+# and nothing about the holder follows from it (reading it still answers 404). docs/api.md.
+RESERVED_SLUGS = frozenset(
+    {
+        "admin",
+        "api",
+        "billing",
+        "docs",
+        "help",
+        "login",
+        "logout",
+        "new",
+        "pay",
+        "settings",
+        "static",
+        "stripe",
+        "support",
+        "www",
+    }
+)
+
+
+def _slug_unavailable(slug: str) -> Conflict:
+    return Conflict(
+        f"The slug '{slug}' is unavailable; choose another.",
+        code="slug_unavailable",
+        details={"fields": {"slug": ["This slug is unavailable; choose another."]}},
+    )
 
 
 @transaction.atomic

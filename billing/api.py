@@ -2,19 +2,21 @@
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.api_fields import NewestFirstPagination, money
+from accounts.api_schema import MoneyOut, PeriodOut, paginated
 from accounts.errors import Conflict
 from accounts.idempotency import idempotent
 from accounts.selectors import account_get
+from plans.api import ScheduledChangeOut
 from plans.models import Interval
 
 from . import changes, payments, selectors, tasks
-from .models import Invoice
+from .models import AttemptStatus, Invoice, InvoiceKind, InvoiceReason, InvoiceStatus
 from .pdf import render_invoice_pdf
 
 
@@ -80,8 +82,87 @@ def invoice_out(invoice: Invoice, *, detail: bool = True) -> dict:
     return body
 
 
+class HeldOut(serializers.Serializer):
+    reason = serializers.CharField()
+    at = serializers.DateTimeField()
+
+
+class InvoiceSummaryOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    number = serializers.CharField(allow_null=True)
+    account = serializers.SlugField()
+    kind = serializers.ChoiceField(choices=InvoiceKind.choices)
+    reason = serializers.ChoiceField(choices=InvoiceReason.choices)
+    status = serializers.ChoiceField(choices=InvoiceStatus.choices)
+    period = PeriodOut()
+    issued_at = serializers.DateTimeField(allow_null=True)
+    total = MoneyOut()
+    note = serializers.CharField(allow_blank=True)
+    credited_invoice = serializers.CharField(allow_null=True)
+    held = HeldOut(allow_null=True, help_text="P8: not charged, over the spending cap.")
+
+
+class LineOut(serializers.Serializer):
+    description = serializers.CharField()
+    kind = serializers.CharField()
+    meter = serializers.CharField(allow_null=True)
+    quantity = serializers.IntegerField()
+    unit_price = MoneyOut()
+    amount = MoneyOut()
+    rules = serializers.ListField(child=serializers.CharField(), help_text="e.g. ['P6']")
+    period = PeriodOut()
+
+
+StatusChangeOut = inline_serializer(
+    "StatusChange",
+    {  # "from" is a Python keyword: no class body can declare it
+        "from": serializers.CharField(),
+        "to": serializers.CharField(),
+        "at": serializers.DateTimeField(),
+        "reason": serializers.CharField(allow_blank=True),
+    },
+)
+
+
+class AttemptOut(serializers.Serializer):
+    number = serializers.IntegerField()
+    trigger = serializers.CharField()
+    status = serializers.ChoiceField(choices=AttemptStatus.choices)
+    amount = MoneyOut()
+    failure_code = serializers.CharField(allow_null=True)
+    failure_reason = serializers.CharField(allow_null=True, help_text="In words (F3).")
+    created_at = serializers.DateTimeField()
+    completed_at = serializers.DateTimeField(allow_null=True)
+
+
+class InvoiceOut(InvoiceSummaryOut):
+    lines = LineOut(many=True)
+    status_history = serializers.ListField(child=StatusChangeOut)
+    payment_attempts = AttemptOut(many=True)
+    confirmation_url = serializers.URLField(allow_null=True, help_text="F2: the secure page.")
+
+
+class ChangeOut(serializers.Serializer):
+    id = serializers.IntegerField(required=False, help_text="The first scheduled change.")
+    effective = serializers.ChoiceField(choices=["now", "period_end"])
+    effective_at = serializers.DateTimeField()
+    scheduled_changes = ScheduledChangeOut(many=True)
+    invoice = InvoiceOut(allow_null=True, help_text="P6: the prorated upgrade invoice.")
+
+
+class PaymentMethodOut(serializers.Serializer):
+    stripe_payment_method = serializers.CharField()
+    brand = serializers.CharField()
+    last4 = serializers.CharField()
+    exp_month = serializers.IntegerField()
+    exp_year = serializers.IntegerField()
+    default = serializers.BooleanField()
+
+
 class AccountInvoicesApi(APIView):
-    @extend_schema(operation_id="invoices_list", responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        operation_id="invoices_list", responses=paginated(InvoiceSummaryOut(), "InvoicePage")
+    )
     def get(self, request, slug: str):
         account = account_get(principal=request.user, slug=slug)
         paginator = NewestFirstPagination()
@@ -94,7 +175,7 @@ class AccountInvoicesApi(APIView):
 
 
 class InvoiceApi(APIView):
-    @extend_schema(operation_id="invoices_retrieve", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="invoices_retrieve", responses=InvoiceOut)
     def get(self, request, invoice_id: int):
         return Response(
             invoice_out(selectors.invoice_get(principal=request.user, invoice_id=invoice_id))
@@ -124,7 +205,19 @@ class SubscriptionChangesApi(APIView):
     @extend_schema(
         operation_id="subscription_changes_create",
         request=ChangeIn,
-        responses={201: OpenApiTypes.OBJECT},
+        responses={201: ChangeOut},
+        examples=[
+            OpenApiExample(
+                "P6: Basic → Pro mid-cycle (billed now, prorated)",
+                request_only=True,
+                value={"plan": "pro"},
+            ),
+            OpenApiExample(
+                "P7: remove Voice (at the cycle's end)",
+                request_only=True,
+                value={"addons": [{"addon": "voice", "tier": None}]},
+            ),
+        ],
     )
     @idempotent
     def post(self, request, slug: str):
@@ -185,7 +278,7 @@ class PaymentMethodApi(APIView):
     """PUT a card the partner collected with Stripe's own card form; it becomes the default."""
 
     @extend_schema(
-        operation_id="payment_method_set", request=PaymentMethodIn, responses=OpenApiTypes.OBJECT
+        operation_id="payment_method_set", request=PaymentMethodIn, responses=PaymentMethodOut
     )
     def put(self, request, slug: str):
         account = account_get(principal=request.user, slug=slug)
@@ -211,7 +304,7 @@ class PaymentMethodApi(APIView):
 class InvoiceRetryApi(APIView):
     """POST: charge the invoice again now (F3)."""
 
-    @extend_schema(operation_id="invoices_retry", request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="invoices_retry", request=None, responses=InvoiceOut)
     @idempotent
     def post(self, request, invoice_id: int):
         invoice = selectors.invoice_get(principal=request.user, invoice_id=invoice_id)

@@ -11,6 +11,7 @@ from django.utils import timezone
 from accounts.errors import Conflict, DomainError, NotFound
 from accounts.models import Account
 from metering import limits as metering_limits
+from outbox import services as outbox
 from plans import periods, pricing
 from plans.models import AddOn, AddOnTier, Plan, ScheduledChange, Subscription, SubscriptionAddOn
 from plans.terms import subscription_terms
@@ -80,6 +81,16 @@ def subscription_change(
         if subscription.edition_id:
             raise DomainError(
                 "Per-agent editions are changed by an operator.", code="edition_change"
+            )
+        if at < subscription.current_period_start:
+            # Billing was run ahead of the clock (run_billing --as-of a future date): there is
+            # no cycle around `at` to prorate against.
+            starts = subscription.current_period_start
+            raise Conflict(
+                f"The subscription's current cycle starts {starts:%Y-%m-%d}, after now (billing "
+                "was run ahead); change it from then on.",
+                code="cycle_not_started",
+                details={"current_period_start": subscription.current_period_start.isoformat()},
             )
         plan, tiers = _resolve(subscription, request)
         current = subscription_terms(subscription)
@@ -246,6 +257,7 @@ def _upgrade(subscription, current, requested, plan, interval, tiers, at) -> Cha
         subscription.interval = interval
         subscription.current_period_end = new_cycle.end
     subscription.save()
+    outbox.subscription_changed_emit(subscription, effective="now")
     if tiers:
         # C2: a higher Convert tier lifts a pause at once (limits are otherwise re-applied
         # only when clicks arrive).

@@ -11,6 +11,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Count, Exists, OuterRef, Q
 
 from metering.models import Charge, ChargeStatus
+from outbox import services as outbox
 from plans import periods, pricing
 from plans.models import ScheduledChange, Subscription, SubscriptionAddOn
 from plans.terms import TermsBook, subscription_terms
@@ -548,6 +549,7 @@ def _apply_scheduled_changes(
         change.resolved_at = at
         change.save(update_fields=["status", "resolved_at"])
     subscription.save(update_fields=["plan", "interval"])
+    outbox.subscription_changed_emit(subscription, effective="period_end")
 
 
 def _advance(

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.errors import Conflict
+from outbox import services as outbox
 from plans import pricing
 from plans.models import Subscription
 from plans.services import subscription_transition
@@ -68,6 +69,7 @@ def invoice_transition(
         )
         locked.status = to
         locked.save(update_fields=["status"])
+        outbox.invoice_status_emit(locked)
     invoice.status = to
     return locked
 
@@ -178,6 +180,7 @@ def invoices_issue(*, drafts: Sequence[InvoiceDraft], at: datetime) -> list[Invo
         ],
         batch_size=2000,
     )
+    outbox.invoices_issued_emit(invoices)
     return invoices
 
 

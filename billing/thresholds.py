@@ -8,6 +8,7 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 
+from outbox import services as outbox
 from plans import pricing
 from plans.models import Subscription, SubscriptionAddOn
 from plans.money import format_money, format_unit_price
@@ -91,6 +92,13 @@ def _notify(
                     threshold=lower,
                     defaults={"sent_at": as_of},
                 )
+            outbox.threshold_reached_emit(
+                account_id=account.pk,
+                meter=meter,
+                used=used,
+                included=meter_terms.included,
+                threshold=threshold,
+            )
     except IntegrityError:
         return 0  # another run sent it
     context = {

@@ -49,9 +49,19 @@ def api_exception_handler(exc, context) -> Response | None:
             ((c, m) for cls, (c, m) in _DRF_CODES.items() if isinstance(exc, cls)),
             (exc.default_code, None),
         )
-        response = Response(error_body(code, message or str(exc.detail)), status=exc.status_code)
+        if isinstance(exc, exceptions.PermissionDenied) and exc.get_codes() != "permission_denied":
+            code = exc.get_codes()  # e.g. insufficient_scope, from KeyScopePermission
+        details = {}
+        if isinstance(exc, exceptions.Throttled):
+            message = f"Too many requests for this key; retry in {exc.wait} s."
+            details = {"retry_after": exc.wait}
+        response = Response(
+            error_body(code, message or str(exc.detail), details), status=exc.status_code
+        )
         if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
             response["WWW-Authenticate"] = "Bearer"
+        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+            response["Retry-After"] = str(int(exc.wait))
         return response
     return None
 

@@ -4,6 +4,7 @@ from django.urls import path
 
 from billing import api as billing_api
 from metering import api as metering_api
+from outbox import api as outbox_api
 from plans import api as plans_api
 
 urlpatterns = [
@@ -51,4 +52,21 @@ urlpatterns = [
     ),
     path("events", metering_api.EventsApi.as_view(), name="api-events"),
     path("plans", plans_api.PlansApi.as_view(), name="api-plans"),
+    path("webhook-endpoints", outbox_api.EndpointsApi.as_view(), name="api-webhook-endpoints"),
+    path(
+        "webhook-endpoints/<str:endpoint_id>",
+        outbox_api.EndpointApi.as_view(),
+        name="api-webhook-endpoint",
+    ),
+    path("webhook-deliveries", outbox_api.DeliveriesApi.as_view(), name="api-webhook-deliveries"),
+    path(
+        "webhook-deliveries/<str:delivery_id>",
+        outbox_api.DeliveryApi.as_view(),
+        name="api-webhook-delivery",
+    ),
+    path(
+        "webhook-deliveries/<str:delivery_id>/replay",
+        outbox_api.DeliveryReplayApi.as_view(),
+        name="api-webhook-delivery-replay",
+    ),
 ]

@@ -50,11 +50,13 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
     "accounts",
     "plans",
     "metering",
     "billing",
+    "outbox",
     "operations",
     "django_prometheus",
 ]
@@ -200,6 +202,7 @@ CELERY_TASK_ROUTES = {
     "billing.*": {"queue": "billing"},
     "plans.*": {"queue": "billing"},
     "operations.*": {"queue": "billing"},
+    "outbox.*": {"queue": "webhooks"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "billing"
 CELERY_BEAT_SCHEDULE = {
@@ -210,6 +213,8 @@ CELERY_BEAT_SCHEDULE = {
     # The collection sweep: lost answers reconciled, issued invoices charged (one task each),
     # webhooks whose processing failed retried.
     "collect": {"task": "billing.tasks.payment_collect_due", "schedule": 60.0},
+    # Partner webhooks: retries whose wait is over, and deliveries whose task was lost.
+    "webhooks": {"task": "outbox.deliver_due", "schedule": 60.0},
     # Proves to /readyz that beat schedules and a worker runs what it sends.
     "heartbeat": {"task": "operations.heartbeat", "schedule": 60.0},
 }
@@ -233,17 +238,32 @@ STRIPE_TIMEOUT_SECONDS = env.int("STRIPE_TIMEOUT_SECONDS", default=15)
 
 # --- The partner API.
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [
-        "accounts.authentication.ApiKeyAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
-    ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Keys only: the merchant pages and the console call services, never this API, so a
+    # logged-in browser session is no way in (it answers 401).
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.authentication.KeyScopePermission"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["accounts.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "billing_portal.api_errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.ratelimit.KeyRateThrottle"],
 }
+# Requests per key per minute (docs/api.md, "Rate limits"). Ingest is sized from the ingest
+# benchmark (docs/performance.md): the portal takes 10,000-28,000 events/s over HTTP, i.e.
+# 10-28 batches of 1,000 per second. 3,000 requests a minute (50/s) lets one partner key send
+# full batches faster than the servers can store them, while a sender of one-event batches is
+# held to 50 requests/s instead of flooding the workers.
+API_RATE_LIMITS = {
+    "api": env.int("API_RATE_LIMIT_PER_MINUTE", default=600),
+    "ingest": env.int("API_INGEST_RATE_LIMIT_PER_MINUTE", default=3000),
+}
+API_RATE_LIMIT_CACHE = "default"
+# Partner webhook endpoints must be https; the demo (DEBUG) also takes http://127.0.0.1 ones.
+WEBHOOK_ALLOW_HTTP = env.bool("WEBHOOK_ALLOW_HTTP", default=DEBUG)
+# Shared by every worker (rate-limit counters): set CACHE_URL=redis://... in production; the
+# embedded default is each process's own memory.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append(
         "rest_framework.renderers.BrowsableAPIRenderer"
@@ -253,6 +273,23 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Partner REST API: accounts, plans, usage events, usage, invoices.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc from the installed drf-spectacular-sidecar package: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "accounts.api_schema.conventions_hook",
+    ],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "InvoiceStatusEnum": "billing.models.InvoiceStatus",
+        "DeliveryStatusEnum": "outbox.models.DeliveryStatus",
+        "AccountStatusEnum": "accounts.models.AccountStatus",
+        "SubscriptionStatusEnum": "plans.models.SubscriptionStatus",
+        "AttemptStatusEnum": "billing.models.AttemptStatus",
+        "PausableStateEnum": [("active", "active"), ("paused", "paused")],
+    },
 }
 # Event batches are up to 1,000 events; anything larger than this is refused before parsing.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=5 * 1024 * 1024)

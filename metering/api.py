@@ -4,13 +4,18 @@ import re
 from datetime import datetime
 
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.api_fields import money
+from accounts.api_schema import ErrorDetail, MoneyOut, PeriodOut
 from accounts.errors import DomainError, NotFound
 from accounts.idempotency import idempotent
 from accounts.parsers import JSONParser
@@ -31,27 +36,115 @@ class EventBatchParser(JSONParser):
         return validation.parse_batch(text)
 
 
+RejectedOut = inline_serializer(
+    "RejectedEvent",
+    {
+        "index": serializers.IntegerField(help_text="Position in the batch, from 0."),
+        "error": ErrorDetail(),
+    },
+)
 EventBatchOut = inline_serializer(
     "EventBatchResult",
     {
         "accepted": serializers.IntegerField(),
         "duplicates": serializers.IntegerField(),
-        "rejected": serializers.ListField(child=serializers.DictField()),
+        "rejected": serializers.ListField(child=RejectedOut),
     },
 )
+EVENT_EXAMPLE = OpenApiExample(
+    "H1: a customer's email opens a billable ticket",
+    request_only=True,
+    value={
+        "events": [
+            {
+                "id": "evt-1001",
+                "account": "bloom",
+                "type": "message",
+                "occurred_at": "2026-11-16T09:30:00Z",
+                "ticket": "T-42",
+                "channel": "email",
+                "author": "customer",
+            }
+        ]
+    },
+)
+
+
+class MeterUsageOut(serializers.Serializer):
+    used = serializers.IntegerField()
+    pending = serializers.IntegerField(help_text="Waiting for a 72-hour window (A5, Z2-Z7).")
+    not_billed = serializers.IntegerField(help_text="Over a cap (C2, Z9).")
+    late = serializers.IntegerField(help_text="F6: late units from closed periods.")
+    included = serializers.IntegerField(allow_null=True, help_text="null: no allowance.")
+    overage_units = serializers.IntegerField()
+    overage_amount = MoneyOut()
+    forecast = inline_serializer(
+        "UsageForecast",
+        {"units": serializers.IntegerField(), "overage_amount": MoneyOut()},
+    )
+
+
+class UsageOut(serializers.Serializer):
+    account = serializers.SlugField()
+    period = PeriodOut()
+    meters = serializers.DictField(child=MeterUsageOut(), help_text="Per meter.")
+
+
+class UnitOut(serializers.Serializer):
+    unit = serializers.CharField()
+    status = serializers.CharField()
+    billable_at = serializers.DateTimeField(allow_null=True)
+    period_start = serializers.DateTimeField(allow_null=True)
+    pending_until = serializers.DateTimeField(allow_null=True)
+    rules = serializers.ListField(child=serializers.CharField(), help_text="e.g. ['H1', 'H2']")
+
+
+class TicketMeterOut(serializers.Serializer):
+    counted = serializers.BooleanField()
+    units = UnitOut(many=True)
+    not_counted = serializers.ListField(
+        child=inline_serializer(
+            "NotCounted", {"rules": serializers.ListField(child=serializers.CharField())}
+        ),
+        help_text="Why not, e.g. [{'rules': ['H5']}].",
+    )
+
+
+class TicketBillingOut(serializers.Serializer):
+    ticket = serializers.CharField()
+    meters = serializers.DictField(child=TicketMeterOut())
+
+
+_STATE = inline_serializer(
+    "EntitlementDetail",
+    {
+        "state": serializers.ChoiceField(choices=["active", "paused", "suspended"]),
+        "until": serializers.DateTimeField(allow_null=True),
+        "reason": serializers.CharField(allow_blank=True),
+    },
+)
+
+
+class EntitlementsOut(serializers.Serializer):
+    convert_campaigns = serializers.ChoiceField(choices=["active", "paused"], help_text="C2")
+    ai_agents = serializers.ChoiceField(choices=["active", "paused"], help_text="Z9")
+    helpdesk = serializers.ChoiceField(choices=["active", "suspended"], help_text="F4")
+    details = serializers.DictField(child=_STATE)
 
 
 class EventsApi(APIView):
     """POST a batch of up to 1,000 usage events (api.md, "Usage events")."""
 
     parser_classes = [EventBatchParser]
+    ingest = True  # an `events:write` key may post here, with the ingest rate limit
 
     @extend_schema(
         operation_id="events_ingest",
         request=inline_serializer(
             "EventBatch", {"events": serializers.ListField(child=serializers.DictField())}
         ),
-        responses={202: EventBatchOut, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+        responses={202: EventBatchOut},
+        examples=[EVENT_EXAMPLE],
     )
     @idempotent
     def post(self, request):
@@ -113,7 +206,7 @@ class UsageApi(APIView):
                 "period", str, description="YYYY-MM: the usage period starting that month"
             )
         ],
-        responses=OpenApiTypes.OBJECT,
+        responses=UsageOut,
     )
     def get(self, request, slug: str):
         account, subscription = _account_and_subscription(request, slug)
@@ -172,7 +265,7 @@ def _period_error(now: datetime) -> DomainError:
 
 
 class TicketBillingApi(APIView):
-    @extend_schema(operation_id="ticket_billing_retrieve", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="ticket_billing_retrieve", responses=TicketBillingOut)
     def get(self, request, slug: str, ticket: str):
         account = account_get(principal=request.user, slug=slug)
         _, error = validation.identifier("ticket", ticket)
@@ -204,7 +297,7 @@ class TicketBillingApi(APIView):
 
 
 class EntitlementsApi(APIView):
-    @extend_schema(operation_id="entitlements_retrieve", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="entitlements_retrieve", responses=EntitlementsOut)
     def get(self, request, slug: str):
         account, subscription = _account_and_subscription(request, slug)
         states = selectors.entitlements(account=account, subscription=subscription)

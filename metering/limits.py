@@ -11,9 +11,10 @@ for the counts, one for the entitlements, and row loads only for periods actuall
 
 from datetime import datetime
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, Q
 
+from outbox import services as outbox
 from plans import periods, pricing
 from plans.models import Subscription
 from plans.terms import allocation_term, included_on_meter, subscription_terms
@@ -46,6 +47,9 @@ class _Entitlements:
             account_id=account_id,
             feature=feature,
             defaults={"state": state, "until": paused_until, "reason": reason},
+        )
+        outbox.entitlement_changed_emit(
+            account_id=account_id, feature=feature, state=state, until=paused_until
         )
         self.rows[(account_id, feature)] = row
 
@@ -291,6 +295,14 @@ def resolutions_limit(
 
 def entitlements_expire(*, as_of: datetime) -> int:
     """Pauses end with their period: campaigns and AI run again in the next one."""
-    return Entitlement.objects.filter(state=Entitlement.State.PAUSED, until__lte=as_of).update(
-        state=Entitlement.State.ACTIVE, until=None, reason=""
-    )
+    with transaction.atomic():
+        ending = list(
+            Entitlement.objects.select_for_update()
+            .filter(state=Entitlement.State.PAUSED, until__lte=as_of)
+            .values_list("pk", "account_id", "feature")
+        )
+        count = Entitlement.objects.filter(pk__in=[pk for pk, _, _ in ending]).update(
+            state=Entitlement.State.ACTIVE, until=None, reason=""
+        )
+        outbox.entitlements_resumed_emit([(account, feature) for _, account, feature in ending])
+    return count

@@ -1,13 +1,13 @@
 """Partner API: accounts with their subscription, and the catalog."""
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.api_fields import AwareDateTimeField, NewestFirstPagination, money
-from accounts.errors import Forbidden
+from accounts.api_schema import PeriodOut, paginated
+from accounts.errors import DomainError, Forbidden
 from accounts.idempotency import idempotent
 from accounts.models import CURRENCIES, Account
 from accounts.principals import KeyPrincipal
@@ -36,6 +36,114 @@ class AccountCreateIn(serializers.Serializer):
     company = serializers.CharField(max_length=200, required=False, default="")
     vat_id = serializers.CharField(max_length=20, required=False, default="")
     country = serializers.CharField(max_length=2, required=False, default="")
+
+    # The catalog is checked here, not only in the service, so an unknown plan or add-on is
+    # listed with every other field error of the request at once.
+    def validate_plan(self, value: str):
+        try:
+            return services.resolve_offer(code=value)
+        except DomainError as exc:
+            raise serializers.ValidationError(exc.message, code=exc.code) from None
+
+    def validate_addons(self, value: list[dict]):
+        try:
+            return services.resolve_tiers(choices=[services.AddOnChoice(**a) for a in value])
+        except DomainError as exc:
+            raise serializers.ValidationError(exc.message, code=exc.code) from None
+
+
+class ScheduledChangeOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    change = serializers.CharField(help_text="In words, e.g. 'plan → basic'.")
+    effective_at = serializers.DateTimeField()
+
+
+class SubscriptionOut(serializers.Serializer):
+    plan = serializers.CharField()
+    interval = serializers.ChoiceField(choices=Interval.values)
+    status = serializers.ChoiceField(choices=Subscription.Status.choices)
+    current_period = PeriodOut()
+    addons = AddOnChoiceIn(many=True)
+    full_agents = serializers.IntegerField()
+    light_agents = serializers.IntegerField()
+    scheduled_changes = ScheduledChangeOut(many=True)
+
+
+class AccountOut(serializers.Serializer):
+    slug = serializers.SlugField()
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=Account.Status.choices)
+    currency = serializers.ChoiceField(choices=CURRENCIES)
+    billing_email = serializers.EmailField()
+    company = serializers.CharField(allow_blank=True)
+    vat_id = serializers.CharField(allow_blank=True)
+    country = serializers.CharField(allow_blank=True)
+    partner = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    subscription = SubscriptionOut(allow_null=True)
+    integrations_count = serializers.IntegerField(help_text="P5: every active integration.")
+    integrations_included = serializers.IntegerField(allow_null=True)
+    integrations_within_plan = serializers.BooleanField(allow_null=True)
+
+
+ACCOUNT_EXAMPLE = OpenApiExample(
+    "Pro, yearly, with Voice (P1)",
+    request_only=True,
+    value={
+        "slug": "bloom",
+        "name": "Bloom & Co",
+        "billing_email": "billing@bloom.example",
+        "currency": "USD",
+        "plan": "pro",
+        "interval": "year",
+        "addons": [{"addon": "voice", "tier": "voice-75"}],
+    },
+)
+
+
+class AllowanceOut(serializers.Serializer):
+    meter = serializers.CharField()
+    included_per_month = serializers.IntegerField()
+    overage = serializers.CharField()
+    block_size = serializers.IntegerField(allow_null=True)
+
+
+class _PricedOut(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+    rank = serializers.IntegerField()
+    prices = serializers.DictField(
+        help_text="Per component (fee, ...) and interval: a list of money objects."
+    )
+
+
+class PlanOut(_PricedOut):
+    custom_pricing = serializers.BooleanField()
+    included_integrations = serializers.IntegerField(allow_null=True)
+    allowances = AllowanceOut(many=True)
+
+
+class EditionOut(_PricedOut):
+    automated_resolutions_per_full_agent_month = serializers.IntegerField(allow_null=True)
+    yearly_resolution_cap = serializers.IntegerField(allow_null=True)
+    min_commitment_units = serializers.IntegerField(allow_null=True)
+
+
+class TierOut(_PricedOut):
+    allowances = AllowanceOut(many=True)
+
+
+class AddOnOut(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+    meter = serializers.CharField()
+    tiers = TierOut(many=True)
+
+
+class CatalogOut(serializers.Serializer):
+    plans = PlanOut(many=True)
+    editions = EditionOut(many=True)
+    addons = AddOnOut(many=True)
 
 
 def subscription_out(subscription: Subscription | None) -> dict | None:
@@ -88,7 +196,7 @@ def account_out(account: Account) -> dict:
 class AccountsApi(APIView):
     """GET: the accounts this key reaches, newest first. POST: a new account and subscription."""
 
-    @extend_schema(operation_id="accounts_list", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="accounts_list", responses=paginated(AccountOut(), "AccountPage"))
     def get(self, request):
         paginator = NewestFirstPagination()
         page = paginator.paginate_queryset(account_list(principal=request.user), request, view=self)
@@ -97,7 +205,8 @@ class AccountsApi(APIView):
     @extend_schema(
         operation_id="accounts_create",
         request=AccountCreateIn,
-        responses={201: OpenApiTypes.OBJECT},
+        responses={201: AccountOut},
+        examples=[ACCOUNT_EXAMPLE],
     )
     @idempotent
     def post(self, request):
@@ -108,15 +217,15 @@ class AccountsApi(APIView):
         partner = principal.key.partner if isinstance(principal, KeyPrincipal) else None
         account = services.account_open(
             partner=partner,
-            plan_code=data.pop("plan"),
-            addons=[services.AddOnChoice(**a) for a in data.pop("addons")],
+            plan_code=data.pop("plan").code,
+            addons=[services.AddOnChoice(t.addon.code, t.code) for t in data.pop("addons")],
             **data,
         )
         return Response(account_out(account), status=status.HTTP_201_CREATED)
 
 
 class AccountDetailApi(APIView):
-    @extend_schema(operation_id="accounts_retrieve", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="accounts_retrieve", responses=AccountOut)
     def get(self, request, slug: str):
         return Response(account_out(account_get(principal=request.user, slug=slug)))
 
@@ -124,7 +233,7 @@ class AccountDetailApi(APIView):
 class PlansApi(APIView):
     """The public catalog: plans, editions and add-ons with prices per interval and currency."""
 
-    @extend_schema(operation_id="plans_list", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="plans_list", responses=CatalogOut)
     def get(self, request):
         return Response(
             {

@@ -10,6 +10,7 @@ from django.utils import timezone
 from accounts import services as account_services
 from accounts.errors import Conflict, DomainError
 from accounts.models import Account, Partner
+from outbox import services as outbox
 
 from . import periods
 from .models import (
@@ -201,6 +202,9 @@ def subscription_transition(*, subscription_id: int, to: str, reason: str, at: d
             to_status=to,
             reason=reason,
             at=at,
+        )
+        outbox.subscription_status_emit(
+            account_id=subscription.account_id, was=subscription.status, now=to, reason=reason
         )
         subscription.status = to
         subscription.save(update_fields=["status"])

@@ -77,10 +77,31 @@ def test_bad_account_input_names_the_field_and_creates_nothing(
     assert not Account.objects.filter(slug=new_account(**overrides)["slug"]).exists()
 
 
-def test_a_taken_slug_is_a_conflict(partner_api, account):
-    response = partner_api.post("/api/v1/accounts", new_account(slug=account.slug), format="json")
-    assert response.status_code == 409
-    assert response.json()["error"]["code"] == "conflict"
+def test_a_taken_slug_is_refused_without_telling_whose_it_is(
+    partner_api, other_partner_api, account
+):
+    """Held by the caller, by another tenant, or reserved: the same answer, word for word."""
+    answers = [
+        api.post("/api/v1/accounts", new_account(slug=slug), format="json")
+        for api, slug in [(partner_api, account.slug), (other_partner_api, account.slug)]
+    ]
+    answers.append(partner_api.post("/api/v1/accounts", new_account(slug="admin"), format="json"))
+    assert {a.status_code for a in answers} == {409}
+    bodies = [a.json()["error"] for a in answers]
+    assert bodies[0] == bodies[1]
+    assert {b["code"] for b in bodies} == {"slug_unavailable"}
+    assert bodies[2]["message"] == bodies[0]["message"].replace(account.slug, "admin")
+    assert other_partner_api.get(f"/api/v1/accounts/{account.slug}").status_code == 404
+
+
+def test_every_field_error_is_listed_at_once_the_catalog_included(partner_api, catalog):
+    body = new_account(plan="gold", currency="XYZ", addons=[{"addon": "voice", "tier": "voice-9"}])
+    del body["billing_email"]
+    response = partner_api.post("/api/v1/accounts", body, format="json")
+    assert response.status_code == 400
+    fields = response.json()["error"]["details"]["fields"]
+    assert set(fields) == {"plan", "currency", "addons", "billing_email"}
+    assert fields["plan"] == ["Unknown plan 'gold'."]
 
 
 def test_enterprise_needs_negotiated_terms(partner_api, catalog):
@@ -175,3 +196,15 @@ def test_openapi_schema_is_published(partner_api, catalog, client):
     response = client.get("/api/schema/")
     assert response.status_code == 200
     assert b"/api/v1/accounts" in response.content
+
+
+def test_one_idempotency_key_on_another_route_is_a_reuse_not_a_replay(partner_api, catalog):
+    first = partner_api.post(
+        "/api/v1/accounts", new_account(), format="json", HTTP_IDEMPOTENCY_KEY="k-2"
+    )
+    assert first.status_code == 201
+    elsewhere = partner_api.post(
+        "/api/v1/webhook-endpoints", new_account(), format="json", HTTP_IDEMPOTENCY_KEY="k-2"
+    )
+    assert elsewhere.status_code == 409
+    assert elsewhere.json()["error"]["code"] == "idempotency_key_reused"

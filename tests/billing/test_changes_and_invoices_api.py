@@ -194,3 +194,13 @@ def test_invoice_pdf_shows_the_number_lines_and_total(shop, partner_api, other_p
     assert invoice.number in text and "Shop" in text
     assert "Basic plan" in text and "$150.00" in text
     assert other_partner_api.get(f"/api/v1/invoices/{invoice.pk}/pdf").status_code == 404
+
+
+def test_a_change_after_billing_ran_ahead_of_the_clock_is_a_409_not_a_500(shop, partner_api):
+    run_billing(as_of=datetime(2027, 3, 1, tzinfo=UTC))  # an operator's --as-of in the future
+    response = change(partner_api, {"plan": "pro"})
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "cycle_not_started"
+    assert error["details"] == {"current_period_start": "2027-03-01T00:00:00+00:00"}
+    assert Subscription.objects.get(account=shop).plan.code == "basic"

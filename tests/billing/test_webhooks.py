@@ -116,3 +116,30 @@ def test_a_forged_stale_or_future_signature_is_400_and_stores_nothing(
 def test_a_missing_signature_is_400(db, stripe_standin, client):
     response = client.post("/stripe/webhooks/", "{}", content_type="application/json")
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"type": "payment_intent.succeeded", "data": {}}',  # no id
+        b'{"id": null, "type": "payment_intent.succeeded"}',
+        b'{"id": 5, "type": "payment_intent.succeeded"}',
+        b'{"id": ""}',
+        b"[1, 2]",
+        b'"evt_x"',
+        b"null",
+        b'{"id": "evt_' + b"x" * 80 + b'"}',
+    ],
+)
+def test_a_validly_signed_delivery_without_a_usable_id_is_400_and_stores_nothing(
+    db, stripe_standin, client, payload
+):
+    response = client.generic(
+        "POST",
+        "/stripe/webhooks/",
+        payload,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=signed(payload),
+    )
+    assert response.status_code == 400, response.content
+    assert not StripeEvent.objects.exists()
