@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.errors import Conflict
+from audit.services import audit_entry, audit_record, audit_record_many
 from plans import pricing
 from plans.models import Subscription
 from plans.services import subscription_transition
@@ -65,6 +66,14 @@ def invoice_transition(
             )
         InvoiceStatusChange.objects.create(
             invoice=locked, from_status=locked.status, to_status=to, reason=reason, at=at
+        )
+        audit_record(
+            action="invoice.status",
+            obj=locked,
+            before=locked.status,
+            after=to,
+            reason=reason,
+            at=at,
         )
         locked.status = to
         locked.save(update_fields=["status"])
@@ -177,6 +186,10 @@ def invoices_issue(*, drafts: Sequence[InvoiceDraft], at: datetime) -> list[Invo
             for invoice in invoices
         ],
         batch_size=2000,
+    )
+    audit_record_many(
+        audit_entry(action="invoice.issued", obj=i, before=S.DRAFT, after=i.status, at=at)
+        for i in invoices
     )
     return invoices
 

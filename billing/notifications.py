@@ -10,6 +10,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 
 from accounts.models import Account, Membership
+from audit.services import audit_record
 
 SUBJECTS = {
     "confirmation_required": "Please confirm your payment for invoice {number}",
@@ -30,6 +31,14 @@ def send(template: str, account: Account, *, also: Sequence[str] = (), **context
     text = render_to_string(f"emails/{template}.txt", context)
     html = render_to_string(f"emails/{template}.html", context)
     to = list(dict.fromkeys([account.billing_email, *also]))  # once each, billing email first
+    # Kept in the audit log (same transaction): operators see which emails a customer got.
+    audit_record(
+        action="email.sent",
+        obj=invoice or account,
+        account_id=account.pk,
+        after={"template": template, "to": to},
+        reason=subject,
+    )
     transaction.on_commit(lambda: send_mail(subject, text, None, to, html_message=html))
 
 

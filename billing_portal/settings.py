@@ -38,6 +38,8 @@ INSTALLED_APPS = [
     "plans",
     "metering",
     "billing",
+    "audit",
+    "console",
 ]
 
 MIDDLEWARE = [

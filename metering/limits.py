@@ -11,9 +11,10 @@ for the counts, one for the entitlements, and row loads only for periods actuall
 
 from datetime import datetime
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, Q
 
+from audit.services import audit_entry, audit_record, audit_record_many
 from plans import periods, pricing
 from plans.models import Subscription
 from plans.terms import allocation_term, included_on_meter, subscription_terms
@@ -46,6 +47,14 @@ class _Entitlements:
             account_id=account_id,
             feature=feature,
             defaults={"state": state, "until": paused_until, "reason": reason},
+        )
+        audit_record(
+            action="entitlement.state",
+            obj=row,
+            label=feature,
+            before=current.state if current else "active",
+            after=state,
+            reason=reason,
         )
         self.rows[(account_id, feature)] = row
 
@@ -291,6 +300,20 @@ def resolutions_limit(
 
 def entitlements_expire(*, as_of: datetime) -> int:
     """Pauses end with their period: campaigns and AI run again in the next one."""
-    return Entitlement.objects.filter(state=Entitlement.State.PAUSED, until__lte=as_of).update(
-        state=Entitlement.State.ACTIVE, until=None, reason=""
-    )
+    with transaction.atomic():
+        ending = Entitlement.objects.select_for_update().filter(
+            state=Entitlement.State.PAUSED, until__lte=as_of
+        )
+        audit_record_many(
+            audit_entry(
+                action="entitlement.state",
+                obj=row,
+                label=row.feature,
+                before=row.state,
+                after="active",
+                reason="the pause ended with its period",
+                at=as_of,
+            )
+            for row in ending
+        )
+        return ending.update(state=Entitlement.State.ACTIVE, until=None, reason="")

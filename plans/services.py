@@ -10,6 +10,7 @@ from django.utils import timezone
 from accounts import services as account_services
 from accounts.errors import Conflict, DomainError
 from accounts.models import Account, Partner
+from audit.services import audit_record
 
 from . import periods
 from .models import (
@@ -199,6 +200,14 @@ def subscription_transition(*, subscription_id: int, to: str, reason: str, at: d
             subscription=subscription,
             from_status=subscription.status,
             to_status=to,
+            reason=reason,
+            at=at,
+        )
+        audit_record(
+            action="subscription.status",
+            obj=subscription,
+            before=subscription.status,
+            after=to,
             reason=reason,
             at=at,
         )

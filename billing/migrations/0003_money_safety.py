@@ -5,95 +5,167 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('billing', '0002_stripeevent_dunning_paymentattempt_paymentmethod'),
-        ('plans', '0002_subscriptionstatuschange'),
+        ("accounts", "0001_initial"),
+        ("billing", "0002_stripeevent_dunning_paymentattempt_paymentmethod"),
+        ("plans", "0002_subscriptionstatuschange"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AccountCredit',
+            name="AccountCredit",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('currency', models.CharField(choices=[('USD', 'USD'), ('EUR', 'EUR'), ('GBP', 'GBP'), ('CAD', 'CAD'), ('AUD', 'AUD')], max_length=3)),
-                ('amount_minor', models.BigIntegerField()),
-                ('remaining_minor', models.BigIntegerField()),
-                ('description', models.CharField(max_length=300)),
-                ('created_at', models.DateTimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "currency",
+                    models.CharField(
+                        choices=[
+                            ("USD", "USD"),
+                            ("EUR", "EUR"),
+                            ("GBP", "GBP"),
+                            ("CAD", "CAD"),
+                            ("AUD", "AUD"),
+                        ],
+                        max_length=3,
+                    ),
+                ),
+                ("amount_minor", models.BigIntegerField()),
+                ("remaining_minor", models.BigIntegerField()),
+                ("description", models.CharField(max_length=300)),
+                ("created_at", models.DateTimeField()),
             ],
         ),
         migrations.CreateModel(
-            name='CloseSetAside',
+            name="CloseSetAside",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('step', models.CharField(help_text='start invoice or period close', max_length=20)),
-                ('error', models.TextField()),
-                ('attempts', models.PositiveSmallIntegerField(default=1)),
-                ('first_failed_at', models.DateTimeField()),
-                ('next_attempt_at', models.DateTimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "step",
+                    models.CharField(help_text="start invoice or period close", max_length=20),
+                ),
+                ("error", models.TextField()),
+                ("attempts", models.PositiveSmallIntegerField(default=1)),
+                ("first_failed_at", models.DateTimeField()),
+                ("next_attempt_at", models.DateTimeField()),
             ],
         ),
         migrations.AddField(
-            model_name='paymentattempt',
-            name='payment_method',
-            field=models.CharField(blank=True, help_text='The card charged: a re-send carries the same body.', max_length=64),
+            model_name="paymentattempt",
+            name="payment_method",
+            field=models.CharField(
+                blank=True,
+                help_text="The card charged: a re-send carries the same body.",
+                max_length=64,
+            ),
         ),
         migrations.AddField(
-            model_name='paymentattempt',
-            name='sending_at',
-            field=models.DateTimeField(blank=True, help_text='When a sender claimed it; a stale claim is reconciled.', null=True),
+            model_name="paymentattempt",
+            name="sending_at",
+            field=models.DateTimeField(
+                blank=True,
+                help_text="When a sender claimed it; a stale claim is reconciled.",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='stripeevent',
-            name='attempts',
+            model_name="stripeevent",
+            name="attempts",
             field=models.PositiveSmallIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='stripeevent',
-            name='last_error',
+            model_name="stripeevent",
+            name="last_error",
             field=models.TextField(blank=True),
         ),
         migrations.AddField(
-            model_name='stripeevent',
-            name='next_attempt_at',
+            model_name="stripeevent",
+            name="next_attempt_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='paymentattempt',
-            name='status',
-            field=models.CharField(choices=[('created', 'Created'), ('sending', 'Sending'), ('succeeded', 'Succeeded'), ('requires_action', 'requires authentication'), ('failed', 'Failed'), ('unknown', 'Unknown')], default='created', max_length=16),
+            model_name="paymentattempt",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("created", "Created"),
+                    ("sending", "Sending"),
+                    ("succeeded", "Succeeded"),
+                    ("requires_action", "requires authentication"),
+                    ("failed", "Failed"),
+                    ("unknown", "Unknown"),
+                ],
+                default="created",
+                max_length=16,
+            ),
         ),
         migrations.AddIndex(
-            model_name='stripeevent',
-            index=models.Index(condition=models.Q(('processed_at__isnull', True)), fields=['next_attempt_at'], name='stripe_event_unprocessed_idx'),
+            model_name="stripeevent",
+            index=models.Index(
+                condition=models.Q(("processed_at__isnull", True)),
+                fields=["next_attempt_at"],
+                name="stripe_event_unprocessed_idx",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='paymentattempt',
-            constraint=models.UniqueConstraint(condition=models.Q(('status__in', ['created', 'sending', 'unknown'])), fields=('invoice',), name='attempt_one_in_flight'),
+            model_name="paymentattempt",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status__in", ["created", "sending", "unknown"])),
+                fields=("invoice",),
+                name="attempt_one_in_flight",
+            ),
         ),
         migrations.AddField(
-            model_name='accountcredit',
-            name='account',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='credits', to='accounts.account'),
+            model_name="accountcredit",
+            name="account",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="credits",
+                to="accounts.account",
+            ),
         ),
         migrations.AddField(
-            model_name='accountcredit',
-            name='source',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='credits_given', to='billing.invoice'),
+            model_name="accountcredit",
+            name="source",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="credits_given",
+                to="billing.invoice",
+            ),
         ),
         migrations.AddField(
-            model_name='closesetaside',
-            name='subscription',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='billing_set_aside', to='plans.subscription'),
+            model_name="closesetaside",
+            name="subscription",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="billing_set_aside",
+                to="plans.subscription",
+            ),
         ),
         migrations.AddIndex(
-            model_name='accountcredit',
-            index=models.Index(condition=models.Q(('remaining_minor__gt', 0)), fields=['account'], name='credit_open_idx'),
+            model_name="accountcredit",
+            index=models.Index(
+                condition=models.Q(("remaining_minor__gt", 0)),
+                fields=["account"],
+                name="credit_open_idx",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='accountcredit',
-            constraint=models.CheckConstraint(condition=models.Q(('remaining_minor__gte', 0), ('remaining_minor__lte', models.F('amount_minor'))), name='credit_remaining_in_range'),
+            model_name="accountcredit",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("remaining_minor__gte", 0), ("remaining_minor__lte", models.F("amount_minor"))
+                ),
+                name="credit_remaining_in_range",
+            ),
         ),
     ]
