@@ -37,9 +37,7 @@ def dunning_run(*, as_of: datetime) -> dict[str, int]:
         except payments.PaymentInProgress:
             continue  # someone is charging it right now; its outcome sets the next retry
         done["retries"] += attempt is not None
-    for dunning in due.filter(next_reminder_at__lte=as_of).select_related(
-        "invoice__account"
-    ):
+    for dunning in due.filter(next_reminder_at__lte=as_of).select_related("invoice__account"):
         sent = dunning.reminders_sent + 1
         later = (
             payments.REMINDER_AFTER_DAYS[sent] if sent < len(payments.REMINDER_AFTER_DAYS) else None

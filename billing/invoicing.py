@@ -338,23 +338,52 @@ def invoice_settle(
     if invoice.status == S.PAID:
         return False
     invoice_transition(invoice=invoice, to=S.PAID, reason=reason, at=at)
-    Dunning.objects.filter(invoice=invoice).delete()
     if attempt is not None:
         notifications.send("payment_succeeded", invoice.account, invoice=invoice, attempt=attempt)
+    _collection_ended(invoice, f"invoice {invoice.number} paid", at)
+    return True
+
+
+def invoice_void(*, invoice: Invoice, reason: str, at: datetime) -> None:
+    """Cancel an issued, unpaid invoice: nothing is owed on it any more, so its schedules stop
+    and a suspension it caused is lifted, as if it were paid (F4)."""
+    refuse_while_in_flight(invoice)
+    invoice_transition(invoice=invoice, to=S.VOID, reason=reason, at=at)
+    _collection_ended(invoice, f"invoice {invoice.number} void", at)
+
+
+def invoice_write_off(*, invoice: Invoice, reason: str, at: datetime) -> None:
+    """Stop collecting an invoice that will not be paid (uncollectible): no more retries,
+    reminders or suspension from it. The debt stands, so the subscription keeps its state; a
+    later payment (out of band) still settles it."""
+    refuse_while_in_flight(invoice)
+    invoice_transition(invoice=invoice, to=S.UNCOLLECTIBLE, reason=reason, at=at)
+    Dunning.objects.filter(invoice=invoice).delete()
+
+
+def refuse_while_in_flight(invoice: Invoice) -> None:
+    if invoice.attempts.filter(status__in=["created", "sending", "unknown"]).exists():
+        raise Conflict(
+            f"A payment of invoice {invoice.number} is waiting for Stripe's answer: "
+            "act once it is settled.",
+            code="payment_in_progress",
+        )
+
+
+def _collection_ended(invoice: Invoice, why: str, at: datetime) -> None:
+    """Nothing more to collect on the invoice: stop its schedules, and lift the subscription's
+    suspension (or past-due state) when nothing else of it is unpaid (F4)."""
+    Dunning.objects.filter(invoice=invoice).delete()
     subscription = invoice.subscription
     if subscription is not None and not _other_unpaid(invoice):
         was = subscription.status
         if (
             subscription_transition(
-                subscription_id=subscription.pk,
-                to=Subscription.Status.ACTIVE,
-                reason=f"invoice {invoice.number} paid",
-                at=at,
+                subscription_id=subscription.pk, to=Subscription.Status.ACTIVE, reason=why, at=at
             )
             and was == Subscription.Status.SUSPENDED
         ):
             notifications.send("subscription_reactivated", invoice.account, invoice=invoice)
-    return True
 
 
 def _other_unpaid(invoice: Invoice) -> bool:

@@ -19,6 +19,7 @@ SUBJECTS = {
     "payment_succeeded": "Receipt for invoice {number}",
     "subscription_suspended": "Your subscription is suspended: invoice {number} is unpaid",
     "subscription_reactivated": "Your subscription is active again",
+    "subscription_reactivated_by_operator": "Your subscription is active again",
     "invoice_held": "Invoice {number} is on hold: it is over your approved spending cap",
 }
 

@@ -15,6 +15,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("console/", include("console.urls")),
     path("pay/confirm/<str:token>/", billing_views.confirm_payment, name="confirm-payment"),
     path("billing/<slug:slug>/", include("billing.pages.urls")),
     path("stripe/webhooks/", billing_views.stripe_webhook, name="stripe-webhook"),

@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,129 +15,350 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Partner',
+            name="Partner",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120, unique=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=120, unique=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.CreateModel(
-            name='IdempotencyRecord',
+            name="IdempotencyRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('scope', models.CharField(help_text='Who sent it: one API key or one user.', max_length=80)),
-                ('key', models.CharField(max_length=255)),
-                ('request_hash', models.CharField(max_length=64)),
-                ('status_code', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('response_body', models.JSONField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "scope",
+                    models.CharField(
+                        help_text="Who sent it: one API key or one user.", max_length=80
+                    ),
+                ),
+                ("key", models.CharField(max_length=255)),
+                ("request_hash", models.CharField(max_length=64)),
+                ("status_code", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("response_body", models.JSONField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('scope', 'key'), name='idempotency_key_once')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("scope", "key"), name="idempotency_key_once")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Account',
+            name="Account",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(max_length=63, unique=True)),
-                ('name', models.CharField(max_length=200)),
-                ('currency', models.CharField(choices=[('USD', 'USD'), ('EUR', 'EUR'), ('GBP', 'GBP'), ('CAD', 'CAD'), ('AUD', 'AUD')], default='USD', max_length=3)),
-                ('billing_email', models.EmailField(max_length=254)),
-                ('company', models.CharField(blank=True, max_length=200)),
-                ('address_line1', models.CharField(blank=True, max_length=200)),
-                ('address_line2', models.CharField(blank=True, max_length=200)),
-                ('postal_code', models.CharField(blank=True, max_length=20)),
-                ('city', models.CharField(blank=True, max_length=100)),
-                ('country', models.CharField(blank=True, help_text='ISO 3166-1 alpha-2', max_length=2)),
-                ('vat_id', models.CharField(blank=True, max_length=20, verbose_name='VAT id')),
-                ('status', models.CharField(choices=[('active', 'Active'), ('suspended', 'Suspended'), ('closed', 'Closed')], default='active', max_length=12)),
-                ('stripe_customer_id', models.CharField(blank=True, max_length=64)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('partner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='accounts', to='accounts.partner')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("slug", models.SlugField(max_length=63, unique=True)),
+                ("name", models.CharField(max_length=200)),
+                (
+                    "currency",
+                    models.CharField(
+                        choices=[
+                            ("USD", "USD"),
+                            ("EUR", "EUR"),
+                            ("GBP", "GBP"),
+                            ("CAD", "CAD"),
+                            ("AUD", "AUD"),
+                        ],
+                        default="USD",
+                        max_length=3,
+                    ),
+                ),
+                ("billing_email", models.EmailField(max_length=254)),
+                ("company", models.CharField(blank=True, max_length=200)),
+                ("address_line1", models.CharField(blank=True, max_length=200)),
+                ("address_line2", models.CharField(blank=True, max_length=200)),
+                ("postal_code", models.CharField(blank=True, max_length=20)),
+                ("city", models.CharField(blank=True, max_length=100)),
+                (
+                    "country",
+                    models.CharField(blank=True, help_text="ISO 3166-1 alpha-2", max_length=2),
+                ),
+                ("vat_id", models.CharField(blank=True, max_length=20, verbose_name="VAT id")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("active", "Active"),
+                            ("suspended", "Suspended"),
+                            ("closed", "Closed"),
+                        ],
+                        default="active",
+                        max_length=12,
+                    ),
+                ),
+                ("stripe_customer_id", models.CharField(blank=True, max_length=64)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "partner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="accounts",
+                        to="accounts.partner",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Store',
+            name="Store",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('platform', models.CharField(choices=[('shopify', 'Shopify'), ('magento', 'Magento'), ('bigcommerce', 'Bigcommerce'), ('other', 'Other')], max_length=12)),
-                ('name', models.CharField(max_length=200)),
-                ('domain', models.CharField(blank=True, max_length=253)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='stores', to='accounts.account')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "platform",
+                    models.CharField(
+                        choices=[
+                            ("shopify", "Shopify"),
+                            ("magento", "Magento"),
+                            ("bigcommerce", "Bigcommerce"),
+                            ("other", "Other"),
+                        ],
+                        max_length=12,
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                ("domain", models.CharField(blank=True, max_length=253)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="stores",
+                        to="accounts.account",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Integration',
+            name="Integration",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('store', 'Store'), ('email', 'Email'), ('chat', 'Chat'), ('social', 'Social'), ('sms', 'Sms'), ('phone', 'Phone'), ('other', 'Other')], max_length=10)),
-                ('name', models.CharField(max_length=200)),
-                ('is_active', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='integrations', to='accounts.account')),
-                ('store', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='integrations', to='accounts.store')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("store", "Store"),
+                            ("email", "Email"),
+                            ("chat", "Chat"),
+                            ("social", "Social"),
+                            ("sms", "Sms"),
+                            ("phone", "Phone"),
+                            ("other", "Other"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                ("is_active", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="integrations",
+                        to="accounts.account",
+                    ),
+                ),
+                (
+                    "store",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="integrations",
+                        to="accounts.store",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Membership',
+            name="Membership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('owner', 'Owner'), ('admin', 'Admin'), ('agent', 'Agent'), ('light_agent', 'light agent')], default='agent', max_length=12)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='accounts.account')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[
+                            ("owner", "Owner"),
+                            ("admin", "Admin"),
+                            ("agent", "Agent"),
+                            ("light_agent", "light agent"),
+                        ],
+                        default="agent",
+                        max_length=12,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to="accounts.account",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('user', 'account'), name='membership_once'), models.CheckConstraint(condition=models.Q(('role__in', ['owner', 'admin', 'agent', 'light_agent'])), name='membership_role_valid')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("user", "account"), name="membership_once"),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("role__in", ["owner", "admin", "agent", "light_agent"])
+                        ),
+                        name="membership_role_valid",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ApiKey',
+            name="ApiKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(blank=True, max_length=120)),
-                ('prefix', models.CharField(max_length=16, unique=True, validators=[django.core.validators.MinLengthValidator(8)])),
-                ('key_hash', models.CharField(editable=False, max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('last_used_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('account', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='api_keys', to='accounts.account')),
-                ('partner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='api_keys', to='accounts.partner')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(blank=True, max_length=120)),
+                (
+                    "prefix",
+                    models.CharField(
+                        max_length=16,
+                        unique=True,
+                        validators=[django.core.validators.MinLengthValidator(8)],
+                    ),
+                ),
+                ("key_hash", models.CharField(editable=False, max_length=64, unique=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("last_used_at", models.DateTimeField(blank=True, null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_keys",
+                        to="accounts.account",
+                    ),
+                ),
+                (
+                    "partner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_keys",
+                        to="accounts.partner",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'API key',
-                'constraints': [models.CheckConstraint(condition=models.Q(('partner__isnull', False), ('account__isnull', False), _connector='OR'), name='apikey_has_scope')],
+                "verbose_name": "API key",
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("partner__isnull", False), ("account__isnull", False), _connector="OR"
+                        ),
+                        name="apikey_has_scope",
+                    )
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='account',
-            constraint=models.CheckConstraint(condition=models.Q(('currency__in', ('USD', 'EUR', 'GBP', 'CAD', 'AUD'))), name='account_currency_known'),
+            model_name="account",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("currency__in", ("USD", "EUR", "GBP", "CAD", "AUD"))),
+                name="account_currency_known",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='account',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['active', 'suspended', 'closed'])), name='account_status_valid'),
+            model_name="account",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["active", "suspended", "closed"])),
+                name="account_status_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='store',
-            constraint=models.UniqueConstraint(fields=('account', 'name'), name='store_name_unique'),
+            model_name="store",
+            constraint=models.UniqueConstraint(
+                fields=("account", "name"), name="store_name_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='store',
-            constraint=models.CheckConstraint(condition=models.Q(('platform__in', ['shopify', 'magento', 'bigcommerce', 'other'])), name='store_platform_valid'),
+            model_name="store",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("platform__in", ["shopify", "magento", "bigcommerce", "other"])
+                ),
+                name="store_platform_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='integration',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['store', 'email', 'chat', 'social', 'sms', 'phone', 'other'])), name='integration_kind_valid'),
+            model_name="integration",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("kind__in", ["store", "email", "chat", "social", "sms", "phone", "other"])
+                ),
+                name="integration_kind_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='integration',
-            constraint=models.UniqueConstraint(condition=models.Q(('kind', 'store')), fields=('store',), name='integration_one_per_store'),
+            model_name="integration",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("kind", "store")),
+                fields=("store",),
+                name="integration_one_per_store",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='integration',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('kind', 'store'), _negated=True), ('store__isnull', False), _connector='OR'), name='integration_store_kind_has_store'),
+            model_name="integration",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("kind", "store"), _negated=True),
+                    ("store__isnull", False),
+                    _connector="OR",
+                ),
+                name="integration_store_kind_has_store",
+            ),
         ),
     ]

@@ -4,20 +4,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('billing', '0005_dunning_held_at'),
+        ("billing", "0005_dunning_held_at"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='dunning',
-            name='hold_released_at',
-            field=models.DateTimeField(blank=True, help_text='An operator approved the charge over the cap (P8).', null=True),
+            model_name="dunning",
+            name="hold_released_at",
+            field=models.DateTimeField(
+                blank=True,
+                help_text="An operator approved the charge over the cap (P8).",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='dunning',
-            name='paused_until',
-            field=models.DateTimeField(blank=True, help_text='An operator paused retries, reminders and suspension.', null=True),
+            model_name="dunning",
+            name="paused_until",
+            field=models.DateTimeField(
+                blank=True,
+                help_text="An operator paused retries, reminders and suspension.",
+                null=True,
+            ),
         ),
     ]
