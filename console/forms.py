@@ -47,6 +47,7 @@ class ActionForm(forms.Form):
         label="Reason (kept in the audit log)",
         max_length=500,
         widget=forms.Textarea(attrs={"rows": 2}),
+        error_messages={"required": "Say why: a reason is required."},
     )
 
     def __init__(self, *args, currency: str = "USD", **kwargs):
