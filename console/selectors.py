@@ -41,9 +41,14 @@ class QueueRow:
     last_attempt: PaymentAttempt | None
 
 
-def _attention(kind: str = "") -> Q:
+def _attention(kind: str, now: datetime) -> Q:
     held = Q(status=S.OPEN, dunning__held_reason__gt="")
-    unknown = Q(Exists(PaymentAttempt.objects.filter(invoice=OuterRef("pk"), status=A.UNKNOWN)))
+    # Unknown: Stripe's answer was lost, or a charge has waited longer than any call takes
+    # (the reconciliation sweep will ask Stripe; until then a person should know).
+    lost = Q(status=A.UNKNOWN) | Q(
+        status__in=[A.CREATED, A.SENDING], created_at__lte=now - payments.IN_FLIGHT_TIMEOUT
+    )
+    unknown = Q(Exists(PaymentAttempt.objects.filter(lost, invoice=OuterRef("pk"))))
     return {
         "past_due": Q(status=S.PAST_DUE),
         "requires_confirmation": Q(status=S.REQUIRES_CONFIRMATION),
@@ -70,7 +75,7 @@ def attention_queue(*, filters: dict, page: str | int | None, now: datetime) -> 
     SQL form (intervals times integers differ between PostgreSQL and SQLite), and the queue
     is the unpaid minority of invoices, a few thousand rows at most."""
     invoices = Invoice.objects.filter(kind=InvoiceKind.INVOICE).filter(
-        _attention(filters.get("attention") or "")
+        _attention(filters.get("attention") or "", now)
     )
     if filters.get("q"):
         invoices = invoices.filter(_search(filters["q"]))
@@ -133,6 +138,8 @@ def _row(invoice: Invoice, attempt: PaymentAttempt | None, now: datetime) -> Que
         needs.append("held over the cap")
     if attempt and attempt.status == A.UNKNOWN:
         needs.append("outcome unknown")
+    elif attempt and attempt.status in payments.IN_FLIGHT:
+        needs.append("charge waiting for Stripe")
     age = _age_seconds(invoice.issued_at, now)
     return QueueRow(
         invoice=invoice,

@@ -64,3 +64,24 @@ def test_the_subscription_plan_and_interval_cannot_be_edited(superuser_client, a
 
 def test_the_admin_links_to_the_console(superuser_client):
     assert 'href="/console/">Billing console' in superuser_client.get("/admin/").content.decode()
+
+
+def test_lifting_a_pause_in_the_admin_is_audited(superuser_client, account):
+    from django.utils import timezone
+
+    row = Entitlement.objects.create(
+        account=account, feature="ai_agents", state="paused", until=timezone.now(), reason="Z9"
+    )
+    superuser_client.post(
+        "/admin/metering/entitlement/",
+        {"action": "lift_pause", "_selected_action": [row.pk]},
+    )
+    row.refresh_from_db()
+    assert row.state == "active"
+    entry = AuditEntry.objects.get(action="entitlement.state")
+    assert (entry.source, entry.actor, entry.before, entry.after) == (
+        "operator",
+        "root",
+        "paused",
+        "active",
+    )

@@ -162,3 +162,25 @@ def test_the_audit_log_is_searchable(ops, past_due):
     page = ops.get("/console/audit/?q=shop&action=invoice.").content.decode()
     assert past_due.number in page and "invoice: status" in page
     assert "email: sent" not in page
+
+
+def test_a_charge_waiting_too_long_for_stripe_is_in_the_queue(queue_accounts):
+    paid = Invoice.objects.get(number="X-PAID")
+    Invoice.objects.filter(pk=paid.pk).update(status="open")
+    attempt = PaymentAttempt.objects.create(
+        invoice=paid,
+        number=1,
+        trigger="automatic",
+        idempotency_key="k-3",
+        amount_minor=1,
+        currency="USD",
+        status="sending",
+        created_at=timezone.now(),
+    )
+    assert numbers(queue(attention="unknown")) == []  # a charge in flight for seconds
+    PaymentAttempt.objects.filter(pk=attempt.pk).update(
+        created_at=timezone.now() - timedelta(minutes=10)
+    )
+    page = queue(attention="unknown")
+    assert numbers(page) == ["X-PAID"]
+    assert page.object_list[0].needs == ["charge waiting for Stripe"]

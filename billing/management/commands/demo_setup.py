@@ -7,6 +7,7 @@ import secrets
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.utils import timezone
@@ -81,6 +82,7 @@ class Command(BaseCommand):
         operator_password = secrets.token_urlsafe(9)
         operator.set_password(operator_password)
         operator.save()
+        operator.groups.add(Group.objects.get(name="billing operators"))  # audit migration 0001
         if not Event.objects.filter(account=account).exists():
             # A month's worth of realistic traffic, through the same ingest path as the API.
             call_command(
@@ -101,7 +103,7 @@ class Command(BaseCommand):
                     "",
                     "Demo ready at http://127.0.0.1:8000",
                     f"  Merchant login: {DEMO_EMAIL} / {password}",
-                    f"  Operator (admin at /admin/): operator / {operator_password}",
+                    f"  Operator (/console/ and /admin/): operator / {operator_password}",
                     f"  Partner API key: {raw_key}",
                     "",
                 ]
