@@ -6,13 +6,14 @@ STAMP := $(VENV)/.installed
 # The test suite runs on PostgreSQL and Redis (on loopback on these machines); override to taste.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
-DEMO_STRIPE_PORT ?= 8420
+PORT ?= 8000
+STRIPE_PORT ?= 8420
 # A fresh random key per run: the settings refuse the demo's key when DEBUG is false.
 TEST_SECRET_KEY ?= $(shell $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(40))')
 # `make test CLOCK=2027-02-28T23:59:00Z` runs the whole suite with the wall clock moved there.
 CLOCK ?=
 
-.PHONY: demo test lint install clean reference-histories
+.PHONY: demo demo-advance test lint install clean reference-histories
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,20 +24,15 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## Run the portal on embedded defaults (SQLite, in-process tasks, the Stripe stand-in) with demo data.
+## `make demo PORT=9000 STRIPE_PORT=9420` picks the ports; the scheduler runs beside the server.
 demo: $(STAMP)
-	mkdir -p var
-	DEBUG=true $(BIN)/python manage.py migrate --noinput
-	DEBUG=true $(BIN)/python manage.py load_catalog
-	$(BIN)/python scripts/localstripe_server.py --port $(DEMO_STRIPE_PORT) --store var/localstripe.pickle & \
-	  echo $$! > var/localstripe.pid; \
-	  trap 'kill $$(cat var/localstripe.pid) 2>/dev/null' EXIT INT TERM; \
-	  sleep 2; \
-	  DEBUG=true STRIPE_API_BASE=http://127.0.0.1:$(DEMO_STRIPE_PORT) \
-	  STRIPE_JS_URL=http://127.0.0.1:$(DEMO_STRIPE_PORT)/js.stripe.com/v3/ \
-	  $(BIN)/python manage.py demo_setup && \
-	  DEBUG=true STRIPE_API_BASE=http://127.0.0.1:$(DEMO_STRIPE_PORT) \
-	  STRIPE_JS_URL=http://127.0.0.1:$(DEMO_STRIPE_PORT)/js.stripe.com/v3/ \
-	  $(BIN)/python manage.py runserver 127.0.0.1:8000
+	$(BIN)/python scripts/demo.py --port $(PORT) --stripe-port $(STRIPE_PORT)
+
+## Move the demo's clock forward (the demo must have been started once): periods end, invoices
+## are issued and collected, as the scheduler would have done over those days.
+DAYS ?= 31
+demo-advance: $(STAMP)
+	$(BIN)/python manage.py demo_advance --days $(DAYS)
 
 ## Run the whole test suite (PostgreSQL and Redis on loopback).
 test: $(STAMP)
@@ -55,4 +51,4 @@ lint: $(STAMP)
 	DEBUG=true $(BIN)/python manage.py makemigrations --check --dry-run
 
 clean:
-	rm -rf $(VENV) var/db.sqlite3 var/localstripe.pickle var/mail
+	rm -rf $(VENV) var/db.sqlite3 var/localstripe.pickle var/mail var/demo-clock .env.demo

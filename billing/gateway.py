@@ -92,12 +92,16 @@ def _plain(value) -> dict:
     return value.to_dict() if hasattr(value, "to_dict") else dict(value)
 
 
-def client() -> stripe.StripeClient:
+def client(*, timeout: float | None = None, retries: int | None = None) -> stripe.StripeClient:
     # An explicit timeout: a hung Stripe must not hold a web request or a worker for the
     # library's default 80 s. Retries re-send with the same idempotency key.
+    if retries is None:
+        retries = 0 if settings.STRIPE_API_BASE else 2
     kwargs = {
-        "max_network_retries": 0 if settings.STRIPE_API_BASE else 2,
-        "http_client": stripe.new_default_http_client(timeout=settings.STRIPE_TIMEOUT_SECONDS),
+        "max_network_retries": retries,
+        "http_client": stripe.new_default_http_client(
+            timeout=timeout or settings.STRIPE_TIMEOUT_SECONDS
+        ),
     }
     if settings.STRIPE_API_BASE:
         kwargs["base_addresses"] = {"api": settings.STRIPE_API_BASE}
@@ -270,3 +274,13 @@ def webhook_event(*, payload: bytes, signature: str, secret: str, tolerance: int
     except (stripe.SignatureVerificationError, ValueError) as exc:
         raise ValueError(str(exc)) from exc
     return event.to_dict()
+
+
+def reachable() -> bool:
+    """Whether Stripe answers an authenticated request now (for readiness checks): the
+    cheapest read there is, on a short timeout so a probe never hangs on Stripe."""
+    try:
+        client(timeout=3, retries=0).v1.balance.retrieve()
+    except stripe.StripeError:
+        return False
+    return True

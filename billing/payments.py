@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from django.core import signing
 from django.core.mail import mail_admins
 from django.db import transaction
-from django.db.models import Exists, Max, OuterRef, Q, Sum
+from django.db.models import Exists, Max, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.errors import Conflict, DomainError
@@ -107,8 +107,8 @@ def _in_progress(invoice: Invoice) -> PaymentInProgress:
     )
 
 
-def collectable_invoice_ids(*, account_id: int | None = None, limit: int = 5000) -> list[int]:
-    """The outbox: issued invoices never attempted whose account has a card, oldest first.
+def collectable_invoices(*, account_id: int | None = None) -> QuerySet[Invoice]:
+    """The outbox: issued invoices never attempted whose account has a card.
 
     Every path that issues an invoice (start, close, upgrade, operator) commits it `open` in
     its own transaction; this sweep is the one way from there to a charge, so an invoice is
@@ -119,7 +119,7 @@ def collectable_invoice_ids(*, account_id: int | None = None, limit: int = 5000)
         if account_id is None
         else Invoice.objects.filter(account_id=account_id)
     )
-    return list(
+    return (
         invoices.filter(
             status=S.OPEN,
             kind=InvoiceKind.INVOICE,
@@ -128,6 +128,13 @@ def collectable_invoice_ids(*, account_id: int | None = None, limit: int = 5000)
         )
         .filter(~Exists(PaymentAttempt.objects.filter(invoice=OuterRef("pk"))))
         .exclude(dunning__held_reason__gt="")
+    )
+
+
+def collectable_invoice_ids(*, account_id: int | None = None, limit: int = 5000) -> list[int]:
+    """The outbox's invoices, oldest first."""
+    return list(
+        collectable_invoices(account_id=account_id)
         .order_by("issued_at", "pk")
         .values_list("pk", flat=True)[:limit]
     )

@@ -7,7 +7,7 @@ broker they go to workers. Beat runs once per deployment (see docs/operations.md
 import os
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import task_failure, task_postrun, task_prerun, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_portal.settings")
 
@@ -21,3 +21,24 @@ def _refuse_insecure_secret_key(**kwargs) -> None:
     from billing_portal.startup import refuse_insecure_secret_key
 
     refuse_insecure_secret_key()
+
+
+@task_failure.connect
+def _count_task_failure(sender=None, **kwargs) -> None:
+    from operations.metrics import TASK_FAILURES
+
+    TASK_FAILURES.labels(getattr(sender, "name", "unknown")).inc()
+
+
+@task_prerun.connect
+def _bind_task_context(sender=None, task_id=None, args=None, kwargs=None, **extra) -> None:
+    from billing_portal.logs import task_context_bind
+
+    task_context_bind(task=sender, task_id=task_id, args=args, kwargs=kwargs)
+
+
+@task_postrun.connect
+def _clear_task_context(**kwargs) -> None:
+    import structlog
+
+    structlog.contextvars.clear_contextvars()

@@ -4,17 +4,34 @@ Unset variables fall back to the embedded defaults of the demo: SQLite under var
 Celery tasks, emails written to files under var/mail/, Stripe pointed wherever STRIPE_API_BASE says.
 """
 
+import os
 from pathlib import Path
 
 import environ
+
+from billing_portal.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 (BASE_DIR / "var").mkdir(exist_ok=True)  # the embedded defaults keep SQLite and mail here
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# The demo's settings (ports, the stand-in, the demo clock) live in `.env.demo`, written by
+# `make demo`, so that every `manage.py` command run beside the demo talks to the demo. They apply
+# only where no database is configured: a server with a DATABASE_URL never picks up the demo's
+# stand-in Stripe by accident.
+DEMO_ENV_FILE = Path(os.environ.get("DEMO_ENV_FILE", BASE_DIR / ".env.demo"))
+if "DATABASE_URL" not in os.environ and DEMO_ENV_FILE.exists():
+    environ.Env.read_env(DEMO_ENV_FILE, overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
+# `make demo-advance DAYS=31` moves the demo's clock (billing_portal/demo_clock.py); a demo-only
+# switch, refused without DEBUG so that production always runs on the real time.
+DEMO_CLOCK_FILE = env.str("DEMO_CLOCK_FILE", default="")
+if DEMO_CLOCK_FILE and DEBUG:
+    from billing_portal import demo_clock
+
+    demo_clock.install(Path(DEMO_CLOCK_FILE))
 # The fallback key is only for the demo (DEBUG=true): anything signed with a known key (payment
 # confirmation links, sessions) could be forged, so without DEBUG the web server and the workers
 # refuse to start with it (billing_portal/startup.py); `check --deploy` flags it too.
@@ -40,10 +57,17 @@ INSTALLED_APPS = [
     "billing",
     "audit",
     "console",
+    "operations",
+    "django_prometheus",
 ]
 
 MIDDLEWARE = [
+    # Request counts and latencies by view for /metrics (first and last, to time everything).
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "billing_portal.logs.RequestContext",
+    # Static files straight from the web process, compressed and cached (no separate server).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "billing_portal.middleware.ApiBodySizeLimit",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -52,6 +76,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "billing_portal.urls"
@@ -99,6 +124,21 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "var" / "static")
+# Production runs `collectstatic` at build time and sets STATIC_MANIFEST=true: file names then
+# carry a hash of their content, so browsers may cache them for a year. Without it (the demo,
+# tests) WhiteNoise serves the files where they lie.
+STATIC_MANIFEST = env.bool("STATIC_MANIFEST", default=False)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if STATIC_MANIFEST
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
+if not STATIC_MANIFEST:
+    Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)  # WhiteNoise looks there too
 
 # --- Security: production turns these on (see .env.example); `check --deploy` is then clean.
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
@@ -114,6 +154,10 @@ X_FRAME_OPTIONS = "DENY"
 
 # --- Email: unset EMAIL_URL writes each message to a file under var/mail/ (open it to read it).
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default=f"filemail://{BASE_DIR / 'var' / 'mail'}")
+if EMAIL_CONFIG["EMAIL_BACKEND"] == "django.core.mail.backends.filebased.EmailBackend":
+    # django-environ drops the leading "/" of a filemail:// path, which made the folder relative
+    # to wherever the command ran; the path in the URL is absolute.
+    EMAIL_CONFIG["EMAIL_FILE_PATH"] = "/" + EMAIL_CONFIG["EMAIL_FILE_PATH"].lstrip("/")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Billing <billing@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
@@ -127,10 +171,13 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 if not CELERY_BROKER_URL:
-    CELERY_BROKER_URL = "memory://"
+    # With a host named, kombu stops warning "No hostname was supplied" on every command.
+    CELERY_BROKER_URL = "memory://localhost/"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True  # a task killed mid-way runs again; every task is safe to run twice
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Workers log through the settings' LOGGING (JSON with task ids), not Celery's own handlers.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # No task may run longer than this; the broker re-delivers an unacknowledged task only after the
 # visibility timeout, which is longer, so a running task is never handed to a second worker.
 CELERY_TASK_TIME_LIMIT = 600
@@ -145,13 +192,18 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "interval_step": 0.2,
     "interval_max": 0.5,
 }
+# One queue per kind of work, so each gets its own workers (and hosts) and one kind's backlog
+# never holds up another: a Black Friday ingest spike does not delay charges. First match wins.
 CELERY_TASK_ROUTES = {
     "metering.*": {"queue": "ingest"},
+    "billing.tasks.payment_*": {"queue": "payments"},  # charges and Stripe's webhooks
+    "*.email_*": {"queue": "email"},
+    "*.webhook_*": {"queue": "webhooks"},  # deliveries to partners' endpoints
+    "billing.*": {"queue": "billing"},
     "plans.*": {"queue": "billing"},
-    "billing.tasks.payment_*": {"queue": "payments"},
-    "billing.tasks.email_*": {"queue": "email"},
+    "operations.*": {"queue": "billing"},
 }
-CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_DEFAULT_QUEUE = "billing"
 CELERY_BEAT_SCHEDULE = {
     # Pending 72-hour windows (A5, Z2–Z7) become final, and period pauses lift, when due.
     "finalize-windows": {"task": "metering.finalize_windows", "schedule": 300.0},
@@ -160,7 +212,16 @@ CELERY_BEAT_SCHEDULE = {
     # The collection sweep: lost answers reconciled, issued invoices charged (one task each),
     # webhooks whose processing failed retried.
     "collect": {"task": "billing.tasks.payment_collect_due", "schedule": 60.0},
+    # Proves to /readyz that beat schedules and a worker runs what it sends.
+    "heartbeat": {"task": "operations.heartbeat", "schedule": 60.0},
 }
+# /readyz fails when the scheduler's heartbeat, the oldest subject waiting for re-evaluation or
+# the oldest issued invoice waiting to be charged is older than this many seconds.
+READY_SCHEDULER_MAX_AGE = env.int("READY_SCHEDULER_MAX_AGE", default=180)
+READY_REEVALUATION_MAX_LAG = env.int("READY_REEVALUATION_MAX_LAG", default=600)
+READY_OUTBOX_MAX_AGE = env.int("READY_OUTBOX_MAX_AGE", default=900)
+# /metrics answers a scraper sending `Authorization: Bearer <METRICS_TOKEN>`, or loopback.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --- Stripe: STRIPE_API_BASE unset means Stripe itself; the demo and tests point it at localstripe.
 STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="sk_test_local")
@@ -198,9 +259,16 @@ SPECTACULAR_SETTINGS = {
 # Event batches are up to 1,000 events; anything larger than this is refused before parsing.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=5 * 1024 * 1024)
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")},
-}
+# JSON lines (one object per record, with request/task/account/invoice ids) unless LOG_FORMAT
+# says otherwise; the demo logs readable lines.
+LOGGING = logging_config(
+    as_json=env.str("LOG_FORMAT", default="console" if DEBUG else "json") == "json",
+    level=env.str("LOG_LEVEL", default="WARNING"),
+)
+# Optional error reporting: set SENTRY_DSN and `pip install '.[sentry]'` to send exceptions there
+# (no personal data, no tracing).
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    import sentry_sdk
+
+    sentry_sdk.init(dsn=SENTRY_DSN, send_default_pii=False, traces_sample_rate=0.0)

@@ -2,6 +2,7 @@
 
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 
 from accounts.models import Membership
 from accounts.principals import accounts_for_user
@@ -59,3 +60,8 @@ def home(request):
             }
         )
     return render(request, "home.html", {"accounts": rows})
+
+
+def favicon(request):
+    """Browsers ask for /favicon.ico whatever a page links (the admin's pages link nothing)."""
+    return redirect(static("favicon.svg"), permanent=True)

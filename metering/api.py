@@ -16,6 +16,7 @@ from accounts.idempotency import idempotent
 from accounts.parsers import JSONParser
 from accounts.principals import KeyPrincipal, accounts_for
 from accounts.selectors import account_get
+from operations import metrics
 from plans.selectors import subscription_current
 
 from . import selectors, services, validation
@@ -70,6 +71,9 @@ class EventsApi(APIView):
         fixed = principal.key.account if isinstance(principal, KeyPrincipal) else None
         result = services.events_ingest(
             raw_events=events, accounts=accounts_for(principal), fixed_account=fixed
+        )
+        metrics.events_observe(
+            accepted=result.accepted, duplicates=result.duplicates, rejected=len(result.rejected)
         )
         body = {
             "accepted": result.accepted,

@@ -6,6 +6,7 @@ Safe to run again: existing rows are reused and the demo password is reset (and 
 import secrets
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
@@ -14,6 +15,7 @@ from django.utils import timezone
 
 from accounts import services as account_services
 from accounts.models import Account, Integration, Membership
+from billing import payments
 from metering.models import Event
 from plans import services as plan_services
 
@@ -95,16 +97,23 @@ class Command(BaseCommand):
                 since.isoformat(),
                 stdout=self.stdout,
             )
+        if payments.default_payment_method(account.pk) is None:
+            # A test Visa card on the stand-in, so that the demo's invoices get paid.
+            payments.payment_method_set(account=account, stripe_payment_method="pm_card_visa")
         call_command("run_billing", stdout=self.stdout)  # closes the finished period
         _, raw_key = account_services.api_key_create(partner=partner, name="demo")
+        mail_folder = getattr(settings, "EMAIL_FILE_PATH", "")
         self.stdout.write(
             "\n".join(
                 [
                     "",
-                    "Demo ready at http://127.0.0.1:8000",
+                    f"Demo ready at {settings.SITE_URL}",
                     f"  Merchant login: {DEMO_EMAIL} / {password}",
-                    f"  Operator (/console/ and /admin/): operator / {operator_password}",
+                    f"  Operator (console at {settings.SITE_URL}/console/, admin at /admin/): "
+                    f"operator / {operator_password}",
                     f"  Partner API key: {raw_key}",
+                    f"  Sent mail: {settings.SITE_URL}/demo/mail/ (files in {mail_folder})",
+                    "  Fast-forward: make demo-advance DAYS=31",
                     "",
                 ]
             )

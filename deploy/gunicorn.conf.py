@@ -1,0 +1,34 @@
+"""gunicorn settings for the web process: `gunicorn -c deploy/gunicorn.conf.py billing_portal.wsgi`.
+
+Every value can be overridden from the environment (GUNICORN_*), so one file serves every host.
+"""
+
+import multiprocessing
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
+# Sync workers: every request is a short database transaction; two per core plus one keeps the
+# cores busy while some wait on PostgreSQL.
+workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1))
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+# A "Retry payment" click may wait for Stripe (STRIPE_TIMEOUT_SECONDS, 15 s); 30 s leaves room.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = 30
+keepalive = 5
+# Recycle workers now and then so that a slow leak can never grow without bound.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "5000"))
+max_requests_jitter = 500
+# The load balancer terminates TLS and sets X-Forwarded-*; trust it (BEHIND_TLS_PROXY=true).
+forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
+accesslog = "-"
+errorlog = "-"
+# Request id and time in the access log, so a line can be matched with the app's JSON logs.
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss request_id=%({x-request-id}o)s'
+
+
+def child_exit(server, worker):
+    """With PROMETHEUS_MULTIPROC_DIR set, drop a dead worker's live gauges from /metrics."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

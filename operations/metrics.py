@@ -1,0 +1,122 @@
+"""Prometheus metrics served at `/metrics`.
+
+Two kinds: counters the processes keep as things happen (events received by outcome, tasks that
+failed, and django-prometheus' request metrics), and figures read from the database when
+Prometheus scrapes (invoices by status, charges by outcome, dunning stages, re-evaluation lag,
+outbox age, suspended subscriptions): those are the truth whichever process did the work, and
+cost one aggregate query per family per scrape.
+
+Under gunicorn (several processes) set PROMETHEUS_MULTIPROC_DIR to an empty directory shared by
+the host's processes; every process' counters are then added up (docs/operations.md).
+"""
+
+import os
+
+from django.db.models import Count, Min, Q
+from django.utils import timezone
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+EVENTS = Counter(
+    "portal_events_received",
+    "Usage events received through the API, by outcome (accepted, duplicate, rejected).",
+    ["outcome"],
+)
+TASK_FAILURES = Counter(
+    "portal_task_failures", "Celery tasks that raised an exception, by task name.", ["task"]
+)
+
+
+def events_observe(*, accepted: int, duplicates: int, rejected: int) -> None:
+    EVENTS.labels("accepted").inc(accepted)
+    EVENTS.labels("duplicate").inc(duplicates)
+    EVENTS.labels("rejected").inc(rejected)
+
+
+def _seconds_since(then) -> float:
+    return 0.0 if then is None else max(0.0, (timezone.now() - then).total_seconds())
+
+
+class BillingCollector:
+    """Figures read from the database at scrape time."""
+
+    def collect(self):
+        # Imported here: the metrics module loads with the settings' apps, before the models.
+        from billing.models import Dunning, Invoice, PaymentAttempt
+        from billing.payments import collectable_invoices
+        from metering.models import Reevaluation
+        from plans.models import Subscription
+
+        invoices = GaugeMetricFamily(
+            "portal_invoices", "Invoices and credit notes by status.", labels=["status"]
+        )
+        for row in Invoice.objects.values("status").annotate(n=Count("pk")).order_by():
+            invoices.add_metric([row["status"]], row["n"])
+        yield invoices
+
+        attempts = GaugeMetricFamily(
+            "portal_payment_attempts", "Payment attempts by outcome.", labels=["outcome"]
+        )
+        for row in PaymentAttempt.objects.values("status").annotate(n=Count("pk")).order_by():
+            attempts.add_metric([row["status"]], row["n"])
+        yield attempts
+
+        unpaid = Dunning.objects.filter(
+            invoice__status__in=["open", "past_due", "requires_confirmation"]
+        )
+        stages = unpaid.aggregate(
+            retry_scheduled=Count("pk", filter=Q(next_retry_at__isnull=False)),
+            reminder_scheduled=Count("pk", filter=Q(next_reminder_at__isnull=False)),
+            suspension_scheduled=Count("pk", filter=Q(suspend_at__isnull=False)),
+            held=Count("pk", filter=~Q(held_reason="")),
+        )
+        dunning = GaugeMetricFamily(
+            "portal_dunning_invoices", "Unpaid invoices by dunning stage.", labels=["stage"]
+        )
+        for stage, count in stages.items():
+            dunning.add_metric([stage], count)
+        yield dunning
+
+        waiting = Reevaluation.objects.filter(attempts=0)
+        yield GaugeMetricFamily(
+            "portal_reevaluation_backlog",
+            "Subjects waiting for re-evaluation.",
+            value=waiting.count(),
+        )
+        yield GaugeMetricFamily(
+            "portal_reevaluation_set_aside",
+            "Subjects set aside after failing to evaluate.",
+            value=Reevaluation.objects.filter(attempts__gt=0).count(),
+        )
+        yield GaugeMetricFamily(
+            "portal_reevaluation_lag_seconds",
+            "Age of the oldest subject waiting for re-evaluation.",
+            value=_seconds_since(waiting.aggregate(oldest=Min("marked_at"))["oldest"]),
+        )
+        outbox = collectable_invoices().aggregate(n=Count("pk"), oldest=Min("issued_at"))
+        yield GaugeMetricFamily(
+            "portal_outbox_invoices", "Issued invoices not yet sent to Stripe.", value=outbox["n"]
+        )
+        yield GaugeMetricFamily(
+            "portal_outbox_age_seconds",
+            "Age of the oldest issued invoice not yet sent to Stripe.",
+            value=_seconds_since(outbox["oldest"]),
+        )
+        yield GaugeMetricFamily(
+            "portal_subscriptions_suspended",
+            "Subscriptions suspended for non-payment.",
+            value=Subscription.objects.filter(status="suspended").count(),
+        )
+
+
+def exposition() -> bytes:
+    """The text Prometheus scrapes: the processes' counters, then the database's figures."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        processes = CollectorRegistry()
+        MultiProcessCollector(processes)
+    else:
+        processes = REGISTRY
+    database = CollectorRegistry(auto_describe=False)
+    database.register(BillingCollector())
+    return generate_latest(processes) + generate_latest(database)

@@ -1,0 +1,145 @@
+"""`/healthz` and `/readyz` as an orchestrator sees them: JSON, no secrets, each dependency down
+in turn makes readiness fail and says which."""
+
+import os
+from datetime import timedelta
+
+import pytest
+from django.db import OperationalError, connection
+from django.utils import timezone
+
+from metering.models import Reevaluation
+from operations import health
+from operations.models import Heartbeat
+from operations.tasks import heartbeat_task
+from tests.billing.test_money_safety import issued_unpaid
+from tests.stripe_standin import free_port
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def ready(stripe_standin, settings):
+    """A portal whose every dependency answers: stand-in up, a fresh heartbeat, no backlog."""
+    health._stripe_seen["at"] = -1e9  # each test asks Stripe afresh
+    heartbeat_task()
+    return settings
+
+
+def readyz(client) -> tuple[int, dict]:
+    response = client.get("/readyz")
+    assert response["Content-Type"] == "application/json"
+    return response.status_code, response.json()
+
+
+def test_healthz_answers_without_asking_anything_else(client, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        response = client.get("/healthz")
+    assert response.status_code == 200 and response.json() == {"ok": True}
+
+
+def test_readyz_is_200_when_everything_answers_and_shows_no_secret(client, ready):
+    ready.SECRET_KEY = "kP3-vT9zQw1-mR7yL0sX4bN8cJ2hF6dG5aE-never-shown"
+    status, body = readyz(client)
+    assert status == 200, body
+    assert set(body["checks"]) == {
+        "database",
+        "broker",
+        "stripe",
+        "scheduler",
+        "reevaluation",
+        "outbox",
+    }
+    assert body["checks"]["scheduler"]["last_beat_seconds_ago"] <= 1
+    text = str(body)
+    for secret in (ready.SECRET_KEY, ready.STRIPE_API_KEY, ready.STRIPE_API_BASE):
+        assert secret not in text
+
+
+def test_readyz_fails_when_the_database_does_not_answer(client, ready):
+    def refuse(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    with connection.execute_wrapper(refuse):
+        status, body = readyz(client)
+    assert status == 503
+    assert body["checks"]["database"] == {
+        "ok": False,
+        "error": "OperationalError",
+        "ms": body["checks"]["database"]["ms"],
+    }
+    assert "scheduler" not in body["checks"]  # nothing else is asked of a dead database
+
+
+def test_readyz_fails_when_the_broker_does_not_answer(client, ready):
+    ready.CELERY_TASK_ALWAYS_EAGER = False
+    ready.CELERY_BROKER_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    status, body = readyz(client)
+    assert status == 503
+    assert body["checks"]["broker"]["ok"] is False
+    assert body["checks"]["database"]["ok"] is True
+
+
+def test_readyz_fails_when_stripe_does_not_answer(client, ready):
+    ready.STRIPE_API_BASE = f"http://127.0.0.1:{free_port()}"
+    status, body = readyz(client)
+    assert status == 503 and body["checks"]["stripe"] == {
+        "ok": False,
+        "ms": body["checks"]["stripe"]["ms"],
+    }
+
+
+def test_readyz_fails_when_the_scheduler_has_stopped(client, ready):
+    Heartbeat.objects.update(beat_at=timezone.now() - timedelta(minutes=4))
+    status, body = readyz(client)
+    assert status == 503
+    assert body["checks"]["scheduler"]["ok"] is False
+    assert body["checks"]["scheduler"]["last_beat_seconds_ago"] >= 240
+
+    Heartbeat.objects.all().delete()  # never beaten: a beat that never started
+    status, body = readyz(client)
+    assert status == 503 and body["checks"]["scheduler"]["last_beat_seconds_ago"] is None
+
+
+def test_readyz_fails_when_re_evaluation_lags(client, ready, account):
+    Reevaluation.objects.create(
+        account=account,
+        kind="ticket",
+        subject="T-1",
+        marked_at=timezone.now() - timedelta(minutes=11),
+    )
+    status, body = readyz(client)
+    assert status == 503
+    assert body["checks"]["reevaluation"]["ok"] is False
+    assert body["checks"]["reevaluation"]["oldest_seconds"] >= 660
+
+
+def test_a_subject_set_aside_after_failing_does_not_fail_readiness(client, ready, account):
+    Reevaluation.objects.create(
+        account=account,
+        kind="ticket",
+        subject="T-1",
+        marked_at=timezone.now() - timedelta(hours=3),
+        attempts=2,
+    )
+    status, body = readyz(client)
+    assert status == 200
+    assert body["checks"]["reevaluation"]["set_aside"] == 1
+
+
+def test_readyz_fails_when_issued_invoices_wait_to_be_charged(
+    client, ready, make_account, stripe_standin
+):
+    issued_unpaid(make_account, stripe_standin)  # issued a month ago, never sent to Stripe
+    status, body = readyz(client)
+    assert status == 503
+    assert body["checks"]["outbox"]["ok"] is False
+    assert body["checks"]["outbox"]["oldest_seconds"] > 900
+
+
+def test_readyz_asks_a_real_broker_when_one_is_configured(client, ready):
+    ready.CELERY_TASK_ALWAYS_EAGER = False
+    ready.CELERY_BROKER_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    status, body = readyz(client)
+    assert status == 200, body
+    assert body["checks"]["broker"]["mode"] == "broker"
