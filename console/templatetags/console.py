@@ -21,3 +21,14 @@ def audit_value(value) -> str:
 def action_words(action: str) -> str:
     """ "operator.mark_paid" → "operator: mark paid"."""
     return action.replace(".", ": ", 1).replace("_", " ")
+
+
+@register.filter
+def label_of(code: str, kind: str) -> str:
+    """A meter's or a feature's name as the catalog writes it: "sms_tickets" → "SMS tickets"."""
+    from metering.models import Feature
+    from plans.models import Meter
+
+    choices = {"meter": Meter, "feature": Feature}[kind]
+    label = dict(choices.choices).get(code, code.replace("_", " "))
+    return label[:1].upper() + label[1:]

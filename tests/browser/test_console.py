@@ -2,7 +2,7 @@
 retries it once the merchant has updated the card, sees it paid, the account reactivated and
 the audit entries.
 
-With SCREENSHOTS=<folder> set, the queue and the invoice detail are saved at 1280 px
+With SCREENSHOTS=<folder> set, the queue, the invoice and the account are saved at 1280 px
 (`SCREENSHOTS=docs/screenshots pytest tests/browser/test_console.py`)."""
 
 import os
@@ -110,4 +110,5 @@ def test_an_operator_retries_a_past_due_invoice_after_the_card_was_updated(
     page.get_by_role("link", name="Shop (shop)").click()
     page.get_by_text("Subscription active").wait_for()
     assert "suspended → active" in page.locator("body").inner_text()
+    shoot(page, "console-account")
     assert Subscription.objects.get(account=account).status == "active"
