@@ -3,6 +3,9 @@
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
+from audit.models import Source
+from audit.services import acting_for_this_request
+
 from . import services
 from .models import ApiKeyScope
 from .principals import KeyPrincipal
@@ -21,6 +24,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         key = services.api_key_authenticate(raw=raw.strip())
         if key is None:
             raise exceptions.AuthenticationFailed("This API key is unknown or revoked.")
+        # Audit rows written by this request name the partner's key (see AuditRequestScope).
+        acting_for_this_request(source=Source.PARTNER, label=f"API key {key.prefix}")
         return KeyPrincipal(key=key), key
 
     def authenticate_header(self, request) -> str:

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from accounts.errors import Conflict, DomainError, NotFound
 from accounts.models import Account
+from audit.services import audit_record
 from metering import limits as metering_limits
 from outbox import services as outbox
 from plans import periods, pricing
@@ -161,6 +162,12 @@ def _schedule(subscription, plan, interval, tiers) -> ChangeResult:
     for row in rows:
         row.full_clean()
         row.save()
+        audit_record(
+            action="subscription.change_scheduled",
+            obj=subscription,
+            after=row.as_audit(),
+            at=row.created_at,
+        )
     return ChangeResult(effective="period_end", effective_at=at, scheduled=rows)
 
 
@@ -228,6 +235,16 @@ def _upgrade_lines(subscription, current, requested, at):
     return lines, new_cycle
 
 
+def terms_words(terms: pricing.SubscriptionTerms) -> dict:
+    """What a subscription pays for, as the audit log keeps it."""
+    return {
+        "plan": terms.plan.code if terms.plan else None,
+        "edition": terms.edition.code if terms.edition else None,
+        "interval": terms.interval,
+        "addons": {a.addon: a.tier for a in terms.addons},
+    }
+
+
 def _upgrade(subscription, current, requested, plan, interval, tiers, at) -> ChangeResult:
     """P6: the difference for the rest of the cycle is charged now and the new allowance
     applies to the current period (month → year: see _upgrade_lines)."""
@@ -258,6 +275,14 @@ def _upgrade(subscription, current, requested, plan, interval, tiers, at) -> Cha
         subscription.current_period_end = new_cycle.end
     subscription.save()
     outbox.subscription_changed_emit(subscription, effective="now")
+    audit_record(
+        action="subscription.upgraded",
+        obj=subscription,
+        before=terms_words(current),
+        after=terms_words(requested),
+        reason=f"invoice {invoice.number}",
+        at=at,
+    )
     if tiers:
         # C2: a higher Convert tier lifts a pause at once (limits are otherwise re-applied
         # only when clicks arrive).

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Count, Exists, OuterRef, Q
 
+from audit.services import audit_record
 from metering.models import Charge, ChargeStatus
 from outbox import services as outbox
 from plans import periods, pricing
@@ -548,6 +549,13 @@ def _apply_scheduled_changes(
         change.status = ScheduledChange.Status.APPLIED
         change.resolved_at = at
         change.save(update_fields=["status", "resolved_at"])
+        audit_record(
+            action="subscription.change_applied",
+            obj=subscription,
+            after=change.as_audit(),
+            reason="scheduled for the cycle's end (P7)",
+            at=at,
+        )
     subscription.save(update_fields=["plan", "interval"])
     outbox.subscription_changed_emit(subscription, effective="period_end")
 

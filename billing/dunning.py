@@ -6,6 +6,8 @@ Each due row is claimed by a conditional update on the instant it was due, so ov
 
 from datetime import datetime, timedelta
 
+from django.db.models import Q
+
 from plans.models import Subscription
 from plans.services import subscription_transition
 
@@ -21,9 +23,11 @@ def _claim(dunning: Dunning, field: str, **changes) -> bool:
 
 
 def dunning_run(*, as_of: datetime) -> dict[str, int]:
-    """Due automatic retries, confirmation reminders and suspensions."""
+    """Due automatic retries, confirmation reminders and suspensions; an invoice an operator
+    paused is skipped until the pause ends, then its overdue steps run."""
     done = {"retries": 0, "reminders": 0, "suspensions": 0}
-    for dunning in Dunning.objects.filter(next_retry_at__lte=as_of):
+    due = Dunning.objects.filter(Q(paused_until__isnull=True) | Q(paused_until__lte=as_of))
+    for dunning in due.filter(next_retry_at__lte=as_of):
         if not _claim(dunning, "next_retry_at", next_retry_at=None):
             continue
         try:
@@ -33,9 +37,7 @@ def dunning_run(*, as_of: datetime) -> dict[str, int]:
         except payments.PaymentInProgress:
             continue  # someone is charging it right now; its outcome sets the next retry
         done["retries"] += attempt is not None
-    for dunning in Dunning.objects.filter(next_reminder_at__lte=as_of).select_related(
-        "invoice__account"
-    ):
+    for dunning in due.filter(next_reminder_at__lte=as_of).select_related("invoice__account"):
         sent = dunning.reminders_sent + 1
         later = (
             payments.REMINDER_AFTER_DAYS[sent] if sent < len(payments.REMINDER_AFTER_DAYS) else None
@@ -59,7 +61,7 @@ def dunning_run(*, as_of: datetime) -> dict[str, int]:
                 reminder=sent,
             )
             done["reminders"] += 1
-    for dunning in Dunning.objects.filter(suspend_at__lte=as_of).select_related(
+    for dunning in due.filter(suspend_at__lte=as_of).select_related(
         "invoice__subscription", "invoice__account"
     ):
         if not _claim(dunning, "suspend_at", suspend_at=None, next_retry_at=None):

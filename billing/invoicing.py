@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.errors import Conflict
+from audit.services import audit_entry, audit_record, audit_record_many
 from outbox import services as outbox
 from plans import pricing
 from plans.models import Subscription
@@ -66,6 +67,14 @@ def invoice_transition(
             )
         InvoiceStatusChange.objects.create(
             invoice=locked, from_status=locked.status, to_status=to, reason=reason, at=at
+        )
+        audit_record(
+            action="invoice.status",
+            obj=locked,
+            before=locked.status,
+            after=to,
+            reason=reason,
+            at=at,
         )
         locked.status = to
         locked.save(update_fields=["status"])
@@ -181,6 +190,10 @@ def invoices_issue(*, drafts: Sequence[InvoiceDraft], at: datetime) -> list[Invo
         batch_size=2000,
     )
     outbox.invoices_issued_emit(invoices)
+    audit_record_many(
+        audit_entry(action="invoice.issued", obj=i, before=S.DRAFT, after=i.status, at=at)
+        for i in invoices
+    )
     return invoices
 
 
@@ -328,23 +341,52 @@ def invoice_settle(
     if invoice.status == S.PAID:
         return False
     invoice_transition(invoice=invoice, to=S.PAID, reason=reason, at=at)
-    Dunning.objects.filter(invoice=invoice).delete()
     if attempt is not None:
         notifications.send("payment_succeeded", invoice.account, invoice=invoice, attempt=attempt)
+    _collection_ended(invoice, f"invoice {invoice.number} paid", at)
+    return True
+
+
+def invoice_void(*, invoice: Invoice, reason: str, at: datetime) -> None:
+    """Cancel an issued, unpaid invoice: nothing is owed on it any more, so its schedules stop
+    and a suspension it caused is lifted, as if it were paid (F4)."""
+    refuse_while_in_flight(invoice)
+    invoice_transition(invoice=invoice, to=S.VOID, reason=reason, at=at)
+    _collection_ended(invoice, f"invoice {invoice.number} void", at)
+
+
+def invoice_write_off(*, invoice: Invoice, reason: str, at: datetime) -> None:
+    """Stop collecting an invoice that will not be paid (uncollectible): no more retries,
+    reminders or suspension from it. The debt stands, so the subscription keeps its state; a
+    later payment (out of band) still settles it."""
+    refuse_while_in_flight(invoice)
+    invoice_transition(invoice=invoice, to=S.UNCOLLECTIBLE, reason=reason, at=at)
+    Dunning.objects.filter(invoice=invoice).delete()
+
+
+def refuse_while_in_flight(invoice: Invoice) -> None:
+    if invoice.attempts.filter(status__in=["created", "sending", "unknown"]).exists():
+        raise Conflict(
+            f"A payment of invoice {invoice.number} is waiting for Stripe's answer: "
+            "act once it is settled.",
+            code="payment_in_progress",
+        )
+
+
+def _collection_ended(invoice: Invoice, why: str, at: datetime) -> None:
+    """Nothing more to collect on the invoice: stop its schedules, and lift the subscription's
+    suspension (or past-due state) when nothing else of it is unpaid (F4)."""
+    Dunning.objects.filter(invoice=invoice).delete()
     subscription = invoice.subscription
     if subscription is not None and not _other_unpaid(invoice):
         was = subscription.status
         if (
             subscription_transition(
-                subscription_id=subscription.pk,
-                to=Subscription.Status.ACTIVE,
-                reason=f"invoice {invoice.number} paid",
-                at=at,
+                subscription_id=subscription.pk, to=Subscription.Status.ACTIVE, reason=why, at=at
             )
             and was == Subscription.Status.SUSPENDED
         ):
             notifications.send("subscription_reactivated", invoice.account, invoice=invoice)
-    return True
 
 
 def _other_unpaid(invoice: Invoice) -> bool:

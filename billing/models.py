@@ -292,6 +292,12 @@ class Dunning(models.Model):
     suspend_at = models.DateTimeField(null=True, blank=True)
     held_reason = models.CharField(max_length=200, blank=True, help_text="Not charged: why (P8).")
     held_at = models.DateTimeField(null=True, blank=True, help_text="When it was held (P8).")
+    hold_released_at = models.DateTimeField(
+        null=True, blank=True, help_text="An operator approved the charge over the cap (P8)."
+    )
+    paused_until = models.DateTimeField(
+        null=True, blank=True, help_text="An operator paused retries, reminders and suspension."
+    )
 
     class Meta:
         indexes = [

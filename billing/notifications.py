@@ -10,6 +10,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 
 from accounts.models import Account, Membership
+from audit.services import audit_record
 
 SUBJECTS = {
     "confirmation_required": "Please confirm your payment for invoice {number}",
@@ -18,6 +19,7 @@ SUBJECTS = {
     "payment_succeeded": "Receipt for invoice {number}",
     "subscription_suspended": "Your subscription is suspended: invoice {number} is unpaid",
     "subscription_reactivated": "Your subscription is active again",
+    "subscription_reactivated_by_operator": "Your subscription is active again",
     "invoice_held": "Invoice {number} is on hold: it is over your approved spending cap",
 }
 
@@ -30,6 +32,14 @@ def send(template: str, account: Account, *, also: Sequence[str] = (), **context
     text = render_to_string(f"emails/{template}.txt", context)
     html = render_to_string(f"emails/{template}.html", context)
     to = list(dict.fromkeys([account.billing_email, *also]))  # once each, billing email first
+    # Kept in the audit log (same transaction): operators see which emails a customer got.
+    audit_record(
+        action="email.sent",
+        obj=invoice or account,
+        account_id=account.pk,
+        after={"template": template, "to": to},
+        reason=subject,
+    )
     transaction.on_commit(lambda: send_mail(subject, text, None, to, html_message=html))
 
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts.errors import Conflict, DomainError
 from accounts.models import Account
+from audit.services import audit_record
 from plans import pricing
 from plans.models import Subscription
 from plans.money import format_money
@@ -256,6 +257,8 @@ def _within_spending_cap(invoice: Invoice, at: datetime) -> bool:
         cap_minor=subscription.spending_cap_minor,
     ):
         return True
+    if Dunning.objects.filter(invoice=invoice, hold_released_at__isnull=False).exists():
+        return True  # an operator approved this charge over the cap (invoice_release_hold)
     cap, already, total = (
         format_money(amount, invoice.currency)
         for amount in (subscription.spending_cap_minor, charged, invoice.total_minor)
@@ -298,6 +301,16 @@ def _apply(attempt: PaymentAttempt, result: gateway.ChargeResult, at: datetime) 
         )
         if attempt.status in (A.SUCCEEDED, A.FAILED) and result.status != A.SUCCEEDED:
             return  # an answer is recorded once; only a success can still follow a failure
+        audit_record(
+            action="payment_attempt.status",
+            obj=attempt,
+            before=attempt.status,
+            after=result.status,
+            reason=result.failure_reason or result.failure_code,
+            at=at,
+            account_id=attempt.invoice.account_id,
+            label=f"{attempt.invoice.number} #{attempt.number}",
+        )
         attempt.status = result.status
         attempt.stripe_payment_intent = result.payment_intent or attempt.stripe_payment_intent
         attempt.client_secret = result.client_secret or attempt.client_secret

@@ -19,6 +19,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("console/", include("console.urls")),
     # Browsers ask for /favicon.ico whatever the page says (the admin's pages say nothing).
     path("favicon.ico", views.favicon),
     path("demo/mail/", demo_views.sent_mail, name="demo-mail"),

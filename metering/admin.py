@@ -1,7 +1,12 @@
-"""Operators look at events and verdicts (read-only: they are the record) and may lift a pause."""
+"""Operators look at events and verdicts (read-only and undeletable: they are the record) and
+may lift a pause (audited)."""
 
 from django.contrib import admin
+from django.db import transaction
 from django.utils import timezone
+
+from audit.models import Source
+from audit.services import acting_as, audit_record
 
 from .models import Charge, Entitlement, Event, Reevaluation, TicketMerge
 
@@ -11,6 +16,9 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False
 
 
@@ -101,8 +109,30 @@ class ReevaluationAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Entitlement)
-class EntitlementAdmin(admin.ModelAdmin):
+class EntitlementAdmin(ReadOnlyAdmin):
+    """Read-only: a state typed in here would skip the limits and the audit log. A pause can
+    be lifted with the action, which records who did it."""
+
     list_display = ["account", "feature", "state", "until", "reason", "updated_at"]
     list_filter = ["feature", "state"]
+    list_select_related = ["account"]
     search_fields = ["account__slug"]
-    autocomplete_fields = ["account"]
+    actions = ["lift_pause"]
+
+    @admin.action(description="Lift the pause of the selected entitlements")
+    def lift_pause(self, request, queryset):
+        lifted = 0
+        with acting_as(source=Source.OPERATOR, user=request.user), transaction.atomic():
+            for row in queryset.select_for_update().filter(state=Entitlement.State.PAUSED):
+                audit_record(
+                    action="entitlement.state",
+                    obj=row,
+                    label=row.feature,
+                    before=row.state,
+                    after="active",
+                    reason="pause lifted in the admin",
+                )
+                lifted += Entitlement.objects.filter(pk=row.pk).update(
+                    state=Entitlement.State.ACTIVE, until=None, reason=""
+                )
+        self.message_user(request, f"{lifted} pause(s) lifted.")

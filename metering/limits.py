@@ -14,6 +14,7 @@ from datetime import datetime
 from django.db import connection, transaction
 from django.db.models import Count, Q
 
+from audit.services import audit_entry, audit_record, audit_record_many
 from outbox import services as outbox
 from plans import periods, pricing
 from plans.models import Subscription
@@ -50,6 +51,14 @@ class _Entitlements:
         )
         outbox.entitlement_changed_emit(
             account_id=account_id, feature=feature, state=state, until=paused_until
+        )
+        audit_record(
+            action="entitlement.state",
+            obj=row,
+            label=feature,
+            before=current.state if current else "active",
+            after=state,
+            reason=reason,
         )
         self.rows[(account_id, feature)] = row
 
@@ -297,12 +306,24 @@ def entitlements_expire(*, as_of: datetime) -> int:
     """Pauses end with their period: campaigns and AI run again in the next one."""
     with transaction.atomic():
         ending = list(
-            Entitlement.objects.select_for_update()
-            .filter(state=Entitlement.State.PAUSED, until__lte=as_of)
-            .values_list("pk", "account_id", "feature")
+            Entitlement.objects.select_for_update().filter(
+                state=Entitlement.State.PAUSED, until__lte=as_of
+            )
         )
-        count = Entitlement.objects.filter(pk__in=[pk for pk, _, _ in ending]).update(
+        audit_record_many(
+            audit_entry(
+                action="entitlement.state",
+                obj=row,
+                label=row.feature,
+                before=row.state,
+                after="active",
+                reason="the pause ended with its period",
+                at=as_of,
+            )
+            for row in ending
+        )
+        count = Entitlement.objects.filter(pk__in=[row.pk for row in ending]).update(
             state=Entitlement.State.ACTIVE, until=None, reason=""
         )
-        outbox.entitlements_resumed_emit([(account, feature) for _, account, feature in ending])
+        outbox.entitlements_resumed_emit([(row.account_id, row.feature) for row in ending])
     return count

@@ -78,14 +78,28 @@ class AllowanceAdmin(admin.ModelAdmin):
     autocomplete_fields = ["account"]
 
 
-class SubscriptionAddOnInline(admin.TabularInline):
+class _ShownOnly:
+    """What a subscription pays for changes only through billing.changes.subscription_change
+    (prorated invoice, scheduled downgrades): shown here, never edited."""
+
+    extra = 0
+
+    def has_add_permission(self, request, obj=None):
+        return obj is None
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class SubscriptionAddOnInline(_ShownOnly, admin.TabularInline):
     model = SubscriptionAddOn
-    extra = 0
 
 
-class ScheduledChangeInline(admin.TabularInline):
+class ScheduledChangeInline(_ShownOnly, admin.TabularInline):
     model = ScheduledChange
-    extra = 0
     readonly_fields = ["created_at", "resolved_at"]
 
 
@@ -117,7 +131,19 @@ class SubscriptionAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         if obj is None:  # a new subscription's first period is entered by the operator
             return ["status", "usage_period_start", "usage_period_end", "created_at"]
-        return [*self.readonly_fields, "account", "billing_anchor", "started_at"]
+        # Plan, edition and interval change only through the change service (proration, P6/P7).
+        return [
+            *self.readonly_fields,
+            "account",
+            "billing_anchor",
+            "started_at",
+            "plan",
+            "edition",
+            "interval",
+        ]
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(ScheduledChange)

@@ -454,6 +454,16 @@ class ScheduledChange(models.Model):
             parts.append(f"{self.addon} → {self.addon_tier or 'removed'}")
         return ", ".join(parts) or "change"
 
+    def as_audit(self) -> dict:
+        """What the change sets, as the audit log keeps it."""
+        return {
+            "plan": self.plan.code if self.plan_id else None,
+            "interval": self.interval or None,
+            "addon": self.addon.code if self.addon_id else None,
+            "tier": self.addon_tier.code if self.addon_tier_id else None,
+            "effective_at": self.effective_at.isoformat(),
+        }
+
 
 class SubscriptionStatusChange(models.Model):
     """The audit trail of a subscription's states (suspension and reactivation, F4)."""

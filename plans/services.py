@@ -10,6 +10,7 @@ from django.utils import timezone
 from accounts import services as account_services
 from accounts.errors import Conflict, DomainError
 from accounts.models import Account, Partner
+from audit.services import audit_record
 from outbox import services as outbox
 
 from . import periods
@@ -205,6 +206,14 @@ def subscription_transition(*, subscription_id: int, to: str, reason: str, at: d
         )
         outbox.subscription_status_emit(
             account_id=subscription.account_id, was=subscription.status, now=to, reason=reason
+        )
+        audit_record(
+            action="subscription.status",
+            obj=subscription,
+            before=subscription.status,
+            after=to,
+            reason=reason,
+            at=at,
         )
         subscription.status = to
         subscription.save(update_fields=["status"])

@@ -19,6 +19,8 @@ from django.urls import reverse
 
 from accounts.models import Account, IdempotencyRecord
 from accounts.selectors import billing_access
+from audit.models import Source
+from audit.services import acting_as
 
 
 def billing_page(*, change: bool = False, methods: tuple[str, ...] = ("GET",)):
@@ -45,7 +47,8 @@ def billing_page(*, change: bool = False, methods: tuple[str, ...] = ("GET",)):
                     {"account": access.account, "access": access},
                     status=403,
                 )
-            return view(request, access, *args, **kwargs)
+            with acting_as(source=Source.MERCHANT, user=request.user):  # names them in audit
+                return view(request, access, *args, **kwargs)
 
         wrapper.billing_change = change
         wrapper.billing_methods = methods

@@ -5,6 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
+from audit.models import AuditEntry
+from audit.services import current_actor
 from billing.models import Invoice
 from billing.run import run_billing
 from plans.models import ScheduledChange, Subscription
@@ -204,3 +206,13 @@ def test_a_change_after_billing_ran_ahead_of_the_clock_is_a_409_not_a_500(shop, 
     assert error["code"] == "cycle_not_started"
     assert error["details"] == {"current_period_start": "2027-03-01T00:00:00+00:00"}
     assert Subscription.objects.get(account=shop).plan.code == "basic"
+
+
+def test_P6_a_partner_change_is_audited_as_the_partner_and_only_for_that_request(
+    shop, partner_api
+):
+    assert change(partner_api, {"plan": "pro"}).status_code == 201
+    upgrade = AuditEntry.objects.get(action="subscription.upgraded")
+    assert upgrade.source == "partner" and upgrade.actor.startswith("API key ")
+    # The thread that served it serves whatever comes next as nobody in particular.
+    assert current_actor().source == "system"

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.utils import timezone
@@ -83,6 +84,7 @@ class Command(BaseCommand):
         operator_password = secrets.token_urlsafe(9)
         operator.set_password(operator_password)
         operator.save()
+        operator.groups.add(Group.objects.get(name="billing operators"))  # audit migration 0001
         if not Event.objects.filter(account=account).exists():
             # A month's worth of realistic traffic, through the same ingest path as the API.
             call_command(
@@ -107,8 +109,8 @@ class Command(BaseCommand):
                     "",
                     f"Demo ready at {settings.SITE_URL}",
                     f"  Merchant login: {DEMO_EMAIL} / {password}",
-                    f"  Operator (admin at {settings.SITE_URL}/admin/): operator / "
-                    f"{operator_password}",
+                    f"  Operator (console at {settings.SITE_URL}/console/, admin at /admin/): "
+                    f"operator / {operator_password}",
                     f"  Partner API key: {raw_key}",
                     f"  Sent mail: {settings.SITE_URL}/demo/mail/ (files in {mail_folder})",
                     "  Fast-forward: make demo-advance DAYS=31",

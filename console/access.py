@@ -1,0 +1,42 @@
+"""Who may use the console, decided by one decorator on every console view: a logged-in staff
+member holding `audit.use_console` (the "billing operators" group). Anyone else logged in gets
+the same 404 as a page that does not exist, so the console's routes are not advertised.
+
+Every view runs inside `acting_as(operator)`: the audit rows written by the services it calls
+name the operator."""
+
+import functools
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpResponseNotAllowed
+from django.shortcuts import render
+
+from audit.models import Source
+from audit.services import acting_as
+
+PERMISSION = "audit.use_console"
+
+
+def is_operator(user) -> bool:
+    return bool(
+        user.is_authenticated and user.is_active and user.is_staff and user.has_perm(PERMISSION)
+    )
+
+
+def operator_page(*, methods: tuple[str, ...] = ("GET",)):
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(request, *args, **kwargs):
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            if not is_operator(request.user):
+                return render(request, "404.html", status=404)
+            if request.method not in methods:
+                return HttpResponseNotAllowed(methods)
+            with acting_as(source=Source.OPERATOR, user=request.user):
+                return view(request, *args, **kwargs)
+
+        wrapper.console_page = True
+        return wrapper
+
+    return decorate

@@ -1,0 +1,90 @@
+"""The console's forms: filters of the queue and the actions' confirmations. Every action
+form asks for a reason; the values are checked here, at the edge, in words."""
+
+from decimal import Decimal, InvalidOperation
+
+from django import forms
+
+from accounts.models import CURRENCY_CHOICES
+from plans.money import MoneyError, currency_exponent, to_minor
+
+
+class QueueFilter(forms.Form):
+    ATTENTION = [
+        ("", "Everything"),
+        ("past_due", "Past due"),
+        ("requires_confirmation", "Waiting for confirmation"),
+        ("held", "Held over the cap (P8)"),
+        ("unknown", "Payment outcome unknown"),
+    ]
+    SORTS = [
+        ("score", "Amount × age"),
+        ("amount", "Amount"),
+        ("age", "Oldest first"),
+        ("recent", "Newest first"),
+    ]
+    q = forms.CharField(
+        label="Search",
+        required=False,
+        max_length=100,
+        widget=forms.TextInput(attrs={"placeholder": "Account, invoice number or Stripe id"}),
+    )
+    attention = forms.ChoiceField(label="Needs", choices=ATTENTION, required=False)
+    currency = forms.ChoiceField(
+        label="Currency", choices=[("", "Any")] + list(CURRENCY_CHOICES), required=False
+    )
+    plan = forms.CharField(label="Plan", required=False, max_length=40)
+    partner = forms.CharField(label="Partner", required=False, max_length=120)
+    min_amount = forms.DecimalField(
+        label="Amount at least", required=False, min_value=0, decimal_places=2, max_digits=14
+    )
+    min_age_days = forms.IntegerField(label="Older than (days)", required=False, min_value=0)
+    sort = forms.ChoiceField(label="Sort", choices=SORTS, required=False)
+
+
+class ActionForm(forms.Form):
+    reason = forms.CharField(
+        label="Reason (kept in the audit log)",
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        error_messages={"required": "Say why: a reason is required."},
+    )
+
+    def __init__(self, *args, currency: str = "USD", **kwargs):
+        self.currency = currency
+        super().__init__(*args, **kwargs)
+
+    def clean_reason(self) -> str:
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("Say why: a reason is required.")
+        return reason
+
+
+class PauseForm(ActionForm):
+    until = forms.DateField(
+        label="Pause until (date, UTC)", widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+
+class MarkPaidForm(ActionForm):
+    reference = forms.CharField(
+        label="Payment reference (e.g. the bank transfer's)", max_length=100
+    )
+
+
+class CreditForm(ActionForm):
+    amount = forms.CharField(label="Amount to credit", max_length=20)
+
+    def clean_amount(self) -> int:
+        raw = self.cleaned_data["amount"].strip().replace(",", "")
+        try:
+            minor = to_minor(Decimal(raw), self.currency)
+        except (InvalidOperation, MoneyError):
+            minor = 0
+        if minor <= 0:
+            raise forms.ValidationError(
+                f"Write a positive amount in {self.currency} with at most "
+                f"{currency_exponent(self.currency)} decimals, e.g. 12.50."
+            )
+        return minor

@@ -1,0 +1,380 @@
+"""What the console reads. Operators see every account: these selectors are the one place that
+crosses tenants, and only `console.access.operator_page` views call them."""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.core.paginator import Page, Paginator
+from django.db.models import Exists, OuterRef, Prefetch, Q
+
+from accounts.models import Account
+from audit.models import AuditEntry
+from billing import invoicing, payments
+from billing.invoicing import TRANSITIONS
+from billing.models import (
+    CloseSetAside,
+    Dunning,
+    Invoice,
+    InvoiceKind,
+    InvoiceStatus,
+    PaymentAttempt,
+)
+from metering import selectors as metering_selectors
+from metering.models import Reevaluation
+from plans.models import Subscription, SubscriptionStatusChange
+
+S = InvoiceStatus
+A = PaymentAttempt.Status
+PAGE_SIZE = 25
+UNPAID = (S.PAST_DUE, S.REQUIRES_CONFIRMATION)
+
+
+# --- the attention queue ---------------------------------------------------------------------
+
+
+@dataclass
+class QueueRow:
+    invoice: Invoice
+    needs: list[str]  # why it is in the queue, in words
+    age_days: int
+    score: int  # amount × age: what an unpaid invoice costs the longer it waits
+    last_attempt: PaymentAttempt | None
+
+
+def _attention(kind: str, now: datetime) -> Q:
+    held = Q(status=S.OPEN, dunning__held_reason__gt="")
+    # Unknown: Stripe's answer was lost, or a charge has waited longer than any call takes
+    # (the reconciliation sweep will ask Stripe; until then a person should know).
+    lost = Q(status=A.UNKNOWN) | Q(
+        status__in=[A.CREATED, A.SENDING], created_at__lte=now - payments.IN_FLIGHT_TIMEOUT
+    )
+    unknown = Q(Exists(PaymentAttempt.objects.filter(lost, invoice=OuterRef("pk"))))
+    return {
+        "past_due": Q(status=S.PAST_DUE),
+        "requires_confirmation": Q(status=S.REQUIRES_CONFIRMATION),
+        "held": held,
+        "unknown": unknown,
+    }.get(kind, Q(status__in=UNPAID) | held | unknown)
+
+
+def _search(q: str) -> Q:
+    q = q.strip()
+    return (
+        Q(number__iexact=q)
+        | Q(account__slug__icontains=q)
+        | Q(account__name__icontains=q)
+        | Q(account__stripe_customer_id=q)
+        | Q(Exists(PaymentAttempt.objects.filter(invoice=OuterRef("pk"), stripe_payment_intent=q)))
+    )
+
+
+def attention_queue(*, filters: dict, page: str | int | None, now: datetime) -> Page:
+    """Invoices that need a person, filtered, sorted (amount × age by default), paginated.
+
+    Sorting happens in Python over (id, total, issued) triples: amount × age has no portable
+    SQL form (intervals times integers differ between PostgreSQL and SQLite), and the queue
+    is the unpaid minority of invoices, a few thousand rows at most."""
+    invoices = Invoice.objects.filter(kind=InvoiceKind.INVOICE).filter(
+        _attention(filters.get("attention") or "", now)
+    )
+    if filters.get("q"):
+        invoices = invoices.filter(_search(filters["q"]))
+    if filters.get("currency"):
+        invoices = invoices.filter(currency=filters["currency"])
+    if filters.get("plan"):
+        invoices = invoices.filter(
+            Q(subscription__plan__code=filters["plan"])
+            | Q(subscription__edition__code=filters["plan"])
+        )
+    if filters.get("partner"):
+        invoices = invoices.filter(account__partner__name__icontains=filters["partner"])
+    if filters.get("min_age_days") is not None:
+        invoices = invoices.filter(issued_at__lte=now - timedelta(days=filters["min_age_days"]))
+    triples = list(invoices.distinct().values_list("pk", "total_minor", "issued_at", "currency"))
+    if filters.get("min_amount") is not None:
+        from plans.money import currency_exponent
+
+        triples = [
+            t for t in triples if t[1] >= filters["min_amount"] * 10 ** currency_exponent(t[3])
+        ]
+    sort = filters.get("sort") or "score"
+    key = {
+        "score": lambda t: (-t[1] * _age_seconds(t[2], now), t[0]),
+        "amount": lambda t: (-t[1], t[0]),
+        "age": lambda t: (t[2], t[0]),
+        "recent": lambda t: (-t[2].timestamp(), -t[0]),
+    }[sort]
+    ids = [t[0] for t in sorted(triples, key=key)]
+    page_obj = Paginator(ids, PAGE_SIZE).get_page(page)
+    loaded = Invoice.objects.select_related(
+        "account__partner", "subscription__plan", "subscription__edition", "dunning"
+    ).in_bulk(page_obj.object_list)
+    last = {}
+    for attempt in PaymentAttempt.objects.filter(invoice_id__in=page_obj.object_list).order_by(
+        "invoice_id", "number"
+    ):
+        last[attempt.invoice_id] = attempt
+    page_obj.object_list = [_row(loaded[pk], last.get(pk), now) for pk in page_obj.object_list]
+    return page_obj
+
+
+def _age_seconds(issued_at: datetime, now: datetime) -> int:
+    return max(int((now - issued_at).total_seconds()), 0)
+
+
+def _dunning(invoice: Invoice) -> Dunning | None:
+    try:
+        return invoice.dunning
+    except Dunning.DoesNotExist:
+        return None
+
+
+def _row(invoice: Invoice, attempt: PaymentAttempt | None, now: datetime) -> QueueRow:
+    dunning = _dunning(invoice)
+    needs = []
+    if invoice.status in UNPAID:
+        needs.append(invoice.get_status_display())
+    if dunning and dunning.held_reason:
+        needs.append("held over the cap")
+    if attempt and attempt.status == A.UNKNOWN:
+        needs.append("outcome unknown")
+    elif attempt and attempt.status in payments.IN_FLIGHT:
+        needs.append("charge waiting for Stripe")
+    age = _age_seconds(invoice.issued_at, now)
+    return QueueRow(
+        invoice=invoice,
+        needs=needs,
+        age_days=age // 86400,
+        score=invoice.total_minor * age,
+        last_attempt=attempt,
+    )
+
+
+@dataclass
+class SetAsides:
+    closes: list[CloseSetAside]
+    reevaluations: list[Reevaluation]
+    reevaluations_total: int
+
+
+def set_asides(*, limit: int = 20) -> SetAsides:
+    """Subscriptions whose close failed and subjects whose re-evaluation failed: both retry
+    with backoff on their own; listed so that a person looks at the error."""
+    failed = Reevaluation.objects.filter(attempts__gt=0).select_related("account")
+    return SetAsides(
+        closes=list(
+            CloseSetAside.objects.select_related("subscription__account").order_by(
+                "first_failed_at"
+            )[:limit]
+        ),
+        reevaluations=list(failed.order_by("failed_at")[:limit]),
+        reevaluations_total=failed.count(),
+    )
+
+
+# --- invoice detail --------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    at: datetime
+    what: str
+
+
+@dataclass
+class InvoiceDetail:
+    invoice: Invoice
+    dunning: Dunning | None
+    attempts: list[PaymentAttempt]
+    credit_notes: list[Invoice]
+    amount_due_minor: int
+    emails: list[AuditEntry]
+    history: list[AuditEntry]
+    schedule: list[Step]
+    actions: list[str] = field(default_factory=list)
+
+
+def invoice_detail(*, invoice_id: int, now: datetime) -> InvoiceDetail | None:
+    invoice = (
+        Invoice.objects.select_related("account", "subscription__plan", "subscription__edition")
+        .prefetch_related("lines")
+        .filter(pk=invoice_id)
+        .first()
+    )
+    if invoice is None:
+        return None
+    dunning = _dunning(invoice)
+    attempts = list(invoice.attempts.order_by("number"))
+    entries = AuditEntry.objects.filter(
+        Q(object_type="invoice", object_id=invoice.pk)
+        | Q(object_type="paymentattempt", object_id__in=[a.pk for a in attempts])
+    )
+    detail = InvoiceDetail(
+        invoice=invoice,
+        dunning=dunning,
+        attempts=attempts,
+        credit_notes=list(invoice.credit_notes.order_by("issued_at")),
+        amount_due_minor=invoicing.amount_due(invoice) if invoice.is_final else 0,
+        emails=list(entries.filter(action="email.sent")),
+        history=list(entries.exclude(action="email.sent")),
+        schedule=schedule_ahead(invoice=invoice, dunning=dunning, attempts=attempts, now=now),
+    )
+    detail.actions = invoice_actions(detail, now)
+    return detail
+
+
+def schedule_ahead(
+    *, invoice: Invoice, dunning: Dunning | None, attempts: list[PaymentAttempt], now: datetime
+) -> list[Step]:
+    """The retries, reminders and suspension still to come, from the same constants the
+    dunning run uses (payments.RETRY_AFTER_DAYS, REMINDER_AFTER_DAYS, SUSPEND_AFTER)."""
+    if dunning is None or invoice.status not in UNPAID:
+        return []
+    steps = []
+    if dunning.next_retry_at and dunning.first_failed_at:
+        failures = sum(a.status == A.FAILED for a in attempts)
+        for days in payments.RETRY_AFTER_DAYS[max(failures - 1, 0) :]:
+            at = dunning.first_failed_at + timedelta(days=days)
+            if at >= dunning.next_retry_at:
+                steps.append(Step(at, "automatic retry"))
+    if dunning.next_reminder_at and dunning.confirmation_requested_at:
+        for n, days in enumerate(payments.REMINDER_AFTER_DAYS, start=1):
+            at = dunning.confirmation_requested_at + timedelta(days=days)
+            if n > dunning.reminders_sent:
+                steps.append(Step(at, f"confirmation reminder {n}"))
+    if dunning.suspend_at and invoice.subscription_id:
+        steps.append(Step(dunning.suspend_at, "subscription suspended if still unpaid"))
+    if dunning.paused_until and dunning.paused_until > now:
+        steps = [
+            Step(
+                max(s.at, dunning.paused_until),
+                s.what + (" (after the pause)" if s.at < dunning.paused_until else ""),
+            )
+            for s in steps
+        ]
+    return sorted(steps, key=lambda s: s.at)
+
+
+def invoice_actions(detail: InvoiceDetail, now: datetime) -> list[str]:
+    """The actions that make sense for the invoice now (the services re-check each one)."""
+    invoice, dunning = detail.invoice, detail.dunning
+    if invoice.kind != InvoiceKind.INVOICE or not invoice.is_final:
+        return []
+    in_flight = any(a.status in payments.IN_FLIGHT for a in detail.attempts)
+    held = bool(dunning and dunning.held_reason)
+    paused = bool(dunning and dunning.paused_until and dunning.paused_until > now)
+    actions = []
+    if invoice.status in payments.CHARGEABLE and not in_flight and not held:
+        actions.append("retry")
+    if held and invoice.status in payments.CHARGEABLE:
+        actions.append("release-hold")
+    if invoice.status in UNPAID:
+        actions += ["remind", "resume" if paused else "pause"]
+    if not in_flight and invoice.status in (*payments.CHARGEABLE, S.UNCOLLECTIBLE):
+        actions.append("mark-paid")
+    creditable = invoice.status in (S.OPEN, S.PAST_DUE, S.PAID) and detail.amount_due_minor > 0
+    if not in_flight and creditable:
+        actions.append("credit")
+    if not in_flight and S.VOID in TRANSITIONS[invoice.status]:
+        actions.append("void")
+    if not in_flight and S.UNCOLLECTIBLE in TRANSITIONS[invoice.status]:
+        actions.append("uncollectible")
+    return actions
+
+
+# --- account detail --------------------------------------------------------------------------
+
+
+@dataclass
+class AccountDetail:
+    account: Account
+    subscription: Subscription | None
+    state_history: list[tuple[datetime, str, str, str, str]]  # at, from, to, reason, who
+    entitlements: dict[str, dict]
+    usage: object | None
+    invoices: list[Invoice]
+    history: list[AuditEntry]
+    actions: list[str]
+
+
+def account_detail(*, account_id: int, now: datetime) -> AccountDetail | None:
+    account = Account.objects.select_related("partner").filter(pk=account_id).first()
+    if account is None:
+        return None
+    subscription = (
+        Subscription.objects.select_related("plan", "edition")
+        .filter(account=account)
+        .order_by("ended_at", "-started_at")
+        .first()
+    )
+    usage = None
+    if subscription is not None and subscription.usage_period_start:
+        usage = metering_selectors.usage_summary(
+            account=account,
+            subscription=subscription,
+            start=subscription.usage_period_start,
+            end=subscription.usage_period_end,
+            now=now,
+        )
+    actions = []
+    if subscription is not None:
+        if subscription.status in (Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE):
+            actions.append("suspend")
+        elif subscription.status == Subscription.Status.SUSPENDED:
+            actions.append("reactivate")
+    return AccountDetail(
+        account=account,
+        subscription=subscription,
+        state_history=_state_history(subscription),
+        entitlements=metering_selectors.entitlements(account=account, subscription=subscription),
+        usage=usage,
+        invoices=list(
+            Invoice.objects.filter(account=account)
+            .prefetch_related(
+                Prefetch("attempts", queryset=PaymentAttempt.objects.order_by("number"))
+            )
+            .order_by("-issued_at", "-pk")[:50]
+        ),
+        history=list(AuditEntry.objects.filter(account_id=account.pk)[:100]),
+        actions=actions,
+    )
+
+
+def _state_history(subscription: Subscription | None) -> list:
+    """The subscription's states, oldest first, with who moved it (from the audit log; rows
+    older than the audit log come from the status table, by the system)."""
+    if subscription is None:
+        return []
+    audited = {
+        (e.at, e.before, e.after): e
+        for e in AuditEntry.objects.filter(
+            object_type="subscription", object_id=subscription.pk, action="subscription.status"
+        )
+    }
+    rows = []
+    for change in SubscriptionStatusChange.objects.filter(subscription=subscription).order_by(
+        "at", "pk"
+    ):
+        entry = audited.get((change.at, change.from_status, change.to_status))
+        who = (entry.actor or entry.source) if entry else "system"
+        rows.append((change.at, change.from_status, change.to_status, change.reason, who))
+    return rows
+
+
+# --- the audit log ---------------------------------------------------------------------------
+
+
+def audit_search(*, q: str = "", action: str = "", page: str | int | None = None) -> Page:
+    entries = AuditEntry.objects.all()
+    if action:
+        entries = entries.filter(action__startswith=action)
+    if q.strip():
+        q = q.strip()
+        accounts = Account.objects.filter(Q(slug__icontains=q) | Q(name__icontains=q))
+        entries = entries.filter(
+            Q(object_label__icontains=q)
+            | Q(actor__icontains=q)
+            | Q(reason__icontains=q)
+            | Q(account_id__in=accounts.values("pk"))
+        )
+    return Paginator(entries, 50).get_page(page)

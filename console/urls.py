@@ -1,0 +1,18 @@
+"""/console/: the billing operators' console. Every view is wrapped by access.operator_page
+(the URL walk in tests/console/test_access.py checks it)."""
+
+from django.urls import path
+
+from . import views
+
+app_name = "console"
+
+urlpatterns = [
+    path("", views.queue, name="queue"),
+    path("invoices/<int:invoice_id>/", views.invoice_detail, name="invoice"),
+    path("invoices/<int:invoice_id>/<slug:action>/", views.invoice_action, name="invoice-action"),
+    path("accounts/<int:account_id>/", views.account_detail, name="account"),
+    path("accounts/<int:account_id>/<slug:action>/", views.account_action, name="account-action"),
+    path("audit/", views.audit_log, name="audit"),
+    path("figures/", views.figures, name="figures"),
+]

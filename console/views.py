@@ -1,0 +1,272 @@
+"""The operator console's pages: thin views over console.selectors and console.services.
+
+An action is two requests: GET shows what it will do and asks for the reason (the
+confirmation); POST, with the CSRF token and a one-time form token, does it once."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.errors import DomainError
+from billing.models import Invoice
+from billing.pages.access import already_done, first_submission
+from plans.models import Subscription
+
+from . import forms, selectors, services
+from .access import operator_page
+from .figures import collections_figures
+
+
+def _not_found(request):
+    return render(request, "404.html", status=404)
+
+
+@operator_page()
+def queue(request):
+    form = forms.QueueFilter(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    now = timezone.now()
+    page = selectors.attention_queue(filters=filters, page=request.GET.get("page"), now=now)
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "console/queue.html",
+        {
+            "form": form,
+            "page": page,
+            "query": query.urlencode(),
+            "set_asides": selectors.set_asides(),
+            "tab": "queue",
+        },
+    )
+
+
+@operator_page()
+def invoice_detail(request, invoice_id: int):
+    detail = selectors.invoice_detail(invoice_id=invoice_id, now=timezone.now())
+    if detail is None:
+        return _not_found(request)
+    actions = [(slug, INVOICE_ACTIONS[slug].label) for slug in detail.actions]
+    return render(
+        request, "console/invoice.html", {"d": detail, "actions": actions, "tab": "queue"}
+    )
+
+
+@operator_page()
+def account_detail(request, account_id: int):
+    detail = selectors.account_detail(account_id=account_id, now=timezone.now())
+    if detail is None:
+        return _not_found(request)
+    actions = [(slug, ACCOUNT_ACTIONS[slug].label) for slug in detail.actions]
+    return render(
+        request, "console/account.html", {"d": detail, "actions": actions, "tab": "queue"}
+    )
+
+
+AUDIT_KINDS = [
+    ("", "Everything"),
+    ("operator.", "Operator actions"),
+    ("invoice.", "Invoices"),
+    ("payment_attempt.", "Payments"),
+    ("subscription.", "Subscriptions"),
+    ("entitlement.", "Entitlements"),
+    ("email.", "Emails"),
+]
+
+
+@operator_page()
+def audit_log(request):
+    q, action = request.GET.get("q", ""), request.GET.get("action", "")
+    page = selectors.audit_search(q=q, action=action, page=request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "console/audit.html",
+        {
+            "page": page,
+            "q": q,
+            "action": action,
+            "kinds": AUDIT_KINDS,
+            "query": query.urlencode(),
+            "tab": "audit",
+        },
+    )
+
+
+@operator_page()
+def figures(request):
+    return render(
+        request,
+        "console/figures.html",
+        {"f": collections_figures(now=timezone.now()), "tab": "figures"},
+    )
+
+
+# --- actions ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Action:
+    label: str
+    explains: str  # what it does, shown on the confirmation
+    form: type[forms.ActionForm]
+    run: Callable  # (target, cleaned_data) → audit entry
+
+
+def _until(day) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+INVOICE_ACTIONS = {
+    "retry": Action(
+        "Retry now",
+        "Charges the account's default card now, through the normal collection path. "
+        "The customer gets the receipt, or the failure email with the reason.",
+        forms.ActionForm,
+        lambda i, d: services.invoice_retry_now(invoice=i, reason=d["reason"]),
+    ),
+    "remind": Action(
+        "Send a reminder now",
+        "Emails the customer now: the confirmation link again, or the failed payment's reason "
+        "and how to fix it. The automatic schedule is unchanged.",
+        forms.ActionForm,
+        lambda i, d: services.invoice_remind_now(invoice=i, reason=d["reason"]),
+    ),
+    "pause": Action(
+        "Pause dunning",
+        "No automatic retries, reminders or suspension for this invoice until the date; "
+        "suspension is pushed to the pause's end at the earliest.",
+        forms.PauseForm,
+        lambda i, d: services.dunning_pause(
+            invoice=i, until=_until(d["until"]), reason=d["reason"]
+        ),
+    ),
+    "resume": Action(
+        "Resume dunning",
+        "Ends the pause now: steps that fell due during it run at the next dunning run.",
+        forms.ActionForm,
+        lambda i, d: services.dunning_resume(invoice=i, reason=d["reason"]),
+    ),
+    "mark-paid": Action(
+        "Mark paid out of band",
+        "Records a payment received outside Stripe (e.g. a bank transfer) and settles the "
+        "invoice: schedules stop, a suspension it caused is lifted.",
+        forms.MarkPaidForm,
+        lambda i, d: services.invoice_mark_paid(
+            invoice=i, reference=d["reference"], reason=d["reason"]
+        ),
+    ),
+    "void": Action(
+        "Void",
+        "Cancels the invoice: nothing is owed on it any more. Schedules stop and a suspension "
+        "it caused is lifted. This cannot be undone.",
+        forms.ActionForm,
+        lambda i, d: services.invoice_void(invoice=i, reason=d["reason"]),
+    ),
+    "uncollectible": Action(
+        "Mark uncollectible",
+        "Stops collecting: no more retries, reminders or suspension from this invoice. The "
+        "subscription keeps its state; a later payment out of band still settles it.",
+        forms.ActionForm,
+        lambda i, d: services.invoice_mark_uncollectible(invoice=i, reason=d["reason"]),
+    ),
+    "credit": Action(
+        "Issue a credit note",
+        "Issues a numbered credit note. On an unpaid invoice it is netted at once (the next "
+        "charge asks for what is left); on a paid one it becomes the account's credit, taken "
+        "off its next invoices.",
+        forms.CreditForm,
+        lambda i, d: services.invoice_credit(
+            invoice=i, amount_minor=d["amount"], reason=d["reason"]
+        ),
+    ),
+    "release-hold": Action(
+        "Release the hold",
+        "Approves this charge over the account's spending cap (P8): the invoice is charged by "
+        "the normal collection path at once.",
+        forms.ActionForm,
+        lambda i, d: services.invoice_release_hold(invoice=i, reason=d["reason"]),
+    ),
+}
+
+ACCOUNT_ACTIONS = {
+    "suspend": Action(
+        "Suspend",
+        "Suspends the subscription now, as exhausted retries would: the helpdesk is switched "
+        "off. The customer is emailed when an unpaid invoice is the cause.",
+        forms.ActionForm,
+        lambda s, d: services.subscription_suspend(subscription=s, reason=d["reason"]),
+    ),
+    "reactivate": Action(
+        "Reactivate",
+        "Reactivates the subscription now and emails the customer; unpaid invoices stay due.",
+        forms.ActionForm,
+        lambda s, d: services.subscription_reactivate(subscription=s, reason=d["reason"]),
+    ),
+}
+
+
+def _act(request, *, action: Action, target, currency: str, back: str, context: dict):
+    if request.method == "POST":
+        form = action.form(request.POST, currency=currency)
+        if form.is_valid():
+            if not first_submission(request):
+                return already_done(request, back)
+            try:
+                action.run(target, form.cleaned_data)
+            except DomainError as exc:  # Conflict too: the state moved on, or bad input
+                messages.error(request, str(exc))
+                return redirect(back)
+            messages.success(request, f"{action.label}: done.")
+            return redirect(back)
+    else:
+        form = action.form(currency=currency)
+    return render(
+        request,
+        "console/confirm.html",
+        {"action": action, "form": form, "back": back, **context},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@operator_page(methods=("GET", "POST"))
+def invoice_action(request, invoice_id: int, action: str):
+    invoice = Invoice.objects.select_related("account").filter(pk=invoice_id).first()
+    if invoice is None or action not in INVOICE_ACTIONS:
+        return _not_found(request)
+    back = reverse("console:invoice", args=[invoice.pk])
+    return _act(
+        request,
+        action=INVOICE_ACTIONS[action],
+        target=invoice,
+        currency=invoice.currency,
+        back=back,
+        context={"invoice": invoice, "account": invoice.account, "tab": "queue"},
+    )
+
+
+@operator_page(methods=("GET", "POST"))
+def account_action(request, account_id: int, action: str):
+    subscription = (
+        Subscription.objects.select_related("account")
+        .filter(account_id=account_id, ended_at__isnull=True)
+        .first()
+    )
+    if subscription is None or action not in ACCOUNT_ACTIONS:
+        return _not_found(request)
+    back = reverse("console:account", args=[account_id])
+    return _act(
+        request,
+        action=ACCOUNT_ACTIONS[action],
+        target=subscription,
+        currency=subscription.account.currency,
+        back=back,
+        context={"account": subscription.account, "tab": "queue"},
+    )

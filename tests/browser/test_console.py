@@ -1,0 +1,114 @@
+"""The operator console in a real browser: an operator finds a past-due invoice in the queue,
+retries it once the merchant has updated the card, sees it paid, the account reactivated and
+the audit entries.
+
+With SCREENSHOTS=<folder> set, the queue, the invoice and the account are saved at 1280 px
+(`SCREENSHOTS=docs/screenshots pytest tests/browser/test_console.py`)."""
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from billing import payments
+from billing.models import Invoice
+from billing.run import run_billing
+from plans.models import Subscription
+from plans.services import subscription_transition
+from tests.billing.test_payments import DECLINED, OK
+from tests.console.conftest import operators_group
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = os.environ.get("SCREENSHOTS", "")
+
+
+def shoot(page, name: str) -> None:
+    if SHOTS:
+        folder = ROOT / SHOTS
+        folder.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+def suspended_shop(make_account, stripe_standin):
+    """Opened 20 days ago; its first invoice declined and the retries ran out: suspended."""
+    opened = timezone.now() - timedelta(days=20)
+    with time_machine.travel(opened, tick=False):
+        account = make_account(slug="shop", plan="basic")
+        payments.payment_method_set(
+            account=account, stripe_payment_method=stripe_standin.card(DECLINED)
+        )
+        run_billing(as_of=opened)  # issues the first invoice and charges it: declined
+        invoice = Invoice.objects.get(account=account)
+    subscription_transition(
+        subscription_id=invoice.subscription_id,
+        to="suspended",
+        reason=f"invoice {invoice.number} unpaid after retries",
+        at=opened + timedelta(days=14),
+    )
+    other = make_account(slug="bakery", plan="pro")  # a second line in the queue
+    Invoice.objects.create(
+        account=other,
+        subscription=Subscription.objects.get(account=other),
+        reason="upgrade",
+        status="past_due",
+        number="2026-900001",
+        currency="USD",
+        period_start=opened,
+        period_end=opened + timedelta(days=30),
+        total_minor=12_000,
+        issued_at=opened,
+    )
+    return account, invoice
+
+
+def test_an_operator_retries_a_past_due_invoice_after_the_card_was_updated(
+    suspended_shop, stripe_standin, live_server, page, django_user_model
+):
+    account, invoice = suspended_shop
+    payments.payment_method_set(account=account, stripe_payment_method=stripe_standin.card(OK))
+    user = django_user_model.objects.create_user(
+        "olivia", email="olivia@ops.example", password="pw-operator-1", is_staff=True
+    )
+    user.groups.add(operators_group())
+
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(live_server.url + "/login/?next=/console/")
+    page.get_by_label("Email or username").fill("olivia")
+    page.get_by_label("Password").fill("pw-operator-1")
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="Invoices that need a person").wait_for()
+    row = page.locator(f"#queue-{invoice.pk}")
+    assert "$60.00" in row.inner_text() and "Past due" in row.inner_text()
+    shoot(page, "console-queue")
+
+    page.get_by_label("Search").fill("shop")
+    page.get_by_role("button", name="Filter").click()
+    assert page.locator("table.queue tbody tr").count() == 1
+    page.get_by_role("link", name=invoice.number).click()
+    page.get_by_text("The bank declined").first.wait_for()  # the reason, in words
+
+    page.get_by_role("link", name="Retry now").click()
+    page.get_by_text("Charges the account's default card now").wait_for()
+    page.get_by_role("button", name="Confirm: retry now").click()
+    # The reason is required: the browser refuses to send the form without one.
+    assert page.get_by_label("Reason").evaluate("e => e.validity.valueMissing")
+    assert Invoice.objects.get(pk=invoice.pk).status == "past_due"
+    page.get_by_label("Reason").fill("Merchant updated the card; called us")
+    page.get_by_role("button", name="Confirm: retry now").click()
+    page.get_by_text("Retry now: done.").wait_for()
+    assert page.locator("h2 .badge").first.inner_text() == "Paid"
+    history = page.locator("table.audit").inner_text()
+    assert "operator: retry now" in history and "Merchant updated the card" in history
+    assert "past due → paid" in history and "olivia" in history
+    shoot(page, "console-invoice")
+
+    page.get_by_role("link", name="Shop (shop)").click()
+    page.get_by_text("Subscription active").wait_for()
+    assert "suspended → active" in page.locator("body").inner_text()
+    shoot(page, "console-account")
+    assert Subscription.objects.get(account=account).status == "active"
