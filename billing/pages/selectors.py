@@ -3,15 +3,14 @@ none can return another account's rows.
 """
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
-from django.db.models import Count, Prefetch, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Prefetch, Sum
 
 from accounts.models import Account
 from accounts.selectors import account_integration_count
 from metering import selectors as metering
-from metering.models import Charge, ChargeStatus
+from metering.models import ChargeStatus
 from plans import pricing
 from plans.models import AddOn, AddOnTier, Meter, Plan, ScheduledChange, Subscription
 from plans.selectors import catalog_addons, catalog_plans, subscription_current
@@ -23,7 +22,6 @@ from plans.terms import (
     subscription_terms,
 )
 
-from ..closing import units_by_period
 from ..models import Dunning, Invoice, InvoiceKind, InvoiceStatus, PaymentAttempt, UsageClose
 from ..payments import confirmation_path, default_payment_method
 from . import charts
@@ -256,13 +254,9 @@ def _resolutions(account, subscription, edition, start, used_this_month) -> Reso
     year_start, year_end = periods.period_containing(
         subscription.billing_anchor, subscription.interval, start
     )
-    earlier = Charge.objects.filter(
-        account=account,
-        meter=Meter.AUTOMATED_RESOLUTIONS,
-        status=ChargeStatus.FINAL,
-        period_start__gte=year_start,
-        period_start__lt=start,
-    ).count()
+    earlier = metering.units_between(
+        account=account, meter=Meter.AUTOMATED_RESOLUTIONS, start=year_start, end=start
+    )
     return Resolutions(
         allocation=pricing.resolution_allocation(edition=edition),
         commitment=edition.commitment_units,
@@ -297,22 +291,11 @@ def _policy_words(terms: pricing.MeterTerms | None, currency: str) -> str:
 
 
 def daily_counts(*, account: Account, start: datetime) -> dict[str, dict[date, int]]:
-    """Units counted per meter and UTC day in the usage period starting at `start`: one
-    grouped query on the (account, period_start, meter) index."""
-    rows = (
-        Charge.objects.filter(
-            account=account,
-            period_start=start,
-            status__in=[ChargeStatus.FINAL, ChargeStatus.PENDING],
-        )
-        .annotate(day=TruncDate("billable_at", tzinfo=UTC))
-        .values_list("meter", "day")
-        .annotate(n=Count("id"))
+    """Units counted (final and pending) per meter and UTC day in the usage period starting at
+    `start`, from metering's per-day counters."""
+    return metering.daily_units(
+        account=account, start=start, statuses=(ChargeStatus.FINAL, ChargeStatus.PENDING)
     )
-    result: dict[str, dict[date, int]] = {}
-    for meter, day, n in rows:
-        result.setdefault(meter, {})[day] = n
-    return result
 
 
 def usage(
@@ -324,8 +307,9 @@ def usage(
     start, end = subscription.usage_period_start, subscription.usage_period_end
     if now >= end:  # the period ended and is not closed yet: show the one under way
         start, end = metering.usage_period(subscription=subscription, month=None, now=now)
+    # Late units come from the closes (late_units), not from the summary's recorded_at scan.
     summary = metering.usage_summary(
-        account=account, subscription=subscription, start=start, end=end, now=now
+        account=account, subscription=subscription, start=start, end=end, now=now, with_late=False
     )
     terms = subscription_terms(subscription)
     by_meter = meter_terms_by_meter(terms)
@@ -410,13 +394,15 @@ def late_units(*, account: Account) -> dict[str, int]:
         .order_by("-period_start")
         .values_list("period_start", "billed_units")[:3]
     )
-    counted = units_by_period([(account.pk, start) for start, _ in closes])
+    counted = metering.period_units(account=account, starts=[start for start, _ in closes])
+    billed = dict(closes)
     late: dict[str, int] = {}
-    for start, billed in closes:
-        for meter, units in counted.get((account.pk, start), {}).items():
-            extra = units - billed.get(meter, 0)
-            if extra > 0:
-                late[meter] = late.get(meter, 0) + extra
+    for (start, meter, status), units in counted.items():
+        if status != ChargeStatus.FINAL:
+            continue
+        extra = units - billed[start].get(meter, 0)
+        if extra > 0:
+            late[meter] = late.get(meter, 0) + extra
     return late
 
 
@@ -560,12 +546,9 @@ def plan_options(*, account: Account, subscription: Subscription) -> list[PlanOp
     """Each public plan with what this period would have cost on it (fee + overage at this
     period's helpdesk use), so the merchant compares like with like."""
     current = subscription_terms(subscription)
-    used = Charge.objects.filter(
-        account=account,
-        period_start=subscription.usage_period_start,
-        meter=Meter.HELPDESK_TICKETS,
-        status=ChargeStatus.FINAL,
-    ).count()
+    used = metering.period_units(
+        account=account, starts=[subscription.usage_period_start], meter=Meter.HELPDESK_TICKETS
+    ).get((subscription.usage_period_start, Meter.HELPDESK_TICKETS, ChargeStatus.FINAL), 0)
     book = TermsBook([account.pk])
     addons = subscription_addons(subscription)
     options = []
