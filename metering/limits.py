@@ -9,7 +9,7 @@ Re-evaluation calls `apply_limits` once per batch, so everything here is batched
 for the counts, one for the entitlements, and row loads only for periods actually over a cap.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import connection
 from django.db.models import Count, Q
@@ -294,3 +294,19 @@ def entitlements_expire(*, as_of: datetime) -> int:
     return Entitlement.objects.filter(state=Entitlement.State.PAUSED, until__lte=as_of).update(
         state=Entitlement.State.ACTIVE, until=None, reason=""
     )
+
+
+def entitlements_end(*, account_id: int, at: datetime) -> None:
+    """The subscription ended (canceled at its cycle's end): every feature is switched off,
+    with no end date, until a new subscription starts."""
+    for feature in Feature.values:
+        Entitlement.objects.update_or_create(
+            account_id=account_id,
+            feature=feature,
+            defaults={
+                "state": Entitlement.State.SUSPENDED,
+                "until": None,
+                # The last day covered, as every page writes it (not the exclusive boundary).
+                "reason": f"Subscription ended on {at - timedelta(microseconds=1):%b %-d, %Y}.",
+            },
+        )

@@ -12,6 +12,7 @@ from accounts.selectors import account_integration_count
 from metering import selectors as metering
 from metering.models import ChargeStatus
 from plans import pricing
+from plans.money import format_period
 from plans.models import AddOn, AddOnTier, Meter, Plan, ScheduledChange, Subscription
 from plans.selectors import catalog_addons, catalog_plans, subscription_current
 from plans.terms import (
@@ -52,6 +53,11 @@ class ScheduledRow:
     id: int
     words: str
     effective_at: datetime
+    cancel: bool = False  # the subscription ends: `ends_on` is its last day
+
+    @property
+    def ends_on(self) -> date:
+        return last_day(self.effective_at)
 
 
 def scheduled_changes(*, account: Account) -> list[ScheduledRow]:
@@ -80,10 +86,50 @@ def scheduled_changes(*, account: Account) -> list[ScheduledRow]:
             before = current.tier.name if current else "none"
             after = change.addon_tier.name if change.addon_tier_id else "removed"
             parts.append(f"{change.addon} add-on: {before} → {after}")
+        if change.cancel:
+            parts.append("your subscription ends")
         result.append(
-            ScheduledRow(id=change.pk, words="; ".join(parts), effective_at=change.effective_at)
+            ScheduledRow(
+                id=change.pk,
+                words="; ".join(parts),
+                effective_at=change.effective_at,
+                cancel=change.cancel,
+            )
         )
     return result
+
+
+@dataclass(frozen=True)
+class Ending:
+    """What cancelling at the end of the cycle does, for the warning label, or the scheduled
+    end when there is one already."""
+
+    ends_on: date  # the cycle's last day: everything works until its end
+    last_period: tuple[datetime, datetime]  # the usage period the last invoice closes
+    invoice_on: date  # when that invoice is issued (the cycle's end boundary)
+    scheduled_id: int | None  # the scheduled cancellation, when already asked
+
+
+def subscription_ending(*, subscription: Subscription) -> Ending:
+    from plans import periods
+
+    end = subscription.current_period_end
+    scheduled = next(
+        (
+            c.pk
+            for c in subscription.scheduled_changes.all()
+            if c.cancel and c.status == ScheduledChange.Status.SCHEDULED
+        ),
+        None,
+    )
+    return Ending(
+        ends_on=last_day(end),
+        last_period=periods.usage_period_containing(
+            subscription.billing_anchor, end - timedelta(microseconds=1)
+        ),
+        invoice_on=end.date(),
+        scheduled_id=scheduled,
+    )
 
 
 # --- overview -------------------------------------------------------------------------------
@@ -356,9 +402,7 @@ def usage(
         .order_by("-period_start")
         .values_list("period_start", "period_end", "billed_units")[:5]
     )
-    history = [
-        (f"{s:%b %-d} – {last_day(e):%b %-d, %Y}", units) for s, e, units in reversed(closes)
-    ]
+    history = [(format_period(s, e), units) for s, e, units in reversed(closes)]
     elapsed = max(0, min((now - start).total_seconds(), (end - start).total_seconds()))
     resolutions = None
     if terms.edition is not None:
