@@ -12,8 +12,8 @@ from accounts.selectors import account_integration_count
 from metering import selectors as metering
 from metering.models import ChargeStatus
 from plans import pricing
-from plans.money import format_period
 from plans.models import AddOn, AddOnTier, Meter, Plan, ScheduledChange, Subscription
+from plans.money import format_period
 from plans.selectors import catalog_addons, catalog_plans, subscription_current
 from plans.terms import (
     MissingTerms,

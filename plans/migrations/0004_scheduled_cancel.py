@@ -4,27 +4,42 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('plans', '0003_edition_alias'),
+        ("plans", "0003_edition_alias"),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='scheduledchange',
-            name='scheduledchange_changes_something',
+            model_name="scheduledchange",
+            name="scheduledchange_changes_something",
         ),
         migrations.AddField(
-            model_name='scheduledchange',
-            name='cancel',
-            field=models.BooleanField(default=False, help_text='The subscription ends at effective_at: its last period is invoiced as usual, no fee follows.'),
+            model_name="scheduledchange",
+            name="cancel",
+            field=models.BooleanField(
+                default=False,
+                help_text="The subscription ends at effective_at: its last period is invoiced as usual, no fee follows.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='scheduledchange',
-            constraint=models.CheckConstraint(condition=models.Q(('plan__isnull', False), models.Q(('interval', ''), _negated=True), ('addon__isnull', False), ('cancel', True), _connector='OR'), name='scheduledchange_changes_something'),
+            model_name="scheduledchange",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("plan__isnull", False),
+                    models.Q(("interval", ""), _negated=True),
+                    ("addon__isnull", False),
+                    ("cancel", True),
+                    _connector="OR",
+                ),
+                name="scheduledchange_changes_something",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='scheduledchange',
-            constraint=models.UniqueConstraint(condition=models.Q(('cancel', True), ('status', 'scheduled')), fields=('subscription',), name='scheduledchange_one_cancel'),
+            model_name="scheduledchange",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("cancel", True), ("status", "scheduled")),
+                fields=("subscription",),
+                name="scheduledchange_one_cancel",
+            ),
         ),
     ]
