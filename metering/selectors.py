@@ -118,6 +118,7 @@ def usage_summary(
     end: datetime,
     now: datetime,
     with_late: bool = True,
+    terms: pricing.SubscriptionTerms | None = None,
 ) -> PeriodUsage:
     """Per meter: used, pending, not billed, late, what is included, overage and a forecast
     that says how it was made. `with_late=False` skips the late units (0): they are the one
@@ -130,7 +131,7 @@ def usage_summary(
     counts = {(m, status): n for (s, m, status), n in both.items() if s == start}
     previous = {(m, status): n for (s, m, status), n in both.items() if s == previous_start}
     late = _late(account, start, end) if with_late else {}
-    terms = subscription_terms(subscription)
+    terms = terms or subscription_terms(subscription)  # the caller's, when it has them
     by_meter = meter_terms_by_meter(terms)
     paused = {
         row.feature

@@ -353,11 +353,17 @@ def usage(
     start, end = subscription.usage_period_start, subscription.usage_period_end
     if now >= end:  # the period ended and is not closed yet: show the one under way
         start, end = metering.usage_period(subscription=subscription, month=None, now=now)
+    terms = subscription_terms(subscription)
     # Late units come from the closes (late_units), not from the summary's recorded_at scan.
     summary = metering.usage_summary(
-        account=account, subscription=subscription, start=start, end=end, now=now, with_late=False
+        account=account,
+        subscription=subscription,
+        start=start,
+        end=end,
+        now=now,
+        with_late=False,
+        terms=terms,
     )
-    terms = subscription_terms(subscription)
     by_meter = meter_terms_by_meter(terms)
     labels = dict(Meter.choices)
     days = charts.period_days(start.date(), last_day(end))
