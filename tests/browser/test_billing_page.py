@@ -115,6 +115,30 @@ def test_a_downgrade_is_warned_then_bannered_then_cancelled(shop, live_server, p
     assert ScheduledChange.objects.get().status == "canceled"
 
 
+def test_cancel_at_the_cycle_end_is_warned_then_bannered_then_undone(shop, live_server, page):
+    log_in(page, live_server)
+    page.get_by_role("link", name="Change plan").click()
+    end = Subscription.objects.get(account=shop).current_period_end
+    last = end - timedelta(microseconds=1)  # the last day covered, not the end boundary
+    ends_on = f"{last:%b} {last.day}, {last.year}"
+    warning = page.locator("#cancel .warning-label")
+    warning.get_by_text(f"at the end of your billing cycle, on {ends_on}").wait_for()
+    page.locator("#cancel").scroll_into_view_if_needed()
+    shoot(page, "change-plan-cancel-warning")
+    page.get_by_role("button", name="Cancel at the end of the cycle").click()
+    banner = page.locator(".banner.scheduled")
+    banner.get_by_text(f"Your subscription ends on {ends_on}").wait_for()
+    assert ScheduledChange.objects.get(cancel=True).status == "scheduled"
+    shoot(page, "subscription-ends-banner")
+    page.get_by_role("link", name="Usage").first.click()  # the banner follows every page
+    banner.get_by_text(f"Your subscription ends on {ends_on}").wait_for()
+    page.get_by_role("button", name="Undo: keep my subscription").click()
+    page.get_by_text("Your subscription continues").wait_for()
+    assert page.locator(".banner.scheduled").count() == 0
+    assert ScheduledChange.objects.get(cancel=True).status == "canceled"
+    assert Subscription.objects.get(account=shop).ended_at is None
+
+
 def test_an_upgrade_shows_the_prorated_amount_and_pays_it(shop, live_server, page):
     log_in(page, live_server)
     page.get_by_role("link", name="Change plan").click()
