@@ -62,6 +62,18 @@ def shop(make_account, stripe_standin, django_user_model):
     for days_ago in range(9, 0, -1):
         batch = tickets(12 + 3 * days_ago, now - timedelta(days=days_ago))
         ingest(account, batch, now=now)
+    automations = [  # resolved by Automate yesterday: pending until their 72 h pass (A5)
+        {
+            "id": f"auto-{i}",
+            "type": "automation",
+            "ticket": f"auto-{i}",
+            "occurred_at": now - timedelta(days=1, minutes=i),
+            "feature": "order_management",
+            "outcome": "resolved",
+        }
+        for i in range(3)
+    ]
+    ingest(account, automations, now=now)
     user = django_user_model.objects.create_user("owner@shop.example", password="pw-owner-123")
     Membership.objects.create(user=user, account=account, role=Membership.Role.OWNER)
     return account
@@ -88,6 +100,9 @@ def test_usage_forecast_and_why_a_ticket_was_billed(shop, live_server, page):
         "FORECAST" in helpdesk.inner_text().upper()
         and helpdesk.locator("figure.chart svg rect").count()
     )
+    automate = page.locator("#meter-automated_interactions")
+    automate.get_by_text("waiting for their 72-hour window (A5)").wait_for()  # pending apart
+    assert automate.locator(".facts dd").first.inner_text().startswith("3 ")
     shoot(page, "usage")
     ticket = f"{timezone.now() - timedelta(days=3):%m%d}-0"
     page.get_by_label("Ticket id").fill(ticket)
