@@ -6,11 +6,13 @@ behind it, each with its invoice, its `UsageClose` row and 20,000 results. Event
 are written with COPY (the setup is not what is measured). Timed: 50 requests to each page
 through Django's test client, in process (no network), as the account's owner; median and
 p95. The baseline, in the same run: one indexed SQL aggregate over the period's results,
-`COUNT(*) … GROUP BY meter, status`, the least work that reads that usage at all.
+`COUNT(*) … GROUP BY meter, status`, the least work that reads that usage at all (the pages
+themselves read metering's per-day counters, `UsageDay`, which the COPY fills through its
+triggers as re-evaluation's writes do).
 
     .venv/bin/python bench/page.py [--events 1000000] [--closed 24] [--requests 50]
 
-It uses its own database (bench_page, dropped and made anew).
+It uses its own database (bench_page, or BENCH_DB; dropped and made anew).
 """
 
 import argparse
@@ -196,7 +198,7 @@ def main() -> None:
     from django.test import Client
 
     from billing.models import UsageClose
-    from metering.models import Charge, Event
+    from metering.models import Charge, Event, UsageDay
 
     client = Client()
     client.force_login(user)
@@ -208,6 +210,11 @@ def main() -> None:
             f"this period, {Charge.objects.filter(account=account).count():,} results, "
             f"{UsageClose.objects.filter(subscription__account=account).count()} closed periods "
             f"(setup {setup:.0f} s)",
+        ),
+        (
+            "per-day counters",
+            f"{UsageDay.objects.filter(account=account).count():,} UsageDay rows for the account, "
+            f"{UsageDay.objects.filter(account=account, period_start=start).count()} this period",
         ),
         ("indexed SQL baseline", f"{baseline * 1000:.1f} ms (median of 5)"),
     ]

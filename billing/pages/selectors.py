@@ -370,7 +370,13 @@ def usage(
     daily = daily_counts(account=account, start=start)
     today = min(now, end).date()
     rows = []
-    late = late_units(account=account)
+    # The last five closes, newest first: the history table, and (the newest three) late units.
+    closes = list(
+        UsageClose.objects.filter(subscription__account=account)
+        .order_by("-period_start")
+        .values_list("period_start", "period_end", "billed_units")[:5]
+    )
+    late = late_units(account=account, closes=[(s, units) for s, _, units in closes[:3]])
     for m in summary.meters:
         if m.included is None and not (m.used or m.pending or m.not_billed):
             continue  # neither paid for nor used: nothing to show
@@ -403,11 +409,6 @@ def usage(
             forecast=m.forecast_units,
         )
         rows.append(row)
-    closes = list(
-        UsageClose.objects.filter(subscription__account=account)
-        .order_by("-period_start")
-        .values_list("period_start", "period_end", "billed_units")[:5]
-    )
     history = [(format_period(s, e), units) for s, e, units in reversed(closes)]
     elapsed = max(0, min((now - start).total_seconds(), (end - start).total_seconds()))
     resolutions = None
@@ -434,16 +435,20 @@ def usage(
     )
 
 
-def late_units(*, account: Account) -> dict[str, int]:
+def late_units(
+    *, account: Account, closes: list[tuple[datetime, dict]] | None = None
+) -> dict[str, int]:
     """F6: units of already-invoiced periods that became final since their invoice, per
-    meter: what the next invoice carries as late usage."""
+    meter: what the next invoice carries as late usage. `closes`: the account's newest
+    (period start, billed units), when the caller has read them already."""
     # The last three closes: late events come within days of a close, and reading every
     # closed period's units would cost the page a scan of the account's whole history.
-    closes = list(
-        UsageClose.objects.filter(subscription__account=account)
-        .order_by("-period_start")
-        .values_list("period_start", "billed_units")[:3]
-    )
+    if closes is None:
+        closes = list(
+            UsageClose.objects.filter(subscription__account=account)
+            .order_by("-period_start")
+            .values_list("period_start", "billed_units")[:3]
+        )
     counted = metering.period_units(account=account, starts=[start for start, _ in closes])
     billed = dict(closes)
     late: dict[str, int] = {}
