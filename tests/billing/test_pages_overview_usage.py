@@ -70,6 +70,7 @@ def test_usage_shows_used_included_overage_forecast_and_a_daily_chart(logged_in,
     assert "about 640 by Nov 30" in page and "<strong>$160.00</strong> overage" in page
     assert "at this period&#x27;s pace so far" in page or "at this period's pace so far" in page
     assert '<figure class="chart">' in page and "Nov 3: +320, 320 so far" in page
+    assert 'class="bar over"><title>Nov 3: +320, 320 so far</title></rect>' in page  # over 300
 
 
 def test_usage_shows_pending_units_apart(logged_in, account):  # noqa: F811
