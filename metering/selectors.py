@@ -138,7 +138,10 @@ def usage_summary(
         for row in Entitlement.objects.filter(account=account, state=Entitlement.State.PAUSED)
         if row.until is None or row.until > now
     }
-    used_earlier = _resolutions_earlier_in_term(account, subscription, start)
+    # Only an edition has an allocation term whose earlier months count (Z9).
+    used_earlier = (
+        _resolutions_earlier_in_term(account, subscription, start) if terms.edition else 0
+    )
     meters = []
     for meter in t.METERS:
         used = counts.get((meter, ChargeStatus.FINAL), 0)
