@@ -6,11 +6,16 @@ behind it, each with its invoice, its `UsageClose` row and 20,000 results. Event
 are written with COPY (the setup is not what is measured). Timed: 50 requests to each page
 through Django's test client, in process (no network), as the account's owner; median and
 p95. The baseline, in the same run: one indexed SQL aggregate over the period's results,
-`COUNT(*) … GROUP BY meter, status`, the least work that reads that usage at all.
+`COUNT(*) … GROUP BY meter, status`, the least work that reads that usage at all (the pages
+themselves read metering's per-day counters, `UsageDay`, which the COPY fills through its
+triggers as re-evaluation's writes do).
 
-    .venv/bin/python bench/page.py [--events 1000000] [--closed 24] [--requests 50]
+    .venv/bin/python bench/page.py [--events 1000000] [--closed 24] [--requests 50] [--reuse]
 
-It uses its own database (bench_page, dropped and made anew).
+`--reuse` times the pages again on the database a previous run left (no setup): on a shared
+machine, to pair runs of two versions of the code within minutes of each other.
+
+It uses its own database (bench_page, or BENCH_DB; dropped and made anew).
 """
 
 import argparse
@@ -154,6 +159,20 @@ def populate(events: int, closed: int):
     return account, user, start
 
 
+def existing():
+    """The account, its owner and its current period, as a previous run left them."""
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+
+    from accounts.models import Account
+
+    account = Account.objects.get(slug="big-shop")
+    user = get_user_model().objects.get(username="owner@big.example")
+    return account, user, account.subscriptions.get(ended_at__isnull=True).usage_period_start
+
+
 def sql_baseline(account_id: int, start: datetime) -> float:
     import psycopg
 
@@ -187,16 +206,20 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--closed", type=int, default=24)
     parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--reuse", action="store_true", help="time the pages on the last data")
     args = parser.parse_args()
-    recreate_database()
     setup_started = time.perf_counter()
-    account, user, start = populate(args.events, args.closed)
+    if args.reuse:
+        account, user, start = existing()
+    else:
+        recreate_database()
+        account, user, start = populate(args.events, args.closed)
     setup = time.perf_counter() - setup_started
 
     from django.test import Client
 
     from billing.models import UsageClose
-    from metering.models import Charge, Event
+    from metering.models import Charge, Event, UsageDay
 
     client = Client()
     client.force_login(user)
@@ -208,6 +231,11 @@ def main() -> None:
             f"this period, {Charge.objects.filter(account=account).count():,} results, "
             f"{UsageClose.objects.filter(subscription__account=account).count()} closed periods "
             f"(setup {setup:.0f} s)",
+        ),
+        (
+            "per-day counters",
+            f"{UsageDay.objects.filter(account=account).count():,} UsageDay rows for the account, "
+            f"{UsageDay.objects.filter(account=account, period_start=start).count()} this period",
         ),
         ("indexed SQL baseline", f"{baseline * 1000:.1f} ms (median of 5)"),
     ]

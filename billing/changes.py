@@ -291,7 +291,8 @@ def _upgrade(subscription, current, requested, plan, interval, tiers, at) -> Cha
 
 
 def scheduled_change_cancel(*, account: Account, change_id: int) -> ScheduledChange:
-    """Cancel a scheduled change until it takes effect."""
+    """Cancel a scheduled change until it takes effect (a scheduled end too: the subscription
+    then renews as before)."""
     with transaction.atomic():
         change = (
             ScheduledChange.objects.select_for_update()
@@ -308,3 +309,29 @@ def scheduled_change_cancel(*, account: Account, change_id: int) -> ScheduledCha
         change.resolved_at = timezone.now()
         change.save(update_fields=["status", "resolved_at"])
         return change
+
+
+def subscription_cancel_at_period_end(*, account: Account) -> tuple[ScheduledChange, bool]:
+    """Schedule the subscription's end at the end of its cycle, like a downgrade (P7): it stays
+    active until then, its last usage period is closed and invoiced as usual, no fee follows.
+    Returns the scheduled change and whether it is new: asking twice finds the first one.
+    Undone with scheduled_change_cancel until it takes effect."""
+    with transaction.atomic():
+        subscription = (
+            Subscription.objects.select_for_update(of=("self",))
+            .filter(account=account, ended_at__isnull=True)
+            .first()
+        )
+        if subscription is None:
+            raise NotFound(f"Account '{account.slug}' has no subscription.")
+        existing = subscription.scheduled_changes.filter(
+            cancel=True, status=ScheduledChange.Status.SCHEDULED
+        ).first()
+        if existing is not None:
+            return existing, False
+        change = ScheduledChange(
+            subscription=subscription, cancel=True, effective_at=subscription.current_period_end
+        )
+        change.full_clean()
+        change.save()
+        return change, True

@@ -11,10 +11,12 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Count, Exists, OuterRef, Q
 
 from audit.services import audit_record
+from metering import limits as metering_limits
 from metering.models import Charge, ChargeStatus
 from outbox import services as outbox
 from plans import periods, pricing
 from plans.models import ScheduledChange, Subscription, SubscriptionAddOn
+from plans.services import subscription_transition
 from plans.terms import TermsBook, subscription_terms
 
 from .invoicing import InvoiceDraft, invoice_issue, invoices_issue
@@ -331,6 +333,9 @@ def periods_close(
         updated = {close.pk: close for c in closes for close in c.updated_closes}
         UsageClose.objects.bulk_update(list(updated.values()), ["billed_units"])
         for c in closes:
+            if any(change.cancel for change in c.changes):
+                _end_subscription(c.subscription, c.changes, at=c.closed.end)
+                continue  # its periods stay those of its last close: nothing more is closed
             if c.changes:
                 _apply_scheduled_changes(c.subscription, c.changes, at=c.closed.end)
             _advance(c.subscription, closed_end=c.closed.end, next_cycle=c.next_cycle)
@@ -379,7 +384,8 @@ def _price_close(subscription, book, addons, scheduled, earlier, units, as_of) -
     late, late_closes = _late_usage(history, earlier, deferred)
     changes = [c for c in scheduled if c.effective_at <= closed.end] if cycle_ends else []
     next_cycle = next_terms = None
-    if cycle_ends:
+    ends = any(c.cancel for c in changes)  # the subscription ends here: no next cycle, no fee
+    if cycle_ends and not ends:
         plan, interval, tiers = subscription.plan, subscription.interval, dict(addons)
         for change in changes:  # P7: what the next cycle is billed on
             plan = change.plan or plan
@@ -558,6 +564,30 @@ def _apply_scheduled_changes(
         )
     subscription.save(update_fields=["plan", "interval"])
     outbox.subscription_changed_emit(subscription, effective="period_end")
+
+
+def _end_subscription(
+    subscription: Subscription, changes: list[ScheduledChange], *, at: datetime
+) -> None:
+    """A scheduled cancellation takes effect at the cycle's end: the subscription ends (no
+    longer live, so never closed again), its features are switched off, and the other changes
+    scheduled for the same moment have nothing left to change."""
+    for change in changes:
+        change.status = (
+            ScheduledChange.Status.APPLIED if change.cancel else ScheduledChange.Status.CANCELED
+        )
+        change.resolved_at = at
+        change.save(update_fields=["status", "resolved_at"])
+    subscription_transition(
+        subscription_id=subscription.pk,
+        to=Subscription.Status.CANCELED,
+        reason="canceled at the end of the cycle",
+        at=at,
+    )
+    subscription.status = Subscription.Status.CANCELED
+    subscription.ended_at = at
+    subscription.save(update_fields=["ended_at"])
+    metering_limits.entitlements_end(account_id=subscription.account_id, at=at)
 
 
 def _advance(

@@ -42,6 +42,7 @@ def run_billing(
     as_of = as_of or timezone.now()
     run = BillingRun(as_of=as_of)
     run.windows_finalized = metering_services.windows_finalize(as_of=as_of)
+    metering_services.usage_days_fold()  # the counters the pages read stay one row a key
     metering_limits.entitlements_expire(as_of=as_of)
     issued = closing.close_all(as_of=as_of)
     run.invoices, run.changes_applied, run.set_aside = (

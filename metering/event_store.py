@@ -315,3 +315,48 @@ def insert_charges(rows: list[tuple]) -> None:
     Charge.objects.bulk_create(
         (Charge(**dict(zip(_CHARGE_COLUMNS, row, strict=True))) for row in rows), batch_size=1000
     )
+
+
+# --- UsageDay (per-day counters kept by triggers on metering_charge) -------------------------
+
+_USAGE_KEY = "account_id, period_start, meter, day, status"
+_FOLD = f"""
+WITH keys AS (
+    SELECT DISTINCT {_USAGE_KEY} FROM metering_usageday WHERE NOT folded
+), gone AS (
+    DELETE FROM metering_usageday u USING keys k
+    WHERE u.account_id = k.account_id AND u.period_start = k.period_start
+      AND u.meter = k.meter AND u.day = k.day AND u.status = k.status
+    RETURNING u.account_id, u.period_start, u.meter, u.day, u.status, u.units
+)
+INSERT INTO metering_usageday ({_USAGE_KEY}, units, folded)
+SELECT {_USAGE_KEY}, sum(units), TRUE FROM gone GROUP BY {_USAGE_KEY} HAVING sum(units) <> 0
+"""
+
+
+def fold_usage_days() -> int:
+    """Merge each changed key's appended rows into one; return the keys folded. One
+    statement: the rows summed are exactly the rows deleted, so a concurrent append (not yet
+    visible) or a concurrent fold (its rows skipped once deleted) never loses a unit."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_FOLD)
+            return max(cursor.rowcount, 0)
+    from django.db.models import Sum
+
+    from .models import UsageDay
+
+    fields = ("account_id", "period_start", "meter", "day", "status")
+    with transaction.atomic():  # SQLite: one writer at a time
+        keys = set(UsageDay.objects.filter(folded=False).values_list(*fields))
+        folded = 0
+        for key in keys:
+            rows = UsageDay.objects.filter(**dict(zip(fields, key, strict=True)))
+            units = rows.aggregate(n=Sum("units"))["n"]
+            rows.delete()
+            if units:
+                UsageDay.objects.create(
+                    **dict(zip(fields, key, strict=True)), units=units, folded=True
+                )
+                folded += 1
+        return folded

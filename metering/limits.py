@@ -9,7 +9,7 @@ Re-evaluation calls `apply_limits` once per batch, so everything here is batched
 for the counts, one for the entitlements, and row loads only for periods actually over a cap.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 from django.db.models import Count, Q
@@ -327,3 +327,33 @@ def entitlements_expire(*, as_of: datetime) -> int:
         )
         outbox.entitlements_resumed_emit([(row.account_id, row.feature) for row in ending])
     return count
+
+
+def entitlements_end(*, account_id: int, at: datetime) -> None:
+    """The subscription ended (canceled at its cycle's end): every feature is switched off,
+    with no end date, until a new subscription starts."""
+    # The last day covered, as every page writes it (not the exclusive boundary).
+    reason = f"Subscription ended on {at - timedelta(microseconds=1):%b %-d, %Y}."
+    for feature in Feature.values:
+        before = (
+            Entitlement.objects.filter(account_id=account_id, feature=feature)
+            .values_list("state", flat=True)
+            .first()
+        )
+        row, _ = Entitlement.objects.update_or_create(
+            account_id=account_id,
+            feature=feature,
+            defaults={"state": Entitlement.State.SUSPENDED, "until": None, "reason": reason},
+        )
+        audit_record(
+            action="entitlement.state",
+            obj=row,
+            label=feature,
+            before=before or "active",
+            after=Entitlement.State.SUSPENDED,
+            reason=reason,
+            at=at,
+        )
+        outbox.entitlement_changed_emit(
+            account_id=account_id, feature=feature, state=row.state, until=None
+        )

@@ -204,3 +204,36 @@ class Entitlement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account.slug} {self.feature}: {self.state}"
+
+
+class UsageDay(models.Model):
+    """Counted units per account, usage period, meter, UTC day (of `billable_at`) and status:
+    what the Usage page and its chart read, O(days) rows instead of O(units).
+
+    Kept exact by database triggers on `metering_charge` (migration 0003): every statement that
+    inserts, deletes or updates charge rows appends its net change here, in the same
+    transaction, whichever code path wrote them (re-evaluation, caps, tests). Append-only, so
+    concurrent writers never wait on one hot counter row; `usage_days_fold` merges a key's rows
+    into one from time to time. A key's units are always the SUM of its rows.
+    """
+
+    # No database constraint: derived rows, written by triggers while charges are deleted.
+    account = models.ForeignKey(
+        Account, on_delete=models.DO_NOTHING, db_index=False, db_constraint=False
+    )
+    period_start = models.DateTimeField()
+    meter = models.CharField(max_length=32, choices=Meter.choices)
+    day = models.DateField()
+    status = models.CharField(max_length=12, choices=ChargeStatus.choices)
+    units = models.BigIntegerField()
+    # False on the rows the triggers append; `usage_days_fold` folds only keys that have one.
+    folded = models.BooleanField(db_default=False)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["account", "period_start", "meter"], name="usageday_period_idx"),
+            models.Index(fields=["id"], name="usageday_unfolded_idx", condition=Q(folded=False)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.meter} {self.day} {self.status}: {self.units:+}"

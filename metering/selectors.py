@@ -6,14 +6,14 @@ Usage comes from the small indexed table of per-unit verdicts (`Charge`), never 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count
+from django.db.models import Count, Sum
 
 from accounts.models import Account
 from plans import periods, pricing
 from plans.models import Subscription
 from plans.terms import allocation_term, meter_terms_by_meter, subscription_terms
 
-from .models import Charge, ChargeStatus, Entitlement, Feature, SubjectKind
+from .models import Charge, ChargeStatus, Entitlement, Feature, SubjectKind, UsageDay
 from .rules import types as t
 
 # A pace needs time behind it: 34 seconds into a month, one SMS "projects" to 1.9 million.
@@ -66,14 +66,33 @@ def usage_period(
     return periods.period_bounds(anchor, periods.MONTH, months_from_anchor)
 
 
-def _counts(account: Account, start: datetime) -> dict[tuple[str, str], int]:
-    rows = (
-        Charge.objects.filter(account=account, period_start=start)
-        .exclude(status=ChargeStatus.NOT_COUNTED)
-        .values_list("meter", "status")
-        .annotate(n=Count("id"))
+def period_units(
+    *, account: Account, starts: list[datetime], meter: str | None = None
+) -> dict[tuple[datetime, str, str], int]:
+    """Counted units per (period start, meter, status) of the given usage periods, from the
+    per-day counters (O(days) rows read, never the charges themselves)."""
+    if not starts:
+        return {}
+    rows = UsageDay.objects.filter(account=account, period_start__in=starts)
+    if meter is not None:
+        rows = rows.filter(meter=meter)
+    grouped = rows.values_list("period_start", "meter", "status").annotate(n=Sum("units"))
+    return {(start, m, status): n for start, m, status, n in grouped if n}
+
+
+def daily_units(*, account: Account, start: datetime, statuses: tuple[str, ...]) -> dict[str, dict]:
+    """Units per meter and UTC day (of becoming billable) in the usage period starting at
+    `start`, in the given statuses."""
+    grouped = (
+        UsageDay.objects.filter(account=account, period_start=start, status__in=statuses)
+        .values_list("meter", "day")
+        .annotate(n=Sum("units"))
     )
-    return {(meter, status): n for meter, status, n in rows}
+    result: dict[str, dict] = {}
+    for meter, day, n in grouped:
+        if n:
+            result.setdefault(meter, {})[day] = n
+    return result
 
 
 def _late(account: Account, start: datetime, end: datetime) -> dict[str, int]:
@@ -92,24 +111,37 @@ def _late(account: Account, start: datetime, end: datetime) -> dict[str, int]:
 
 
 def usage_summary(
-    *, account: Account, subscription: Subscription, start: datetime, end: datetime, now: datetime
+    *,
+    account: Account,
+    subscription: Subscription,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    with_late: bool = True,
+    terms: pricing.SubscriptionTerms | None = None,
 ) -> PeriodUsage:
     """Per meter: used, pending, not billed, late, what is included, overage and a forecast
-    that says how it was made."""
-    counts = _counts(account, start)
-    late = _late(account, start, end)
-    terms = subscription_terms(subscription)
-    by_meter = meter_terms_by_meter(terms)
+    that says how it was made. `with_late=False` skips the late units (0): they are the one
+    figure read from the charges by when they were recorded, and the Billing page counts late
+    usage from the closes instead."""
     previous_start, _ = periods.usage_period_containing(
         subscription.billing_anchor, start - timedelta(microseconds=1)
     )
-    previous = _counts(account, previous_start)
+    both = period_units(account=account, starts=[start, previous_start])
+    counts = {(m, status): n for (s, m, status), n in both.items() if s == start}
+    previous = {(m, status): n for (s, m, status), n in both.items() if s == previous_start}
+    late = _late(account, start, end) if with_late else {}
+    terms = terms or subscription_terms(subscription)  # the caller's, when it has them
+    by_meter = meter_terms_by_meter(terms)
     paused = {
         row.feature
         for row in Entitlement.objects.filter(account=account, state=Entitlement.State.PAUSED)
         if row.until is None or row.until > now
     }
-    used_earlier = _resolutions_earlier_in_term(account, subscription, start)
+    # Only an edition has an allocation term whose earlier months count (Z9).
+    used_earlier = (
+        _resolutions_earlier_in_term(account, subscription, start) if terms.edition else 0
+    )
     meters = []
     for meter in t.METERS:
         used = counts.get((meter, ChargeStatus.FINAL), 0)
@@ -239,13 +271,23 @@ def _resolutions_earlier_in_term(
     """Resolutions of the allocation term's months before `start` (a monthly edition's term
     is the month itself: none)."""
     term_start, _ = allocation_term(subscription, start)
-    return Charge.objects.filter(
-        account=account,
-        meter=t.AUTOMATED_RESOLUTIONS,
-        status=ChargeStatus.FINAL,
-        period_start__gte=term_start,
-        period_start__lt=start,
-    ).count()
+    return units_between(
+        account=account, meter=t.AUTOMATED_RESOLUTIONS, start=term_start, end=start
+    )
+
+
+def units_between(*, account: Account, meter: str, start: datetime, end: datetime) -> int:
+    """Final units of one meter in the usage periods starting in [start, end)."""
+    return (
+        UsageDay.objects.filter(
+            account=account,
+            meter=meter,
+            status=ChargeStatus.FINAL,
+            period_start__gte=start,
+            period_start__lt=end,
+        ).aggregate(n=Sum("units"))["n"]
+        or 0
+    )
 
 
 def ticket_billing(*, account: Account, ticket: str) -> list[Charge]:

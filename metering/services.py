@@ -269,6 +269,12 @@ def windows_finalize(*, as_of: datetime) -> int:
     return reevaluate_all_pending(as_of=as_of)
 
 
+def usage_days_fold() -> int:
+    """Periodic: merge the per-day counters' appended rows, so that a page reads about one
+    row per (period, meter, day, status) however often charges changed (see UsageDay)."""
+    return event_store.fold_usage_days()
+
+
 def reevaluate(
     *, subjects: Sequence[tuple[int, str, str]], as_of: datetime
 ) -> dict[tuple[int, str, str], str | None]:

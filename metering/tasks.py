@@ -14,7 +14,10 @@ def reevaluate_pending_task() -> int:
 
 @shared_task(name="metering.finalize_windows")
 def finalize_windows_task() -> int:
-    """Periodic: pending windows that closed become final; expired pauses lift."""
+    """Periodic: pending windows that closed become final; expired pauses lift; the per-day
+    usage counters are folded."""
     now = timezone.now()
     limits.entitlements_expire(as_of=now)
-    return services.windows_finalize(as_of=now)
+    finalized = services.windows_finalize(as_of=now)
+    services.usage_days_fold()
+    return finalized

@@ -410,7 +410,8 @@ class ChangeStatus(models.TextChoices):
 
 
 class ScheduledChange(models.Model):
-    """A downgrade waiting for the end of the cycle (P7), cancellable until then."""
+    """A downgrade waiting for the end of the cycle (P7), or the subscription's end
+    (`cancel`), cancellable until then."""
 
     Status = ChangeStatus
 
@@ -427,6 +428,11 @@ class ScheduledChange(models.Model):
         on_delete=models.PROTECT,
         help_text="Empty with an add-on set means the add-on is removed.",
     )
+    cancel = models.BooleanField(
+        default=False,
+        help_text="The subscription ends at effective_at: its last period is invoiced as usual, "
+        "no fee follows.",
+    )
     effective_at = models.DateTimeField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.SCHEDULED)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -436,8 +442,17 @@ class ScheduledChange(models.Model):
         ordering = ["effective_at"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(plan__isnull=False) | ~Q(interval="") | Q(addon__isnull=False),
+                condition=Q(plan__isnull=False)
+                | ~Q(interval="")
+                | Q(addon__isnull=False)
+                | Q(cancel=True),
                 name="scheduledchange_changes_something",
+            ),
+            # One scheduled end per subscription: a second click finds the first.
+            models.UniqueConstraint(
+                fields=["subscription"],
+                condition=Q(cancel=True, status="scheduled"),
+                name="scheduledchange_one_cancel",
             ),
             models.CheckConstraint(
                 condition=Q(status__in=ChangeStatus.values), name="scheduledchange_status"
@@ -452,6 +467,8 @@ class ScheduledChange(models.Model):
             parts.append(f"interval → {self.interval}")
         if self.addon_id:
             parts.append(f"{self.addon} → {self.addon_tier or 'removed'}")
+        if self.cancel:
+            parts.append("subscription ends (canceled at the end of the cycle)")
         return ", ".join(parts) or "change"
 
     def as_audit(self) -> dict:

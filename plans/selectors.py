@@ -29,7 +29,7 @@ def subscription_current(*, account: Account) -> Subscription | None:
     """The account's live subscription, with its add-ons and pending changes."""
     return (
         Subscription.objects.filter(account=account, ended_at__isnull=True)
-        .select_related("plan", "edition")
+        .select_related("account", "plan", "edition")
         .prefetch_related("addons__tier__addon", "scheduled_changes")
         .first()
     )

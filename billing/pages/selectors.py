@@ -3,17 +3,17 @@ none can return another account's rows.
 """
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
-from django.db.models import Count, Prefetch, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Prefetch, Sum
 
 from accounts.models import Account
 from accounts.selectors import account_integration_count
 from metering import selectors as metering
-from metering.models import Charge, ChargeStatus
+from metering.models import ChargeStatus
 from plans import pricing
 from plans.models import AddOn, AddOnTier, Meter, Plan, ScheduledChange, Subscription
+from plans.money import format_period
 from plans.selectors import catalog_addons, catalog_plans, subscription_current
 from plans.terms import (
     MissingTerms,
@@ -23,7 +23,6 @@ from plans.terms import (
     subscription_terms,
 )
 
-from ..closing import units_by_period
 from ..models import Dunning, Invoice, InvoiceKind, InvoiceStatus, PaymentAttempt, UsageClose
 from ..payments import confirmation_path, default_payment_method
 from . import charts
@@ -54,6 +53,11 @@ class ScheduledRow:
     id: int
     words: str
     effective_at: datetime
+    cancel: bool = False  # the subscription ends: `ends_on` is its last day
+
+    @property
+    def ends_on(self) -> date:
+        return last_day(self.effective_at)
 
 
 def scheduled_changes(*, account: Account) -> list[ScheduledRow]:
@@ -82,10 +86,50 @@ def scheduled_changes(*, account: Account) -> list[ScheduledRow]:
             before = current.tier.name if current else "none"
             after = change.addon_tier.name if change.addon_tier_id else "removed"
             parts.append(f"{change.addon} add-on: {before} → {after}")
+        if change.cancel:
+            parts.append("your subscription ends")
         result.append(
-            ScheduledRow(id=change.pk, words="; ".join(parts), effective_at=change.effective_at)
+            ScheduledRow(
+                id=change.pk,
+                words="; ".join(parts),
+                effective_at=change.effective_at,
+                cancel=change.cancel,
+            )
         )
     return result
+
+
+@dataclass(frozen=True)
+class Ending:
+    """What cancelling at the end of the cycle does, for the warning label, or the scheduled
+    end when there is one already."""
+
+    ends_on: date  # the cycle's last day: everything works until its end
+    last_period: tuple[datetime, datetime]  # the usage period the last invoice closes
+    invoice_on: date  # when that invoice is issued (the cycle's end boundary)
+    scheduled_id: int | None  # the scheduled cancellation, when already asked
+
+
+def subscription_ending(*, subscription: Subscription) -> Ending:
+    from plans import periods
+
+    end = subscription.current_period_end
+    scheduled = next(
+        (
+            c.pk
+            for c in subscription.scheduled_changes.all()
+            if c.cancel and c.status == ScheduledChange.Status.SCHEDULED
+        ),
+        None,
+    )
+    return Ending(
+        ends_on=last_day(end),
+        last_period=periods.usage_period_containing(
+            subscription.billing_anchor, end - timedelta(microseconds=1)
+        ),
+        invoice_on=end.date(),
+        scheduled_id=scheduled,
+    )
 
 
 # --- overview -------------------------------------------------------------------------------
@@ -256,13 +300,9 @@ def _resolutions(account, subscription, edition, start, used_this_month) -> Reso
     year_start, year_end = periods.period_containing(
         subscription.billing_anchor, subscription.interval, start
     )
-    earlier = Charge.objects.filter(
-        account=account,
-        meter=Meter.AUTOMATED_RESOLUTIONS,
-        status=ChargeStatus.FINAL,
-        period_start__gte=year_start,
-        period_start__lt=start,
-    ).count()
+    earlier = metering.units_between(
+        account=account, meter=Meter.AUTOMATED_RESOLUTIONS, start=year_start, end=start
+    )
     return Resolutions(
         allocation=pricing.resolution_allocation(edition=edition),
         commitment=edition.commitment_units,
@@ -297,22 +337,11 @@ def _policy_words(terms: pricing.MeterTerms | None, currency: str) -> str:
 
 
 def daily_counts(*, account: Account, start: datetime) -> dict[str, dict[date, int]]:
-    """Units counted per meter and UTC day in the usage period starting at `start`: one
-    grouped query on the (account, period_start, meter) index."""
-    rows = (
-        Charge.objects.filter(
-            account=account,
-            period_start=start,
-            status__in=[ChargeStatus.FINAL, ChargeStatus.PENDING],
-        )
-        .annotate(day=TruncDate("billable_at", tzinfo=UTC))
-        .values_list("meter", "day")
-        .annotate(n=Count("id"))
+    """Units counted (final and pending) per meter and UTC day in the usage period starting at
+    `start`, from metering's per-day counters."""
+    return metering.daily_units(
+        account=account, start=start, statuses=(ChargeStatus.FINAL, ChargeStatus.PENDING)
     )
-    result: dict[str, dict[date, int]] = {}
-    for meter, day, n in rows:
-        result.setdefault(meter, {})[day] = n
-    return result
 
 
 def usage(
@@ -324,17 +353,30 @@ def usage(
     start, end = subscription.usage_period_start, subscription.usage_period_end
     if now >= end:  # the period ended and is not closed yet: show the one under way
         start, end = metering.usage_period(subscription=subscription, month=None, now=now)
-    summary = metering.usage_summary(
-        account=account, subscription=subscription, start=start, end=end, now=now
-    )
     terms = subscription_terms(subscription)
+    # Late units come from the closes (late_units), not from the summary's recorded_at scan.
+    summary = metering.usage_summary(
+        account=account,
+        subscription=subscription,
+        start=start,
+        end=end,
+        now=now,
+        with_late=False,
+        terms=terms,
+    )
     by_meter = meter_terms_by_meter(terms)
     labels = dict(Meter.choices)
     days = charts.period_days(start.date(), last_day(end))
     daily = daily_counts(account=account, start=start)
     today = min(now, end).date()
     rows = []
-    late = late_units(account=account)
+    # The last five closes, newest first: the history table, and (the newest three) late units.
+    closes = list(
+        UsageClose.objects.filter(subscription__account=account)
+        .order_by("-period_start")
+        .values_list("period_start", "period_end", "billed_units")[:5]
+    )
+    late = late_units(account=account, closes=[(s, units) for s, _, units in closes[:3]])
     for m in summary.meters:
         if m.included is None and not (m.used or m.pending or m.not_billed):
             continue  # neither paid for nor used: nothing to show
@@ -367,14 +409,7 @@ def usage(
             forecast=m.forecast_units,
         )
         rows.append(row)
-    closes = list(
-        UsageClose.objects.filter(subscription__account=account)
-        .order_by("-period_start")
-        .values_list("period_start", "period_end", "billed_units")[:5]
-    )
-    history = [
-        (f"{s:%b %-d} – {last_day(e):%b %-d, %Y}", units) for s, e, units in reversed(closes)
-    ]
+    history = [(format_period(s, e), units) for s, e, units in reversed(closes)]
     elapsed = max(0, min((now - start).total_seconds(), (end - start).total_seconds()))
     resolutions = None
     if terms.edition is not None:
@@ -400,23 +435,29 @@ def usage(
     )
 
 
-def late_units(*, account: Account) -> dict[str, int]:
+def late_units(
+    *, account: Account, closes: list[tuple[datetime, dict]] | None = None
+) -> dict[str, int]:
     """F6: units of already-invoiced periods that became final since their invoice, per
-    meter: what the next invoice carries as late usage."""
+    meter: what the next invoice carries as late usage. `closes`: the account's newest
+    (period start, billed units), when the caller has read them already."""
     # The last three closes: late events come within days of a close, and reading every
     # closed period's units would cost the page a scan of the account's whole history.
-    closes = list(
-        UsageClose.objects.filter(subscription__account=account)
-        .order_by("-period_start")
-        .values_list("period_start", "billed_units")[:3]
-    )
-    counted = units_by_period([(account.pk, start) for start, _ in closes])
+    if closes is None:
+        closes = list(
+            UsageClose.objects.filter(subscription__account=account)
+            .order_by("-period_start")
+            .values_list("period_start", "billed_units")[:3]
+        )
+    counted = metering.period_units(account=account, starts=[start for start, _ in closes])
+    billed = dict(closes)
     late: dict[str, int] = {}
-    for start, billed in closes:
-        for meter, units in counted.get((account.pk, start), {}).items():
-            extra = units - billed.get(meter, 0)
-            if extra > 0:
-                late[meter] = late.get(meter, 0) + extra
+    for (start, meter, status), units in counted.items():
+        if status != ChargeStatus.FINAL:
+            continue
+        extra = units - billed[start].get(meter, 0)
+        if extra > 0:
+            late[meter] = late.get(meter, 0) + extra
     return late
 
 
@@ -560,12 +601,9 @@ def plan_options(*, account: Account, subscription: Subscription) -> list[PlanOp
     """Each public plan with what this period would have cost on it (fee + overage at this
     period's helpdesk use), so the merchant compares like with like."""
     current = subscription_terms(subscription)
-    used = Charge.objects.filter(
-        account=account,
-        period_start=subscription.usage_period_start,
-        meter=Meter.HELPDESK_TICKETS,
-        status=ChargeStatus.FINAL,
-    ).count()
+    used = metering.period_units(
+        account=account, starts=[subscription.usage_period_start], meter=Meter.HELPDESK_TICKETS
+    ).get((subscription.usage_period_start, Meter.HELPDESK_TICKETS, ChargeStatus.FINAL), 0)
     book = TermsBook([account.pk])
     addons = subscription_addons(subscription)
     options = []

@@ -19,6 +19,7 @@ urlpatterns = [
     path("add-ons/", views.addons, name="addons"),
     path("change/", views.change, name="change"),
     path("changes/<int:change_id>/cancel", views.change_cancel, name="change-cancel"),
+    path("cancel-subscription", views.subscription_cancel, name="subscription-cancel"),
     path("payment-method", views.payment_method, name="payment-method"),
     path("payment-method/save", views.payment_method_save, name="payment-method-save"),
     path("details/", views.details, name="details"),

@@ -254,11 +254,18 @@ def plan(request, access):
     current = next((o for o in options if o.is_current), None)
     if current is not None:
         annual_saving = current.monthly_minor * 12 - current.annual_minor
+    ending = selectors.subscription_ending(subscription=subscription) if subscription else None
     return _page(
         request,
         access,
         "billing/plan.html",
-        {"options": options, "current": current, "annual_saving_minor": annual_saving},
+        {
+            "options": options,
+            "current": current,
+            "annual_saving_minor": annual_saving,
+            "ending": ending,
+            "subscription": subscription,
+        },
         tab="plan",
     )
 
@@ -366,14 +373,44 @@ def change_cancel(request, access, change_id: int):
     if not first_submission(request):
         return already_done(request, back)
     try:
-        changes.scheduled_change_cancel(account=access.account, change_id=change_id)
+        undone = changes.scheduled_change_cancel(account=access.account, change_id=change_id)
     except NotFound:
         return render(request, "404.html", status=404)
     except Conflict as exc:
         messages.info(request, exc.message)
         return redirect(back)
-    messages.success(request, "The scheduled change is cancelled: nothing changes.")
+    if undone.cancel:
+        messages.success(
+            request,
+            "Your subscription continues: it renews on "
+            f"{undone.effective_at:%b %-d, %Y} as before.",
+        )
+    else:
+        messages.success(request, "The scheduled change is cancelled: nothing changes.")
     return redirect(request.POST.get("next") if _safe(request) else back)
+
+
+@billing_page(change=True, methods=("POST",))
+def subscription_cancel(request, access):
+    """Cancel at the end of the cycle: scheduled like a downgrade, undone from the banner."""
+    back = _url("plan", access)
+    if not first_submission(request):
+        return already_done(request, back)
+    try:
+        change, new = changes.subscription_cancel_at_period_end(account=access.account)
+    except NotFound as exc:
+        messages.error(request, exc.message)
+        return redirect(back)
+    ends_on = selectors.last_day(change.effective_at)
+    if new:
+        messages.success(
+            request,
+            f"Your subscription ends on {ends_on:%b %-d, %Y}, the last day of the billing "
+            "cycle. You can undo this until then.",
+        )
+    else:
+        messages.info(request, f"Your subscription already ends on {ends_on:%b %-d, %Y}.")
+    return redirect(back)
 
 
 def _safe(request) -> bool:

@@ -1,7 +1,7 @@
 """Template helpers of the billing pages."""
 
 from django import template
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from billing.pages.access import TOKEN_FIELD, new_form_token
 from billing.pages.rules_text import rule_words
@@ -56,3 +56,32 @@ def unit_money(unit_price_minor, currency: str) -> str:
     from plans.money import format_unit_price
 
     return format_unit_price(Decimal(unit_price_minor), currency)
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@register.simple_tag
+def chart_bars(chart, included):
+    """The chart's bars as SVG <rect>s, built here rather than in a template loop: a
+    template localizes every number it prints (a few hundred per Usage page), which cost that
+    page a third of its rendering time."""
+    return format_html_join(
+        "",
+        '<rect x="{}" y="{}" width="{}" height="{}" class="bar{}"><title>{} {}: +{}, {} so far'
+        "</title></rect>",
+        (
+            (
+                bar.x,
+                bar.y,
+                bar.width,
+                bar.height,
+                " over" if included and bar.total > included else "",
+                _MONTHS[bar.day.month - 1],
+                bar.day.day,
+                bar.added,
+                bar.total,
+            )
+            for bar in chart.bars
+        ),
+    )

@@ -1,6 +1,6 @@
 from django import template
 
-from plans.money import format_money
+from plans.money import format_money, format_period
 
 register = template.Library()
 
@@ -17,3 +17,11 @@ def last_day(end):
     from datetime import timedelta
 
     return end - timedelta(microseconds=1)
+
+
+@register.filter(name="period")
+def period(start, end) -> str:
+    """{{ start|period:end }} → "Nov 21 – Dec 20, 2026": the last day covered, not the end."""
+    if start is None or end is None:
+        return ""
+    return format_period(start, end)

@@ -55,6 +55,46 @@ def test_a_downgrade_warns_then_is_scheduled_with_a_banner_and_can_be_cancelled(
     assert ScheduledChange.objects.get().status == "canceled"
 
 
+def test_cancel_at_the_cycle_end_warns_then_shows_the_end_on_every_page_until_undone(logged_in):
+    with at():
+        plan_page = page_of(logged_in.get("/billing/shop/plan/"))
+    # The warning label says what happens and when, before anything is asked.
+    assert (
+        "Cancelling ends your subscription at the end of your billing cycle, on Nov 30, 2026."
+        in plan_page
+    )
+    assert "The usage of your last period (Nov 1 – Nov 30, 2026) is invoiced on Dec 1, 2026" in (
+        plan_page
+    )
+    assert "Cancel at the end of the cycle" in plan_page
+    with at():
+        for _ in range(2):  # a double click
+            done = logged_in.post(
+                "/billing/shop/cancel-subscription", {"form_token": "x1"}, follow=True
+            )
+        assert "Your subscription ends on Nov 30, 2026" in page_of(done)
+        change = ScheduledChange.objects.get(cancel=True)
+        for page in ("", "usage/", "invoices/", "plan/", "details/"):
+            text = page_of(logged_in.get(f"/billing/shop/{page}"))
+            assert "Your subscription ends on Nov 30, 2026</strong>" in text, page
+            assert "Undo: keep my subscription" in text
+        # A second, separate request finds the scheduled end instead of adding one.
+        again = logged_in.post(
+            "/billing/shop/cancel-subscription", {"form_token": "x2"}, follow=True
+        )
+        assert "Your subscription already ends on Nov 30, 2026." in page_of(again)
+        assert ScheduledChange.objects.filter(cancel=True).count() == 1
+        undone = logged_in.post(
+            f"/billing/shop/changes/{change.pk}/cancel",
+            {"form_token": "u1", "next": "/billing/shop/plan/"},
+            follow=True,
+        )
+    text = page_of(undone)
+    assert "Your subscription continues: it renews on Dec 1, 2026 as before." in text
+    assert "Your subscription ends on" not in text and "Cancel at the end of the cycle" in text
+    assert ScheduledChange.objects.get(pk=change.pk).status == "canceled"
+
+
 def test_a_double_click_schedules_one_downgrade(logged_in):
     with at():
         for _ in range(2):

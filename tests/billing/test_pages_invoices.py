@@ -1,6 +1,7 @@
 """Invoices page: badges, what each invoice covers, PDF, Retry payment and Pay all outstanding
 through the one collection path (`payments.invoice_charge`, trigger "retry")."""
 
+from datetime import UTC, datetime, timedelta
 from unittest import mock
 
 import pytest
@@ -10,7 +11,9 @@ from accounts.errors import Conflict
 from billing import payments
 from billing.invoicing import credit_note_issue
 from billing.models import Invoice, PaymentAttempt
+from billing.run import run_billing
 from plans.models import Subscription
+from tests.billing.charges import counted
 from tests.billing.pages_fixtures import HALF, T0, account, at  # noqa: F401
 from tests.billing.test_payments import DECLINED, OK, THREE_DS
 
@@ -46,6 +49,26 @@ def test_invoices_list_status_badge_coverage_and_pdf(logged_in, account):  # noq
     assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf"
     text = PdfReader(__import__("io").BytesIO(pdf.content)).pages[0].extract_text()
     assert invoice.number in text
+
+
+def test_a_close_shows_its_usage_period_and_fee_period_apart_across_the_year(
+    client,
+    owner,
+    account,  # noqa: F811
+):
+    # Two closes: Dec 1 (usage of November, fees of December) and Jan 1 (usage of December,
+    # fees of January 2027): each period written as the days it covers, the year where it differs.
+    for moment in (datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)):
+        counted(account, "helpdesk_tickets", 350, moment - timedelta(days=20))  # overage
+        with at(moment):
+            run_billing(as_of=moment)
+    with at(datetime(2027, 1, 2, tzinfo=UTC)):
+        client.force_login(owner)  # a session of that day
+        page = client.get("/billing/shop/invoices/").content.decode()
+    assert "Usage Nov 1 – Nov 30, 2026" in page and "Fees Dec 1 – Dec 31, 2026" in page
+    assert "Usage Dec 1 – Dec 31, 2026" in page
+    assert "Fees Jan 1 – Jan 31, 2027" in page
+    assert "Dec 1, 2026 – Jan 1, 2027" not in page and "– Jan 1, 2027" not in page
 
 
 def test_credit_notes_are_listed_with_the_invoice_they_credit(logged_in, account):  # noqa: F811

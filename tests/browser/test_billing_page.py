@@ -62,6 +62,18 @@ def shop(make_account, stripe_standin, django_user_model):
     for days_ago in range(9, 0, -1):
         batch = tickets(12 + 3 * days_ago, now - timedelta(days=days_ago))
         ingest(account, batch, now=now)
+    automations = [  # resolved by Automate yesterday: pending until their 72 h pass (A5)
+        {
+            "id": f"auto-{i}",
+            "type": "automation",
+            "ticket": f"auto-{i}",
+            "occurred_at": now - timedelta(days=1, minutes=i),
+            "feature": "order_management",
+            "outcome": "resolved",
+        }
+        for i in range(3)
+    ]
+    ingest(account, automations, now=now)
     user = django_user_model.objects.create_user("owner@shop.example", password="pw-owner-123")
     Membership.objects.create(user=user, account=account, role=Membership.Role.OWNER)
     return account
@@ -88,6 +100,9 @@ def test_usage_forecast_and_why_a_ticket_was_billed(shop, live_server, page):
         "FORECAST" in helpdesk.inner_text().upper()
         and helpdesk.locator("figure.chart svg rect").count()
     )
+    automate = page.locator("#meter-automated_interactions")
+    automate.get_by_text("waiting for their 72-hour window (A5)").wait_for()  # pending apart
+    assert automate.locator(".facts dd").first.inner_text().startswith("3 ")
     shoot(page, "usage")
     ticket = f"{timezone.now() - timedelta(days=3):%m%d}-0"
     page.get_by_label("Ticket id").fill(ticket)
@@ -113,6 +128,30 @@ def test_a_downgrade_is_warned_then_bannered_then_cancelled(shop, live_server, p
     page.get_by_text("The scheduled change is cancelled").wait_for()
     assert page.locator(".banner.scheduled").count() == 0
     assert ScheduledChange.objects.get().status == "canceled"
+
+
+def test_cancel_at_the_cycle_end_is_warned_then_bannered_then_undone(shop, live_server, page):
+    log_in(page, live_server)
+    page.get_by_role("link", name="Change plan").click()
+    end = Subscription.objects.get(account=shop).current_period_end
+    last = end - timedelta(microseconds=1)  # the last day covered, not the end boundary
+    ends_on = f"{last:%b} {last.day}, {last.year}"
+    warning = page.locator("#cancel .warning-label")
+    warning.get_by_text(f"at the end of your billing cycle, on {ends_on}").wait_for()
+    page.locator("#cancel").scroll_into_view_if_needed()
+    shoot(page, "change-plan-cancel-warning")
+    page.get_by_role("button", name="Cancel at the end of the cycle").click()
+    banner = page.locator(".banner.scheduled")
+    banner.get_by_text(f"Your subscription ends on {ends_on}").wait_for()
+    assert ScheduledChange.objects.get(cancel=True).status == "scheduled"
+    shoot(page, "subscription-ends-banner")
+    page.get_by_role("link", name="Usage").first.click()  # the banner follows every page
+    banner.get_by_text(f"Your subscription ends on {ends_on}").wait_for()
+    page.get_by_role("button", name="Undo: keep my subscription").click()
+    page.get_by_text("Your subscription continues").wait_for()
+    assert page.locator(".banner.scheduled").count() == 0
+    assert ScheduledChange.objects.get(cancel=True).status == "canceled"
+    assert Subscription.objects.get(account=shop).ended_at is None
 
 
 def test_an_upgrade_shows_the_prorated_amount_and_pays_it(shop, live_server, page):
