@@ -9,7 +9,6 @@ import queue
 import random
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -229,7 +228,7 @@ def test_webhooks_delivered_1_to_3_times_shuffled_to_4_receivers_converge(
             work.put(event)
         codes: list = []
 
-        def receiver(i):
+        def receiver(i, work=work, codes=codes):
             while True:
                 try:
                     event = work.get_nowait()
