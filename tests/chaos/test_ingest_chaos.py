@@ -198,7 +198,7 @@ def test_postgres_connections_terminated_during_ingest_lose_no_acknowledged_even
     total_killed = 0
     all_events: list[dict] = []
     for r in range(rounds):
-        events = ticket_events(slugs, 300, rng)
+        events = ticket_events(slugs, 1000, rng)
         for event in events:
             event["id"] = f"r{r}-{event['id']}"
             event["ticket"] = f"r{r}-{event['ticket']}"
@@ -206,7 +206,9 @@ def test_postgres_connections_terminated_during_ingest_lose_no_acknowledged_even
         stop = threading.Event()
         killed: list[int] = []
         killer = threading.Thread(
-            target=lambda: killed.append(terminate_backends(times=6, every=0.15, stop=stop))
+            target=lambda killed=killed, stop=stop: killed.append(
+                terminate_backends(times=40, every=0.05, stop=stop)
+            )
         )
         with no_broker():
             killer.start()
@@ -239,7 +241,7 @@ def test_postgres_connections_terminated_during_a_close_the_retry_completes_it(
         opened(make_account, f"close-{n}")
     run.run_billing(as_of=T0)
     real = closing._price_close
-    month, killed, retries = T0, 0, 0
+    month, killed, retries, interrupted = T0, 0, 0, 0
     for _ in range(rounds):
         month = (month + timedelta(days=32)).replace(day=1)
         pricing = threading.Event()
@@ -249,14 +251,18 @@ def test_postgres_connections_terminated_during_a_close_the_retry_completes_it(
             time.sleep(0.3)  # the close is in the middle of its work when the kill comes
             return real(*args)
 
+        outcome: list = []
         with mock.patch.object(closing, "_price_close", side_effect=slow_price):
             closer = threading.Thread(
-                target=lambda at=month: in_threads(1, lambda i: closing.close_all(as_of=at))
+                target=lambda at=month, outcome=outcome: outcome.extend(
+                    in_threads(1, lambda i: closing.close_all(as_of=at))
+                )
             )
             closer.start()
             assert pricing.wait(30)
             killed += terminate_backends(times=1, every=0.05, stop=threading.Event())
             closer.join(60)
+        interrupted += sum(isinstance(r, Exception) for r in outcome)
         connection.close()
         for attempt in range(5):  # the sweep retries (set-aside subscriptions after backoff)
             at = month + timedelta(minutes=10 * (attempt + 1))
@@ -275,6 +281,7 @@ def test_postgres_connections_terminated_during_a_close_the_retry_completes_it(
         "PostgreSQL connections terminated during a close",
         rounds=rounds,
         backends_terminated=killed,
+        closes_interrupted=interrupted,
         closes=len(closes),
         duplicates=sum(c - 1 for c in closes.values()),
         retries=retries,
