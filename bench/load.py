@@ -271,9 +271,14 @@ def main() -> None:
     for pid, samples in sorted(memory.items()):
         if samples:
             growth = samples[-1] - samples[0]
+            try:
+                role = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:60]
+            except OSError:
+                role = b"(ended)"
             print(
                 f"  pid {pid:<8}{samples[0]:7.1f} {max(samples):7.1f} {samples[-1]:7.1f}"
-                f"   ({growth:+.1f} MB over {len(samples)} samples)"
+                f"   ({growth:+.1f} MB over {len(samples)} samples)  "
+                + role.decode(errors="replace")
             )
     if lost or stored != distinct or len(acked) != offered:
         raise SystemExit("events were lost, duplicated or never acknowledged")
