@@ -61,6 +61,18 @@ def sweep_until_settled(*, rounds: int = 60) -> int:
     raise AssertionError(f"still unsettled after {rounds} sweeps")
 
 
+def assert_gapless_numbers() -> list[str]:
+    """Invoice numbers run 1, 2, 3, ... within each year, with no gap and no repeat."""
+    numbers = sorted(Invoice.objects.exclude(number=None).values_list("number", flat=True))
+    by_year: dict[str, list[int]] = {}
+    for number in numbers:
+        year, n = number.split("-")
+        by_year.setdefault(year, []).append(int(n))
+    for year, ns in by_year.items():
+        assert ns == list(range(1, len(ns) + 1)), (year, ns)
+    return numbers
+
+
 # --- a charge worker killed at each point of the charge path --------------------------------
 
 
@@ -278,13 +290,7 @@ def test_ten_concurrent_closes_issue_one_invoice_per_period_with_gapless_numbers
         Invoice.objects.filter(reason="period_close").values_list("account_id", "period_start")
     )
     assert len(closes) == subscriptions * rounds and set(closes.values()) == {1}
-    numbers = sorted(Invoice.objects.exclude(number=None).values_list("number", flat=True))
-    by_year: dict[str, list[int]] = {}
-    for number in numbers:
-        year, n = number.split("-")
-        by_year.setdefault(year, []).append(int(n))
-    for year, ns in by_year.items():
-        assert ns == list(range(1, len(ns) + 1)), (year, ns)
+    numbers = assert_gapless_numbers()
     chaos_report(
         "concurrent closes",
         rounds=rounds,
