@@ -47,9 +47,10 @@ class IdempotencyProxy:
         self.faults: deque[tuple[str, object]] = deque()
         self.forwarded: list[tuple[str, str]] = []  # (method, path) that reached the stand-in
         self.delay = 0.0
-        # When keys were stored: monotonic, so a test's time travel does not expire them; a
-        # test may replace it to move past KEY_TTL.
-        self.clock = time.monotonic
+        # When keys were stored: perf_counter, which time_machine leaves alone (it moves
+        # time.time and even time.monotonic), so a test's time travel never expires a key; a
+        # test replaces it to move past KEY_TTL.
+        self.clock = time.perf_counter
         self.random: random.Random | None = None
         self.rates: dict[object, float] = {}
         self.chaos_path = "/v1/payment_intents"
@@ -67,7 +68,7 @@ class IdempotencyProxy:
             self.faults.clear()
             self.forwarded.clear()
             self.delay = 0.0
-            self.clock = time.monotonic
+            self.clock = time.perf_counter
             self.keys.clear()
             self.random, self.rates = None, {}
             self.injected.clear()

@@ -78,8 +78,8 @@ class Sender:
                     HTTP_AUTHORIZATION=f"Bearer {self.key}",
                 )
                 status = response.status_code
-            except Exception:  # a connection dropped under the request: not acknowledged
-                status = "error"
+            except Exception as exc:  # a connection dropped under the request: not acknowledged
+                status = f"{type(exc).__name__}: {exc}"[:300]
             with self.lock:
                 self.codes[status] += 1
             if status == 202:
