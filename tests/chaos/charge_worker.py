@@ -23,6 +23,14 @@ def die() -> None:
 def main(invoice_id: int, point: str) -> None:
     import django
 
+    if os.environ.get("CHAOS_NOW"):
+        # The test's clock (moved by --clock): attempts are dated as the test process dates them.
+        from datetime import datetime
+
+        import time_machine
+
+        time_machine.travel(datetime.fromisoformat(os.environ["CHAOS_NOW"]), tick=True).start()
+
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_portal.settings")
     django.setup()
     from billing import gateway, payments

@@ -89,6 +89,7 @@ def test_a_charge_worker_killed_at_each_point_never_charges_twice(
         "SECRET_KEY": settings.SECRET_KEY,
         "STRIPE_API_BASE": stripe_standin.proxy.url,
         "STRIPE_API_KEY": "sk_test_standin",
+        "CHAOS_NOW": timezone.now().isoformat(),
     }
     invoices = list(Invoice.objects.order_by("account__slug"))
     plan = [(point, invoices[i * runs + n]) for i, point in enumerate(POINTS) for n in range(runs)]
