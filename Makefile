@@ -13,7 +13,7 @@ TEST_SECRET_KEY ?= $(shell $(PYTHON) -c 'import secrets; print(secrets.token_url
 # `make test CLOCK=2027-02-28T23:59:00Z` runs the whole suite with the wall clock moved there.
 CLOCK ?=
 
-.PHONY: demo demo-advance test lint install clean reference-histories
+.PHONY: demo demo-advance test lint install clean reference-histories chaos
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,14 @@ reference-histories: $(STAMP)
 	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) \
 	  SECRET_KEY=$(TEST_SECRET_KEY) REFERENCE_HISTORIES=$(HISTORIES) \
 	  $(BIN)/pytest -s tests/billing/test_reference_histories.py
+
+## The chaos suite at its full counts (CI runs a fast slice of every case); the counts of each
+## case print at the end of the run. See docs/reliability.md. CHAOS_<CASE>=n sets one case.
+chaos: $(STAMP)
+	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) \
+	  SECRET_KEY=$(TEST_SECRET_KEY) CHAOS_SCALE=full \
+	  $(BIN)/pytest tests/chaos tests/billing/test_fault_proxy.py \
+	  tests/billing/test_reconcile_stripe.py tests/operations/test_beat_lock.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -219,8 +219,15 @@ CELERY_BEAT_SCHEDULE = {
     # Partner webhooks: retries whose wait is over, and deliveries whose task was lost.
     "webhooks": {"task": "outbox.deliver_due", "schedule": 60.0},
     # Proves to /readyz that beat schedules and a worker runs what it sends.
-    "heartbeat": {"task": "operations.heartbeat", "schedule": 60.0},
+    "heartbeat": {
+        "task": "operations.heartbeat",
+        "schedule": env.float("BEAT_HEARTBEAT_SECONDS", default=60.0),
+    },
 }
+# Only the beat holding this Redis lock schedules (billing_portal/beat.py); a second beat waits
+# and takes over within BEAT_LOCK_TTL seconds of the first one's death.
+CELERY_BEAT_SCHEDULER = "billing_portal.beat:LockedScheduler"
+BEAT_LOCK_TTL = env.int("BEAT_LOCK_TTL", default=30)
 # /readyz fails when the scheduler's heartbeat, the oldest subject waiting for re-evaluation or
 # the oldest issued invoice waiting to be charged is older than this many seconds.
 READY_SCHEDULER_MAX_AGE = env.int("READY_SCHEDULER_MAX_AGE", default=180)

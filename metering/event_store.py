@@ -51,9 +51,12 @@ def _insert_events_copy(rows: list[EventRow]) -> list[EventRow]:
         with cursor.cursor.copy(f"COPY metering_event_in ({columns}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row((*row[:-1], json.dumps(row[-1])))
-        # The column list is a constant of this module, never input.
+        # The column list is a constant of this module, never input. Rows go in key order:
+        # two batches sharing event ids (a sender's retry overlapping its first try) then wait
+        # for each other instead of deadlocking, as they did in any order (the chaos suite).
         move = (
             f"INSERT INTO metering_event ({columns}) SELECT {columns} FROM metering_event_in "
+            'ORDER BY account_id, event_id COLLATE "C" '
             "ON CONFLICT (account_id, event_id) DO NOTHING RETURNING account_id, event_id"
         )
         cursor.execute(move)
