@@ -73,6 +73,8 @@ def test_F6_P1_P4_P6_P7_Z9_F5_histories_are_billed_as_the_reference_bills_them(
         def __init__(self):
             super().__init__()
             seen["histories"] += 1
+            if LONG_RUN and seen["histories"] % 100 == 0:  # a long run's progress, as it goes
+                os.write(2, f"{dict(seen)}\n".encode())
             self.slug = f"h{seen['histories']}"
             self.opened = False
             self.card = None  # None, OK or DECLINED: the saved card
@@ -374,7 +376,7 @@ def test_F6_P1_P4_P6_P7_Z9_F5_histories_are_billed_as_the_reference_bills_them(
 
     History.TestCase.settings = settings(
         max_examples=HISTORIES,
-        stateful_step_count=12,
+        stateful_step_count=10,
         deadline=None,
         derandomize=not LONG_RUN,
         # A failing history is shrunk to its shortest form unless REFERENCE_SHRINK=0 (a long
