@@ -282,6 +282,11 @@ def _upgrade(subscription, current, requested, plan, interval, tiers, at) -> Cha
     if new_cycle is not None:
         subscription.interval = interval
         subscription.current_period_end = new_cycle.end
+        # Downgrades scheduled for the month's end now wait for the annual cycle's end (P7):
+        # say so on them, or the account would show a date on which nothing happens.
+        subscription.scheduled_changes.filter(status=ScheduledChange.Status.SCHEDULED).update(
+            effective_at=new_cycle.end
+        )
     subscription.save()
     if tiers:
         # C2: a higher Convert tier lifts a pause at once (limits are otherwise re-applied

@@ -360,3 +360,16 @@ def test_P6_P7_a_change_to_another_item_leaves_a_scheduled_downgrade_alone(opene
     up = change(account, NOV + timedelta(days=15), plan="advanced")
     assert up.superseded == []
     assert down.scheduled[0].__class__.objects.get(pk=down.scheduled[0].pk).status == "scheduled"
+
+
+def test_P7_a_downgrade_scheduled_before_month_to_year_waits_for_the_annual_end(opened):
+    account = opened(NOV, slug="shop", plan="basic", addons=[("voice", "voice-75")])
+    down = change(account, NOV + timedelta(days=2), addons=[("voice", "voice-20")])
+    assert down.effective_at == DEC
+    change(account, NOV + timedelta(days=15), interval="year")
+    row = Subscription.objects.get(account=account).scheduled_changes.get()
+    assert (row.status, row.effective_at) == ("scheduled", datetime(2027, 11, 1, tzinfo=UTC))
+    run_billing(as_of=DEC)
+    # December is a month of the annual cycle: no fees, Voice 75 kept until Nov 1 2027.
+    assert lines(close_of(account, NOV), "plan_fee", "addon_fee") == []
+    assert Subscription.objects.get(account=account).addons.get().tier.code == "voice-75"
