@@ -94,9 +94,7 @@ def test_P7_removing_an_add_on_waits_for_the_cycle_end(shop, partner_api):
     assert [line.kind for line in close.lines.all()] == ["plan_fee"]  # no Voice fee any more
 
 
-def test_P6_P7_an_upgrade_replaces_a_scheduled_downgrade_of_the_plan_and_says_so(
-    shop, partner_api
-):
+def test_P6_P7_an_upgrade_replaces_a_scheduled_downgrade_of_the_plan_and_says_so(shop, partner_api):
     scheduled = change(partner_api, {"plan": "starter"}, at=T0 + timedelta(days=5)).json()
     body = change(partner_api, {"plan": "pro"}).json()
     assert body["effective"] == "now"
