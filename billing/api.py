@@ -242,6 +242,8 @@ class SubscriptionChangesApi(APIView):
                 {"id": c.pk, "change": str(c), "effective_at": c.effective_at}
                 for c in result.scheduled
             ],
+            # The latest request wins: scheduled changes of the same items it replaced.
+            "superseded_changes": [{"id": c.pk, "change": str(c)} for c in result.superseded],
             "invoice": invoice_out(result.invoice) if result.invoice else None,
         }
         if result.scheduled:

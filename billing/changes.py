@@ -35,6 +35,8 @@ class ChangeResult:
     effective_at: datetime
     scheduled: list[ScheduledChange] = field(default_factory=list)
     invoice: Invoice | None = None
+    # Scheduled changes of the same items that this request replaced (the latest request wins).
+    superseded: list[ScheduledChange] = field(default_factory=list)
 
 
 def _resolve(subscription: Subscription, request: ChangeRequest):
@@ -101,14 +103,16 @@ def subscription_change(
         kind = pricing.classify_change(current=current, requested=requested)
         if kind == "none":
             raise DomainError("The request changes nothing.", code="no_change")
-        up, down = _split(
-            pricing.change_parts(current=current, requested=requested),
-            plan,
-            request.interval,
-            tiers,
-        )
+        # The latest request wins: a part of this one replaces what was scheduled earlier for
+        # the same item (an upgrade to Advanced cancels a scheduled move to Basic, a second
+        # downgrade replaces the first), and the answer says so.
+        parts = pricing.change_parts(current=current, requested=requested)
+        superseded = _supersede(subscription, parts, at=at)
+        up, down = _split(parts, plan, request.interval, tiers)
         if not up:
-            return _schedule(subscription, *down)
+            result = _schedule(subscription, *down)
+            result.superseded = superseded
+            return result
         if not subscription.is_migrated and subscription.started_at <= at:
             # The first period's fees on the terms in force at its start, before the upgrade
             # bills the difference: never the new terms twice.
@@ -122,6 +126,7 @@ def subscription_change(
         result = _upgrade(subscription, current, requested, up_plan, up_interval, up_tiers, at)
         if down:
             result.scheduled = _schedule(subscription, *down).scheduled
+        result.superseded = superseded
         return result
 
 
@@ -137,6 +142,38 @@ def _split(parts: dict[str, str], plan, interval, tiers):
         )
         halves[kind] = chosen if any(chosen) else None
     return halves["upgrade"], halves["downgrade"]
+
+
+def _supersede(subscription, parts: dict[str, str], *, at: datetime) -> list[ScheduledChange]:
+    """Cancel the scheduled changes of the items this request changes. A scheduled row that
+    also changes an item the request leaves alone (plan and interval are kept on one row)
+    keeps that part, as a new row with the same effective instant."""
+    changing = {name for name, direction in parts.items() if direction != "none"}
+    superseded = []
+    for row in (
+        subscription.scheduled_changes.select_for_update(of=("self",))
+        .select_related("plan", "addon", "addon_tier")
+        .filter(status=ScheduledChange.Status.SCHEDULED)
+    ):
+        hits_plan = "plan" in changing and row.plan_id is not None
+        hits_interval = "interval" in changing and bool(row.interval)
+        hits_addon = row.addon_id is not None and f"addon:{row.addon.code}" in changing
+        if not (hits_plan or hits_interval or hits_addon):
+            continue
+        row.status = ScheduledChange.Status.CANCELED
+        row.resolved_at = at
+        row.save(update_fields=["status", "resolved_at"])
+        superseded.append(row)
+        kept_plan = row.plan if row.plan_id and not hits_plan else None
+        kept_interval = row.interval if row.interval and not hits_interval else ""
+        if kept_plan is not None or kept_interval:
+            ScheduledChange.objects.create(
+                subscription=subscription,
+                plan=kept_plan,
+                interval=kept_interval,
+                effective_at=row.effective_at,
+            )
+    return superseded
 
 
 def _schedule(subscription, plan, interval, tiers) -> ChangeResult:
@@ -273,6 +310,11 @@ def _upgrade(subscription, current, requested, plan, interval, tiers, at) -> Cha
     if new_cycle is not None:
         subscription.interval = interval
         subscription.current_period_end = new_cycle.end
+        # Downgrades scheduled for the month's end now wait for the annual cycle's end (P7):
+        # say so on them, or the account would show a date on which nothing happens.
+        subscription.scheduled_changes.filter(status=ScheduledChange.Status.SCHEDULED).update(
+            effective_at=new_cycle.end
+        )
     subscription.save()
     outbox.subscription_changed_emit(subscription, effective="now")
     audit_record(

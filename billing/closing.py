@@ -228,7 +228,7 @@ def units_by_period(
     return result
 
 
-def _lookback(closes: list[UsageClose]) -> list[UsageClose]:
+def late_lookback(closes: list[UsageClose]) -> list[UsageClose]:
     """The closes (newest first) whose late usage is still billed: the last
     LATE_LOOKBACK_CLOSES, and every earlier close of the allocation terms they touch, so that
     a term's running total of automated resolutions is always whole (Z9)."""
@@ -304,7 +304,7 @@ def periods_close(
             "-period_start"
         ):
             history[close.subscription_id].append(close)
-        earlier = {pk: _lookback(closes) for pk, closes in history.items()}
+        earlier = {pk: late_lookback(closes) for pk, closes in history.items()}
         earlier = defaultdict(list, earlier)
         units = units_by_period(
             [(s.account_id, s.usage_period_start) for s in subscriptions]

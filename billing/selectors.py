@@ -6,8 +6,11 @@ from django.db.models import QuerySet
 from accounts.errors import NotFound
 from accounts.models import Account
 from accounts.principals import accounts_for
+from plans import periods
+from plans.models import Subscription
 
-from .models import Invoice
+from .closing import DEFERRED_ON_ANNUAL, late_lookback, units_by_period
+from .models import Invoice, UsageClose
 from .pdf import DocumentLine, InvoiceDocument
 
 
@@ -75,3 +78,28 @@ def invoice_document(*, invoice: Invoice) -> InvoiceDocument:
         total_minor=invoice.total_minor,
         notes=tuple(notes),
     )
+
+
+def late_units_not_invoiced(*, subscription: Subscription) -> dict[str, int]:
+    """F6: per meter, units of the subscription's closed periods counted since their close
+    and not invoiced yet: the late usage the open period's invoice will carry. Voice and SMS
+    months of a running annual cycle are not late (the cycle-end invoice prices them, P4), and
+    closes beyond the late look-back are never billed again, so neither counts."""
+    closes = late_lookback(
+        list(UsageClose.objects.filter(subscription=subscription).order_by("-period_start"))
+    )
+    counted = units_by_period((subscription.account_id, c.period_start) for c in closes)
+    running_annual = subscription.interval == periods.YEAR
+    late: dict[str, int] = {}
+    for close in closes:
+        for meter, units in counted.get((subscription.account_id, close.period_start), {}).items():
+            if (
+                running_annual
+                and meter in DEFERRED_ON_ANNUAL
+                and close.period_start >= subscription.current_period_start
+            ):
+                continue
+            extra = units - close.billed_units.get(meter, 0)
+            if extra > 0:  # fewer units than billed is a correction (a credit), not late usage
+                late[meter] = late.get(meter, 0) + extra
+    return late

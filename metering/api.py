@@ -70,26 +70,6 @@ EVENT_EXAMPLE = OpenApiExample(
 )
 
 
-class MeterUsageOut(serializers.Serializer):
-    used = serializers.IntegerField()
-    pending = serializers.IntegerField(help_text="Waiting for a 72-hour window (A5, Z2-Z7).")
-    not_billed = serializers.IntegerField(help_text="Over a cap (C2, Z9).")
-    late = serializers.IntegerField(help_text="F6: late units from closed periods.")
-    included = serializers.IntegerField(allow_null=True, help_text="null: no allowance.")
-    overage_units = serializers.IntegerField()
-    overage_amount = MoneyOut()
-    forecast = inline_serializer(
-        "UsageForecast",
-        {"units": serializers.IntegerField(), "overage_amount": MoneyOut()},
-    )
-
-
-class UsageOut(serializers.Serializer):
-    account = serializers.SlugField()
-    period = PeriodOut()
-    meters = serializers.DictField(child=MeterUsageOut(), help_text="Per meter.")
-
-
 class UnitOut(serializers.Serializer):
     unit = serializers.CharField()
     status = serializers.CharField()
@@ -198,6 +178,58 @@ def _account_and_subscription(request, slug):
     return account, subscription
 
 
+_ForecastOut = inline_serializer(
+    "UsageForecast",
+    {
+        "units": serializers.IntegerField(help_text="Projected units at the period's end."),
+        "overage_amount": MoneyOut,
+        "method": serializers.ChoiceField(
+            choices=["pace", "last_period", "so_far", "capped", "paused", "final"],
+            help_text=(
+                "pace: this period's pace so far (only from `pace_from` on); last_period: too "
+                "early for a pace, the last period's count; so_far: too early and no more last "
+                "period, what is counted now; capped: a projection cut at `ceiling`; paused: the "
+                "feature is paused, nothing more counts; final: the period is over."
+            ),
+        ),
+        "note": serializers.CharField(help_text="How the forecast was made, in words."),
+        "pace_from": serializers.DateTimeField(
+            help_text="Before this instant (3 days into the period) no pace is projected."
+        ),
+        "ceiling": serializers.IntegerField(
+            allow_null=True,
+            help_text="The most units the period can count: a hard cap (C2) or an AI limit "
+            "(Z9); null when nothing caps it. The forecast never exceeds it.",
+        ),
+    },
+)
+_MeterUsageOut = inline_serializer(
+    "MeterUsage",
+    {
+        "used": serializers.IntegerField(help_text="Final units billed in the period."),
+        "pending": serializers.IntegerField(help_text="Units whose window is still open."),
+        "not_billed": serializers.IntegerField(help_text="Recorded over a cap or a pause."),
+        "late": serializers.IntegerField(
+            help_text="Units of closed, already-invoiced periods counted since their invoice "
+            "and not invoiced yet: the open period's invoice bills them as late usage (F6). "
+            "Always 0 for a period that is not the open one."
+        ),
+        "included": serializers.IntegerField(allow_null=True),
+        "overage_units": serializers.IntegerField(),
+        "overage_amount": MoneyOut,
+        "forecast": _ForecastOut,
+    },
+)
+UsageOut = inline_serializer(
+    "Usage",
+    {
+        "account": serializers.CharField(),
+        "period": PeriodOut(),
+        "meters": serializers.DictField(child=_MeterUsageOut, help_text="Keyed by meter."),
+    },
+)
+
+
 class UsageApi(APIView):
     @extend_schema(
         operation_id="usage_retrieve",
@@ -238,6 +270,10 @@ class UsageApi(APIView):
                         "forecast": {
                             "units": m.forecast_units,
                             "overage_amount": money(m.forecast_amount_minor, currency),
+                            "method": m.forecast_method,
+                            "note": m.forecast_note,
+                            "pace_from": m.forecast_pace_from,
+                            "ceiling": m.forecast_ceiling,
                         },
                     }
                     for m in usage.meters

@@ -6,9 +6,10 @@ Usage comes from the small indexed table of per-unit verdicts (`Charge`), never 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Sum
+from django.db.models import Sum
 
 from accounts.models import Account
+from billing.selectors import late_units_not_invoiced
 from plans import periods, pricing
 from plans.models import Subscription
 from plans.terms import allocation_term, meter_terms_by_meter, subscription_terms
@@ -32,7 +33,7 @@ class MeterUsage:
     used: int  # final units billed in the period
     pending: int  # units whose window is still open (A5, Z2–Z7)
     not_billed: int  # recorded over a hard cap or a paused limit (C2, Z9)
-    late: int  # units of earlier, closed periods that arrived during this one (F6)
+    late: int  # units of closed periods not invoiced yet, billed on the open period's (F6)
     included: int | None  # None: the subscription does not pay for this meter
     overage_units: int
     overage_amount_minor: int
@@ -44,6 +45,10 @@ class MeterUsage:
     # "capped" (a projection cut at a hard cap or a pause limit); `forecast_note` says it in words.
     forecast_method: str
     forecast_note: str
+    # The most units the period can still end with (a hard cap, the AI limits), or None.
+    forecast_ceiling: int | None
+    # From this instant on the forecast projects the period's pace (FORECAST_MIN_ELAPSED).
+    forecast_pace_from: datetime
 
 
 @dataclass(frozen=True)
@@ -95,19 +100,13 @@ def daily_units(*, account: Account, start: datetime, statuses: tuple[str, ...])
     return result
 
 
-def _late(account: Account, start: datetime, end: datetime) -> dict[str, int]:
-    rows = (
-        Charge.objects.filter(
-            account=account,
-            period_start__lt=start,
-            recorded_at__gte=start,
-            recorded_at__lt=end,
-            status=ChargeStatus.FINAL,
-        )
-        .values_list("meter")
-        .annotate(n=Count("id"))
-    )
-    return dict(rows)
+def _late(subscription: Subscription, start: datetime) -> dict[str, int]:
+    """F6: late units of closed periods not invoiced yet. They are billed on the open period's
+    invoice, so that is the one period that shows them; a closed period's late units were on
+    its invoice already, and a later period's will be known when it is open."""
+    if start != subscription.usage_period_start:
+        return {}
+    return late_units_not_invoiced(subscription=subscription)
 
 
 def usage_summary(
@@ -121,16 +120,15 @@ def usage_summary(
     terms: pricing.SubscriptionTerms | None = None,
 ) -> PeriodUsage:
     """Per meter: used, pending, not billed, late, what is included, overage and a forecast
-    that says how it was made. `with_late=False` skips the late units (0): they are the one
-    figure read from the charges by when they were recorded, and the Billing page counts late
-    usage from the closes instead."""
+    that says how it was made. `with_late=False` skips the late units (0): the Billing page
+    counts late usage from the closes instead."""
     previous_start, _ = periods.usage_period_containing(
         subscription.billing_anchor, start - timedelta(microseconds=1)
     )
     both = period_units(account=account, starts=[start, previous_start])
     counts = {(m, status): n for (s, m, status), n in both.items() if s == start}
     previous = {(m, status): n for (s, m, status), n in both.items() if s == previous_start}
-    late = _late(account, start, end) if with_late else {}
+    late = _late(subscription, start) if with_late else {}
     terms = terms or subscription_terms(subscription)  # the caller's, when it has them
     by_meter = meter_terms_by_meter(terms)
     paused = {
@@ -148,6 +146,7 @@ def usage_summary(
         pending = counts.get((meter, ChargeStatus.PENDING), 0)
         capped = counts.get((meter, ChargeStatus.CAPPED), 0)
         meter_terms = by_meter.get(meter)
+        ceiling = _ceiling(meter, meter_terms, subscription, terms, used_earlier)
         forecast = _forecast(
             used + pending,
             previous.get((meter, ChargeStatus.FINAL), 0),
@@ -155,7 +154,7 @@ def usage_summary(
             end=end,
             now=now,
             is_paused=_PAUSED_BY.get(meter) in paused and start <= now < end,
-            ceiling=_ceiling(meter, meter_terms, subscription, terms, used_earlier),
+            ceiling=ceiling,
         )
         overage_units, amount, forecast_amount = _overage(
             meter, meter_terms, terms, used, forecast.units, used_earlier, start, end
@@ -174,6 +173,8 @@ def usage_summary(
                 forecast_amount_minor=forecast_amount,
                 forecast_method=forecast.method,
                 forecast_note=forecast.note,
+                forecast_ceiling=ceiling[0] if ceiling else None,
+                forecast_pace_from=start + FORECAST_MIN_ELAPSED,
             )
         )
     return PeriodUsage(start=start, end=end, currency=account.currency, meters=meters)

@@ -351,14 +351,15 @@ def change(request, access):
     except DomainError as exc:
         messages.error(request, exc.message)
         return redirect(back)
+    replaced = "".join(f" It replaces the scheduled change ({c})." for c in result.superseded)
     if result.effective == "period_end":
         messages.success(
             request,
             f"Scheduled: {_change_words(change_request)} from "
-            f"{result.effective_at:%b %-d, %Y}. You can cancel it until then.",
+            f"{result.effective_at:%b %-d, %Y}. You can cancel it until then.{replaced}",
         )
         return redirect(_url("overview", access))
-    messages.success(request, f"Done: {_change_words(change_request)} from now on.")
+    messages.success(request, f"Done: {_change_words(change_request)} from now on.{replaced}")
     invoice = result.invoice
     if invoice is not None and invoice.status != InvoiceStatus.PAID:
         confirm = _charge(request, invoice)

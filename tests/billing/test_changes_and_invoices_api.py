@@ -96,6 +96,15 @@ def test_P7_removing_an_add_on_waits_for_the_cycle_end(shop, partner_api):
     assert [line.kind for line in close.lines.all()] == ["plan_fee"]  # no Voice fee any more
 
 
+def test_P6_P7_an_upgrade_replaces_a_scheduled_downgrade_of_the_plan_and_says_so(shop, partner_api):
+    scheduled = change(partner_api, {"plan": "starter"}, at=T0 + timedelta(days=5)).json()
+    body = change(partner_api, {"plan": "pro"}).json()
+    assert body["effective"] == "now"
+    assert body["invoice"]["total"] == {"amount": 15000, "currency": "USD"}
+    assert body["superseded_changes"] == [{"id": scheduled["id"], "change": "plan → Starter"}]
+    assert ScheduledChange.objects.get(pk=scheduled["id"]).status == "canceled"
+
+
 def test_P6_P7_a_mixed_request_applies_its_upgrade_now_and_schedules_its_downgrade(
     shop, partner_api
 ):

@@ -308,3 +308,68 @@ def test_P6_P7_a_mixed_request_upgrades_now_and_schedules_the_downgrade(opened):
     run_billing(as_of=DEC)
     december_fees = lines(close_of(account, NOV), "plan_fee", "addon_fee")
     assert december_fees == [("plan_fee", None, 1, 36000), ("addon_fee", "voice_tickets", 1, 3000)]
+
+
+# --- P6, P7: the latest request wins ----------------------------------------------------------
+
+
+def test_P6_P7_an_upgrade_cancels_a_scheduled_downgrade_of_the_same_plan(opened):
+    account = opened(NOV, slug="shop", plan="pro")
+    down = change(account, NOV + timedelta(days=9), plan="basic")
+    assert down.effective == "period_end" and down.superseded == []
+    up = change(account, NOV + timedelta(days=15), plan="advanced")
+    assert up.effective == "now"
+    assert up.invoice.total_minor == 27000  # (90,000 − 36,000) × 15/30 days
+    assert [c.pk for c in up.superseded] == [down.scheduled[0].pk]
+    assert Subscription.objects.get(account=account).scheduled_changes.get().status == "canceled"
+    run_billing(as_of=DEC)
+    subscription = Subscription.objects.get(account=account)
+    assert subscription.plan.code == "advanced"  # not Basic: the upgrade came later
+    assert lines(close_of(account, NOV), "plan_fee") == [("plan_fee", None, 1, 90000)]
+
+
+def test_P7_a_second_downgrade_of_an_add_on_replaces_the_first(opened):
+    account = opened(NOV, slug="shop", plan="basic", addons=[("voice", "voice-250")])
+    first = change(account, NOV + timedelta(days=3), addons=[("voice", "voice-75")])
+    second = change(account, NOV + timedelta(days=4), addons=[("voice", None)])
+    assert [c.pk for c in second.superseded] == [first.scheduled[0].pk]
+    run_billing(as_of=DEC)
+    assert not Subscription.objects.get(account=account).addons.exists()
+    assert lines(close_of(account, NOV), "plan_fee", "addon_fee") == [
+        ("plan_fee", None, 1, 6000)  # Basic alone from Dec 1: Voice removed, not Voice 75
+    ]
+
+
+def test_P6_P7_a_plan_upgrade_keeps_the_scheduled_interval_part_of_the_same_row(opened):
+    account = opened(NOV, slug="shop", plan="pro", interval="year")
+    down = change(account, NOV + timedelta(days=2), plan="basic", interval="month")
+    assert [(c.plan.code, c.interval) for c in down.scheduled] == [("basic", "month")]
+    up = change(account, NOV + timedelta(days=15), plan="advanced")
+    # (900,000 − 360,000) × 350/365 days of the annual cycle = 517,808.2
+    assert up.invoice.total_minor == 517808
+    assert [c.pk for c in up.superseded] == [down.scheduled[0].pk]
+    left = Subscription.objects.get(account=account).scheduled_changes.filter(status="scheduled")
+    assert [(c.plan, c.interval, c.effective_at) for c in left] == [
+        (None, "month", datetime(2027, 11, 1, tzinfo=UTC))
+    ]
+
+
+def test_P6_P7_a_change_to_another_item_leaves_a_scheduled_downgrade_alone(opened):
+    account = opened(NOV, slug="shop", plan="pro", addons=[("voice", "voice-75")])
+    down = change(account, NOV + timedelta(days=2), addons=[("voice", "voice-20")])
+    up = change(account, NOV + timedelta(days=15), plan="advanced")
+    assert up.superseded == []
+    assert down.scheduled[0].__class__.objects.get(pk=down.scheduled[0].pk).status == "scheduled"
+
+
+def test_P7_a_downgrade_scheduled_before_month_to_year_waits_for_the_annual_end(opened):
+    account = opened(NOV, slug="shop", plan="basic", addons=[("voice", "voice-75")])
+    down = change(account, NOV + timedelta(days=2), addons=[("voice", "voice-20")])
+    assert down.effective_at == DEC
+    change(account, NOV + timedelta(days=15), interval="year")
+    row = Subscription.objects.get(account=account).scheduled_changes.get()
+    assert (row.status, row.effective_at) == ("scheduled", datetime(2027, 11, 1, tzinfo=UTC))
+    run_billing(as_of=DEC)
+    # December is a month of the annual cycle: no fees, Voice 75 kept until Nov 1 2027.
+    assert lines(close_of(account, NOV), "plan_fee", "addon_fee") == []
+    assert Subscription.objects.get(account=account).addons.get().tier.code == "voice-75"

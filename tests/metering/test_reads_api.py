@@ -5,6 +5,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
+from accounts.models import Account
+from billing.models import UsageClose
+from billing.run import run_billing
+from tests.billing.charges import counted
+
 from .helpers import ingest
 
 PERIOD = datetime(2026, 11, 1, tzinfo=UTC)
@@ -53,6 +58,10 @@ def test_P2_usage_shows_used_included_overage_and_forecast(basic, partner_api):
     assert tickets["forecast"] == {
         "units": 620,
         "overage_amount": {"amount": 16000, "currency": "USD"},
+        "method": "pace",
+        "note": "At this pace: 15 of 30 days gone.",
+        "pace_from": "2026-11-04T00:00:00Z",
+        "ceiling": None,
     }
     assert body["meters"]["voice_tickets"]["included"] is None  # no Voice add-on
 
@@ -66,12 +75,59 @@ def test_usage_of_a_named_period_and_a_bad_period(basic, partner_api):
     assert bad.status_code == 400 and "YYYY-MM" in bad.json()["error"]["message"]
 
 
-@time_machine.travel(NOW, tick=False)
-def test_F6_late_units_of_a_closed_period_are_shown_in_the_current_one(basic, partner_api):
-    ingest(basic, answered_ticket(1, datetime(2026, 10, 30, tzinfo=UTC)), now=NOW)
-    body = partner_api.get("/api/v1/accounts/shop/usage").json()
-    assert body["meters"]["helpdesk_tickets"]["late"] == 1
-    assert body["meters"]["helpdesk_tickets"]["used"] == 0
+def test_F6_late_counts_only_units_of_invoiced_periods_not_invoiced_yet(make_account, partner_api):
+    october = datetime(2026, 10, 1, tzinfo=UTC)
+    with time_machine.travel(october, tick=False):
+        make_account(slug="shop", plan="basic")
+    shop = Account.objects.get(slug="shop")
+    # Two October tickets reach us after October ended but before its close ran: they are
+    # October's own units, invoiced by the close, never late.
+    ingest(shop, answered_ticket(1, datetime(2026, 10, 30, tzinfo=UTC)), now=PERIOD + H)
+    run_billing(as_of=PERIOD + 2 * H)
+    assert UsageClose.objects.get(period_start=october).billed_units == {"helpdesk_tickets": 1}
+    # One more October ticket after the close: late, and billed with November (F6).
+    ingest(shop, answered_ticket(2, datetime(2026, 10, 29, tzinfo=UTC)), now=NOW)
+
+    def late(period=None, at=NOW):
+        with time_machine.travel(at, tick=False):
+            query = {"period": period} if period else {}
+            body = partner_api.get("/api/v1/accounts/shop/usage", query).json()
+        return body["meters"]["helpdesk_tickets"]["late"]
+
+    assert late() == 1  # November, the open period: the one late ticket
+    assert late("2026-10") == 0  # October's invoice is out: nothing of it is pending there
+    run_billing(as_of=datetime(2026, 12, 1, tzinfo=UTC))  # November's invoice bills it
+    december = datetime(2026, 12, 2, tzinfo=UTC)
+    assert late(at=december) == 0 and late("2026-11", at=december) == 0
+
+
+def test_the_forecast_says_how_it_was_made_in_the_api(make_account, partner_api):
+    with time_machine.travel(PERIOD, tick=False):
+        make_account(slug="shop", plan="basic", addons=[("convert", "convert-50")])
+    counted(Account.objects.get(slug="shop"), "convert_clicks", 40, PERIOD + H)
+    with time_machine.travel(PERIOD + timedelta(seconds=34), tick=False):
+        early = partner_api.get("/api/v1/accounts/shop/usage").json()["meters"]
+    assert early["helpdesk_tickets"]["forecast"] == {
+        "units": 0,
+        "overage_amount": {"amount": 0, "currency": "USD"},
+        "method": "so_far",
+        "note": "Too early for a pace and no more in the last period: so far.",
+        "pace_from": "2026-11-04T00:00:00Z",
+        "ceiling": None,
+    }
+    with time_machine.travel(NOW, tick=False):
+        half = partner_api.get("/api/v1/accounts/shop/usage").json()["meters"]
+    clicks = half["convert_clicks"]["forecast"]
+    # 40 clicks half-way would pace to 80: cut at Convert 50's hard cap (C2).
+    assert (clicks["units"], clicks["method"], clicks["ceiling"]) == (50, "capped", 50)
+    assert clicks["note"].endswith("Capped at the limit of 50 (C2).")
+
+
+def test_the_usage_schema_documents_the_forecast_method_and_late(client, catalog):
+    schema = client.get("/api/schema/", {"format": "json"}).json()["components"]["schemas"]
+    forecast = schema["UsageForecast"]["properties"]
+    assert {"method", "note", "pace_from", "ceiling"} <= set(forecast)
+    assert "not invoiced yet" in schema["MeterUsage"]["properties"]["late"]["description"]
 
 
 @time_machine.travel(NOW, tick=False)
