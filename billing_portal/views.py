@@ -8,6 +8,7 @@ from accounts.models import Membership
 from accounts.principals import accounts_for_user
 from billing import payments
 from billing.models import Invoice
+from console.access import is_operator
 from plans.selectors import subscription_current
 
 
@@ -16,7 +17,7 @@ def home(request):
     memberships = Membership.objects.filter(user=request.user)
     if request.user.is_staff and not memberships.exists():
         # Operators work in the console: merchant pages are for members of an account.
-        return redirect("admin:index")
+        return redirect("console:queue" if is_operator(request.user) else "admin:index")
     roles = dict(Membership.objects.filter(user=request.user).values_list("account_id", "role"))
     rows = []
     for account in accounts_for_user(request.user).filter(pk__in=roles).order_by("name"):

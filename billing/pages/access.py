@@ -21,6 +21,7 @@ from accounts.models import Account, IdempotencyRecord
 from accounts.selectors import billing_access
 from audit.models import Source
 from audit.services import acting_as
+from console.access import is_operator
 
 
 def billing_page(*, change: bool = False, methods: tuple[str, ...] = ("GET",)):
@@ -35,6 +36,8 @@ def billing_page(*, change: bool = False, methods: tuple[str, ...] = ("GET",)):
             if access is None:
                 if request.user.is_staff:
                     account = Account.objects.filter(slug=slug).first()
+                    if account is not None and is_operator(request.user):
+                        return redirect(reverse("console:account", args=[account.pk]))
                     if account is not None:
                         return redirect(reverse("admin:accounts_account_change", args=[account.pk]))
                 return render(request, "404.html", status=404)

@@ -115,6 +115,18 @@ def test_staff_are_sent_to_the_operator_console(client, account, django_user_mod
     assert client.get("/")["Location"] == "/admin/"
 
 
+def test_billing_operators_are_sent_to_the_console(client, account, django_user_model):  # noqa: F811
+    from django.contrib.auth.models import Group
+
+    operator = django_user_model.objects.create_user("ops", password="pw", is_staff=True)
+    operator.groups.add(Group.objects.get(name="billing operators"))
+    client.force_login(operator)
+    response = client.get("/billing/shop/invoices/")
+    assert response.status_code == 302
+    assert response["Location"] == f"/console/accounts/{account.pk}/"
+    assert client.get("/")["Location"] == "/console/"
+
+
 def test_an_admin_member_manages_billing(client, account, django_user_model):  # noqa: F811
     from accounts.models import Membership
 
