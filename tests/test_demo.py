@@ -70,6 +70,9 @@ def wait_for(url: str, *, seconds: float, process: subprocess.Popen) -> int:
     raise AssertionError(f"{url} did not answer within {seconds} s")
 
 
+# The demo runs in its own processes on the real clock: moving this process' clock changes
+# nothing it checks.
+@pytest.mark.clock_free
 def test_demo_serves_on_the_ports_asked_and_fast_forwards_to_a_paid_invoice(tmp_path):
     port, stripe_port = free_port(), free_port()
     demo = demo_start(tmp_path, port=port, stripe_port=stripe_port)
