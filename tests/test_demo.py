@@ -99,9 +99,10 @@ def test_demo_serves_on_the_ports_asked_and_fast_forwards_to_a_paid_invoice(tmp_
         demo.terminate()
         output, _ = demo.communicate(timeout=60)
     assert f"Demo ready at http://127.0.0.1:{port}" in output
-    # Stopping the demo stops its stand-in and server: both ports are free again.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", stripe_port))
+    # Stopping the demo stops its stand-in and server: nothing answers on their ports.
+    for stopped in (port, stripe_port):
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", stopped), timeout=2).close()
 
 
 def test_demo_refuses_a_port_that_is_taken_and_says_which(tmp_path):
