@@ -6,11 +6,12 @@ orchestrator nothing. Thresholds come from the settings (READY_*), in seconds.
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Min
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from billing import gateway
@@ -62,6 +63,35 @@ def _age(then: datetime | None, now: datetime) -> int | None:
     return None if then is None else max(0, int((now - then).total_seconds()))
 
 
+@dataclass(frozen=True)
+class Backlogs:
+    """The work waiting in the database's queues: what /readyz judges and /metrics shows."""
+
+    reevaluation_waiting: int
+    reevaluation_set_aside: int
+    reevaluation_lag: int | None  # seconds since the oldest waiting subject was marked
+    outbox_waiting: int
+    outbox_age: int | None  # seconds since the oldest uncharged invoice was issued
+
+
+def backlogs(now: datetime) -> Backlogs:
+    # Subjects set aside after failing wait on purpose (and are shown to operators); the lag is
+    # that of the work that should be flowing.
+    queue = Reevaluation.objects.aggregate(
+        waiting=Count("pk", filter=Q(attempts=0)),
+        set_aside=Count("pk", filter=Q(attempts__gt=0)),
+        oldest=Min("marked_at", filter=Q(attempts=0)),
+    )
+    outbox = collectable_invoices().aggregate(waiting=Count("pk"), oldest=Min("issued_at"))
+    return Backlogs(
+        reevaluation_waiting=queue["waiting"],
+        reevaluation_set_aside=queue["set_aside"],
+        reevaluation_lag=_age(queue["oldest"], now),
+        outbox_waiting=outbox["waiting"],
+        outbox_age=_age(outbox["oldest"], now),
+    )
+
+
 def scheduler(now: datetime) -> dict:
     beat = Heartbeat.objects.filter(name=SCHEDULER).values_list("beat_at", flat=True).first()
     age = _age(beat, now)
@@ -69,25 +99,18 @@ def scheduler(now: datetime) -> dict:
     return {"ok": age is not None and age <= limit, "last_beat_seconds_ago": age, "max": limit}
 
 
-def reevaluation(now: datetime) -> dict:
-    # Subjects set aside after failing wait on purpose (and are shown to operators); the lag is
-    # that of the work that should be flowing.
-    waiting = Reevaluation.objects.filter(attempts=0)
-    oldest = waiting.aggregate(oldest=Min("marked_at"))["oldest"]
-    age = _age(oldest, now)
-    limit = settings.READY_REEVALUATION_MAX_LAG
+def reevaluation(queued: Backlogs) -> dict:
+    age, limit = queued.reevaluation_lag, settings.READY_REEVALUATION_MAX_LAG
     return {
         "ok": age is None or age <= limit,
         "oldest_seconds": age,
-        "set_aside": Reevaluation.objects.filter(attempts__gt=0).count(),
+        "set_aside": queued.reevaluation_set_aside,
         "max": limit,
     }
 
 
-def outbox(now: datetime) -> dict:
-    oldest = collectable_invoices().aggregate(oldest=Min("issued_at"))["oldest"]
-    age = _age(oldest, now)
-    limit = settings.READY_OUTBOX_MAX_AGE
+def outbox(queued: Backlogs) -> dict:
+    age, limit = queued.outbox_age, settings.READY_OUTBOX_MAX_AGE
     return {"ok": age is None or age <= limit, "oldest_seconds": age, "max": limit}
 
 
@@ -100,6 +123,7 @@ def readiness() -> dict:
     }
     if checks["database"]["ok"]:
         checks["scheduler"] = _timed(lambda: scheduler(now))
-        checks["reevaluation"] = _timed(lambda: reevaluation(now))
-        checks["outbox"] = _timed(lambda: outbox(now))
+        queued = backlogs(now)
+        checks["reevaluation"] = _timed(lambda: reevaluation(queued))
+        checks["outbox"] = _timed(lambda: outbox(queued))
     return {"ok": all(check["ok"] for check in checks.values()), "checks": checks}

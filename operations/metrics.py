@@ -12,7 +12,7 @@ the host's processes; every process' counters are then added up (docs/operations
 
 import os
 
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -34,19 +34,15 @@ def events_observe(*, accepted: int, duplicates: int, rejected: int) -> None:
     EVENTS.labels("rejected").inc(rejected)
 
 
-def _seconds_since(then) -> float:
-    return 0.0 if then is None else max(0.0, (timezone.now() - then).total_seconds())
-
-
 class BillingCollector:
     """Figures read from the database at scrape time."""
 
     def collect(self):
         # Imported here: the metrics module loads with the settings' apps, before the models.
         from billing.models import Dunning, Invoice, PaymentAttempt
-        from billing.payments import collectable_invoices
-        from metering.models import Reevaluation
         from plans.models import Subscription
+
+        from .health import backlogs
 
         invoices = GaugeMetricFamily(
             "portal_invoices", "Invoices and credit notes by status.", labels=["status"]
@@ -78,31 +74,31 @@ class BillingCollector:
             dunning.add_metric([stage], count)
         yield dunning
 
-        waiting = Reevaluation.objects.filter(attempts=0)
-        yield GaugeMetricFamily(
-            "portal_reevaluation_backlog",
-            "Subjects waiting for re-evaluation.",
-            value=waiting.count(),
-        )
-        yield GaugeMetricFamily(
-            "portal_reevaluation_set_aside",
-            "Subjects set aside after failing to evaluate.",
-            value=Reevaluation.objects.filter(attempts__gt=0).count(),
-        )
-        yield GaugeMetricFamily(
-            "portal_reevaluation_lag_seconds",
-            "Age of the oldest subject waiting for re-evaluation.",
-            value=_seconds_since(waiting.aggregate(oldest=Min("marked_at"))["oldest"]),
-        )
-        outbox = collectable_invoices().aggregate(n=Count("pk"), oldest=Min("issued_at"))
-        yield GaugeMetricFamily(
-            "portal_outbox_invoices", "Issued invoices not yet sent to Stripe.", value=outbox["n"]
-        )
-        yield GaugeMetricFamily(
-            "portal_outbox_age_seconds",
-            "Age of the oldest issued invoice not yet sent to Stripe.",
-            value=_seconds_since(outbox["oldest"]),
-        )
+        queued = backlogs(timezone.now())
+        for name, help_text, value in (
+            (
+                "reevaluation_backlog",
+                "Subjects waiting for re-evaluation.",
+                queued.reevaluation_waiting,
+            ),
+            (
+                "reevaluation_set_aside",
+                "Subjects set aside after failing to evaluate.",
+                queued.reevaluation_set_aside,
+            ),
+            (
+                "reevaluation_lag_seconds",
+                "Age of the oldest subject waiting for re-evaluation.",
+                queued.reevaluation_lag or 0,
+            ),
+            ("outbox_invoices", "Issued invoices not yet sent to Stripe.", queued.outbox_waiting),
+            (
+                "outbox_age_seconds",
+                "Age of the oldest issued invoice not yet sent to Stripe.",
+                queued.outbox_age or 0,
+            ),
+        ):
+            yield GaugeMetricFamily(f"portal_{name}", help_text, value=value)
         yield GaugeMetricFamily(
             "portal_subscriptions_suspended",
             "Subscriptions suspended for non-payment.",

@@ -91,7 +91,7 @@ def triggers_create(apps, schema_editor):
             "FROM metering_charge WHERE period_start IS NOT NULL AND status <> 'not_counted'"
         )
     else:
-        raise NotImplementedError(f"UsageDay triggers are written for PostgreSQL, not {vendor}.")
+        raise RuntimeError(f"UsageDay triggers exist for PostgreSQL and SQLite, not {vendor}.")
     for statement in [*statements, _BACKFILL.format(rows=rows)]:
         schema_editor.execute(statement)
 
