@@ -198,6 +198,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # One queue per kind of work, so each gets its own workers (and hosts) and one kind's backlog
 # never holds up another: a Black Friday ingest spike does not delay charges. First match wins.
 CELERY_TASK_ROUTES = {
+    "metering.partitions_*": {"queue": "billing"},  # maintenance, not ingest's hot path
     "metering.*": {"queue": "ingest"},
     "billing.tasks.payment_*": {"queue": "payments"},  # charges and Stripe's webhooks
     "*.email_*": {"queue": "email"},
@@ -218,6 +219,8 @@ CELERY_BEAT_SCHEDULE = {
     "collect": {"task": "billing.tasks.payment_collect_due", "schedule": 60.0},
     # Partner webhooks: retries whose wait is over, and deliveries whose task was lost.
     "webhooks": {"task": "outbox.deliver_due", "schedule": 60.0},
+    # Month partitions of events and charges, created three months ahead (metering.partitions).
+    "partitions": {"task": "metering.partitions_maintain", "schedule": 86400.0},
     # Proves to /readyz that beat schedules and a worker runs what it sends.
     "heartbeat": {
         "task": "operations.heartbeat",
@@ -235,6 +238,13 @@ READY_REEVALUATION_MAX_LAG = env.int("READY_REEVALUATION_MAX_LAG", default=600)
 READY_OUTBOX_MAX_AGE = env.int("READY_OUTBOX_MAX_AGE", default=900)
 # /metrics answers a scraper sending `Authorization: Bearer <METRICS_TOKEN>`, or loopback.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
+# --- Data lifecycle (metering.partitions, docs/operations.md): events and charges are kept this
+# many months back from the current month; with PARTITION_ARCHIVE_DIR set, beat's daily job
+# writes older months there (gzip'd CSV, checksummed) and drops them. Usage before the archived
+# months is closed for good. 25: two annual cycles and a month for late corrections.
+USAGE_RETENTION_MONTHS = env.int("USAGE_RETENTION_MONTHS", default=25)
+PARTITION_ARCHIVE_DIR = env.str("PARTITION_ARCHIVE_DIR", default="")
 
 # --- Stripe: STRIPE_API_BASE unset means Stripe itself; the demo and tests point it at localstripe.
 STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="sk_test_local")

@@ -8,7 +8,7 @@ from django.utils import timezone
 from audit.models import Source
 from audit.services import acting_as, audit_record
 
-from .models import Charge, Entitlement, Event, Reevaluation, TicketMerge
+from .models import ArchivedPartition, Charge, Entitlement, Event, Reevaluation, TicketMerge
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -55,6 +55,15 @@ class ChargeAdmin(ReadOnlyAdmin):
     list_filter = ["meter", "status", "subject_kind"]
     search_fields = ["subject", "account__slug"]
     show_full_result_count = False
+
+
+@admin.register(ArchivedPartition)
+class ArchivedPartitionAdmin(ReadOnlyAdmin):
+    """Months archived by `manage.py partitions archive` (docs/operations.md): where each file
+    is and how to check it. Restored with `manage.py partitions restore`."""
+
+    list_display = ["table", "month", "rows", "path", "sha256", "archived_at", "restored_at"]
+    list_filter = ["table"]
 
 
 @admin.register(TicketMerge)

@@ -1,9 +1,9 @@
 """The hot write path of ingest, behind two functions.
 
-On PostgreSQL, events are COPYed into a temporary table and moved with one
-`INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING`: about 6× the ORM's bulk_create, and the
-RETURNING clause tells which ids were new (the rest were duplicates). Elsewhere (the SQLite demo)
-the ORM does the same job more slowly.
+On PostgreSQL, events are COPYed into a temporary table and moved with one statement that
+inserts their keys (`metering_event_key`, ON CONFLICT DO NOTHING RETURNING) and the events whose
+key was new: about 6× the ORM's bulk_create, and the RETURNING clause tells which ids were new
+(the rest were duplicates). Elsewhere (the SQLite demo) the ORM does the same job more slowly.
 """
 
 import json
@@ -42,22 +42,27 @@ def insert_events(rows: list[EventRow]) -> list[EventRow]:
 def _insert_events_copy(rows: list[EventRow]) -> list[EventRow]:
     columns = ", ".join(_EVENT_COLUMNS)
     with connection.cursor() as cursor:
-        # ON COMMIT DROP: the staging table lives only as long as the ingest transaction.
+        # ON COMMIT DROP: the staging table lives only as long as the ingest transaction. No
+        # defaults copied: the id is the event table's to give, once a row is known to be new.
         cursor.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS metering_event_in "
-            "(LIKE metering_event INCLUDING DEFAULTS) ON COMMIT DROP"
+            "CREATE TEMP TABLE IF NOT EXISTS metering_event_in (LIKE metering_event) ON COMMIT DROP"
         )
         cursor.execute("ALTER TABLE metering_event_in ALTER COLUMN id DROP NOT NULL")
         with cursor.cursor.copy(f"COPY metering_event_in ({columns}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row((*row[:-1], json.dumps(row[-1])))
-        # The column list is a constant of this module, never input. Rows go in key order:
-        # two batches sharing event ids (a sender's retry overlapping its first try) then wait
-        # for each other instead of deadlocking, as they did in any order (the chaos suite).
+        # The idempotency key first (the event table is partitioned by month and cannot hold
+        # a uniqueness across months), then the events whose key was new, in one statement.
+        # The column list is a constant of this module, never input. Keys go in key order: two
+        # batches sharing event ids (a sender's retry overlapping its first try) then wait for
+        # each other instead of deadlocking, as they did in any order (the chaos suite).
         move = (
-            f"INSERT INTO metering_event ({columns}) SELECT {columns} FROM metering_event_in "
+            "WITH new AS (INSERT INTO metering_event_key (account_id, event_id, received_at) "
+            "SELECT account_id, event_id, received_at FROM metering_event_in "
             'ORDER BY account_id, event_id COLLATE "C" '
-            "ON CONFLICT (account_id, event_id) DO NOTHING RETURNING account_id, event_id"
+            "ON CONFLICT (account_id, event_id) DO NOTHING RETURNING account_id, event_id) "
+            f"INSERT INTO metering_event ({columns}) SELECT {columns} FROM metering_event_in "
+            "JOIN new USING (account_id, event_id) RETURNING account_id, event_id"
         )
         cursor.execute(move)
         inserted = set(cursor.fetchall())
@@ -65,22 +70,19 @@ def _insert_events_copy(rows: list[EventRow]) -> list[EventRow]:
 
 
 def _insert_events_orm(rows: list[EventRow]) -> list[EventRow]:
-    by_account: dict[int, list[str]] = {}
-    for row in rows:
-        by_account.setdefault(row[0], []).append(row[1])
-    existing = set()
-    for account_id, ids in by_account.items():
-        existing.update(
-            (account_id, event_id)
-            for event_id in Event.objects.filter(account_id=account_id, event_id__in=ids)
-            .values_list("event_id", flat=True)
-            .iterator()
-        )
-    new = [row for row in rows if (row[0], row[1]) not in existing]
+    """The same on other databases (the SQLite demo): a key at a time, kept when it was new."""
+    new = []
+    with connection.cursor() as cursor:
+        for row in rows:
+            cursor.execute(
+                "INSERT INTO metering_event_key (account_id, event_id, received_at) "
+                "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING event_id",
+                [row[0], row[1], row[4]],
+            )
+            if cursor.fetchone() is not None:
+                new.append(row)
     Event.objects.bulk_create(
-        (Event(**dict(zip(_EVENT_COLUMNS, row, strict=True))) for row in new),
-        batch_size=500,
-        ignore_conflicts=True,
+        (Event(**dict(zip(_EVENT_COLUMNS, row, strict=True))) for row in new), batch_size=500
     )
     return new
 
@@ -268,20 +270,24 @@ def load_events(
     return list(queryset.values_list(*_LOAD_COLUMNS))
 
 
-def delete_charges(subjects: list[tuple[int, str, str]]) -> dict[tuple, object]:
+def delete_charges(
+    subjects: list[tuple[int, str, str]], *, keep_before: datetime | None = None
+) -> dict[tuple, object]:
     """Delete the subjects' charge rows; return {(account, kind, subject, meter, unit): first
-    recorded_at} so that re-inserted units keep it."""
+    recorded_at} so that re-inserted units keep it. Rows of a period before `keep_before` (the
+    archive horizon) are kept: usage there is closed for good."""
     if not subjects:
         return {}
     if connection.vendor == "postgresql":
         accounts, kinds, keys = (list(c) for c in zip(*subjects, strict=True))
+        kept = " AND (c.period_start IS NULL OR c.period_start >= %s)" if keep_before else ""
         with connection.cursor() as cursor:
             cursor.execute(
                 "DELETE FROM metering_charge c USING unnest(%s::bigint[], %s::text[], %s::text[]) "
                 "AS s(account_id, kind, subject) WHERE c.account_id = s.account_id "
-                "AND c.subject_kind = s.kind AND c.subject = s.subject "
+                f"AND c.subject_kind = s.kind AND c.subject = s.subject{kept} "
                 "RETURNING c.account_id, c.subject_kind, c.subject, c.meter, c.unit, c.recorded_at",
-                [accounts, kinds, keys],
+                [accounts, kinds, keys, *([keep_before] if keep_before else [])],
             )
             return {row[:5]: row[5] for row in cursor.fetchall()}
     from django.db.models import Q
@@ -292,6 +298,8 @@ def delete_charges(subjects: list[tuple[int, str, str]]) -> dict[tuple, object]:
     for account_id, kind, subject in subjects:
         condition |= Q(account_id=account_id, subject_kind=kind, subject=subject)
     existing = Charge.objects.filter(condition)
+    if keep_before:
+        existing = existing.exclude(period_start__lt=keep_before)
     recorded = {
         row[:5]: row[5]
         for row in existing.values_list(

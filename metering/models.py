@@ -21,7 +21,12 @@ class SubjectKind(models.TextChoices):
 
 
 class Event(models.Model):
-    """One usage event as the helpdesk sent it. `attrs` keeps the type's own fields."""
+    """One usage event as the helpdesk sent it. `attrs` keeps the type's own fields.
+
+    On PostgreSQL the table is partitioned by the month of `received_at` (metering.partitions);
+    an event id is stored once per account through `EventKey`, since a partitioned table can
+    only enforce uniqueness within a month.
+    """
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, db_index=False)
     event_id = models.CharField(max_length=255)
@@ -37,10 +42,6 @@ class Event(models.Model):
     attrs = models.JSONField(default=dict, blank=True)
 
     class Meta:
-        constraints = [
-            # An event id already received for the account is a duplicate: stored once.
-            models.UniqueConstraint(fields=["account", "event_id"], name="event_once_per_account"),
-        ]
         indexes = [
             models.Index(
                 fields=["account", "ticket"],
@@ -56,6 +57,25 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.event_id}"
+
+
+class EventKey(models.Model):
+    """An (account, event id) received, whichever month it was received in: the idempotency
+    key of ingest. A narrow unpartitioned table, so a sender's retry is recognised across
+    months; its rows go when their month of events is archived (metering.partitions)."""
+
+    pk = models.CompositePrimaryKey("account_id", "event_id")
+    account = models.ForeignKey(
+        Account, on_delete=models.DO_NOTHING, db_index=False, db_constraint=False
+    )
+    event_id = models.CharField(max_length=255)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "metering_event_key"
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.event_id}"
 
 
 class TicketMerge(models.Model):
@@ -128,6 +148,11 @@ class Charge(models.Model):
 
     `period_start` is the monthly usage period that contains `billable_at`: a unit counts in
     the period in which it became billable, never twice.
+
+    On PostgreSQL the table is partitioned by the calendar month of `period_start`; verdicts
+    with no period (not counted) live in its default partition (metering.partitions). A unit is
+    unique per period; across periods it is kept unique by re-evaluation, which swaps all of a
+    subject's rows in one transaction under the subject's lease.
     """
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, db_index=False)
@@ -149,8 +174,11 @@ class Charge(models.Model):
 
     class Meta:
         constraints = [
+            # The partition key is part of it: PostgreSQL enforces uniqueness on a partitioned
+            # table only within a partition.
             models.UniqueConstraint(
-                fields=["account", "subject_kind", "subject", "meter", "unit"], name="charge_once"
+                fields=["account", "subject_kind", "subject", "meter", "unit", "period_start"],
+                name="charge_once_per_period",
             ),
             models.CheckConstraint(
                 condition=Q(status__in=ChargeStatus.values), name="charge_status_valid"
@@ -237,3 +265,24 @@ class UsageDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.meter} {self.day} {self.status}: {self.units:+}"
+
+
+class ArchivedPartition(models.Model):
+    """A month of events or charges detached from its table and written to a file
+    (`manage.py partitions archive`): what was archived, where, and how to check the file."""
+
+    table = models.CharField(max_length=40, help_text="metering_event or metering_charge")
+    month = models.DateField(help_text="The first day of the month archived (UTC).")
+    rows = models.BigIntegerField()
+    path = models.CharField(max_length=500)
+    sha256 = models.CharField(max_length=64)
+    archived_at = models.DateTimeField()
+    restored_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["table", "month"], name="archive_once_per_month"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.table} {self.month:%Y-%m}: {self.rows} rows"

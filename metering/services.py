@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts.models import Account
 from plans import periods
 
-from . import event_store, limits, rules
+from . import event_store, limits, partitions, rules
 from .models import Charge, ChargeStatus, Reevaluation, SubjectKind, TicketMerge
 from .validation import EventError, EventIn, validate_event
 
@@ -445,9 +445,14 @@ def _replace_charges(
     """Swap the subjects' charge rows for the new verdicts (each with its usage period); return
     the (account, meter, period) triples that now hold counted units (limits are re-applied to
     those)."""
-    recorded = event_store.delete_charges(sorted(evaluated))
+    # Usage of a period before the archive horizon is closed for good: its rows stay as they
+    # are and no verdict is added there (metering.partitions).
+    horizon = partitions.archive_horizon()
+    recorded = event_store.delete_charges(sorted(evaluated), keep_before=horizon)
     rows, touched = [], set()
     for account_id, o, period_start in verdicts:
+        if horizon and period_start is not None and period_start < horizon:
+            continue
         if period_start is not None:
             touched.add((account_id, o.meter, period_start))
         key = (account_id, o.subject_kind, o.subject, o.meter, o.unit)

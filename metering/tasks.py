@@ -21,3 +21,13 @@ def finalize_windows_task() -> int:
     finalized = services.windows_finalize(as_of=now)
     services.usage_days_fold()
     return finalized
+
+
+@shared_task(name="metering.partitions_maintain")
+def partitions_maintain_task() -> list[str]:
+    """Periodic (daily): month partitions created ahead, old ones archived past the retention."""
+    from . import partitions
+
+    if not partitions.is_partitioned("metering_event"):
+        return []  # the SQLite demo has plain tables
+    return partitions.partitions_maintain()
