@@ -219,7 +219,8 @@ CELERY_BEAT_SCHEDULE = {
     "collect": {"task": "billing.tasks.payment_collect_due", "schedule": 60.0},
     # Partner webhooks: retries whose wait is over, and deliveries whose task was lost.
     "webhooks": {"task": "outbox.deliver_due", "schedule": 60.0},
-    # Month partitions of events and charges, created three months ahead (metering.partitions).
+    # Month partitions of events and charges: the next one made, old ones archived past the
+    # retention, the parents analyzed (metering.partitions).
     "partitions": {"task": "metering.partitions_maintain", "schedule": 86400.0},
     # Proves to /readyz that beat schedules and a worker runs what it sends.
     "heartbeat": {

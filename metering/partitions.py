@@ -80,9 +80,12 @@ def partitions_attached(table: str) -> list[Partition]:
     return sorted(found, key=lambda p: p.month)
 
 
-def partitions_ensure(*, now: datetime | None = None, behind: int = 1, ahead: int = 3) -> list[str]:
+def partitions_ensure(*, now: datetime | None = None, behind: int = 0, ahead: int = 1) -> list[str]:
     """Create the month partitions from `behind` months before now to `ahead` months after it,
-    for both tables; return the names created. Safe to run concurrently and often."""
+    for both tables; return the names created. Safe to run concurrently and often.
+
+    One month ahead, made daily, leaves four weeks to notice a stopped scheduler; more would
+    only cost: every lookup by subject (re-evaluation's) probes each attached month's index."""
     now = now or timezone.now()
     created = []
     for table in TABLES:
@@ -130,6 +133,12 @@ def partitions_maintain(*, now: datetime | None = None) -> list[str]:
     months past the retention. Returns what it did, a line each."""
     now = now or timezone.now()
     done = [f"created {name}" for name in partitions_ensure(now=now)]
+    # Autovacuum analyzes the months but never the partitioned parents, whose statistics the
+    # planner uses for joins (re-evaluation's loads and swaps): without them it guesses.
+    with connection.cursor() as cursor:
+        for table in TABLES:
+            cursor.execute(f"ANALYZE {table}")
+    done.append("analyzed " + ", ".join(TABLES))
     if settings.PARTITION_ARCHIVE_DIR:
         before = retention_horizon(now)
         directory = Path(settings.PARTITION_ARCHIVE_DIR)

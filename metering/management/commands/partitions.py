@@ -1,7 +1,7 @@
 """The month partitions of events and charges: list, create ahead, archive, restore.
 
 manage.py partitions status
-manage.py partitions ensure [--ahead 3]
+manage.py partitions ensure [--ahead 1]
 manage.py partitions archive --before 2025-01-01 --to /var/archive/billing [--dry-run]
 manage.py partitions restore metering_event 2024-11
 """
@@ -31,7 +31,7 @@ class Command(BaseCommand):
         actions = parser.add_subparsers(dest="action", required=True)
         actions.add_parser("status", help="Each table's partitions, rows and archives.")
         ensure = actions.add_parser("ensure", help="Create the months around now (as beat does).")
-        ensure.add_argument("--ahead", type=int, default=3, help="Months ahead (default 3).")
+        ensure.add_argument("--ahead", type=int, default=1, help="Months ahead (default 1).")
         archive = actions.add_parser("archive", help="Detach, write and drop old months.")
         archive.add_argument(
             "--before",
