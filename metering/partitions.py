@@ -80,12 +80,14 @@ def partitions_attached(table: str) -> list[Partition]:
     return sorted(found, key=lambda p: p.month)
 
 
-def partitions_ensure(*, now: datetime | None = None, behind: int = 0, ahead: int = 1) -> list[str]:
+def partitions_ensure(*, now: datetime | None = None, behind: int = 1, ahead: int = 1) -> list[str]:
     """Create the month partitions from `behind` months before now to `ahead` months after it,
     for both tables; return the names created. Safe to run concurrently and often.
 
     One month ahead, made daily, leaves four weeks to notice a stopped scheduler; more would
-    only cost: every lookup by subject (re-evaluation's) probes each attached month's index."""
+    only cost: every lookup by subject (re-evaluation's) probes each attached month's index.
+    One behind: an account's current usage period mostly starts in the previous calendar month
+    (periods run from the billing anchor), and its charges go by the period's start."""
     now = now or timezone.now()
     created = []
     for table in TABLES:

@@ -62,10 +62,11 @@ def _rebuild_partitioned(cursor, table: str) -> None:
     now = timezone.now()
     cursor.execute(f"SELECT DISTINCT date_trunc('month', {key} AT TIME ZONE 'UTC') FROM {old}")
     months = {row[0].replace(tzinfo=UTC) for row in cursor.fetchall() if row[0] is not None}
-    # The months of the last three years that hold rows, and the current one with the next;
-    # older rows stay in the default partition.
+    # The months of the last three years that hold rows, and the current one with the one
+    # before (where most current usage periods start) and the next; older rows stay in the
+    # default partition.
     months = {m for m in months if m >= _month_add(now, -36)}
-    months |= {_month_add(now, offset) for offset in range(2)}
+    months |= {_month_add(now, offset) for offset in range(-1, 2)}
     for month in sorted(months):
         _partition(cursor, table, month)
     cursor.execute(f"INSERT INTO {table} SELECT * FROM {old}")
