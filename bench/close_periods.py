@@ -55,8 +55,12 @@ def populate(accounts: int, charges: int) -> None:
     from accounts.models import Account, Partner
     from billing.run import run_billing
     from plans.catalog import catalog_load
+    from metering import partitions
     from plans.models import AddOn, AddOnTier, Plan, Subscription, SubscriptionAddOn
 
+    if partitions.is_partitioned("metering_charge"):
+        # October's month, as beat's daily job would have made it while October was ahead.
+        partitions.partitions_ensure(now=START)
     catalog_load()
     rng = random.Random(7)
     partner = Partner.objects.create(name="bench")
