@@ -39,7 +39,7 @@ POOL_PROCESSES = 3
 # Invoices enqueued per planned kill of the whole worker: enough that the queue still holds work
 # at the last kill (each life charges a few before it is killed; what it held is left to the
 # sweep).
-INVOICES_PER_KILL = 8
+INVOICES_PER_KILL = 15
 
 
 def real_time() -> float:
