@@ -92,17 +92,21 @@ class Worker:
     def log_tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:]
 
-    def wait_for(self, condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+    def wait_for(
+        self, condition: Callable[[], bool], *, timeout: float, what: Callable[[], str]
+    ) -> None:
+        """Until `condition()`; fails saying `what()` (as it stands then) and the log's end."""
         deadline = time.monotonic() + timeout
         while not condition():
             if self.process.poll() is not None:
                 raise AssertionError(
-                    f"the worker exited ({self.process.returncode}) before {what}; "
+                    f"the worker exited ({self.process.returncode}) before {what()}; "
                     f"its log ends:\n{self.log_tail()}"
                 )
             if time.monotonic() > deadline:
                 raise AssertionError(
-                    f"no {what} within {timeout:.0f} s; the worker's log ends:\n{self.log_tail()}"
+                    f"no {what()} within {timeout:.0f} s; the worker's log ends:\n"
+                    + self.log_tail()
                 )
             time.sleep(0.1)
 
@@ -174,7 +178,7 @@ def test_a_celery_worker_killed_at_each_point_of_the_charge_path_never_charges_t
         worker.wait_for(
             lambda: len(list(marks.iterdir())) >= runs,
             timeout=60 + 3 * runs,
-            what=f"{runs} charges killed {point} (markers: {len(list(marks.iterdir()))})",
+            what=lambda: f"{runs} charges killed {point} (markers: {len(list(marks.iterdir()))})",
         )
     assert_dated_on_our_clock()
     # What the kills left, before any sweep: the point is where we meant it to be.
@@ -219,7 +223,7 @@ def test_a_whole_celery_worker_killed_at_random_moments_charges_each_invoice_onc
             worker.wait_for(
                 lambda started=started: PaymentAttempt.objects.count() > started,
                 timeout=90,
-                what=f"charge by worker life {life}",
+                what=lambda life=life: f"charge by worker life {life}",
             )
             time.sleep(rng.uniform(0.0, 1.5))
         killed += 1
