@@ -48,6 +48,8 @@ reference-histories: $(STAMP)
 
 ## The chaos suite at its full counts (CI runs a fast slice of every case); the counts of each
 ## case print at the end of the run. See docs/reliability.md. CHAOS_<CASE>=n sets one case.
+## tests/chaos includes test_worker_chaos.py: real `celery worker`s (3 pool processes) on
+## TEST_REDIS_URL, SIGKILLed.
 chaos: $(STAMP)
 	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) \
 	  SECRET_KEY=$(TEST_SECRET_KEY) CHAOS_SCALE=full \

@@ -5,6 +5,7 @@ Stripe calls go through the idempotency proxy (tests/stripe_proxy.py), which ans
 keys as Stripe does, so a re-send that would double-charge in production double-charges here."""
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from unittest import mock
 
@@ -54,8 +55,10 @@ def succeeded(stripe_standin) -> list:
     return [i for i in stripe_standin.intents() if i.status == "succeeded"]
 
 
-def in_threads(n: int, work) -> list:
-    """Run `work(i)` in n threads at once; returns what each returned or raised."""
+def in_threads(n: int, work, *, timeout: float = 120) -> list:
+    """Run `work(i)` in n threads at once; returns what each returned or raised. Fails when a
+    thread is still running after `timeout` seconds (it would go on writing into the next
+    test)."""
     results: list = [None] * n
     start = threading.Barrier(n)
 
@@ -71,8 +74,11 @@ def in_threads(n: int, work) -> list:
     threads = [threading.Thread(target=body, args=(i,)) for i in range(n)]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + timeout
     for thread in threads:
-        thread.join(timeout=120)
+        thread.join(timeout=max(deadline - time.monotonic(), 0))
+    running = sum(thread.is_alive() for thread in threads)
+    assert not running, f"{running} of {n} threads still running after {timeout:.0f} s"
     return results
 
 

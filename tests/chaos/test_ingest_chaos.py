@@ -105,7 +105,9 @@ class Sender:
                     batch = work.pop()
                 self.post(batch)
 
-        results = in_threads(clients, client)
+        # The limit only catches a hang: it grows with the batches (the full count's 2,000 take
+        # longer than the helper's default 120 s on a shared machine).
+        results = in_threads(clients, client, timeout=120 + len(batches))
         assert not [r for r in results if isinstance(r, Exception)], results
 
 

@@ -1,23 +1,20 @@
-"""Chaos cases for money: charges killed at every point of the charge path, Stripe failing at
-random, webhooks duplicated and shuffled, periods closed concurrently. Each case repeats
-(`conftest.repetitions`) and reports its counts; every Stripe call goes through the fault proxy
-(tests/stripe_proxy.py), which keeps Stripe's idempotency semantics."""
+"""Chaos cases for money: Stripe failing at random, webhooks duplicated and shuffled, periods
+closed concurrently (charges killed at every point of the charge path are in
+test_worker_chaos.py). Each case repeats (`conftest.repetitions`) and reports its counts; every
+Stripe call goes through the fault proxy (tests/stripe_proxy.py), which keeps Stripe's
+idempotency semantics."""
 
 import json
 import os
 import queue
 import random
-import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import stripe
 import time_machine
-from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -26,11 +23,9 @@ from billing.models import Invoice, InvoiceStatusChange, PaymentAttempt
 from billing.reconcile import ledger_compare
 from tests.billing.test_money_safety import card, in_threads, issued_unpaid, opened
 from tests.billing.test_payments import DECLINED, OK, THREE_DS
-from tests.chaos.charge_worker import POINTS
 
 from .conftest import repetitions
 
-ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
@@ -71,53 +66,6 @@ def assert_gapless_numbers() -> list[str]:
     for year, ns in by_year.items():
         assert ns == list(range(1, len(ns) + 1)), (year, ns)
     return numbers
-
-
-# --- a charge worker killed at each point of the charge path --------------------------------
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_charge_worker_killed_at_each_point_never_charges_twice(
-    make_account, stripe_standin, settings, chaos_report
-):
-    runs = repetitions("kills", fast=1, full=50)
-    slugs = [f"k{p}-{n}" for p in range(len(POINTS)) for n in range(runs)]
-    issued_unpaid(make_account, stripe_standin, slugs=slugs)
-    db = connection.settings_dict
-    env = os.environ | {
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "SECRET_KEY": settings.SECRET_KEY,
-        "STRIPE_API_BASE": stripe_standin.proxy.url,
-        "STRIPE_API_KEY": "sk_test_standin",
-        "CHAOS_NOW": timezone.now().isoformat(),
-    }
-    invoices = list(Invoice.objects.order_by("account__slug"))
-    plan = [(point, invoices[i * runs + n]) for i, point in enumerate(POINTS) for n in range(runs)]
-    killed = Counter()
-    for point, invoice in plan:
-        done = subprocess.run(
-            [sys.executable, "-m", "tests.chaos.charge_worker", str(invoice.pk), point],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            timeout=120,
-        )
-        assert done.returncode == -9, (point, done.returncode, done.stderr.decode()[-2000:])
-        killed[point] += 1
-    sweeps = sweep_until_settled()
-    assert set(Invoice.objects.values_list("status", flat=True)) == {"paid"}
-    per_invoice = succeeded_per_invoice(stripe_standin)
-    assert sorted(per_invoice.values()) == [1] * len(invoices), per_invoice
-    assert PaymentAttempt.objects.count() == len(invoices)
-    assert ledger_compare(since=everywhere()[0], until=everywhere()[1]) == []
-    chaos_report(
-        "charge worker SIGKILLed",
-        kills=sum(killed.values()),
-        per_point=runs,
-        double_charges=sum(c - 1 for c in per_invoice.values()),
-        unpaid_after_sweep=Invoice.objects.exclude(status="paid").count(),
-        sweeps=sweeps,
-    )
 
 
 # --- Stripe failing at random -----------------------------------------------------------------
