@@ -108,7 +108,7 @@ def stripe_server(tmp_path_factory):
     from tests import stripe_standin
     from tests.stripe_proxy import IdempotencyProxy
 
-    process, stand_in = stripe_standin.start(tmp_path_factory.mktemp("localstripe"))
+    process, stand_in = stripe_standin.start()
     stand_in.proxy = IdempotencyProxy(stand_in.url)
     yield stand_in
     stand_in.proxy.close()

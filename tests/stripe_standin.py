@@ -64,7 +64,7 @@ class StandIn:
         urllib.request.urlopen(request, timeout=10).read()  # noqa: S310 - loopback stand-in
 
 
-def start(tmp_dir: Path) -> tuple[subprocess.Popen, StandIn]:
+def start() -> tuple[subprocess.Popen, StandIn]:
     port = free_port()
     process = subprocess.Popen(
         [
@@ -72,9 +72,7 @@ def start(tmp_dir: Path) -> tuple[subprocess.Popen, StandIn]:
             str(ROOT / "scripts" / "localstripe_server.py"),
             "--port",
             str(port),
-            "--store",
-            str(tmp_dir / "localstripe.pickle"),
-            "--from-scratch",
+            "--in-memory",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
