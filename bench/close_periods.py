@@ -54,8 +54,8 @@ def populate(accounts: int, charges: int) -> None:
 
     from accounts.models import Account, Partner
     from billing.run import run_billing
-    from plans.catalog import catalog_load
     from metering import partitions
+    from plans.catalog import catalog_load
     from plans.models import AddOn, AddOnTier, Plan, Subscription, SubscriptionAddOn
 
     if partitions.is_partitioned("metering_charge"):
