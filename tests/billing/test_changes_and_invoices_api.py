@@ -217,9 +217,7 @@ def test_a_change_after_billing_ran_ahead_of_the_clock_is_a_409_not_a_500(shop, 
     assert Subscription.objects.get(account=shop).plan.code == "basic"
 
 
-def test_P6_a_partner_change_is_audited_as_the_partner_and_only_for_that_request(
-    shop, partner_api
-):
+def test_P6_a_partner_change_is_audited_as_the_partner_and_only_for_that_request(shop, partner_api):
     assert change(partner_api, {"plan": "pro"}).status_code == 201
     upgrade = AuditEntry.objects.get(action="subscription.upgraded")
     assert upgrade.source == "partner" and upgrade.actor.startswith("API key ")
