@@ -100,6 +100,23 @@ def partitions_ensure(*, now: datetime | None = None, behind: int = 1, ahead: in
     return created
 
 
+def partitions_missing(*, now: datetime | None = None) -> list[str]:
+    """The partitions of the current and the next month not made yet, by name. Nothing fails
+    without them (rows wait in the default partition), but beat's daily job should have made
+    them: a name here means it has not run, or failed, and /readyz says so."""
+    now = now or timezone.now()
+    missing = []
+    for table in TABLES:
+        if not is_partitioned(table):
+            continue
+        attached = {p.month for p in partitions_attached(table)}
+        for offset in (0, 1):
+            month = month_add(now, offset).date()
+            if month not in attached:
+                missing.append(Partition(table, month).name)
+    return missing
+
+
 def partition_create(partition: Partition) -> bool:
     """Create one month partition, moving the rows the default partition holds for it.
     False when it already exists."""

@@ -17,6 +17,7 @@ from django.utils import timezone
 from billing import gateway
 from billing.payments import collectable_invoices
 from billing_portal.celery import app
+from metering import partitions as usage_partitions
 from metering.models import Reevaluation
 
 from .models import Heartbeat
@@ -114,6 +115,13 @@ def outbox(queued: Backlogs) -> dict:
     return {"ok": age is None or age <= limit, "oldest_seconds": age, "max": limit}
 
 
+def partitions(now: datetime) -> dict:
+    if connection.vendor != "postgresql":
+        return {"ok": True, "mode": "unpartitioned"}
+    missing = usage_partitions.partitions_missing(now=now)
+    return {"ok": not missing, "missing": missing}
+
+
 def readiness() -> dict:
     now = timezone.now()
     checks = {
@@ -126,4 +134,5 @@ def readiness() -> dict:
         queued = backlogs(now)
         checks["reevaluation"] = _timed(lambda: reevaluation(queued))
         checks["outbox"] = _timed(lambda: outbox(queued))
+        checks["partitions"] = _timed(lambda: partitions(now))
     return {"ok": all(check["ok"] for check in checks.values()), "checks": checks}

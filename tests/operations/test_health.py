@@ -8,6 +8,7 @@ import pytest
 from django.db import OperationalError, connection
 from django.utils import timezone
 
+from metering import partitions
 from metering.models import Reevaluation
 from operations import health
 from operations.models import Heartbeat
@@ -23,6 +24,7 @@ def ready(stripe_standin, settings):
     """A portal whose every dependency answers: stand-in up, a fresh heartbeat, no backlog."""
     health._stripe_seen["at"] = -1e9  # each test asks Stripe afresh
     heartbeat_task()
+    partitions.partitions_ensure()  # beat's daily job (the suite may have crossed a month end)
     return settings
 
 
@@ -49,6 +51,7 @@ def test_readyz_is_200_when_everything_answers_and_shows_no_secret(client, ready
         "scheduler",
         "reevaluation",
         "outbox",
+        "partitions",
     }
     assert body["checks"]["scheduler"]["last_beat_seconds_ago"] <= 1
     text = str(body)
@@ -143,3 +146,27 @@ def test_readyz_asks_a_real_broker_when_one_is_configured(client, ready):
     status, body = readyz(client)
     assert status == 200, body
     assert body["checks"]["broker"]["mode"] == "broker"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="partitions are PostgreSQL's")
+def test_readyz_fails_when_next_months_partitions_were_not_made_and_recovers_after_the_daily_job(
+    client, ready
+):
+    next_month = partitions.month_add(timezone.now(), 1).date()
+    names = [partitions.Partition(table, next_month).name for table in partitions.TABLES]
+    with connection.cursor() as cursor:
+        for name in names:
+            cursor.execute(f"DROP TABLE {name}")  # as if beat's daily job had never run
+    status, body = readyz(client)
+    assert status == 503
+    assert body["checks"]["partitions"]["ok"] is False
+    assert body["checks"]["partitions"]["missing"] == names
+
+    partitions.partitions_maintain()
+    status, body = readyz(client)
+    assert status == 200, body
+    assert body["checks"]["partitions"] == {
+        "ok": True,
+        "missing": [],
+        "ms": body["checks"]["partitions"]["ms"],
+    }
