@@ -12,10 +12,10 @@ from accounts.api_schema import MoneyOut, PeriodOut, paginated
 from accounts.errors import Conflict
 from accounts.idempotency import idempotent
 from accounts.selectors import account_get
-from plans.api import ScheduledChangeOut
+from plans.api import ScheduledChangeOut, SubscriptionOut, subscription_out
 from plans.models import Interval
 
-from . import changes, payments, selectors, tasks
+from . import changes, payments, restart, selectors, tasks
 from .models import AttemptStatus, Invoice, InvoiceKind, InvoiceReason, InvoiceStatus
 from .pdf import render_invoice_pdf
 
@@ -248,6 +248,52 @@ class SubscriptionChangesApi(APIView):
         }
         if result.scheduled:
             body["id"] = result.scheduled[0].pk
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class SubscriptionStartIn(serializers.Serializer):
+    plan = serializers.CharField(max_length=40)
+    interval = serializers.ChoiceField(choices=Interval.values)
+
+
+class SubscriptionStartOut(serializers.Serializer):
+    subscription = SubscriptionOut()
+    invoice = InvoiceOut(allow_null=True, help_text="P1: the first cycle's fees, charged now.")
+
+
+class SubscriptionStartApi(APIView):
+    """POST a new subscription for an account whose last one ended: a public plan, a cycle
+    from now, its first invoice charged at once; the features switched off at the end are
+    switched back on. 409 while a subscription is live or an invoice is past due."""
+
+    @extend_schema(
+        operation_id="subscription_start",
+        request=SubscriptionStartIn,
+        responses={201: SubscriptionStartOut},
+        examples=[
+            OpenApiExample(
+                "Start again on Pro, monthly",
+                request_only=True,
+                value={"plan": "pro", "interval": "month"},
+            )
+        ],
+    )
+    @idempotent
+    def post(self, request, slug: str):
+        account = account_get(principal=request.user, slug=slug)
+        serializer = SubscriptionStartIn(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        started = restart.subscription_restart(
+            account=account,
+            plan_code=serializer.validated_data["plan"],
+            interval=serializer.validated_data["interval"],
+        )
+        if started.invoice is not None:
+            tasks.collect_account_soon(account.pk)  # the first cycle is paid at once (P1)
+        body = {
+            "subscription": subscription_out(started.subscription),
+            "invoice": invoice_out(started.invoice) if started.invoice else None,
+        }
         return Response(body, status=status.HTTP_201_CREATED)
 
 

@@ -27,6 +27,11 @@ urlpatterns = [
         name="api-account-invoices",
     ),
     path(
+        "accounts/<slug:slug>/subscription",
+        billing_api.SubscriptionStartApi.as_view(),
+        name="api-subscription-start",
+    ),
+    path(
         "accounts/<slug:slug>/subscription/changes",
         billing_api.SubscriptionChangesApi.as_view(),
         name="api-subscription-changes",

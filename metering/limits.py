@@ -357,3 +357,32 @@ def entitlements_end(*, account_id: int, at: datetime) -> None:
         outbox.entitlement_changed_emit(
             account_id=account_id, feature=feature, state=row.state, until=None
         )
+
+
+def entitlements_restore(*, account_id: int, at: datetime) -> list[str]:
+    """A new subscription started after the last one ended: the features its end switched off
+    are switched back on (audited, and told to partners). Pauses of limits are left as they
+    are; they end with their own period. Returns the features switched on."""
+    ended = list(
+        Entitlement.objects.select_for_update().filter(
+            account_id=account_id, state=Entitlement.State.SUSPENDED
+        )
+    )
+    reason = "A new subscription started."
+    for row in ended:
+        audit_record(
+            action="entitlement.state",
+            obj=row,
+            label=row.feature,
+            before=row.state,
+            after=Entitlement.State.ACTIVE,
+            reason=reason,
+            at=at,
+        )
+        outbox.entitlement_changed_emit(
+            account_id=account_id, feature=row.feature, state=Entitlement.State.ACTIVE, until=None
+        )
+    Entitlement.objects.filter(pk__in=[row.pk for row in ended]).update(
+        state=Entitlement.State.ACTIVE, until=None, reason=""
+    )
+    return [row.feature for row in ended]

@@ -291,16 +291,17 @@ def reevaluate(
     anchors = _anchors({account_id for account_id, _, _ in subjects})
     verdicts: list[tuple[int, rules.Outcome, datetime | None]] = []
     failed: dict[tuple[int, str, str], str] = {}
-    last_period: dict[int, tuple[datetime, datetime]] = {}
+    last_period: dict[tuple[int, datetime], tuple[datetime, datetime]] = {}
 
     def period_of(account_id: int, billable_at: datetime | None) -> datetime | None:
         """The usage period containing `billable_at`; most of a batch's fall in the current one."""
         if billable_at is None:
             return None
-        start, end = last_period.get(account_id, (billable_at, billable_at))
+        anchor = anchor_at(anchors[account_id], billable_at)
+        start, end = last_period.get((account_id, anchor), (billable_at, billable_at))
         if not start <= billable_at < end:
-            start, end = periods.usage_period_containing(anchors[account_id], billable_at)
-            last_period[account_id] = (start, end)
+            start, end = periods.usage_period_containing(anchor, billable_at)
+            last_period[(account_id, anchor)] = (start, end)
         return start
 
     def judge(account_id, kind, subjects, evaluate, events):
@@ -423,18 +424,36 @@ def _load_events(
     return result
 
 
-def _anchors(account_ids: Iterable[int]) -> dict[int, datetime]:
-    """Each account's billing anchor: usage periods are monthly from it (plans.periods)."""
+def _anchors(account_ids: Iterable[int]) -> dict[int, list[tuple[datetime | None, datetime]]]:
+    """Each account's billing anchors, oldest subscription first, with the instant each one
+    ended (None while live): usage periods are monthly from an anchor (plans.periods), and a
+    subscription started again after a cancellation has an anchor of its own."""
     from plans.models import Subscription
 
-    anchors = dict(
+    anchors: dict[int, list[tuple[datetime | None, datetime]]] = defaultdict(list)
+    rows = (
         Subscription.objects.filter(account_id__in=account_ids)
-        .order_by("account_id", "started_at")
-        .values_list("account_id", "billing_anchor")
+        .order_by("account_id", "started_at", "pk")
+        .values_list("account_id", "ended_at", "billing_anchor")
     )
+    for account_id, ended_at, anchor in rows:
+        anchors[account_id].append((ended_at, anchor))
     missing = set(account_ids) - set(anchors)
-    anchors.update(Account.objects.filter(pk__in=missing).values_list("pk", "created_at"))
+    for account_id, created_at in Account.objects.filter(pk__in=missing).values_list(
+        "pk", "created_at"
+    ):
+        anchors[account_id].append((None, created_at))
     return anchors
+
+
+def anchor_at(anchors: list[tuple[datetime | None, datetime]], at: datetime) -> datetime:
+    """The anchor of the first subscription not ended at `at`: the one in force then, or the
+    next one for a unit that became billable between two (never billed: no period of either
+    is closed around it). The last one's when all ended."""
+    for ended_at, anchor in anchors:
+        if ended_at is None or at < ended_at:
+            return anchor
+    return anchors[-1][1]
 
 
 def _replace_charges(

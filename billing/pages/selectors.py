@@ -152,6 +152,8 @@ class Overview:
     suspend_at: datetime | None = None
     card: object = None
     currency: str = "USD"
+    ended: Subscription | None = None  # the last subscription, when it ended and none is live
+    ended_on: date | None = None
 
 
 def _fees(terms: pricing.SubscriptionTerms) -> list[tuple[str, int]]:
@@ -206,6 +208,8 @@ def overview(
         ):
             result.suspend_at = dunning.suspend_at
     if subscription is None:
+        result.ended = subscription_ended(account=account)
+        result.ended_on = last_day(result.ended.ended_at) if result.ended else None
         return result
     book = TermsBook([account.pk])
     addons = subscription_addons(subscription)
@@ -635,6 +639,50 @@ def plan_options(*, account: Account, subscription: Subscription) -> list[PlanOp
             )
         )
     return options
+
+
+@dataclass
+class StartOption:
+    """A public plan a merchant whose subscription ended may start again on."""
+
+    plan: Plan
+    monthly_minor: int
+    annual_minor: int
+    included: int
+    policy: str
+
+
+def start_options(*, account: Account) -> list[StartOption]:
+    book = TermsBook([account.pk])
+    options = []
+    for plan in catalog_plans().filter(is_custom=False):
+        draft = Subscription(account=account, plan=plan, interval="month")  # priced, not saved
+        try:
+            monthly = book.subscription_terms(draft, [])
+            annual = book.subscription_terms(draft, [], interval="year")
+        except MissingTerms:
+            continue  # not sold in this currency
+        options.append(
+            StartOption(
+                plan=plan,
+                monthly_minor=monthly.plan.fee_minor,
+                annual_minor=annual.plan.fee_minor,
+                included=monthly.plan.helpdesk.included,
+                policy=_policy_words(monthly.plan.helpdesk, account.currency),
+            )
+        )
+    return options
+
+
+def subscription_ended(*, account: Account) -> Subscription | None:
+    """The account's last subscription, if it ended (None while one is live or none ever was)."""
+    last = (
+        Subscription.objects.filter(account=account)
+        .select_related("plan", "edition")
+        .order_by("-started_at", "-pk")
+        .first()
+    )
+    return last if last is not None and last.ended_at is not None else None
 
 
 @dataclass

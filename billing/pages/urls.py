@@ -16,6 +16,7 @@ urlpatterns = [
     path("invoices/<int:invoice_id>/retry", views.invoice_retry, name="invoice-retry"),
     path("pay-outstanding", views.pay_outstanding, name="pay-outstanding"),
     path("plan/", views.plan, name="plan"),
+    path("start/", views.start, name="start"),
     path("add-ons/", views.addons, name="addons"),
     path("change/", views.change, name="change"),
     path("changes/<int:change_id>/cancel", views.change_cancel, name="change-cancel"),

@@ -18,7 +18,7 @@ from accounts.errors import Conflict, DomainError, NotFound
 from plans.money import format_money
 from plans.selectors import subscription_current
 
-from .. import changes, gateway, payments, tasks
+from .. import changes, gateway, payments, restart, tasks
 from ..models import Invoice, InvoiceStatus
 from ..pdf import render_invoice_pdf
 from ..selectors import invoice_document
@@ -255,11 +255,15 @@ def plan(request, access):
     if current is not None:
         annual_saving = current.monthly_minor * 12 - current.annual_minor
     ending = selectors.subscription_ending(subscription=subscription) if subscription else None
+    ended = selectors.subscription_ended(account=access.account) if subscription is None else None
     return _page(
         request,
         access,
         "billing/plan.html",
         {
+            "ended": ended,
+            "ended_on": selectors.last_day(ended.ended_at) if ended else None,
+            "start_options": selectors.start_options(account=access.account) if ended else [],
             "options": options,
             "current": current,
             "annual_saving_minor": annual_saving,
@@ -268,6 +272,53 @@ def plan(request, access):
         },
         tab="plan",
     )
+
+
+@billing_page(change=True, methods=("GET", "POST"))
+def start(request, access):
+    """Start again after the subscription ended: the plan's first cycle from today, its fee
+    paid at once through the one collection path, the features switched back on."""
+    source = request.POST if request.method == "POST" else request.GET
+    back = _url("plan", access)
+    plan_code, interval = source.get("plan"), source.get("interval")
+    try:
+        preview = restart.subscription_restart_preview(
+            account=access.account, plan_code=plan_code, interval=interval
+        )
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect(_url("overview", access) if exc.code == "subscription_live" else back)
+    card = payments.default_payment_method(access.account.pk)
+    if request.method == "GET":
+        return _page(
+            request,
+            access,
+            "billing/start.html",
+            {"preview": preview, "card": card, "back": back},
+            tab="plan",
+        )
+    if not first_submission(request):
+        return already_done(request, _url("overview", access))
+    if preview.fee_minor > 0 and card is None:
+        messages.error(request, "Add a card first: the first cycle is paid at once.")
+        return redirect(_url("payment-method", access))
+    try:
+        started = restart.subscription_restart(
+            account=access.account, plan_code=plan_code, interval=interval
+        )
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect(back)
+    messages.success(
+        request,
+        f"Welcome back: you are on {preview.plan.name} from today. The helpdesk, automation "
+        "and campaigns are switched on again.",
+    )
+    if started.invoice is not None and started.invoice.status != InvoiceStatus.PAID:
+        confirm = _charge(request, started.invoice)
+        if confirm:
+            return redirect(confirm)
+    return redirect(_url("overview", access))
 
 
 @billing_page()

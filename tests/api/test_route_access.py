@@ -52,6 +52,9 @@ CASES = {
     "api-ticket-billing": {"GET": ("accounts/{slug}/tickets/T1/billing", None, "tenant")},
     "api-entitlements": {"GET": ("accounts/{slug}/entitlements", None, "tenant")},
     "api-account-invoices": {"GET": ("accounts/{slug}/invoices", None, "tenant")},
+    "api-subscription-start": {
+        "POST": ("accounts/{slug}/subscription", {"plan": "pro", "interval": "month"}, "tenant")
+    },
     "api-subscription-changes": {
         "POST": ("accounts/{slug}/subscription/changes", {"plan": "pro"}, "tenant")
     },

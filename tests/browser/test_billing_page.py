@@ -14,7 +14,7 @@ import time_machine
 from django.utils import timezone
 
 from accounts.models import Membership
-from billing import payments
+from billing import changes, payments
 from billing.models import Invoice
 from billing.run import run_billing
 from plans.models import ScheduledChange, Subscription, SubscriptionAddOn
@@ -270,3 +270,48 @@ def test_retry_after_updating_the_card_lifts_the_suspension(
     assert Subscription.objects.get(account=shop).status == "active"
     invoice.refresh_from_db()
     assert invoice.status == "paid"
+
+
+@pytest.fixture
+def ended_shop(make_account, stripe_standin, django_user_model):
+    """A shop whose subscription was canceled and ended ten days ago (its card still saved)."""
+    opened = timezone.now() - timedelta(days=45)
+    with time_machine.travel(opened, tick=False):
+        account = make_account(slug="shop", plan="basic")
+        payments.payment_method_set(account=account, stripe_payment_method=stripe_standin.card(OK))
+        run_billing(as_of=opened)
+        for invoice in Invoice.objects.filter(account=account):
+            payments.invoice_charge(invoice_id=invoice.pk, trigger="automatic")
+    with time_machine.travel(opened + timedelta(days=5), tick=False):
+        changes.subscription_cancel_at_period_end(account=account)
+    end = Subscription.objects.get(account=account).current_period_end
+    with time_machine.travel(end, tick=False):
+        run_billing(as_of=end)
+    user = django_user_model.objects.create_user("owner@shop.example", password="pw-owner-123")
+    Membership.objects.create(user=user, account=account, role=Membership.Role.OWNER)
+    return account
+
+
+def test_a_merchant_whose_subscription_ended_starts_again_and_pays(ended_shop, live_server, page):
+    page.goto(live_server.url + "/login/")
+    page.get_by_label("Email or username").fill("owner@shop.example")
+    page.get_by_label("Password").fill("pw-owner-123")
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("link", name="Billing & Usage").click()
+    page.get_by_text("Your subscription ended on").wait_for()
+    shoot(page, "subscription-ended")
+    page.get_by_role("link", name="Choose a plan to start again").click()
+    pro = page.locator(".plan-card", has_text="Pro")
+    pro.get_by_role("button", name="Start monthly").wait_for()
+    shoot(page, "start-again-plans")
+    pro.get_by_role("button", name="Start monthly").click()
+    button = page.get_by_role("button", name="Start and pay $360.00")
+    button.wait_for()
+    shoot(page, "start-again-confirm")
+    button.click()
+    page.get_by_text("Welcome back: you are on Pro from today.").wait_for()
+    page.get_by_text("is paid. Thank you!").wait_for()
+    shoot(page, "started-again")
+    new = Subscription.objects.get(account=ended_shop, ended_at=None)
+    assert (new.plan.code, new.status) == ("pro", "active")
+    assert Invoice.objects.get(subscription=new).status == "paid"

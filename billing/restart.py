@@ -1,0 +1,135 @@
+"""Starting again: a new subscription for an account whose last one ended (canceled at the end
+of its cycle). It lives in billing because it issues the first invoice at once (P1), which the
+caller hands to the one collection path.
+
+What a returning merchant expects: a plan of the public catalog, a new cycle from today, the
+first period's fee charged now, and the helpdesk, automation and campaigns switched back on.
+What an operator expects: a past-due invoice is paid first (starting again is not a way around
+dunning), and only the self-serve plans are open; editions and negotiated plans are set up by
+an operator, as at the first sign-up.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.errors import Conflict, DomainError
+from accounts.models import Account
+from audit.services import audit_record
+from metering import limits as metering_limits
+from outbox import services as outbox
+from plans import periods, pricing
+from plans import services as plan_services
+from plans.models import Plan, Subscription
+from plans.money import format_money
+from plans.terms import TermsBook, subscription_terms
+
+from .changes import terms_words
+from .closing import start_invoice_issue
+from .models import Invoice, InvoiceKind, InvoiceStatus
+
+
+@dataclass(frozen=True)
+class Restart:
+    subscription: Subscription
+    invoice: Invoice | None  # the first period's fees; None when they are nothing
+
+
+@dataclass(frozen=True)
+class RestartPreview:
+    plan: Plan
+    interval: str
+    period: pricing.Period  # the first cycle, from now
+    fee_minor: int  # charged at once
+
+
+def _plan(code: str | None) -> Plan:
+    plan = Plan.objects.filter(code=code or "", is_active=True).first()
+    if plan is None:
+        raise DomainError(f"Unknown plan '{code}'.", code="unknown_plan", details={"plan": code})
+    if plan.is_custom:
+        raise DomainError(
+            f"'{plan.code}' is negotiated per account: an operator sets it up.",
+            code="no_account_terms",
+            details={"plan": plan.code},
+        )
+    return plan
+
+
+def _interval(interval: str | None) -> str:
+    if interval not in (periods.MONTH, periods.YEAR):
+        raise DomainError("interval is 'month' or 'year'.", details={"field": "interval"})
+    return interval
+
+
+def _refuse_if_live_or_past_due(account: Account) -> None:
+    if Subscription.objects.filter(account=account, ended_at__isnull=True).exists():
+        raise Conflict(
+            "This account already has a live subscription: change its plan instead.",
+            code="subscription_live",
+        )
+    past_due = list(
+        Invoice.objects.filter(
+            account=account, kind=InvoiceKind.INVOICE, status=InvoiceStatus.PAST_DUE
+        ).order_by("issued_at", "pk")
+    )
+    if past_due:
+        owed = format_money(sum(i.total_minor for i in past_due), account.currency)
+        numbers = [i.number for i in past_due]
+        raise Conflict(
+            f"Pay what is outstanding first: {owed} is past due ({', '.join(numbers)}).",
+            code="outstanding_invoices",
+            details={"invoices": numbers},
+        )
+
+
+def subscription_restart_preview(
+    *, account: Account, plan_code: str | None, interval: str | None, at: datetime | None = None
+) -> RestartPreview:
+    """What starting again on this plan costs now, and the cycle it pays for. Refuses what
+    subscription_restart would refuse."""
+    at = at or timezone.now()
+    plan, interval = _plan(plan_code), _interval(interval)
+    _refuse_if_live_or_past_due(account)
+    start, end = periods.period_containing(at, interval, at)
+    draft = Subscription(account=account, plan=plan, interval=interval)
+    terms = TermsBook([account.pk]).subscription_terms(draft, [])
+    return RestartPreview(
+        plan=plan,
+        interval=interval,
+        period=pricing.Period(start=start, end=end),
+        fee_minor=terms.plan.fee_minor,
+    )
+
+
+def subscription_restart(
+    *, account: Account, plan_code: str | None, interval: str | None, at: datetime | None = None
+) -> Restart:
+    """A new subscription from `at`, with its first invoice issued; the features the end of the
+    last one switched off are switched back on. Two requests at once start one subscription:
+    the account's row is locked, and the second is refused as live."""
+    at = at or timezone.now()
+    plan, interval = _plan(plan_code), _interval(interval)
+    with transaction.atomic(durable=True):
+        account = Account.objects.select_for_update().get(pk=account.pk)
+        _refuse_if_live_or_past_due(account)
+        created = plan_services.subscription_create(
+            account=account, offer=plan, interval=interval, now=at
+        )
+        subscription = Subscription.objects.select_related("account", "plan", "edition").get(
+            pk=created.pk
+        )
+        invoice = start_invoice_issue(subscription=subscription, as_of=at)
+        metering_limits.entitlements_restore(account_id=account.pk, at=at)
+        outbox.subscription_changed_emit(subscription, effective="now")
+        audit_record(
+            action="subscription.started",
+            obj=subscription,
+            before=None,
+            after=terms_words(subscription_terms(subscription)),
+            reason=f"started again; first invoice {invoice.number}" if invoice else "started again",
+            at=at,
+        )
+    return Restart(subscription=subscription, invoice=invoice)
