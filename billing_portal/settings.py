@@ -282,6 +282,9 @@ API_RATE_LIMITS = {
 API_RATE_LIMIT_CACHE = "default"
 # Partner webhook endpoints must be https; the demo (DEBUG) also takes http://127.0.0.1 ones.
 WEBHOOK_ALLOW_HTTP = env.bool("WEBHOOK_ALLOW_HTTP", default=DEBUG)
+# ... and go to public addresses only (outbox/public_only.py: no requests into our own network);
+# the demo's receiver listens on 127.0.0.1.
+WEBHOOK_ALLOW_PRIVATE = env.bool("WEBHOOK_ALLOW_PRIVATE", default=DEBUG)
 # Shared by every worker (rate-limit counters): set CACHE_URL=redis://... in production; the
 # embedded default is each process's own memory.
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}

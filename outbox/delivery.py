@@ -13,11 +13,13 @@ import time
 from datetime import datetime, timedelta
 
 import requests
+from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from . import signing
 from .models import Delivery
+from .public_only import public_session
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +52,21 @@ def body_of(delivery: Delivery) -> bytes:
     ).encode()
 
 
+_sessions: dict[bool, requests.Session] = {}
+
+
+def _session() -> requests.Session:
+    """One session per process (connections to an endpoint are kept alive between deliveries),
+    public addresses only unless WEBHOOK_ALLOW_PRIVATE (outbox/public_only.py)."""
+    allow_private = settings.WEBHOOK_ALLOW_PRIVATE
+    if allow_private not in _sessions:
+        _sessions[allow_private] = requests.Session() if allow_private else public_session()
+    return _sessions[allow_private]
+
+
 def http_post(url: str, body: bytes, headers: dict[str, str]) -> int:
     """POST and return the status code (tests replace this)."""
-    response = requests.post(
+    response = _session().post(
         url, data=body, headers=headers, timeout=TIMEOUT_SECONDS, allow_redirects=False
     )
     return response.status_code

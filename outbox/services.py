@@ -21,6 +21,7 @@ from accounts.errors import Conflict, DomainError
 from accounts.models import Partner
 
 from .models import AccountSequence, Delivery, Endpoint, Event, EventType
+from .public_only import host_refusal
 
 _ALPHABET = string.ascii_letters + string.digits
 # A partner may register a few endpoints (staging, production...), not an unbounded number.
@@ -39,6 +40,13 @@ def _url_check(url: str) -> None:
             "The endpoint URL must be https://" + (" or http://" if "http" in allowed else ""),
             code="invalid",
             details={"fields": {"url": ["Use an https:// URL."]}},
+        )
+    refusal = None if settings.WEBHOOK_ALLOW_PRIVATE else host_refusal(parts.hostname)
+    if refusal:
+        raise DomainError(
+            f"Webhooks go to public addresses only: {refusal}.",
+            code="invalid",
+            details={"fields": {"url": ["Use a public host name or address."]}},
         )
 
 
