@@ -20,6 +20,7 @@ class EventType(models.TextChoices):
     SUBSCRIPTION_CHANGED = "subscription.changed"
     SUBSCRIPTION_SUSPENDED = "subscription.suspended"
     SUBSCRIPTION_REACTIVATED = "subscription.reactivated"
+    SUBSCRIPTION_ENDED = "subscription.ended"
     USAGE_THRESHOLD_REACHED = "usage.threshold_reached"
     ENTITLEMENT_CHANGED = "entitlement.changed"
 

@@ -275,11 +275,13 @@ def subscription_changed_emit(subscription, *, effective: str) -> int:
 
 
 def subscription_status_emit(*, account_id: int, was: str, now: str, reason: str) -> int:
-    """Suspended (F4), or active again after a suspension."""
+    """Suspended (F4), active again after a suspension, or ended (canceled at its cycle's end)."""
     if now == "suspended":
         kind = EventType.SUBSCRIPTION_SUSPENDED
     elif was == "suspended" and now == "active":
         kind = EventType.SUBSCRIPTION_REACTIVATED
+    elif now == "canceled":
+        kind = EventType.SUBSCRIPTION_ENDED
     else:
         return 0
     return outbox_emit(

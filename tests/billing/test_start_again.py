@@ -276,3 +276,28 @@ def test_usage_keeps_the_periods_of_the_subscription_in_force_when_it_became_bil
     assert periods_of["OLD"] == T0  # the ended subscription's Nov 1 – Nov 30
     assert periods_of["NEW"] == BACK  # the new cycle's first usage period
     assert periods_of["GAP"] < BACK and periods_of["GAP"] != T0  # closed by neither
+
+
+def test_partners_are_told_of_the_end_and_of_the_start_again(account, partner):  # noqa: F811
+    endpoint_create(partner=partner, url="https://hooks.partner.example/billing")
+    with at(MID):
+        changes.subscription_cancel_at_period_end(account=account)
+    billing_at(END)
+    with at():
+        restart.subscription_restart(account=account, plan_code="pro", interval="month")
+    told = list(Event.objects.filter(account=account).order_by("sequence"))
+    ended = next(e for e in told if e.type == "subscription.ended")
+    assert ended.data == {
+        "account": "shop",
+        "subscription": {"status": "canceled"},
+        "reason": "canceled at the end of the cycle",
+    }
+    assert [(e.type, e.data.get("invoice", {}).get("reason")) for e in told] == [
+        ("invoice.finalized", "period_close"),  # the last usage period
+        ("invoice.paid", "period_close"),  # nothing over the allowance: $0, paid at issue
+        ("subscription.ended", None),
+        *[("entitlement.changed", None)] * 3,  # switched off
+        ("invoice.finalized", "subscription_start"),  # the new cycle's fee
+        *[("entitlement.changed", None)] * 3,  # switched on
+        ("subscription.changed", None),
+    ]
