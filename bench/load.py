@@ -280,6 +280,10 @@ def main() -> None:
                 f"   ({growth:+.1f} MB over {len(samples)} samples)  "
                 + role.decode(errors="replace")
             )
+            # Whether growth levels off: the peak of each fifth of the run.
+            n = len(samples)
+            fifths = [samples[n * k // 5 : n * (k + 1) // 5] for k in range(5)]
+            print("    peak by fifth of the run: " + " ".join(f"{max(f):.1f}" for f in fifths if f))
     if lost or stored != distinct or len(acked) != offered:
         raise SystemExit("events were lost, duplicated or never acknowledged")
 
