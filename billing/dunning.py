@@ -68,7 +68,10 @@ def dunning_run(*, as_of: datetime) -> dict[str, int]:
             continue
         invoice = dunning.invoice
         unpaid = invoice.status in (S.PAST_DUE, S.REQUIRES_CONFIRMATION) and invoice.subscription_id
-        if unpaid and subscription_transition(
+        # A subscription that ended (its last invoice is charged after the end) has nothing
+        # left to suspend: its features are already off; the debt and its retries stand.
+        live = unpaid and invoice.subscription.ended_at is None
+        if live and subscription_transition(
             subscription_id=invoice.subscription_id,
             to=Subscription.Status.SUSPENDED,
             reason=f"invoice {invoice.number} unpaid after retries",

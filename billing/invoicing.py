@@ -378,7 +378,9 @@ def _collection_ended(invoice: Invoice, why: str, at: datetime) -> None:
     suspension (or past-due state) when nothing else of it is unpaid (F4)."""
     Dunning.objects.filter(invoice=invoice).delete()
     subscription = invoice.subscription
-    if subscription is not None and not _other_unpaid(invoice):
+    # An ended subscription stays ended: paying its last invoice settles a debt, it does not
+    # start the subscription again (billing.restart does, when the merchant asks).
+    if subscription is not None and subscription.ended_at is None and not _other_unpaid(invoice):
         was = subscription.status
         if (
             subscription_transition(

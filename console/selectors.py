@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Exists, OuterRef, Prefetch, Q
+from django.db.models import Exists, F, OuterRef, Prefetch, Q
 
 from accounts.models import Account
 from audit.models import AuditEntry
@@ -304,7 +304,8 @@ def account_detail(*, account_id: int, now: datetime) -> AccountDetail | None:
     subscription = (
         Subscription.objects.select_related("plan", "edition")
         .filter(account=account)
-        .order_by("ended_at", "-started_at")
+        # The live one; else the last that ended (PostgreSQL sorts NULLs last by default).
+        .order_by(F("ended_at").desc(nulls_first=True), "-started_at")
         .first()
     )
     usage = None

@@ -8,13 +8,15 @@ import pytest
 import time_machine
 
 from accounts.errors import Conflict
-from billing import changes
+from billing import changes, payments
 from billing.models import Invoice, UsageClose
 from billing.run import run_billing
 from metering.models import Entitlement
 from plans.models import ScheduledChange, Subscription
 from tests.billing.charges import counted
 from tests.billing.pages_fixtures import T0, account  # noqa: F401
+from tests.billing.test_money_safety import card
+from tests.billing.test_payments import DECLINED, OK
 
 END = datetime(2026, 12, 1, tzinfo=UTC)  # the shop's first cycle: Nov 1 → Dec 1
 MID = T0 + timedelta(days=15)
@@ -87,3 +89,47 @@ def test_the_partner_api_shows_the_scheduled_end(account, partner_api):  # noqa:
     assert scheduled["id"] == cancel.pk
     assert scheduled["change"] == "subscription ends (canceled at the end of the cycle)"
     assert scheduled["effective_at"].startswith("2026-12-01T00:00:00")
+
+
+def test_an_unpaid_last_invoice_after_the_end_is_dunned_without_suspending_what_ended(
+    account,  # noqa: F811
+    stripe_standin,
+):
+    """The last period's invoice is charged after the subscription ended; declined, it is
+    retried as any other (F3), but there is nothing left to suspend (F4): the subscription
+    stays canceled, and no run fails on it."""
+    card(account, stripe_standin, DECLINED)
+    counted(account, "helpdesk_tickets", 350, T0 + timedelta(days=10))
+    with time_machine.travel(MID, tick=False):
+        changes.subscription_cancel_at_period_end(account=account)
+    billing_at(END)
+    last = Invoice.objects.get(account=account, reason="period_close")
+    assert (last.status, last.total_minor) == ("past_due", 4000)
+    run = billing_at(END + timedelta(days=15))  # past the 14 days after which F4 suspends
+    assert run.dunning["suspensions"] == 0
+    ended = Subscription.objects.get(account=account)
+    assert (ended.status, ended.ended_at) == ("canceled", END)
+    last.refresh_from_db()
+    assert last.status == "past_due" and last.attempts.count() > 1  # retried, debt stands
+
+
+def test_the_last_invoice_paid_after_the_end_leaves_the_subscription_ended(
+    account,  # noqa: F811
+    stripe_standin,
+):
+    """Paying what is owed after the end settles the invoice; the subscription is not made
+    active again (starting again is the merchant's choice, billing.restart)."""
+    card(account, stripe_standin, DECLINED)
+    counted(account, "helpdesk_tickets", 350, T0 + timedelta(days=10))
+    with time_machine.travel(MID, tick=False):
+        changes.subscription_cancel_at_period_end(account=account)
+    billing_at(END)
+    card(account, stripe_standin, OK)
+    with time_machine.travel(END + timedelta(days=3), tick=False):
+        for invoice in Invoice.objects.filter(account=account, status="past_due"):
+            payments.invoice_charge(invoice_id=invoice.pk, trigger="retry")
+    statuses = set(Invoice.objects.filter(account=account).values_list("reason", "status"))
+    assert statuses == {("subscription_start", "paid"), ("period_close", "paid")}
+    ended = Subscription.objects.get(account=account)
+    assert (ended.status, ended.ended_at) == ("canceled", END)
+    assert len([i for i in stripe_standin.intents() if i.status == "succeeded"]) == 2
