@@ -65,6 +65,12 @@ def _interval(interval: str | None) -> str:
 
 
 def _refuse_if_live_or_past_due(account: Account) -> None:
+    if account.status != Account.Status.ACTIVE:
+        raise Conflict(
+            f"This account is {account.status} by our team: contact us to start again.",
+            code="account_not_active",
+            details={"status": account.status},
+        )
     if Subscription.objects.filter(account=account, ended_at__isnull=True).exists():
         raise Conflict(
             "This account already has a live subscription: change its plan instead.",

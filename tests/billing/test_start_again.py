@@ -10,6 +10,7 @@ import time_machine
 from django.test import Client
 
 from accounts.errors import Conflict, DomainError
+from accounts.models import Account
 from audit.models import AuditEntry
 from billing import changes, restart
 from billing.invoicing import invoice_transition
@@ -119,6 +120,18 @@ def test_starting_again_is_refused_while_an_invoice_is_past_due(ended):
     )
     assert refused.value.details == {"invoices": [first.number]}
     assert Subscription.objects.filter(account=ended).count() == 1
+
+
+@pytest.mark.parametrize("status", ["suspended", "closed"])
+def test_an_account_our_team_suspended_or_closed_does_not_start_again(ended, status):
+    Account.objects.filter(pk=ended.pk).update(status=status)
+    ended.refresh_from_db()
+    with at(), pytest.raises(Conflict) as refused:
+        restart.subscription_restart(account=ended, plan_code="pro", interval="month")
+    assert refused.value.code == "account_not_active"
+    assert (
+        refused.value.message == f"This account is {status} by our team: contact us to start again."
+    )
 
 
 @pytest.mark.parametrize(
