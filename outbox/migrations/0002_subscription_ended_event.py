@@ -4,15 +4,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('outbox', '0001_initial'),
+        ("outbox", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='event',
-            name='type',
-            field=models.CharField(choices=[('invoice.finalized', 'Invoice Finalized'), ('invoice.paid', 'Invoice Paid'), ('invoice.payment_failed', 'Invoice Payment Failed'), ('invoice.requires_confirmation', 'Invoice Requires Confirmation'), ('credit_note.issued', 'Credit Note Issued'), ('subscription.changed', 'Subscription Changed'), ('subscription.suspended', 'Subscription Suspended'), ('subscription.reactivated', 'Subscription Reactivated'), ('subscription.ended', 'Subscription Ended'), ('usage.threshold_reached', 'Usage Threshold Reached'), ('entitlement.changed', 'Entitlement Changed')], max_length=40),
+            model_name="event",
+            name="type",
+            field=models.CharField(
+                choices=[
+                    ("invoice.finalized", "Invoice Finalized"),
+                    ("invoice.paid", "Invoice Paid"),
+                    ("invoice.payment_failed", "Invoice Payment Failed"),
+                    ("invoice.requires_confirmation", "Invoice Requires Confirmation"),
+                    ("credit_note.issued", "Credit Note Issued"),
+                    ("subscription.changed", "Subscription Changed"),
+                    ("subscription.suspended", "Subscription Suspended"),
+                    ("subscription.reactivated", "Subscription Reactivated"),
+                    ("subscription.ended", "Subscription Ended"),
+                    ("usage.threshold_reached", "Usage Threshold Reached"),
+                    ("entitlement.changed", "Entitlement Changed"),
+                ],
+                max_length=40,
+            ),
         ),
     ]
