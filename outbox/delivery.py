@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from . import signing
 from .models import Delivery
-from .public_only import public_session
+from .public_only import not_public_cause, public_session
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,8 @@ def delivery_attempt(*, delivery: Delivery, now: datetime) -> bool:
         if not 200 <= code < 300:
             error = f"the endpoint answered {code}"
     except requests.RequestException as exc:
-        error = f"{type(exc).__name__}: {exc}"[:500]
+        refused = not_public_cause(exc)
+        error = (str(refused) if refused else f"{type(exc).__name__}: {exc}")[:500]
     attempts = delivery.attempts + 1
     changes = {
         "attempts": attempts,

@@ -33,6 +33,21 @@ def is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
+def not_public_cause(exc: BaseException) -> NotPublicAddress | None:
+    """The refusal inside what requests raised (urllib3 wraps it twice), for the delivery log."""
+    pending, seen = [exc], set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, NotPublicAddress):
+            return current
+        pending += [arg for arg in current.args if isinstance(arg, BaseException)]
+        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
+    return None
+
+
 def host_refusal(host: str) -> str | None:
     """Why a URL's host is refused before any lookup, or None: an address literal that is not
     public, or a name every system resolves to itself. Other names are checked at delivery."""

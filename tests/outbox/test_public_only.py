@@ -117,6 +117,6 @@ def test_each_delivery_checks_the_address_it_connected_to(
     else:
         assert not sent and received == []  # nothing reached the receiver
         assert delivery.status == "pending" and delivery.last_status_code is None
-        assert "resolved to 127.0.0.1, which is not a public address: not sent" in (
-            delivery.last_error
+        assert delivery.last_error == (
+            "localhost resolved to 127.0.0.1, which is not a public address: not sent"
         )
