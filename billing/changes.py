@@ -39,17 +39,22 @@ class ChangeResult:
     superseded: list[ScheduledChange] = field(default_factory=list)
 
 
+def plan_for_sale(code: str) -> Plan:
+    """A public plan a merchant may move to (or start again on) by themselves; a negotiated
+    one is set up by an operator."""
+    plan = Plan.objects.filter(code=code, is_active=True).first()
+    if plan is None:
+        raise DomainError(f"Unknown plan '{code}'.", code="unknown_plan")
+    if plan.is_custom:
+        raise DomainError(
+            f"'{plan.code}' is negotiated per account: an operator sets it up.",
+            code="no_account_terms",
+        )
+    return plan
+
+
 def _resolve(subscription: Subscription, request: ChangeRequest):
-    plan = None
-    if request.plan is not None:
-        plan = Plan.objects.filter(code=request.plan, is_active=True).first()
-        if plan is None:
-            raise DomainError(f"Unknown plan '{request.plan}'.", code="unknown_plan")
-        if plan.is_custom:
-            raise DomainError(
-                f"'{plan.code}' is negotiated per account: an operator sets it up.",
-                code="no_account_terms",
-            )
+    plan = None if request.plan is None else plan_for_sale(request.plan)
     if request.interval not in (None, periods.MONTH, periods.YEAR):
         raise DomainError("interval is 'month' or 'year'.", details={"field": "interval"})
     tiers: dict[AddOn, AddOnTier | None] = {}

@@ -26,7 +26,7 @@ from plans.models import Plan, Subscription
 from plans.money import format_money
 from plans.terms import TermsBook, subscription_terms
 
-from .changes import terms_words
+from .changes import plan_for_sale, terms_words
 from .closing import start_invoice_issue
 from .models import Invoice, InvoiceKind, InvoiceStatus
 
@@ -43,19 +43,6 @@ class RestartPreview:
     interval: str
     period: pricing.Period  # the first cycle, from now
     fee_minor: int  # charged at once
-
-
-def _plan(code: str | None) -> Plan:
-    plan = Plan.objects.filter(code=code or "", is_active=True).first()
-    if plan is None:
-        raise DomainError(f"Unknown plan '{code}'.", code="unknown_plan", details={"plan": code})
-    if plan.is_custom:
-        raise DomainError(
-            f"'{plan.code}' is negotiated per account: an operator sets it up.",
-            code="no_account_terms",
-            details={"plan": plan.code},
-        )
-    return plan
 
 
 def _interval(interval: str | None) -> str:
@@ -97,7 +84,7 @@ def subscription_restart_preview(
     """What starting again on this plan costs now, and the cycle it pays for. Refuses what
     subscription_restart would refuse."""
     at = at or timezone.now()
-    plan, interval = _plan(plan_code), _interval(interval)
+    plan, interval = plan_for_sale(plan_code or ""), _interval(interval)
     _refuse_if_live_or_past_due(account)
     start, end = periods.period_containing(at, interval, at)
     draft = Subscription(account=account, plan=plan, interval=interval)
@@ -117,7 +104,7 @@ def subscription_restart(
     last one switched off are switched back on. Two requests at once start one subscription:
     the account's row is locked, and the second is refused as live."""
     at = at or timezone.now()
-    plan, interval = _plan(plan_code), _interval(interval)
+    plan, interval = plan_for_sale(plan_code or ""), _interval(interval)
     with transaction.atomic(durable=True):
         account = Account.objects.select_for_update().get(pk=account.pk)
         _refuse_if_live_or_past_due(account)

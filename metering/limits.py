@@ -310,22 +310,28 @@ def entitlements_expire(*, as_of: datetime) -> int:
                 state=Entitlement.State.PAUSED, until__lte=as_of
             )
         )
-        audit_record_many(
-            audit_entry(
-                action="entitlement.state",
-                obj=row,
-                label=row.feature,
-                before=row.state,
-                after="active",
-                reason="the pause ended with its period",
-                at=as_of,
-            )
-            for row in ending
+        return _resume(ending, reason="the pause ended with its period", at=as_of)
+
+
+def _resume(rows: list[Entitlement], *, reason: str, at: datetime) -> int:
+    """Switch these locked rows back on: audited, told to partners, in the caller's
+    transaction."""
+    audit_record_many(
+        audit_entry(
+            action="entitlement.state",
+            obj=row,
+            label=row.feature,
+            before=row.state,
+            after="active",
+            reason=reason,
+            at=at,
         )
-        count = Entitlement.objects.filter(pk__in=[row.pk for row in ending]).update(
-            state=Entitlement.State.ACTIVE, until=None, reason=""
-        )
-        outbox.entitlements_resumed_emit([(row.account_id, row.feature) for row in ending])
+        for row in rows
+    )
+    count = Entitlement.objects.filter(pk__in=[row.pk for row in rows]).update(
+        state=Entitlement.State.ACTIVE, until=None, reason=""
+    )
+    outbox.entitlements_resumed_emit([(row.account_id, row.feature) for row in rows])
     return count
 
 
@@ -368,21 +374,5 @@ def entitlements_restore(*, account_id: int, at: datetime) -> list[str]:
             account_id=account_id, state=Entitlement.State.SUSPENDED
         )
     )
-    reason = "A new subscription started."
-    for row in ended:
-        audit_record(
-            action="entitlement.state",
-            obj=row,
-            label=row.feature,
-            before=row.state,
-            after=Entitlement.State.ACTIVE,
-            reason=reason,
-            at=at,
-        )
-        outbox.entitlement_changed_emit(
-            account_id=account_id, feature=row.feature, state=Entitlement.State.ACTIVE, until=None
-        )
-    Entitlement.objects.filter(pk__in=[row.pk for row in ended]).update(
-        state=Entitlement.State.ACTIVE, until=None, reason=""
-    )
+    _resume(ended, reason="A new subscription started.", at=at)
     return [row.feature for row in ended]
