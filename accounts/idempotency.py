@@ -50,11 +50,9 @@ def idempotent(view_method):
             f"{request.method} {request.path}\n".encode() + request._request.body
         ).hexdigest()
         scope = _scope(request)
-        try:
-            with transaction.atomic():
-                record = IdempotencyRecord.objects.create(scope=scope, key=key, request_hash=digest)
-        except IntegrityError:
-            return _replay(scope, key, digest)
+        record = _claim(scope, key, digest)
+        if not isinstance(record, IdempotencyRecord):
+            return record  # the first response, replayed
         try:
             response = view_method(self, request, *args, **kwargs)
         except Exception:
@@ -72,18 +70,45 @@ def idempotent(view_method):
     return wrapper
 
 
-def _replay(scope: str, key: str, digest: str) -> Response:
-    record = IdempotencyRecord.objects.get(scope=scope, key=key)
+# A claim can be released between our failed insert and our read (the first request failed
+# and deleted it); a few more tries then let this request run in its place.
+_CLAIM_TRIES = 3
+
+
+def _claim(scope: str, key: str, digest: str) -> IdempotencyRecord | Response:
+    """Our claim on the key, or the first request's stored response to replay.
+
+    The claim commits at once (its own transaction), so concurrent requests with the key see it
+    and get a 409 while it runs rather than waiting on an uncommitted row.
+    """
+    for _ in range(_CLAIM_TRIES):
+        try:
+            with transaction.atomic():
+                return IdempotencyRecord.objects.create(scope=scope, key=key, request_hash=digest)
+        except IntegrityError:
+            record = IdempotencyRecord.objects.filter(scope=scope, key=key).first()
+        if record is not None:
+            return _replay(record, digest)
+    # Claimed and released again each time: requests with this key are racing each other.
+    raise _in_progress()
+
+
+def _in_progress() -> Conflict:
+    return Conflict(
+        "A request with this Idempotency-Key is still being processed; send it again in a "
+        "moment to get its response.",
+        code="idempotency_key_in_progress",
+    )
+
+
+def _replay(record: IdempotencyRecord, digest: str) -> Response:
     if record.request_hash != digest:
         raise Conflict(
             "This Idempotency-Key was already used with a different body.",
             code="idempotency_key_reused",
         )
     if record.status_code is None:
-        raise Conflict(
-            "A request with this Idempotency-Key is still being processed.",
-            code="idempotency_key_in_progress",
-        )
+        raise _in_progress()
     response = Response(record.response_body, status=record.status_code)
     response["Idempotent-Replayed"] = "true"
     return response

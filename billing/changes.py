@@ -78,12 +78,7 @@ def subscription_change(
     downgrade parts for the end of the cycle, whenever it is asked (P6, P7)."""
     at = at or timezone.now()
     with transaction.atomic(durable=True):
-        subscription = (
-            Subscription.objects.select_for_update(of=("self",))
-            .select_related("account", "plan", "edition")
-            .filter(account=account, ended_at__isnull=True)
-            .first()
-        )
+        subscription = _lock_live_subscription(account)
         if subscription is None:
             raise NotFound(f"Account '{account.slug}' has no subscription.")
         if subscription.edition_id:
@@ -107,7 +102,12 @@ def subscription_change(
         )
         kind = pricing.classify_change(current=current, requested=requested)
         if kind == "none":
-            raise DomainError("The request changes nothing.", code="no_change")
+            # A conflict with the subscription's state, not a malformed request: the same
+            # body sent at once by several callers finds the first one's change applied.
+            raise Conflict(
+                "The request changes nothing: the subscription is already on these terms.",
+                code="no_change",
+            )
         # The latest request wins: a part of this one replaces what was scheduled earlier for
         # the same item (an upgrade to Advanced cancels a scheduled move to Basic, a second
         # downgrade replaces the first), and the answer says so.
@@ -133,6 +133,26 @@ def subscription_change(
             result.scheduled = _schedule(subscription, *down).scheduled
         result.superseded = superseded
         return result
+
+
+def _lock_live_subscription(account: Account) -> Subscription | None:
+    """Lock the account's live subscription, then read it with its plan and edition.
+
+    Two statements on purpose. A row locked after waiting for another transaction is re-checked
+    by PostgreSQL on its new version, but the rows joined to it in the same statement are not
+    re-read: after a concurrent upgrade, one `select_for_update().select_related("plan")` came
+    back with the new plan_id and no plan (issue 20: NoneType.pk in plans/terms.py). The read
+    after the lock starts from a fresh snapshot, so it sees what the other change committed.
+    """
+    locked = (
+        Subscription.objects.select_for_update()
+        .filter(account=account, ended_at__isnull=True)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if locked is None:
+        return None
+    return Subscription.objects.select_related("account", "plan", "edition").get(pk=locked)
 
 
 def _split(parts: dict[str, str], plan, interval, tiers):

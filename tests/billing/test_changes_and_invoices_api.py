@@ -120,7 +120,6 @@ def test_P6_P7_a_mixed_request_applies_its_upgrade_now_and_schedules_its_downgra
     ("body", "code"),
     [
         ({"plan": "gold"}, "unknown_plan"),
-        ({"plan": "basic"}, "no_change"),
         ({"addons": [{"addon": "voice", "tier": "voice-9"}]}, "unknown_addon"),
         ({}, "invalid"),
         ({"interval": "week"}, "invalid"),
@@ -130,6 +129,15 @@ def test_bad_change_requests_are_400(shop, partner_api, body, code):
     response = change(partner_api, body)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == code
+
+
+def test_a_change_to_the_current_terms_is_a_409_saying_so(shop, partner_api):
+    """409, not 400: the body is valid, the subscription is already there (as for the callers
+    that lose a race of identical upgrades, tests/api/test_concurrent_requests.py)."""
+    response = change(partner_api, {"plan": "basic"})
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "no_change" and "already on these terms" in error["message"]
 
 
 def test_other_tenants_cannot_change_or_cancel(shop, partner_api, other_partner_api):
