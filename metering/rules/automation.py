@@ -24,6 +24,8 @@ def automation_segments(events: Sequence[Event]) -> list[Segment]:
             continue
         window = _window_after(automation, events)
         cancelled = set().union(*(_cancels(event) for event in window))
+        if any(_answers_before(event, automation) for event in events):
+            cancelled.add("A4")
         if cancelled:
             reasons |= cancelled | {"A1"}
             continue
@@ -40,13 +42,29 @@ def _window_after(automation: Event, events: Sequence[Event]) -> list[Event]:
     return [event for event in events if start < event.occurred_at <= end]
 
 
+def _answers_before(event: Event, automation: Event) -> bool:
+    """A4 the other way round: an agent or rule response shortly before the resolution."""
+    # Issue 20 reads A4's "less than 72 hours" as a distance, whichever comes first: a rule's
+    # auto-ack a few seconds before a flow resolves is the helpdesk answering that same request.
+    # Only A4 looks back: a customer message before the automation is the request it answers.
+    # The mirror of the window after, from exactly 72 h before (included) up to and including
+    # the automation's own instant (a rule firing in the same second is 0 s away, well within
+    # 72 h), so the whole A4 window is the closed [t - 72 h, t + 72 h].
+    start, end = automation.occurred_at - WINDOW, automation.occurred_at
+    return is_helpdesk_response(event) and start <= event.occurred_at <= end
+
+
 def _counted(automation: Event, window: list[Event], events: Sequence[Event]) -> Segment:
-    end = automation.occurred_at + WINDOW
+    start, end = automation.occurred_at - WINDOW, automation.occurred_at + WINDOW
     rules = ["A1", "A5"]
     if any(_needs_no_resolution(event) for event in window):
         rules.append("A2")
-    if any(is_helpdesk_response(event) and event.occurred_at > end for event in events):
-        rules.append("A4")  # a response after the window: both meters count
+    # A response more than 72 h away, before or after, leaves both meters counting; A4 says
+    # why (one inside [start, end] would have cancelled this automation).
+    if any(
+        is_helpdesk_response(event) and not start <= event.occurred_at <= end for event in events
+    ):
+        rules.append("A4")
     return Segment(1, None, automation.occurred_at, ordered_rules(rules), pending_until=end)
 
 

@@ -12,8 +12,10 @@ from .event_builders import (
     auto,
     call,
     final,
+    fwd,
     msg,
     not_counted,
+    note,
     pending,
     portal,
     rows,
@@ -76,9 +78,14 @@ def automated(events, as_of=LATER):
             id="agent-on-a-comment",
         ),
         pytest.param(
-            [msg(0), msg(1, "agent"), auto(1)],
+            [msg(0), msg(1), auto(1)],
             [final(1, "A1", "A5")],
-            id="response-at-the-same-instant-is-not-after",
+            id="customer-message-at-the-same-instant-is-the-request",
+        ),
+        pytest.param(
+            [msg(0), msg(0.5), auto(1)],
+            [final(1, "A1", "A5")],
+            id="customer-message-before-is-the-request",
         ),
         pytest.param(
             [msg(0), auto(1), msg(30), auto(80)],
@@ -183,6 +190,113 @@ def test_A4_automation_then_response_bills_one_or_both(response, expected_ai, ex
     assert rows(outcomes, HELPDESK_TICKETS) == expected_helpdesk
 
 
+# The automation resolves at 100 h; the customer wrote at 0 h, long enough before for every
+# response of the table to fit between the two.
+RESOLVED_AT = 100
+
+
+@pytest.mark.parametrize(
+    ("response", "expected_ai", "expected_helpdesk"),
+    [
+        pytest.param(
+            msg(RESOLVED_AT, "rule", seconds=-5),
+            not_counted("A1", "A4"),
+            [final(RESOLVED_AT - 5 / 3600, "H1")],
+            id="rule-auto-ack-5s-before",
+        ),
+        pytest.param(
+            msg(RESOLVED_AT - 71, "agent"),
+            not_counted("A1", "A4"),
+            [final(RESOLVED_AT - 71, "H1")],
+            id="agent-71h-before",
+        ),
+        pytest.param(
+            msg(RESOLVED_AT - 72, "rule"),
+            not_counted("A1", "A4"),
+            [final(RESOLVED_AT - 72, "H1")],
+            id="exactly-72h-before",  # decision: the mirror of "exactly 72 h after"
+        ),
+        pytest.param(
+            msg(RESOLVED_AT - 72, "rule", seconds=-1),
+            [final(RESOLVED_AT, "A1", "A4", "A5")],
+            [final(RESOLVED_AT - 72 - 1 / 3600, "H1")],
+            id="72h-plus-1s-before",
+        ),
+        pytest.param(
+            msg(RESOLVED_AT - 73, "agent"),
+            [final(RESOLVED_AT, "A1", "A4", "A5")],
+            [final(RESOLVED_AT - 73, "H1")],
+            id="agent-73h-before",
+        ),
+        pytest.param(
+            msg(RESOLVED_AT, "rule"),
+            not_counted("A1", "A4"),
+            [final(RESOLVED_AT, "H1")],
+            id="same-instant",  # decision: 0 s apart is within 72 h
+        ),
+        pytest.param(
+            fwd(RESOLVED_AT - 1),
+            not_counted("A1", "A4"),
+            [final(RESOLVED_AT - 1, "H4")],
+            id="forward-before",
+        ),
+        pytest.param(
+            msg(RESOLVED_AT - 1, "agent", public=False),
+            [final(RESOLVED_AT, "A1", "A5")],
+            not_counted("H9"),
+            id="private-message-before-is-no-response",
+        ),
+        pytest.param(
+            note(RESOLVED_AT - 1),
+            [final(RESOLVED_AT, "A1", "A5")],
+            not_counted("H9"),
+            id="internal-note-before-is-no-response",
+        ),
+    ],
+)
+def test_A4_response_then_automation_bills_one_or_both(response, expected_ai, expected_helpdesk):
+    outcomes = evaluate_tickets([msg(0), response, auto(RESOLVED_AT)], as_of=at(LATER))
+    assert rows(outcomes, AI) == expected_ai
+    assert rows(outcomes, HELPDESK_TICKETS) == expected_helpdesk
+
+
+def test_A4_rule_reply_before_automation_cancels_it():
+    # The tester's ticket (issue 20): a rule's auto-ack 5 s before the flow resolves.
+    events = [msg(0), msg(0, "rule", seconds=5), auto(0, seconds=10)]
+    outcomes = evaluate_tickets(events, as_of=at(LATER))
+    assert rows(outcomes, AI) == not_counted("A1", "A4")
+    assert rows(outcomes, HELPDESK_TICKETS) == [final(5 / 3600, "H1")]
+
+
+@pytest.mark.parametrize(
+    ("events", "expected"),
+    [
+        pytest.param(
+            [msg(0), msg(1, "agent"), auto(2), msg(3)],
+            not_counted("A1", "A4"),
+            id="before-and-customer-after",
+        ),
+        pytest.param(
+            [msg(0), msg(1, "agent"), auto(2), auto(80)],
+            [final(80, "A1", "A4", "A5")],
+            id="a-later-resolution-more-than-72h-after-the-response-stands",
+        ),
+        pytest.param(
+            [msg(0), msg(1, "agent"), auto(2), auto(73)],
+            not_counted("A1", "A4"),
+            id="a-later-resolution-within-72h-of-the-response-is-cancelled-too",
+        ),
+        pytest.param(
+            [msg(0), msg(1, "agent"), auto(2, "ai_agent", "handover")],
+            not_counted("A3"),
+            id="a-handover-is-never-a-candidate",
+        ),
+    ],
+)
+def test_A4_a_response_before_meets_the_other_rules(events, expected):
+    assert automated(events) == expected
+
+
 @pytest.mark.parametrize(
     ("events", "as_of", "expected"),
     [
@@ -198,6 +312,12 @@ def test_A4_automation_then_response_bills_one_or_both(response, expected_ai, ex
             10,
             [pending(1, "A1", "A2", "A5")],
             id="thanks-keeps-it-pending",
+        ),
+        pytest.param(
+            [msg(0), msg(0.5, "rule"), auto(1)],
+            1,
+            not_counted("A1", "A4"),
+            id="a-response-before-cancels-at-once",
         ),
     ],
 )

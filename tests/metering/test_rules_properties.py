@@ -176,6 +176,53 @@ def test_M1_appending_a_merge_never_changes_the_counted_units(events, source, in
     assert _counted_per_meter(after) == _counted_per_meter(before)
 
 
+# A4 both ways: a response's offset from the resolution, in seconds, on a grid that hits
+# 0 and exactly 72 h on either side often.
+A4_OFFSET = st.tuples(st.integers(-74, 74), st.sampled_from([-1, 0, 0, 1])).map(
+    lambda hs: hs[0] * 3600 + hs[1]
+)
+
+
+@PROFILE
+@given(
+    offset=A4_OFFSET,
+    author=st.sampled_from(["agent", "rule"]),
+    seed=st.randoms(use_true_random=False),
+    as_of=MOMENT,
+)
+def test_A4_a_response_on_either_side_cancels_within_72h_in_any_arrival_order(
+    offset, author, seed, as_of
+):
+    resolved_at = at(100)
+    events = [
+        Event(id="request", type="message", occurred_at=at(0), ticket="T1", author="customer"),
+        Event(
+            id="automation",
+            type="automation",
+            occurred_at=resolved_at,
+            ticket="T1",
+            attrs={"feature": "flow", "outcome": "resolved"},
+        ),
+        Event(
+            id="response",
+            type="message",
+            occurred_at=resolved_at + timedelta(seconds=offset),
+            ticket="T1",
+            author=author,
+            channel="email",
+        ),
+    ]
+    shuffled = list(events)
+    seed.shuffle(shuffled)
+    outcomes = evaluate_tickets(shuffled, as_of=_when(as_of) + timedelta(hours=100))
+    assert outcomes == evaluate_tickets(events, as_of=_when(as_of) + timedelta(hours=100))
+    (automated,) = [o for o in outcomes if o.meter == "automated_interactions"]
+    # The whole A4 window is closed: [t - 72 h, t + 72 h], the same instant included.
+    assert automated.counted == (abs(offset) > 72 * 3600)
+    assert "A4" in automated.rules
+    assert [o.counted for o in outcomes if o.meter == "helpdesk_tickets"] == [True]
+
+
 # A later event: what it is, which ticket, and how long after `as_of` (windows are 72 h,
 # so offsets stay near that to land inside and outside them).
 LATER_TICKET_EVENT = st.tuples(TICKET_FIELDS, st.sampled_from(TICKETS), st.integers(0, 80))
