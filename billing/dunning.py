@@ -7,6 +7,7 @@ Each due row is claimed by a conditional update on the instant it was due, so ov
 from datetime import datetime, timedelta
 
 from django.db.models import Q
+from django.utils import timezone
 
 from plans.models import Subscription
 from plans.services import subscription_transition
@@ -53,6 +54,8 @@ def dunning_run(*, as_of: datetime) -> dict[str, int]:
             continue
         attempt = payments.confirmation_attempt(invoice=dunning.invoice)
         if attempt is not None:
+            # A fresh link: it is what "the link expired" is measured from (payments).
+            Dunning.objects.filter(pk=dunning.pk).update(link_sent_at=timezone.now())
             notifications.send(
                 "confirmation_reminder",
                 dunning.invoice.account,

@@ -68,7 +68,7 @@ class GatewayError(Exception):
 
 @dataclass(frozen=True)
 class ChargeResult:
-    status: str  # succeeded | requires_action | failed | unknown
+    status: str  # succeeded | requires_action | failed | canceled | unknown
     payment_intent: str = ""
     client_secret: str = ""
     failure_code: str = ""
@@ -171,6 +171,8 @@ def _result(intent) -> ChargeResult:
         )
     if intent.status in ("processing", "requires_confirmation"):
         return ChargeResult("unknown", **ids)
+    if intent.status == "canceled":
+        return ChargeResult("canceled", **ids)
     error = _plain(intent).get("last_payment_error") or {}
     code = error.get("decline_code") or error.get("code") or "card_declined"
     if code == "authentication_required":
@@ -258,6 +260,24 @@ def payment_intent_search(*, idempotency_key: str) -> ChargeResult | None:
         return None
     intents = list(found.data)
     return _result(intents[0]) if intents else None
+
+
+def payment_intent_cancel(*, payment_intent: str, idempotency_key: str) -> ChargeResult:
+    """Cancel an intent that waits for the customer, so that its link can never charge. When
+    Stripe refuses (the customer confirmed it a moment ago, or it is cancelled already), what
+    the intent is now is the answer: a success is recorded, never lost."""
+    try:
+        intent = client().v1.payment_intents.cancel(
+            payment_intent, options={"idempotency_key": idempotency_key}
+        )
+    except stripe.InvalidRequestError as exc:
+        logger.info("intent %s not cancelled (%s): reading it", payment_intent, exc)
+        return payment_intent_get(payment_intent=payment_intent)
+    except stripe.StripeError as exc:
+        # Lost answer: the attempt stays claimed and reconciliation reads the intent later.
+        logger.warning("cancelling %s: no answer (%s)", payment_intent, exc)
+        return ChargeResult("unknown", payment_intent=payment_intent)
+    return _result(intent)
 
 
 def payment_intent_get(*, payment_intent: str) -> ChargeResult:

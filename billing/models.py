@@ -230,6 +230,9 @@ class AttemptStatus(models.TextChoices):
     REQUIRES_ACTION = "requires_action", "requires authentication"
     FAILED = "failed"
     UNKNOWN = "unknown"  # the call's outcome was lost (timeout): resolved by asking Stripe
+    # A payment waiting for the customer, cancelled at Stripe before a new one was made (the
+    # card changed, the link expired): its link can no longer confirm anything.
+    CANCELED = "canceled", "replaced"
 
 
 class PaymentAttempt(models.Model):
@@ -297,6 +300,14 @@ class Dunning(models.Model):
     )
     paused_until = models.DateTimeField(
         null=True, blank=True, help_text="An operator paused retries, reminders and suspension."
+    )
+    link_sent_at = models.DateTimeField(
+        null=True, blank=True, help_text="The confirmation link was last emailed (F2)."
+    )
+    card_requested_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="No card to charge: the customer was asked for one; collection waits for it.",
     )
 
     class Meta:

@@ -40,11 +40,14 @@ REMINDER_AFTER_DAYS = (1, 3, 7)
 # suspended (F4).
 SUSPEND_AFTER = timedelta(days=14)
 CONFIRMATION_LINK_MAX_AGE = timedelta(days=30)
+# "Email the link again": at most this often.
+LINK_RESEND_AFTER = timedelta(minutes=10)
 # An attempt with no recorded answer after this long is settled by asking Stripe: longer than
 # a Stripe call can take (STRIPE_TIMEOUT_SECONDS, with the library's retries).
 IN_FLIGHT_TIMEOUT = timedelta(minutes=5)
 # Attempts waiting for Stripe's answer: at most one per invoice.
 IN_FLIGHT = (A.CREATED, A.SENDING, A.UNKNOWN)
+FINISHED = (A.SUCCEEDED, A.FAILED, A.CANCELED)
 
 
 # --- payment methods ------------------------------------------------------------------------
@@ -99,6 +102,17 @@ class PaymentInProgress(Conflict):
     code = "payment_in_progress"
 
 
+class AwaitingConfirmation(PaymentInProgress):
+    """The invoice's payment waits for the customer at their bank (F2): a second payment could
+    be confirmed beside it, so none is made while it waits."""
+
+    code = "awaiting_confirmation"
+
+
+class NoPaymentMethod(Conflict):
+    code = "no_payment_method"
+
+
 def _in_progress(invoice: Invoice) -> PaymentInProgress:
     return PaymentInProgress(
         f"A payment for invoice {invoice.number} is already in progress. "
@@ -107,26 +121,50 @@ def _in_progress(invoice: Invoice) -> PaymentInProgress:
     )
 
 
+def _awaiting(invoice: Invoice, attempt: PaymentAttempt) -> AwaitingConfirmation:
+    return AwaitingConfirmation(
+        f"The payment of invoice {invoice.number} waits for your confirmation with your bank: "
+        "confirm it on the secure page (the link we emailed, or Confirm payment). No other "
+        "payment is made while it waits.",
+        details={"invoice": invoice.number, "confirmation_url": confirmation_url(attempt)},
+    )
+
+
+def _no_card(invoice: Invoice) -> NoPaymentMethod:
+    return NoPaymentMethod(
+        f"Add a card first: there is nothing to charge invoice {invoice.number} to.",
+        details={"invoice": invoice.number},
+    )
+
+
 def collectable_invoices(*, account_id: int | None = None) -> QuerySet[Invoice]:
-    """The outbox: issued invoices never attempted whose account has a card.
+    """The outbox: issued invoices to hand to the charge path.
 
     Every path that issues an invoice (start, close, upgrade, operator) commits it `open` in
     its own transaction; this sweep is the one way from there to a charge, so an invoice is
     collected even if the process that issued it died before handing it on, or the card was
-    saved after it was issued. Past-due and held invoices follow their own schedules."""
+    saved after it was issued. Past-due and held invoices follow their own schedules, except
+    one whose collection waits for a card: it goes as soon as there is one. An account with no
+    card at all has its never-attempted invoices handed on once, to be asked for one."""
     invoices = (
         Invoice.objects.all()
         if account_id is None
         else Invoice.objects.filter(account_id=account_id)
     )
+    has_card = Exists(
+        PaymentMethod.objects.filter(account_id=OuterRef("account_id"), is_default=True)
+    )
+    asked_for_card = Q(dunning__card_requested_at__isnull=False)
+    never_attempted = Q(status=S.OPEN) & ~Exists(
+        PaymentAttempt.objects.filter(invoice=OuterRef("pk"))
+    )
+    waiting_for_card = Q(status__in=CHARGEABLE) & asked_for_card
     return (
-        invoices.filter(
-            status=S.OPEN,
-            kind=InvoiceKind.INVOICE,
-            total_minor__gt=0,
-            account__payment_methods__is_default=True,
+        invoices.filter(kind=InvoiceKind.INVOICE, total_minor__gt=0)
+        .filter(
+            (has_card & (never_attempted | waiting_for_card))
+            | (~has_card & never_attempted & ~asked_for_card)
         )
-        .filter(~Exists(PaymentAttempt.objects.filter(invoice=OuterRef("pk"))))
         .exclude(dunning__held_reason__gt="")
     )
 
@@ -153,13 +191,17 @@ def invoice_charge(
     *, invoice_id: int, trigger: str, at: datetime | None = None
 ) -> PaymentAttempt | None:
     """Try to collect an invoice now; None when there is nothing to collect. Raises
-    PaymentInProgress when another attempt of this invoice is waiting for Stripe.
+    PaymentInProgress when another attempt of this invoice is waiting for Stripe,
+    AwaitingConfirmation when one waits for the customer (F2), and NoPaymentMethod when a
+    person asks for a charge and the account has no card.
 
     The one collection path, whoever asks (sweeper, retry schedule, Retry payment, the API, an
-    operator). At most one charge per invoice is ever in flight: the attempt is created under
-    the invoice's row lock only if no other attempt is unanswered (a partial unique index
-    holds it too), committed with its idempotency key, then claimed `created → sending` by a
-    conditional update; only the claimant calls Stripe (F5)."""
+    operator). At most one payment per invoice is ever live: the attempt is created under the
+    invoice's row lock only if no other attempt is unanswered (a partial unique index holds it
+    too) or waiting for the customer, committed with its idempotency key, then claimed
+    `created → sending` by a conditional update; only the claimant calls Stripe (F5). A payment
+    waiting for the customer is replaced only when it must be (another card, an expired link),
+    and then cancelled at Stripe first, so no link ever sent can confirm a second charge."""
     at = at or timezone.now()
     with transaction.atomic():
         invoice = (
@@ -171,37 +213,107 @@ def invoice_charge(
             return None  # re-checked unpaid just before the attempt
         if invoice.attempts.filter(status__in=IN_FLIGHT).exists():
             raise _in_progress(invoice)
-        due = invoicing.amount_due(invoice)
-        if due <= 0:  # credit notes cover it: settled without a charge
-            invoicing.invoice_settle(invoice=invoice, reason="fully credited", at=at)
-            return None
-        if not _within_spending_cap(invoice, at):
-            return None
         method = default_payment_method(invoice.account_id)
-        number = (invoice.attempts.aggregate(n=Max("number"))["n"] or 0) + 1
-        attempt = PaymentAttempt.objects.create(
-            invoice=invoice,
-            number=number,
-            trigger=trigger,
-            idempotency_key=f"invoice-{invoice.pk}-attempt-{number}",
-            amount_minor=due,
-            currency=invoice.currency,
-            payment_method=method.stripe_id if method else "",
-            created_at=at,
-        )
-        if method is None:
-            _apply(attempt, _no_payment_method(), at)
-            attempt.refresh_from_db()
-            return attempt
+        waiting = invoice.attempts.filter(status=A.REQUIRES_ACTION).order_by("number").first()
+        if waiting is not None:
+            if not _must_replace(waiting, method):
+                raise _awaiting(invoice, waiting)
+            # Claimed like a charge (requires_action → sending): while it is being cancelled
+            # it is in flight, and nobody else can open a payment beside it.
+            if not PaymentAttempt.objects.filter(pk=waiting.pk, status=A.REQUIRES_ACTION).update(
+                status=A.SENDING, sending_at=timezone.now()
+            ):
+                raise _in_progress(invoice)
+        else:
+            due = invoicing.amount_due(invoice)
+            if due <= 0:  # credit notes cover it: settled without a charge
+                invoicing.invoice_settle(invoice=invoice, reason="fully credited", at=at)
+                return None
+            if not _within_spending_cap(invoice, due, at):
+                return None
+            if method is None:
+                if trigger in PEOPLE:
+                    raise _no_card(invoice)
+                _await_card(invoice, at)
+                return None
+            attempt = _attempt_create(invoice, trigger, due, method, at)
+    if waiting is not None:
+        if _replace(waiting, at) != A.CANCELED:
+            waiting.refresh_from_db()
+            return waiting  # the customer confirmed it meanwhile, or Stripe did not answer
+        return invoice_charge(invoice_id=invoice_id, trigger=trigger, at=at)
     return _send(attempt, at)
 
 
-def _no_payment_method() -> gateway.ChargeResult:
-    return gateway.ChargeResult(
-        "failed",
-        failure_code="no_payment_method",
-        failure_reason=gateway.reason_for("no_payment_method"),
+# Who asked for the charge: a person is told why nothing happens; the schedules wait.
+PEOPLE = ("retry", "operator")
+
+
+def _attempt_create(
+    invoice: Invoice, trigger: str, due: int, method: PaymentMethod, at: datetime
+) -> PaymentAttempt:
+    number = (invoice.attempts.aggregate(n=Max("number"))["n"] or 0) + 1
+    Dunning.objects.filter(invoice=invoice).update(card_requested_at=None)
+    return PaymentAttempt.objects.create(
+        invoice=invoice,
+        number=number,
+        trigger=trigger,
+        idempotency_key=f"invoice-{invoice.pk}-attempt-{number}",
+        amount_minor=due,
+        currency=invoice.currency,
+        payment_method=method.stripe_id,
+        created_at=at,
     )
+
+
+def _must_replace(waiting: PaymentAttempt, method: PaymentMethod | None) -> bool:
+    """A payment waiting for the customer stands until it cannot succeed as it is: the
+    customer saved another card, or the last link we emailed for it has expired (by the wall
+    clock: links are signed with it)."""
+    if method is None:
+        return False
+    if method.stripe_id != waiting.payment_method:
+        return True
+    sent = (
+        Dunning.objects.filter(invoice_id=waiting.invoice_id)
+        .values_list("link_sent_at", flat=True)
+        .first()
+    )
+    return timezone.now() - (sent or waiting.created_at) > CONFIRMATION_LINK_MAX_AGE
+
+
+def _replace(waiting: PaymentAttempt, at: datetime) -> str:
+    """Cancel a claimed waiting payment at Stripe; returns what the attempt became."""
+    if waiting.stripe_payment_intent:
+        result = gateway.payment_intent_cancel(
+            payment_intent=waiting.stripe_payment_intent,
+            idempotency_key=f"{waiting.idempotency_key}-cancel",
+        )
+    else:  # Stripe never named an intent: no link can confirm anything
+        result = gateway.ChargeResult("canceled")
+    _apply(waiting, result, at)
+    waiting.refresh_from_db(fields=["status"])
+    return waiting.status
+
+
+def _await_card(invoice: Invoice, at: datetime) -> None:
+    """No card to charge: no attempt that cannot succeed, no retry schedule. The customer is
+    asked for a card once; saving one collects the invoice at once (collectable_invoices)."""
+    dunning, _ = Dunning.objects.get_or_create(invoice=invoice)
+    if dunning.card_requested_at is not None:
+        return
+    dunning.card_requested_at = at
+    dunning.next_retry_at = None
+    dunning.save(update_fields=["card_requested_at", "next_retry_at"])
+    audit_record(
+        action="invoice.card_requested",
+        obj=invoice,
+        reason="no card to charge: collection waits for one",
+        at=at,
+        account_id=invoice.account_id,
+        label=invoice.number or "",
+    )
+    notifications.send("card_required", invoice.account, invoice=invoice)
 
 
 def _claim(attempt: PaymentAttempt) -> bool:
@@ -235,24 +347,21 @@ def _charge(attempt: PaymentAttempt) -> gateway.ChargeResult:
     )
 
 
-def _within_spending_cap(invoice: Invoice, at: datetime) -> bool:
+def _within_spending_cap(invoice: Invoice, due: int, at: datetime) -> bool:
     """P8: a charge over the account's approved cap for the period is not attempted; the
     invoice is held (its reason shows in the API and the admin), and the people who can act
-    are told: the account's billing email and its owners and admins, and the site's admins."""
+    are told: the account's billing email and its owners and admins, and the site's admins.
+
+    What the period was charged is every successful charge made while it was in force, whatever
+    invoice carried it: a close invoice is issued at the start of the next period for the
+    closed month's usage and the new month's fees, and what it charges counts toward the new
+    period's cap (docs/pricing.md, P8)."""
     subscription = invoice.subscription
     if subscription is None or subscription.spending_cap_minor is None:
         return True
-    charged = (
-        Invoice.objects.filter(
-            subscription=subscription,
-            status=S.PAID,
-            kind=InvoiceKind.INVOICE,
-            period_start__gte=subscription.current_period_start,
-        ).aggregate(total=Sum("total_minor"))["total"]
-        or 0
-    )
+    charged = period_charged_minor(subscription=subscription)
     if pricing.within_spending_cap(
-        charge_minor=invoice.total_minor,
+        charge_minor=due,
         already_charged_in_period_minor=charged,
         cap_minor=subscription.spending_cap_minor,
     ):
@@ -261,7 +370,7 @@ def _within_spending_cap(invoice: Invoice, at: datetime) -> bool:
         return True  # an operator approved this charge over the cap (invoice_release_hold)
     cap, already, total = (
         format_money(amount, invoice.currency)
-        for amount in (subscription.spending_cap_minor, charged, invoice.total_minor)
+        for amount in (subscription.spending_cap_minor, charged, due)
     )
     reason = (
         f"Over the approved spending cap of {cap} for the period: {already} already charged,"
@@ -288,6 +397,20 @@ def _within_spending_cap(invoice: Invoice, at: datetime) -> bool:
     return False
 
 
+def period_charged_minor(*, subscription: Subscription) -> int:
+    """What the subscription's period in force was charged so far (P8): the successful
+    charges made from its start, whatever invoice and period they were for."""
+    return (
+        PaymentAttempt.objects.filter(
+            invoice__subscription=subscription,
+            status=A.SUCCEEDED,
+            created_at__gte=subscription.current_period_start,
+            created_at__lt=subscription.current_period_end,
+        ).aggregate(total=Sum("amount_minor"))["total"]
+        or 0
+    )
+
+
 # --- outcomes -------------------------------------------------------------------------------
 
 
@@ -299,7 +422,7 @@ def _apply(attempt: PaymentAttempt, result: gateway.ChargeResult, at: datetime) 
             .select_related("invoice")
             .get(pk=attempt.pk)
         )
-        if attempt.status in (A.SUCCEEDED, A.FAILED) and result.status != A.SUCCEEDED:
+        if attempt.status in FINISHED and result.status != A.SUCCEEDED:
             return  # an answer is recorded once; only a success can still follow a failure
         audit_record(
             action="payment_attempt.status",
@@ -351,6 +474,7 @@ def _needs_confirmation(invoice: Invoice, attempt: PaymentAttempt, at: datetime)
     dunning.next_reminder_at = at + timedelta(days=REMINDER_AFTER_DAYS[0])
     dunning.next_retry_at = None
     dunning.suspend_at = dunning.suspend_at or at + SUSPEND_AFTER
+    dunning.link_sent_at = timezone.now()
     dunning.save()
     notifications.send(
         "confirmation_required", invoice.account, invoice=invoice, url=confirmation_url(attempt)
@@ -443,14 +567,61 @@ def confirmation_attempt(*, invoice: Invoice) -> PaymentAttempt | None:
     return invoice.attempts.filter(status=A.REQUIRES_ACTION).order_by("-number").first()
 
 
+class TooSoon(DomainError):
+    status = 429
+    code = "too_soon"
+
+
+def confirmation_link_resend(*, invoice: Invoice) -> PaymentAttempt:
+    """Email the link of the payment waiting for the customer again (F2): the same link, the
+    same payment, never a new one; at most once every LINK_RESEND_AFTER (wall clock), so a
+    button pressed repeatedly does not flood the customer's inbox."""
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update(of=("self",)).get(pk=invoice.pk)
+        attempt = confirmation_attempt(invoice=invoice)
+        if attempt is None:
+            raise Conflict(
+                f"Invoice {invoice.number} has no payment waiting for confirmation.",
+                code="nothing_to_confirm",
+            )
+        dunning, _ = Dunning.objects.get_or_create(invoice=invoice)
+        now = timezone.now()
+        if dunning.link_sent_at and now - dunning.link_sent_at < LINK_RESEND_AFTER:
+            wait = LINK_RESEND_AFTER - (now - dunning.link_sent_at)
+            minutes = max(1, round(wait.total_seconds() / 60))
+            raise TooSoon(
+                f"The link was emailed a moment ago: you can ask for it again in {minutes} "
+                f"minute{'s' if minutes != 1 else ''}.",
+                details={"retry_after_seconds": int(wait.total_seconds())},
+            )
+        dunning.link_sent_at = now
+        dunning.save(update_fields=["link_sent_at"])
+        notifications.send(
+            "confirmation_required",
+            invoice.account,
+            invoice=invoice,
+            url=confirmation_url(attempt),
+        )
+    return attempt
+
+
 # --- answers that were lost ---------------------------------------------------------------
 
 
 def attempts_reconcile(*, as_of: datetime) -> int:
-    """Settle attempts left without an answer (the worker died, the connection dropped)."""
-    stale = PaymentAttempt.objects.filter(
-        status__in=IN_FLIGHT, created_at__lte=as_of - IN_FLIGHT_TIMEOUT
-    ).filter(Q(sending_at__isnull=True) | Q(sending_at__lte=as_of - IN_FLIGHT_TIMEOUT))
+    """Settle attempts left without an answer (the worker died, the connection dropped).
+
+    Staleness is judged by the wall clock, never by `as_of`: a claim's time is the wall
+    clock's, and a run told to bill as of a later instant (`run_billing --as-of`) must not
+    take a charge still in flight for a lost one and send it again. An attempt never claimed
+    may go as soon as `as_of` says so: its claim, not its age, decides who sends it."""
+    now = timezone.now()
+    never_claimed = Q(status=A.CREATED, created_at__lte=as_of - IN_FLIGHT_TIMEOUT)
+    unanswered = Q(status__in=(A.SENDING, A.UNKNOWN)) & (
+        Q(sending_at__lte=now - IN_FLIGHT_TIMEOUT)
+        | Q(sending_at__isnull=True, created_at__lte=now - IN_FLIGHT_TIMEOUT)
+    )
+    stale = PaymentAttempt.objects.filter(never_claimed | unanswered)
     settled = 0
     for attempt in stale.select_related("invoice__account"):
         settled += _reconcile(attempt, as_of)

@@ -37,9 +37,13 @@ def confirm_payment(request, token: str):
         attempt = payments.confirmation_completed(attempt=attempt)
         return redirect("confirm-payment", token=token)
     invoice = attempt.invoice
+    # Only the live payment can be confirmed: a replaced one points at its successor.
+    live = payments.confirmation_attempt(invoice=invoice)
     context = {
         "invoice": invoice,
         "attempt": attempt,
+        "replaced": attempt.status == attempt.Status.CANCELED,
+        "live_url": payments.confirmation_path(live) if live and live.pk != attempt.pk else "",
         "needs_confirmation": invoice.status == InvoiceStatus.REQUIRES_CONFIRMATION
         and attempt.status == attempt.Status.REQUIRES_ACTION,
         "stripe_js_url": settings.STRIPE_JS_URL,

@@ -8,8 +8,9 @@ from outbox import api as outbox_api
 from plans import api as plans_api
 
 urlpatterns = [
-    path("accounts", plans_api.AccountsApi.as_view(), name="api-accounts"),
-    path("accounts/<slug:slug>", plans_api.AccountDetailApi.as_view(), name="api-account"),
+    # plans' account views with the statement of account (credit balance, amount owed) added
+    path("accounts", billing_api.AccountsApi.as_view(), name="api-accounts"),
+    path("accounts/<slug:slug>", billing_api.AccountDetailApi.as_view(), name="api-account"),
     path("accounts/<slug:slug>/usage", metering_api.UsageApi.as_view(), name="api-usage"),
     path(
         "accounts/<slug:slug>/tickets/<str:ticket>/billing",
@@ -49,6 +50,11 @@ urlpatterns = [
         "invoices/<int:invoice_id>/retry",
         billing_api.InvoiceRetryApi.as_view(),
         name="api-invoice-retry",
+    ),
+    path(
+        "invoices/<int:invoice_id>/confirmation-link",
+        billing_api.InvoiceConfirmationLinkApi.as_view(),
+        name="api-invoice-confirmation-link",
     ),
     path(
         "accounts/<slug:slug>/payment-method",

@@ -25,8 +25,8 @@ RULES = {
     "interaction.",
     "A2": 'A reply needing no resolution ("thanks!") does not cancel it.',
     "A3": "Handed over to a human, or closed as spam: not counted.",
-    "A4": "An agent answered after the automation: within 72 hours only the helpdesk ticket "
-    "counts; after 72 hours both count.",
+    "A4": "An agent or a rule answered the ticket too: within 72 hours of the automation, "
+    "before or after it, only the helpdesk ticket counts; further apart, both count.",
     "A5": "Pending until its 72-hour window closes, then counted.",
     "C1": "A click on a campaign pop-up: at most 3 per browser session.",
     "C2": "Convert's limit was reached: recorded, not billed; campaigns paused until the period "

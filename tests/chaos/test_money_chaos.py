@@ -49,7 +49,8 @@ def sweep_until_settled(*, rounds: int = 60) -> int:
     as_of = datetime.now(UTC)
     for n in range(1, rounds + 1):
         as_of += payments.IN_FLIGHT_TIMEOUT + timedelta(minutes=1)
-        run.collect_due(as_of=as_of)
+        with time_machine.travel(as_of, tick=False):  # staleness is judged by the wall clock
+            run.collect_due(as_of=as_of)
         unanswered = PaymentAttempt.objects.filter(status__in=payments.IN_FLIGHT).exists()
         if not unanswered and not payments.collectable_invoice_ids():
             return n
