@@ -2,7 +2,12 @@
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -12,10 +17,11 @@ from accounts.api_schema import MoneyOut, PeriodOut, paginated
 from accounts.errors import Conflict
 from accounts.idempotency import idempotent
 from accounts.selectors import account_get
+from plans import api as plans_api
 from plans.api import ScheduledChangeOut, SubscriptionOut, subscription_out
 from plans.models import Interval
 
-from . import changes, payments, restart, selectors, tasks
+from . import changes, payments, restart, selectors, statement, tasks
 from .models import AttemptStatus, Invoice, InvoiceKind, InvoiceReason, InvoiceStatus
 from .pdf import render_invoice_pdf
 
@@ -28,8 +34,14 @@ def _held(invoice: Invoice) -> dict | None:
     return {"reason": dunning.held_reason, "at": dunning.held_at}
 
 
-def invoice_out(invoice: Invoice, *, detail: bool = True) -> dict:
+def invoice_out(
+    invoice: Invoice, *, detail: bool = True, figures: statement.InvoiceFigures | None = None
+) -> dict:
+    """An invoice as the API shows it; `figures`: its statement figures, when the caller read
+    the account's statement already (a list), else read here."""
     currency = invoice.currency
+    if figures is None:
+        figures = statement.invoice_figures(invoice)
     body = {
         "id": invoice.pk,
         "number": invoice.number,
@@ -40,6 +52,10 @@ def invoice_out(invoice: Invoice, *, detail: bool = True) -> dict:
         "period": {"start": invoice.period_start, "end": invoice.period_end},
         "issued_at": invoice.issued_at,
         "total": money(invoice.total_minor, currency),
+        # The statement of account: credit notes against it, charged through Stripe, left.
+        "credited": money(figures.credited_minor, currency),
+        "amount_paid": money(figures.paid_minor + figures.settled_otherwise_minor, currency),
+        "amount_due": money(figures.amount_due_minor, currency),
         "note": invoice.note,
         "credited_invoice": invoice.credited_invoice.number
         if invoice.credited_invoice_id
@@ -96,7 +112,12 @@ class InvoiceSummaryOut(serializers.Serializer):
     status = serializers.ChoiceField(choices=InvoiceStatus.choices)
     period = PeriodOut()
     issued_at = serializers.DateTimeField(allow_null=True)
-    total = MoneyOut()
+    total = MoneyOut(help_text="As issued: account credit its lines used is already off.")
+    credited = MoneyOut(help_text="Credit notes issued against this invoice.")
+    amount_paid = MoneyOut(help_text="Paid: charged through Stripe, or paid out of band.")
+    amount_due = MoneyOut(
+        help_text="What is left to pay: total less credited and paid; 0 once paid or void."
+    )
     note = serializers.CharField(allow_blank=True)
     credited_invoice = serializers.CharField(allow_null=True)
     held = HeldOut(allow_null=True, help_text="P8: not charged, over the spending cap.")
@@ -171,7 +192,10 @@ class AccountInvoicesApi(APIView):
         )
         for invoice in page:
             invoice.account = account
-        return paginator.get_paginated_response([invoice_out(i, detail=False) for i in page])
+        figures = statement.account_statement(account=account).by_id
+        return paginator.get_paginated_response(
+            [invoice_out(i, detail=False, figures=figures.get(i.pk)) for i in page]
+        )
 
 
 class InvoiceApi(APIView):
@@ -349,10 +373,37 @@ class PaymentMethodApi(APIView):
         )
 
 
+class InvoiceConfirmationLinkApi(APIView):
+    """POST: email the link of the payment waiting for the customer again (F2)."""
+
+    @extend_schema(
+        operation_id="invoices_confirmation_link_resend",
+        request=None,
+        responses=InvoiceOut,
+        description="The same link, for the same payment: no new payment is made. At most "
+        "once every 10 minutes (429 `too_soon` with `details.retry_after_seconds`); 409 "
+        "`nothing_to_confirm` when no payment of the invoice waits for the customer.",
+    )
+    def post(self, request, invoice_id: int):
+        invoice = selectors.invoice_get(principal=request.user, invoice_id=invoice_id)
+        payments.confirmation_link_resend(invoice=invoice)
+        return Response(
+            invoice_out(selectors.invoice_get(principal=request.user, invoice_id=invoice_id))
+        )
+
+
 class InvoiceRetryApi(APIView):
     """POST: charge the invoice again now (F3)."""
 
-    @extend_schema(operation_id="invoices_retry", request=None, responses=InvoiceOut)
+    @extend_schema(
+        operation_id="invoices_retry",
+        request=None,
+        responses=InvoiceOut,
+        description="Charge now through the one collection path. 409 `awaiting_confirmation` "
+        "(with `details.confirmation_url`) while a payment waits for the customer's bank: "
+        "none is made beside it; 409 `no_payment_method` when the account has no card; 409 "
+        "`payment_in_progress` while a charge waits for Stripe.",
+    )
     @idempotent
     def post(self, request, invoice_id: int):
         invoice = selectors.invoice_get(principal=request.user, invoice_id=invoice_id)
@@ -363,3 +414,48 @@ class InvoiceRetryApi(APIView):
         return Response(
             invoice_out(selectors.invoice_get(principal=request.user, invoice_id=invoice_id))
         )
+
+
+# --- the account with its statement ---------------------------------------------------------
+
+
+class AccountOut(plans_api.AccountOut):
+    credit_balance = MoneyOut(
+        help_text="Account credit not used yet: taken off the next invoices automatically."
+    )
+    amount_owed = MoneyOut(
+        help_text="The amount due of every open, past-due or awaiting-confirmation invoice."
+    )
+
+
+class _WithStatement:
+    def accounts_out(self, accounts: list) -> list[dict]:
+        """plans' account body, plus the statement of account (six queries for a page)."""
+        statements = statement.account_statements(accounts=accounts)
+        out = []
+        for account, body in zip(accounts, super().accounts_out(accounts), strict=True):
+            figures = statements[account.pk]
+            body["credit_balance"] = money(figures.credit_balance_minor, account.currency)
+            body["amount_owed"] = money(figures.amount_owed_minor, account.currency)
+            out.append(body)
+        return out
+
+
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="accounts_list", responses=paginated(AccountOut(), "AccountPage")
+    ),
+    post=extend_schema(
+        operation_id="accounts_create",
+        request=plans_api.AccountCreateIn,
+        responses={201: AccountOut},
+        examples=[plans_api.ACCOUNT_EXAMPLE],
+    ),
+)
+class AccountsApi(_WithStatement, plans_api.AccountsApi):
+    """GET: the accounts this key reaches, newest first. POST: a new account and subscription."""
+
+
+@extend_schema_view(get=extend_schema(operation_id="accounts_retrieve", responses=AccountOut))
+class AccountDetailApi(_WithStatement, plans_api.AccountDetailApi):
+    pass

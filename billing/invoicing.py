@@ -20,7 +20,7 @@ from plans import pricing
 from plans.models import Subscription
 from plans.services import subscription_transition
 
-from . import notifications
+from . import notifications, statement
 from .models import (
     AccountCredit,
     Dunning,
@@ -228,7 +228,9 @@ def _apply_credits(drafts: Sequence[InvoiceDraft]) -> list[int]:
             lines.append(
                 pricing.credit_line(
                     amount_minor=use,
-                    description=f"Credit from {credit.source.number}: {credit.description}",
+                    description=statement.credit_use_description(
+                        source_number=credit.source.number, description=credit.description
+                    ),
                     period=draft.period,
                 )
             )
@@ -324,13 +326,10 @@ def credit_note_issue(
 
 
 def amount_due(invoice: Invoice) -> int:
-    """What is left to collect on an invoice: its total less the credit notes against it."""
-    credited = sum(
-        Invoice.objects.filter(credited_invoice=invoice, kind=InvoiceKind.CREDIT_NOTE).values_list(
-            "total_minor", flat=True
-        )
-    )
-    return max(invoice.total_minor + credited, 0)
+    """What is left to collect on an invoice: its total less the credit notes against it and
+    what was charged. The statement of account computes it, for the charge path as for every
+    surface that shows it (billing.statement)."""
+    return statement.invoice_figures(invoice).amount_due_minor
 
 
 def invoice_settle(

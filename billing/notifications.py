@@ -12,10 +12,13 @@ from django.template.loader import render_to_string
 from accounts.models import Account, Membership
 from audit.services import audit_record
 
+from . import statement
+
 SUBJECTS = {
     "confirmation_required": "Please confirm your payment for invoice {number}",
     "confirmation_reminder": "Reminder: please confirm your payment for invoice {number}",
     "payment_failed": "Payment failed for invoice {number}",
+    "card_required": "Add a card to pay invoice {number}",
     "payment_succeeded": "Receipt for invoice {number}",
     "subscription_suspended": "Your subscription is suspended: invoice {number} is unpaid",
     "subscription_reactivated": "Your subscription is active again",
@@ -28,6 +31,12 @@ def send(template: str, account: Account, *, also: Sequence[str] = (), **context
     """Email the account's billing address (and `also` these addresses) after the commit."""
     invoice = context.get("invoice")
     context.update(account=account, site_url=settings.SITE_URL)
+    if invoice is not None and invoice.pk is not None:
+        # What the email says is owed, paid or credited comes from the statement of account,
+        # as on every other surface (never the invoice's total alone).
+        figures = statement.invoice_figures(invoice)
+        context.setdefault("figures", figures)
+        context.setdefault("settled", statement.settlement_words(figures))
     subject = SUBJECTS[template].format(number=invoice.number if invoice else "")
     text = render_to_string(f"emails/{template}.txt", context)
     html = render_to_string(f"emails/{template}.html", context)

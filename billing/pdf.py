@@ -67,6 +67,10 @@ class InvoiceDocument:
     lines: tuple[DocumentLine, ...]
     total_minor: int
     notes: tuple[str, ...] = ()
+    # Below the total, from the statement of account: how it was settled so far, as
+    # (words, amount taken off) pairs, and what is still due (None: not printed).
+    settlement: tuple[tuple[str, int], ...] = ()
+    amount_due_minor: int | None = None
 
 
 _TITLES = {"invoice": "Invoice", "credit_note": "Credit note"}
@@ -395,7 +399,8 @@ def _draw_lines(pdf: _InvoicePdf, document: InvoiceDocument) -> None:
 
 
 def _draw_total(pdf: _InvoicePdf, document: InvoiceDocument) -> None:
-    if pdf.will_page_break(18):
+    below = 6 * len(document.settlement) + (7 if document.amount_due_minor is not None else 0)
+    if pdf.will_page_break(18 + below):  # the total and what settles it stay together
         pdf.add_page()
     pdf.ln(2)
     width = pdf.epw * 0.45
@@ -409,12 +414,31 @@ def _draw_total(pdf: _InvoicePdf, document: InvoiceDocument) -> None:
     pdf.cell(width / 2, 7, "Total")
     pdf.cell(width / 2, 7, _money_text(document.total_minor, document.currency), align="R")
     pdf.ln(7)
+    _draw_settlement(pdf, document, x, width)
     pdf.set_x(x)
     pdf.set_font(_FONT, "", 7.5)
     pdf.set_text_color(*_GREY)
     pdf.cell(width, 4, f"Amounts in {_pdf_text(document.currency)}.", align="R")
     pdf.set_text_color(0, 0, 0)
     pdf.ln(10)
+
+
+def _draw_settlement(pdf: _InvoicePdf, document: InvoiceDocument, x: float, width: float) -> None:
+    """Credited, paid and still due, under the total: what the statement of account says."""
+    if not document.settlement and document.amount_due_minor is None:
+        return
+    pdf.set_font(_FONT, "", 9)
+    for words, amount in document.settlement:
+        pdf.set_x(x)
+        pdf.cell(width * 0.6, 6, _pdf_text(words[:1].upper() + words[1:]))
+        pdf.cell(width * 0.4, 6, _money_text(-amount, document.currency), align="R")
+        pdf.ln(6)
+    if document.amount_due_minor is not None:
+        pdf.set_x(x)
+        pdf.set_font(_FONT, "B", 10)
+        pdf.cell(width / 2, 7, "Amount due")
+        pdf.cell(width / 2, 7, _money_text(document.amount_due_minor, document.currency), align="R")
+        pdf.ln(7)
 
 
 def _draw_notes(pdf: _InvoicePdf, document: InvoiceDocument) -> None:

@@ -26,6 +26,7 @@ from plans.models import Plan, Subscription
 from plans.money import format_money
 from plans.terms import TermsBook, subscription_terms
 
+from . import invoicing, statement
 from .changes import plan_for_sale, terms_words
 from .closing import start_invoice_issue
 from .models import Invoice, InvoiceKind, InvoiceStatus
@@ -42,7 +43,13 @@ class RestartPreview:
     plan: Plan
     interval: str
     period: pricing.Period  # the first cycle, from now
-    fee_minor: int  # charged at once
+    fee_minor: int  # the first cycle's fee
+    credit_minor: int = 0  # the account's credit the first invoice takes off the fee
+
+    @property
+    def charged_now_minor(self) -> int:
+        """What is charged at once: the fee less the account's credit (invoicing nets it)."""
+        return self.fee_minor - self.credit_minor
 
 
 def _interval(interval: str | None) -> str:
@@ -69,7 +76,7 @@ def _refuse_if_live_or_past_due(account: Account) -> None:
         ).order_by("issued_at", "pk")
     )
     if past_due:
-        owed = format_money(sum(i.total_minor for i in past_due), account.currency)
+        owed = format_money(sum(invoicing.amount_due(i) for i in past_due), account.currency)
         numbers = [i.number for i in past_due]
         raise Conflict(
             f"Pay what is outstanding first: {owed} is past due ({', '.join(numbers)}).",
@@ -89,11 +96,16 @@ def subscription_restart_preview(
     start, end = periods.period_containing(at, interval, at)
     draft = Subscription(account=account, plan=plan, interval=interval)
     terms = TermsBook([account.pk]).subscription_terms(draft, [])
+    fee = terms.plan.fee_minor
+    # The first invoice spends the account's open credit (invoicing._apply_credits): the page
+    # announces what is charged, not the list price.
+    credit = statement.account_statement(account=account).credit_balance_minor
     return RestartPreview(
         plan=plan,
         interval=interval,
         period=pricing.Period(start=start, end=end),
-        fee_minor=terms.plan.fee_minor,
+        fee_minor=fee,
+        credit_minor=min(max(credit, 0), fee),
     )
 
 

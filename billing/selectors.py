@@ -9,8 +9,9 @@ from accounts.principals import accounts_for
 from plans import periods
 from plans.models import Subscription
 
+from . import statement
 from .closing import DEFERRED_ON_ANNUAL, late_lookback, units_by_period
-from .models import Invoice, UsageClose
+from .models import Invoice, InvoiceKind, UsageClose
 from .pdf import DocumentLine, InvoiceDocument
 
 
@@ -77,7 +78,20 @@ def invoice_document(*, invoice: Invoice) -> InvoiceDocument:
         ),
         total_minor=invoice.total_minor,
         notes=tuple(notes),
+        **_settlement(invoice),
     )
+
+
+def _settlement(invoice: Invoice) -> dict:
+    """Under an issued invoice's total: the credit notes and charges that settled it and what
+    is still due, from the statement of account (a draft or a credit note prints none)."""
+    if invoice.kind != InvoiceKind.INVOICE or not invoice.is_final:
+        return {}
+    figures = statement.invoice_figures(invoice)
+    return {
+        "settlement": tuple(statement.settlement_parts(figures)),
+        "amount_due_minor": figures.amount_due_minor,
+    }
 
 
 def late_units_not_invoiced(*, subscription: Subscription) -> dict[str, int]:

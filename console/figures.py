@@ -9,7 +9,7 @@ from fractions import Fraction
 from django.db.models import Count, Min
 
 from audit.models import AuditEntry
-from billing import invoicing
+from billing import statement
 from billing.models import Dunning, Invoice, InvoiceKind, InvoiceStatus, PaymentAttempt
 from plans.models import Interval, Subscription
 from plans.money import round_minor
@@ -79,8 +79,10 @@ def collections_figures(*, now: datetime) -> Figures:
             kind=InvoiceKind.INVOICE, status__in=[S.PAST_DUE, S.REQUIRES_CONFIRMATION]
         )
     )
+    # What is left on each, from the statement of account (credit notes and charges off).
+    figures = statement.invoices_figures(unpaid)
     for invoice in unpaid:
-        past_due[invoice.currency] += invoicing.amount_due(invoice)
+        past_due[invoice.currency] += figures[invoice.pk].amount_due_minor
     return Figures(
         mrr_minor=dict(sorted(mrr.items())),
         past_due_minor=dict(sorted(past_due.items())),

@@ -9,7 +9,7 @@ from django.db.models import Exists, F, OuterRef, Prefetch, Q
 
 from accounts.models import Account
 from audit.models import AuditEntry
-from billing import invoicing, payments
+from billing import payments, statement
 from billing.invoicing import TRANSITIONS
 from billing.models import (
     CloseSetAside,
@@ -188,6 +188,7 @@ class InvoiceDetail:
     attempts: list[PaymentAttempt]
     credit_notes: list[Invoice]
     amount_due_minor: int
+    figures: statement.InvoiceFigures | None  # the statement of account (None: a draft)
     emails: list[AuditEntry]
     history: list[AuditEntry]
     schedule: list[Step]
@@ -209,12 +210,14 @@ def invoice_detail(*, invoice_id: int, now: datetime) -> InvoiceDetail | None:
         Q(object_type="invoice", object_id=invoice.pk)
         | Q(object_type="paymentattempt", object_id__in=[a.pk for a in attempts])
     )
+    figures = statement.invoice_figures(invoice) if invoice.is_final else None
     detail = InvoiceDetail(
         invoice=invoice,
         dunning=dunning,
         attempts=attempts,
         credit_notes=list(invoice.credit_notes.order_by("issued_at")),
-        amount_due_minor=invoicing.amount_due(invoice) if invoice.is_final else 0,
+        amount_due_minor=figures.amount_due_minor if figures else 0,
+        figures=figures,
         emails=list(entries.filter(action="email.sent")),
         history=list(entries.exclude(action="email.sent")),
         schedule=schedule_ahead(invoice=invoice, dunning=dunning, attempts=attempts, now=now),
@@ -272,7 +275,9 @@ def invoice_actions(detail: InvoiceDetail, now: datetime) -> list[str]:
         actions += ["remind", "resume" if paused else "pause"]
     if not in_flight and invoice.status in (*payments.CHARGEABLE, S.UNCOLLECTIBLE):
         actions.append("mark-paid")
-    creditable = invoice.status in (S.OPEN, S.PAST_DUE, S.PAID) and detail.amount_due_minor > 0
+    # A credit note may take what earlier ones left of the total, paid or not.
+    left = detail.figures.creditable_minor if detail.figures else 0
+    creditable = invoice.status in (S.OPEN, S.PAST_DUE, S.PAID) and left > 0
     if not in_flight and creditable:
         actions.append("credit")
     if not in_flight and S.VOID in TRANSITIONS[invoice.status]:
@@ -295,6 +300,12 @@ class AccountDetail:
     invoices: list[Invoice]
     history: list[AuditEntry]
     actions: list[str]
+    account_statement: statement.AccountStatement | None = None  # owed, credit, its history
+
+    @property
+    def invoice_rows(self) -> list[tuple[Invoice, statement.InvoiceFigures | None]]:
+        figures = self.account_statement.by_id if self.account_statement else {}
+        return [(invoice, figures.get(invoice.pk)) for invoice in self.invoices]
 
 
 def account_detail(*, account_id: int, now: datetime) -> AccountDetail | None:
@@ -338,6 +349,7 @@ def account_detail(*, account_id: int, now: datetime) -> AccountDetail | None:
         ),
         history=list(AuditEntry.objects.filter(account_id=account.pk)[:100]),
         actions=actions,
+        account_statement=statement.account_statement(account=account),
     )
 
 

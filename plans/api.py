@@ -193,14 +193,21 @@ def account_out(account: Account) -> dict:
     }
 
 
-class AccountsApi(APIView):
+class AccountsOutMixin:
+    def accounts_out(self, accounts: list[Account]) -> list[dict]:
+        """The accounts as the API shows them. billing.api's views add the statement of
+        account (credit balance, amount owed), which this layer cannot read."""
+        return [account_out(account) for account in accounts]
+
+
+class AccountsApi(AccountsOutMixin, APIView):
     """GET: the accounts this key reaches, newest first. POST: a new account and subscription."""
 
     @extend_schema(operation_id="accounts_list", responses=paginated(AccountOut(), "AccountPage"))
     def get(self, request):
         paginator = NewestFirstPagination()
         page = paginator.paginate_queryset(account_list(principal=request.user), request, view=self)
-        return paginator.get_paginated_response([account_out(a) for a in page])
+        return paginator.get_paginated_response(self.accounts_out(list(page)))
 
     @extend_schema(
         operation_id="accounts_create",
@@ -221,13 +228,13 @@ class AccountsApi(APIView):
             addons=[services.AddOnChoice(t.addon.code, t.code) for t in data.pop("addons")],
             **data,
         )
-        return Response(account_out(account), status=status.HTTP_201_CREATED)
+        return Response(self.accounts_out([account])[0], status=status.HTTP_201_CREATED)
 
 
-class AccountDetailApi(APIView):
+class AccountDetailApi(AccountsOutMixin, APIView):
     @extend_schema(operation_id="accounts_retrieve", responses=AccountOut)
     def get(self, request, slug: str):
-        return Response(account_out(account_get(principal=request.user, slug=slug)))
+        return Response(self.accounts_out([account_get(principal=request.user, slug=slug)])[0])
 
 
 class PlansApi(APIView):

@@ -5,7 +5,7 @@ none can return another account's rows.
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from django.db.models import Prefetch, Sum
+from django.db.models import Prefetch
 
 from accounts.models import Account
 from accounts.selectors import account_integration_count
@@ -23,8 +23,10 @@ from plans.terms import (
     subscription_terms,
 )
 
+from .. import statement
 from ..models import Dunning, Invoice, InvoiceKind, InvoiceStatus, PaymentAttempt, UsageClose
 from ..payments import confirmation_path, default_payment_method
+from ..statement import CreditHistory, InvoiceFigures
 from . import charts
 from .rules_text import rule_words
 
@@ -145,10 +147,13 @@ class Overview:
     days_left: int = 0
     renewal_on: date | None = None
     renewal_minor: int = 0  # next cycle's fees, scheduled changes applied
-    due_minor: int = 0
+    due_minor: int = 0  # the statement's amount owed
     unpaid: list[Invoice] = field(default_factory=list)
+    owed: list[tuple[Invoice, InvoiceFigures]] = field(default_factory=list)  # oldest first
     past_due: list[Invoice] = field(default_factory=list)
-    held: list[tuple[Invoice, str]] = field(default_factory=list)
+    held: list[tuple[Invoice, str, InvoiceFigures]] = field(default_factory=list)
+    credit_balance_minor: int = 0
+    credits: list[CreditHistory] = field(default_factory=list)
     suspend_at: datetime | None = None
     card: object = None
     currency: str = "USD"
@@ -194,15 +199,21 @@ def overview(
         .select_related("dunning")
         .order_by("issued_at", "pk")
     )
+    # What is owed and the account's credit: the statement of account, as on every surface.
+    account_statement = statement.account_statement(account=account)
+    figures = account_statement.by_id
     result.unpaid = unpaid
-    result.due_minor = sum(invoice.total_minor for invoice in unpaid)
+    result.owed = [(invoice, figures[invoice.pk]) for invoice in unpaid]
+    result.due_minor = account_statement.amount_owed_minor
+    result.credit_balance_minor = account_statement.credit_balance_minor
+    result.credits = account_statement.credits
     result.past_due = [i for i in unpaid if i.status == S.PAST_DUE]
     for invoice in unpaid:
         dunning = getattr(invoice, "dunning", None)
         if dunning is None:
             continue
         if dunning.held_reason:
-            result.held.append((invoice, dunning.held_reason))
+            result.held.append((invoice, dunning.held_reason, figures[invoice.pk]))
         if dunning.suspend_at and (
             result.suspend_at is None or dunning.suspend_at < result.suspend_at
         ):
@@ -505,6 +516,7 @@ class InvoiceRow:
     confirm_url: str
     can_retry: bool
     held_reason: str
+    figures: InvoiceFigures | None = None  # total, credited, paid, amount due (the statement)
 
 
 def _span(lines, kinds) -> tuple[datetime, datetime] | None:
@@ -514,10 +526,14 @@ def _span(lines, kinds) -> tuple[datetime, datetime] | None:
     return min(line.period_start for line in chosen), max(line.period_end for line in chosen)
 
 
-def invoice_rows(*, account: Account) -> list[InvoiceRow]:
+def invoice_rows(
+    *, account: Account, account_statement: statement.AccountStatement | None = None
+) -> list[InvoiceRow]:
     """Every invoice and credit note of the account, newest first, with what the merchant can
     do about each: confirm (F2), retry where a retry can succeed (F3)."""
     has_card = default_payment_method(account.pk) is not None
+    account_statement = account_statement or statement.account_statement(account=account)
+    figures = account_statement.by_id
     invoices = (
         Invoice.objects.filter(account=account)
         .exclude(status=S.DRAFT)
@@ -550,6 +566,7 @@ def invoice_rows(*, account: Account) -> list[InvoiceRow]:
                 and has_card
                 and not held,
                 held_reason=held,
+                figures=figures.get(invoice.pk),
             )
         )
     return rows
@@ -577,12 +594,13 @@ def chargeable_invoices(*, account: Account) -> list[Invoice]:
 
 
 def outstanding_minor(*, account: Account) -> int:
-    return (
-        Invoice.objects.filter(
-            account=account, kind=InvoiceKind.INVOICE, status__in=UNPAID
-        ).aggregate(total=Sum("total_minor"))["total"]
-        or 0
-    )
+    """What the account owes: the statement's amount owed (credit notes and charges off)."""
+    return statement.account_statement(account=account).amount_owed_minor
+
+
+def account_credit(*, account: Account) -> statement.AccountStatement:
+    """The invoices tab's figures: amount owed, credit balance and each credit's history."""
+    return statement.account_statement(account=account)
 
 
 # --- plans and add-ons ----------------------------------------------------------------------

@@ -140,12 +140,17 @@ def why_billed(request, access):
 
 @billing_page()
 def invoices(request, access):
-    rows = selectors.invoice_rows(account=access.account)
+    account_statement = selectors.account_credit(account=access.account)
+    rows = selectors.invoice_rows(account=access.account, account_statement=account_statement)
     return _page(
         request,
         access,
         "billing/invoices.html",
-        {"rows": rows, "due_minor": selectors.outstanding_minor(account=access.account)},
+        {
+            "rows": rows,
+            "due_minor": account_statement.amount_owed_minor,
+            "statement": account_statement,
+        },
         tab="invoices",
     )
 
@@ -183,7 +188,8 @@ def _charge(request, invoice: Invoice) -> str | None:
         return None
     # The attempt's outcome is written on its own row by the payment service: read it back.
     attempt.refresh_from_db()
-    amount = format_money(invoice.total_minor, invoice.currency)
+    # What this attempt asked for: the invoice's amount due (credit notes off), not its total.
+    amount = format_money(attempt.amount_minor, attempt.currency)
     if invoice.status == InvoiceStatus.PAID:
         messages.success(request, f"Invoice {invoice.number} ({amount}) is paid. Thank you!")
     elif invoice.status == InvoiceStatus.REQUIRES_CONFIRMATION:
@@ -299,7 +305,7 @@ def start(request, access):
         )
     if not first_submission(request):
         return already_done(request, _url("overview", access))
-    if preview.fee_minor > 0 and card is None:
+    if preview.charged_now_minor > 0 and card is None:
         messages.error(request, "Add a card first: the first cycle is paid at once.")
         return redirect(_url("payment-method", access))
     try:
@@ -515,7 +521,10 @@ def payment_method_save(request, access):
         if invoice.status != InvoiceStatus.OPEN
     ]
     if due:
-        total = format_money(sum(i.total_minor for i in due), access.account.currency)
+        figures = selectors.account_credit(account=access.account).by_id
+        total = format_money(
+            sum(figures[i.pk].amount_due_minor for i in due), access.account.currency
+        )
         messages.info(
             request,
             f"{len(due)} unpaid invoice{'s' if len(due) > 1 else ''} ({total}) can be paid "

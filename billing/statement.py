@@ -1,0 +1,406 @@
+"""The statement of account: what each invoice still owes and what credit an account holds.
+
+One read path, computed from the ledger and nothing else: the invoices as issued (their totals
+already net of the account credit their lines used), the credit notes against them, the
+charges Stripe confirmed (succeeded attempts, at the amount actually charged), and the
+account's credits with the invoices that used them. Every surface that shows or sends money
+reads it (the Billing & Usage page, the console, the partner API, the emails, the PDFs), and
+the charge path asks it what to charge (`invoicing.amount_due`), so no two can disagree.
+
+The arithmetic is in small pure functions (`amount_due_minor`, ...); the loaders read one
+fixed set of queries per account (or per invoice), never one per row.
+
+Which invoices count toward `amount_owed`: open (held over the spending cap included: the
+money is owed, only the charge waits for an operator, P8), past due, and waiting for the
+customer's confirmation. An uncollectible invoice still shows what is left on it (the debt
+stands and a late payment settles it), but it is written off from collection, so it is not
+in `amount_owed`. Paid, void and draft invoices and credit notes owe nothing.
+"""
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db.models import Q
+
+from accounts.models import Account
+from plans.money import format_money
+
+from .models import (
+    AccountCredit,
+    AttemptStatus,
+    Invoice,
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceStatus,
+    PaymentAttempt,
+    PaymentMethod,
+)
+
+S = InvoiceStatus
+# Statuses where an invoice still has something left to pay (see the module's docstring).
+OWING = (S.OPEN, S.PAST_DUE, S.REQUIRES_CONFIRMATION, S.UNCOLLECTIBLE)
+# ... and those whose remainder is counted in the account's amount owed.
+OWED = (S.OPEN, S.PAST_DUE, S.REQUIRES_CONFIRMATION)
+
+# An invoice line that spent account credit names the credit's source document: the one place
+# that writes it (invoicing._apply_credits) and the one that reads it (here) share this form.
+_CREDIT_USE = re.compile(r"^Credit from (?P<source>[^:\s]+): ")
+
+
+def credit_use_description(*, source_number: str, description: str) -> str:
+    """The description of an invoice line that takes account credit off the invoice."""
+    return f"Credit from {source_number}: {description}"[:300]
+
+
+def credit_use_source(description: str) -> str | None:
+    """The number of the document whose credit an invoice line used; None for other lines."""
+    match = _CREDIT_USE.match(description)
+    return match["source"] if match else None
+
+
+# --- pure arithmetic -------------------------------------------------------------------------
+
+
+def amount_due_minor(
+    *, kind: str, status: str, total_minor: int, credited_minor: int, paid_minor: int
+) -> int:
+    """What is left to pay on an invoice: its total less the credit notes against it and what
+    was charged; never below zero (a credit note on a paid invoice is the account's credit)."""
+    if kind != InvoiceKind.INVOICE or status not in OWING:
+        return 0
+    return max(total_minor - credited_minor - paid_minor, 0)
+
+
+def settled_otherwise_minor(
+    *, kind: str, status: str, total_minor: int, credited_minor: int, paid_minor: int
+) -> int:
+    """A paid invoice's part settled neither by credit nor by a charge through Stripe: paid
+    out of band (an operator recorded it)."""
+    if kind != InvoiceKind.INVOICE or status != S.PAID:
+        return 0
+    return max(total_minor - credited_minor - paid_minor, 0)
+
+
+def creditable_minor(*, kind: str, total_minor: int, credited_minor: int) -> int:
+    """How much a further credit note against the invoice may take."""
+    if kind != InvoiceKind.INVOICE:
+        return 0
+    return max(total_minor - credited_minor, 0)
+
+
+def settlement_parts(figures: "InvoiceFigures") -> list[tuple[str, int]]:
+    """How an invoice was (or is being) settled, as (words, amount) pairs in the order they
+    happened: credit notes, charges, anything paid out of band. Emails, PDFs and the page
+    print these, so they say it in the same words."""
+    parts = [(f"credit note {note.number}", note.amount_minor) for note in figures.credit_notes]
+    for charge in figures.charges:
+        parts.append(
+            (f"charged to {charge.card}" if charge.card else "charged", charge.amount_minor)
+        )
+    if figures.settled_otherwise_minor:
+        parts.append(("paid out of band", figures.settled_otherwise_minor))
+    return parts
+
+
+def settlement_words(figures: "InvoiceFigures") -> str:
+    """ "$200.00 charged to Visa •••• 4242; $49.88 settled by credit note 2026-000124"."""
+    words = []
+    for what, amount in settlement_parts(figures):
+        money = format_money(amount, figures.currency)
+        words.append(
+            f"{money} settled by {what}" if what.startswith("credit") else f"{money} {what}"
+        )
+    return "; ".join(words)
+
+
+# --- what the statement holds ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreditNoteRef:
+    number: str
+    amount_minor: int  # positive: what the note takes off
+    issued_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Charge:
+    """Money Stripe confirmed for an invoice."""
+
+    amount_minor: int
+    card: str  # "Visa •••• 4242", or "" when the card is no longer on file
+    at: datetime | None
+
+
+@dataclass(frozen=True)
+class CreditApplied:
+    source_number: str  # the document that gave the credit
+    amount_minor: int
+
+
+@dataclass(frozen=True)
+class InvoiceFigures:
+    invoice_id: int
+    number: str
+    kind: str
+    status: str
+    currency: str
+    total_minor: int  # as issued: account credit it used is already taken off
+    credit_applied_minor: int  # account credit used on it (a line of the invoice)
+    credited_minor: int  # credit notes against it
+    paid_minor: int  # charged through Stripe (succeeded attempts)
+    settled_otherwise_minor: int  # paid out of band
+    amount_due_minor: int
+    creditable_minor: int
+    credit_notes: tuple[CreditNoteRef, ...] = ()
+    charges: tuple[Charge, ...] = ()
+    credits_applied: tuple[CreditApplied, ...] = ()
+
+    @property
+    def subtotal_minor(self) -> int:
+        """The invoice before account credit was taken off it."""
+        return self.total_minor + self.credit_applied_minor
+
+    @property
+    def is_owed(self) -> bool:
+        return self.kind == InvoiceKind.INVOICE and self.status in OWED
+
+
+@dataclass(frozen=True)
+class CreditUse:
+    invoice_id: int
+    invoice_number: str
+    amount_minor: int
+    at: datetime | None
+
+
+@dataclass(frozen=True)
+class CreditHistory:
+    """One account credit: the document that made it, the invoices that used it, what is left."""
+
+    credit_id: int
+    currency: str
+    amount_minor: int
+    remaining_minor: int
+    source_id: int
+    source_number: str
+    source_kind: str  # a credit note on a paid invoice, or an invoice whose corrections carried
+    credited_invoice_number: str  # for a credit note: the invoice it credits
+    description: str
+    created_at: datetime
+    uses: tuple[CreditUse, ...] = ()
+
+    @property
+    def used_minor(self) -> int:
+        return sum(use.amount_minor for use in self.uses)
+
+
+@dataclass
+class AccountStatement:
+    account_id: int
+    currency: str
+    invoices: list[InvoiceFigures] = field(default_factory=list)  # newest first
+    credits: list[CreditHistory] = field(default_factory=list)  # oldest first
+
+    @property
+    def by_id(self) -> dict[int, InvoiceFigures]:
+        return {figures.invoice_id: figures for figures in self.invoices}
+
+    @property
+    def owed(self) -> list[InvoiceFigures]:
+        """The invoices counted in the amount owed, oldest first."""
+        return [f for f in reversed(self.invoices) if f.is_owed and f.amount_due_minor > 0]
+
+    @property
+    def amount_owed_minor(self) -> int:
+        return sum(f.amount_due_minor for f in self.invoices if f.is_owed)
+
+    @property
+    def credit_balance_minor(self) -> int:
+        return sum(c.remaining_minor for c in self.credits if c.currency == self.currency)
+
+
+# --- loading the ledger ----------------------------------------------------------------------
+
+
+def _card_label(brand: str, last4: str) -> str:
+    return f"{brand.title()} •••• {last4}" if last4 else ""
+
+
+def _figures(
+    invoice: Invoice,
+    *,
+    notes: list[Invoice],
+    charges: list[Charge],
+    credit_lines: list[tuple[str, int]],
+) -> InvoiceFigures:
+    credited = -sum(note.total_minor for note in notes)
+    paid = sum(charge.amount_minor for charge in charges)
+    applied = [CreditApplied(source, amount) for source, amount in credit_lines]
+    args = {
+        "kind": invoice.kind,
+        "status": invoice.status,
+        "total_minor": invoice.total_minor,
+        "credited_minor": credited,
+        "paid_minor": paid,
+    }
+    return InvoiceFigures(
+        invoice_id=invoice.pk,
+        number=invoice.number or "",
+        kind=invoice.kind,
+        status=invoice.status,
+        currency=invoice.currency,
+        total_minor=invoice.total_minor,
+        credit_applied_minor=sum(a.amount_minor for a in applied),
+        credited_minor=credited,
+        paid_minor=paid,
+        settled_otherwise_minor=settled_otherwise_minor(**args),
+        amount_due_minor=amount_due_minor(**args),
+        creditable_minor=creditable_minor(
+            kind=invoice.kind, total_minor=invoice.total_minor, credited_minor=credited
+        ),
+        credit_notes=tuple(
+            CreditNoteRef(note.number or "", -note.total_minor, note.issued_at) for note in notes
+        ),
+        charges=tuple(charges),
+        credits_applied=tuple(applied),
+    )
+
+
+def _ledger_rows(*, account_ids: list[int], invoice_ids: list[int] | None = None):
+    """The credit notes, charges and credit lines of the accounts' invoices (or of these
+    invoices only): four queries whatever their number."""
+    notes_q, rows_q = Q(account_id__in=account_ids), Q(invoice__account_id__in=account_ids)
+    if invoice_ids is not None:
+        notes_q, rows_q = Q(credited_invoice_id__in=invoice_ids), Q(invoice_id__in=invoice_ids)
+    notes: dict[int, list[Invoice]] = defaultdict(list)
+    for note in (
+        Invoice.objects.filter(
+            notes_q, kind=InvoiceKind.CREDIT_NOTE, credited_invoice__isnull=False
+        )
+        .exclude(status=S.DRAFT)
+        .only("pk", "number", "total_minor", "issued_at", "credited_invoice_id")
+        .order_by("issued_at", "pk")
+    ):
+        notes[note.credited_invoice_id].append(note)
+    cards = {
+        stripe_id: _card_label(brand, last4)
+        for stripe_id, brand, last4 in PaymentMethod.objects.filter(
+            account_id__in=account_ids
+        ).values_list("stripe_id", "brand", "last4")
+    }
+    charges: dict[int, list[Charge]] = defaultdict(list)
+    for invoice_id_, amount, method, at in (
+        PaymentAttempt.objects.filter(rows_q, status=AttemptStatus.SUCCEEDED)
+        .order_by("number")
+        .values_list("invoice_id", "amount_minor", "payment_method", "completed_at")
+    ):
+        charges[invoice_id_].append(Charge(amount, cards.get(method, ""), at))
+    lines: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for invoice_id_, description, amount in (
+        InvoiceLine.objects.filter(rows_q, kind="credit", description__startswith="Credit from ")
+        .order_by("position")
+        .values_list("invoice_id", "description", "amount_minor")
+    ):
+        source = credit_use_source(description)
+        if source is not None:
+            lines[invoice_id_].append((source, -amount))
+    return notes, charges, lines
+
+
+def invoice_figures(invoice: Invoice) -> InvoiceFigures:
+    """One invoice's figures. The invoice's own fields (status, total) are taken from the row
+    passed in, as the caller read it (under its lock, in the charge path)."""
+    return invoices_figures([invoice])[invoice.pk]
+
+
+def invoices_figures(invoices: Iterable[Invoice]) -> dict[int, InvoiceFigures]:
+    """The figures of these invoices, whatever their accounts (the console's totals)."""
+    invoices = list(invoices)
+    notes, charges, lines = _ledger_rows(
+        account_ids=sorted({invoice.account_id for invoice in invoices}),
+        invoice_ids=[invoice.pk for invoice in invoices],
+    )
+    return {
+        invoice.pk: _figures(
+            invoice,
+            notes=notes.get(invoice.pk, []),
+            charges=charges.get(invoice.pk, []),
+            credit_lines=lines.get(invoice.pk, []),
+        )
+        for invoice in invoices
+    }
+
+
+def account_statements(*, accounts: Iterable[Account]) -> dict[int, AccountStatement]:
+    """The statements of several accounts (an API page of them): six queries in all."""
+    accounts = list(accounts)
+    ids = [account.pk for account in accounts]
+    statements = {a.pk: AccountStatement(account_id=a.pk, currency=a.currency) for a in accounts}
+    if not ids:
+        return statements
+    invoices = list(
+        Invoice.objects.filter(account_id__in=ids)
+        .exclude(status=S.DRAFT)
+        .only(
+            "pk",
+            "account_id",
+            "number",
+            "kind",
+            "status",
+            "currency",
+            "total_minor",
+            "credited_invoice_id",
+            "issued_at",
+        )
+        .order_by("-issued_at", "-pk")
+    )
+    notes, charges, lines = _ledger_rows(account_ids=ids)
+    numbers = {invoice.pk: invoice.number or "" for invoice in invoices}
+    for invoice in invoices:
+        statements[invoice.account_id].invoices.append(
+            _figures(
+                invoice,
+                notes=notes.get(invoice.pk, []),
+                charges=charges.get(invoice.pk, []),
+                credit_lines=lines.get(invoice.pk, []),
+            )
+        )
+    # Which invoices used each credit: the credit lines name the credit's source document.
+    uses: dict[tuple[int, str], list[CreditUse]] = defaultdict(list)
+    for invoice in reversed(invoices):  # oldest first
+        for source, amount in lines.get(invoice.pk, []):
+            uses[(invoice.account_id, source)].append(
+                CreditUse(invoice.pk, numbers[invoice.pk], amount, invoice.issued_at)
+            )
+    for credit in (
+        AccountCredit.objects.filter(account_id__in=ids)
+        .select_related("source")
+        .order_by("created_at", "pk")
+    ):
+        source = credit.source
+        credited_number = numbers.get(source.credited_invoice_id or 0, "")
+        statements[credit.account_id].credits.append(
+            CreditHistory(
+                credit_id=credit.pk,
+                currency=credit.currency,
+                amount_minor=credit.amount_minor,
+                remaining_minor=credit.remaining_minor,
+                source_id=source.pk,
+                source_number=source.number or "",
+                source_kind=source.kind,
+                credited_invoice_number=credited_number,
+                description=credit.description,
+                created_at=credit.created_at,
+                uses=tuple(uses.get((credit.account_id, source.number or ""), ())),
+            )
+        )
+    return statements
+
+
+def account_statement(*, account: Account) -> AccountStatement:
+    """The statement of one account (see the module's docstring for what counts)."""
+    return account_statements(accounts=[account])[account.pk]
