@@ -17,6 +17,7 @@ from plans import periods, pricing
 from plans.models import AddOn, AddOnTier, Plan, ScheduledChange, Subscription, SubscriptionAddOn
 from plans.terms import subscription_terms
 
+from . import statement
 from .closing import start_invoice_issue
 from .invoicing import invoice_issue
 from .models import Invoice, InvoiceReason
@@ -241,10 +242,21 @@ class ChangePreview:
     kind: str  # "upgrade" | "downgrade" | "none"
     effective_at: datetime
     lines: tuple[pricing.Line, ...] = ()
+    credit_balance_minor: int = 0  # the account's credit, which the upgrade invoice spends
 
     @property
     def total_minor(self) -> int:
         return pricing.invoice_total(self.lines)
+
+    @property
+    def credit_minor(self) -> int:
+        """The account credit the upgrade invoice takes off (invoicing._apply_credits)."""
+        return min(self.credit_balance_minor, max(self.total_minor, 0))
+
+    @property
+    def charged_now_minor(self) -> int:
+        """What is charged at once: the lines less the account's credit, never below zero."""
+        return max(self.total_minor, 0) - self.credit_minor
 
 
 def subscription_change_preview(
@@ -269,7 +281,10 @@ def subscription_change_preview(
     if kind != "upgrade":
         return ChangePreview(kind=kind, effective_at=subscription.current_period_end)
     lines, _ = _upgrade_lines(subscription, current, requested, at)
-    return ChangePreview(kind=kind, effective_at=at, lines=tuple(lines))
+    credit = statement.account_statement(account=account).credit_balance_minor
+    return ChangePreview(
+        kind=kind, effective_at=at, lines=tuple(lines), credit_balance_minor=credit
+    )
 
 
 def _upgrade_lines(subscription, current, requested, at):

@@ -6,7 +6,7 @@ from django.templatetags.static import static
 
 from accounts.models import Membership
 from accounts.principals import accounts_for_user
-from billing import payments
+from billing import payments, statement
 from billing.models import Invoice
 from console.access import is_operator
 from plans.selectors import subscription_current
@@ -28,11 +28,12 @@ def home(request):
         card = payments.default_payment_method(account.pk)
         invoices = []
         if manages:
-            recent = (
+            recent = list(
                 Invoice.objects.filter(account=account, kind="invoice")
                 .prefetch_related("attempts")
                 .order_by("-created_at")[:24]
             )
+            figures = statement.invoices_figures(recent)  # what is due, as on every surface
             for invoice in recent:
                 attempts = sorted(invoice.attempts.all(), key=lambda a: a.number)
                 last = attempts[-1] if attempts else None
@@ -49,6 +50,7 @@ def home(request):
                         if last and invoice.status == "past_due"
                         else "",
                         "can_retry": card is not None,
+                        "figures": figures[invoice.pk],
                     }
                 )
         rows.append(

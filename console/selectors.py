@@ -39,6 +39,7 @@ class QueueRow:
     age_days: int
     score: int  # amount × age: what an unpaid invoice costs the longer it waits
     last_attempt: PaymentAttempt | None
+    amount_due_minor: int = 0  # the statement of account's figure (credit notes off)
 
 
 def _attention(kind: str, now: datetime) -> Q:
@@ -114,7 +115,11 @@ def attention_queue(*, filters: dict, page: str | int | None, now: datetime) -> 
         "invoice_id", "number"
     ):
         last[attempt.invoice_id] = attempt
-    page_obj.object_list = [_row(loaded[pk], last.get(pk), now) for pk in page_obj.object_list]
+    figures = statement.invoices_figures(loaded.values())
+    page_obj.object_list = [
+        _row(loaded[pk], last.get(pk), now, figures[pk].amount_due_minor)
+        for pk in page_obj.object_list
+    ]
     return page_obj
 
 
@@ -129,7 +134,7 @@ def _dunning(invoice: Invoice) -> Dunning | None:
         return None
 
 
-def _row(invoice: Invoice, attempt: PaymentAttempt | None, now: datetime) -> QueueRow:
+def _row(invoice: Invoice, attempt: PaymentAttempt | None, now: datetime, due: int = 0) -> QueueRow:
     dunning = _dunning(invoice)
     needs = []
     if invoice.status in UNPAID:
@@ -147,6 +152,7 @@ def _row(invoice: Invoice, attempt: PaymentAttempt | None, now: datetime) -> Que
         age_days=age // 86400,
         score=invoice.total_minor * age,
         last_attempt=attempt,
+        amount_due_minor=due,
     )
 
 

@@ -400,7 +400,7 @@ def change(request, access):
         )
     if not first_submission(request):
         return already_done(request, _url("overview", access))
-    if preview.kind == "upgrade" and preview.total_minor > 0 and card is None:
+    if preview.kind == "upgrade" and preview.charged_now_minor > 0 and card is None:
         messages.error(request, "Add a card first: an upgrade is paid at once.")
         return redirect(_url("payment-method", access))
     try:

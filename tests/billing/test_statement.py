@@ -22,6 +22,7 @@ from accounts.models import Membership
 from billing import invoicing, payments, statement
 from billing.models import AccountCredit, Invoice
 from plans import pricing
+from plans.models import Subscription
 from plans.money import format_money
 from tests.billing.test_payments import DECLINED, OK
 from tests.conftest import client_with_key
@@ -232,6 +233,35 @@ def test_the_console_shows_the_figures_and_still_offers_a_credit_note_on_a_paid_
     assert f"/console/invoices/{invoice.pk}/credit" in page  # 200.00 of it may still be credited
     page = client.get(f"/console/accounts/{shop.pk}/").content.decode()
     assert "Owed: <strong>$0.00</strong>" in page
+
+
+def test_an_upgrade_announces_what_is_charged_after_the_account_credit(
+    shop, logged_in, owner, stripe_standin
+):
+    from billing import changes
+    from billing.closing import start_invoice_issue
+
+    card(shop, stripe_standin, OK)
+    subscription = Subscription.objects.get(account=shop)
+    start = subscription.current_period_start
+    first = start_invoice_issue(subscription=subscription, as_of=start)  # as run_billing would
+    with emails_sent():
+        payments.invoice_charge(invoice_id=first.pk, trigger="automatic")
+    invoicing.credit_note_issue(invoice=first, amount_minor=1500, description="Outage")
+    request = changes.ChangeRequest(plan="pro")
+    with time_machine.travel(start + 15 * DAY, tick=False):
+        preview = changes.subscription_change_preview(account=shop, request=request)
+        assert preview.total_minor > 1500
+        assert preview.charged_now_minor == preview.total_minor - 1500
+        logged_in.force_login(owner)  # a session of the day
+        response = logged_in.get("/billing/shop/change/?plan=pro")
+        assert response.status_code == 200, response
+        page = response.content.decode()
+        charged = format_money(preview.charged_now_minor, "USD")
+        assert "Your account credit" in page and "-$15.00" in page
+        assert f"Upgrade and pay {charged}" in page
+        result = changes.subscription_change(account=shop, request=request)
+    assert result.invoice.total_minor == preview.charged_now_minor
 
 
 # --- every surface states the ledger: a property test ---------------------------------------
