@@ -144,27 +144,24 @@ def collectable_invoices(*, account_id: int | None = None) -> QuerySet[Invoice]:
     its own transaction; this sweep is the one way from there to a charge, so an invoice is
     collected even if the process that issued it died before handing it on, or the card was
     saved after it was issued. Past-due and held invoices follow their own schedules, except
-    one whose collection waits for a card: it goes as soon as there is one. An account with no
-    card at all has its never-attempted invoices handed on once, to be asked for one."""
+    one whose retries stopped for want of a card: it goes as soon as there is one. Accounts
+    without a card are left alone (invoiced customers paying by transfer)."""
     invoices = (
         Invoice.objects.all()
         if account_id is None
         else Invoice.objects.filter(account_id=account_id)
     )
-    has_card = Exists(
-        PaymentMethod.objects.filter(account_id=OuterRef("account_id"), is_default=True)
-    )
-    asked_for_card = Q(dunning__card_requested_at__isnull=False)
     never_attempted = Q(status=S.OPEN) & ~Exists(
         PaymentAttempt.objects.filter(invoice=OuterRef("pk"))
     )
-    waiting_for_card = Q(status__in=CHARGEABLE) & asked_for_card
+    waiting_for_card = Q(status__in=CHARGEABLE, dunning__card_requested_at__isnull=False)
     return (
-        invoices.filter(kind=InvoiceKind.INVOICE, total_minor__gt=0)
-        .filter(
-            (has_card & (never_attempted | waiting_for_card))
-            | (~has_card & never_attempted & ~asked_for_card)
+        invoices.filter(
+            kind=InvoiceKind.INVOICE,
+            total_minor__gt=0,
+            account__payment_methods__is_default=True,
         )
+        .filter(never_attempted | waiting_for_card)
         .exclude(dunning__held_reason__gt="")
     )
 

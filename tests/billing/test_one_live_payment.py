@@ -194,17 +194,16 @@ def test_F3_retry_without_a_card_says_add_a_card_first_and_starts_nothing(
     assert Subscription.objects.get().status == "active"
 
 
-def test_F3_no_card_no_dunning_one_email_then_the_card_collects_at_once(
+def test_F3_an_invoice_with_no_card_waits_unchased_then_the_card_collects_at_once(
     shop, partner_api, stripe_standin, bill
 ):
     bill(T0)
     invoice = Invoice.objects.get()
     for day in range(1, 16):
         bill(T0 + timedelta(days=day))
-    # Asked once for a card; no attempt that cannot succeed, no failure emails, no suspension.
-    assert subjects() == [f"Add a card to pay invoice {invoice.number}"]
-    assert not PaymentAttempt.objects.exists()
-    assert Dunning.objects.get(invoice=invoice).next_retry_at is None
+    # No attempt that cannot succeed, no failure emails, no schedule, no suspension.
+    assert subjects() == []
+    assert not PaymentAttempt.objects.exists() and not Dunning.objects.exists()
     assert Subscription.objects.get().status == "active"
     with time_machine.travel(T0 + timedelta(days=16), tick=False), sent_on_commit():
         use_card(partner_api, stripe_standin, OK)
