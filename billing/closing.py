@@ -240,6 +240,34 @@ def late_lookback(closes: list[UsageClose]) -> list[UsageClose]:
     return kept
 
 
+def late_histories(subscriptions: list[Subscription]) -> dict[int, list[UsageClose]]:
+    """F6: per live subscription, the closes whose late units its next close bills, newest
+    first, within the look-back: its own, and those of the account's subscriptions that ended
+    (a merchant who starts again pays the last one's late units on the new one's first close,
+    docs/pricing.md). Two queries for any number of subscriptions.
+
+    Only the live subscription's close writes these rows' `billed_units`, under its lock: an
+    ended subscription is never closed again, and an account has one live subscription at a
+    time (start again locks the account and refuses while one is live)."""
+    owner = {s.pk: s.pk for s in subscriptions}
+    live_of_account = {s.account_id: s.pk for s in subscriptions}
+    ended = dict(
+        Subscription.objects.filter(account_id__in=live_of_account, ended_at__isnull=False)
+        .exclude(pk__in=owner)
+        .values_list("pk", "account_id")
+    )
+    for pk, account_id in ended.items():
+        owner[pk] = live_of_account[account_id]
+    history: dict[int, list[UsageClose]] = defaultdict(list)
+    for close in UsageClose.objects.filter(subscription_id__in=owner).order_by("-period_start"):
+        # An ended subscription's close without a terms snapshot (written before they were
+        # kept) would be priced on the new subscription's terms: it stays as billed.
+        if close.subscription_id in ended and not close.terms:
+            continue
+        history[owner[close.subscription_id]].append(close)
+    return {pk: late_lookback(closes) for pk, closes in history.items()}
+
+
 def _has_edition(close: UsageClose) -> bool:
     return bool(close.terms and close.terms.get("edition"))
 
@@ -299,13 +327,7 @@ def periods_close(
             .order_by("created_at", "pk")
         ):
             scheduled[change.subscription_id].append(change)
-        history: dict[int, list[UsageClose]] = defaultdict(list)
-        for close in UsageClose.objects.filter(subscription__in=subscriptions).order_by(
-            "-period_start"
-        ):
-            history[close.subscription_id].append(close)
-        earlier = {pk: late_lookback(closes) for pk, closes in history.items()}
-        earlier = defaultdict(list, earlier)
+        earlier = defaultdict(list, late_histories(subscriptions))
         units = units_by_period(
             [(s.account_id, s.usage_period_start) for s in subscriptions]
             + [(s.account_id, c.period_start) for s in subscriptions for c in earlier[s.pk]]

@@ -10,8 +10,8 @@ from plans import periods
 from plans.models import Subscription
 
 from . import statement
-from .closing import DEFERRED_ON_ANNUAL, late_lookback, units_by_period
-from .models import Invoice, InvoiceKind, UsageClose
+from .closing import DEFERRED_ON_ANNUAL, late_histories, units_by_period
+from .models import Invoice, InvoiceKind
 from .pdf import DocumentLine, InvoiceDocument
 
 
@@ -96,12 +96,11 @@ def _settlement(invoice: Invoice) -> dict:
 
 def late_units_not_invoiced(*, subscription: Subscription) -> dict[str, int]:
     """F6: per meter, units of the subscription's closed periods counted since their close
-    and not invoiced yet: the late usage the open period's invoice will carry. Voice and SMS
-    months of a running annual cycle are not late (the cycle-end invoice prices them, P4), and
-    closes beyond the late look-back are never billed again, so neither counts."""
-    closes = late_lookback(
-        list(UsageClose.objects.filter(subscription=subscription).order_by("-period_start"))
-    )
+    and not invoiced yet: the late usage the open period's invoice will carry, those of the
+    account's ended subscriptions included (closing.late_histories). Voice and SMS months of a
+    running annual cycle are not late (the cycle-end invoice prices them, P4), and closes
+    beyond the late look-back are never billed again, so neither counts."""
+    closes = late_histories([subscription]).get(subscription.pk, [])
     counted = units_by_period((subscription.account_id, c.period_start) for c in closes)
     running_annual = subscription.interval == periods.YEAR
     late: dict[str, int] = {}

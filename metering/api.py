@@ -241,15 +241,17 @@ class UsageApi(APIView):
         responses=UsageOut,
     )
     def get(self, request, slug: str):
-        account, subscription = _account_and_subscription(request, slug)
-        if subscription is None:
-            raise NotFound(f"Account '{slug}' has no subscription.")
+        account = account_get(principal=request.user, slug=slug)
         now = timezone.now()
         month = _month_param(request.query_params.get("period"), now=now)
         try:
-            start, end = selectors.usage_period(subscription=subscription, month=month, now=now)
+            # The subscription whose period it is: after an end, its past periods still answer.
+            found = selectors.usage_period_of_account(account=account, month=month, now=now)
         except (ValueError, OverflowError):  # a cycle anchored so that the month overflows
             raise _period_error(now) from None
+        if found is None:
+            raise NotFound(f"Account '{slug}' has no subscription.")
+        subscription, start, end = found
         usage = selectors.usage_summary(
             account=account, subscription=subscription, start=start, end=end, now=now
         )

@@ -71,6 +71,35 @@ def usage_period(
     return periods.period_bounds(anchor, periods.MONTH, months_from_anchor)
 
 
+def usage_period_of_account(
+    *, account: Account, month: str | None, now: datetime
+) -> tuple[Subscription, datetime, datetime] | None:
+    """The usage period asked for and the subscription whose period it is. For `month`, the
+    subscription in force in the period starting that month on its own anchor (an ended
+    one's periods stay readable after its end, F6); a month no subscription was in force in
+    falls back to the newest. Without `month`, the live subscription's period containing now
+    or, when none is live, the ended one's last period. None: never a subscription."""
+    subscriptions = list(
+        Subscription.objects.filter(account=account)
+        .select_related("account", "plan", "edition")
+        .order_by("-started_at", "-pk")
+    )
+    if not subscriptions:
+        return None
+    live = next((s for s in subscriptions if s.ended_at is None), None)
+    if month is None:
+        if live is not None:
+            return live, *usage_period(subscription=live, month=None, now=now)
+        last = subscriptions[0]  # its periods stay those of its last close
+        return last, last.usage_period_start, last.usage_period_end
+    for subscription in subscriptions:
+        start, end = usage_period(subscription=subscription, month=month, now=now)
+        if start < (subscription.ended_at or end) and subscription.started_at < end:
+            return subscription, start, end
+    newest = live or subscriptions[0]
+    return newest, *usage_period(subscription=newest, month=month, now=now)
+
+
 def period_units(
     *, account: Account, starts: list[datetime], meter: str | None = None
 ) -> dict[tuple[datetime, str, str], int]:
@@ -104,8 +133,8 @@ def _late(subscription: Subscription, start: datetime) -> dict[str, int]:
     """F6: late units of closed periods not invoiced yet. They are billed on the open period's
     invoice, so that is the one period that shows them; a closed period's late units were on
     its invoice already, and a later period's will be known when it is open."""
-    if start != subscription.usage_period_start:
-        return {}
+    if subscription.ended_at is not None or start != subscription.usage_period_start:
+        return {}  # an ended subscription has no open period: they wait for a start again
     return late_units_not_invoiced(subscription=subscription)
 
 

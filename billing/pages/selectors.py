@@ -34,6 +34,7 @@ S = InvoiceStatus
 UNPAID = (S.OPEN, S.PAST_DUE, S.REQUIRES_CONFIRMATION)
 FEE_KINDS = {"plan_fee", "addon_fee", "edition_fee", "commitment"}
 USAGE_KINDS = {"overage", "late_usage"}
+PICKER_PERIODS = 24  # closed periods the Usage tab offers to look back at
 ADDON_OF_METER = {
     Meter.AUTOMATED_INTERACTIONS: "Automate",
     Meter.VOICE_TICKETS: "Voice",
@@ -280,6 +281,11 @@ class Usage:
     history: list[tuple[str, dict[str, int]]]  # (period label, units per meter), oldest first
     edition: object = None
     resolutions: "Resolutions | None" = None
+    # The period picker: ("YYYY-MM", label) newest first, and the one shown.
+    periods: list[tuple[str, str]] = field(default_factory=list)
+    selected: str = ""
+    is_over: bool = False  # the period shown has ended: no forecast
+    ended_on: date | None = None  # the subscription shown ended (its last day)
 
 
 @dataclass(frozen=True)
@@ -360,14 +366,28 @@ def daily_counts(*, account: Account, start: datetime) -> dict[str, dict[date, i
 
 
 def usage(
-    *, account: Account, now: datetime, subscription: Subscription | None = None
+    *,
+    account: Account,
+    now: datetime,
+    subscription: Subscription | None = None,
+    month: str | None = None,
 ) -> Usage | None:
+    """The Usage tab: the period under way, or the one starting in `month` ("YYYY-MM", of
+    whichever subscription was in force then). After the end, the ended subscription's last
+    period, and its past periods stay readable (F6). None: never a subscription."""
     subscription = subscription or subscription_current(account=account)
-    if subscription is None:
-        return None
-    start, end = subscription.usage_period_start, subscription.usage_period_end
-    if now >= end:  # the period ended and is not closed yet: show the one under way
-        start, end = metering.usage_period(subscription=subscription, month=None, now=now)
+    under_way = None
+    if subscription is not None:
+        under_way = subscription.usage_period_start, subscription.usage_period_end
+        if now >= under_way[1]:  # the period ended and is not closed yet: the one under way
+            under_way = metering.usage_period(subscription=subscription, month=None, now=now)
+    if month is None and under_way is not None:
+        start, end = under_way
+    else:
+        found = metering.usage_period_of_account(account=account, month=month, now=now)
+        if found is None:
+            return None
+        subscription, start, end = found
     terms = subscription_terms(subscription)
     # Late units come from the closes (late_units), not from the summary's recorded_at scan.
     summary = metering.usage_summary(
@@ -385,13 +405,22 @@ def usage(
     daily = daily_counts(account=account, start=start)
     today = min(now, end).date()
     rows = []
-    # The last five closes, newest first: the history table, and (the newest three) late units.
+    # The closed periods the picker offers, newest first (of every subscription the account
+    # had); the first five make the history table, and the newest three give the late units,
+    # which only the default view shows (billed on the open period's invoice).
     closes = list(
         UsageClose.objects.filter(subscription__account=account)
         .order_by("-period_start")
-        .values_list("period_start", "period_end", "billed_units")[:5]
+        .values_list("period_start", "period_end", "billed_units")[:PICKER_PERIODS]
     )
-    late = late_units(account=account, closes=[(s, units) for s, _, units in closes[:3]])
+    late: dict[str, int] = {}
+    if month is None:
+        late = late_units(account=account, closes=[(s, units) for s, _, units in closes[:3]])
+    picker = [_option(s, e) for s, e, _ in closes]
+    # The period under way first, then one picked that the closes do not list.
+    for period in ((start, end), under_way):
+        if period is not None and (option := _option(*period)) not in picker:
+            picker.insert(0, option)
     for m in summary.meters:
         if m.included is None and not (m.used or m.pending or m.not_billed):
             continue  # neither paid for nor used: nothing to show
@@ -424,7 +453,8 @@ def usage(
             forecast=m.forecast_units,
         )
         rows.append(row)
-    history = [(format_period(s, e), units) for s, e, units in reversed(closes)]
+    # The other periods (the one shown is the table's last column, as counted now).
+    history = [(format_period(s, e), units) for s, e, units in reversed(closes[:5]) if s != start]
     elapsed = max(0, min((now - start).total_seconds(), (end - start).total_seconds()))
     resolutions = None
     if terms.edition is not None:
@@ -447,7 +477,16 @@ def usage(
         history=history,
         edition=terms.edition,
         resolutions=resolutions,
+        periods=picker,
+        selected=_option(start, end)[0],
+        is_over=now >= end,
+        ended_on=last_day(subscription.ended_at) if subscription.ended_at else None,
     )
+
+
+def _option(start: datetime, end: datetime) -> tuple[str, str]:
+    """A period in the Usage tab's picker: the month it starts in (what `?period=` takes)."""
+    return f"{start:%Y-%m}", format_period(start, end)
 
 
 def late_units(

@@ -6,6 +6,8 @@ collection path; a payment already in flight for an invoice answers `Conflict`, 
 flash message.
 """
 
+import re
+
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpResponse
@@ -15,6 +17,7 @@ from django.utils import timezone
 
 from accounts import services as account_services
 from accounts.errors import Conflict, DomainError, NotFound
+from metering.validation import EARLIEST
 from plans.money import format_money
 from plans.selectors import subscription_current
 
@@ -25,6 +28,8 @@ from ..selectors import invoice_document
 from . import selectors
 from .access import already_done, billing_page, first_submission
 from .forms import AiLimitsForm, BillingDetailsForm, TicketLookupForm
+
+_MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
 
 
 def _url(name: str, access, **kwargs) -> str:
@@ -71,7 +76,13 @@ def usage(request, access):
 
 def _usage_page(request, access, ai_form=None, status=200):
     subscription = subscription_current(account=access.account)
-    data = selectors.usage(account=access.account, now=timezone.now(), subscription=subscription)
+    now = timezone.now()
+    data = selectors.usage(
+        account=access.account,
+        now=now,
+        subscription=subscription,
+        month=_usage_month(request.GET.get("period"), now=now),
+    )
     if ai_form is None and subscription is not None:
         ai_form = AiLimitsForm(
             initial={
@@ -87,6 +98,14 @@ def _usage_page(request, access, ai_form=None, status=200):
         tab="usage",
         status=status,
     )
+
+
+def _usage_month(value: str | None, *, now) -> str | None:
+    """`?period=YYYY-MM` of the picker; anything else shows the default period."""
+    match = _MONTH.fullmatch(value or "")
+    if match is None or not EARLIEST.year <= int(match[1]) <= now.year + 1:
+        return None
+    return value
 
 
 @billing_page(change=True, methods=("POST",))
