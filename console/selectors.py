@@ -272,8 +272,11 @@ def invoice_actions(detail: InvoiceDetail, now: datetime) -> list[str]:
     in_flight = any(a.status in payments.IN_FLIGHT for a in detail.attempts)
     held = bool(dunning and dunning.held_reason)
     paused = bool(dunning and dunning.paused_until and dunning.paused_until > now)
+    # A payment waiting for the customer's bank is live: "remind" re-sends its link; a
+    # second payment beside it could be confirmed too.
+    waiting = any(a.status == PaymentAttempt.Status.REQUIRES_ACTION for a in detail.attempts)
     actions = []
-    if invoice.status in payments.CHARGEABLE and not in_flight and not held:
+    if invoice.status in payments.CHARGEABLE and not in_flight and not held and not waiting:
         actions.append("retry")
     if held and invoice.status in payments.CHARGEABLE:
         actions.append("release-hold")

@@ -14,6 +14,11 @@ urlpatterns = [
     path("invoices/", views.invoices, name="invoices"),
     path("invoices/<int:invoice_id>/pdf", views.invoice_pdf, name="invoice-pdf"),
     path("invoices/<int:invoice_id>/retry", views.invoice_retry, name="invoice-retry"),
+    path(
+        "invoices/<int:invoice_id>/resend-link",
+        views.invoice_link_resend,
+        name="invoice-link-resend",
+    ),
     path("pay-outstanding", views.pay_outstanding, name="pay-outstanding"),
     path("plan/", views.plan, name="plan"),
     path("start/", views.start, name="start"),

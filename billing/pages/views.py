@@ -190,6 +190,11 @@ def _charge(request, invoice: Invoice) -> str | None:
     the confirmation page's path when the bank wants the customer (F2)."""
     try:
         attempt = payments.invoice_charge(invoice_id=invoice.pk, trigger="retry")
+    except payments.AwaitingConfirmation as exc:
+        # The payment already made waits for the customer: confirming it is how to pay.
+        messages.info(request, exc.message)
+        waiting = payments.confirmation_attempt(invoice=invoice)
+        return payments.confirmation_path(waiting) if waiting else None
     except Conflict as exc:  # another payment of this invoice is in flight
         messages.warning(request, exc.message)
         return None
@@ -240,6 +245,26 @@ def invoice_retry(request, access, invoice_id: int):
         return _no_card(request, access)
     confirm = _charge(request, invoice)
     return redirect(confirm or back)
+
+
+@billing_page(change=True, methods=("POST",))
+def invoice_link_resend(request, access, invoice_id: int):
+    """ "Email the link again": the same confirmation link, rate-limited (F2)."""
+    back = _url("invoices", access)
+    invoice = selectors.invoice_for_account(account=access.account, invoice_id=invoice_id)
+    if invoice is None:
+        return render(request, "404.html", status=404)
+    if not first_submission(request):
+        return already_done(request, back)
+    try:
+        payments.confirmation_link_resend(invoice=invoice)
+    except DomainError as exc:
+        messages.warning(request, exc.message)
+    else:
+        messages.success(
+            request, f"We emailed the confirmation link again to {access.account.billing_email}."
+        )
+    return redirect(back)
 
 
 def _no_card(request, access):
