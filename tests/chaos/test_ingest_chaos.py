@@ -243,7 +243,7 @@ def test_postgres_connections_terminated_during_a_close_the_retry_completes_it(
     for n in range(4):
         opened(make_account, f"close-{n}")
     run.run_billing(as_of=T0)
-    real = closing._price_close
+    real = closing.claim._price_close
     month, killed, retries, interrupted = T0, 0, 0, 0
     for _ in range(rounds):
         month = (month + timedelta(days=32)).replace(day=1)
@@ -255,7 +255,7 @@ def test_postgres_connections_terminated_during_a_close_the_retry_completes_it(
             return real(*args)
 
         outcome: list = []
-        with mock.patch.object(closing, "_price_close", side_effect=slow_price):
+        with mock.patch.object(closing.claim, "_price_close", side_effect=slow_price):
             closer = threading.Thread(
                 target=lambda at=month, outcome=outcome: outcome.extend(
                     in_threads(1, lambda i: closing.close_all(as_of=at))

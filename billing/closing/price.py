@@ -1,0 +1,298 @@
+"""Pricing one period close in memory: its usage, late usage of earlier periods (F6), the
+cycle-end Voice/SMS months (P4) and the next cycle's fees."""
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Count, Q
+
+from metering.models import Charge, ChargeStatus
+from plans import periods, pricing
+from plans.models import ScheduledChange, Subscription
+
+from ..invoicing import InvoiceDraft
+from ..models import InvoiceReason, UsageClose
+
+# Voice and SMS on annual subscriptions are billed at the cycle's end (P4), not as late usage.
+DEFERRED_ON_ANNUAL = pricing.DEFERRED_ON_ANNUAL
+# Late events older than this are not re-billed (the invoice of a year ago stands as it is);
+# the window reaches further back only to take whole allocation terms (Z9, see docs/pricing.md).
+LATE_LOOKBACK_CLOSES = 12
+
+
+def final_units(subscription: Subscription, start: datetime) -> dict[str, int]:
+    """Units billed in the usage period starting at `start`: final ones; capped ones are
+    recorded but never billed (C2, Z9), pending ones are not final yet."""
+    return units_by_period([(subscription.account_id, start)]).get(
+        (subscription.account_id, start), {}
+    )
+
+
+def units_by_period(
+    pairs: Iterable[tuple[int, datetime]],
+) -> dict[tuple[int, datetime], dict[str, int]]:
+    """Final units per meter for many (account, usage period start) pairs, in one query."""
+    by_start: dict[datetime, set[int]] = defaultdict(set)
+    for account_id, start in pairs:
+        by_start[start].add(account_id)
+    if not by_start:
+        return {}
+    condition = Q()
+    for start, accounts in by_start.items():
+        condition |= Q(period_start=start, account_id__in=accounts)
+    rows = (
+        Charge.objects.filter(condition, status=ChargeStatus.FINAL)
+        .values_list("account_id", "period_start", "meter")
+        .annotate(n=Count("id"))
+    )
+    result: dict[tuple[int, datetime], dict[str, int]] = defaultdict(dict)
+    for account_id, start, meter, n in rows:
+        result[(account_id, start)][meter] = n
+    return result
+
+
+def late_lookback(closes: list[UsageClose]) -> list[UsageClose]:
+    """The closes (newest first) whose late usage is still billed: the last
+    LATE_LOOKBACK_CLOSES, and every earlier close of the allocation terms they touch, so that
+    a term's running total of automated resolutions is always whole (Z9)."""
+    kept = closes[:LATE_LOOKBACK_CLOSES]
+    terms = {_term_key(c) for c in kept if _has_edition(c)}
+    for close in closes[LATE_LOOKBACK_CLOSES:]:
+        if _has_edition(close) and _term_key(close) in terms:
+            kept.append(close)
+    return kept
+
+
+def late_histories(subscriptions: list[Subscription]) -> dict[int, list[UsageClose]]:
+    """F6: per live subscription, the closes whose late units its next close bills, newest
+    first, within the look-back: its own, and those of the account's subscriptions that ended
+    (a merchant who starts again pays the last one's late units on the new one's first close,
+    docs/pricing.md). Two queries for any number of subscriptions.
+
+    Only the live subscription's close writes these rows' `billed_units`, under its lock: an
+    ended subscription is never closed again, and an account has one live subscription at a
+    time (start again locks the account and refuses while one is live)."""
+    owner = {s.pk: s.pk for s in subscriptions}
+    live_of_account = {s.account_id: s.pk for s in subscriptions}
+    ended = dict(
+        Subscription.objects.filter(account_id__in=live_of_account, ended_at__isnull=False)
+        .exclude(pk__in=owner)
+        .values_list("pk", "account_id")
+    )
+    for pk, account_id in ended.items():
+        owner[pk] = live_of_account[account_id]
+    history: dict[int, list[UsageClose]] = defaultdict(list)
+    for close in UsageClose.objects.filter(subscription_id__in=owner).order_by("-period_start"):
+        # An ended subscription's close without a terms snapshot (written before they were
+        # kept) would be priced on the new subscription's terms: it stays as billed.
+        if close.subscription_id in ended and not close.terms:
+            continue
+        history[owner[close.subscription_id]].append(close)
+    return {pk: late_lookback(closes) for pk, closes in history.items()}
+
+
+def _has_edition(close: UsageClose) -> bool:
+    return bool(close.terms and close.terms.get("edition"))
+
+
+def _term_key(close: UsageClose) -> tuple[str, str]:
+    """The allocation term (the billing cycle) a close belongs to, as kept in its snapshot."""
+    start, end = close.terms["cycle"]
+    return start, end
+
+
+@dataclass
+class _Close:
+    """One subscription's close, priced in memory before anything is written."""
+
+    subscription: Subscription
+    closed: pricing.Period
+    snapshot: dict
+    usage: dict[str, int]
+    draft: InvoiceDraft
+    next_cycle: pricing.Period | None
+    changes: list[ScheduledChange]
+    updated_closes: list[UsageClose]
+
+
+def _price_close(subscription, book, addons, scheduled, earlier, units, as_of) -> _Close:
+    closed = pricing.Period(
+        start=subscription.usage_period_start, end=subscription.usage_period_end
+    )
+    cycle = pricing.Period(
+        start=subscription.current_period_start, end=subscription.current_period_end
+    )
+    cycle_ends = closed.end == cycle.end
+    annual = subscription.interval == periods.YEAR
+    terms = book.subscription_terms(subscription, addons)
+    usage = units.get((subscription.account_id, closed.start), {})
+    earlier = [c for c in earlier if c.period_start < closed.start]
+    in_cycle = [c for c in earlier if c.period_start >= cycle.start]
+    history = _History(subscription.account_id, terms, cycle, units)
+    earlier_months = []
+    deferred = in_cycle if annual else []
+    if cycle_ends and annual:
+        # P4: each month of the cycle is rated on the Voice/SMS tier it had (its snapshot).
+        for close in reversed(deferred):
+            counted = history.counted(close)
+            for addon in history.terms_of(close)[0].addons:
+                if addon.meter in DEFERRED_ON_ANNUAL:
+                    period = pricing.Period(start=close.period_start, end=close.period_end)
+                    used = counted.get(addon.meter, 0)
+                    earlier_months.append(
+                        pricing.UsageMonth(period=period, used=used, terms=addon.usage)
+                    )
+            for meter in DEFERRED_ON_ANNUAL:
+                if meter in counted or meter in close.billed_units:
+                    close.billed_units[meter] = counted.get(meter, 0)
+    late, late_closes = _late_usage(history, earlier, deferred)
+    changes = [c for c in scheduled if c.effective_at <= closed.end] if cycle_ends else []
+    next_cycle = next_terms = None
+    ends = any(c.cancel for c in changes)  # the subscription ends here: no next cycle, no fee
+    if cycle_ends and not ends:
+        plan, interval, tiers = subscription.plan, subscription.interval, dict(addons)
+        for change in changes:  # P7: what the next cycle is billed on
+            plan = change.plan or plan
+            interval = change.interval or interval
+            if change.addon_id:
+                tiers[change.addon] = change.addon_tier
+        # The next cycle starts where this one ends, on the anchor's monthly grid.
+        next_start, next_end = periods.cycle_starting(
+            subscription.billing_anchor, closed.end, interval
+        )
+        next_cycle = pricing.Period(start=next_start, end=next_end)
+        next_terms = book.subscription_terms(
+            subscription, addons, plan=plan, interval=interval, tiers=tiers
+        )
+    # Z9: the allocation term is the billing cycle; its earlier months as counted now (any
+    # late change to them is settled by a late line on this same invoice).
+    used_earlier = 0
+    if terms.edition is not None:
+        used_earlier = sum(history.counted(c).get(pricing.RESOLUTIONS_METER, 0) for c in in_cycle)
+    lines = pricing.price_period_close(
+        terms=terms,
+        closed=closed,
+        cycle=cycle,
+        usage=usage,
+        resolutions_used_earlier=used_earlier,
+        earlier_months=earlier_months,
+        late=late,
+        next_cycle=next_cycle,
+        next_terms=next_terms,
+    )
+    draft = InvoiceDraft(
+        subscription=subscription,
+        account_id=subscription.account_id,
+        currency=subscription.account.currency,
+        reason=InvoiceReason.PERIOD_CLOSE,
+        period=closed,
+        lines=lines,
+        note="Includes late usage of earlier periods (F6)." if late else "",
+    )
+    return _Close(
+        subscription,
+        closed,
+        pricing.terms_snapshot(terms=terms, cycle=cycle),
+        usage,
+        draft,
+        next_cycle,
+        changes,
+        [*late_closes, *(deferred if cycle_ends else [])],
+    )
+
+
+class _History:
+    """One subscription's closed periods as they were priced: the terms each one kept, and
+    its units as counted now."""
+
+    def __init__(self, account_id: int, terms: pricing.SubscriptionTerms, cycle, units):
+        self.account_id, self.terms, self.cycle, self.units = account_id, terms, cycle, units
+        self._terms: dict[int, tuple[pricing.SubscriptionTerms, pricing.Period]] = {}
+
+    def counted(self, close: UsageClose) -> dict[str, int]:
+        return self.units.get((self.account_id, close.period_start), {})
+
+    def terms_of(self, close: UsageClose) -> tuple[pricing.SubscriptionTerms, pricing.Period]:
+        """The terms the period was priced on. Closes written before snapshots were kept
+        fall back to the subscription's terms now, as they were always priced before."""
+        if close.pk not in self._terms:
+            if close.terms:
+                self._terms[close.pk] = pricing.terms_from_snapshot(close.terms)
+            else:
+                self._terms[close.pk] = (self.terms, self.cycle)
+        return self._terms[close.pk]
+
+
+def _late_usage(history: _History, earlier: list[UsageClose], deferred: list[UsageClose]):
+    """F6: units of already-invoiced periods that became final since, per meter, priced as
+    the difference of that period's overage on the terms that period had (its snapshot).
+    Voice/SMS months of the running annual cycle are not late: the cycle-end invoice prices
+    them whole (P4). Automated resolutions are settled per allocation term (Z9)."""
+    deferred_ids = {c.pk for c in deferred}
+    late, touched = [], {}
+    for close in earlier:
+        counted = history.counted(close)
+        changed = {
+            meter: now
+            for meter in counted.keys() | close.billed_units.keys()
+            if (now := counted.get(meter, 0)) != close.billed_units.get(meter, 0)
+            and meter != pricing.RESOLUTIONS_METER
+            and not (close.pk in deferred_ids and meter in DEFERRED_ON_ANNUAL)
+        }
+        if not changed:
+            continue
+        terms, _ = history.terms_of(close)
+        by_meter = {addon.meter: addon.usage for addon in terms.addons}
+        if terms.plan is not None:
+            by_meter[terms.plan.helpdesk.meter] = terms.plan.helpdesk
+        period = pricing.Period(start=close.period_start, end=close.period_end)
+        for meter in sorted(changed):
+            # A meter the period did not pay for (an add-on added later, or removed) is free.
+            if meter in by_meter:
+                late.append(
+                    pricing.LateUsage(
+                        period=period,
+                        terms=by_meter[meter],
+                        billed_units=close.billed_units.get(meter, 0),
+                        units=changed[meter],
+                    )
+                )
+            close.billed_units[meter] = changed[meter]
+        touched[close.pk] = close
+    late += _late_resolutions(history, earlier, touched)
+    return late, list(touched.values())
+
+
+def _late_resolutions(history: _History, earlier: list[UsageClose], touched: dict) -> list:
+    """Z9, F6: a term's overage is billed on its running total, so late resolutions (a Z2
+    verdict 72 h after a session, every month) re-rate the term's closed months together:
+    overage(total counted now) − overage(total billed), on the term's latest terms."""
+    terms_by_term: dict[tuple[str, str], list[UsageClose]] = defaultdict(list)
+    for close in earlier:
+        if _has_edition(close):
+            terms_by_term[_term_key(close)].append(close)
+    late = []
+    meter = pricing.RESOLUTIONS_METER
+    for closes in terms_by_term.values():
+        billed = sum(c.billed_units.get(meter, 0) for c in closes)
+        now = sum(history.counted(c).get(meter, 0) for c in closes)
+        if billed == now:
+            continue
+        newest = max(closes, key=lambda c: c.period_start)
+        edition = history.terms_of(newest)[0].edition
+        _, term = history.terms_of(newest)
+        period = pricing.Period(start=term.start, end=newest.period_end)
+        late.append(
+            pricing.LateUsage(
+                period=period,
+                terms=pricing.resolution_terms(edition=edition),
+                billed_units=billed,
+                units=now,
+            )
+        )
+        for close in closes:
+            close.billed_units[meter] = history.counted(close).get(meter, 0)
+            touched[close.pk] = close
+    return late
