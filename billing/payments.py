@@ -107,6 +107,7 @@ class AwaitingConfirmation(PaymentInProgress):
     be confirmed beside it, so none is made while it waits."""
 
     code = "awaiting_confirmation"
+    path = ""
 
 
 class NoPaymentMethod(Conflict):
@@ -122,12 +123,14 @@ def _in_progress(invoice: Invoice) -> PaymentInProgress:
 
 
 def _awaiting(invoice: Invoice, attempt: PaymentAttempt) -> AwaitingConfirmation:
-    return AwaitingConfirmation(
+    error = AwaitingConfirmation(
         f"The payment of invoice {invoice.number} waits for your confirmation with your bank: "
         "confirm it on the secure page (the link we emailed, or Confirm payment). No other "
         "payment is made while it waits.",
         details={"invoice": invoice.number, "confirmation_url": confirmation_url(attempt)},
     )
+    error.path = confirmation_path(attempt)  # where a page sends the customer
+    return error
 
 
 def _no_card(invoice: Invoice) -> NoPaymentMethod:

@@ -1,5 +1,7 @@
 """Read paths of billing, scoped by the requesting principal."""
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db.models import QuerySet
 
@@ -11,13 +13,28 @@ from plans.models import Subscription
 
 from . import statement
 from .closing import DEFERRED_ON_ANNUAL, late_histories, units_by_period
-from .models import Invoice, InvoiceKind
+from .models import Invoice, InvoiceKind, InvoiceStatus
 from .pdf import DocumentLine, InvoiceDocument
 
 
 def invoice_list(*, account: Account) -> QuerySet[Invoice]:
     return (
         Invoice.objects.filter(account=account).select_related("dunning").prefetch_related("lines")
+    )
+
+
+def chargeable_invoices(*, account: Account) -> list[Invoice]:
+    """What "Pay all outstanding" charges: unpaid invoices not held by the cap (an operator
+    decides on those, P8), oldest first. Those waiting for the customer's confirmation are
+    confirmed on the secure page instead."""
+    return list(
+        Invoice.objects.filter(
+            account=account,
+            kind=InvoiceKind.INVOICE,
+            status__in=[InvoiceStatus.PAST_DUE, InvoiceStatus.OPEN],
+        )
+        .exclude(dunning__held_reason__gt="")
+        .order_by("issued_at", "pk")
     )
 
 
@@ -116,3 +133,13 @@ def late_units_not_invoiced(*, subscription: Subscription) -> dict[str, int]:
             if extra > 0:  # fewer units than billed is a correction (a credit), not late usage
                 late[meter] = late.get(meter, 0) + extra
     return late
+
+
+def late_units_shown(*, subscription: Subscription, start: datetime) -> dict[str, int]:
+    """F6: the late units that the usage of the period starting at `start` shows. They are
+    billed on the open period's invoice, so that is the one period that shows them; a closed
+    period's late units were on its invoice already, and a later period's will be known when it
+    is open. Passed to metering.selectors.usage_summary, which knows nothing of invoices."""
+    if subscription.ended_at is not None or start != subscription.usage_period_start:
+        return {}  # an ended subscription has no open period: they wait for a start again
+    return late_units_not_invoiced(subscription=subscription)

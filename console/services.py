@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts.errors import Conflict, DomainError
 from audit.services import audit_record
-from billing import invoicing, notifications, payments, tasks
+from billing import actions, invoicing, notifications, payments, tasks
 from billing.models import Dunning, Invoice, InvoiceKind, InvoiceStatus, PaymentAttempt
 from plans.models import Subscription
 from plans.services import subscription_transition
@@ -41,14 +41,17 @@ def _locked(invoice: Invoice) -> Invoice:
 
 
 def invoice_retry_now(*, invoice: Invoice, reason: str, at: datetime | None = None):
-    """Charge the invoice now, through the one collection path (payments.invoice_charge)."""
+    """Charge the invoice now, through the composer (billing.actions) and so the one
+    collection path."""
     reason, at = _reason(reason), at or timezone.now()
     if invoice.kind != InvoiceKind.INVOICE or invoice.status not in payments.CHARGEABLE:
         raise Conflict(f"Invoice {invoice.number} is {invoice.status}: nothing to collect.")
     # The attempt is committed before Stripe is called (F5), so the operator's row follows
     # the outcome in its own transaction, naming the attempt it caused.
     before = invoice.status
-    attempt = payments.invoice_charge(invoice_id=invoice.pk, trigger="operator", at=at)
+    attempt = actions.invoice_pay(
+        account=invoice.account, invoice=invoice, trigger="operator", at=at
+    ).attempt
     invoice.refresh_from_db()
     after = {"status": invoice.status}
     if attempt is not None:

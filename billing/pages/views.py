@@ -17,16 +17,17 @@ from django.utils import timezone
 
 from accounts import services as account_services
 from accounts.errors import Conflict, DomainError, NotFound
+from accounts.form_tokens import already_done, first_submission
 from metering.validation import EARLIEST
 from plans.money import format_money
 from plans.selectors import subscription_current
 
-from .. import changes, gateway, payments, restart, tasks
+from .. import actions, changes, gateway, payments, restart
 from ..models import Invoice, InvoiceStatus
 from ..pdf import render_invoice_pdf
 from ..selectors import invoice_document
 from . import selectors
-from .access import already_done, billing_page, first_submission
+from .access import billing_page
 from .forms import AiLimitsForm, BillingDetailsForm, TicketLookupForm
 
 _MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
@@ -112,9 +113,6 @@ def _usage_month(value: str | None, *, now) -> str | None:
 def ai_limits(request, access):
     """Z9: keep or pause at the automated-resolution limit, and the account's own monthly
     limit; the caps are re-applied at once to this period's resolutions."""
-    from metering.limits import apply_limits
-    from plans.services import subscription_ai_limits_set
-
     subscription = subscription_current(account=access.account)
     if subscription is None or not subscription.edition_id:
         messages.error(request, "Automated-resolution limits come with per-agent editions.")
@@ -124,15 +122,11 @@ def ai_limits(request, access):
         return _usage_page(request, access, ai_form=form, status=400)
     if not first_submission(request):
         return already_done(request, _url("usage", access))
-    subscription_ai_limits_set(
-        subscription_id=subscription.pk,
+    actions.ai_limits_set(
+        account=access.account,
+        subscription=subscription,
         at_limit=form.cleaned_data["at_limit"],
         monthly_limit=form.cleaned_data["monthly_limit"],
-    )
-    now = timezone.now()
-    apply_limits(
-        touched={(access.account.pk, "automated_resolutions", subscription.usage_period_start)},
-        as_of=now,
     )
     messages.success(request, "Saved: the automated-resolution limits apply from now on.")
     return redirect(_url("usage", access) + "#resolutions")
@@ -185,50 +179,36 @@ def invoice_pdf(request, access, invoice_id: int):
     return response
 
 
-def _charge(request, invoice: Invoice) -> str | None:
-    """Charge one invoice through the one collection path and flash what happened. Returns
-    the confirmation page's path when the bank wants the customer (F2)."""
+def _charge(request, access, invoice: Invoice) -> str | None:
+    """Charge one invoice through the composer and flash what happened. Returns the
+    confirmation page's path when the bank wants the customer (F2)."""
     try:
-        attempt = payments.invoice_charge(invoice_id=invoice.pk, trigger="retry")
+        payment = actions.invoice_pay(account=access.account, invoice=invoice)
     except payments.AwaitingConfirmation as exc:
         # The payment already made waits for the customer: confirming it is how to pay.
         messages.info(request, exc.message)
-        waiting = payments.confirmation_attempt(invoice=invoice)
-        return payments.confirmation_path(waiting) if waiting else None
-    except Conflict as exc:  # another payment of this invoice is in flight
+        return exc.path or None
+    except DomainError as exc:  # another payment of this invoice is in flight
         messages.warning(request, exc.message)
         return None
-    invoice.refresh_from_db()
-    if attempt is None:
-        if invoice.status == InvoiceStatus.PAID:
-            messages.info(request, f"Invoice {invoice.number} is already paid.")
-        else:
-            held = selectors.held_reason(account=invoice.account)
-            messages.warning(
-                request,
-                f"Invoice {invoice.number} was not charged"
-                + (f": {held}." if held else "; nothing to collect now."),
-            )
-        return None
-    # The attempt's outcome is written on its own row by the payment service: read it back.
-    attempt.refresh_from_db()
-    # What this attempt asked for: the invoice's amount due (credit notes off), not its total.
-    amount = format_money(attempt.amount_minor, attempt.currency)
-    if invoice.status == InvoiceStatus.PAID:
-        messages.success(request, f"Invoice {invoice.number} ({amount}) is paid. Thank you!")
-    elif invoice.status == InvoiceStatus.REQUIRES_CONFIRMATION:
-        messages.info(request, f"Your bank asks you to confirm the payment of {amount}.")
-        return payments.confirmation_path(attempt)
-    elif attempt.status in payments.IN_FLIGHT:
-        messages.warning(
-            request,
-            f"The payment of invoice {invoice.number} is being processed; "
-            "this page will show the outcome shortly.",
-        )
-    else:
-        reason = attempt.failure_reason or gateway.reason_for(attempt.failure_code or "")
-        messages.error(request, f"The payment of invoice {invoice.number} failed: {reason}")
-    return None
+    return _flash(request, payment)
+
+
+_LEVELS = {
+    "paid": messages.SUCCESS,
+    "confirm": messages.INFO,
+    "processing": messages.WARNING,
+    "failed": messages.ERROR,
+    "not_charged": messages.WARNING,
+}
+
+
+def _flash(request, payment: actions.Payment) -> str | None:
+    level = _LEVELS[payment.outcome]
+    if payment.outcome == "not_charged" and payment.invoice.status == InvoiceStatus.PAID:
+        level = messages.INFO
+    messages.add_message(request, level, payment.message)
+    return payment.confirm_path or None
 
 
 @billing_page(change=True, methods=("POST",))
@@ -243,7 +223,7 @@ def invoice_retry(request, access, invoice_id: int):
         return already_done(request, back)
     if payments.default_payment_method(access.account.pk) is None:
         return _no_card(request, access)
-    confirm = _charge(request, invoice)
+    confirm = _charge(request, access, invoice)
     return redirect(confirm or back)
 
 
@@ -257,7 +237,7 @@ def invoice_link_resend(request, access, invoice_id: int):
     if not first_submission(request):
         return already_done(request, back)
     try:
-        payments.confirmation_link_resend(invoice=invoice)
+        actions.confirmation_link_resend(invoice=invoice)
     except DomainError as exc:
         messages.warning(request, exc.message)
     else:
@@ -275,20 +255,20 @@ def _no_card(request, access):
 
 @billing_page(change=True, methods=("POST",))
 def pay_outstanding(request, access):
-    """ "Pay all outstanding": each unpaid invoice, oldest first, through the one charge path."""
+    """ "Pay all outstanding": each unpaid invoice, oldest first, through the composer."""
     back = _url("overview", access)
     if not first_submission(request):
         return already_done(request, back)
-    due = selectors.chargeable_invoices(account=access.account)
-    if due and payments.default_payment_method(access.account.pk) is None:
+    try:
+        done = actions.outstanding_pay(account=access.account)
+    except payments.NoPaymentMethod:
         return _no_card(request, access)
-    if not due:
+    if not done:
         messages.info(request, "Nothing to pay: no invoice is waiting for a charge.")
-    for invoice in due:
-        confirm = _charge(request, invoice)
-        if confirm:
-            return redirect(confirm)
-    return redirect(back)
+    confirm = None
+    for payment in done:  # the composer stops at the one the bank wants confirmed
+        confirm = _flash(request, payment)
+    return redirect(confirm or back)
 
 
 # --- plan and add-ons -----------------------------------------------------------------------
@@ -349,13 +329,17 @@ def start(request, access):
         )
     if not first_submission(request):
         return already_done(request, _url("overview", access))
-    if preview.charged_now_minor > 0 and card is None:
-        messages.error(request, "Add a card first: the first cycle is paid at once.")
-        return redirect(_url("payment-method", access))
     try:
-        started = restart.subscription_restart(
-            account=access.account, plan_code=plan_code, interval=interval
+        started = actions.subscription_start_again(
+            account=access.account,
+            plan_code=plan_code,
+            interval=interval,
+            collect="now",
+            card_required=True,
         )
+    except payments.NoPaymentMethod as exc:
+        messages.error(request, exc.message)
+        return redirect(_url("payment-method", access))
     except DomainError as exc:
         messages.error(request, exc.message)
         return redirect(back)
@@ -364,11 +348,8 @@ def start(request, access):
         f"Welcome back: you are on {preview.plan.name} from today. The helpdesk, automation "
         "and campaigns are switched on again.",
     )
-    if started.invoice is not None and started.invoice.status != InvoiceStatus.PAID:
-        confirm = _charge(request, started.invoice)
-        if confirm:
-            return redirect(confirm)
-    return redirect(_url("overview", access))
+    confirm = _flash(request, started.payment) if started.payment else None
+    return redirect(confirm or _url("overview", access))
 
 
 @billing_page()
@@ -444,14 +425,17 @@ def change(request, access):
         )
     if not first_submission(request):
         return already_done(request, _url("overview", access))
-    if preview.kind == "upgrade" and preview.charged_now_minor > 0 and card is None:
-        messages.error(request, "Add a card first: an upgrade is paid at once.")
-        return redirect(_url("payment-method", access))
     try:
-        result = changes.subscription_change(account=access.account, request=change_request)
+        changed = actions.subscription_change(
+            account=access.account, request=change_request, collect="now", card_required=True
+        )
+    except payments.NoPaymentMethod as exc:
+        messages.error(request, exc.message)
+        return redirect(_url("payment-method", access))
     except DomainError as exc:
         messages.error(request, exc.message)
         return redirect(back)
+    result = changed.result
     replaced = "".join(f" It replaces the scheduled change ({c})." for c in result.superseded)
     if result.effective == "period_end":
         messages.success(
@@ -461,12 +445,8 @@ def change(request, access):
         )
         return redirect(_url("overview", access))
     messages.success(request, f"Done: {_change_words(change_request)} from now on.{replaced}")
-    invoice = result.invoice
-    if invoice is not None and invoice.status != InvoiceStatus.PAID:
-        confirm = _charge(request, invoice)
-        if confirm:
-            return redirect(confirm)
-    return redirect(_url("overview", access))
+    confirm = _flash(request, changed.payment) if changed.payment else None
+    return redirect(confirm or _url("overview", access))
 
 
 @billing_page(change=True, methods=("POST",))
@@ -475,7 +455,7 @@ def change_cancel(request, access, change_id: int):
     if not first_submission(request):
         return already_done(request, back)
     try:
-        undone = changes.scheduled_change_cancel(account=access.account, change_id=change_id)
+        undone = actions.scheduled_change_cancel(account=access.account, change_id=change_id)
     except NotFound:
         return render(request, "404.html", status=404)
     except Conflict as exc:
@@ -499,7 +479,7 @@ def subscription_cancel(request, access):
     if not first_submission(request):
         return already_done(request, back)
     try:
-        change, new = changes.subscription_cancel_at_period_end(account=access.account)
+        change, new = actions.subscription_cancel(account=access.account)
     except NotFound as exc:
         messages.error(request, exc.message)
         return redirect(back)
@@ -543,7 +523,7 @@ def payment_method_save(request, access):
     if not first_submission(request):
         return already_done(request, back)
     try:
-        method = payments.payment_method_set(
+        saved = actions.payment_method_save(
             account=access.account,
             stripe_payment_method=gateway.setup_intent_payment_method(
                 setup_intent=request.POST.get("setup_intent", "")
@@ -555,23 +535,13 @@ def payment_method_save(request, access):
     except Exception:  # noqa: BLE001 - a forged or unknown SetupIntent id: say so, no 500
         messages.error(request, "The card was not saved: the card form did not finish.")
         return redirect(back)
-    messages.success(request, f"Saved: {method}. It is used for the next payments.")
-    # Issued invoices never attempted are collected now, as the sweep would; what already
-    # failed is offered (one click), since the merchant may want to choose.
-    tasks.collect_account_soon(access.account.pk)
-    due = [
-        invoice
-        for invoice in selectors.chargeable_invoices(account=access.account)
-        if invoice.status != InvoiceStatus.OPEN
-    ]
-    if due:
-        figures = selectors.account_credit(account=access.account).by_id
-        total = format_money(
-            sum(figures[i.pk].amount_due_minor for i in due), access.account.currency
-        )
+    messages.success(request, f"Saved: {saved.method}. It is used for the next payments.")
+    if saved.unpaid:
+        total = format_money(saved.unpaid_minor, access.account.currency)
+        count = len(saved.unpaid)
         messages.info(
             request,
-            f"{len(due)} unpaid invoice{'s' if len(due) > 1 else ''} ({total}) can be paid "
+            f"{count} unpaid invoice{'s' if count > 1 else ''} ({total}) can be paid "
             "with it now: press “Pay all outstanding”.",
         )
     return redirect(_url("overview", access))

@@ -64,6 +64,9 @@ CASES = {
     "api-invoice": {"GET": ("invoices/{invoice}", None, "tenant")},
     "api-invoice-pdf": {"GET": ("invoices/{invoice}/pdf", None, "tenant")},
     "api-invoice-retry": {"POST": ("invoices/{invoice}/retry", None, "tenant")},
+    "api-invoice-confirmation-link": {
+        "POST": ("invoices/{invoice}/confirmation-link", None, "tenant")
+    },
     "api-payment-method": {
         "PUT": (
             "accounts/{slug}/payment-method",

@@ -153,8 +153,10 @@ def test_F6_the_usage_tab_shows_past_periods_after_the_end(account, logged_in): 
     with at(LATE_ON + timedelta(hours=2)):
         page = logged_in.get("/billing/shop/usage/")
         picked = logged_in.get("/billing/shop/usage/", {"period": "2026-11"})
+        unknown = logged_in.get("/billing/shop/usage/", {"period": "1999-13"})
         hostile = logged_in.get("/billing/shop/usage/", {"period": "2026-11\x00"})
-    assert page.status_code == picked.status_code == hostile.status_code == 200
+    assert page.status_code == picked.status_code == unknown.status_code == 200
+    assert hostile.status_code == 400  # a NUL byte is refused at the edge, whatever the page
     text = page.content.decode()
     assert "No subscription: no usage to show" not in text
     assert "Your subscription ended on <strong>Nov 30, 2026</strong>" in text
@@ -163,7 +165,6 @@ def test_F6_the_usage_tab_shows_past_periods_after_the_end(account, logged_in): 
     # The 60 late units wait for a start again (F6).
     assert "60 from closed periods, billed on the next invoice after you start again" in text
     assert "<strong>410</strong> / 300 included" in picked.content.decode()
-    assert "Usage period Nov 1 – Nov 30, 2026" in hostile.content.decode()
 
 
 def test_F6_the_usage_tab_picks_a_period_of_the_ended_subscription_after_start_again(

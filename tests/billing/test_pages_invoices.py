@@ -125,7 +125,7 @@ def test_a_payment_in_flight_is_a_flash_message_not_an_error(logged_in, account,
     busy = Conflict("A payment of this invoice is already in progress.", code="payment_in_progress")
     with mock.patch.object(payments, "invoice_charge", side_effect=busy) as charge:
         response = logged_in.post(f"/billing/shop/invoices/{invoice.pk}/retry", follow=True)
-    charge.assert_called_once_with(invoice_id=invoice.pk, trigger="retry")
+    charge.assert_called_once_with(invoice_id=invoice.pk, trigger="retry", at=None)
     assert response.status_code == 200
     assert "A payment of this invoice is already in progress." in response.content.decode()
 
@@ -154,7 +154,7 @@ def test_pay_all_outstanding_charges_each_unpaid_invoice_through_retry(
     assert "Pay all outstanding" in page
     with mock.patch.object(payments, "invoice_charge", wraps=payments.invoice_charge) as charge:
         response = logged_in.post("/billing/shop/pay-outstanding", follow=True)
-    charge.assert_called_once_with(invoice_id=invoice.pk, trigger="retry")
+    charge.assert_called_once_with(invoice_id=invoice.pk, trigger="retry", at=None)
     assert "is paid. Thank you!" in response.content.decode()
     assert "Nothing to pay. Thank you!" in response.content.decode()
 
