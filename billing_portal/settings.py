@@ -71,6 +71,8 @@ MIDDLEWARE = [
     # Static files straight from the web process, compressed and cached (no separate server).
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "billing_portal.middleware.ApiBodySizeLimit",
+    # Before anything reads the session cookie or the database: NUL anywhere is a 400.
+    "billing_portal.middleware.RefuseNulBytes",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -263,7 +265,7 @@ REST_FRAMEWORK = {
     # logged-in browser session is no way in (it answers 401).
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["accounts.authentication.KeyScopePermission"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["accounts.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["accounts.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "billing_portal.api_errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
