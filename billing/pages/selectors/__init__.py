@@ -1,0 +1,85 @@
+"""Read paths of the Billing & Usage page. Every function takes the account and filters on it:
+none can return another account's rows.
+
+One module per page (this package re-exports what the views call, `selectors.x`):
+    common     the unpaid statuses, a period's last day, a meter's policy in words
+    scheduled  the banner of every tab: changes scheduled for the cycle's end (P7)
+    overview   the Overview tab          usage    the Usage tab (with resolutions, Z8 Z9)
+    why        "Why was this billed?"    invoices the Invoices tab and the statement's figures
+    plan       the Plan tab, starting again, cancelling at the cycle's end
+    addons     the Add-ons tab
+"""
+
+from .addons import AddOnOption, addon_options
+from .common import UNPAID, S, last_day
+from .invoices import (
+    FEE_KINDS,
+    USAGE_KINDS,
+    InvoiceRow,
+    account_credit,
+    chargeable_invoices,
+    held_reason,
+    invoice_for_account,
+    invoice_rows,
+    outstanding_minor,
+)
+from .overview import Overview, overview
+from .plan import (
+    Ending,
+    PlanOption,
+    StartOption,
+    plan_options,
+    start_options,
+    subscription_ended,
+    subscription_ending,
+)
+from .scheduled import ScheduledRow, scheduled_changes
+from .usage import (
+    ADDON_OF_METER,
+    PICKER_PERIODS,
+    MeterRow,
+    Resolutions,
+    Usage,
+    daily_counts,
+    late_units,
+    usage,
+)
+from .why import Verdict, ticket_explanation
+
+__all__ = [
+    "ADDON_OF_METER",
+    "FEE_KINDS",
+    "PICKER_PERIODS",
+    "UNPAID",
+    "USAGE_KINDS",
+    "AddOnOption",
+    "Ending",
+    "InvoiceRow",
+    "MeterRow",
+    "Overview",
+    "PlanOption",
+    "Resolutions",
+    "S",
+    "ScheduledRow",
+    "StartOption",
+    "Usage",
+    "Verdict",
+    "account_credit",
+    "addon_options",
+    "chargeable_invoices",
+    "daily_counts",
+    "held_reason",
+    "invoice_for_account",
+    "invoice_rows",
+    "last_day",
+    "late_units",
+    "outstanding_minor",
+    "overview",
+    "plan_options",
+    "scheduled_changes",
+    "start_options",
+    "subscription_ended",
+    "subscription_ending",
+    "ticket_explanation",
+    "usage",
+]

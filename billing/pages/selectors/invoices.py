@@ -1,0 +1,123 @@
+"""The Invoices tab: every invoice and credit note with what can be done about it, and the
+statement's figures."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Prefetch
+
+from accounts.models import Account
+
+from ... import statement
+from ...models import Dunning, Invoice, InvoiceKind, PaymentAttempt
+from ...payments import confirmation_path, default_payment_method
+from ...statement import InvoiceFigures
+from .common import UNPAID, S
+
+FEE_KINDS = {"plan_fee", "addon_fee", "edition_fee", "commitment"}
+USAGE_KINDS = {"overage", "late_usage"}
+
+
+@dataclass
+class InvoiceRow:
+    invoice: Invoice
+    usage_period: tuple[datetime, datetime] | None
+    fee_period: tuple[datetime, datetime] | None
+    failure_reason: str
+    confirm_url: str
+    can_retry: bool
+    held_reason: str
+    figures: InvoiceFigures | None = None  # total, credited, paid, amount due (the statement)
+
+
+def _span(lines, kinds) -> tuple[datetime, datetime] | None:
+    chosen = [line for line in lines if line.kind in kinds]
+    if not chosen:
+        return None
+    return min(line.period_start for line in chosen), max(line.period_end for line in chosen)
+
+
+def invoice_rows(
+    *, account: Account, account_statement: statement.AccountStatement | None = None
+) -> list[InvoiceRow]:
+    """Every invoice and credit note of the account, newest first, with what the merchant can
+    do about each: confirm (F2), retry where a retry can succeed (F3)."""
+    has_card = default_payment_method(account.pk) is not None
+    account_statement = account_statement or statement.account_statement(account=account)
+    figures = account_statement.by_id
+    invoices = (
+        Invoice.objects.filter(account=account)
+        .exclude(status=S.DRAFT)
+        .select_related("credited_invoice", "dunning")
+        .prefetch_related("lines", Prefetch("attempts", queryset=PaymentAttempt.objects.all()))
+        .order_by("-issued_at", "-pk")
+    )
+    rows = []
+    for invoice in invoices:
+        lines = list(invoice.lines.all())
+        attempts = sorted(invoice.attempts.all(), key=lambda a: a.number)
+        last = attempts[-1] if attempts else None
+        dunning = getattr(invoice, "dunning", None)
+        held = dunning.held_reason if dunning else ""
+        waiting = (
+            invoice.status == S.REQUIRES_CONFIRMATION
+            and last is not None
+            and last.status == PaymentAttempt.Status.REQUIRES_ACTION
+        )
+        rows.append(
+            InvoiceRow(
+                invoice=invoice,
+                usage_period=_span(lines, USAGE_KINDS),
+                fee_period=_span(lines, FEE_KINDS | {"proration", "credit"}),
+                failure_reason=last.failure_reason if last and invoice.status == S.PAST_DUE else "",
+                confirm_url=confirmation_path(last) if waiting else "",
+                # A retry can succeed only with a card, on an invoice not held by the cap (P8).
+                can_retry=invoice.kind == InvoiceKind.INVOICE
+                and invoice.status in (S.PAST_DUE, S.OPEN)
+                and has_card
+                and not held,
+                held_reason=held,
+                figures=figures.get(invoice.pk),
+            )
+        )
+    return rows
+
+
+def invoice_for_account(*, account: Account, invoice_id: int) -> Invoice | None:
+    return (
+        Invoice.objects.filter(account=account, pk=invoice_id)
+        .exclude(status=S.DRAFT)
+        .select_related("account", "credited_invoice")
+        .first()
+    )
+
+
+def chargeable_invoices(*, account: Account) -> list[Invoice]:
+    """What "Pay all outstanding" charges: unpaid invoices not held by the cap, oldest first.
+    Those waiting for the customer's confirmation are confirmed on the secure page instead."""
+    return list(
+        Invoice.objects.filter(
+            account=account, kind=InvoiceKind.INVOICE, status__in=[S.PAST_DUE, S.OPEN]
+        )
+        .exclude(dunning__held_reason__gt="")
+        .order_by("issued_at", "pk")
+    )
+
+
+def outstanding_minor(*, account: Account) -> int:
+    """What the account owes: the statement's amount owed (credit notes and charges off)."""
+    return statement.account_statement(account=account).amount_owed_minor
+
+
+def account_credit(*, account: Account) -> statement.AccountStatement:
+    """The invoices tab's figures: amount owed, credit balance and each credit's history."""
+    return statement.account_statement(account=account)
+
+
+def held_reason(*, account: Account) -> str:
+    dunning = (
+        Dunning.objects.filter(invoice__account=account, invoice__status__in=UNPAID)
+        .exclude(held_reason="")
+        .first()
+    )
+    return dunning.held_reason if dunning else ""

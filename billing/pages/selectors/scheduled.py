@@ -1,0 +1,60 @@
+"""The banner on every tab: the changes scheduled for the cycle's end (P7), in words."""
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from accounts.models import Account
+from plans.models import ScheduledChange, Subscription
+
+from .common import last_day
+
+
+@dataclass(frozen=True)
+class ScheduledRow:
+    id: int
+    words: str
+    effective_at: datetime
+    cancel: bool = False  # the subscription ends: `ends_on` is its last day
+
+    @property
+    def ends_on(self) -> date:
+        return last_day(self.effective_at)
+
+
+def scheduled_changes(*, account: Account) -> list[ScheduledRow]:
+    """Each change waiting for the cycle's end (P7), described in words: "Pro → Basic"."""
+    rows = (
+        ScheduledChange.objects.filter(
+            subscription__account=account,
+            subscription__ended_at__isnull=True,
+            status=ScheduledChange.Status.SCHEDULED,
+        )
+        .select_related("subscription__plan", "plan", "addon", "addon_tier")
+        .order_by("effective_at", "pk")
+    )
+    result = []
+    for change in rows:
+        subscription = change.subscription
+        parts = []
+        if change.plan_id:
+            parts.append(f"{subscription.plan} → {change.plan} plan")
+        if change.interval:
+            before = subscription.get_interval_display()
+            after = dict(Subscription._meta.get_field("interval").choices)[change.interval]
+            parts.append(f"billing {before} → {after}")
+        if change.addon_id:
+            current = subscription.addons.filter(addon=change.addon).select_related("tier").first()
+            before = current.tier.name if current else "none"
+            after = change.addon_tier.name if change.addon_tier_id else "removed"
+            parts.append(f"{change.addon} add-on: {before} → {after}")
+        if change.cancel:
+            parts.append("your subscription ends")
+        result.append(
+            ScheduledRow(
+                id=change.pk,
+                words="; ".join(parts),
+                effective_at=change.effective_at,
+                cancel=change.cancel,
+            )
+        )
+    return result
