@@ -96,7 +96,9 @@ def invoice_out(
         ]
         attempt = payments.confirmation_attempt(invoice=invoice)
         body["confirmation_url"] = payments.confirmation_url(attempt) if attempt else None
-    return body
+    # One schema, one builder: the answer goes out through the serializer the schema is
+    # drawn from, so a field the schema does not name cannot be sent, nor one left out.
+    return (InvoiceOut if detail else InvoiceSummaryOut)(body).data
 
 
 class HeldOut(serializers.Serializer):
