@@ -56,8 +56,10 @@ chaos: $(STAMP)
 	  $(BIN)/pytest tests/chaos tests/billing/test_fault_proxy.py \
 	  tests/billing/test_reconcile_stripe.py tests/operations/test_beat_lock.py
 
+## ruff, then the import contract of pyproject.toml (the layers of docs/architecture.md).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	DEBUG=true $(BIN)/python manage.py makemigrations --check --dry-run
 
 clean:

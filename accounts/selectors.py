@@ -60,6 +60,21 @@ def billing_access(*, user, slug: str) -> BillingAccess | None:
     return BillingAccess(account=membership.account, role=membership.role)
 
 
+# The operator console's permission (the "billing operators" group holds it). Decided here, below
+# the screens, because the console admits operators and the billing pages send them there.
+OPERATOR_PERMISSION = "audit.use_console"
+
+
+def is_operator(user) -> bool:
+    """A logged-in, active staff member who may use the operator console."""
+    return bool(
+        user.is_authenticated
+        and user.is_active
+        and user.is_staff
+        and user.has_perm(OPERATOR_PERMISSION)
+    )
+
+
 def api_key_list(*, partner=None, account=None) -> QuerySet[ApiKey]:
     """Keys of a partner (all its keys, account keys included) or of one account, newest
     first; the operator console lists them with this."""

@@ -11,7 +11,8 @@ urlpatterns = [
     # plans' account views with the statement of account (credit balance, amount owed) added
     path("accounts", billing_api.AccountsApi.as_view(), name="api-accounts"),
     path("accounts/<slug:slug>", billing_api.AccountDetailApi.as_view(), name="api-account"),
-    path("accounts/<slug:slug>/usage", metering_api.UsageApi.as_view(), name="api-usage"),
+    # metering's usage with the late units that billing's closes know (F6)
+    path("accounts/<slug:slug>/usage", billing_api.UsageApi.as_view(), name="api-usage"),
     path(
         "accounts/<slug:slug>/tickets/<str:ticket>/billing",
         metering_api.TicketBillingApi.as_view(),

@@ -60,6 +60,8 @@ INSTALLED_APPS = [
     "audit",
     "console",
     "operations",
+    # The top layer: its management commands are the demo's (demo_setup, demo_advance, ...).
+    "billing_portal",
     "django_prometheus",
 ]
 

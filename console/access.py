@@ -1,6 +1,7 @@
 """Who may use the console, decided by one decorator on every console view: a logged-in staff
-member holding `audit.use_console` (the "billing operators" group). Anyone else logged in gets
-the same 404 as a page that does not exist, so the console's routes are not advertised.
+member holding `audit.use_console` (the "billing operators" group; the rule itself is
+`accounts.selectors.is_operator`, which the billing pages share). Anyone else logged in gets the
+same 404 as a page that does not exist, so the console's routes are not advertised.
 
 Every view runs inside `acting_as(operator)`: the audit rows written by the services it calls
 name the operator."""
@@ -11,16 +12,9 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import render
 
+from accounts.selectors import is_operator
 from audit.models import Source
 from audit.services import acting_as
-
-PERMISSION = "audit.use_console"
-
-
-def is_operator(user) -> bool:
-    return bool(
-        user.is_authenticated and user.is_active and user.is_staff and user.has_perm(PERMISSION)
-    )
 
 
 def operator_page(*, methods: tuple[str, ...] = ("GET",)):

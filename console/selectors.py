@@ -19,6 +19,7 @@ from billing.models import (
     InvoiceStatus,
     PaymentAttempt,
 )
+from billing.selectors import late_units_shown
 from metering import selectors as metering_selectors
 from metering.models import Reevaluation
 from plans.models import Subscription, SubscriptionStatusChange
@@ -336,6 +337,7 @@ def account_detail(*, account_id: int, now: datetime) -> AccountDetail | None:
             start=subscription.usage_period_start,
             end=subscription.usage_period_end,
             now=now,
+            late=late_units_shown(subscription=subscription, start=subscription.usage_period_start),
         )
     actions = []
     if subscription is not None:

@@ -13,8 +13,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.errors import DomainError
+from accounts.form_tokens import already_done, first_submission
 from billing.models import Invoice
-from billing.pages.access import already_done, first_submission
 from plans.models import Subscription
 
 from . import forms, selectors, services

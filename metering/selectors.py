@@ -3,13 +3,13 @@
 Usage comes from the small indexed table of per-unit verdicts (`Charge`), never from events.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db.models import Sum
 
 from accounts.models import Account
-from billing.selectors import late_units_not_invoiced
 from plans import periods, pricing
 from plans.models import Subscription
 from plans.terms import allocation_term, meter_terms_by_meter, subscription_terms
@@ -129,15 +129,6 @@ def daily_units(*, account: Account, start: datetime, statuses: tuple[str, ...])
     return result
 
 
-def _late(subscription: Subscription, start: datetime) -> dict[str, int]:
-    """F6: late units of closed periods not invoiced yet. They are billed on the open period's
-    invoice, so that is the one period that shows them; a closed period's late units were on
-    its invoice already, and a later period's will be known when it is open."""
-    if subscription.ended_at is not None or start != subscription.usage_period_start:
-        return {}  # an ended subscription has no open period: they wait for a start again
-    return late_units_not_invoiced(subscription=subscription)
-
-
 def usage_summary(
     *,
     account: Account,
@@ -145,19 +136,19 @@ def usage_summary(
     start: datetime,
     end: datetime,
     now: datetime,
-    with_late: bool = True,
+    late: Mapping[str, int] | None = None,
     terms: pricing.SubscriptionTerms | None = None,
 ) -> PeriodUsage:
     """Per meter: used, pending, not billed, late, what is included, overage and a forecast
-    that says how it was made. `with_late=False` skips the late units (0): the Billing page
-    counts late usage from the closes instead."""
+    that says how it was made. `late` is the caller's late units per meter (F6; 0 without):
+    what was invoiced is billing's to know (billing.selectors.late_units_shown)."""
     previous_start, _ = periods.usage_period_containing(
         subscription.billing_anchor, start - timedelta(microseconds=1)
     )
     both = period_units(account=account, starts=[start, previous_start])
     counts = {(m, status): n for (s, m, status), n in both.items() if s == start}
     previous = {(m, status): n for (s, m, status), n in both.items() if s == previous_start}
-    late = _late(subscription, start) if with_late else {}
+    late = late or {}
     terms = terms or subscription_terms(subscription)  # the caller's, when it has them
     by_meter = meter_terms_by_meter(terms)
     paused = {

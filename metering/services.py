@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from celery import current_app
 from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -26,6 +27,8 @@ LEASE = timedelta(minutes=5)
 # A subject that cannot be evaluated is tried again after 1, 2, 4, … minutes, at most 6 hours.
 RETRY_FIRST = timedelta(minutes=1)
 RETRY_MAX = timedelta(hours=6)
+# tasks.reevaluate_pending_task, queued by name after an ingest commits.
+REEVALUATE_PENDING_TASK = "metering.reevaluate_pending"
 # The database or its connection failing is no subject's fault: such a batch is released whole
 # and retried, never set aside subject by subject.
 _NOT_THE_SUBJECTS_FAULT = (OperationalError, InterfaceError)
@@ -158,10 +161,10 @@ def _enqueue_reevaluation() -> None:
     and `run_billing`), and the sender still gets its 202. No retry: a broker that is down
     would hold every ingest request for its connection timeouts.
     """
-    from .tasks import reevaluate_pending_task  # tasks import services
-
     try:
-        reevaluate_pending_task.apply_async(retry=False)
+        # By name: tasks.py imports this module, never the other way round (metering.apps
+        # registers the task in every process, so an in-process run still runs it here).
+        current_app.tasks[REEVALUATE_PENDING_TASK].apply_async(retry=False)
     except Exception:
         logger.exception("Could not queue re-evaluation; the periodic sweep will pick it up")
 

@@ -18,20 +18,12 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_lat
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
-EVENTS = Counter(
-    "portal_events_received",
-    "Usage events received through the API, by outcome (accepted, duplicate, rejected).",
-    ["outcome"],
-)
+# Counted where the events arrive (metering is below us); imported here so that /metrics has it.
+from metering.metrics import EVENTS  # noqa: F401
+
 TASK_FAILURES = Counter(
     "portal_task_failures", "Celery tasks that raised an exception, by task name.", ["task"]
 )
-
-
-def events_observe(*, accepted: int, duplicates: int, rejected: int) -> None:
-    EVENTS.labels("accepted").inc(accepted)
-    EVENTS.labels("duplicate").inc(duplicates)
-    EVENTS.labels("rejected").inc(rejected)
 
 
 class BillingCollector:

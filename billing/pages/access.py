@@ -8,20 +8,16 @@ applied by one decorator to every page, form and file.
 """
 
 import functools
-import uuid
 
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import IntegrityError, transaction
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
-from accounts.models import Account, IdempotencyRecord
-from accounts.selectors import billing_access
+from accounts.models import Account
+from accounts.selectors import billing_access, is_operator
 from audit.models import Source
 from audit.services import acting_as
-from console.access import is_operator
 
 
 def billing_page(*, change: bool = False, methods: tuple[str, ...] = ("GET",)):
@@ -58,34 +54,3 @@ def billing_page(*, change: bool = False, methods: tuple[str, ...] = ("GET",)):
         return wrapper
 
     return decorate
-
-
-# --- double clicks ---------------------------------------------------------------------------
-
-TOKEN_FIELD = "form_token"
-
-
-def new_form_token() -> str:
-    return uuid.uuid4().hex
-
-
-def first_submission(request) -> bool:
-    """True the first time a form's one-time token is posted; False for a double click or a
-    re-post of the same form. The unique (scope, key) row decides, so two concurrent clicks
-    cannot both pass."""
-    token = request.POST.get(TOKEN_FIELD, "")
-    if not token:
-        return True  # forms without a token (none of ours) are not protected
-    try:
-        with transaction.atomic():
-            IdempotencyRecord.objects.create(
-                scope=f"page:user:{request.user.pk}", key=token[:255], request_hash=""
-            )
-    except IntegrityError:
-        return False
-    return True
-
-
-def already_done(request, to: str):
-    messages.info(request, "That form was already sent: nothing more was done.")
-    return redirect(to)

@@ -3,7 +3,7 @@
 from django import template
 from django.utils.html import format_html, format_html_join
 
-from billing.pages.access import TOKEN_FIELD, new_form_token
+from accounts.form_tokens import TOKEN_FIELD, new_form_token
 from billing.pages.rules_text import rule_words
 
 register = template.Library()

@@ -164,7 +164,6 @@ def usage(
         start=start,
         end=end,
         now=now,
-        with_late=False,
         terms=terms,
     )
     by_meter = meter_terms_by_meter(terms)
