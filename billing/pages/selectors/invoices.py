@@ -9,10 +9,10 @@ from django.db.models import Prefetch
 from accounts.models import Account
 
 from ... import statement
-from ...models import Dunning, Invoice, InvoiceKind, PaymentAttempt
+from ...models import Invoice, InvoiceKind, PaymentAttempt
 from ...payments import confirmation_path, default_payment_method
 from ...statement import InvoiceFigures
-from .common import UNPAID, S
+from .common import S
 
 FEE_KINDS = {"plan_fee", "addon_fee", "edition_fee", "commitment"}
 USAGE_KINDS = {"overage", "late_usage"}
@@ -92,18 +92,6 @@ def invoice_for_account(*, account: Account, invoice_id: int) -> Invoice | None:
     )
 
 
-def chargeable_invoices(*, account: Account) -> list[Invoice]:
-    """What "Pay all outstanding" charges: unpaid invoices not held by the cap, oldest first.
-    Those waiting for the customer's confirmation are confirmed on the secure page instead."""
-    return list(
-        Invoice.objects.filter(
-            account=account, kind=InvoiceKind.INVOICE, status__in=[S.PAST_DUE, S.OPEN]
-        )
-        .exclude(dunning__held_reason__gt="")
-        .order_by("issued_at", "pk")
-    )
-
-
 def outstanding_minor(*, account: Account) -> int:
     """What the account owes: the statement's amount owed (credit notes and charges off)."""
     return statement.account_statement(account=account).amount_owed_minor
@@ -112,12 +100,3 @@ def outstanding_minor(*, account: Account) -> int:
 def account_credit(*, account: Account) -> statement.AccountStatement:
     """The invoices tab's figures: amount owed, credit balance and each credit's history."""
     return statement.account_statement(account=account)
-
-
-def held_reason(*, account: Account) -> str:
-    dunning = (
-        Dunning.objects.filter(invoice__account=account, invoice__status__in=UNPAID)
-        .exclude(held_reason="")
-        .first()
-    )
-    return dunning.held_reason if dunning else ""
