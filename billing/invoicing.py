@@ -23,6 +23,7 @@ from plans.services import subscription_transition
 from . import notifications, statement
 from .models import (
     AccountCredit,
+    CreditUse,
     Dunning,
     Invoice,
     InvoiceCounter,
@@ -117,7 +118,7 @@ def invoices_issue(*, drafts: Sequence[InvoiceDraft], at: datetime) -> list[Invo
     it is refunded or used. Bulk writes: closing thousands of periods is a few statements."""
     if not drafts:
         return []
-    carried = _apply_credits(drafts)
+    carried, uses = _apply_credits(drafts)
     numbers = _take_numbers(at.year, len(drafts))
     invoices = []
     for draft, number in zip(drafts, numbers, strict=True):
@@ -156,7 +157,7 @@ def invoices_issue(*, drafts: Sequence[InvoiceDraft], at: datetime) -> list[Invo
             if amount
         ]
     )
-    InvoiceLine.objects.bulk_create(
+    lines = InvoiceLine.objects.bulk_create(
         [
             InvoiceLine(
                 invoice=invoice,
@@ -176,6 +177,22 @@ def invoices_issue(*, drafts: Sequence[InvoiceDraft], at: datetime) -> list[Invo
         ],
         batch_size=2000,
     )
+    if uses:
+        # The lines exist now (bulk_create on PostgreSQL sets their pks): link each use to its
+        # invoice and credit line, by the draft's index and the line's position.
+        by_position = {(line.invoice_id, line.position): line for line in lines}
+        CreditUse.objects.bulk_create(
+            [
+                CreditUse(
+                    credit=use.credit,
+                    invoice=invoices[use.draft],
+                    line=by_position[(invoices[use.draft].pk, use.position)],
+                    amount_minor=use.amount_minor,
+                    created_at=at,
+                )
+                for use in uses
+            ]
+        )
     InvoiceStatusChange.objects.bulk_create(
         [
             InvoiceStatusChange(
@@ -197,15 +214,27 @@ def invoices_issue(*, drafts: Sequence[InvoiceDraft], at: datetime) -> list[Invo
     return invoices
 
 
-def _apply_credits(drafts: Sequence[InvoiceDraft]) -> list[int]:
+@dataclass(frozen=True)
+class _PendingUse:
+    """Credit spent on a draft, written as a CreditUse once the draft's lines exist."""
+
+    draft: int  # index in the drafts
+    position: int  # of the credit line in the draft's lines (1-based, as issued)
+    credit: AccountCredit
+    amount_minor: int
+
+
+def _apply_credits(drafts: Sequence[InvoiceDraft]) -> tuple[list[int], list[_PendingUse]]:
     """Net the accounts' open credits against these invoices, oldest credit first, and carry
     any negative total (a late correction larger than the period's charges, F6) to the
     account's credit instead: an invoice is never below zero. Returns the amount carried per
-    draft. The credits are locked, so two closes cannot spend one credit twice."""
+    draft and the credit spent, for the caller to record in the same transaction. The credits
+    are locked, so two closes cannot spend one credit twice."""
     carried = [0] * len(drafts)
+    pending: list[_PendingUse] = []
     invoices = [i for i, d in enumerate(drafts) if d.kind == InvoiceKind.INVOICE]
     if not invoices:
-        return carried
+        return carried, pending
     credits: dict[tuple[int, str], list[AccountCredit]] = {}
     for credit in (
         AccountCredit.objects.select_for_update()
@@ -234,6 +263,7 @@ def _apply_credits(drafts: Sequence[InvoiceDraft]) -> list[int]:
                     period=draft.period,
                 )
             )
+            pending.append(_PendingUse(i, len(lines), credit, use))
             credit.remaining_minor -= use
             spent.append(credit)
             total -= use
@@ -253,7 +283,7 @@ def _apply_credits(drafts: Sequence[InvoiceDraft]) -> list[int]:
         for note in {c.source for c in spent if c.remaining_minor == 0}:
             if note.kind == InvoiceKind.CREDIT_NOTE and note.status == S.OPEN:
                 invoice_transition(invoice=note, to=S.PAID, reason="credit used")
-    return carried
+    return carried, pending
 
 
 def invoice_issue(*, at: datetime, **draft) -> Invoice:

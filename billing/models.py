@@ -378,6 +378,26 @@ class AccountCredit(models.Model):
         return f"credit of {self.amount_minor} {self.currency} ({self.remaining_minor} left)"
 
 
+class CreditUse(models.Model):
+    """Account credit spent on an invoice: which credit, which invoice, the line that takes it
+    off, how much. The ledger the statement reads; the line's description is only its words."""
+
+    credit = models.ForeignKey(AccountCredit, on_delete=models.PROTECT, related_name="uses")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_uses")
+    # PROTECT: lines are immutable once issued (F5); deleting one must not silently drop a use.
+    line = models.OneToOneField(InvoiceLine, on_delete=models.PROTECT, related_name="credit_use")
+    amount_minor = models.BigIntegerField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_minor__gt=0), name="credituse_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount_minor} of credit {self.credit_id} on invoice {self.invoice_id}"
+
+
 class CloseSetAside(models.Model):
     """A subscription whose billing step raised: recorded for operators, retried with backoff,
     and never blocking the other subscriptions of a run."""

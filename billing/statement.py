@@ -17,7 +17,6 @@ stands and a late payment settles it), but it is written off from collection, so
 in `amount_owed`. Paid, void and draft invoices and credit notes owe nothing.
 """
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,11 +32,11 @@ from .models import (
     AttemptStatus,
     Invoice,
     InvoiceKind,
-    InvoiceLine,
     InvoiceStatus,
     PaymentAttempt,
     PaymentMethod,
 )
+from .models import CreditUse as CreditUseRow  # the row; CreditUse below is the statement's view
 
 S = InvoiceStatus
 # Statuses where an invoice still has something left to pay (see the module's docstring).
@@ -45,20 +44,11 @@ OWING = (S.OPEN, S.PAST_DUE, S.REQUIRES_CONFIRMATION, S.UNCOLLECTIBLE)
 # ... and those whose remainder is counted in the account's amount owed.
 OWED = (S.OPEN, S.PAST_DUE, S.REQUIRES_CONFIRMATION)
 
-# An invoice line that spent account credit names the credit's source document: the one place
-# that writes it (invoicing._apply_credits) and the one that reads it (here) share this form.
-_CREDIT_USE = re.compile(r"^Credit from (?P<source>[^:\s]+): ")
-
 
 def credit_use_description(*, source_number: str, description: str) -> str:
-    """The description of an invoice line that takes account credit off the invoice."""
+    """The words of an invoice line that takes account credit off the invoice. Words only:
+    which credit the line used is its CreditUse row, never read back from here."""
     return f"Credit from {source_number}: {description}"[:300]
-
-
-def credit_use_source(description: str) -> str | None:
-    """The number of the document whose credit an invoice line used; None for other lines."""
-    match = _CREDIT_USE.match(description)
-    return match["source"] if match else None
 
 
 # --- pure arithmetic -------------------------------------------------------------------------
@@ -139,6 +129,7 @@ class Charge:
 class CreditApplied:
     source_number: str  # the document that gave the credit
     amount_minor: int
+    credit_id: int  # the AccountCredit spent
 
 
 @dataclass(frozen=True)
@@ -235,11 +226,10 @@ def _figures(
     *,
     notes: list[Invoice],
     charges: list[Charge],
-    credit_lines: list[tuple[str, int]],
+    applied: list[CreditApplied],
 ) -> InvoiceFigures:
     credited = -sum(note.total_minor for note in notes)
     paid = sum(charge.amount_minor for charge in charges)
-    applied = [CreditApplied(source, amount) for source, amount in credit_lines]
     args = {
         "kind": invoice.kind,
         "status": invoice.status,
@@ -271,8 +261,8 @@ def _figures(
 
 
 def _ledger_rows(*, account_ids: list[int], invoice_ids: list[int] | None = None):
-    """The credit notes, charges and credit lines of the accounts' invoices (or of these
-    invoices only): four queries whatever their number."""
+    """The credit notes, charges and account credit used on the accounts' invoices (or on
+    these invoices only): four queries whatever their number."""
     notes_q, rows_q = Q(account_id__in=account_ids), Q(invoice__account_id__in=account_ids)
     if invoice_ids is not None:
         notes_q, rows_q = Q(credited_invoice_id__in=invoice_ids), Q(invoice_id__in=invoice_ids)
@@ -299,16 +289,16 @@ def _ledger_rows(*, account_ids: list[int], invoice_ids: list[int] | None = None
         .values_list("invoice_id", "amount_minor", "payment_method", "completed_at")
     ):
         charges[invoice_id_].append(Charge(amount, cards.get(method, ""), at))
-    lines: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    for invoice_id_, description, amount in (
-        InvoiceLine.objects.filter(rows_q, kind="credit", description__startswith="Credit from ")
-        .order_by("position")
-        .values_list("invoice_id", "description", "amount_minor")
+    # The credit used comes from CreditUse rows, never from the lines' words: a credit note
+    # whose description happens to read "Credit from ..." is not a use of credit.
+    applied: dict[int, list[CreditApplied]] = defaultdict(list)
+    for invoice_id_, source, amount, credit_id in (
+        CreditUseRow.objects.filter(rows_q)
+        .order_by("line__position")
+        .values_list("invoice_id", "credit__source__number", "amount_minor", "credit_id")
     ):
-        source = credit_use_source(description)
-        if source is not None:
-            lines[invoice_id_].append((source, -amount))
-    return notes, charges, lines
+        applied[invoice_id_].append(CreditApplied(source or "", amount, credit_id))
+    return notes, charges, applied
 
 
 def invoice_figures(invoice: Invoice) -> InvoiceFigures:
@@ -320,7 +310,7 @@ def invoice_figures(invoice: Invoice) -> InvoiceFigures:
 def invoices_figures(invoices: Iterable[Invoice]) -> dict[int, InvoiceFigures]:
     """The figures of these invoices, whatever their accounts (the console's totals)."""
     invoices = list(invoices)
-    notes, charges, lines = _ledger_rows(
+    notes, charges, applied = _ledger_rows(
         account_ids=sorted({invoice.account_id for invoice in invoices}),
         invoice_ids=[invoice.pk for invoice in invoices],
     )
@@ -329,7 +319,7 @@ def invoices_figures(invoices: Iterable[Invoice]) -> dict[int, InvoiceFigures]:
             invoice,
             notes=notes.get(invoice.pk, []),
             charges=charges.get(invoice.pk, []),
-            credit_lines=lines.get(invoice.pk, []),
+            applied=applied.get(invoice.pk, []),
         )
         for invoice in invoices
     }
@@ -358,7 +348,7 @@ def account_statements(*, accounts: Iterable[Account]) -> dict[int, AccountState
         )
         .order_by("-issued_at", "-pk")
     )
-    notes, charges, lines = _ledger_rows(account_ids=ids)
+    notes, charges, applied = _ledger_rows(account_ids=ids)
     numbers = {invoice.pk: invoice.number or "" for invoice in invoices}
     for invoice in invoices:
         statements[invoice.account_id].invoices.append(
@@ -366,15 +356,15 @@ def account_statements(*, accounts: Iterable[Account]) -> dict[int, AccountState
                 invoice,
                 notes=notes.get(invoice.pk, []),
                 charges=charges.get(invoice.pk, []),
-                credit_lines=lines.get(invoice.pk, []),
+                applied=applied.get(invoice.pk, []),
             )
         )
-    # Which invoices used each credit: the credit lines name the credit's source document.
-    uses: dict[tuple[int, str], list[CreditUse]] = defaultdict(list)
-    for invoice in reversed(invoices):  # oldest first
-        for source, amount in lines.get(invoice.pk, []):
-            uses[(invoice.account_id, source)].append(
-                CreditUse(invoice.pk, numbers[invoice.pk], amount, invoice.issued_at)
+    # Which invoices used each credit (their CreditUse rows, read above), oldest first.
+    uses: dict[int, list[CreditUse]] = defaultdict(list)
+    for invoice in reversed(invoices):
+        for use in applied.get(invoice.pk, []):
+            uses[use.credit_id].append(
+                CreditUse(invoice.pk, numbers[invoice.pk], use.amount_minor, invoice.issued_at)
             )
     for credit in (
         AccountCredit.objects.filter(account_id__in=ids)
@@ -395,7 +385,7 @@ def account_statements(*, accounts: Iterable[Account]) -> dict[int, AccountState
                 credited_invoice_number=credited_number,
                 description=credit.description,
                 created_at=credit.created_at,
-                uses=tuple(uses.get((credit.account_id, source.number or ""), ())),
+                uses=tuple(uses.get(credit.pk, ())),
             )
         )
     return statements

@@ -443,6 +443,6 @@ def test_amount_due_arithmetic():
     assert due(status="open", **{**args, "kind": "credit_note"}) == 0
     assert due(status="open", **{**args, "credited_minor": 30000}) == 0  # never below zero
     assert statement.settled_otherwise_minor(status="paid", **{**args, "paid_minor": 15000}) == 5000
-    assert statement.credit_use_source("Credit from 2026-000124: Outage") == "2026-000124"
-    assert statement.credit_use_source("Usage correction, Nov: 3 units fewer") is None
+    words = statement.credit_use_description(source_number="2026-000124", description="Outage")
+    assert words == "Credit from 2026-000124: Outage"  # words only: the use is a CreditUse row
     assert AccountCredit  # the model the credit history reads
