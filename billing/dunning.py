@@ -13,7 +13,7 @@ from plans.models import Subscription
 from plans.services import subscription_transition
 
 from . import notifications, payments
-from .models import Dunning, InvoiceStatus
+from .models import OVERDUE, Dunning, InvoiceStatus
 
 S = InvoiceStatus
 
@@ -70,7 +70,7 @@ def dunning_run(*, as_of: datetime) -> dict[str, int]:
         if not _claim(dunning, "suspend_at", suspend_at=None, next_retry_at=None):
             continue
         invoice = dunning.invoice
-        unpaid = invoice.status in (S.PAST_DUE, S.REQUIRES_CONFIRMATION) and invoice.subscription_id
+        unpaid = invoice.status in OVERDUE and invoice.subscription_id
         # A subscription that ended (its last invoice is charged after the end) has nothing
         # left to suspend: its features are already off; the debt and its retries stand.
         live = unpaid and invoice.subscription.ended_at is None

@@ -22,6 +22,7 @@ from plans.services import subscription_transition
 
 from . import notifications, statement
 from .models import (
+    OVERDUE,
     AccountCredit,
     CreditUse,
     Dunning,
@@ -425,7 +426,7 @@ def _other_unpaid(invoice: Invoice) -> bool:
         Invoice.objects.filter(
             subscription=invoice.subscription,
             kind=InvoiceKind.INVOICE,
-            status__in=[S.PAST_DUE, S.REQUIRES_CONFIRMATION],
+            status__in=OVERDUE,
         )
         .exclude(pk=invoice.pk)
         .exists()

@@ -22,6 +22,15 @@ class InvoiceStatus(models.TextChoices):
     UNCOLLECTIBLE = "uncollectible"
 
 
+# An invoice in these states is still owed: collection may charge it, the statement counts it in
+# the account's amount owed, the page lists it as unpaid.
+UNPAID = (InvoiceStatus.OPEN, InvoiceStatus.PAST_DUE, InvoiceStatus.REQUIRES_CONFIRMATION)
+# The unpaid invoices whose charge was tried and did not go through (it failed, or waits for
+# the customer's confirmation): what dunning suspends for and the console's queue watches. An
+# open invoice is not overdue yet, it simply has not been charged.
+OVERDUE = (InvoiceStatus.PAST_DUE, InvoiceStatus.REQUIRES_CONFIRMATION)
+
+
 class InvoiceKind(models.TextChoices):
     INVOICE = "invoice"
     CREDIT_NOTE = "credit_note", "credit note"

@@ -24,13 +24,20 @@ from plans.services import subscription_transition
 
 from . import gateway, invoicing, notifications
 from .invoicing import invoice_transition
-from .models import Dunning, Invoice, InvoiceKind, InvoiceStatus, PaymentAttempt, PaymentMethod
+from .models import (
+    UNPAID,
+    Dunning,
+    Invoice,
+    InvoiceKind,
+    InvoiceStatus,
+    PaymentAttempt,
+    PaymentMethod,
+)
 
 logger = logging.getLogger(__name__)
 
 S = InvoiceStatus
 A = PaymentAttempt.Status
-CHARGEABLE = (S.OPEN, S.PAST_DUE, S.REQUIRES_CONFIRMATION)
 # After a failed charge: automatic retries on these days, 8 tries within 2 weeks in all
 # (Stripe's recommendation). A hard decline is not retried automatically.
 RETRY_AFTER_DAYS = (1, 2, 4, 6, 8, 11, 14)
@@ -157,7 +164,7 @@ def collectable_invoices(*, account_id: int | None = None) -> QuerySet[Invoice]:
     never_attempted = Q(status=S.OPEN) & ~Exists(
         PaymentAttempt.objects.filter(invoice=OuterRef("pk"))
     )
-    waiting_for_card = Q(status__in=CHARGEABLE, dunning__card_requested_at__isnull=False)
+    waiting_for_card = Q(status__in=UNPAID, dunning__card_requested_at__isnull=False)
     return (
         invoices.filter(
             kind=InvoiceKind.INVOICE,
@@ -209,7 +216,7 @@ def invoice_charge(
             .select_related("account", "subscription")
             .get(pk=invoice_id)
         )
-        if invoice.status not in CHARGEABLE or invoice.kind != InvoiceKind.INVOICE:
+        if invoice.status not in UNPAID or invoice.kind != InvoiceKind.INVOICE:
             return None  # re-checked unpaid just before the attempt
         if invoice.attempts.filter(status__in=IN_FLIGHT).exists():
             raise _in_progress(invoice)
@@ -462,7 +469,7 @@ def _paid(invoice: Invoice, attempt: PaymentAttempt, at: datetime) -> None:
 
 def _needs_confirmation(invoice: Invoice, attempt: PaymentAttempt, at: datetime) -> None:
     """F2: the bank wants the customer: email a secure link, remind on a schedule."""
-    if invoice.status not in CHARGEABLE:
+    if invoice.status not in UNPAID:
         return
     if invoice.status != S.REQUIRES_CONFIRMATION:
         invoice_transition(
@@ -483,7 +490,7 @@ def _needs_confirmation(invoice: Invoice, attempt: PaymentAttempt, at: datetime)
 
 def _failed(invoice: Invoice, attempt: PaymentAttempt, at: datetime) -> None:
     """F3: past due, the reason in words, retries on a schedule (not after a hard decline)."""
-    if invoice.status not in CHARGEABLE:
+    if invoice.status not in UNPAID:
         return
     if invoice.status != S.PAST_DUE:
         invoice_transition(invoice=invoice, to=S.PAST_DUE, reason=attempt.failure_reason, at=at)

@@ -28,6 +28,7 @@ from accounts.models import Account
 from plans.money import format_money
 
 from .models import (
+    UNPAID,
     AccountCredit,
     AttemptStatus,
     Invoice,
@@ -40,9 +41,8 @@ from .models import CreditUse as CreditUseRow  # the row; CreditUse below is the
 
 S = InvoiceStatus
 # Statuses where an invoice still has something left to pay (see the module's docstring).
-OWING = (S.OPEN, S.PAST_DUE, S.REQUIRES_CONFIRMATION, S.UNCOLLECTIBLE)
-# ... and those whose remainder is counted in the account's amount owed.
-OWED = (S.OPEN, S.PAST_DUE, S.REQUIRES_CONFIRMATION)
+# The unpaid ones (models.UNPAID) are those whose remainder counts in the account's amount owed.
+OWING = (*UNPAID, S.UNCOLLECTIBLE)
 
 
 def credit_use_description(*, source_number: str, description: str) -> str:
@@ -157,7 +157,7 @@ class InvoiceFigures:
 
     @property
     def is_owed(self) -> bool:
-        return self.kind == InvoiceKind.INVOICE and self.status in OWED
+        return self.kind == InvoiceKind.INVOICE and self.status in UNPAID
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,14 @@ from django.db.models import Count, Min
 
 from audit.models import AuditEntry
 from billing import statement
-from billing.models import Dunning, Invoice, InvoiceKind, InvoiceStatus, PaymentAttempt
+from billing.models import (
+    OVERDUE,
+    Dunning,
+    Invoice,
+    InvoiceKind,
+    InvoiceStatus,
+    PaymentAttempt,
+)
 from plans.models import Interval, Subscription
 from plans.money import round_minor
 from plans.terms import subscription_terms
@@ -74,11 +81,7 @@ def collections_figures(*, now: datetime) -> Figures:
     for subscription in paying:
         mrr[subscription.account.currency] += monthly_recurring_minor(subscription)
     past_due: dict[str, int] = defaultdict(int)
-    unpaid = list(
-        Invoice.objects.filter(
-            kind=InvoiceKind.INVOICE, status__in=[S.PAST_DUE, S.REQUIRES_CONFIRMATION]
-        )
-    )
+    unpaid = list(Invoice.objects.filter(kind=InvoiceKind.INVOICE, status__in=OVERDUE))
     # What is left on each, from the statement of account (credit notes and charges off).
     figures = statement.invoices_figures(unpaid)
     for invoice in unpaid:

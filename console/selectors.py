@@ -12,6 +12,8 @@ from audit.models import AuditEntry
 from billing import payments, statement
 from billing.invoicing import TRANSITIONS
 from billing.models import (
+    OVERDUE,
+    UNPAID,
     CloseSetAside,
     Dunning,
     Invoice,
@@ -27,7 +29,6 @@ from plans.models import Subscription, SubscriptionStatusChange
 S = InvoiceStatus
 A = PaymentAttempt.Status
 PAGE_SIZE = 25
-UNPAID = (S.PAST_DUE, S.REQUIRES_CONFIRMATION)
 
 
 # --- the attention queue ---------------------------------------------------------------------
@@ -56,7 +57,7 @@ def _attention(kind: str, now: datetime) -> Q:
         "requires_confirmation": Q(status=S.REQUIRES_CONFIRMATION),
         "held": held,
         "unknown": unknown,
-    }.get(kind, Q(status__in=UNPAID) | held | unknown)
+    }.get(kind, Q(status__in=OVERDUE) | held | unknown)
 
 
 def _search(q: str) -> Q:
@@ -138,7 +139,7 @@ def _dunning(invoice: Invoice) -> Dunning | None:
 def _row(invoice: Invoice, attempt: PaymentAttempt | None, now: datetime, due: int = 0) -> QueueRow:
     dunning = _dunning(invoice)
     needs = []
-    if invoice.status in UNPAID:
+    if invoice.status in OVERDUE:
         needs.append(invoice.get_status_display())
     if dunning and dunning.held_reason:
         needs.append("held over the cap")
@@ -238,7 +239,7 @@ def schedule_ahead(
 ) -> list[Step]:
     """The retries, reminders and suspension still to come, from the same constants the
     dunning run uses (payments.RETRY_AFTER_DAYS, REMINDER_AFTER_DAYS, SUSPEND_AFTER)."""
-    if dunning is None or invoice.status not in UNPAID:
+    if dunning is None or invoice.status not in OVERDUE:
         return []
     steps = []
     if dunning.next_retry_at and dunning.first_failed_at:
@@ -277,13 +278,13 @@ def invoice_actions(detail: InvoiceDetail, now: datetime) -> list[str]:
     # second payment beside it could be confirmed too.
     waiting = any(a.status == PaymentAttempt.Status.REQUIRES_ACTION for a in detail.attempts)
     actions = []
-    if invoice.status in payments.CHARGEABLE and not in_flight and not held and not waiting:
+    if invoice.status in UNPAID and not in_flight and not held and not waiting:
         actions.append("retry")
-    if held and invoice.status in payments.CHARGEABLE:
+    if held and invoice.status in UNPAID:
         actions.append("release-hold")
-    if invoice.status in UNPAID:
+    if invoice.status in OVERDUE:
         actions += ["remind", "resume" if paused else "pause"]
-    if not in_flight and invoice.status in (*payments.CHARGEABLE, S.UNCOLLECTIBLE):
+    if not in_flight and invoice.status in (*UNPAID, S.UNCOLLECTIBLE):
         actions.append("mark-paid")
     # A credit note may take what earlier ones left of the total, paid or not.
     left = detail.figures.creditable_minor if detail.figures else 0

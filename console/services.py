@@ -15,12 +15,19 @@ from django.utils import timezone
 from accounts.errors import Conflict, DomainError
 from audit.services import audit_record
 from billing import actions, invoicing, notifications, payments, tasks
-from billing.models import Dunning, Invoice, InvoiceKind, InvoiceStatus, PaymentAttempt
+from billing.models import (
+    OVERDUE,
+    UNPAID,
+    Dunning,
+    Invoice,
+    InvoiceKind,
+    InvoiceStatus,
+    PaymentAttempt,
+)
 from plans.models import Subscription
 from plans.services import subscription_transition
 
 S = InvoiceStatus
-UNPAID = (S.PAST_DUE, S.REQUIRES_CONFIRMATION)
 # A pause is a grace agreed with a customer, not a way to forget an invoice.
 MAX_PAUSE = timedelta(days=90)
 
@@ -44,7 +51,7 @@ def invoice_retry_now(*, invoice: Invoice, reason: str, at: datetime | None = No
     """Charge the invoice now, through the composer (billing.actions) and so the one
     collection path."""
     reason, at = _reason(reason), at or timezone.now()
-    if invoice.kind != InvoiceKind.INVOICE or invoice.status not in payments.CHARGEABLE:
+    if invoice.kind != InvoiceKind.INVOICE or invoice.status not in UNPAID:
         raise Conflict(f"Invoice {invoice.number} is {invoice.status}: nothing to collect.")
     # The attempt is committed before Stripe is called (F5), so the operator's row follows
     # the outcome in its own transaction, naming the attempt it caused.
@@ -104,7 +111,7 @@ def dunning_pause(*, invoice: Invoice, until: datetime, reason: str, at: datetim
         raise DomainError("A pause ends in the future, within 90 days.", details={"field": "until"})
     with transaction.atomic():
         invoice = _locked(invoice)
-        if invoice.status not in UNPAID:
+        if invoice.status not in OVERDUE:
             raise Conflict(f"Invoice {invoice.number} is {invoice.status}: nothing to pause.")
         dunning, _ = Dunning.objects.select_for_update().get_or_create(invoice=invoice)
         before = _schedule(dunning)
@@ -164,7 +171,7 @@ def invoice_mark_paid(*, invoice: Invoice, reference: str, reason: str, at: date
     with transaction.atomic():
         invoice = _locked(invoice)
         if invoice.kind != InvoiceKind.INVOICE or invoice.status not in (
-            *payments.CHARGEABLE,
+            *UNPAID,
             S.UNCOLLECTIBLE,
         ):
             raise Conflict(f"Invoice {invoice.number} is {invoice.status}: it cannot be paid.")
@@ -235,7 +242,7 @@ def invoice_release_hold(*, invoice: Invoice, reason: str, at: datetime | None =
     with transaction.atomic():
         invoice = _locked(invoice)
         dunning = Dunning.objects.select_for_update().filter(invoice=invoice).first()
-        if dunning is None or not dunning.held_reason or invoice.status not in payments.CHARGEABLE:
+        if dunning is None or not dunning.held_reason or invoice.status not in UNPAID:
             raise Conflict(f"Invoice {invoice.number} is not held.")
         before = dunning.held_reason
         dunning.held_reason = ""
@@ -267,7 +274,7 @@ def subscription_suspend(*, subscription: Subscription, reason: str, at: datetim
             reason=f"by an operator: {reason}",
             at=at,
         )
-        unpaid = subscription.invoices.filter(status__in=UNPAID).order_by("issued_at").first()
+        unpaid = subscription.invoices.filter(status__in=OVERDUE).order_by("issued_at").first()
         if unpaid is not None:
             notifications.send("subscription_suspended", subscription.account, invoice=unpaid)
         return audit_record(

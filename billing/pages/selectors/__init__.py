@@ -11,7 +11,7 @@ One module per page (this package re-exports what the views call, `selectors.x`)
 """
 
 from .addons import AddOnOption, addon_options
-from .common import UNPAID, S, last_day
+from .common import S, last_day
 from .invoices import (
     FEE_KINDS,
     USAGE_KINDS,
@@ -48,7 +48,6 @@ __all__ = [
     "ADDON_OF_METER",
     "FEE_KINDS",
     "PICKER_PERIODS",
-    "UNPAID",
     "USAGE_KINDS",
     "AddOnOption",
     "Ending",

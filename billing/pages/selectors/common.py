@@ -1,4 +1,4 @@
-"""What the tabs share: the unpaid statuses, a period's last day, a meter's overage policy
+"""What the tabs share: a period's last day, a meter's overage policy
 in words."""
 
 from datetime import date, datetime, timedelta
@@ -8,7 +8,6 @@ from plans import pricing
 from ...models import InvoiceStatus
 
 S = InvoiceStatus
-UNPAID = (S.OPEN, S.PAST_DUE, S.REQUIRES_CONFIRMATION)
 
 
 def last_day(end: datetime) -> date:

@@ -10,10 +10,10 @@ from plans.selectors import subscription_current
 from plans.terms import TermsBook, subscription_addons
 
 from ... import statement
-from ...models import Invoice, InvoiceKind
+from ...models import UNPAID, Invoice, InvoiceKind
 from ...payments import default_payment_method
 from ...statement import CreditHistory, InvoiceFigures
-from .common import UNPAID, S, last_day
+from .common import S, last_day
 from .plan import subscription_ended
 
 
