@@ -71,6 +71,16 @@ class Role(models.TextChoices):
     LIGHT_AGENT = "light_agent", "light agent"
 
 
+# The one "may manage billing" rule: owners and admins change plans, cards and details and are
+# told about billing; agents only look. Every page, email and query asks here.
+BILLING_MANAGER_ROLES = (Role.OWNER, Role.ADMIN)
+
+
+def may_manage_billing(role: str | None) -> bool:
+    """Whether a member with this role manages the account's billing (None: not a member)."""
+    return role in BILLING_MANAGER_ROLES
+
+
 class Membership(models.Model):
     """A user's seat in an account. Owners and admins manage billing; agents only work tickets."""
 
@@ -88,10 +98,6 @@ class Membership(models.Model):
             models.UniqueConstraint(fields=["user", "account"], name="membership_once"),
             models.CheckConstraint(condition=Q(role__in=Role.values), name="membership_role_valid"),
         ]
-
-    @property
-    def can_manage_billing(self) -> bool:
-        return self.role in (self.Role.OWNER, self.Role.ADMIN)
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.account.slug} ({self.role})"

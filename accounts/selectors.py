@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from django.db.models import QuerySet
 
 from .errors import NotFound
-from .models import Account, ApiKey, Integration, Membership, Role
+from .models import Account, ApiKey, Integration, Membership, may_manage_billing
 from .principals import accounts_for
 
 
@@ -40,7 +40,7 @@ class BillingAccess:
     @property
     def can_change(self) -> bool:
         """Owners and admins change plans, cards and details; agents only look."""
-        return self.role in (Role.OWNER, Role.ADMIN)
+        return may_manage_billing(self.role)
 
 
 def billing_access(*, user, slug: str) -> BillingAccess | None:

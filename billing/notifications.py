@@ -9,7 +9,7 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
 
-from accounts.models import Account, Membership
+from accounts.models import BILLING_MANAGER_ROLES, Account
 from audit.services import audit_record
 
 from . import statement
@@ -55,7 +55,7 @@ def send(template: str, account: Account, *, also: Sequence[str] = (), **context
 def billing_managers(account: Account) -> list[str]:
     """The addresses of the account's members who manage billing (owners and admins)."""
     return sorted(
-        account.memberships.filter(role__in=[Membership.Role.OWNER, Membership.Role.ADMIN])
+        account.memberships.filter(role__in=BILLING_MANAGER_ROLES)
         .exclude(user__email="")
         .values_list("user__email", flat=True)
     )

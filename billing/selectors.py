@@ -23,6 +23,15 @@ def invoice_list(*, account: Account) -> QuerySet[Invoice]:
     )
 
 
+def invoices_recent(*, account: Account, limit: int) -> list[Invoice]:
+    """The account's latest invoices (not credit notes), newest first, with their attempts."""
+    return list(
+        Invoice.objects.filter(account=account, kind=InvoiceKind.INVOICE)
+        .prefetch_related("attempts")
+        .order_by("-created_at")[:limit]
+    )
+
+
 def chargeable_invoices(*, account: Account) -> list[Invoice]:
     """What "Pay all outstanding" charges: unpaid invoices not held by the cap (an operator
     decides on those, P8), oldest first. Those waiting for the customer's confirmation are

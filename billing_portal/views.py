@@ -4,10 +4,10 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
 
-from accounts.models import Membership
+from accounts.models import Membership, may_manage_billing
 from accounts.principals import accounts_for_user
 from billing import payments, statement
-from billing.models import Invoice
+from billing.selectors import invoices_recent
 from console.access import is_operator
 from plans.selectors import subscription_current
 
@@ -21,18 +21,11 @@ def home(request):
     roles = dict(Membership.objects.filter(user=request.user).values_list("account_id", "role"))
     rows = []
     for account in accounts_for_user(request.user).filter(pk__in=roles).order_by("name"):
-        manages = roles.get(account.pk) in (
-            Membership.Role.OWNER,
-            Membership.Role.ADMIN,
-        )
+        manages = may_manage_billing(roles.get(account.pk))
         card = payments.default_payment_method(account.pk)
         invoices = []
         if manages:
-            recent = list(
-                Invoice.objects.filter(account=account, kind="invoice")
-                .prefetch_related("attempts")
-                .order_by("-created_at")[:24]
-            )
+            recent = invoices_recent(account=account, limit=24)
             figures = statement.invoices_figures(recent)  # what is due, as on every surface
             for invoice in recent:
                 attempts = sorted(invoice.attempts.all(), key=lambda a: a.number)
