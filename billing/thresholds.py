@@ -10,6 +10,7 @@ from django.template.loader import render_to_string
 
 from outbox import services as outbox
 from plans import pricing
+from plans.meters import meter_label
 from plans.models import Subscription, SubscriptionAddOn
 from plans.money import format_money, format_unit_price
 from plans.terms import TermsBook, meter_terms_by_meter
@@ -18,13 +19,6 @@ from .closing import units_by_period
 from .models import ThresholdNotice
 
 THRESHOLDS = (80, 100)
-METER_NAMES = {
-    "helpdesk_tickets": "billable helpdesk tickets",
-    "automated_interactions": "automated interactions",
-    "voice_tickets": "voice tickets",
-    "sms_tickets": "SMS tickets",
-    "convert_clicks": "Convert campaign clicks",
-}
 
 
 def usage_thresholds_notify(*, as_of: datetime) -> int:
@@ -103,7 +97,7 @@ def _notify(
         return 0  # another run sent it
     context = {
         "account": account,
-        "meter": METER_NAMES.get(meter, meter),
+        "meter": meter_label(meter),
         "used": used,
         "included": meter_terms.included,
         "threshold": threshold,

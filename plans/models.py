@@ -11,18 +11,24 @@ from django.db.models import Q
 
 from accounts.models import CURRENCIES, CURRENCY_CHOICES, Account
 
-from . import periods
+from . import meters, periods
 
 
 class Meter(models.TextChoices):
-    """The six meters of the rule book, §1 (the same codes as metering.rules.types)."""
+    """The six meters of the rule book, §1, as model choices: codes and labels are plans.meters'."""
 
-    HELPDESK_TICKETS = "helpdesk_tickets", "helpdesk tickets"
-    AUTOMATED_INTERACTIONS = "automated_interactions", "automated interactions"
-    VOICE_TICKETS = "voice_tickets", "voice tickets"
-    SMS_TICKETS = "sms_tickets", "SMS tickets"
-    CONVERT_CLICKS = "convert_clicks", "Convert clicks"
-    AUTOMATED_RESOLUTIONS = "automated_resolutions", "automated resolutions"
+    HELPDESK_TICKETS = meters.HELPDESK_TICKETS, meters.LABELS[meters.HELPDESK_TICKETS]
+    AUTOMATED_INTERACTIONS = (
+        meters.AUTOMATED_INTERACTIONS,
+        meters.LABELS[meters.AUTOMATED_INTERACTIONS],
+    )
+    VOICE_TICKETS = meters.VOICE_TICKETS, meters.LABELS[meters.VOICE_TICKETS]
+    SMS_TICKETS = meters.SMS_TICKETS, meters.LABELS[meters.SMS_TICKETS]
+    CONVERT_CLICKS = meters.CONVERT_CLICKS, meters.LABELS[meters.CONVERT_CLICKS]
+    AUTOMATED_RESOLUTIONS = (
+        meters.AUTOMATED_RESOLUTIONS,
+        meters.LABELS[meters.AUTOMATED_RESOLUTIONS],
+    )
 
 
 class Interval(models.TextChoices):

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 
+from plans.meters import meter_label
+
 from .core import DEFERRED_ON_ANNUAL, PricingError
 from .inputs import Period, UsageMonth
-from .lines import Line, _line, _meter_label, _period_label, _sentence
+from .lines import Line, _line, _period_label, _sentence
 from .overage import extra_units, overage_quantity
 
 # --- P4: Voice and SMS on an annual cycle ---------------------------------------------------
@@ -42,7 +44,7 @@ def deferred_usage_lines(*, months: Sequence[UsageMonth], cycle: Period) -> tupl
             continue
         extra = sum(extra_units(terms=m.terms, used=m.used) for m in group)
         description = (
-            f"{_sentence(_meter_label(meter))} overage, cycle {_period_label(cycle)}:"
+            f"{_sentence(meter_label(meter))} overage, cycle {_period_label(cycle)}:"
             f" {extra:,} over the monthly allowances of {len(group)} month(s)"
         )
         if policy == "per_block":

@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal, get_args
 
+from plans import meters
+
 Policy = Literal["per_unit", "per_block", "hard_cap", "none"]
 Interval = Literal["month", "year"]
 AtLimit = Literal["keep", "pause"]
@@ -22,10 +24,10 @@ LineKind = Literal[
 ]
 Change = Literal["upgrade", "downgrade", "none"]
 
-HELPDESK_METER = "helpdesk_tickets"
-RESOLUTIONS_METER = "automated_resolutions"
+HELPDESK_METER = meters.HELPDESK_TICKETS
+RESOLUTIONS_METER = meters.AUTOMATED_RESOLUTIONS
 # P4: on an annual subscription these add-on meters are charged at the end of the cycle.
-DEFERRED_ON_ANNUAL = frozenset({"voice_tickets", "sms_tickets"})
+DEFERRED_ON_ANNUAL = frozenset({meters.VOICE_TICKETS, meters.SMS_TICKETS})
 ANNUAL_FEE_MONTHS = 10  # P1: "two months off"
 MIN_COMMITMENT_UNITS = 100  # Z9
 YEARLY_RESOLUTION_CAP = 10_000  # Z8

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from plans.meters import meter_label
+
 from .core import HELPDESK_METER, RESOLUTIONS_METER
 from .inputs import LateUsage
-from .lines import Line, _line, _meter_label, _period_label
+from .lines import Line, _line, _period_label
 from .overage import overage_quantity
 
 # --- F6: late usage -------------------------------------------------------------------------
@@ -28,7 +30,7 @@ def late_usage_line(*, late: LateUsage) -> Line | None:
     if owed == billed:
         return None
     price = terms.overage_unit_price or Decimal(0)
-    label = f"{_meter_label(terms.meter)}, {_period_label(late.period)}"
+    label = f"{meter_label(terms.meter)}, {_period_label(late.period)}"
     rules = ("F6", _source_rule(terms.meter))
     if owed > billed:
         return _line(

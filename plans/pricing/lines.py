@@ -13,14 +13,6 @@ from plans.money import round_minor
 from .core import LineKind, PricingError, _choice, _count
 from .inputs import Period
 
-_METER_LABELS = {
-    "helpdesk_tickets": "helpdesk tickets",
-    "automated_interactions": "automated interactions",
-    "voice_tickets": "voice tickets",
-    "sms_tickets": "SMS tickets",
-    "convert_clicks": "campaign clicks",
-    "automated_resolutions": "automated resolutions",
-}
 _MONTHS = (
     "January",
     "February",
@@ -116,10 +108,6 @@ def _lump(
         period=period,
         rules=rules,
     )
-
-
-def _meter_label(meter: str) -> str:
-    return _METER_LABELS.get(meter, meter.replace("_", " "))
 
 
 def _sentence(label: str) -> str:

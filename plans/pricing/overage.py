@@ -5,11 +5,12 @@ from __future__ import annotations
 from decimal import Decimal
 from fractions import Fraction
 
+from plans.meters import meter_label
 from plans.money import round_minor
 
 from .core import _count
 from .inputs import MeterTerms, Period
-from .lines import Line, _line, _meter_label, _period_label
+from .lines import Line, _line, _period_label
 
 # --- P2, P3: overage in arrears -------------------------------------------------------------
 
@@ -42,7 +43,7 @@ def _overage_description(
     subject: str, terms: MeterTerms, period: Period, extra: int, quantity: int
 ) -> str:
     text = (
-        f"{subject}, {_meter_label(terms.meter)} overage, {_period_label(period)}:"
+        f"{subject}, {meter_label(terms.meter)} overage, {_period_label(period)}:"
         f" {extra:,} over the {terms.included:,} included"
     )
     if terms.policy == "per_block":

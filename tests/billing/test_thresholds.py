@@ -34,7 +34,7 @@ def test_80_then_100_percent_emails_once_each_per_period(make_account, bill):
     bill(T0 + timedelta(days=3))
     [eighty] = mail.outbox
     assert eighty.to == ["billing@shop.example"]
-    assert eighty.subject == "You have used 80% of your billable helpdesk tickets this period"
+    assert eighty.subject == "You have used 80% of your helpdesk tickets this period"
     assert "240 of the 300" in eighty.body and "$40.00 per block of 100" in eighty.body
     assert "240" in eighty.alternatives[0][0]
     bill(T0 + timedelta(days=4))
@@ -51,6 +51,6 @@ def test_a_jump_past_100_percent_sends_one_email_not_two(make_account, bill):
     ingest_many(account, tickets(60, T0 + timedelta(days=1)), now=T0 + timedelta(days=2))
     bill(T0 + timedelta(days=2))
     assert [m.subject for m in mail.outbox] == [
-        "You have used 100% of your billable helpdesk tickets this period"
+        "You have used 100% of your helpdesk tickets this period"
     ]
     assert "$0.40 each" in mail.outbox[0].body

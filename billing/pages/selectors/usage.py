@@ -8,7 +8,7 @@ from accounts.models import Account
 from accounts.selectors import account_integration_count
 from metering import selectors as metering
 from metering.models import ChargeStatus
-from plans import pricing
+from plans import meters, pricing
 from plans.models import Meter, Subscription
 from plans.money import format_period
 from plans.selectors import subscription_current
@@ -167,7 +167,7 @@ def usage(
         terms=terms,
     )
     by_meter = meter_terms_by_meter(terms)
-    labels = dict(Meter.choices)
+    labels = meters.LABELS
     days = charts.period_days(start.date(), last_day(end))
     daily = daily_counts(account=account, start=start)
     today = min(now, end).date()

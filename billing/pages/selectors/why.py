@@ -6,7 +6,7 @@ from datetime import datetime
 from accounts.models import Account
 from metering import selectors as metering
 from metering.models import ChargeStatus
-from plans.models import Meter
+from plans import meters
 
 from ..rules_text import rule_words
 
@@ -24,7 +24,7 @@ class Verdict:
 
 def ticket_explanation(*, account: Account, ticket: str) -> list[Verdict]:
     """Why one ticket was (or was not) billed, per meter, with each rule in words."""
-    labels = dict(Meter.choices)
+    labels = meters.LABELS
     return [
         Verdict(
             meter=labels.get(charge.meter, charge.meter),
