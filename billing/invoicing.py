@@ -14,7 +14,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.errors import Conflict
-from audit.services import audit_entry, audit_record, audit_record_many
+from audit.services import audit_entry, audit_record_many
+from audit.transitions import status_transition
 from outbox import services as outbox
 from plans import pricing
 from plans.models import Subscription
@@ -60,27 +61,30 @@ def invoice_transition(
 ) -> Invoice:
     """Move an invoice to another status, checked against TRANSITIONS, locked and audited."""
     at = at or timezone.now()
-    with transaction.atomic():
-        locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
-        if to not in TRANSITIONS[locked.status]:
-            raise InvalidTransition(
-                f"Invoice {locked} is {locked.status}; it cannot become {to}.",
-                details={"from": locked.status, "to": to},
-            )
+
+    def refuse(locked: Invoice) -> InvalidTransition:
+        return InvalidTransition(
+            f"Invoice {locked} is {locked.status}; it cannot become {to}.",
+            details={"from": locked.status, "to": to},
+        )
+
+    def on_change(locked: Invoice, before: str) -> None:
         InvoiceStatusChange.objects.create(
-            invoice=locked, from_status=locked.status, to_status=to, reason=reason, at=at
+            invoice=locked, from_status=before, to_status=to, reason=reason, at=at
         )
-        audit_record(
-            action="invoice.status",
-            obj=locked,
-            before=locked.status,
-            after=to,
-            reason=reason,
-            at=at,
-        )
-        locked.status = to
-        locked.save(update_fields=["status"])
         outbox.invoice_status_emit(locked)
+
+    locked, _ = status_transition(
+        model=Invoice,
+        pk=invoice.pk,
+        to=to,
+        allowed=TRANSITIONS,
+        action="invoice.status",
+        reason=reason,
+        at=at,
+        refuse=refuse,
+        on_change=on_change,
+    )
     invoice.status = to
     return locked
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 from accounts import services as account_services
 from accounts.errors import Conflict, DomainError
 from accounts.models import Account, Partner
-from audit.services import audit_record
+from audit.transitions import status_transition
 from outbox import services as outbox
 
 from . import periods
@@ -191,33 +191,28 @@ SUBSCRIPTION_TRANSITIONS = {
 def subscription_transition(*, subscription_id: int, to: str, reason: str, at: datetime) -> bool:
     """Move a subscription to another status, locked and audited. Returns whether it moved:
     asking for the status it already has is not an error (payments converge, F4)."""
-    with transaction.atomic():
-        subscription = Subscription.objects.select_for_update().get(pk=subscription_id)
-        if subscription.status == to:
-            return False
-        if to not in SUBSCRIPTION_TRANSITIONS[subscription.status]:
-            raise Conflict(f"A {subscription.status} subscription cannot become {to}.")
+
+    def on_change(subscription: Subscription, before: str) -> None:
         SubscriptionStatusChange.objects.create(
-            subscription=subscription,
-            from_status=subscription.status,
-            to_status=to,
-            reason=reason,
-            at=at,
+            subscription=subscription, from_status=before, to_status=to, reason=reason, at=at
         )
         outbox.subscription_status_emit(
-            account_id=subscription.account_id, was=subscription.status, now=to, reason=reason
+            account_id=subscription.account_id, was=before, now=to, reason=reason
         )
-        audit_record(
-            action="subscription.status",
-            obj=subscription,
-            before=subscription.status,
-            after=to,
-            reason=reason,
-            at=at,
-        )
-        subscription.status = to
-        subscription.save(update_fields=["status"])
-        return True
+
+    _, moved = status_transition(
+        model=Subscription,
+        pk=subscription_id,
+        to=to,
+        allowed=SUBSCRIPTION_TRANSITIONS,
+        action="subscription.status",
+        reason=reason,
+        at=at,
+        refuse=lambda s: Conflict(f"A {s.status} subscription cannot become {to}."),
+        on_change=on_change,
+        same_is_noop=True,
+    )
+    return moved
 
 
 def subscription_ai_limits_set(
