@@ -11,7 +11,6 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from metering import limits as metering_limits
 from metering import services as metering_services
 
 from . import closing, dunning, payments, webhooks
@@ -41,9 +40,7 @@ def run_billing(
     invoice in production); by default invoices are charged here, in turn."""
     as_of = as_of or timezone.now()
     run = BillingRun(as_of=as_of)
-    run.windows_finalized = metering_services.windows_finalize(as_of=as_of)
-    metering_services.usage_days_fold()  # the counters the pages read stay one row a key
-    metering_limits.entitlements_expire(as_of=as_of)
+    run.windows_finalized = metering_services.metering_tick(as_of=as_of)
     issued = closing.close_all(as_of=as_of)
     run.invoices, run.changes_applied, run.set_aside = (
         issued.invoices,

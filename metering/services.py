@@ -70,7 +70,10 @@ def events_ingest(
     account_ids = _resolve_accounts(valid, accounts, fixed_account)
     rows, seen = [], set()
     for index, event in valid:
-        slug = event.account or fixed_account.slug
+        slug = event.account
+        if not slug:
+            assert fixed_account is not None  # without a fixed account it was rejected above
+            slug = fixed_account.slug
         account_id = account_ids.get(slug)
         if account_id is None:
             result.reject(index, EventError("account", f"No account '{slug}'.", "not_found"))
@@ -199,8 +202,8 @@ def _reevaluate_claims(claims: list[tuple], *, as_of: datetime) -> dict[tuple, s
     try:
         with transaction.atomic():
             failed_subjects = reevaluate(subjects=[claim[2:] for claim in claims], as_of=as_of)
-            failed = {claim: failed_subjects[claim[2:]] for claim in claims}
-            failed = {claim: error for claim, error in failed.items() if error is not None}
+            outcomes = {claim: failed_subjects[claim[2:]] for claim in claims}
+            failed = {claim: error for claim, error in outcomes.items() if error is not None}
             done = [claim for claim in claims if claim not in failed]
             event_store.finish_reevaluations(done, done=True)
             return failed
@@ -272,6 +275,16 @@ def windows_finalize(*, as_of: datetime) -> int:
     return reevaluate_all_pending(as_of=as_of)
 
 
+def metering_tick(*, as_of: datetime) -> int:
+    """What metering's clock does, in one order wherever it runs (the periodic task and each
+    run_billing): pending windows that closed become final, the per-day counters are folded,
+    and pauses that ran out lift. Returns the subjects re-evaluated."""
+    finalized = windows_finalize(as_of=as_of)
+    usage_days_fold()  # the counters the pages read stay one row a key
+    limits.entitlements_expire(as_of=as_of)
+    return finalized
+
+
 def usage_days_fold() -> int:
     """Periodic: merge the per-day counters' appended rows, so that a page reads about one
     row per (period, meter, day, status) however often charges changed (see UsageDay)."""
@@ -324,7 +337,8 @@ def reevaluate(
 
     ticket_events = _load_events("ticket", tickets)  # one query for the whole batch
     for account_id, account_families in families.items():
-        by_ticket: dict[str, list[rules.Event]] = defaultdict(list)
+        # Keyed by Event.ticket, optional in the type; every event loaded by ticket has one.
+        by_ticket: dict[str | None, list[rules.Event]] = defaultdict(list)
         for event in ticket_events.get(account_id, ()):
             by_ticket[event.ticket].append(event)
         for family in account_families:
@@ -339,7 +353,7 @@ def reevaluate(
             continue
         events = _load_events("session", wanted, event_type=event_type)
         for account_id, sessions in wanted.items():
-            grouped: dict[str, list[rules.Event]] = defaultdict(list)
+            grouped: dict[str | None, list[rules.Event]] = defaultdict(list)
             for event in events.get(account_id, ()):
                 grouped[event.session].append(event)
             for session in sessions:

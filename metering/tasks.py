@@ -3,7 +3,7 @@
 from celery import shared_task
 from django.utils import timezone
 
-from . import limits, services
+from . import services
 
 
 @shared_task(name="metering.reevaluate_pending")
@@ -14,13 +14,9 @@ def reevaluate_pending_task() -> int:
 
 @shared_task(name="metering.finalize_windows")
 def finalize_windows_task() -> int:
-    """Periodic: pending windows that closed become final; expired pauses lift; the per-day
-    usage counters are folded."""
-    now = timezone.now()
-    limits.entitlements_expire(as_of=now)
-    finalized = services.windows_finalize(as_of=now)
-    services.usage_days_fold()
-    return finalized
+    """Periodic: pending windows that closed become final, the per-day usage counters are
+    folded, expired pauses lift (services.metering_tick, as run_billing does)."""
+    return services.metering_tick(as_of=timezone.now())
 
 
 @shared_task(name="metering.partitions_maintain")
