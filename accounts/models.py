@@ -234,7 +234,7 @@ class ApiKey(models.Model):
         return scope in self.scopes
 
     def __str__(self) -> str:
-        scope = self.account.slug if self.account_id else f"partner {self.partner}"
+        scope = self.account.slug if self.account else f"partner {self.partner}"
         return f"{self.prefix}… ({scope})"
 
 

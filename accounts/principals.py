@@ -26,6 +26,10 @@ class KeyPrincipal:
     def accounts(self) -> QuerySet[Account]:
         if self.key.account_id is not None:
             return Account.objects.filter(pk=self.key.account_id)
+        if self.key.partner_id is None:
+            # The key's check constraint rules this out; were it to happen, filtering on a NULL
+            # partner would reach every partnerless account, so it reaches none.
+            return Account.objects.none()
         return Account.objects.filter(partner_id=self.key.partner_id)
 
     def __str__(self) -> str:

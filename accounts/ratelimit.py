@@ -41,7 +41,9 @@ def hit(*, key_id: int, bucket: str, now: float | None = None) -> tuple[int, flo
     name = f"ratelimit:{key_id}:{bucket}:{window}"
     if isinstance(cache, RedisCache):
         full = cache.make_and_validate_key(name)
-        pipe = cache._cache.get_client(full, write=True).pipeline(transaction=False)
+        # RedisCache's client is private (`_cache`, absent from django-stubs); the public API has
+        # no pipeline, and INCR + EXPIRE NX must go in one round trip.
+        pipe = cache._cache.get_client(full, write=True).pipeline(transaction=False)  # type: ignore[attr-defined]
         pipe.incr(full)
         pipe.expire(full, WINDOW_SECONDS + 5, nx=True)
         count, _ = pipe.execute()

@@ -2,7 +2,7 @@
 
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -49,19 +49,24 @@ def api_exception_handler(exc, context) -> Response | None:
             ((c, m) for cls, (c, m) in _DRF_CODES.items() if isinstance(exc, cls)),
             (exc.default_code, None),
         )
-        if isinstance(exc, exceptions.PermissionDenied) and exc.get_codes() != "permission_denied":
-            code = exc.get_codes()  # e.g. insufficient_scope, from KeyScopePermission
+        if isinstance(exc, exceptions.PermissionDenied):
+            denied = exc.get_codes()  # a string: PermissionDenied carries one message
+            if isinstance(denied, str) and denied != "permission_denied":
+                code = denied  # e.g. insufficient_scope, from KeyScopePermission
         details = {}
+        wait: float | None = None
         if isinstance(exc, exceptions.Throttled):
-            message = f"Too many requests for this key; retry in {exc.wait} s."
-            details = {"retry_after": exc.wait}
+            # Throttled.__init__ sets `wait`; djangorestframework-stubs does not declare it.
+            wait = exc.wait  # type: ignore[attr-defined]
+            message = f"Too many requests for this key; retry in {wait} s."
+            details = {"retry_after": wait}
         response = Response(
             error_body(code, message or str(exc.detail), details), status=exc.status_code
         )
         if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
             response["WWW-Authenticate"] = "Bearer"
-        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-            response["Retry-After"] = str(int(exc.wait))
+        if wait is not None:
+            response["Retry-After"] = str(int(wait))
         return response
     return None
 
@@ -83,7 +88,7 @@ def _first_message(detail) -> str:
     return str(detail) or "Invalid input."
 
 
-def json_not_found(request, exception=None) -> JsonResponse:
+def json_not_found(request, exception=None) -> HttpResponse:
     """404 for unknown URLs: JSON under /api/, the plain page elsewhere."""
     if request.path.startswith("/api/"):
         return JsonResponse(error_body("not_found", "No such endpoint."), status=404)
@@ -92,7 +97,7 @@ def json_not_found(request, exception=None) -> JsonResponse:
     return page_not_found(request, exception)
 
 
-def json_server_error(request) -> JsonResponse:
+def json_server_error(request) -> HttpResponse:
     if request.path.startswith("/api/"):
         return JsonResponse(
             error_body("server_error", "Something went wrong on our side; it was logged."),

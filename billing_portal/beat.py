@@ -57,7 +57,8 @@ class LockedScheduler(PersistentScheduler):
         was = self.holding
         try:
             if self.holding:
-                self.holding = bool(client.eval(_RENEW, 1, LOCK_KEY, self.token, ttl_ms))
+                # Redis hands a script its ARGV as strings whatever we send: send one.
+                self.holding = bool(client.eval(_RENEW, 1, LOCK_KEY, self.token, str(ttl_ms)))
             if not self.holding:
                 self.holding = bool(client.set(LOCK_KEY, self.token, nx=True, px=ttl_ms))
         except redis.RedisError as exc:

@@ -38,13 +38,17 @@ def offset_write(path: Path, offset: timedelta) -> None:
 def install(path: Path) -> None:
     """Make `timezone.now()` answer the real time plus the offset in `path`."""
     real_now = timezone.now
-    state = {"offset": offset_read(path), "read_at": time.monotonic()}
+    offset = offset_read(path)
+    read_at = time.monotonic()
 
     def now() -> datetime:
-        if time.monotonic() - state["read_at"] > _REFRESH_SECONDS:
-            state["offset"] = offset_read(path)
-            state["read_at"] = time.monotonic()
-        return real_now() + state["offset"]
+        # The file is read again now and then, so that `demo_advance` run in another process
+        # moves this one's clock too.
+        nonlocal offset, read_at
+        if time.monotonic() - read_at > _REFRESH_SECONDS:
+            offset = offset_read(path)
+            read_at = time.monotonic()
+        return real_now() + offset
 
     now.real_now = real_now  # type: ignore[attr-defined]
     timezone.now = now

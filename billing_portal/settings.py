@@ -6,6 +6,7 @@ Celery tasks, emails written to files under var/mail/, Stripe pointed wherever S
 
 import os
 from pathlib import Path
+from typing import Any
 
 import environ
 
@@ -262,7 +263,7 @@ STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_TIMEOUT_SECONDS = env.int("STRIPE_TIMEOUT_SECONDS", default=15)
 
 # --- The partner API.
-REST_FRAMEWORK = {
+REST_FRAMEWORK: dict[str, Any] = {
     # Keys only: the merchant pages and the console call services, never this API, so a
     # logged-in browser session is no way in (it answers 401).
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],

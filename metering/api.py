@@ -181,7 +181,7 @@ _ForecastOut = inline_serializer(
     "UsageForecast",
     {
         "units": serializers.IntegerField(help_text="Projected units at the period's end."),
-        "overage_amount": MoneyOut,
+        "overage_amount": MoneyOut(),
         "method": serializers.ChoiceField(
             choices=["pace", "last_period", "so_far", "capped", "paused", "final"],
             help_text=(
@@ -215,7 +215,7 @@ _MeterUsageOut = inline_serializer(
         ),
         "included": serializers.IntegerField(allow_null=True),
         "overage_units": serializers.IntegerField(),
-        "overage_amount": MoneyOut,
+        "overage_amount": MoneyOut(),
         "forecast": _ForecastOut,
     },
 )

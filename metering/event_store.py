@@ -263,8 +263,8 @@ def load_events(
     grouped: dict[int, list[str]] = {}
     for account_id, key in pairs:
         grouped.setdefault(account_id, []).append(key)
-    for account_id, keys in grouped.items():
-        condition |= Q(account_id=account_id, **{f"{by}__in": keys})
+    for account_id, account_keys in grouped.items():
+        condition |= Q(account_id=account_id, **{f"{by}__in": account_keys})
     queryset = Event.objects.filter(condition)
     queryset = queryset.exclude(type__in=types) if exclude else queryset.filter(type__in=types)
     return list(queryset.values_list(*_LOAD_COLUMNS))
@@ -272,7 +272,7 @@ def load_events(
 
 def delete_charges(
     subjects: list[tuple[int, str, str]], *, keep_before: datetime | None = None
-) -> dict[tuple, object]:
+) -> dict[tuple[int, str, str, str, int], datetime]:
     """Delete the subjects' charge rows; return {(account, kind, subject, meter, unit): first
     recorded_at} so that re-inserted units keep it. Rows of a period before `keep_before` (the
     archive horizon) are kept: usage there is closed for good."""

@@ -268,11 +268,16 @@ def resolutions_limit(
     monthly = subscription.ai_monthly_limit
     term_limit = None
     if subscription.edition_id and subscription.ai_at_limit == Subscription.AtLimit.PAUSE:
-        term_limit = pricing.resolution_limit(edition=subscription_terms(subscription).edition)
+        edition = subscription_terms(subscription).edition
+        assert edition is not None  # edition_id is set
+        term_limit = pricing.resolution_limit(edition=edition)
     term_start, term_end = allocation_term(subscription, period_start)
     rows = _ordered(subscription.account_id, t.AUTOMATED_RESOLUTIONS, term_start, term_end)
-    billed, in_term, in_month = set(), 0, {}
+    billed: set[int] = set()
+    in_term = 0
+    in_month: dict[datetime, int] = {}
     for row in rows:
+        assert row.billable_at is not None  # _ordered filters on it
         month = periods.usage_period_containing(anchor, row.billable_at)[0]
         if (term_limit is None or in_term < term_limit) and (
             monthly is None or in_month.get(month, 0) < monthly

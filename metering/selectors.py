@@ -322,7 +322,7 @@ def ticket_billing(*, account: Account, ticket: str) -> list[Charge]:
 
 def entitlements(*, account: Account, subscription: Subscription | None) -> dict[str, dict]:
     """What the account may use now: active unless paused (C2, Z9) or suspended (F4)."""
-    states = {
+    states: dict[str, dict[str, object]] = {
         feature: {"state": "active", "until": None, "reason": ""} for feature in Feature.values
     }
     for row in Entitlement.objects.filter(account=account):

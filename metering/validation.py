@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from math import isfinite
-from typing import Any
+from typing import Any, TypeGuard
 
 from .rules import types as t
 
@@ -248,7 +248,7 @@ def _choice(raw: Mapping, name: str, allowed: frozenset, required: bool):
     return (value, None) if _allowed(value, allowed) else (None, _not_allowed(name, value, allowed))
 
 
-def _allowed(value: Any, allowed: frozenset) -> bool:
+def _allowed(value: Any, allowed: frozenset) -> TypeGuard[str]:
     # A list or an object is unhashable: test the type before membership.
     return isinstance(value, str) and value in allowed
 
@@ -267,6 +267,7 @@ def validate_event(raw: Any, *, now: datetime) -> EventIn | EventError:
     event_id, error = _text(raw, "id", required=True)
     if error:
         return error
+    assert event_id is not None  # required: a missing id came back as the error
     kind = raw.get("type")
     if not _allowed(kind, _TYPES):
         options = ", ".join(sorted(_TYPE_FIELDS))
@@ -399,6 +400,14 @@ _TOO_DEEP = (
 )
 
 
+def _skip_space(text: str, at: int) -> int:
+    """Where the whitespace from `at` ends (`at` itself when there is none)."""
+    # `*` matches the empty string too, so match() never gives None here.
+    match = _SPACE.match(text, at)
+    assert match is not None
+    return match.end()
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value.")
 
@@ -431,13 +440,15 @@ def _parse_batch_by_event(text: str) -> dict[str, Any]:
     while True:
         if not text.startswith('"', at):
             raise ValueError(f"Expecting a property name at char {at}.")
-        key, at = json.decoder.scanstring(text, at + 1)
+        # The decoder's own string scanner (C-accelerated): public in the module since Python 2,
+        # but missing from typeshed.
+        key, at = json.decoder.scanstring(text, at + 1)  # type: ignore[attr-defined]
         at = _expect(text, at, ":")
         if key == "events" and text.startswith("[", at):
             body[key], at = _events_by_event(text, at + 1, decoder)
         else:
             body[key], at = decoder.raw_decode(text, at)  # too deep elsewhere: RecursionError
-        at = _SPACE.match(text, at).end()
+        at = _skip_space(text, at)
         if text.startswith("}", at):
             break
         at = _expect(text, at, ",")
@@ -448,7 +459,7 @@ def _parse_batch_by_event(text: str) -> dict[str, Any]:
 
 def _events_by_event(text: str, at: int, decoder: json.JSONDecoder) -> tuple[list, int]:
     events: list[Any] = []
-    at = _SPACE.match(text, at).end()
+    at = _skip_space(text, at)
     if text.startswith("]", at):
         return events, at + 1
     while True:
@@ -457,7 +468,7 @@ def _events_by_event(text: str, at: int, decoder: json.JSONDecoder) -> tuple[lis
         except RecursionError:
             event, at = Unreadable(_TOO_DEEP), _end_of_value(text, at)
         events.append(event)
-        at = _SPACE.match(text, at).end()
+        at = _skip_space(text, at)
         if text.startswith("]", at):
             return events, at + 1
         at = _expect(text, at, ",")
@@ -478,7 +489,7 @@ def _end_of_value(text: str, at: int) -> int:
 
 
 def _expect(text: str, at: int, char: str) -> int:
-    at = _SPACE.match(text, at).end()
+    at = _skip_space(text, at)
     if not text.startswith(char, at):
         raise ValueError(f"Expecting {char!r} at char {at}.")
-    return _SPACE.match(text, at + 1).end()
+    return _skip_space(text, at + 1)

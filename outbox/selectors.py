@@ -12,7 +12,9 @@ def _partner_id(principal) -> int:
     """Webhooks belong to a partner: an account key does not manage them."""
     if not isinstance(principal, KeyPrincipal) or principal.key.account_id is not None:
         raise Forbidden("Only a partner key manages webhook endpoints and reads their log.")
-    return principal.key.partner_id
+    partner_id = principal.key.partner_id
+    assert partner_id is not None  # ApiKey's constraint: a key without an account has a partner
+    return partner_id
 
 
 def endpoint_list(*, principal) -> QuerySet[Endpoint]:

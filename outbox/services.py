@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -202,7 +203,7 @@ def _send_soon(endpoint_ids: set[int]) -> None:
     from . import tasks  # tasks import this module
 
     for endpoint_id in sorted(endpoint_ids):
-        transaction.on_commit(lambda e=endpoint_id: tasks.enqueue_delivery(e))
+        transaction.on_commit(partial(tasks.enqueue_delivery, endpoint_id))
 
 
 # --- what the billing services call (one line each) -------------------------------------------

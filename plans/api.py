@@ -182,7 +182,7 @@ def account_out(account: Account) -> dict:
         "company": account.company,
         "vat_id": account.vat_id,
         "country": account.country,
-        "partner": account.partner.name if account.partner_id else None,
+        "partner": account.partner.name if account.partner else None,
         "created_at": account.created_at,
         "subscription": subscription_out(subscription),
         "integrations_count": integrations,

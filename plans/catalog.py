@@ -64,7 +64,8 @@ def catalog_load(*, path: Path = DEFAULT_CATALOG) -> dict[str, int]:
         )
         if spec["is_custom"]:
             continue  # Enterprise: prices and allowances are each account's own
-        owner = {"plan": plan}
+        # The row a price or an allowance belongs to, as the keyword that names it.
+        owner: dict[str, Plan | AddOnTier | Edition] = {"plan": plan}
         allowance = spec["allowance"]
         _allowance(
             owner,

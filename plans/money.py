@@ -18,6 +18,7 @@ Public API
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
@@ -77,7 +78,8 @@ def round_minor(value: Decimal | Fraction | int) -> int:
 def to_minor(amount: Decimal | int, currency: str) -> int:
     """Convert a major-unit amount to minor units, refusing any sub-minor remainder."""
     exponent = currency_exponent(currency)
-    scaled = _exact(amount, "amount") * 10**exponent
+    # Annotated: int ** int is typed Any (a negative power would give a float).
+    scaled: Fraction = _exact(amount, "amount") * 10**exponent
     if scaled.denominator != 1:
         # A fee or a block price must be whole minor units; sub-minor per-unit prices go
         # through unit_price_to_minor and are rounded once per line, never here.
@@ -123,16 +125,14 @@ def format_unit_price(unit_price_minor: Decimal, currency: str) -> str:
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def format_period(start, end) -> str:
+def format_period(start: datetime, end: datetime) -> str:
     """A half-open period [start, end) as the days it covers, in UTC: "Nov 21 – Dec 20, 2026",
     with the start's year only where it differs ("Dec 21, 2026 – Jan 20, 2027"). Never the
     exclusive end: [Nov 1, Dec 1) is "Nov 1 – Nov 30, 2026"."""
-    from datetime import UTC, timedelta
-
     first = start.astimezone(UTC)
     last = max(first, end.astimezone(UTC) - timedelta(microseconds=1))
 
-    def day(at, year: bool) -> str:
+    def day(at: datetime, year: bool) -> str:
         return f"{_MONTHS[at.month - 1]} {at.day}" + (f", {at.year}" if year else "")
 
     if first.date() == last.date():

@@ -1,5 +1,6 @@
 """Write paths for subscriptions."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -74,7 +75,7 @@ def subscription_create(
     account: Account,
     offer: Plan | Edition,
     interval: str,
-    tiers: list[AddOnTier] = (),
+    tiers: Sequence[AddOnTier] = (),
     period_start: datetime | None = None,
     full_agents: int = 0,
     light_agents: int = 0,
@@ -90,13 +91,13 @@ def subscription_create(
     anchor = period_start or now
     start, end = periods.period_containing(anchor, interval, now)
     usage_start, usage_end = periods.usage_period_containing(anchor, now)
-    is_plan = isinstance(offer, Plan)
-    if is_plan and offer.is_custom:
-        _require_account_terms(account=account, plan=offer)
+    plan = offer if isinstance(offer, Plan) else None
+    if plan is not None and plan.is_custom:
+        _require_account_terms(account=account, plan=plan)
     subscription = Subscription(
         account=account,
-        plan=offer if is_plan else None,
-        edition=None if is_plan else offer,
+        plan=plan,
+        edition=None if isinstance(offer, Plan) else offer,
         interval=interval,
         billing_anchor=anchor,
         current_period_start=start,
@@ -172,7 +173,7 @@ def account_open(
 
 # Which subscription status may follow which. Payments drive it: a failed invoice makes the
 # subscription past due, exhausted retries suspend it (F4), any payment reactivates it.
-SUBSCRIPTION_TRANSITIONS = {
+SUBSCRIPTION_TRANSITIONS: dict[str, set[str]] = {
     Subscription.Status.ACTIVE: {
         Subscription.Status.PAST_DUE,
         Subscription.Status.SUSPENDED,

@@ -8,6 +8,7 @@ thousands of subscriptions in one run (closing periods) costs no query per subsc
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
+from typing import cast
 
 from django.db.models import Q
 
@@ -25,7 +26,7 @@ from .models import (
     SubscriptionAddOn,
 )
 
-_POLICY = {
+_POLICY: dict[str, pricing.Policy] = {
     OverageMode.PER_UNIT: "per_unit",
     OverageMode.PER_BLOCK: "per_block",
     OverageMode.HARD_CAP: "hard_cap",
@@ -105,10 +106,12 @@ class TermsBook:
         instead: another plan, interval, or add-on tiers (None removes an add-on)."""
         account_id = subscription.account_id
         currency = subscription.account.currency
-        interval = interval or subscription.interval
+        # The model's choices are pricing's words; pricing checks them again when it is built.
+        interval = cast(pricing.Interval, interval or subscription.interval)
         plan_terms = edition_terms = None
         if subscription.plan_id:
             plan = plan or subscription.plan
+            assert plan is not None  # plan_id is set
             owner = ("plan", plan.pk)
             plan_terms = pricing.PlanTerms(
                 code=plan.code,
@@ -123,6 +126,7 @@ class TermsBook:
             )
         else:
             edition = subscription.edition
+            assert edition is not None  # subscription_plan_or_edition: no plan, so an edition
             owner = ("edition", edition.pk)
 
             def monthly(component: str) -> Decimal:
@@ -143,9 +147,10 @@ class TermsBook:
                 min_commitment_units=edition.min_commitment_units,
                 commitment_unit_minor=monthly(Price.Component.COMMITMENT),
                 overage_unit_minor=monthly(Price.Component.OVERAGE),
-                at_limit=subscription.ai_at_limit,
+                at_limit=cast(pricing.AtLimit, subscription.ai_at_limit),
             )
-        chosen = dict(addons)
+        # None as a tier removes the add-on in the change being priced.
+        chosen: dict[AddOn, AddOnTier | None] = dict(addons)
         chosen.update(tiers or {})
         addon_terms = tuple(
             pricing.AddOnTerms(

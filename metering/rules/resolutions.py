@@ -81,7 +81,9 @@ def _outcome(session: str, verdict: Verdict, as_of: datetime) -> Outcome:
 
 
 def _action(event: Event) -> str | None:
-    return event.attr("action")
+    # validation.py has made `action` a string wherever the event type has one.
+    action: str | None = event.attr("action")
+    return action
 
 
 def _activity(events: Sequence[Event]) -> list[Event]:
@@ -137,7 +139,8 @@ def _z2_last_interaction_counts(in_session: list[Event], evaluation: Event) -> b
     last = interactions[-1]
     action = _action(last)
     if action == "feedback":
-        return last.attr("value") == "positive"
+        value: object = last.attr("value")
+        return value == "positive"
     if action == "flow_completed":
         return True
     if action in ("article_suggested", "article_clicked"):

@@ -7,7 +7,7 @@ from fractions import Fraction
 
 from plans.money import round_minor
 
-from .core import _SECOND, Change, PricingError, _aware, _interval_months
+from .core import _SECOND, Change, LineKind, PricingError, _aware, _interval_months
 from .inputs import Period, SubscriptionTerms
 from .lines import Line, _lump
 from .resolutions import commitment_line
@@ -156,12 +156,12 @@ def upgrade_lines(
                         )
                     )
         annual_rest = Period(start=at, end=new_cycle.end)
-        kinds = {"plan": "plan_fee", "edition": "edition_fee"}
+        kinds: dict[str, LineKind] = {"plan": "plan_fee", "edition": "edition_fee"}
         for name, (label, fee, meter) in new_fees.items():
             amount = proration_minor(amount_minor=fee, period=new_cycle, at=at)
             lines.append(
                 _lump(
-                    kind=kinds.get(name, "addon_fee"),  # type: ignore[arg-type]
+                    kind=kinds.get(name, "addon_fee"),
                     description=(
                         f"{label}, annual fee from {at.date().isoformat()}"
                         f" to {new_cycle.end.date().isoformat()} (prorated)"
@@ -180,7 +180,7 @@ def upgrade_lines(
     if new_cycle is not None:
         raise PricingError("only an interval upgrade starts a new cycle")
     parts = _change_parts(current, requested)
-    lines: list[Line] = []
+    lines = []
     for name, (label, new_fee, meter) in new_fees.items():
         if name == "edition":
             changed = "upgrade" in (parts.get("edition"), parts.get("full_agents"))

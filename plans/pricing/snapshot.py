@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from .core import PricingError
 from .inputs import AddOnTerms, EditionTerms, MeterTerms, Period, PlanTerms, SubscriptionTerms
@@ -14,7 +15,7 @@ from .inputs import AddOnTerms, EditionTerms, MeterTerms, Period, PlanTerms, Sub
 SNAPSHOT_VERSION = 1
 
 
-def _meter_snapshot(terms: MeterTerms) -> dict:
+def _meter_snapshot(terms: MeterTerms) -> dict[str, Any]:
     return {
         "meter": terms.meter,
         "included": terms.included,
@@ -25,7 +26,7 @@ def _meter_snapshot(terms: MeterTerms) -> dict:
     }
 
 
-def _meter_from(data: Mapping) -> MeterTerms:
+def _meter_from(data: Mapping[str, Any]) -> MeterTerms:
     price = data.get("unit_price_minor")
     return MeterTerms(
         meter=data["meter"],
@@ -37,7 +38,7 @@ def _meter_from(data: Mapping) -> MeterTerms:
     )
 
 
-def terms_snapshot(*, terms: SubscriptionTerms, cycle: Period) -> dict:
+def terms_snapshot(*, terms: SubscriptionTerms, cycle: Period) -> dict[str, Any]:
     """Return the terms a period was priced on, and its billing cycle, as plain JSON values.
 
     A closed period keeps this, so that late usage (F6) and the cycle-end months (P4) are
@@ -93,7 +94,7 @@ def terms_snapshot(*, terms: SubscriptionTerms, cycle: Period) -> dict:
     }
 
 
-def terms_from_snapshot(data: Mapping) -> tuple[SubscriptionTerms, Period]:
+def terms_from_snapshot(data: Mapping[str, Any]) -> tuple[SubscriptionTerms, Period]:
     """Return the terms and the billing cycle that `terms_snapshot` kept."""
     if data.get("version") != SNAPSHOT_VERSION:
         raise PricingError(f"unknown terms snapshot version {data.get('version')!r}")

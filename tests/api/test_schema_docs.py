@@ -56,3 +56,14 @@ def test_the_schema_documents_every_route_with_the_conventions(client):
     assert schema["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
     statuses = schema["components"]["schemas"]["InvoiceStatusEnum"]["enum"]
     assert "requires_confirmation" in statuses and "past_due" in statuses
+
+
+def test_usage_schemas_document_the_overage_amount(client):
+    """The usage answer carries `overage_amount` on each meter and its forecast; the schema
+    left it out while the field was given as the serializer class instead of an instance
+    (found by mypy, issue 21)."""
+    components = client.get("/api/schema/?format=json").json()["components"]["schemas"]
+    for name in ("MeterUsage", "UsageForecast"):
+        assert components[name]["properties"]["overage_amount"] == {
+            "$ref": "#/components/schemas/MoneyOut"
+        }, name

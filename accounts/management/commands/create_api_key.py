@@ -78,7 +78,8 @@ class Command(BaseCommand):
         if not options["partner"]:
             raise CommandError("Name the key's partner with --partner (or use --rotate/--revoke).")
         owner = services.partner_get_or_create(name=options["partner"])
-        accounts = []
+        # No --account: one partner key (scope None) reaches all of the partner's accounts.
+        accounts: list[Account | None] = []
         for slug in options["account"]:
             found = Account.objects.filter(slug=slug).first()
             if found is None:

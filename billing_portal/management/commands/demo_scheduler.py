@@ -7,6 +7,8 @@ runs `celery beat` and workers instead (docs/operations.md).
 
 import logging
 import time
+from argparse import ArgumentParser
+from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -19,12 +21,12 @@ log = logging.getLogger(__name__)
 class Command(BaseCommand):
     help = "Run the periodic tasks of CELERY_BEAT_SCHEDULE in-process, each when it is due."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
             "--once", action="store_true", help="Run every periodic task once, then stop."
         )
 
-    def handle(self, *args, once=False, **options):
+    def handle(self, *args: Any, once: bool = False, **options: Any) -> None:
         if not settings.CELERY_TASK_ALWAYS_EAGER:
             raise CommandError(
                 "A broker is configured: run `celery beat` and workers, not the demo scheduler."
