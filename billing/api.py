@@ -1,5 +1,7 @@
 """Partner API: invoices."""
 
+from typing import Any
+
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -43,7 +45,7 @@ def invoice_out(
     currency = invoice.currency
     if figures is None:
         figures = statement.invoice_figures(invoice)
-    body = {
+    body: dict[str, Any] = {
         "id": invoice.pk,
         "number": invoice.number,
         "account": invoice.account.slug,
@@ -58,9 +60,7 @@ def invoice_out(
         "amount_paid": money(figures.paid_minor + figures.settled_otherwise_minor, currency),
         "amount_due": money(figures.amount_due_minor, currency),
         "note": invoice.note,
-        "credited_invoice": invoice.credited_invoice.number
-        if invoice.credited_invoice_id
-        else None,
+        "credited_invoice": invoice.credited_invoice.number if invoice.credited_invoice else None,
         "held": _held(invoice),
     }
     if detail:
@@ -193,6 +193,7 @@ class AccountInvoicesApi(APIView):
         page = paginator.paginate_queryset(
             selectors.invoice_list(account=account), request, view=self
         )
+        assert page is not None  # None only for a paginator without a page size
         for invoice in page:
             invoice.account = account
         figures = statement.account_statement(account=account).by_id
@@ -432,7 +433,7 @@ class AccountOut(plans_api.AccountOut):
     )
 
 
-class _WithStatement:
+class _WithStatement(plans_api.AccountsOutMixin):
     def accounts_out(self, accounts: list) -> list[dict]:
         """plans' account body, plus the statement of account (six queries for a page)."""
         statements = statement.account_statements(accounts=accounts)

@@ -2,6 +2,7 @@
 cycle's end (P7); a request mixing both is split. It lives in billing because an upgrade issues
 an invoice."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -156,7 +157,7 @@ def _lock_live_subscription(account: Account) -> Subscription | None:
     return Subscription.objects.select_related("account", "plan", "edition").get(pk=locked)
 
 
-def _split(parts: dict[str, str], plan, interval, tiers):
+def _split(parts: Mapping[str, str], plan, interval, tiers):
     """The request's upgrade parts and its downgrade parts (lateral moves are downgrades),
     each as (plan, interval, tiers), or None when it has none."""
     halves = {}
@@ -170,7 +171,7 @@ def _split(parts: dict[str, str], plan, interval, tiers):
     return halves["upgrade"], halves["downgrade"]
 
 
-def _supersede(subscription, parts: dict[str, str], *, at: datetime) -> list[ScheduledChange]:
+def _supersede(subscription, parts: Mapping[str, str], *, at: datetime) -> list[ScheduledChange]:
     """Cancel the scheduled changes of the items this request changes. A scheduled row that
     also changes an item the request leaves alone (plan and interval are kept on one row)
     keeps that part, as a new row with the same effective instant."""

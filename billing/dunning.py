@@ -40,6 +40,9 @@ def dunning_run(*, as_of: datetime) -> dict[str, int]:
         done["retries"] += attempt is not None
     for dunning in due.filter(next_reminder_at__lte=as_of).select_related("invoice__account"):
         sent = dunning.reminders_sent + 1
+        requested_at = dunning.confirmation_requested_at
+        # Set with next_reminder_at, by payments._needs_confirmation alone.
+        assert requested_at is not None
         later = (
             payments.REMINDER_AFTER_DAYS[sent] if sent < len(payments.REMINDER_AFTER_DAYS) else None
         )
@@ -47,9 +50,7 @@ def dunning_run(*, as_of: datetime) -> dict[str, int]:
             dunning,
             "next_reminder_at",
             reminders_sent=sent,
-            next_reminder_at=dunning.confirmation_requested_at + timedelta(days=later)
-            if later
-            else None,
+            next_reminder_at=requested_at + timedelta(days=later) if later else None,
         ):
             continue
         attempt = payments.confirmation_attempt(invoice=dunning.invoice)
@@ -70,12 +71,13 @@ def dunning_run(*, as_of: datetime) -> dict[str, int]:
         if not _claim(dunning, "suspend_at", suspend_at=None, next_retry_at=None):
             continue
         invoice = dunning.invoice
-        unpaid = invoice.status in OVERDUE and invoice.subscription_id
+        subscription = invoice.subscription if invoice.status in OVERDUE else None
         # A subscription that ended (its last invoice is charged after the end) has nothing
         # left to suspend: its features are already off; the debt and its retries stand.
-        live = unpaid and invoice.subscription.ended_at is None
-        if live and subscription_transition(
-            subscription_id=invoice.subscription_id,
+        if subscription is None or subscription.ended_at is not None:
+            continue
+        if subscription_transition(
+            subscription_id=subscription.pk,
             to=Subscription.Status.SUSPENDED,
             reason=f"invoice {invoice.number} unpaid after retries",
             at=as_of,

@@ -9,6 +9,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import stripe
 from django.conf import settings
@@ -98,7 +99,7 @@ def client(*, timeout: float | None = None, retries: int | None = None) -> strip
     # library's default 80 s. Retries re-send with the same idempotency key.
     if retries is None:
         retries = 0 if settings.STRIPE_API_BASE else 2
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "max_network_retries": retries,
         "http_client": stripe.new_default_http_client(
             timeout=timeout or settings.STRIPE_TIMEOUT_SECONDS
@@ -145,13 +146,22 @@ def payment_method_attach(*, customer: str, payment_method: str) -> CardInfo:
 def setup_intent_create(*, customer: str) -> str:
     """A SetupIntent's client secret: Stripe.js collects the card, never our servers."""
     intent = client().v1.setup_intents.create(
-        params={"customer": customer, "payment_method_types": ["card"]}
+        # The SDK's typed params follow Stripe's newest API, which renamed this key; the API
+        # version of our account (and the loopback stand-in) take `payment_method_types`.
+        params={"customer": customer, "payment_method_types": ["card"]},  # type: ignore[arg-type]
     )
+    assert intent.client_secret is not None  # a new SetupIntent always has one
     return intent.client_secret
 
 
 def setup_intent_payment_method(*, setup_intent: str) -> str:
-    return client().v1.setup_intents.retrieve(setup_intent).payment_method
+    method = client().v1.setup_intents.retrieve(setup_intent).payment_method
+    if method is None:
+        # The customer left the card form before it finished: no card to save. (The page shows
+        # the same words it shows for any SetupIntent it cannot use.)
+        raise GatewayError("the card form did not finish.")
+    # An id: the field is an object only when expanded, which we never ask for.
+    return method if isinstance(method, str) else method.id
 
 
 def _result(intent) -> ChargeResult:
@@ -208,7 +218,8 @@ def charge_off_session(
                 "payment_method": payment_method,
                 "confirm": True,
                 "off_session": True,
-                "payment_method_types": ["card"],
+                # The key our API version takes (see setup_intent_create).
+                "payment_method_types": ["card"],  # type: ignore[typeddict-unknown-key]
                 "metadata": metadata,
             },
             options={"idempotency_key": idempotency_key},
@@ -216,19 +227,19 @@ def charge_off_session(
     except stripe.CardError as exc:
         error = _plain(exc.error)
         code = error.get("decline_code") or exc.code or "card_declined"
-        intent = error.get("payment_intent") or {}
+        declined = error.get("payment_intent") or {}
         if exc.code == "authentication_required":
             # Real Stripe raises for off-session SCA and leaves the intent for the customer.
             return ChargeResult(
                 "requires_action",
-                intent.get("id", ""),
-                intent.get("client_secret", ""),
+                declined.get("id", ""),
+                declined.get("client_secret", ""),
                 exc.code,
                 reason_for(exc.code),
-                intent_status=intent.get("status", ""),
+                intent_status=declined.get("status", ""),
             )
         return ChargeResult(
-            "failed", intent.get("id", ""), "", code, reason_for(code), code in HARD_DECLINES
+            "failed", declined.get("id", ""), "", code, reason_for(code), code in HARD_DECLINES
         )
     except stripe.IdempotencyError:
         # The same key is in flight elsewhere, or was used with another body: the first
@@ -326,18 +337,22 @@ def _payment(intent) -> StripePayment:
     )
 
 
-def _created_filter(since: datetime, until: datetime) -> dict:
+def _created_filter(
+    since: datetime, until: datetime
+) -> stripe.params.PaymentIntentListParamsCreated | None:
     # Stripe filters by creation time on its side; the stand-in (STRIPE_API_BASE) refuses the
     # parameter, so there the whole list is read. Both are filtered again here.
     if settings.STRIPE_API_BASE:
-        return {}
-    return {"created": {"gte": int(since.timestamp()), "lt": int(until.timestamp())}}
+        return None
+    return {"gte": int(since.timestamp()), "lt": int(until.timestamp())}
 
 
 def payment_intents_list(*, since: datetime, until: datetime) -> list[StripePayment]:
     """Every PaymentIntent created in [since, until). Raises GatewayError when Stripe cannot
     be read (a comparison with half a list would report false differences)."""
-    params = {"limit": 100, **_created_filter(since, until)}
+    params: stripe.params.PaymentIntentListParams = {"limit": 100}
+    if created := _created_filter(since, until):
+        params["created"] = created
     try:
         found = client().v1.payment_intents.list(params=params).auto_paging_iter()
         payments = [_payment(intent) for intent in found]
@@ -360,7 +375,9 @@ def payment_intent_record(*, payment_intent: str) -> StripePayment | None:
 
 def refunds_list(*, since: datetime, until: datetime) -> list[StripeRefund]:
     """Every refund created in [since, until) (raises GatewayError like the intents' list)."""
-    params = {"limit": 100, **_created_filter(since, until)}
+    params: stripe.params.RefundListParams = {"limit": 100}
+    if created := _created_filter(since, until):
+        params["created"] = created
     try:
         found = list(client().v1.refunds.list(params=params).auto_paging_iter())
     except stripe.StripeError as exc:

@@ -263,7 +263,9 @@ def _apply_credits(drafts: Sequence[InvoiceDraft]) -> tuple[list[int], list[_Pen
                 pricing.credit_line(
                     amount_minor=use,
                     description=statement.credit_use_description(
-                        source_number=credit.source.number, description=credit.description
+                        # The source is an issued credit note, so it has a number.
+                        source_number=credit.source.number or "",
+                        description=credit.description,
                     ),
                     period=draft.period,
                 )

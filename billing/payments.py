@@ -504,9 +504,9 @@ def _failed(invoice: Invoice, attempt: PaymentAttempt, at: datetime) -> None:
         retry = dunning.first_failed_at + timedelta(days=RETRY_AFTER_DAYS[failures - 1])
     dunning.next_retry_at = retry
     dunning.save()
-    if invoice.subscription_id and invoice.subscription.status == Subscription.Status.ACTIVE:
+    if invoice.subscription and invoice.subscription.status == Subscription.Status.ACTIVE:
         subscription_transition(
-            subscription_id=invoice.subscription_id,
+            subscription_id=invoice.subscription.pk,
             to=Subscription.Status.PAST_DUE,
             reason=f"invoice {invoice.number}: {attempt.failure_reason}",
             at=at,
@@ -656,6 +656,7 @@ def _reconcile(attempt: PaymentAttempt, at: datetime) -> int:
     ).update(status=A.SENDING, sending_at=now)
     if not reclaimed:
         return 0
+    result: gateway.ChargeResult | None
     if attempt.stripe_payment_intent:
         result = gateway.payment_intent_get(payment_intent=attempt.stripe_payment_intent)
     elif now - attempt.created_at < gateway.IDEMPOTENCY_WINDOW:

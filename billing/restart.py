@@ -77,7 +77,7 @@ def _refuse_if_live_or_past_due(account: Account) -> None:
     )
     if past_due:
         owed = format_money(sum(invoicing.amount_due(i) for i in past_due), account.currency)
-        numbers = [i.number for i in past_due]
+        numbers = [i.number for i in past_due if i.number]  # final invoices: all numbered
         raise Conflict(
             f"Pay what is outstanding first: {owed} is past due ({', '.join(numbers)}).",
             code="outstanding_invoices",
@@ -96,6 +96,7 @@ def subscription_restart_preview(
     start, end = periods.period_containing(at, interval, at)
     draft = Subscription(account=account, plan=plan, interval=interval)
     terms = TermsBook([account.pk]).subscription_terms(draft, [])
+    assert terms.plan is not None  # the draft is to a plan
     fee = terms.plan.fee_minor
     # The first invoice spends the account's open credit (invoicing._apply_credits): the page
     # announces what is charged, not the list price.

@@ -76,7 +76,7 @@ def invoice_document(*, invoice: Invoice) -> InvoiceDocument:
         if line
     ]
     notes = [invoice.note] if invoice.note else []
-    if invoice.credited_invoice_id:
+    if invoice.credited_invoice:
         notes.append(f"Credits invoice {invoice.credited_invoice.number}.")
     return InvoiceDocument(
         number=invoice.number or "",

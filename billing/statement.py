@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.db.models import Q
 
@@ -230,7 +231,8 @@ def _figures(
 ) -> InvoiceFigures:
     credited = -sum(note.total_minor for note in notes)
     paid = sum(charge.amount_minor for charge in charges)
-    args = {
+    # The same five figures feed both sums below.
+    args: dict[str, Any] = {
         "kind": invoice.kind,
         "status": invoice.status,
         "total_minor": invoice.total_minor,
@@ -275,6 +277,7 @@ def _ledger_rows(*, account_ids: list[int], invoice_ids: list[int] | None = None
         .only("pk", "number", "total_minor", "issued_at", "credited_invoice_id")
         .order_by("issued_at", "pk")
     ):
+        assert note.credited_invoice_id is not None  # filtered on it above
         notes[note.credited_invoice_id].append(note)
     cards = {
         stripe_id: _card_label(brand, last4)

@@ -95,7 +95,9 @@ def _apply(event: StripeEvent) -> None:
     if event.type.startswith("payment_intent."):
         intent = (event.payload.get("data") or {}).get("object") or {}
         if isinstance(intent, dict) and isinstance(intent.get("id"), str):
-            metadata = intent.get("metadata") if isinstance(intent.get("metadata"), dict) else {}
+            metadata = intent.get("metadata")
+            if not isinstance(metadata, dict):
+                metadata = {}
             payments.payment_intent_changed(
                 payment_intent=intent["id"], attempt_key=str(metadata.get("attempt", ""))
             )

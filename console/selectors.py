@@ -3,6 +3,7 @@ crosses tenants, and only `console.access.operator_page` views call them."""
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.core.paginator import Page, Paginator
 from django.db.models import Exists, F, OuterRef, Prefetch, Q
@@ -108,7 +109,8 @@ def attention_queue(*, filters: dict, page: str | int | None, now: datetime) -> 
         "recent": lambda t: (-t[2].timestamp(), -t[0]),
     }[sort]
     ids = [t[0] for t in sorted(triples, key=key)]
-    page_obj = Paginator(ids, PAGE_SIZE).get_page(page)
+    # A page of ids first (cheap to sort and count), then the same page's rows put in their place.
+    page_obj: Page[Any] = Paginator(ids, PAGE_SIZE).get_page(page)
     loaded = Invoice.objects.select_related(
         "account__partner", "subscription__plan", "subscription__edition", "dunning"
     ).in_bulk(page_obj.object_list)
@@ -147,6 +149,7 @@ def _row(invoice: Invoice, attempt: PaymentAttempt | None, now: datetime, due: i
         needs.append("outcome unknown")
     elif attempt and attempt.status in payments.IN_FLIGHT:
         needs.append("charge waiting for Stripe")
+    assert invoice.issued_at is not None  # the queue never lists drafts
     age = _age_seconds(invoice.issued_at, now)
     return QueueRow(
         invoice=invoice,

@@ -60,7 +60,7 @@ def invoice_retry_now(*, invoice: Invoice, reason: str, at: datetime | None = No
         account=invoice.account, invoice=invoice, trigger="operator", at=at
     ).attempt
     invoice.refresh_from_db()
-    after = {"status": invoice.status}
+    after: dict[str, object] = {"status": invoice.status}
     if attempt is not None:
         after |= {"attempt": attempt.number, "attempt_status": attempt.status}
     return audit_record(
@@ -74,6 +74,7 @@ def invoice_remind_now(*, invoice: Invoice, reason: str, at: datetime | None = N
     reason, at = _reason(reason), at or timezone.now()
     with transaction.atomic():
         invoice = _locked(invoice)
+        dunning: Dunning | None
         if invoice.status == S.REQUIRES_CONFIRMATION:
             attempt = payments.confirmation_attempt(invoice=invoice)
             if attempt is None:

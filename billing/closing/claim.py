@@ -128,8 +128,11 @@ def _isolated(
 def _set_aside(subscription_id: int, step: str, exc: Exception, as_of: datetime) -> None:
     """Record why a subscription was not billed, for operators, and when to try again."""
     with transaction.atomic():
-        record = CloseSetAside.objects.select_for_update().filter(subscription_id=subscription_id)
-        record = record.first()
+        record = (
+            CloseSetAside.objects.select_for_update()
+            .filter(subscription_id=subscription_id)
+            .first()
+        )
         attempts = (record.attempts + 1) if record else 1
         wait = SET_ASIDE_BACKOFF[min(attempts, len(SET_ASIDE_BACKOFF)) - 1]
         CloseSetAside.objects.update_or_create(

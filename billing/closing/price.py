@@ -99,6 +99,7 @@ def _has_edition(close: UsageClose) -> bool:
 
 def _term_key(close: UsageClose) -> tuple[str, str]:
     """The allocation term (the billing cycle) a close belongs to, as kept in its snapshot."""
+    assert close.terms is not None  # callers ask _has_edition first
     start, end = close.terms["cycle"]
     return start, end
 
@@ -282,6 +283,7 @@ def _late_resolutions(history: _History, earlier: list[UsageClose], touched: dic
             continue
         newest = max(closes, key=lambda c: c.period_start)
         edition = history.terms_of(newest)[0].edition
+        assert edition is not None  # grouped by _has_edition: its snapshot has an edition
         _, term = history.terms_of(newest)
         period = pricing.Period(start=term.start, end=newest.period_end)
         late.append(

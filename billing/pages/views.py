@@ -369,7 +369,7 @@ def _change_request(data) -> changes.ChangeRequest | None:
     plan_code = data.get("plan") or None
     interval = data.get("interval") or None
     addon = data.get("addon") or None
-    addons = ()
+    addons: tuple[tuple[str, str | None], ...] = ()
     if addon:
         addons = ((addon, data.get("tier") or None),)
     if not (plan_code or interval or addons):

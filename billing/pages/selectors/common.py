@@ -23,6 +23,7 @@ def _policy_words(terms: pricing.MeterTerms | None, currency: str) -> str:
     if terms.policy == "hard_cap":
         return "No overage: paused at the limit until the period ends (C2)."
     if terms.policy == "per_block":
+        assert terms.block_price_minor is not None  # MeterTerms requires it for per_block
         return (
             f"Beyond it, {format_money(terms.block_price_minor, currency)} "
             f"per block of {terms.block_size:,} (P2)."

@@ -70,7 +70,7 @@ def invoice_rows(
                 usage_period=_span(lines, USAGE_KINDS),
                 fee_period=_span(lines, FEE_KINDS | {"proration", "credit"}),
                 failure_reason=last.failure_reason if last and invoice.status == S.PAST_DUE else "",
-                confirm_url=confirmation_path(last) if waiting else "",
+                confirm_url=confirmation_path(last) if waiting and last else "",
                 # A retry can succeed only with a card, on an invoice not held by the cap (P8).
                 can_retry=invoice.kind == InvoiceKind.INVOICE
                 and invoice.status in (S.PAST_DUE, S.OPEN)

@@ -63,7 +63,7 @@ def _after_scheduled(
             continue
         plan = change.plan or plan
         interval = change.interval or interval
-        if change.addon_id:
+        if change.addon:
             tiers[change.addon] = change.addon_tier
     return book.subscription_terms(subscription, addons, plan=plan, interval=interval, tiers=tiers)
 
@@ -100,7 +100,8 @@ def overview(
             result.suspend_at = dunning.suspend_at
     if subscription is None:
         result.ended = subscription_ended(account=account)
-        result.ended_on = last_day(result.ended.ended_at) if result.ended else None
+        ended_at = result.ended.ended_at if result.ended else None
+        result.ended_on = last_day(ended_at) if ended_at else None
         return result
     book = TermsBook([account.pk])
     addons = subscription_addons(subscription)

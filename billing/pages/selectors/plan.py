@@ -78,6 +78,8 @@ def plan_options(*, account: Account, subscription: Subscription) -> list[PlanOp
         except MissingTerms:
             continue  # not sold in this currency
         terms = annual if subscription.interval == "year" else monthly
+        # Priced with plan=: both intervals' terms are a plan's.
+        assert terms.plan is not None and monthly.plan is not None and annual.plan is not None
         helpdesk = terms.plan.helpdesk
         overage = pricing.overage_amount_minor(terms=helpdesk, used=used)
         monthly_fee = monthly.plan.fee_minor
@@ -122,6 +124,7 @@ def start_options(*, account: Account) -> list[StartOption]:
             annual = book.subscription_terms(draft, [], interval="year")
         except MissingTerms:
             continue  # not sold in this currency
+        assert monthly.plan is not None and annual.plan is not None  # the draft is to a plan
         options.append(
             StartOption(
                 plan=plan,

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from accounts.models import Account
-from plans.models import ScheduledChange, Subscription
+from plans.models import Interval, ScheduledChange
 
 from .common import last_day
 
@@ -40,12 +40,12 @@ def scheduled_changes(*, account: Account) -> list[ScheduledRow]:
             parts.append(f"{subscription.plan} → {change.plan} plan")
         if change.interval:
             before = subscription.get_interval_display()
-            after = dict(Subscription._meta.get_field("interval").choices)[change.interval]
+            after = dict(Interval.choices)[change.interval]
             parts.append(f"billing {before} → {after}")
         if change.addon_id:
             current = subscription.addons.filter(addon=change.addon).select_related("tier").first()
             before = current.tier.name if current else "none"
-            after = change.addon_tier.name if change.addon_tier_id else "removed"
+            after = change.addon_tier.name if change.addon_tier else "removed"
             parts.append(f"{change.addon} add-on: {before} → {after}")
         if change.cancel:
             parts.append("your subscription ends")
