@@ -56,10 +56,13 @@ chaos: $(STAMP)
 	  $(BIN)/pytest tests/chaos tests/billing/test_fault_proxy.py \
 	  tests/billing/test_reconcile_stripe.py tests/operations/test_beat_lock.py
 
-## ruff, then the import contract of pyproject.toml (the layers of docs/architecture.md).
+## ruff, then the import contract of pyproject.toml (the layers of docs/architecture.md), then
+## mypy ([tool.mypy] in pyproject.toml: strict on the pure modules). The django-stubs plugin
+## imports the settings, which need no environment (they fall back to the demo's defaults).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	DEBUG=true $(BIN)/python manage.py makemigrations --check --dry-run
 
 clean:

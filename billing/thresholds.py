@@ -121,8 +121,11 @@ def _notify(
 
 
 def _overage_words(terms: pricing.MeterTerms, currency: str) -> str:
+    # MeterTerms refuses a per_block without its block price, a per_unit without its price.
     if terms.policy == "per_block":
+        assert terms.block_price_minor is not None
         return f"{format_money(terms.block_price_minor, currency)} per block of {terms.block_size}"
     if terms.policy == "per_unit":
+        assert terms.unit_price_minor is not None
         return f"{format_unit_price(terms.unit_price_minor, currency)} each"
     return ""

@@ -358,7 +358,9 @@ class Subscription(models.Model):
 
     @property
     def offer(self) -> "Plan | Edition":
-        return self.plan or self.edition
+        offer = self.plan or self.edition
+        assert offer is not None  # subscription_plan_or_edition: exactly one is set
+        return offer
 
     def clean(self) -> None:
         if self.usage_period_start is None and self.billing_anchor and self.current_period_start:
@@ -480,10 +482,10 @@ class ScheduledChange(models.Model):
     def as_audit(self) -> dict:
         """What the change sets, as the audit log keeps it."""
         return {
-            "plan": self.plan.code if self.plan_id else None,
+            "plan": self.plan.code if self.plan else None,
             "interval": self.interval or None,
-            "addon": self.addon.code if self.addon_id else None,
-            "tier": self.addon_tier.code if self.addon_tier_id else None,
+            "addon": self.addon.code if self.addon else None,
+            "tier": self.addon_tier.code if self.addon_tier else None,
             "effective_at": self.effective_at.isoformat(),
         }
 

@@ -19,7 +19,7 @@ from .. import charts
 from .common import _policy_words, last_day
 
 PICKER_PERIODS = 24  # closed periods the Usage tab offers to look back at
-ADDON_OF_METER = {
+ADDON_OF_METER: dict[str, str] = {
     Meter.AUTOMATED_INTERACTIONS: "Automate",
     Meter.VOICE_TICKETS: "Voice",
     Meter.SMS_TICKETS: "SMS",
@@ -156,6 +156,7 @@ def usage(
         if found is None:
             return None
         subscription, start, end = found
+    assert subscription is not None  # the one under way, or the one the month found
     terms = subscription_terms(subscription)
     # Late units come from the closes (late_units), not from the summary's recorded_at scan.
     summary = metering.usage_summary(
@@ -238,7 +239,7 @@ def usage(
         meters=rows,
         integrations=account_integration_count(account=account),
         integrations_included=subscription.plan.included_integrations
-        if subscription.plan_id
+        if subscription.plan
         else None,
         entitlements=metering.entitlements(account=account, subscription=subscription),
         history=history,
