@@ -42,7 +42,8 @@ def invoice_rows(
 ) -> list[InvoiceRow]:
     """Every invoice and credit note of the account, newest first, with what the merchant can
     do about each: confirm (F2), retry where a retry can succeed (F3)."""
-    has_card = default_payment_method(account.pk) is not None
+    card = default_payment_method(account.pk)
+    has_card = card is not None
     account_statement = account_statement or statement.account_statement(account=account)
     figures = account_statement.by_id
     invoices = (
@@ -71,11 +72,20 @@ def invoice_rows(
                 fee_period=_span(lines, FEE_KINDS | {"proration", "credit"}),
                 failure_reason=last.failure_reason if last and invoice.status == S.PAST_DUE else "",
                 confirm_url=confirmation_path(last) if waiting and last else "",
-                # A retry can succeed only with a card, on an invoice not held by the cap (P8).
+                # A retry can succeed only with a card, on an invoice not held by the cap (P8);
+                # beside a payment waiting for the bank, only with another card (it replaces
+                # that payment, cancelled at Stripe first).
                 can_retry=invoice.kind == InvoiceKind.INVOICE
-                and invoice.status in (S.PAST_DUE, S.OPEN)
-                and has_card
-                and not held,
+                and not held
+                and (
+                    (invoice.status in (S.PAST_DUE, S.OPEN) and has_card)
+                    or (
+                        waiting
+                        and last is not None
+                        and card is not None
+                        and card.stripe_id != last.payment_method
+                    )
+                ),
                 held_reason=held,
                 figures=figures.get(invoice.pk),
             )
