@@ -3,34 +3,48 @@
 A partner chooses the URL the portal POSTs to. Without a guard, an endpoint at
 `http://169.254.169.254/…` (a cloud's metadata service), `https://10.0.0.7/…` or a name that
 resolves to one would make the portal's workers send requests inside its own network and show
-the answers' status codes in the delivery log (server-side request forgery).
+the answers in the delivery log (server-side request forgery). Which addresses are public is
+outbox/addresses.py's rule; this module applies it twice:
 
-Two checks: a URL naming a non-public address outright is refused when the endpoint is
-registered (an error the partner can act on); and every delivery checks the address the socket
-actually connected to, before a byte of HTTP is sent, so a name that resolves to a private
-address, at registration or later (DNS rebinding), is refused too. `WEBHOOK_ALLOW_PRIVATE`
-(on with DEBUG: the demo's receiver listens on 127.0.0.1) turns both off.
+- at registration, a URL whose host is an address literal that is not public (or `localhost`)
+  is refused with an error the partner can act on (`host_refusal`);
+- at every new connection, the host is resolved once, every address it resolves to is checked,
+  and the socket connects to one of those checked addresses, never to the name again: a name
+  that resolves to a private address, at registration or later (DNS rebinding, or a second
+  lookup answering otherwise between check and connect), never gets a socket opened to it.
+
+A name with any non-public address is refused whole, even if a public one is listed too: a
+partner's server has no reason to publish a private address, and refusing keeps the outcome
+independent of which address the resolver lists first. The refusal is one fixed sentence
+(`NOT_SENT`) whatever the name resolved to, whether it resolved at all, and whatever listens
+there: no socket is opened, so a partner who controls a name's DNS cannot tell an open internal
+port from a closed one, nor an internal name that exists from one that does not.
+
+`WEBHOOK_ALLOW_PRIVATE` (on with DEBUG: the demo's receiver listens on 127.0.0.1) turns both
+checks off; outbox/delivery.py then uses a plain session.
 """
 
-import ipaddress
+import socket
+import sys
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.util.connection import allowed_gai_family
+from urllib3.util.timeout import _DEFAULT_TIMEOUT
+
+from .addresses import not_public_because
+
+NOT_SENT = "not sent: the endpoint's host did not resolve to public addresses only"
+
+AddressInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple]
 
 
 class NotPublicAddress(requests.ConnectionError):
-    """The endpoint's host is (or resolved to) an address inside a private network."""
-
-
-def is_public(address: str) -> bool:
-    """A unicast address of the public internet (not private, loopback, link-local, shared
-    carrier-grade NAT, reserved, documentation or multicast)."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone index is not part of it
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+    """The endpoint's host is (or resolved to) an address that is not public, or did not
+    resolve: nothing was sent, and no socket was opened."""
 
 
 def not_public_cause(exc: BaseException) -> NotPublicAddress | None:
@@ -55,33 +69,62 @@ def host_refusal(host: str) -> str | None:
     if name == "localhost" or name.endswith(".localhost"):
         return f"'{host}' is this machine"
     try:
-        public = is_public(name)
+        reason = not_public_because(name)
     except ValueError:
         return None  # a name: its addresses are checked when connecting
-    return None if public else f"{host} is not a public address"
+    return f"{host} is {reason}" if reason else None
 
 
-class _PublicPeer:
-    """Connects as usual, then refuses a peer that is not public (the socket is closed before
-    anything is sent)."""
+def public_addresses(host: str, port: int) -> list[AddressInfo]:
+    """Resolve `host` once; its addresses if every one of them is public, else NotPublicAddress.
+    A failed lookup is refused with the same words: which internal names exist is no business
+    of the partner's."""
+    try:
+        found = socket.getaddrinfo(host.strip("[]"), port, allowed_gai_family(), socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:  # gaierror is an OSError; a bad IDNA label
+        raise NotPublicAddress(NOT_SENT) from exc
+    if not found or any(not_public_because(str(info[4][0])) for info in found):
+        raise NotPublicAddress(NOT_SENT)
+    return found
 
-    def _new_conn(self):
-        sock = super()._new_conn()
-        peer = sock.getpeername()[0]
-        if not is_public(peer):
+
+def _connect_checked(conn: HTTPConnection) -> socket.socket:
+    """urllib3's `_new_conn`, but connecting to the checked addresses themselves: the name is
+    not looked up again (urllib3 would resolve it inside `create_connection`, after our check).
+    TLS still verifies the certificate against the name: it wraps this socket with `conn.host`."""
+    addresses = public_addresses(conn._dns_host, conn.port)
+    error: OSError | None = None
+    for family, kind, proto, _, address in addresses:
+        sock = socket.socket(family, kind, proto)
+        try:
+            for option in conn.socket_options or ():
+                sock.setsockopt(*option)
+            if conn.timeout is not _DEFAULT_TIMEOUT:
+                sock.settimeout(conn.timeout)
+            if conn.source_address:
+                sock.bind(conn.source_address)
+            sock.connect(address)
+        except OSError as exc:
             sock.close()
-            raise NotPublicAddress(
-                f"{self.host} resolved to {peer}, which is not a public address: not sent"
-            )
+            error = exc
+            continue
+        sys.audit("http.client.connect", conn, conn.host, conn.port)
         return sock
+    if isinstance(error, TimeoutError):
+        raise ConnectTimeoutError(
+            conn, f"Connection to {conn.host} timed out. (connect timeout={conn.timeout})"
+        ) from error
+    raise NewConnectionError(conn, f"Failed to establish a new connection: {error}") from error
 
 
-class _PublicHTTPConnection(_PublicPeer, HTTPConnection):
-    pass
+class _PublicHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        return _connect_checked(self)
 
 
-class _PublicHTTPSConnection(_PublicPeer, HTTPSConnection):
-    pass
+class _PublicHTTPSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        return _connect_checked(self)
 
 
 class _PublicHTTPConnectionPool(HTTPConnectionPool):
