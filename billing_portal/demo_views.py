@@ -1,17 +1,26 @@
 """The demo's sent-mail page: what the portal would have emailed, read from the mail folder.
 
 Only a DEBUG portal writing mail to files (the embedded demo) answers; anywhere else it is a 404,
-because real mail goes to real inboxes and lists of it are nobody's business.
+because real mail goes to real inboxes and lists of it are nobody's business. Times are the demo
+clock's (billing_portal/demo_mail.py stamps each message with it), so that an email sits beside
+the invoice it speaks of; a message written without the stamp shows its real `Date:`, said so.
 """
 
+from datetime import timedelta
 from email import message_from_bytes, policy
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.mail.backends import filebased
 from django.http import Http404
 from django.shortcuts import render
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from billing_portal import demo_clock
+from billing_portal.demo_mail import DEMO_DATE_HEADER
 
 # Django's file backend appends each message to the file followed by this line.
 _SEPARATOR = b"\n" + b"-" * 79 + b"\n"
@@ -26,9 +35,12 @@ def _messages(folder: Path) -> list[dict]:
                 continue
             message = message_from_bytes(raw.lstrip(), policy=policy.default)
             body = message.get_body(preferencelist=("plain", "html"))
+            demo_date = message[DEMO_DATE_HEADER]
+            date = demo_date or message["Date"]
             found.append(
                 {
-                    "sent_at": parsedate_to_datetime(message["Date"]) if message["Date"] else None,
+                    "sent_at": parsedate_to_datetime(date) if date else None,
+                    "on_demo_clock": bool(demo_date),
                     "to": message["To"],
                     "subject": message["Subject"],
                     "body": body.get_content() if body else "",
@@ -41,9 +53,14 @@ def _messages(folder: Path) -> list[dict]:
 
 @login_required
 def sent_mail(request):
-    file_based = settings.EMAIL_BACKEND == "django.core.mail.backends.filebased.EmailBackend"
+    file_based = issubclass(import_string(settings.EMAIL_BACKEND), filebased.EmailBackend)
     if not (settings.DEBUG and file_based):
         raise Http404
     folder = Path(settings.EMAIL_FILE_PATH)
     messages = _messages(folder) if folder.is_dir() else []
-    return render(request, "demo/mail.html", {"mails": messages, "folder": folder})
+    clock_moved = abs(timezone.now() - demo_clock.real_now()) > timedelta(minutes=1)
+    return render(
+        request,
+        "demo/mail.html",
+        {"mails": messages, "folder": folder, "now": timezone.now(), "clock_moved": clock_moved},
+    )

@@ -29,10 +29,14 @@ DEBUG = env.bool("DEBUG", default=False)
 # `make demo-advance DAYS=31` moves the demo's clock (billing_portal/demo_clock.py); a demo-only
 # switch, refused without DEBUG so that production always runs on the real time.
 DEMO_CLOCK_FILE = env.str("DEMO_CLOCK_FILE", default="")
-if DEMO_CLOCK_FILE and DEBUG:
+DEMO_CLOCK_ON = bool(DEMO_CLOCK_FILE and DEBUG)
+if DEMO_CLOCK_ON:
     from billing_portal import demo_clock
 
     demo_clock.install(Path(DEMO_CLOCK_FILE))
+    # A login lasts SESSION_COOKIE_AGE of real time, not of the demo's: an advance of the clock
+    # used to log every browser out (billing_portal/demo_sessions.py).
+    SESSION_ENGINE = "billing_portal.demo_sessions"
 # The fallback key is only for the demo (DEBUG=true): anything signed with a known key (payment
 # confirmation links, sessions) could be forged, so without DEBUG the web server and the workers
 # refuse to start with it (billing_portal/startup.py); `check --deploy` flags it too.
@@ -167,6 +171,9 @@ if EMAIL_CONFIG["EMAIL_BACKEND"] == "django.core.mail.backends.filebased.EmailBa
     # to wherever the command ran; the path in the URL is absolute.
     EMAIL_CONFIG["EMAIL_FILE_PATH"] = "/" + EMAIL_CONFIG["EMAIL_FILE_PATH"].lstrip("/")
 vars().update(EMAIL_CONFIG)
+if DEMO_CLOCK_ON and EMAIL_CONFIG["EMAIL_BACKEND"].endswith("filebased.EmailBackend"):
+    # The same files, each message stamped with the demo's time for the sent-mail page.
+    EMAIL_BACKEND = "billing_portal.demo_mail.EmailBackend"
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Billing <billing@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # The seller block printed on invoices, one line per item.

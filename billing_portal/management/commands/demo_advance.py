@@ -29,10 +29,13 @@ class Command(BaseCommand):
         if not 1 <= days <= 3660:
             raise CommandError("--days must be between 1 and 3660.")
         path = Path(settings.DEMO_CLOCK_FILE)
+        # From the clock as the file says it now (the settings read it when this process
+        # started); the offset grows by `days` once, and billing runs to that instant exactly.
+        demo_clock.install(path)
         before = timezone.now()
+        now = before + timedelta(days=days)
         demo_clock.offset_write(path, demo_clock.offset_read(path) + timedelta(days=days))
         demo_clock.install(path)  # this process reads the new offset at once
-        now = timezone.now()
         issued_before = set(Invoice.objects.values_list("pk", flat=True))
         # Day by day, as the scheduler would have seen them: a 31-day jump crosses a period end,
         # and dunning counts its retries and reminders in days.
@@ -40,7 +43,6 @@ class Command(BaseCommand):
         while day < now:
             day = min(day + timedelta(days=1), now)
             run_billing(as_of=day, collect=tasks.collect_later)
-        run_billing(as_of=now, collect=tasks.collect_later)
         self.stdout.write(f"The demo's clock now reads {now:%Y-%m-%d %H:%M} UTC (+{days} days).")
         for invoice in Invoice.objects.exclude(pk__in=issued_before).order_by("pk"):
             self.stdout.write(

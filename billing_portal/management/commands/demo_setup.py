@@ -21,6 +21,8 @@ from plans import services as plan_services
 
 DEMO_SLUG = "demo-store"
 DEMO_EMAIL = "merchant@demo.example"
+# A teammate who answers tickets: sees the Billing & Usage page, changes nothing on it.
+AGENT_EMAIL = "agent@demo.example"
 
 
 class Command(BaseCommand):
@@ -68,16 +70,9 @@ class Command(BaseCommand):
                     account_services.integration_add(
                         account=account, kind=kind, name=f"{store_name} {kind}", store=store
                     )
+        password = self.member_login(account, DEMO_EMAIL, "Demo", Membership.Role.OWNER)
+        agent_password = self.member_login(account, AGENT_EMAIL, "Agent", Membership.Role.AGENT)
         user_model = get_user_model()
-        user, _ = user_model.objects.get_or_create(
-            username=DEMO_EMAIL, defaults={"email": DEMO_EMAIL, "first_name": "Demo"}
-        )
-        password = secrets.token_urlsafe(9)
-        user.set_password(password)
-        user.save()
-        Membership.objects.get_or_create(
-            user=user, account=account, defaults={"role": Membership.Role.OWNER}
-        )
         operator, _ = user_model.objects.get_or_create(
             username="operator", defaults={"is_staff": True, "is_superuser": True}
         )
@@ -103,18 +98,32 @@ class Command(BaseCommand):
         call_command("run_billing", stdout=self.stdout)  # closes the finished period
         _, raw_key = account_services.api_key_create(partner=partner, name="demo")
         mail_folder = getattr(settings, "EMAIL_FILE_PATH", "")
+        site = settings.SITE_URL
         self.stdout.write(
             "\n".join(
                 [
                     "",
-                    f"Demo ready at {settings.SITE_URL}",
-                    f"  Merchant login: {DEMO_EMAIL} / {password}",
-                    f"  Operator (console at {settings.SITE_URL}/console/, admin at /admin/): "
-                    f"operator / {operator_password}",
-                    f"  Partner API key: {raw_key}",
-                    f"  Sent mail: {settings.SITE_URL}/demo/mail/ (files in {mail_folder})",
-                    "  Fast-forward: make demo-advance DAYS=31",
+                    f"Demo ready at {site}  (a tour for each role: docs/demo.md)",
+                    f"  Merchant's Billing & Usage page: {site}/billing/{DEMO_SLUG}/",
+                    f"    owner: {DEMO_EMAIL} / {password}",
+                    f"    agent (looks, changes nothing): {AGENT_EMAIL} / {agent_password}",
+                    f"  Operator console: {site}/console/  (admin: {site}/admin/)",
+                    f"    operator / {operator_password}",
+                    f"  Partner API key: {raw_key}  (docs: {site}/api/docs/)",
+                    f"  Sent mail: {site}/demo/mail/  (files in {mail_folder})",
+                    "  Fast-forward a month: make demo-advance DAYS=31",
                     "",
                 ]
             )
         )
+
+    def member_login(self, account: Account, email: str, first_name: str, role: str) -> str:
+        """A member of the demo account with a fresh password (returned, to be printed)."""
+        user, _ = get_user_model().objects.get_or_create(
+            username=email, defaults={"email": email, "first_name": first_name}
+        )
+        password = secrets.token_urlsafe(9)
+        user.set_password(password)
+        user.save()
+        Membership.objects.get_or_create(user=user, account=account, defaults={"role": role})
+        return password
