@@ -2,17 +2,26 @@
 service the automatic flows use (no second code path), with the operator's reason kept in one
 audit row `operator.<action>`, written in the same transaction as the change.
 
+`operator_action` is that frame, once: the reason, the time, the transaction, the row lock and
+the audit row. Each action inside it says only what it changes and what its row says before and
+after. "Retry now" is the one action outside it (see there why).
+
 The state changes the underlying services audit themselves (invoice.status, subscription.status,
 email.sent, ...) name the operator too: the console views run every action inside
 `audit.services.acting_as`.
 """
 
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Generic, TypeVar
 
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.errors import Conflict, DomainError
+from audit.models import AuditEntry
 from audit.services import audit_record
 from billing import actions, invoicing, notifications, payments, tasks
 from billing.models import (
@@ -31,6 +40,8 @@ S = InvoiceStatus
 # A pause is a grace agreed with a customer, not a way to forget an invoice.
 MAX_PAUSE = timedelta(days=90)
 
+Row = TypeVar("Row", Invoice, Subscription)
+
 
 def _reason(reason: str) -> str:
     reason = (reason or "").strip()
@@ -39,22 +50,69 @@ def _reason(reason: str) -> str:
     return reason
 
 
-def _locked(invoice: Invoice) -> Invoice:
+def _locked(row: Row) -> Row:
+    if isinstance(row, Invoice):
+        return (
+            Invoice.objects.select_for_update(of=("self",))
+            .select_related("account", "subscription")
+            .get(pk=row.pk)
+        )
     return (
-        Invoice.objects.select_for_update(of=("self",))
-        .select_related("account", "subscription")
-        .get(pk=invoice.pk)
+        Subscription.objects.select_for_update(of=("self",))
+        .select_related("account")
+        .get(pk=row.pk)
     )
 
 
-def invoice_retry_now(*, invoice: Invoice, reason: str, at: datetime | None = None):
+@dataclass
+class Change(Generic[Row]):
+    """One operator action under way: the locked row it acts on, the reason and time it was
+    given, and what its audit row will say (`before`, `after`: set by the action)."""
+
+    row: Row
+    reason: str
+    at: datetime
+    before: object = None
+    after: object = None
+    entry: AuditEntry = field(init=False)  # the audit row, once the block has succeeded
+
+
+@contextlib.contextmanager
+def operator_action(
+    action: str, row: Row, *, reason: str, at: datetime | None
+) -> Iterator[Change[Row]]:
+    """The frame of every console action but "Retry now". The reason is checked before
+    anything is touched; then, in one transaction, the row is locked and read again, so the
+    state the action checks is the one it changes even when the dunning run, a webhook or
+    another operator acts at the same moment; the block makes its change; and the audit row
+    `action` is written. Whatever the block raises rolls its change back with it: never a
+    change without its operator's row, never a row for a change that did not happen."""
+    change = Change(row=row, reason=_reason(reason), at=at or timezone.now())
+    with transaction.atomic():
+        change.row = _locked(row)
+        yield change
+        change.entry = audit_record(
+            action=action,
+            obj=change.row,
+            before=change.before,
+            after=change.after,
+            reason=change.reason,
+            at=change.at,
+        )
+
+
+def invoice_retry_now(*, invoice: Invoice, reason: str, at: datetime | None = None) -> AuditEntry:
     """Charge the invoice now, through the composer (billing.actions) and so the one
     collection path."""
+    # The one action outside `operator_action`. The charge path commits the payment attempt
+    # before it calls Stripe (F5: a crash or a timeout mid-call leaves a recorded attempt to
+    # reconcile, never a charge nobody knows of), so the charge cannot run inside the
+    # wrapper's transaction and row lock. The operator's row follows the outcome instead, in a
+    # transaction of its own, naming the attempt it caused; a charge that cannot start (no
+    # card, a payment in flight) raises before it and leaves no row, as a refused action does.
     reason, at = _reason(reason), at or timezone.now()
     if invoice.kind != InvoiceKind.INVOICE or invoice.status not in UNPAID:
         raise Conflict(f"Invoice {invoice.number} is {invoice.status}: nothing to collect.")
-    # The attempt is committed before Stripe is called (F5), so the operator's row follows
-    # the outcome in its own transaction, naming the attempt it caused.
     before = invoice.status
     attempt = actions.invoice_pay(
         account=invoice.account, invoice=invoice, trigger="operator", at=at
@@ -68,12 +126,11 @@ def invoice_retry_now(*, invoice: Invoice, reason: str, at: datetime | None = No
     )
 
 
-def invoice_remind_now(*, invoice: Invoice, reason: str, at: datetime | None = None):
+def invoice_remind_now(*, invoice: Invoice, reason: str, at: datetime | None = None) -> AuditEntry:
     """Send the customer the email the schedule would send next, now: the confirmation link
     again (F2), or the failed payment's reason and what to do (F3)."""
-    reason, at = _reason(reason), at or timezone.now()
-    with transaction.atomic():
-        invoice = _locked(invoice)
+    with operator_action("operator.remind_now", invoice, reason=reason, at=at) as change:
+        invoice = change.row
         dunning: Dunning | None
         if invoice.status == S.REQUIRES_CONFIRMATION:
             attempt = payments.confirmation_attempt(invoice=invoice)
@@ -99,56 +156,45 @@ def invoice_remind_now(*, invoice: Invoice, reason: str, at: datetime | None = N
             )
         else:
             raise Conflict(f"Invoice {invoice.number} is {invoice.status}: no reminder to send.")
-        return audit_record(
-            action="operator.remind_now", obj=invoice, after=invoice.status, reason=reason, at=at
-        )
+        change.after = invoice.status
+    return change.entry
 
 
-def dunning_pause(*, invoice: Invoice, until: datetime, reason: str, at: datetime | None = None):
+def dunning_pause(
+    *, invoice: Invoice, until: datetime, reason: str, at: datetime | None = None
+) -> AuditEntry:
     """No retries, reminders or suspension for this invoice until `until`; suspension is due
     no earlier than the pause's end, so the grace is real."""
-    reason, at = _reason(reason), at or timezone.now()
-    if not at < until <= at + MAX_PAUSE:
-        raise DomainError("A pause ends in the future, within 90 days.", details={"field": "until"})
-    with transaction.atomic():
-        invoice = _locked(invoice)
+    with operator_action("operator.pause_dunning", invoice, reason=reason, at=at) as change:
+        if not change.at < until <= change.at + MAX_PAUSE:
+            raise DomainError(
+                "A pause ends in the future, within 90 days.", details={"field": "until"}
+            )
+        invoice = change.row
         if invoice.status not in OVERDUE:
             raise Conflict(f"Invoice {invoice.number} is {invoice.status}: nothing to pause.")
         dunning, _ = Dunning.objects.select_for_update().get_or_create(invoice=invoice)
-        before = _schedule(dunning)
+        change.before = _schedule(dunning)
         dunning.paused_until = until
         if dunning.suspend_at is not None:
             dunning.suspend_at = max(dunning.suspend_at, until)
         dunning.save()
-        return audit_record(
-            action="operator.pause_dunning",
-            obj=invoice,
-            before=before,
-            after=_schedule(dunning),
-            reason=reason,
-            at=at,
-        )
+        change.after = _schedule(dunning)
+    return change.entry
 
 
-def dunning_resume(*, invoice: Invoice, reason: str, at: datetime | None = None):
+def dunning_resume(*, invoice: Invoice, reason: str, at: datetime | None = None) -> AuditEntry:
     """End a pause now: the steps that fell due during it run at the next dunning run."""
-    reason, at = _reason(reason), at or timezone.now()
-    with transaction.atomic():
-        invoice = _locked(invoice)
+    with operator_action("operator.resume_dunning", invoice, reason=reason, at=at) as change:
+        invoice = change.row
         dunning = Dunning.objects.select_for_update().filter(invoice=invoice).first()
-        if dunning is None or dunning.paused_until is None or dunning.paused_until <= at:
+        if dunning is None or dunning.paused_until is None or dunning.paused_until <= change.at:
             raise Conflict(f"The reminders and retries of {invoice.number} are not paused.")
-        before = _schedule(dunning)
+        change.before = _schedule(dunning)
         dunning.paused_until = None
         dunning.save(update_fields=["paused_until"])
-        return audit_record(
-            action="operator.resume_dunning",
-            obj=invoice,
-            before=before,
-            after=_schedule(dunning),
-            reason=reason,
-            at=at,
-        )
+        change.after = _schedule(dunning)
+    return change.entry
 
 
 def _schedule(dunning: Dunning) -> dict:
@@ -159,154 +205,149 @@ def _schedule(dunning: Dunning) -> dict:
     }
 
 
-def invoice_mark_paid(*, invoice: Invoice, reference: str, reason: str, at: datetime | None = None):
+def invoice_mark_paid(
+    *, invoice: Invoice, reference: str, reason: str, at: datetime | None = None
+) -> AuditEntry:
     """Paid outside Stripe (a bank transfer): settled like a charge would settle it, with the
     payment's reference kept."""
-    reason, at = _reason(reason), at or timezone.now()
-    reference = (reference or "").strip()
-    if not reference:
-        raise DomainError(
-            "Give the payment's reference (e.g. the bank transfer's).",
-            details={"field": "reference"},
-        )
-    with transaction.atomic():
-        invoice = _locked(invoice)
+    with operator_action("operator.mark_paid", invoice, reason=reason, at=at) as change:
+        reference = (reference or "").strip()
+        if not reference:
+            raise DomainError(
+                "Give the payment's reference (e.g. the bank transfer's).",
+                details={"field": "reference"},
+            )
+        invoice = change.row
         if invoice.kind != InvoiceKind.INVOICE or invoice.status not in (
             *UNPAID,
             S.UNCOLLECTIBLE,
         ):
             raise Conflict(f"Invoice {invoice.number} is {invoice.status}: it cannot be paid.")
         invoicing.refuse_while_in_flight(invoice)
-        before = invoice.status
-        invoicing.invoice_settle(invoice=invoice, reason=f"paid out of band: {reference}", at=at)
-        return audit_record(
-            action="operator.mark_paid",
-            obj=invoice,
-            before=before,
-            after={"status": S.PAID, "reference": reference},
-            reason=reason,
-            at=at,
+        change.before = invoice.status
+        invoicing.invoice_settle(
+            invoice=invoice, reason=f"paid out of band: {reference}", at=change.at
         )
+        change.after = {"status": S.PAID, "reference": reference}
+    return change.entry
 
 
-def invoice_void(*, invoice: Invoice, reason: str, at: datetime | None = None):
-    reason, at = _reason(reason), at or timezone.now()
-    with transaction.atomic():
-        invoice = _locked(invoice)
-        before = invoice.status
-        invoicing.invoice_void(invoice=invoice, reason=reason, at=at)
-        return audit_record(
-            action="operator.void", obj=invoice, before=before, after=S.VOID, reason=reason, at=at
-        )
+def invoice_void(*, invoice: Invoice, reason: str, at: datetime | None = None) -> AuditEntry:
+    """Cancel the invoice: nothing is owed on it any more; its schedules stop and a suspension
+    it caused is lifted."""
+    return _collection_end(
+        "operator.void", invoice, reason=reason, at=at, end=invoicing.invoice_void, to=S.VOID
+    )
 
 
-def invoice_mark_uncollectible(*, invoice: Invoice, reason: str, at: datetime | None = None):
-    reason, at = _reason(reason), at or timezone.now()
-    with transaction.atomic():
-        invoice = _locked(invoice)
-        before = invoice.status
-        invoicing.invoice_write_off(invoice=invoice, reason=reason, at=at)
-        return audit_record(
-            action="operator.mark_uncollectible",
-            obj=invoice,
-            before=before,
-            after=S.UNCOLLECTIBLE,
-            reason=reason,
-            at=at,
-        )
+def invoice_mark_uncollectible(
+    *, invoice: Invoice, reason: str, at: datetime | None = None
+) -> AuditEntry:
+    """Stop collecting: no more retries, reminders or suspension from this invoice; the
+    subscription keeps its state, and a later payment out of band still settles it."""
+    return _collection_end(
+        "operator.mark_uncollectible",
+        invoice,
+        reason=reason,
+        at=at,
+        end=invoicing.invoice_write_off,
+        to=S.UNCOLLECTIBLE,
+    )
 
 
-def invoice_credit(*, invoice: Invoice, amount_minor: int, reason: str, at: datetime | None = None):
+def _collection_end(
+    action: str,
+    invoice: Invoice,
+    *,
+    reason: str,
+    at: datetime | None,
+    end: Callable[..., None],
+    to: str,
+) -> AuditEntry:
+    """Void and write-off alike: invoicing's service moves the status (and stops the
+    schedules); the operator's row says from which status to which."""
+    with operator_action(action, invoice, reason=reason, at=at) as change:
+        change.before = change.row.status
+        end(invoice=change.row, reason=change.reason, at=change.at)
+        change.after = to
+    return change.entry
+
+
+def invoice_credit(
+    *, invoice: Invoice, amount_minor: int, reason: str, at: datetime | None = None
+) -> AuditEntry:
     """A credit note (invoicing.credit_note_issue): netted on an unpaid invoice, the account's
     credit on a paid one."""
-    reason, at = _reason(reason), at or timezone.now()
-    with transaction.atomic():
-        before = invoice.status
+    with operator_action("operator.credit_note", invoice, reason=reason, at=at) as change:
+        invoice = change.row
+        change.before = invoice.status
         note = invoicing.credit_note_issue(
-            invoice=invoice, amount_minor=amount_minor, description=reason, at=at
+            invoice=invoice, amount_minor=amount_minor, description=change.reason, at=change.at
         )
         invoice.refresh_from_db()
-        return audit_record(
-            action="operator.credit_note",
-            obj=invoice,
-            before=before,
-            after={"status": invoice.status, "credit_note": note.number, "amount": amount_minor},
-            reason=reason,
-            at=at,
-        )
+        change.after = {
+            "status": invoice.status,
+            "credit_note": note.number,
+            "amount": amount_minor,
+        }
+    return change.entry
 
 
-def invoice_release_hold(*, invoice: Invoice, reason: str, at: datetime | None = None):
+def invoice_release_hold(
+    *, invoice: Invoice, reason: str, at: datetime | None = None
+) -> AuditEntry:
     """Approve a charge held over the spending cap (P8): the invoice becomes collectable and
     is charged by the normal path (the collection sweep, woken at once)."""
-    reason, at = _reason(reason), at or timezone.now()
-    with transaction.atomic():
-        invoice = _locked(invoice)
+    with operator_action("operator.release_hold", invoice, reason=reason, at=at) as change:
+        invoice = change.row
         dunning = Dunning.objects.select_for_update().filter(invoice=invoice).first()
         if dunning is None or not dunning.held_reason or invoice.status not in UNPAID:
             raise Conflict(f"Invoice {invoice.number} is not held.")
-        before = dunning.held_reason
+        change.before = {"held": dunning.held_reason}
         dunning.held_reason = ""
-        dunning.hold_released_at = at
+        dunning.hold_released_at = change.at
         dunning.save(update_fields=["held_reason", "hold_released_at"])
-        entry = audit_record(
-            action="operator.release_hold",
-            obj=invoice,
-            before={"held": before},
-            after={"held": ""},
-            reason=reason,
-            at=at,
-        )
-        tasks.collect_later(invoice.pk)
-        return entry
+        change.after = {"held": ""}
+        tasks.collect_later(invoice.pk)  # after the commit, like every task
+    return change.entry
 
 
-def subscription_suspend(*, subscription: Subscription, reason: str, at: datetime | None = None):
+def subscription_suspend(
+    *, subscription: Subscription, reason: str, at: datetime | None = None
+) -> AuditEntry:
     """Suspend now, as exhausted retries would (F4); the customer is told when an unpaid
     invoice is the cause."""
-    reason, at = _reason(reason), at or timezone.now()
-    with transaction.atomic():
-        before = Subscription.objects.get(pk=subscription.pk).status
-        if before not in (Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE):
-            raise Conflict(f"The subscription is {before}: it cannot be suspended.")
+    with operator_action("operator.suspend", subscription, reason=reason, at=at) as change:
+        change.before = change.row.status
+        if change.before not in (Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE):
+            raise Conflict(f"The subscription is {change.before}: it cannot be suspended.")
         subscription_transition(
             subscription_id=subscription.pk,
             to=Subscription.Status.SUSPENDED,
-            reason=f"by an operator: {reason}",
-            at=at,
+            reason=f"by an operator: {change.reason}",
+            at=change.at,
         )
         unpaid = subscription.invoices.filter(status__in=OVERDUE).order_by("issued_at").first()
         if unpaid is not None:
-            notifications.send("subscription_suspended", subscription.account, invoice=unpaid)
-        return audit_record(
-            action="operator.suspend",
-            obj=subscription,
-            before=before,
-            after=Subscription.Status.SUSPENDED,
-            reason=reason,
-            at=at,
-        )
+            notifications.send("subscription_suspended", change.row.account, invoice=unpaid)
+        change.after = Subscription.Status.SUSPENDED
+    return change.entry
 
 
-def subscription_reactivate(*, subscription: Subscription, reason: str, at: datetime | None = None):
+def subscription_reactivate(
+    *, subscription: Subscription, reason: str, at: datetime | None = None
+) -> AuditEntry:
     """Reactivate a suspended subscription; its unpaid invoices stay unpaid and collectable."""
-    reason, at = _reason(reason), at or timezone.now()
-    with transaction.atomic():
-        before = Subscription.objects.get(pk=subscription.pk).status
-        if before != Subscription.Status.SUSPENDED:
-            raise Conflict(f"The subscription is {before}, not suspended.")
+    with operator_action("operator.reactivate", subscription, reason=reason, at=at) as change:
+        change.before = change.row.status
+        if change.before != Subscription.Status.SUSPENDED:
+            raise Conflict(f"The subscription is {change.before}, not suspended.")
         subscription_transition(
             subscription_id=subscription.pk,
             to=Subscription.Status.ACTIVE,
-            reason=f"by an operator: {reason}",
-            at=at,
+            reason=f"by an operator: {change.reason}",
+            at=change.at,
         )
-        notifications.send("subscription_reactivated_by_operator", subscription.account)
-        return audit_record(
-            action="operator.reactivate",
-            obj=subscription,
-            before=before,
-            after=Subscription.Status.ACTIVE,
-            reason=reason,
-            at=at,
-        )
+        notifications.send("subscription_reactivated_by_operator", change.row.account)
+        change.after = Subscription.Status.ACTIVE
+    return change.entry

@@ -14,15 +14,36 @@ from django.http import HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
+from accounts.form_tokens import already_done, first_submission
 from accounts.models import Account
 from accounts.selectors import billing_access, is_operator
 from audit.models import Source
 from audit.services import acting_as
 
+from . import selectors
 
-def billing_page(*, change: bool = False, methods: tuple[str, ...] = ("GET",)):
+
+def billing_page(
+    *,
+    change: bool = False,
+    methods: tuple[str, ...] = ("GET",),
+    invoice: bool = False,
+    back: str | None = None,
+    once: bool = False,
+):
     """Wrap a view taking (request, access, ...). `change=True` marks a write: only those who
-    manage billing may POST to it; the URL walk in the tests reads these marks."""
+    manage billing may POST to it; the URL walk in the tests reads these marks.
+
+    The rest is the preamble the pages' forms share, done here once, in this order:
+    - `invoice=True`: the URL's `invoice_id` becomes `invoice`, the account's invoice; any other
+      id is a 404, as for an account the user is not a member of;
+    - `back="<tab>"`: the view gets `back`, that tab's URL, where its form returns;
+    - `once=True`: a POST claims its one-time form token before the view runs, so a double
+      click or a re-post does nothing more and goes `back` with "already sent". A view that
+      validates a form first claims the token itself, after validation: a form sent back with
+      its errors keeps its token, and the corrected form is still the first submission."""
+    if once and back is None:
+        raise TypeError("billing_page(once=True) needs back=: where a re-post goes")
 
     def decorate(view):
         @login_required
@@ -46,6 +67,16 @@ def billing_page(*, change: bool = False, methods: tuple[str, ...] = ("GET",)):
                     {"account": access.account, "access": access},
                     status=403,
                 )
+            if invoice:
+                kwargs["invoice"] = selectors.invoice_for_account(
+                    account=access.account, invoice_id=kwargs.pop("invoice_id")
+                )
+                if kwargs["invoice"] is None:
+                    return render(request, "404.html", status=404)
+            if back is not None:
+                kwargs["back"] = reverse(f"billing:{back}", kwargs={"slug": access.account.slug})
+            if once and request.method == "POST" and not first_submission(request):
+                return already_done(request, kwargs["back"])
             with acting_as(source=Source.MERCHANT, user=request.user):  # names them in audit
                 return view(request, access, *args, **kwargs)
 

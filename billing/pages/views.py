@@ -109,19 +109,19 @@ def _usage_month(value: str | None, *, now) -> str | None:
     return value
 
 
-@billing_page(change=True, methods=("POST",))
-def ai_limits(request, access):
+@billing_page(change=True, methods=("POST",), back="usage")
+def ai_limits(request, access, *, back: str):
     """Z9: keep or pause at the automated-resolution limit, and the account's own monthly
     limit; the caps are re-applied at once to this period's resolutions."""
     subscription = subscription_current(account=access.account)
     if subscription is None or not subscription.edition_id:
         messages.error(request, "Automated-resolution limits come with per-agent editions.")
-        return redirect(_url("usage", access))
+        return redirect(back)
     form = AiLimitsForm(request.POST)
     if not form.is_valid():
         return _usage_page(request, access, ai_form=form, status=400)
-    if not first_submission(request):
-        return already_done(request, _url("usage", access))
+    if not first_submission(request):  # claimed after validation (see billing_page)
+        return already_done(request, back)
     actions.ai_limits_set(
         account=access.account,
         subscription=subscription,
@@ -129,7 +129,7 @@ def ai_limits(request, access):
         monthly_limit=form.cleaned_data["monthly_limit"],
     )
     messages.success(request, "Saved: the automated-resolution limits apply from now on.")
-    return redirect(_url("usage", access) + "#resolutions")
+    return redirect(back + "#resolutions")
 
 
 @billing_page()
@@ -168,11 +168,8 @@ def invoices(request, access):
     )
 
 
-@billing_page()
-def invoice_pdf(request, access, invoice_id: int):
-    invoice = selectors.invoice_for_account(account=access.account, invoice_id=invoice_id)
-    if invoice is None:
-        return render(request, "404.html", status=404)
+@billing_page(invoice=True)
+def invoice_pdf(request, access, invoice: Invoice):
     content = render_invoice_pdf(invoice_document(invoice=invoice))
     response = HttpResponse(content, content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="invoice-{invoice.number}.pdf"'
@@ -211,31 +208,17 @@ def _flash(request, payment: actions.Payment) -> str | None:
     return payment.confirm_path or None
 
 
-@billing_page(change=True, methods=("POST",))
-def invoice_retry(request, access, invoice_id: int):
-    back = request.POST.get("next") or _url("invoices", access)
-    if not back.startswith("/billing/"):
-        back = _url("invoices", access)
-    invoice = selectors.invoice_for_account(account=access.account, invoice_id=invoice_id)
-    if invoice is None:
-        return render(request, "404.html", status=404)
-    if not first_submission(request):
-        return already_done(request, back)
+@billing_page(change=True, methods=("POST",), invoice=True, back="invoices", once=True)
+def invoice_retry(request, access, invoice: Invoice, *, back: str):
     if payments.default_payment_method(access.account.pk) is None:
         return _no_card(request, access)
     confirm = _charge(request, access, invoice)
-    return redirect(confirm or back)
+    return redirect(confirm or _next(request, back))
 
 
-@billing_page(change=True, methods=("POST",))
-def invoice_link_resend(request, access, invoice_id: int):
+@billing_page(change=True, methods=("POST",), invoice=True, back="invoices", once=True)
+def invoice_link_resend(request, access, invoice: Invoice, *, back: str):
     """ "Email the link again": the same confirmation link, rate-limited (F2)."""
-    back = _url("invoices", access)
-    invoice = selectors.invoice_for_account(account=access.account, invoice_id=invoice_id)
-    if invoice is None:
-        return render(request, "404.html", status=404)
-    if not first_submission(request):
-        return already_done(request, back)
     try:
         actions.confirmation_link_resend(invoice=invoice)
     except DomainError as exc:
@@ -253,12 +236,9 @@ def _no_card(request, access):
     return redirect(_url("payment-method", access))
 
 
-@billing_page(change=True, methods=("POST",))
-def pay_outstanding(request, access):
+@billing_page(change=True, methods=("POST",), back="overview", once=True)
+def pay_outstanding(request, access, *, back: str):
     """ "Pay all outstanding": each unpaid invoice, oldest first, through the composer."""
-    back = _url("overview", access)
-    if not first_submission(request):
-        return already_done(request, back)
     try:
         done = actions.outstanding_pay(account=access.account)
     except payments.NoPaymentMethod:
@@ -304,12 +284,11 @@ def plan(request, access):
     )
 
 
-@billing_page(change=True, methods=("GET", "POST"))
-def start(request, access):
+@billing_page(change=True, methods=("GET", "POST"), back="plan")
+def start(request, access, *, back: str):
     """Start again after the subscription ended: the plan's first cycle from today, its fee
     paid at once through the one collection path, the features switched back on."""
     source = request.POST if request.method == "POST" else request.GET
-    back = _url("plan", access)
     plan_code, interval = source.get("plan"), source.get("interval")
     try:
         preview = restart.subscription_restart_preview(
@@ -327,7 +306,7 @@ def start(request, access):
             {"preview": preview, "card": card, "back": back},
             tab="plan",
         )
-    if not first_submission(request):
+    if not first_submission(request):  # claimed once the request is known to apply
         return already_done(request, _url("overview", access))
     try:
         started = actions.subscription_start_again(
@@ -423,7 +402,7 @@ def change(request, access):
             },
             tab="addons" if source.get("addon") else "plan",
         )
-    if not first_submission(request):
+    if not first_submission(request):  # claimed once the request is known to apply
         return already_done(request, _url("overview", access))
     try:
         changed = actions.subscription_change(
@@ -449,11 +428,8 @@ def change(request, access):
     return redirect(confirm or _url("overview", access))
 
 
-@billing_page(change=True, methods=("POST",))
-def change_cancel(request, access, change_id: int):
-    back = _url("overview", access)
-    if not first_submission(request):
-        return already_done(request, back)
+@billing_page(change=True, methods=("POST",), back="overview", once=True)
+def change_cancel(request, access, change_id: int, *, back: str):
     try:
         undone = actions.scheduled_change_cancel(account=access.account, change_id=change_id)
     except NotFound:
@@ -469,15 +445,12 @@ def change_cancel(request, access, change_id: int):
         )
     else:
         messages.success(request, "The scheduled change is cancelled: nothing changes.")
-    return redirect(request.POST.get("next") if _safe(request) else back)
+    return redirect(_next(request, back))
 
 
-@billing_page(change=True, methods=("POST",))
-def subscription_cancel(request, access):
+@billing_page(change=True, methods=("POST",), back="plan", once=True)
+def subscription_cancel(request, access, *, back: str):
     """Cancel at the end of the cycle: scheduled like a downgrade, undone from the banner."""
-    back = _url("plan", access)
-    if not first_submission(request):
-        return already_done(request, back)
     try:
         change, new = actions.subscription_cancel(account=access.account)
     except NotFound as exc:
@@ -495,8 +468,11 @@ def subscription_cancel(request, access):
     return redirect(back)
 
 
-def _safe(request) -> bool:
-    return request.POST.get("next", "").startswith("/billing/")
+def _next(request, back: str) -> str:
+    """Where a form that names the page it was sent from (`next`) returns once done: that page
+    when it is one of the billing pages, `back` otherwise (never another site)."""
+    page = request.POST.get("next", "")
+    return page if page.startswith("/billing/") else back
 
 
 # --- payment method -------------------------------------------------------------------------
@@ -517,11 +493,8 @@ def payment_method(request, access):
     return _page(request, access, "billing/payment_method.html", context, tab="payment")
 
 
-@billing_page(change=True, methods=("POST",))
-def payment_method_save(request, access):
-    back = _url("payment-method", access)
-    if not first_submission(request):
-        return already_done(request, back)
+@billing_page(change=True, methods=("POST",), back="payment-method", once=True)
+def payment_method_save(request, access, *, back: str):
     try:
         saved = actions.payment_method_save(
             account=access.account,
@@ -559,18 +532,18 @@ def details(request, access):
     return _page(request, access, "billing/details.html", {"form": form}, tab="details")
 
 
-@billing_page(change=True, methods=("POST",))
-def details_save(request, access):
+@billing_page(change=True, methods=("POST",), back="details")
+def details_save(request, access, *, back: str):
     form = BillingDetailsForm(request.POST)
     if not form.is_valid():
         return _page(
             request, access, "billing/details.html", {"form": form}, tab="details", status=400
         )
-    if not first_submission(request):
-        return already_done(request, _url("details", access))
+    if not first_submission(request):  # claimed after validation (see billing_page)
+        return already_done(request, back)
     account_services.account_billing_details_update(
         account=access.account,
         **{f: form.cleaned_data[f] for f in account_services.BILLING_DETAIL_FIELDS},
     )
     messages.success(request, "Billing details saved: the next invoices show them.")
-    return redirect(_url("details", access))
+    return redirect(back)

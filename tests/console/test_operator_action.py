@@ -1,0 +1,152 @@
+"""The frame every console action shares (console.services.operator_action): a reason first,
+then the change and its operator row in one transaction, or neither."""
+
+import inspect
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from accounts.errors import Conflict, DomainError
+from audit.models import AuditEntry
+from billing import invoicing
+from billing.models import Dunning, Invoice
+from console import services
+from plans.models import Subscription
+from plans.services import subscription_transition
+
+pytestmark = pytest.mark.django_db
+
+
+def subscription_of(invoice: Invoice) -> Subscription:
+    return Subscription.objects.get(pk=invoice.subscription_id)
+
+
+# Each action of the console, called on the past-due invoice (or its subscription).
+ACTIONS = {
+    "invoice_retry_now": lambda i, r: services.invoice_retry_now(invoice=i, reason=r),
+    "invoice_remind_now": lambda i, r: services.invoice_remind_now(invoice=i, reason=r),
+    "dunning_pause": lambda i, r: services.dunning_pause(
+        invoice=i, until=timezone.now() + timedelta(days=20), reason=r
+    ),
+    "dunning_resume": lambda i, r: services.dunning_resume(invoice=i, reason=r),
+    "invoice_mark_paid": lambda i, r: services.invoice_mark_paid(
+        invoice=i, reference="BANK-2026-77", reason=r
+    ),
+    "invoice_void": lambda i, r: services.invoice_void(invoice=i, reason=r),
+    "invoice_mark_uncollectible": lambda i, r: services.invoice_mark_uncollectible(
+        invoice=i, reason=r
+    ),
+    "invoice_credit": lambda i, r: services.invoice_credit(invoice=i, amount_minor=1000, reason=r),
+    "invoice_release_hold": lambda i, r: services.invoice_release_hold(invoice=i, reason=r),
+    "subscription_suspend": lambda i, r: services.subscription_suspend(
+        subscription=subscription_of(i), reason=r
+    ),
+    "subscription_reactivate": lambda i, r: services.subscription_reactivate(
+        subscription=subscription_of(i), reason=r
+    ),
+}
+
+
+# What makes an action apply to the past-due invoice, where it does not already.
+def _paused(invoice: Invoice) -> None:
+    services.dunning_pause(
+        invoice=invoice, until=timezone.now() + timedelta(days=5), reason="set up"
+    )
+
+
+def _held(invoice: Invoice) -> None:
+    Dunning.objects.filter(invoice=invoice).update(held_reason="over the spending cap")
+
+
+def _suspended(invoice: Invoice) -> None:
+    subscription_transition(
+        subscription_id=invoice.subscription_id, to="suspended", reason="set up", at=timezone.now()
+    )
+
+
+PREPARE = {
+    "dunning_resume": _paused,
+    "invoice_release_hold": _held,
+    "subscription_reactivate": _suspended,
+}
+
+
+def state(invoice: Invoice) -> dict:
+    """Everything an action could leave behind."""
+    invoice.refresh_from_db()
+    return {
+        "audit rows": AuditEntry.objects.count(),
+        "invoice": invoice.status,
+        "subscription": subscription_of(invoice).status,
+        "attempts": invoice.attempts.count(),
+        "invoices and credit notes": Invoice.objects.count(),
+        "dunning": list(Dunning.objects.filter(invoice=invoice).values()),
+        "emails": len(mail.outbox),
+    }
+
+
+def test_the_table_names_every_console_action():
+    actions = {
+        name
+        for name, function in inspect.getmembers(services, inspect.isfunction)
+        if function.__module__ == services.__name__
+        and not name.startswith("_")
+        and name != "operator_action"
+    }
+    assert actions == set(ACTIONS)
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+@pytest.mark.parametrize("blank", ["", "  \n "])
+def test_a_blank_reason_is_refused_and_nothing_happens(past_due, action, blank):
+    PREPARE.get(action, lambda invoice: None)(past_due)
+    mail.outbox.clear()
+    before = state(past_due)
+    with pytest.raises(DomainError, match="Say why: a reason is required.") as refused:
+        ACTIONS[action](past_due, blank)
+    assert refused.value.details == {"field": "reason"}
+    assert state(past_due) == before
+    # With a reason the same call acts: one operator row more (so the refusal above is the
+    # reason's, not the state's).
+    operator_rows = AuditEntry.objects.filter(action__startswith="operator.")
+    count = operator_rows.count()
+    ACTIONS[action](past_due, "asked by the customer")
+    assert operator_rows.count() == count + 1
+
+
+def test_a_change_failing_inside_the_frame_leaves_no_change_and_no_row(past_due):
+    before = state(past_due)
+    with (
+        pytest.raises(Conflict, match="cannot become void"),
+        services.operator_action(
+            "operator.void", past_due, reason="billed by mistake", at=None
+        ) as change,
+    ):
+        invoicing.invoice_void(invoice=change.row, reason=change.reason, at=change.at)
+        # The first step is written (the invoice is void, its dunning gone) ...
+        assert Invoice.objects.get(pk=past_due.pk).status == "void"
+        assert not Dunning.objects.filter(invoice=past_due).exists()
+        # ... and the next one fails: a void invoice cannot be voided again.
+        invoicing.invoice_void(invoice=change.row, reason=change.reason, at=change.at)
+    assert state(past_due) == before
+    assert not AuditEntry.objects.filter(action="operator.void").exists()
+
+
+def test_the_frame_writes_one_row_with_what_the_action_says(past_due):
+    with services.operator_action(
+        "operator.void", past_due, reason=" billed by mistake ", at=None
+    ) as change:
+        change.before = change.row.status
+        invoicing.invoice_void(invoice=change.row, reason=change.reason, at=change.at)
+        change.after = "void"
+    row = AuditEntry.objects.get(action="operator.void")
+    assert row == change.entry
+    assert (row.object_id, row.before, row.after, row.reason) == (
+        past_due.pk,
+        "past_due",
+        "void",
+        "billed by mistake",
+    )
+    assert row.at == change.at
