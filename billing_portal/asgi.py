@@ -2,9 +2,9 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from billing_portal.startup import refuse_insecure_secret_key
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_portal.settings")
-application = get_asgi_application()
-
-from billing_portal.startup import refuse_insecure_secret_key  # noqa: E402 - settings first
-
+# Before the application is built, as in wsgi.py.
 refuse_insecure_secret_key()
+application = get_asgi_application()

@@ -18,6 +18,8 @@ import redis
 from celery.beat import PersistentScheduler
 from django.conf import settings
 
+from billing_portal.startup import exit_on_insecure_secret_key
+
 logger = logging.getLogger(__name__)
 
 LOCK_KEY = "billing_portal:beat-lock"
@@ -34,6 +36,10 @@ _RELEASE = (
 
 class LockedScheduler(PersistentScheduler):
     def __init__(self, *args, **kwargs):
+        # Beat signs nothing itself, but it is a production process like the workers: it
+        # exits at once without DEBUG and with a weak SECRET_KEY, before any task is sent.
+        # `celery beat` builds its scheduler before the loop (and before its banner).
+        exit_on_insecure_secret_key()
         self.lock_ttl = float(settings.BEAT_LOCK_TTL)
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
         self.holding = False

@@ -6,8 +6,8 @@ broker they go to workers. Beat runs once per deployment (see docs/operations.md
 
 import os
 
-from celery import Celery
-from celery.signals import task_failure, task_postrun, task_prerun, worker_init
+from celery import Celery, bootsteps
+from celery.signals import task_failure, task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_portal.settings")
 
@@ -16,11 +16,20 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-@worker_init.connect
-def _refuse_insecure_secret_key(**kwargs) -> None:
-    from billing_portal.startup import refuse_insecure_secret_key
+class RefuseInsecureSecretKey(bootsteps.Step):
+    """A worker exits (status 1) without DEBUG and with a weak SECRET_KEY. A bootstep, not a
+    `worker_init` receiver: Celery only logs a receiver's exception and the worker went on to
+    consume. Steps are built while the worker is constructed, before the pool starts or the
+    broker is asked for anything."""
 
-    refuse_insecure_secret_key()
+    def __init__(self, parent, **kwargs) -> None:
+        from billing_portal.startup import exit_on_insecure_secret_key
+
+        exit_on_insecure_secret_key()
+        super().__init__(parent, **kwargs)
+
+
+app.steps["worker"].add(RefuseInsecureSecretKey)
 
 
 @task_failure.connect

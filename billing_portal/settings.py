@@ -249,8 +249,14 @@ BEAT_LOCK_TTL = env.int("BEAT_LOCK_TTL", default=30)
 READY_SCHEDULER_MAX_AGE = env.int("READY_SCHEDULER_MAX_AGE", default=180)
 READY_REEVALUATION_MAX_LAG = env.int("READY_REEVALUATION_MAX_LAG", default=600)
 READY_OUTBOX_MAX_AGE = env.int("READY_OUTBOX_MAX_AGE", default=900)
-# /metrics answers a scraper sending `Authorization: Bearer <METRICS_TOKEN>`, or loopback.
+# --- Operations endpoints (issue 22, item 4): who sees /metrics and the details of /readyz.
+# A request sending `Authorization: Bearer <METRICS_TOKEN>` does; so does one from loopback when
+# METRICS_ALLOW_LOOPBACK is on and it carries no proxy header (X-Forwarded-For, X-Real-IP,
+# Forwarded). Off in production: a proxy on the same host (nginx) makes every visitor a loopback
+# peer, and a proxy need not add any header. Everyone else: /metrics is a 404, /readyz a bare
+# ok/unavailable (docs/operations.md, docs/deploy.md "What is public").
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOW_LOOPBACK = env.bool("METRICS_ALLOW_LOOPBACK", default=DEBUG)
 
 # --- Data lifecycle (metering.partitions, docs/operations.md): events and charges are kept this
 # many months back from the current month; with PARTITION_ARCHIVE_DIR set, beat's daily job

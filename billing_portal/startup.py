@@ -1,15 +1,69 @@
 """Checks made when a process that serves requests or runs tasks starts (not for every
-management command: `makemigrations` signs nothing)."""
+management command: `makemigrations` or `collectstatic` sign nothing).
+
+Where each process calls them, before it serves or consumes anything (docs/deploy.md):
+gunicorn's master (deploy/gunicorn.conf.py) and any WSGI/ASGI server importing the application
+(wsgi.py, asgi.py); `manage.py runserver`/`testserver` (manage.py); a Celery worker (a bootstep
+of billing_portal/celery.py, built before the pool or the broker connection) and beat (its
+scheduler, billing_portal/beat.py). Celery signals would not do: Celery logs a receiver's
+exception and starts anyway.
+"""
 
 from django.conf import settings
+from django.core.checks.security.base import (
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+)
 from django.core.exceptions import ImproperlyConfigured
 
 
-def refuse_insecure_secret_key() -> None:
-    """Anything signed with the demo's known key (confirmation links, sessions) could be
-    forged: without DEBUG, a web server or worker never starts with it."""
-    if not settings.DEBUG and settings.SECRET_KEY == settings.INSECURE_SECRET_KEY:
-        raise ImproperlyConfigured(
-            "SECRET_KEY is unset (or the demo's key) while DEBUG is false: set SECRET_KEY to a "
-            "long random value (see .env.example), or DEBUG=true for the local demo."
+def secret_key_weakness(key: str) -> str | None:
+    """Why Django's `check --deploy` (security.W009) would flag `key`, or None when it would
+    not: the same thresholds (Django's own constants), in words an operator can act on."""
+    if not key:
+        return "is unset"
+    if key.startswith(SECRET_KEY_INSECURE_PREFIX):
+        return (
+            f"starts with {SECRET_KEY_INSECURE_PREFIX!r} (the demo's key, used when SECRET_KEY is "
+            "unset, or one Django generated for development)"
         )
+    if len(key) < SECRET_KEY_MIN_LENGTH:
+        return f"has {len(key)} characters (at least {SECRET_KEY_MIN_LENGTH} are needed)"
+    if len(set(key)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS:
+        return (
+            f"has {len(set(key))} distinct characters "
+            f"(at least {SECRET_KEY_MIN_UNIQUE_CHARACTERS} are needed)"
+        )
+    return None
+
+
+def refuse_insecure_secret_key() -> None:
+    """Anything signed with a known or guessable key (payment confirmation links, sessions,
+    password reset links) could be forged: without DEBUG, no server or worker starts with one."""
+    if settings.DEBUG:
+        return  # the local demo runs on its known key
+    try:
+        keys = {"SECRET_KEY": settings.SECRET_KEY}
+    except ImproperlyConfigured:  # Django refuses an empty SECRET_KEY when it is read
+        keys = {"SECRET_KEY": ""}
+    # An old key kept for rotation still validates signatures: it must be as strong.
+    for index, old in enumerate(getattr(settings, "SECRET_KEY_FALLBACKS", [])):
+        keys[f"SECRET_KEY_FALLBACKS[{index}]"] = old
+    for name, key in keys.items():
+        weakness = secret_key_weakness(key)
+        if weakness:
+            raise ImproperlyConfigured(
+                f"{name} {weakness} while DEBUG is false: set it to a long random value, e.g. "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(50))'` (see "
+                ".env.example), or DEBUG=true for the local demo."
+            )
+
+
+def exit_on_insecure_secret_key() -> None:
+    """For a command's entry point: the refusal as one line on stderr and exit status 1, with
+    no traceback to read through."""
+    try:
+        refuse_insecure_secret_key()
+    except ImproperlyConfigured as refused:
+        raise SystemExit(f"Refusing to start: {refused}") from None

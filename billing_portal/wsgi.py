@@ -2,9 +2,10 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from billing_portal.startup import refuse_insecure_secret_key
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_portal.settings")
-application = get_wsgi_application()
-
-from billing_portal.startup import refuse_insecure_secret_key  # noqa: E402 - settings first
-
+# Before the application is built: any WSGI server importing this module (gunicorn's workers,
+# runserver) fails to load it without DEBUG and with a weak SECRET_KEY.
 refuse_insecure_secret_key()
+application = get_wsgi_application()

@@ -26,6 +26,16 @@ errorlog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss request_id=%({x-request-id}o)s'
 
 
+def on_starting(server):
+    """Without DEBUG and with a weak SECRET_KEY, the master exits (status 1, one line on stderr)
+    before it binds the port or starts a worker. wsgi.py refuses too, for a server started
+    without this file: there each worker fails to boot and gunicorn stops (non-zero)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_portal.settings")
+    from billing_portal.startup import exit_on_insecure_secret_key
+
+    exit_on_insecure_secret_key()
+
+
 def child_exit(server, worker):
     """With PROMETHEUS_MULTIPROC_DIR set, drop a dead worker's live gauges from /metrics."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

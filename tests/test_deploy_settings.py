@@ -62,8 +62,35 @@ def test_the_portal_refuses_to_start_without_a_secret_key_when_debug_is_off():
     """Anything signed with the demo's known key (confirmation links) could be forged."""
     result = serve({"DEBUG": "false"})
     assert result.returncode != 0
-    assert "SECRET_KEY is unset (or the demo's key) while DEBUG is false" in result.stderr
+    assert "SECRET_KEY starts with 'django-insecure-'" in result.stderr
+    assert "while DEBUG is false" in result.stderr
     assert serve({"DEBUG": "true"}).returncode == 0  # the local demo starts
     assert serve({"DEBUG": "false", "SECRET_KEY": PRODUCTION["SECRET_KEY"]}).returncode == 0
-    # Management commands that sign nothing still run (migrations, checks).
-    assert "SECRET_KEY is unset" not in check_deploy({"DEBUG": "false"}).stderr
+    # Management commands that sign nothing still run (migrations, checks): `check --deploy`
+    # gets to say what is wrong.
+    checked = check_deploy({"DEBUG": "false"})
+    assert "while DEBUG is false" not in checked.stderr
+    assert "security.W009" in checked.stdout + checked.stderr
+
+
+def test_production_trusts_no_loopback_peer_with_metrics_unless_told_to():
+    """A proxy on the same host makes every visitor a loopback peer (docs/deploy.md)."""
+    skip = set(PRODUCTION) | {"DJANGO_ALLOW_ASYNC_UNSAFE", "METRICS_ALLOW_LOOPBACK"}
+    env = {k: v for k, v in os.environ.items() if k not in skip} | PRODUCTION
+    env["DJANGO_SETTINGS_MODULE"] = "billing_portal.settings"
+    read = "from django.conf import settings as s; print(s.METRICS_ALLOW_LOOPBACK)"
+
+    def allowed(extra: dict) -> str:
+        return subprocess.run(
+            [sys.executable, "-c", read],
+            cwd=ROOT,
+            env=env | extra,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout.strip()
+
+    assert allowed({}) == "False"
+    assert allowed({"METRICS_ALLOW_LOOPBACK": "true"}) == "True"
+    assert allowed({"DEBUG": "true"}) == "True"  # the demo: curl 127.0.0.1:8000/metrics

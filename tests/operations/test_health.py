@@ -1,5 +1,6 @@
-"""`/healthz` and `/readyz` as an orchestrator sees them: JSON, no secrets, each dependency down
-in turn makes readiness fail and says which."""
+"""`/healthz` and `/readyz` as an orchestrator and an operator see them: no secrets, each
+dependency down in turn makes readiness fail (503) and tells the operator which; the public gets
+only the verdict (issue 22, item 4)."""
 
 import os
 from datetime import timedelta
@@ -18,6 +19,8 @@ from tests.stripe_standin import free_port
 
 pytestmark = pytest.mark.django_db
 
+OPERATOR_TOKEN = "ready-scrape-token-7f3a9c"
+
 
 @pytest.fixture
 def ready(stripe_standin, settings):
@@ -25,13 +28,22 @@ def ready(stripe_standin, settings):
     health._stripe_seen["at"] = -1e9  # each test asks Stripe afresh
     heartbeat_task()
     partitions.partitions_ensure()  # beat's daily job (the suite may have crossed a month end)
+    settings.METRICS_TOKEN = OPERATOR_TOKEN
+    settings.METRICS_ALLOW_LOOPBACK = False
     return settings
 
 
 def readyz(client) -> tuple[int, dict]:
-    response = client.get("/readyz")
+    """As an operator (or a scraper) holding the token sees it: every check."""
+    response = client.get("/readyz", HTTP_AUTHORIZATION=f"Bearer {OPERATOR_TOKEN}")
     assert response["Content-Type"] == "application/json"
     return response.status_code, response.json()
+
+
+def public_readyz(client, **headers) -> tuple[int, str]:
+    response = client.get("/readyz", **headers)
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    return response.status_code, response.content.decode()
 
 
 def test_healthz_answers_without_asking_anything_else(client, django_assert_num_queries):
@@ -55,8 +67,37 @@ def test_readyz_is_200_when_everything_answers_and_shows_no_secret(client, ready
     }
     assert body["checks"]["scheduler"]["last_beat_seconds_ago"] <= 1
     text = str(body)
-    for secret in (ready.SECRET_KEY, ready.STRIPE_API_KEY, ready.STRIPE_API_BASE):
+    for secret in (ready.SECRET_KEY, ready.STRIPE_API_KEY, ready.STRIPE_API_BASE, OPERATOR_TOKEN):
         assert secret not in text
+
+
+def test_readyz_tells_the_public_only_whether_the_portal_is_ready(client, ready):
+    assert public_readyz(client, REMOTE_ADDR="203.0.113.9") == (200, "ok")
+    assert public_readyz(client, HTTP_AUTHORIZATION="Bearer wrong-token") == (200, "ok")
+
+    Heartbeat.objects.all().delete()  # beat never ran: not ready
+    status, body = public_readyz(client, REMOTE_ADDR="203.0.113.9")
+    assert (status, body) == (503, "unavailable")
+    status, details = readyz(client)  # the operator sees why
+    assert status == 503 and details["checks"]["scheduler"]["ok"] is False
+
+
+def test_readyz_from_loopback_behind_a_proxy_shows_no_details(client, ready):
+    """nginx on the same host: every visitor's request reaches us from 127.0.0.1."""
+    ready.METRICS_ALLOW_LOOPBACK = True
+    for proxied in (
+        {"HTTP_X_FORWARDED_FOR": "198.51.100.4"},
+        {"HTTP_X_REAL_IP": "198.51.100.4"},
+        {"HTTP_FORWARDED": "for=198.51.100.4;proto=https"},
+    ):
+        # One word: no dependency, backlog or figure named.
+        assert public_readyz(client, REMOTE_ADDR="127.0.0.1", **proxied) == (200, "ok"), proxied
+
+    # The host's own probe (no proxy in between) sees the details while the setting allows it.
+    response = client.get("/readyz", REMOTE_ADDR="127.0.0.1")
+    assert response.status_code == 200 and "database" in response.json()["checks"]
+    ready.METRICS_ALLOW_LOOPBACK = False
+    assert public_readyz(client, REMOTE_ADDR="127.0.0.1") == (200, "ok")
 
 
 def test_readyz_fails_when_the_database_does_not_answer(client, ready):

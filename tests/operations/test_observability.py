@@ -1,5 +1,6 @@
 """JSON logs carry the ids of what was being done; /metrics shows the business figures and is
-closed to the public."""
+closed to the public, including the public that a proxy on the same host hands over from
+loopback."""
 
 import io
 import json
@@ -102,7 +103,52 @@ def test_metrics_show_events_invoices_and_backlogs_to_a_scraper(client, settings
 
 def test_metrics_are_a_404_to_the_public_and_to_a_wrong_token(client, settings):
     settings.METRICS_TOKEN = "scrape-token-1"
+    settings.METRICS_ALLOW_LOOPBACK = False
     outside = {"REMOTE_ADDR": "203.0.113.9"}
     assert client.get("/metrics", **outside).status_code == 404
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer nope", **outside).status_code == 404
+    # The token alone, or under another scheme, is not a bearer token.
+    assert client.get("/metrics", HTTP_AUTHORIZATION="scrape-token-1", **outside).status_code == 404
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Basic scrape-token-1").status_code == 404
+    assert client.get("/metrics", HTTP_AUTHORIZATION="bearer scrape-token-1").status_code == 200
+
+
+def test_without_a_token_configured_no_authorization_header_opens_metrics(client, settings):
+    settings.METRICS_TOKEN = ""
+    settings.METRICS_ALLOW_LOOPBACK = False
+    for header in ("Bearer ", "Bearer", ""):
+        assert client.get("/metrics", HTTP_AUTHORIZATION=header).status_code == 404
+
+
+PROXY_HEADERS = [
+    {"HTTP_X_FORWARDED_FOR": "198.51.100.4"},
+    {"HTTP_X_REAL_IP": "198.51.100.4"},
+    {"HTTP_FORWARDED": "for=198.51.100.4;proto=https"},
+]
+
+
+@pytest.mark.parametrize("proxied", PROXY_HEADERS, ids=["x-forwarded-for", "x-real-ip", "forward"])
+def test_metrics_behind_a_proxy_on_the_same_host_need_the_token(client, settings, proxied):
+    """nginx on this host hands every visitor's request over from 127.0.0.1 (issue 22): a proxy
+    header means the peer is the proxy, whatever METRICS_ALLOW_LOOPBACK says."""
+    settings.METRICS_TOKEN = "scrape-token-1"
+    settings.METRICS_ALLOW_LOOPBACK = True
+    loopback = {"REMOTE_ADDR": "127.0.0.1", **proxied}
+    anonymous = client.get("/metrics", **loopback)
+    assert anonymous.status_code == 404
+    assert b"portal_" not in anonymous.content
+    scraper = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-token-1", **loopback)
+    assert scraper.status_code == 200
+    assert b"portal_invoices" in scraper.content
+
+
+def test_loopback_scrapes_without_a_token_only_when_the_setting_allows_it(client, settings):
+    settings.METRICS_TOKEN = "scrape-token-1"
+    settings.METRICS_ALLOW_LOOPBACK = True
     assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="::1").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="203.0.113.9").status_code == 404
+
+    settings.METRICS_ALLOW_LOOPBACK = False  # production's default
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 404
+    assert client.get("/metrics", REMOTE_ADDR="::1").status_code == 404
