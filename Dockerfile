@@ -18,6 +18,7 @@ COPY billing_portal billing_portal
 COPY metering metering
 COPY operations operations
 COPY plans plans
+COPY retries retries
 COPY deploy deploy
 COPY scripts scripts
 COPY static static

@@ -4,7 +4,7 @@ suspension. The outcomes that set these schedules live in `payments`.
 Each due row is claimed by a conditional update on the instant it was due, so overlapping runs
 (two beat ticks, a manual `run_billing` beside the periodic one) act on it once."""
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db.models import Q
 from django.utils import timezone
@@ -43,14 +43,12 @@ def dunning_run(*, as_of: datetime) -> dict[str, int]:
         requested_at = dunning.confirmation_requested_at
         # Set with next_reminder_at, by payments._needs_confirmation alone.
         assert requested_at is not None
-        later = (
-            payments.REMINDER_AFTER_DAYS[sent] if sent < len(payments.REMINDER_AFTER_DAYS) else None
-        )
+        later = payments.REMINDERS.wait(sent + 1)
         if not _claim(
             dunning,
             "next_reminder_at",
             reminders_sent=sent,
-            next_reminder_at=requested_at + timedelta(days=later) if later else None,
+            next_reminder_at=requested_at + later if later else None,
         ):
             continue
         attempt = payments.confirmation_attempt(invoice=dunning.invoice)

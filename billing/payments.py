@@ -21,6 +21,7 @@ from plans import pricing
 from plans.models import Subscription
 from plans.money import format_money
 from plans.services import subscription_transition
+from retries import FiniteTable
 
 from . import gateway, invoicing, notifications
 from .invoicing import invoice_transition
@@ -38,11 +39,11 @@ logger = logging.getLogger(__name__)
 
 S = InvoiceStatus
 A = PaymentAttempt.Status
-# After a failed charge: automatic retries on these days, 8 tries within 2 weeks in all
-# (Stripe's recommendation). A hard decline is not retried automatically.
-RETRY_AFTER_DAYS = (1, 2, 4, 6, 8, 11, 14)
-# A payment waiting for the customer's confirmation: reminders on these days.
-REMINDER_AFTER_DAYS = (1, 3, 7)
+# After a failed charge: automatic retries on these days after the first failure, 8 tries
+# within 2 weeks in all (Stripe's recommendation). A hard decline is not retried automatically.
+RETRIES = FiniteTable(tuple(timedelta(days=d) for d in (1, 2, 4, 6, 8, 11, 14)))
+# A payment waiting for the customer's confirmation: reminders on these days after the request.
+REMINDERS = FiniteTable(tuple(timedelta(days=d) for d in (1, 3, 7)))
 # Unpaid this long after its first failure or confirmation request: the subscription is
 # suspended (F4).
 SUSPEND_AFTER = timedelta(days=14)
@@ -478,7 +479,7 @@ def _needs_confirmation(invoice: Invoice, attempt: PaymentAttempt, at: datetime)
     dunning, _ = Dunning.objects.get_or_create(invoice=invoice)
     dunning.confirmation_requested_at = at
     dunning.reminders_sent = 0
-    dunning.next_reminder_at = at + timedelta(days=REMINDER_AFTER_DAYS[0])
+    dunning.next_reminder_at = at + REMINDERS.waits[0]
     dunning.next_retry_at = None
     dunning.suspend_at = dunning.suspend_at or at + SUSPEND_AFTER
     dunning.link_sent_at = timezone.now()
@@ -499,9 +500,9 @@ def _failed(invoice: Invoice, attempt: PaymentAttempt, at: datetime) -> None:
     dunning.suspend_at = dunning.suspend_at or dunning.first_failed_at + SUSPEND_AFTER
     dunning.next_reminder_at = None
     failures = invoice.attempts.filter(status=A.FAILED).count()
-    retry = None
-    if not attempt.is_hard_decline and failures <= len(RETRY_AFTER_DAYS):
-        retry = dunning.first_failed_at + timedelta(days=RETRY_AFTER_DAYS[failures - 1])
+    # Days counted from the first failure: a late retry does not push the next ones back.
+    wait = None if attempt.is_hard_decline else RETRIES.wait(failures)
+    retry = dunning.first_failed_at + wait if wait is not None else None
     dunning.next_retry_at = retry
     dunning.save()
     if invoice.subscription and invoice.subscription.status == Subscription.Status.ACTIVE:

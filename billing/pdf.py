@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from fpdf import FPDF
 from fpdf.enums import MethodReturnValue, XPos, YPos
 
 from plans.money import format_money, format_unit_price
+from plans.periods import format_day, format_period
 
 __all__ = ["DocumentLine", "InvoiceDocument", "InvoicePdfError", "render_invoice_pdf"]
 
@@ -120,7 +121,6 @@ _SUBSTITUTES = str.maketrans(
         "\u0142": "l",
     }
 )
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # A draft has no issue time; a fixed creation date keeps its bytes reproducible.
 _UNISSUED_CREATED_AT = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -193,20 +193,10 @@ def _utc(at: datetime, what: str) -> datetime:
     return at.astimezone(UTC)
 
 
-def _date_text(at: datetime, what: str) -> str:
-    # Month names from our own table: strftime("%b") follows the process locale.
-    day = _utc(at, what)
-    return f"{_MONTHS[day.month - 1]} {day.day}, {day.year}"
-
-
 def _period_text(start: datetime, end: datetime, what: str) -> str:
-    """Write a half-open period [start, end) as the days it covers, both ends included."""
-    first = _utc(start, f"{what} start")
-    # The last day is the one holding end's previous instant: [Nov 1, Dec 1) ends on Nov 30.
-    last = max(first, _utc(end, f"{what} end") - timedelta(microseconds=1))
-    if first.date() == last.date():
-        return _date_text(first, what)
-    return f"{_date_text(first, what)} \u2013 {_date_text(last, what)}"
+    """The days a half-open period covers, as everywhere else (plans.periods.format_period);
+    checked here first so that a naive instant is refused naming the field."""
+    return format_period(_utc(start, f"{what} start"), _utc(end, f"{what} end"))
 
 
 def _check(document: InvoiceDocument) -> None:
@@ -265,7 +255,9 @@ def _draw_heading(pdf: _InvoicePdf, document: InvoiceDocument, title: str) -> No
         ("Status", document.status.replace("_", " ").capitalize()),
         (
             "Issue date",
-            _date_text(document.issued_at, "issued_at") if document.issued_at else "Not issued",
+            format_day(_utc(document.issued_at, "issued_at"))
+            if document.issued_at
+            else "Not issued",
         ),
         (
             "Service period",

@@ -12,6 +12,8 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
+from retries import Table
+
 from . import gateway, payments
 from .models import StripeEvent
 
@@ -21,11 +23,8 @@ logger = logging.getLogger(__name__)
 TOLERANCE_SECONDS = 300
 # Processing that raised is tried again after these waits (the last one repeats), by the
 # collection sweep: a delivery is never lost because its first processing failed.
-RETRY_AFTER = (
-    timedelta(minutes=1),
-    timedelta(minutes=5),
-    timedelta(minutes=30),
-    timedelta(hours=2),
+RETRY_AFTER = Table(
+    (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2))
 )
 
 
@@ -82,7 +81,7 @@ def stripe_event_process(*, stripe_event_id: str) -> bool:
         StripeEvent.objects.filter(pk=event.pk).update(
             attempts=F("attempts") + 1,
             last_error=f"{type(exc).__name__}: {exc}"[:2000],
-            next_attempt_at=timezone.now() + RETRY_AFTER[min(attempts, len(RETRY_AFTER)) - 1],
+            next_attempt_at=timezone.now() + RETRY_AFTER.wait(attempts),
         )
         return False
     StripeEvent.objects.filter(pk=event.pk, processed_at__isnull=True).update(
@@ -112,7 +111,7 @@ def stripe_events_retry(*, as_of: datetime | None = None) -> int:
     ) | StripeEvent.objects.filter(
         processed_at__isnull=True,
         next_attempt_at__isnull=True,
-        received_at__lte=as_of - RETRY_AFTER[0],
+        received_at__lte=as_of - RETRY_AFTER.wait(1),
     )
     done = 0
     for stripe_id in waiting.values_list("stripe_id", flat=True)[:500]:

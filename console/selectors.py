@@ -241,19 +241,19 @@ def schedule_ahead(
     *, invoice: Invoice, dunning: Dunning | None, attempts: list[PaymentAttempt], now: datetime
 ) -> list[Step]:
     """The retries, reminders and suspension still to come, from the same constants the
-    dunning run uses (payments.RETRY_AFTER_DAYS, REMINDER_AFTER_DAYS, SUSPEND_AFTER)."""
+    dunning run uses (payments.RETRIES, REMINDERS, SUSPEND_AFTER)."""
     if dunning is None or invoice.status not in OVERDUE:
         return []
     steps = []
     if dunning.next_retry_at and dunning.first_failed_at:
         failures = sum(a.status == A.FAILED for a in attempts)
-        for days in payments.RETRY_AFTER_DAYS[max(failures - 1, 0) :]:
-            at = dunning.first_failed_at + timedelta(days=days)
+        for wait in payments.RETRIES.waits_from(max(failures, 1)):
+            at = dunning.first_failed_at + wait
             if at >= dunning.next_retry_at:
                 steps.append(Step(at, "automatic retry"))
     if dunning.next_reminder_at and dunning.confirmation_requested_at:
-        for n, days in enumerate(payments.REMINDER_AFTER_DAYS, start=1):
-            at = dunning.confirmation_requested_at + timedelta(days=days)
+        for n, wait in enumerate(payments.REMINDERS.waits_from(1), start=1):
+            at = dunning.confirmation_requested_at + wait
             if n > dunning.reminders_sent:
                 steps.append(Step(at, f"confirmation reminder {n}"))
     if dunning.suspend_at and invoice.subscription_id:

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from accounts.models import Account
 from plans import periods
+from retries import Exponential
 
 from . import event_store, limits, partitions, rules
 from .models import Charge, ChargeStatus, Reevaluation, SubjectKind, TicketMerge
@@ -25,8 +26,7 @@ REEVALUATION_BATCH = 2000
 # A worker holding a lease longer than this has died; its subjects are claimable again.
 LEASE = timedelta(minutes=5)
 # A subject that cannot be evaluated is tried again after 1, 2, 4, … minutes, at most 6 hours.
-RETRY_FIRST = timedelta(minutes=1)
-RETRY_MAX = timedelta(hours=6)
+RETRY_BACKOFF = Exponential(first=timedelta(minutes=1), cap=timedelta(hours=6))
 # tasks.reevaluate_pending_task, queued by name after an ingest commits.
 REEVALUATE_PENDING_TASK = "metering.reevaluate_pending"
 # The database or its connection failing is no subject's fault: such a batch is released whole
@@ -249,7 +249,7 @@ def reevaluations_set_aside(*, failed: dict[tuple, str], now: datetime) -> None:
 
 def retry_delay(attempts: int) -> timedelta:
     """How long a subject that failed `attempts` times in a row waits before the next try."""
-    return min(RETRY_FIRST * 2 ** min(attempts - 1, 16), RETRY_MAX)
+    return RETRY_BACKOFF.wait(attempts)
 
 
 def _describe(exc: BaseException) -> str:

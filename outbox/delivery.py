@@ -17,23 +17,20 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from retries import Exponential
+
 from . import signing
 from .models import Delivery
 from .public_only import not_public_cause, public_session
 
 logger = logging.getLogger(__name__)
 
-FIRST_RETRY = timedelta(minutes=1)
-LONGEST_WAIT = timedelta(hours=6)
+# After the n-th failed attempt: 1 min, 2, 4, 8... doubling up to 6 hours.
+RETRY_BACKOFF = Exponential(first=timedelta(minutes=1), cap=timedelta(hours=6))
 GIVE_UP_AFTER = timedelta(days=3)
 TIMEOUT_SECONDS = 10
 # A claimed delivery is not taken by another worker for this long (the send's time limit).
 LEASE = timedelta(seconds=TIMEOUT_SECONDS * 3)
-
-
-def retry_wait(attempts: int) -> timedelta:
-    """After the n-th failed attempt: 1 min, 2, 4, 8... doubling up to 6 hours."""
-    return min(FIRST_RETRY * 2 ** (attempts - 1), LONGEST_WAIT)
 
 
 def body_of(delivery: Delivery) -> bytes:
@@ -143,7 +140,7 @@ def delivery_attempt(*, delivery: Delivery, now: datetime) -> bool:
     if not error:
         changes.update(status=Delivery.Status.DELIVERED, delivered_at=now, next_attempt_at=None)
     else:
-        retry_at = now + retry_wait(attempts)
+        retry_at = now + RETRY_BACKOFF.wait(attempts)
         if retry_at > delivery.created_at + GIVE_UP_AFTER:
             changes.update(status=Delivery.Status.FAILED, next_attempt_at=None)
         else:

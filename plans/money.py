@@ -18,7 +18,6 @@ Public API
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
@@ -120,21 +119,3 @@ def format_unit_price(unit_price_minor: Decimal, currency: str) -> str:
         digits = format(fraction.normalize(), "f").partition(".")[2]
         text += digits if currency_exponent(currency) else f".{digits}"
     return f"-{text}" if unit_price_minor < 0 else text
-
-
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def format_period(start: datetime, end: datetime) -> str:
-    """A half-open period [start, end) as the days it covers, in UTC: "Nov 21 – Dec 20, 2026",
-    with the start's year only where it differs ("Dec 21, 2026 – Jan 20, 2027"). Never the
-    exclusive end: [Nov 1, Dec 1) is "Nov 1 – Nov 30, 2026"."""
-    first = start.astimezone(UTC)
-    last = max(first, end.astimezone(UTC) - timedelta(microseconds=1))
-
-    def day(at: datetime, year: bool) -> str:
-        return f"{_MONTHS[at.month - 1]} {at.day}" + (f", {at.year}" if year else "")
-
-    if first.date() == last.date():
-        return day(first, True)
-    return f"{day(first, first.year != last.year)} \u2013 {day(last, True)}"

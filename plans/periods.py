@@ -3,10 +3,13 @@
 Periods are half-open `[start, end)` and always derived from the subscription's *anchor*, never
 from the previous period's end: a cycle anchored on Jan 31 renews on Feb 28 (or 29) and then on
 Mar 31 again, instead of drifting to the 28th forever. Times of day are kept as anchored (UTC).
+
+A period is shown as the days it covers (`format_period`), everywhere: pages, emails, the
+console, invoice lines and PDFs.
 """
 
 import calendar
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 
 MONTH = "month"
 YEAR = "year"
@@ -68,3 +71,54 @@ def cycle_starting(anchor: datetime, start: datetime, interval: str) -> tuple[da
     if add_months(anchor, index) != start:
         raise ValueError(f"{start} is not a usage period boundary of the anchor {anchor}")
     return start, add_months(anchor, index + INTERVAL_MONTHS[interval])
+
+
+# --- showing a period -------------------------------------------------------------------------
+
+# Our own names: strftime("%b") follows the process locale. The short name is the first three
+# letters ("Sep", "Jun").
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+def _utc(at: datetime) -> datetime:
+    if at.tzinfo is None or at.utcoffset() is None:
+        # A naive datetime would be read in the server's zone and could print the wrong day.
+        raise ValueError(f"a period's instants must be timezone-aware, got {at!r}")
+    return at.astimezone(UTC)
+
+
+def format_day(at: datetime, *, year: bool = True) -> str:
+    """One day in UTC, as the pages, emails and PDFs write it: "Nov 21, 2026"."""
+    day = _utc(at)
+    return f"{_MONTHS[day.month - 1][:3]} {day.day}" + (f", {day.year}" if year else "")
+
+
+def format_period(start: datetime, end: datetime, *, month_by_name: bool = False) -> str:
+    """A half-open period [start, end) as the days it covers, in UTC: "Nov 21 – Dec 20, 2026".
+
+    The last day shown is the one holding the end's previous instant, never the exclusive end:
+    [Nov 1, Dec 1) is "Nov 1 – Nov 30, 2026". The year is written once when both days share it
+    and on both sides across a year end ("Dec 21, 2026 – Jan 20, 2027"); a one-day period is
+    that day ("Nov 21, 2026"). With `month_by_name` (invoice lines), a whole calendar month is
+    written by its name: "November 2026"."""
+    first, after = _utc(start), _utc(end)
+    whole_month = first.day == 1 and first.time() == time(0) and after == add_months(first, 1)
+    if month_by_name and whole_month:
+        return f"{_MONTHS[first.month - 1]} {first.year}"
+    last = max(first, after - timedelta(microseconds=1))
+    if first.date() == last.date():
+        return format_day(first)
+    return f"{format_day(first, year=first.year != last.year)} \u2013 {format_day(last)}"

@@ -12,6 +12,7 @@ from django.db.models import Exists, OuterRef
 
 from plans.models import ScheduledChange, Subscription, SubscriptionAddOn
 from plans.terms import TermsBook
+from retries import Table
 
 from ..invoicing import invoices_issue
 from ..models import CloseSetAside, Invoice, InvoiceReason, UsageClose
@@ -24,11 +25,8 @@ logger = logging.getLogger(__name__)
 # Subscriptions closed per transaction by run_billing.
 CLOSE_BATCH = 500
 # A subscription whose close raised is tried again after these waits (the last one repeats).
-SET_ASIDE_BACKOFF = (
-    timedelta(minutes=5),
-    timedelta(minutes=30),
-    timedelta(hours=2),
-    timedelta(hours=12),
+SET_ASIDE_BACKOFF = Table(
+    (timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2), timedelta(hours=12))
 )
 
 
@@ -134,7 +132,7 @@ def _set_aside(subscription_id: int, step: str, exc: Exception, as_of: datetime)
             .first()
         )
         attempts = (record.attempts + 1) if record else 1
-        wait = SET_ASIDE_BACKOFF[min(attempts, len(SET_ASIDE_BACKOFF)) - 1]
+        wait = SET_ASIDE_BACKOFF.wait(attempts)
         CloseSetAside.objects.update_or_create(
             subscription_id=subscription_id,
             defaults={

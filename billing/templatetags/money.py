@@ -1,6 +1,7 @@
 from django import template
 
-from plans.money import format_money, format_period
+from plans.money import format_money
+from plans.periods import format_period
 
 register = template.Library()
 
@@ -11,17 +12,10 @@ def money(amount_minor: int, currency: str) -> str:
     return format_money(int(amount_minor), currency)
 
 
-@register.filter(name="last_day")
-def last_day(end):
-    """The last instant a half-open period [start, end) covers, for "Nov 1 – Nov 30"."""
-    from datetime import timedelta
-
-    return end - timedelta(microseconds=1)
-
-
 @register.filter(name="period")
 def period(start, end) -> str:
-    """{{ start|period:end }} → "Nov 21 – Dec 20, 2026": the last day covered, not the end."""
+    """{{ start|period:end }} → "Nov 21 – Dec 20, 2026": the last day covered, not the end
+    (plans.periods.format_period, the one way a period is written)."""
     if start is None or end is None:
         return ""
     return format_period(start, end)

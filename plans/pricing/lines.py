@@ -9,25 +9,10 @@ from decimal import Decimal
 from fractions import Fraction
 
 from plans.money import round_minor
+from plans.periods import format_period
 
 from .core import LineKind, PricingError, _choice, _count
 from .inputs import Period
-
-_MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
-
 
 # --- output ---------------------------------------------------------------------------------
 
@@ -115,12 +100,8 @@ def _sentence(label: str) -> str:
 
 
 def _period_label(period: Period) -> str:
-    start, end = period.start, period.end
-    year, month_index = divmod(start.year * 12 + start.month, 12)  # the following month
-    first_of_month = start.day == 1 and start.timetz().replace(tzinfo=None) == datetime.min.time()
-    if first_of_month and end == start.replace(year=year, month=month_index + 1):
-        return f"{_MONTHS[start.month - 1]} {start.year}"
-    return f"{start.date().isoformat()} to {end.date().isoformat()}"
+    """An invoice line names a whole calendar month ("October 2026"), else the days covered."""
+    return format_period(period.start, period.end, month_by_name=True)
 
 
 # --- credits and totals ---------------------------------------------------------------------

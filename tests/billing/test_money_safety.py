@@ -413,6 +413,27 @@ def test_one_subscription_that_fails_to_close_is_set_aside_and_the_others_are_bi
     assert not CloseSetAside.objects.exists()
 
 
+def test_a_subscription_that_keeps_failing_to_close_is_tried_after_5_min_30_min_2_h_then_12_h(
+    make_account,
+):
+    broken = opened(make_account, "shop")
+    run_billing(as_of=T0)
+    december = datetime(2026, 12, 1, tzinfo=UTC)
+    waits, at = [], december
+    failing = mock.patch.object(closing.claim, "_price_close", side_effect=ValueError("corrupt"))
+    with failing:
+        for _ in range(5):
+            assert run_billing(as_of=at).set_aside == [broken.subscriptions.get().pk]
+            retry_at = CloseSetAside.objects.get().next_attempt_at
+            waits.append(retry_at - at)
+            assert run_billing(as_of=retry_at - timedelta(seconds=1)).set_aside == []  # waiting
+            at = retry_at
+    minute = timedelta(minutes=1)
+    assert waits == [5 * minute, 30 * minute, 120 * minute, 720 * minute, 720 * minute]
+    assert CloseSetAside.objects.get().attempts == 5
+    assert not Invoice.objects.filter(account=broken, reason="period_close").exists()
+
+
 # --- webhooks --------------------------------------------------------------------------------
 
 
@@ -434,6 +455,31 @@ def test_a_webhook_whose_processing_fails_is_retried_not_dropped(make_account, s
     assert webhooks.stripe_events_retry(as_of=later) == 1
     event.refresh_from_db()
     assert event.processed_at is not None
+
+
+def test_a_webhook_that_keeps_failing_is_retried_after_1_5_30_min_then_every_2_h(db):
+    StripeEvent.objects.create(
+        stripe_id="evt_1",
+        type="payment_intent.succeeded",
+        payload={"data": {"object": {"id": "pi_unknown", "metadata": {}}}},
+        received_at=T0,
+    )
+    event = StripeEvent.objects.filter(stripe_id="evt_1")
+    waits, at = [], T0
+    with mock.patch.object(payments, "payment_intent_changed", side_effect=RuntimeError("down")):
+        with time_machine.travel(at, tick=False):
+            webhooks.stripe_event_process(stripe_event_id="evt_1")
+        for _ in range(4):
+            retry_at = event.get().next_attempt_at
+            waits.append(retry_at - at)
+            assert webhooks.stripe_events_retry(as_of=retry_at - timedelta(seconds=1)) == 0
+            at = retry_at
+            with time_machine.travel(at, tick=False):
+                webhooks.stripe_events_retry(as_of=at)
+    waits.append(event.get().next_attempt_at - at)
+    minute = timedelta(minutes=1)
+    assert waits == [minute, 5 * minute, 30 * minute, 120 * minute, 120 * minute]
+    assert event.get().attempts == 5
 
 
 def test_a_redelivered_unprocessed_webhook_is_queued_again(db, stripe_standin, settings):

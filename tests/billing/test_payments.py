@@ -174,6 +174,37 @@ def test_F2_reminders_on_days_1_3_7_until_confirmed(shop, partner_api, stripe_st
     assert len(stripe_standin.intents()) == 1  # reminders never charge
 
 
+def days_on_which(bill, count, days) -> list[int]:
+    """The days after T0 whose billing run made `count()` grow."""
+    grew_on = []
+    for day in days:
+        before = count()
+        bill(T0 + timedelta(days=day))
+        if count() > before:
+            grew_on.append(day)
+    return grew_on
+
+
+def test_F2_the_reminders_go_out_on_days_1_3_and_7_after_the_request(
+    shop, partner_api, stripe_standin, bill
+):
+    use_card(partner_api, stripe_standin, THREE_DS)
+    bill(T0)
+    reminders_sent = days_on_which(
+        bill, lambda: sum(s.startswith("Reminder") for s in subjects()), range(1, 12)
+    )
+    assert reminders_sent == [1, 3, 7]
+
+
+def test_F3_automatic_retries_on_days_1_2_4_6_8_11_14_after_the_first_failure(
+    shop, partner_api, stripe_standin, bill
+):
+    use_card(partner_api, stripe_standin, DECLINED)
+    bill(T0)
+    charged = days_on_which(bill, lambda: len(stripe_standin.intents()), range(1, 16))
+    assert charged == [1, 2, 4, 6, 8, 11, 14]
+
+
 def test_F4_retries_exhausted_suspend_then_a_payment_reactivates(
     shop, partner_api, stripe_standin, bill
 ):

@@ -97,7 +97,7 @@ def test_dates_are_utc_and_a_half_open_period_ends_on_its_last_day():
     text = text_of(make_document(issued_at=issued_at))
 
     assert "Nov 22, 2026" in text
-    assert "Nov 1, 2026 \u2013 Nov 30, 2026" in text
+    assert "Nov 1 \u2013 Nov 30, 2026" in text
     assert "Dec 1, 2026" not in text
 
 

@@ -502,12 +502,13 @@ def test_P4_cycle_end_sums_each_months_overage_one_line_per_addon():
         ("addon_fee", "voice_tickets", 30_000),
         ("addon_fee", "sms_tickets", 20_000),
     ]
-    assert lines[0].description.startswith("SMS tickets overage, cycle 2026-01-01 to 2027-01-01")
+    # The cycle's last day, not the exclusive end (Jan 1, 2027 is the next cycle's).
+    assert lines[0].description.startswith("SMS tickets overage, cycle Jan 1 – Dec 31, 2026")
     voice = lines[1]
     assert (voice.quantity, voice.unit_price_minor, voice.rules) == (16, 150, ("P3", "P4"))
     assert (voice.period_start, voice.period_end) == (YEAR_2026.start, YEAR_2026.end)
     assert voice.description == (
-        "Voice tickets overage, cycle 2026-01-01 to 2027-01-01:"
+        "Voice tickets overage, cycle Jan 1 – Dec 31, 2026:"
         " 16 over the monthly allowances of 12 month(s)"
     )
 

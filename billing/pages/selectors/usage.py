@@ -10,7 +10,7 @@ from metering import selectors as metering
 from metering.models import ChargeStatus
 from plans import meters, pricing
 from plans.models import Meter, Subscription
-from plans.money import format_period
+from plans.periods import format_period
 from plans.selectors import subscription_current
 from plans.terms import meter_terms_by_meter, subscription_terms
 
