@@ -13,10 +13,13 @@ WORKDIR /app
 RUN useradd --create-home --uid 10001 portal
 COPY pyproject.toml README.md ./
 COPY accounts accounts
+COPY audit audit
 COPY billing billing
 COPY billing_portal billing_portal
+COPY console console
 COPY metering metering
 COPY operations operations
+COPY outbox outbox
 COPY plans plans
 COPY retries retries
 COPY deploy deploy
