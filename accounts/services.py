@@ -2,13 +2,14 @@
 
 from datetime import datetime, timedelta
 
+from axes.utils import reset as axes_reset
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import api_keys
+from . import api_keys, logins
 from .errors import Conflict, DomainError
-from .models import Account, ApiKey, Integration, Partner, Store, default_scopes
+from .models import Account, ApiKey, Integration, Membership, Partner, Store, default_scopes
 
 # Writing last_used_at on every request would put a row update on the hot ingest path;
 # a minute's precision is what an operator reading "last used" needs.
@@ -219,3 +220,16 @@ def account_billing_details_update(*, account: Account, **details: str) -> Accou
     account.full_clean(validate_unique=False)
     account.save(update_fields=list(details))
     return account
+
+
+def member_logins_unlock(*, account: Account) -> list[str]:
+    """Forget the failed logins of the account's members (an operator's unlock), so that each
+    can log in at once; returns the usernames that were locked. A lock on an address is left
+    alone: the failures from it may be an attacker's (the admin's attempts list clears it)."""
+    usernames = list(
+        Membership.objects.filter(account=account).values_list("user__username", flat=True)
+    )
+    locked = sorted(logins.usernames_locked(usernames=usernames, now=timezone.now()))
+    for username in usernames:
+        axes_reset(username=username)
+    return locked

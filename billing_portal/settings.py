@@ -164,6 +164,76 @@ SECURE_PROXY_SSL_HEADER = (
 )
 X_FRAME_OPTIONS = "DENY"
 
+# --- Login throttling and security headers (issue 22, items 1 and 5; docs/deploy.md, "Security").
+# Kept in one block: the apps and middleware are added here rather than in the lists above.
+INSTALLED_APPS += ["axes", "csp"]
+# Innermost, just before the request-metrics middleware: django-axes turns a refused login into
+# our lockout page, which then goes out through the header middleware like any other page.
+_innermost = MIDDLEWARE.index("django_prometheus.middleware.PrometheusAfterMiddleware")
+MIDDLEWARE[_innermost:_innermost] = [
+    "csp.middleware.CSPMiddleware",
+    # Per-page policy (Stripe's pages, the API docs), Permissions-Policy and no-store.
+    "billing_portal.security_headers.SecurityHeaders",
+    "axes.middleware.AxesMiddleware",
+]
+# django-axes checks every login (the portal's /login/ and the admin's) before the password is
+# looked at; authenticate() must be given the request (tests/conftest.py makes Client.login do so).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Failures are counted per username and, separately, per client address: the account is locked
+# whatever address the guesses come from, and one address cannot walk through many accounts.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_USERNAME_CALLABLE = "accounts.logins.login_username"
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+# Minutes a lock lasts, counted from the failure that set it (accounts.logins.cool_off).
+LOGIN_COOLOFF_MINUTES = env.int("LOGIN_COOLOFF_MINUTES", default=15)
+AXES_COOLOFF_TIME = "accounts.logins.cool_off"
+# A refused try while locked neither counts nor pushes the end of the lock back, so the page
+# can say when to come back; refused tries never reach the password check anyway.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# Failures expire with the cool-off, not on a success: otherwise logging into one's own account
+# would wipe the address's count and let it guess at others again.
+AXES_RESET_ON_SUCCESS = False
+AXES_LOCKOUT_CALLABLE = "billing_portal.views.login_locked_out"
+# The client's address: REMOTE_ADDR, unless TRUSTED_PROXY_COUNT proxies that each append the
+# address they saw to X-Forwarded-For stand in front (accounts.logins.client_address); what a
+# client writes in that header itself is never believed.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "accounts.logins.client_address"
+
+# Content-Security-Policy (django-csp): our pages run only our own static scripts and styles.
+# Stripe.js (on the card form and the 3-D Secure page) and Swagger UI (on /api/docs/) are let
+# in on those pages alone, by billing_portal/security_headers.py.
+CONTENT_SECURITY_POLICY: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "frame-src": ["'none'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+SECURE_REFERRER_POLICY = "same-origin"
+# Browser features no page of ours uses; the Stripe pages let Stripe's frames ask for `payment`.
+PERMISSIONS_POLICY: dict[str, list[str]] = {
+    "accelerometer": [],
+    "camera": [],
+    "geolocation": [],
+    "gyroscope": [],
+    "magnetometer": [],
+    "microphone": [],
+    "payment": [],
+    "usb": [],
+}
+
 # --- Email: unset EMAIL_URL writes each message to a file under var/mail/ (open it to read it).
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default=f"filemail://{BASE_DIR / 'var' / 'mail'}")
 if EMAIL_CONFIG["EMAIL_BACKEND"] == "django.core.mail.backends.filebased.EmailBackend":

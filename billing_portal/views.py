@@ -1,9 +1,15 @@
-"""The merchant's landing page: accounts, subscription, payment method, payment history."""
+"""The merchant's landing page: accounts, subscription, payment method, payment history; the
+page a locked-out login gets."""
 
+import math
+
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
+from django.utils import timezone
 
+from accounts import logins
 from accounts.models import Membership, may_manage_billing
 from accounts.principals import accounts_for_user
 from billing import payments, statement
@@ -61,3 +67,24 @@ def home(request):
 def favicon(request):
     """Browsers ask for /favicon.ico whatever a page links (the admin's pages link nothing)."""
     return redirect(static("favicon.svg"), permanent=True)
+
+
+def login_locked_out(request, original_response=None, credentials=None):
+    """The answer to a login refused by django-axes (AXES_LOCKOUT_CALLABLE), on /login/ and on
+    the admin's login alike: what happened, when to come back, and who can unlock it sooner."""
+    now = timezone.now()
+    username = logins.login_username(request, credentials)
+    address = logins.client_address(request)
+    # None only if axes counted the failures somewhere we do not read: a whole cool-off is the
+    # longest the lock can last.
+    ends_at = logins.lock_ends_at(username=username, address=address, now=now)
+    ends_at = ends_at or now + logins.cool_off()
+    minutes = max(1, math.ceil((ends_at - now).total_seconds() / 60))
+    response = render(
+        request,
+        "registration/locked_out.html",
+        {"ends_at": ends_at, "minutes": minutes, "failure_limit": settings.AXES_FAILURE_LIMIT},
+        status=429,
+    )
+    response["Retry-After"] = str(minutes * 60)
+    return response

@@ -8,7 +8,8 @@ from typing import Any
 from django.core.paginator import Page, Paginator
 from django.db.models import Exists, F, OuterRef, Prefetch, Q
 
-from accounts.models import Account
+from accounts import logins
+from accounts.models import Account, Membership
 from audit.models import AuditEntry
 from billing import payments, statement
 from billing.invoicing import TRANSITIONS
@@ -315,6 +316,8 @@ class AccountDetail:
     history: list[AuditEntry]
     actions: list[str]
     account_statement: statement.AccountStatement | None = None  # owed, credit, its history
+    # Members locked out by wrong passwords: username → when the lock ends.
+    locked_logins: dict[str, datetime] = field(default_factory=dict)
 
     @property
     def invoice_rows(self) -> list[tuple[Invoice, statement.InvoiceFigures | None]]:
@@ -349,6 +352,14 @@ def account_detail(*, account_id: int, now: datetime) -> AccountDetail | None:
             actions.append("suspend")
         elif subscription.status == Subscription.Status.SUSPENDED:
             actions.append("reactivate")
+    locked_logins = logins.usernames_locked(
+        usernames=Membership.objects.filter(account=account).values_list(
+            "user__username", flat=True
+        ),
+        now=now,
+    )
+    if locked_logins:
+        actions.append("unlock-logins")
     return AccountDetail(
         account=account,
         subscription=subscription,
@@ -365,6 +376,7 @@ def account_detail(*, account_id: int, now: datetime) -> AccountDetail | None:
         history=list(AuditEntry.objects.filter(account_id=account.pk)[:100]),
         actions=actions,
         account_statement=statement.account_statement(account=account),
+        locked_logins=locked_logins,
     )
 
 

@@ -20,7 +20,9 @@ from typing import Generic, TypeVar
 from django.db import transaction
 from django.utils import timezone
 
+from accounts import services as account_services
 from accounts.errors import Conflict, DomainError
+from accounts.models import Account
 from audit.models import AuditEntry
 from audit.services import audit_record
 from billing import actions, invoicing, notifications, payments, tasks
@@ -351,3 +353,22 @@ def subscription_reactivate(
         notifications.send("subscription_reactivated_by_operator", change.row.account)
         change.after = Subscription.Status.ACTIVE
     return change.entry
+
+
+def member_logins_unlock(*, account: Account, reason: str, at: datetime | None = None):
+    """Let the account's members who are locked out by wrong passwords (django-axes) log in at
+    once, instead of after the cool-off."""
+    reason, at = _reason(reason), at or timezone.now()
+    with transaction.atomic():
+        unlocked = account_services.member_logins_unlock(account=account)
+        if not unlocked:
+            raise Conflict("No member of this account is locked out: there is nothing to unlock.")
+        return audit_record(
+            action="operator.unlock_logins",
+            obj=account,
+            account_id=account.pk,
+            label=account.slug,
+            after=unlocked,
+            reason=reason,
+            at=at,
+        )

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from accounts.errors import DomainError
 from accounts.form_tokens import already_done, first_submission
+from accounts.models import Account
 from billing.models import Invoice
 from plans.models import Subscription
 
@@ -63,7 +64,8 @@ def account_detail(request, account_id: int):
     detail = selectors.account_detail(account_id=account_id, now=timezone.now())
     if detail is None:
         return _not_found(request)
-    actions = [(slug, ACCOUNT_ACTIONS[slug].label) for slug in detail.actions]
+    every = ACCOUNT_ACTIONS | MEMBER_ACTIONS
+    actions = [(slug, every[slug].label) for slug in detail.actions]
     return render(
         request, "console/account.html", {"d": detail, "actions": actions, "tab": "queue"}
     )
@@ -212,6 +214,19 @@ ACCOUNT_ACTIONS = {
     ),
 }
 
+# Acting on the account itself, with or without a live subscription.
+MEMBER_ACTIONS = {
+    "unlock-logins": Action(
+        "Unlock logins",
+        "Lets the members locked out by wrong passwords log in again now instead of after the "
+        'cool-off (docs/deploy.md, "Security"). Unlock only when the member asked: the lock '
+        "is what stops a password guesser. A lock on a network address stays; the admin's "
+        "Access attempts list clears it.",
+        forms.ActionForm,
+        lambda a, d: services.member_logins_unlock(account=a, reason=d["reason"]),
+    ),
+}
+
 
 def _act(request, *, action: Action, target, currency: str, back: str, context: dict):
     if request.method == "POST":
@@ -254,6 +269,19 @@ def invoice_action(request, invoice_id: int, action: str):
 
 @operator_page(methods=("GET", "POST"))
 def account_action(request, account_id: int, action: str):
+    back = reverse("console:account", args=[account_id])
+    if action in MEMBER_ACTIONS:
+        account = Account.objects.filter(pk=account_id).first()
+        if account is None:
+            return _not_found(request)
+        return _act(
+            request,
+            action=MEMBER_ACTIONS[action],
+            target=account,
+            currency=account.currency,
+            back=back,
+            context={"account": account, "tab": "queue"},
+        )
     subscription = (
         Subscription.objects.select_related("account")
         .filter(account_id=account_id, ended_at__isnull=True)
@@ -261,7 +289,6 @@ def account_action(request, account_id: int, action: str):
     )
     if subscription is None or action not in ACCOUNT_ACTIONS:
         return _not_found(request)
-    back = reverse("console:account", args=[account_id])
     return _act(
         request,
         action=ACCOUNT_ACTIONS[action],

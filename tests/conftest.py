@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 
 import pytest
+from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
 from accounts import services as account_services
@@ -13,6 +14,19 @@ from plans.catalog import catalog_load
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 pytest_plugins = ["tests.clock"]
+
+# django-axes checks every authenticate() against the request it came with and refuses a call
+# without one, which Client.login() makes: tests log in as a browser on loopback would, counted
+# (and locked out) like one. force_login() skips authentication and needs nothing.
+_client_login = Client.login
+
+
+def _login_with_a_request(self, **credentials):
+    credentials.setdefault("request", RequestFactory().post("/login/"))
+    return _client_login(self, **credentials)
+
+
+Client.login = _login_with_a_request
 
 
 @pytest.fixture

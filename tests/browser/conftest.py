@@ -37,10 +37,24 @@ def browser():
         os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
+# What Chromium prints when a page breaks the Content-Security-Policy (a refused inline script
+# or style, a script or frame from an origin not allowed) or carries a malformed
+# Permissions-Policy. Every browser test fails on one (docs/deploy.md, "Security").
+POLICY_MESSAGES = ("Content Security Policy", "Content-Security-Policy", "Permissions-Policy")
+
+
 @pytest.fixture
 def page(browser):
     context = browser.new_context()
     page = context.new_page()
     page.set_default_timeout(15_000)
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: refused.append(f"{page.url}: {message.text}")
+        if any(words in message.text for words in POLICY_MESSAGES)
+        else None,
+    )
     yield page
     context.close()
+    assert not refused, "the browser refused:\n" + "\n".join(refused)

@@ -5,10 +5,14 @@ import inspect
 from datetime import timedelta
 
 import pytest
+from axes.models import AccessAttempt
+from django.conf import settings
+from django.contrib.auth.models import User
 from django.core import mail
 from django.utils import timezone
 
 from accounts.errors import Conflict, DomainError
+from accounts.models import Membership
 from audit.models import AuditEntry
 from billing import invoicing
 from billing.models import Dunning, Invoice
@@ -46,6 +50,7 @@ ACTIONS = {
     "subscription_reactivate": lambda i, r: services.subscription_reactivate(
         subscription=subscription_of(i), reason=r
     ),
+    "member_logins_unlock": lambda i, r: services.member_logins_unlock(account=i.account, reason=r),
 }
 
 
@@ -66,10 +71,26 @@ def _suspended(invoice: Invoice) -> None:
     )
 
 
+def _member_locked_out(invoice: Invoice) -> None:
+    member = User.objects.create_user("owner@shop.example")
+    Membership.objects.create(user=member, account=invoice.account, role=Membership.Role.OWNER)
+    AccessAttempt.objects.create(
+        username=member.username,
+        ip_address="203.0.113.7",
+        user_agent="test",
+        failures_since_start=settings.AXES_FAILURE_LIMIT,
+        get_data="",
+        post_data="",
+        http_accept="",
+        path_info="/login/",
+    )
+
+
 PREPARE = {
     "dunning_resume": _paused,
     "invoice_release_hold": _held,
     "subscription_reactivate": _suspended,
+    "member_logins_unlock": _member_locked_out,
 }
 
 
