@@ -123,15 +123,18 @@ def outstanding_pay(*, account: Account) -> list[Payment]:
     return done
 
 
-def _collect(account: Account, invoice: Invoice | None, collect: Collect) -> Payment | None:
+def _collect(
+    account: Account, invoice: Invoice | None, collect: Collect, *, trigger: str
+) -> Payment | None:
     """Hand a just-issued invoice to collection: now (a person waits for the outcome), or
-    soon (a task after the commit; the sweep collects it if the broker is down)."""
+    soon (a task after the commit; the sweep collects it if the broker is down). `trigger`
+    names what issued it ("upgrade", "restart"): its first charge is not a retry."""
     if invoice is None or invoice.status == InvoiceStatus.PAID:
         return None
     if collect == "soon":
         tasks.collect_account_soon(account.pk)
         return None
-    return invoice_pay(account=account, invoice=invoice)
+    return invoice_pay(account=account, invoice=invoice, trigger=trigger)
 
 
 # --- the subscription -----------------------------------------------------------------------
@@ -163,7 +166,7 @@ def subscription_change(
                 why="an upgrade is paid at once",
             )
     result = changes.subscription_change(account=account, request=request)
-    return Changed(result, _collect(account, result.invoice, collect))
+    return Changed(result, _collect(account, result.invoice, collect, trigger="upgrade"))
 
 
 @dataclass(frozen=True)
@@ -192,7 +195,7 @@ def subscription_start_again(
             why="the first cycle is paid at once",
         )
     started = restart.subscription_restart(account=account, plan_code=plan_code, interval=interval)
-    return Started(started, _collect(account, started.invoice, collect))
+    return Started(started, _collect(account, started.invoice, collect, trigger="restart"))
 
 
 def scheduled_change_cancel(*, account: Account, change_id: int):

@@ -238,9 +238,11 @@ def charge_off_session(
                 reason_for(exc.code),
                 intent_status=declined.get("status", ""),
             )
-        return ChargeResult(
-            "failed", declined.get("id", ""), "", code, reason_for(code), code in HARD_DECLINES
-        )
+        # The declined intent stays at Stripe (requires_payment_method): keep its id, so the
+        # attempt can be found there. Stripe names it in the error; a stand-in that names only
+        # the charge is asked which intent the charge belongs to.
+        intent_id = declined.get("id") or _intent_of_charge(error.get("charge"))
+        return ChargeResult("failed", intent_id, "", code, reason_for(code), code in HARD_DECLINES)
     except stripe.IdempotencyError:
         # The same key is in flight elsewhere, or was used with another body: the first
         # request decides; its answer is fetched by reconciliation.
@@ -257,6 +259,31 @@ def charge_off_session(
         # Stripe, so it is never sent again blindly (reconciliation asks first).
         return ChargeResult("unknown")
     return _result(intent)
+
+
+def _intent_of_charge(charge: object) -> str:
+    """The PaymentIntent a declined charge belongs to ("" when Stripe cannot say now: the
+    attempt is recorded without it, as before, and reconciliation still finds it by key)."""
+    if not isinstance(charge, str) or not charge:
+        return ""
+    try:
+        return str(_plain(client().v1.charges.retrieve(charge)).get("payment_intent") or "")
+    except stripe.StripeError as exc:
+        logger.warning("could not read charge %s: %s", charge, exc)
+        return ""
+
+
+def dashboard_url(*, payment_intent: str = "", customer: str = "") -> str:
+    """Where an operator sees a payment (or a customer) in Stripe's dashboard: its test-mode
+    pages for a test key, its live pages for a live key; "" when we do not talk to Stripe
+    itself (the loopback stand-in has no dashboard) or there is no id."""
+    if settings.STRIPE_API_BASE or not (payment_intent or customer):
+        return ""
+    live = settings.STRIPE_API_KEY.startswith(("sk_live_", "rk_live_"))
+    base = "https://dashboard.stripe.com" + ("" if live else "/test")
+    if payment_intent:
+        return f"{base}/payments/{payment_intent}"
+    return f"{base}/customers/{customer}"
 
 
 def payment_intent_search(*, idempotency_key: str) -> ChargeResult | None:

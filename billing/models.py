@@ -244,6 +244,25 @@ class AttemptStatus(models.TextChoices):
     CANCELED = "canceled", "replaced"
 
 
+# What asked for an attempt (`PaymentAttempt.trigger`), in the words the console shows. The
+# first attempt of an invoice is its first charge whoever made it: an upgrade paid at once is
+# "first charge (upgrade)", never a retry (attempts recorded before "upgrade" and "restart"
+# existed carry "retry" and read "first charge (by the merchant)").
+FIRST_CHARGE_WORDS = {
+    "automatic": "first charge (automatic)",  # the collection sweep, once the invoice is issued
+    "upgrade": "first charge (upgrade)",  # the merchant's upgrade, paid at once (P6)
+    "restart": "first charge (started again)",  # starting again after the end (P1)
+    "retry": "first charge (by the merchant)",  # Pay on the page, or the partner API
+    "operator": "first charge (by an operator)",
+}
+CHARGE_AGAIN_WORDS = {
+    "automatic_retry": "automatic retry",  # the retry schedule (F3)
+    "automatic": "automatic charge",  # the sweep: a card saved at last, a hold released
+    "retry": "retry by the merchant",
+    "operator": "retry by an operator",
+}
+
+
 class PaymentAttempt(models.Model):
     """One try to charge an invoice. The idempotency key is derived from the invoice and the
     attempt number and saved before Stripe is called, so a retried task never charges twice."""
@@ -290,6 +309,14 @@ class PaymentAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.invoice} attempt {self.number}: {self.status}"
+
+    @property
+    def trigger_words(self) -> str:
+        """ "first charge (upgrade)", "automatic retry", "retry by an operator"."""
+        who = self.trigger.replace("_", " ")
+        if self.number == 1:
+            return FIRST_CHARGE_WORDS.get(self.trigger, f"first charge ({who})")
+        return CHARGE_AGAIN_WORDS.get(self.trigger, f"charged again ({who})")
 
 
 class Dunning(models.Model):

@@ -29,6 +29,8 @@ RECOVERED_BY = {
     "automatic": "automatic",
     "automatic_retry": "automatic",
     "retry": "merchant",  # Retry payment on the Billing & Usage page, or the partner API
+    "upgrade": "merchant",  # an upgrade's first charge, paid at once (never a recovery)
+    "restart": "merchant",  # starting again after the end (idem)
     "operator": "operator",
 }
 

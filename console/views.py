@@ -18,7 +18,7 @@ from accounts.models import Account
 from billing.models import Invoice
 from plans.models import Subscription
 
-from . import forms, selectors, services
+from . import forms, outcomes, selectors, services
 from .access import operator_page
 from .figures import collections_figures
 
@@ -228,6 +228,14 @@ MEMBER_ACTIONS = {
 }
 
 
+OUTCOME_LEVELS = {
+    "success": messages.SUCCESS,
+    "info": messages.INFO,
+    "warning": messages.WARNING,
+    "error": messages.ERROR,
+}
+
+
 def _act(request, *, action: Action, target, currency: str, back: str, context: dict):
     if request.method == "POST":
         form = action.form(request.POST, currency=currency)
@@ -235,11 +243,14 @@ def _act(request, *, action: Action, target, currency: str, back: str, context: 
             if not first_submission(request):
                 return already_done(request, back)
             try:
-                action.run(target, form.cleaned_data)
+                entry = action.run(target, form.cleaned_data)
             except DomainError as exc:  # Conflict too: the state moved on, or bad input
                 messages.error(request, str(exc))
                 return redirect(back)
-            messages.success(request, f"{action.label}: done.")
+            # What happened, in words: "Paid: $180.00 charged to Visa •••• 4242", a decline
+            # and its reason, the date a pause ends; never a bare "done".
+            outcome = outcomes.after_action(entry, label=action.label)
+            messages.add_message(request, OUTCOME_LEVELS[outcome.level], outcome.text)
             return redirect(back)
     else:
         form = action.form(currency=currency)

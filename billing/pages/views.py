@@ -2,8 +2,8 @@
 read through selectors, write through the existing services, render.
 
 Every charge the page triggers goes through `payments.invoice_charge(trigger="retry")`, the one
-collection path; a payment already in flight for an invoice answers `Conflict`, shown as a
-flash message.
+collection path (an upgrade's or a start again's first charge with "upgrade" or "restart"); a
+payment already in flight for an invoice answers `Conflict`, shown as a flash message.
 """
 
 import re

@@ -117,7 +117,7 @@ def test_an_upgrade_shows_the_prorated_amount_and_is_paid_at_once(
                 "/billing/shop/change/", {"plan": "pro", "form_token": "u1"}, follow=True
             )
     invoice = Invoice.objects.get(account=account, reason="upgrade")
-    pay.assert_called_once_with(invoice_id=invoice.pk, trigger="retry", at=None)
+    pay.assert_called_once_with(invoice_id=invoice.pk, trigger="upgrade", at=None)
     assert invoice.status == "paid" and invoice.total_minor == 15000
     assert f"Invoice {invoice.number} ($150.00) is paid." in page_of(done)
     assert Subscription.objects.get(account=account).plan.code == "pro"

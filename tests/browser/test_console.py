@@ -1,9 +1,10 @@
 """The operator console in a real browser: an operator finds a past-due invoice in the queue,
 retries it once the merchant has updated the card, sees it paid, the account reactivated and
-the audit entries.
+the audit entries. On a phone (390 px) no console page is wider than the screen, and a retry
+says what happened.
 
-With SCREENSHOTS=<folder> set, the queue, the invoice and the account are saved at 1280 px
-(`SCREENSHOTS=docs/screenshots pytest tests/browser/test_console.py`)."""
+With SCREENSHOTS=<folder> set, the queue, the invoice and the account are saved at 1280 px,
+and the queue at 390 px (`SCREENSHOTS=docs/screenshots pytest tests/browser/test_console.py`)."""
 
 import os
 from datetime import timedelta
@@ -66,28 +67,115 @@ def suspended_shop(make_account, stripe_standin):
     return account, invoice
 
 
-def test_an_operator_retries_a_past_due_invoice_after_the_card_was_updated(
-    suspended_shop, stripe_standin, live_server, page, django_user_model
-):
-    account, invoice = suspended_shop
-    payments.payment_method_set(account=account, stripe_payment_method=stripe_standin.card(OK))
+def log_in_as_operator(page, live_server, django_user_model) -> None:
     user = django_user_model.objects.create_user(
         "olivia", email="olivia@ops.example", password="pw-operator-1", is_staff=True
     )
     user.groups.add(operators_group())
-
-    page.set_viewport_size({"width": 1280, "height": 900})
     page.goto(live_server.url + "/login/?next=/console/")
     page.get_by_label("Email or username").fill("olivia")
     page.get_by_label("Password").fill("pw-operator-1")
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("heading", name="Invoices that need a person").wait_for()
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+def assert_fits(page, width: int = PHONE["width"]) -> None:
+    """No sideways scroll: the page is laid out no wider than the screen (the failure names
+    what sticks out), once the page and its stylesheet have loaded."""
+    page.wait_for_load_state("load")
+    laid_out = page.evaluate("document.documentElement.scrollWidth")
+    assert laid_out <= width, (
+        page.url,
+        laid_out,
+        page.evaluate(
+            """w => [...document.querySelectorAll("main *")]
+                .filter(e => e.getBoundingClientRect().right > w)
+                .slice(0, 5)
+                .map(e => `${e.tagName}.${e.className}: ${(e.textContent || "").slice(0, 40)}`)""",
+            width,
+        ),
+    )
+
+
+def test_the_console_on_a_phone(
+    suspended_shop, stripe_standin, live_server, page, django_user_model
+):
+    account, invoice = suspended_shop
+    page.set_viewport_size(PHONE)
+    log_in_as_operator(page, live_server, django_user_model)
+    assert_fits(page)
+    row = page.locator(f"#queue-{invoice.pk}")
+    assert row.is_visible() and "$60.00" in row.inner_text()
+    # A stacked row: each cell is a line as wide as the row, its value beside its column's name.
+    row_width = row.bounding_box()["width"]
+    for cell in row.locator("td").all():
+        assert cell.bounding_box()["width"] == row_width, cell.inner_text()
+    shoot(page, "console-phone")
+
+    page.get_by_role("link", name=invoice.number).click()
+    page.get_by_role("heading", name="Payment attempts").wait_for()
+    assert_fits(page)
+    # Every action is on the screen, none past its right edge.
+    for action in page.locator('[aria-label="Actions"] a').all():
+        box = action.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+    first = page.locator("#attempt-1").inner_text()
+    intent = Invoice.objects.get(pk=invoice.pk).attempts.get(number=1).stripe_payment_intent
+    assert "first charge (automatic)" in first and intent.startswith("pi_") and intent in first
+
+    # The card is still the declined one: the retry says so, and why, in plain words.
+    page.get_by_role("link", name="Retry now").click()
+    page.get_by_label("Reason").wait_for()
+    assert_fits(page)
+    page.get_by_label("Reason").fill("Customer says the card works again")
+    page.get_by_role("button", name="Confirm: retry now").click()
+    page.locator(".flash.error").get_by_text(
+        "Declined: the bank declined the payment. Contact your bank or use another card."
+    ).wait_for()
+    assert_fits(page)
+    assert "retry by an operator" in page.locator("#attempt-2").inner_text()
+    assert "pi_" in page.locator("#attempt-2").inner_text()
+
+    payments.payment_method_set(account=account, stripe_payment_method=stripe_standin.card(OK))
+    page.get_by_role("link", name="Retry now").click()
+    page.get_by_label("Reason").fill("Merchant updated the card")
+    confirm = page.get_by_role("button", name="Confirm: retry now")
+    confirm.scroll_into_view_if_needed()
+    assert confirm.is_visible()
+    confirm.click()
+    page.locator(".flash.success").get_by_text("Paid: $60.00 charged to Visa •••• 4242.").wait_for()
+    assert_fits(page)
+
+    # Every other page of the console fits too.
+    for path in (
+        f"/console/accounts/{account.pk}/",
+        f"/console/accounts/{account.pk}/suspend/",
+        "/console/audit/",
+        "/console/figures/",
+        "/console/?q=shop",
+    ):
+        page.goto(live_server.url + path)
+        page.locator("main").wait_for()
+        assert_fits(page)
+
+
+def test_an_operator_retries_a_past_due_invoice_after_the_card_was_updated(
+    suspended_shop, stripe_standin, live_server, page, django_user_model
+):
+    account, invoice = suspended_shop
+    payments.payment_method_set(account=account, stripe_payment_method=stripe_standin.card(OK))
+    page.set_viewport_size({"width": 1280, "height": 900})
+    log_in_as_operator(page, live_server, django_user_model)
     row = page.locator(f"#queue-{invoice.pk}")
     assert "$60.00" in row.inner_text() and "Past due" in row.inner_text()
     shoot(page, "console-queue")
 
     page.get_by_label("Search").fill("shop")
     page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**q=shop**")
     assert page.locator("table.queue tbody tr").count() == 1
     page.get_by_role("link", name=invoice.number).click()
     page.get_by_text("The bank declined").first.wait_for()  # the reason, in words
@@ -100,7 +188,7 @@ def test_an_operator_retries_a_past_due_invoice_after_the_card_was_updated(
     assert Invoice.objects.get(pk=invoice.pk).status == "past_due"
     page.get_by_label("Reason").fill("Merchant updated the card; called us")
     page.get_by_role("button", name="Confirm: retry now").click()
-    page.get_by_text("Retry now: done.").wait_for()
+    page.get_by_text("Paid: $60.00 charged to Visa •••• 4242.").wait_for()
     assert page.locator("h2 .badge").first.inner_text() == "Paid"
     history = page.locator("table.audit").inner_text()
     assert "operator: retry now" in history and "Merchant updated the card" in history
