@@ -2,25 +2,81 @@
 
 from decimal import Decimal
 
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import pagination, serializers
+
+from . import input_rules
+from .countries import COUNTRY_CODES, country_problem
 
 
 class AwareDateTimeField(serializers.DateTimeField):
-    """RFC 3339 with an offset; a naive timestamp is ambiguous and refused."""
+    """RFC 3339 with an offset (a naive timestamp is ambiguous and refused), within a dates
+    window of `input_rules` (by default from 2000 to five years ahead; the schema says which)."""
 
     default_error_messages = {
         "naive": "Give the time zone offset (RFC 3339), e.g. 2026-11-01T09:30:00Z.",
+        "out_of_window": "{problem}",
     }
+
+    def __init__(self, *, window: input_rules.Window = input_rules.ANY_DATE, **kwargs):
+        self.window = window
+        kwargs.setdefault("help_text", f"RFC 3339 with an offset, {window.describe()}.")
+        super().__init__(**kwargs)
+        # DRF's words for a time past year 9999 in UTC (9999-12-31T23:59:59-01:00).
+        self.error_messages["overflow"] = (
+            f"Out of range: the accepted window is {window.describe()}."
+        )
 
     def to_internal_value(self, value):
         if isinstance(value, str) and not _has_offset(value):
             self.fail("naive")
-        return super().to_internal_value(value)
+        parsed = super().to_internal_value(value)
+        problem = self.window.problem(parsed, now=timezone.now())
+        if problem:
+            self.fail("out_of_window", problem=problem)
+        return parsed
 
 
 def _has_offset(value: str) -> bool:
     tail = value.strip()[10:]
     return tail.endswith(("Z", "z")) or "+" in tail or "-" in tail
+
+
+# The schema lists the codes as a plain enum (not a component whose description repeats each).
+@extend_schema_field(
+    {
+        "type": "string",
+        "enum": ["", *sorted(COUNTRY_CODES)],
+        "description": 'ISO 3166-1 alpha-2, upper case, e.g. FR; "" for none.',
+    }
+)
+class CountryField(serializers.ChoiceField):
+    """An ISO 3166-1 alpha-2 code in upper case, or "" for none. The API takes the code as
+    written (the schema lists every code); a lower-case code is refused with the code to send."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("help_text", 'ISO 3166-1 alpha-2, upper case, e.g. FR; "" for none.')
+        super().__init__(choices=[""] + sorted(COUNTRY_CODES), **kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and data and data not in COUNTRY_CODES:
+            raise serializers.ValidationError(country_problem(data), code="invalid_country")
+        return super().to_internal_value(data)
+
+
+class LowerSlugField(serializers.SlugField):
+    """An account slug: letters, digits, '-' and '_'; kept in lower case, so 'Bloom' and
+    'bloom' are one slug (docs/api.md, "Account slugs")."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault(
+            "help_text", "Letters, digits, '-' and '_'; stored in lower case ('Bloom' is 'bloom')."
+        )
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        return super().to_internal_value(data).lower()
 
 
 def money(amount_minor: int | Decimal, currency: str) -> dict:

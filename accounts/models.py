@@ -4,6 +4,9 @@ from django.conf import settings
 from django.core.validators import MinLengthValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
+
+from .validators import country_code, plain_text
 
 # ISO 4217 codes the portal bills in. An account's currency is fixed at creation (money is kept
 # in this currency's minor units everywhere), so an unknown code is refused by the database too.
@@ -14,7 +17,7 @@ CURRENCY_CHOICES = [(code, code) for code in CURRENCIES]
 class Partner(models.Model):
     """A reseller or platform that provisions merchant accounts through the API."""
 
-    name = models.CharField(max_length=120, unique=True)
+    name = models.CharField(max_length=120, unique=True, validators=[plain_text])
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -32,20 +35,22 @@ class Account(models.Model):
 
     Status = AccountStatus
 
-    slug = models.SlugField(max_length=63, unique=True)
-    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=63, unique=True, help_text="Kept in lower case.")
+    name = models.CharField(max_length=200, validators=[plain_text])
     partner = models.ForeignKey(
         Partner, null=True, blank=True, on_delete=models.PROTECT, related_name="accounts"
     )
     currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES, default="USD")
     billing_email = models.EmailField()
-    company = models.CharField(max_length=200, blank=True)
-    address_line1 = models.CharField(max_length=200, blank=True)
-    address_line2 = models.CharField(max_length=200, blank=True)
-    postal_code = models.CharField(max_length=20, blank=True)
-    city = models.CharField(max_length=100, blank=True)
-    country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2")
-    vat_id = models.CharField("VAT id", max_length=20, blank=True)
+    company = models.CharField(max_length=200, blank=True, validators=[plain_text])
+    address_line1 = models.CharField(max_length=200, blank=True, validators=[plain_text])
+    address_line2 = models.CharField(max_length=200, blank=True, validators=[plain_text])
+    postal_code = models.CharField(max_length=20, blank=True, validators=[plain_text])
+    city = models.CharField(max_length=100, blank=True, validators=[plain_text])
+    country = models.CharField(
+        max_length=2, blank=True, help_text="ISO 3166-1 alpha-2", validators=[country_code]
+    )
+    vat_id = models.CharField("VAT id", max_length=20, blank=True, validators=[plain_text])
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
     stripe_customer_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -58,7 +63,19 @@ class Account(models.Model):
             models.CheckConstraint(
                 condition=Q(status__in=AccountStatus.values), name="account_status_valid"
             ),
+            # With the slug's unique index, slugs are unique whatever their case ('A1' and
+            # 'a1' would be two accounts in one namespace of page addresses); lookups lower
+            # the slug they are given and still use that index.
+            models.CheckConstraint(
+                condition=Q(slug=Lower("slug")),
+                name="account_slug_lower_case",
+                violation_error_message="Slugs are kept in lower case.",
+            ),
         ]
+
+    def clean(self) -> None:
+        # The admin's form reaches here before the constraint is checked.
+        self.slug = self.slug.lower()
 
     def __str__(self) -> str:
         return f"{self.name} ({self.slug})"
@@ -117,8 +134,8 @@ class Store(models.Model):
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="stores")
     platform = models.CharField(max_length=12, choices=Platform.choices)
-    name = models.CharField(max_length=200)
-    domain = models.CharField(max_length=253, blank=True)
+    name = models.CharField(max_length=200, validators=[plain_text])
+    domain = models.CharField(max_length=253, blank=True, validators=[plain_text])
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -153,7 +170,7 @@ class Integration(models.Model):
         Store, null=True, blank=True, on_delete=models.CASCADE, related_name="integrations"
     )
     kind = models.CharField(max_length=10, choices=Kind.choices)
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, validators=[plain_text])
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -206,7 +223,7 @@ class ApiKey(models.Model):
     account = models.ForeignKey(
         Account, null=True, blank=True, on_delete=models.CASCADE, related_name="api_keys"
     )
-    name = models.CharField(max_length=120, blank=True)
+    name = models.CharField(max_length=120, blank=True, validators=[plain_text])
     prefix = models.CharField(max_length=16, unique=True, validators=[MinLengthValidator(8)])
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -10,8 +10,9 @@ from .principals import accounts_for
 
 
 def account_get(*, principal, slug: str) -> Account:
-    """The account `slug` if the principal may reach it; 404 otherwise (no existence leak)."""
-    account = accounts_for(principal).filter(slug=slug).select_related("partner").first()
+    """The account `slug` if the principal may reach it; 404 otherwise (no existence leak).
+    Slugs are kept in lower case, so any case of it finds the account."""
+    account = accounts_for(principal).filter(slug=slug.lower()).select_related("partner").first()
     if account is None:
         raise NotFound(f"No account '{slug}'.")
     return account
@@ -53,7 +54,9 @@ def billing_access(*, user, slug: str) -> BillingAccess | None:
     if not user.is_authenticated:
         return None
     membership = (
-        Membership.objects.filter(user=user, account__slug=slug).select_related("account").first()
+        Membership.objects.filter(user=user, account__slug=slug.lower())
+        .select_related("account")
+        .first()
     )
     if membership is None:
         return None

@@ -10,6 +10,7 @@ from django.utils import timezone
 from . import api_keys, logins
 from .errors import Conflict, DomainError
 from .models import Account, ApiKey, Integration, Membership, Partner, Store, default_scopes
+from .validators import plain_text
 
 # Writing last_used_at on every request would put a row update on the hot ingest path;
 # a minute's precision is what an operator reading "last used" needs.
@@ -19,8 +20,12 @@ ROTATION_GRACE = timedelta(hours=24)
 
 
 def partner_get_or_create(*, name: str) -> Partner:
-    """The partner of that name, created on first use (create_api_key does this)."""
-    partner, _ = Partner.objects.get_or_create(name=name)
+    """The partner of that name, created on first use (create_api_key does this). A new
+    name is checked like every name people read back (no control or bidi characters)."""
+    partner = Partner.objects.filter(name=name).first()
+    if partner is None:
+        Partner(name=name).full_clean(validate_unique=False)
+        partner, _ = Partner.objects.get_or_create(name=name)
     return partner
 
 
@@ -45,6 +50,7 @@ def api_key_create(
     expires_at: datetime | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key and return it with its raw value, which is never stored nor shown again."""
+    plain_text(name)  # a label operators read in the admin and the console
     raw, prefix = api_keys.generate_key()
     key = ApiKey.objects.create(
         partner=partner,
@@ -126,7 +132,9 @@ def account_create(
     partner: Partner | None = None,
     **details: str,
 ) -> Account:
-    """Create a merchant account; a taken slug is a conflict, not a crash."""
+    """Create a merchant account; a taken slug is a conflict, not a crash. Slugs are kept
+    in lower case, so 'Bloom' is taken once 'bloom' is (docs/api.md, "Account slugs")."""
+    slug = slug.lower()
     account = Account(
         slug=slug,
         name=name,

@@ -6,6 +6,7 @@ from decimal import Decimal, InvalidOperation
 from django import forms
 
 from accounts.models import CURRENCY_CHOICES
+from accounts.validators import WindowedDateField, multi_line_text, plain_text
 from plans.money import MoneyError, currency_exponent, to_minor
 
 
@@ -48,6 +49,7 @@ class ActionForm(forms.Form):
         max_length=500,
         widget=forms.Textarea(attrs={"rows": 2}),
         error_messages={"required": "Say why: a reason is required."},
+        validators=[multi_line_text],
     )
 
     def __init__(self, *args, currency: str = "USD", **kwargs):
@@ -62,14 +64,16 @@ class ActionForm(forms.Form):
 
 
 class PauseForm(ActionForm):
-    until = forms.DateField(
+    until = WindowedDateField(
         label="Pause until (date, UTC)", widget=forms.DateInput(attrs={"type": "date"})
     )
 
 
 class MarkPaidForm(ActionForm):
     reference = forms.CharField(
-        label="Payment reference (e.g. the bank transfer's)", max_length=100
+        label="Payment reference (e.g. the bank transfer's)",
+        max_length=100,
+        validators=[plain_text],
     )
 
 

@@ -8,11 +8,12 @@ from datetime import datetime, timedelta
 
 from celery import current_app
 from django.db import InterfaceError, OperationalError, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from accounts.models import Account
 from plans import periods
+from plans.models import Subscription
 from retries import Exponential
 
 from . import event_store, limits, partitions, rules
@@ -67,16 +68,20 @@ def events_ingest(
             result.reject(index, EventError("account", "'account' is required with a partner key."))
         else:
             valid.append((index, checked))
-    account_ids = _resolve_accounts(valid, accounts, fixed_account)
+    reach = _resolve_accounts(valid, accounts, fixed_account)
     rows, seen = [], set()
     for index, event in valid:
         slug = event.account
         if not slug:
             assert fixed_account is not None  # without a fixed account it was rejected above
             slug = fixed_account.slug
-        account_id = account_ids.get(slug)
-        if account_id is None:
+        found = reach.get(slug.lower())  # slugs are kept in lower case
+        if found is None:
             result.reject(index, EventError("account", f"No account '{slug}'.", "not_found"))
+            continue
+        account_id, counts_from = found
+        if event.occurred_at < counts_from:
+            result.reject(index, _before_subscription(counts_from))
             continue
         if (account_id, event.id) in seen:
             result.duplicates += 1  # the same id twice in one batch: stored once
@@ -132,12 +137,43 @@ def _store_once(rows: list[tuple], now: datetime) -> list[tuple]:
 
 def _resolve_accounts(
     valid: list[tuple[int, EventIn]], accounts: QuerySet[Account], fixed: Account | None
-) -> dict[str, int]:
-    """Slug → id for the slugs the caller may reach; unknown and foreign slugs stay absent."""
+) -> dict[str, tuple[int, datetime]]:
+    """Slug → (id, the instant its events count from) for the slugs the caller may reach;
+    unknown and foreign slugs stay absent. One query for the batch, whatever its size.
+
+    Events count from the start of the account's first subscription: the start of the usage
+    period it began in, which for a customer migrated mid-cycle (P1) is the start of the period
+    already under way, so that period's earlier events are billed with it. Before that no
+    period of ours holds them (the sender's backfill, a wrong clock, or a helpdesk that was
+    someone else's customer then): they are refused one by one, never stored and counted in a
+    period that was never billed. An account without a subscription counts from its creation.
+    """
     if fixed is not None:
-        return {fixed.slug: fixed.pk}
-    slugs = {event.account for _, event in valid}
-    return dict(accounts.filter(slug__in=slugs).values_list("slug", "pk"))
+        found = Account.objects.filter(pk=fixed.pk)
+    else:
+        slugs = {event.account.lower() for _, event in valid if event.account}
+        found = accounts.filter(slug__in=slugs)
+    first = Subscription.objects.filter(account=OuterRef("pk")).order_by("started_at", "pk")
+    rows = found.annotate(
+        first_anchor=Subquery(first.values("billing_anchor")[:1]),
+        first_started=Subquery(first.values("started_at")[:1]),
+    ).values_list("slug", "pk", "created_at", "first_anchor", "first_started")
+    reach = {}
+    for slug, pk, created_at, anchor, started_at in rows:
+        counts_from = created_at
+        if started_at is not None:
+            counts_from, _ = periods.usage_period_containing(anchor, started_at)
+        reach[slug] = (pk, counts_from)
+    return reach
+
+
+def _before_subscription(counts_from: datetime) -> EventError:
+    return EventError(
+        "occurred_at",
+        "'occurred_at' is before the account's first subscription started "
+        f"({counts_from:%Y-%m-%dT%H:%M:%SZ}): no period of the account holds it.",
+        "before_subscription",
+    )
 
 
 def _subjects_of(rows: Iterable[tuple]) -> Iterable[tuple[int, str, str]]:

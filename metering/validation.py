@@ -12,20 +12,21 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from math import isfinite
 from typing import Any, TypeGuard
+
+from accounts.input_rules import EARLIEST, MAX_CLOCK_SKEW
 
 from .rules import types as t
 
 # Every string field is capped: ids and names at the width of their column.
 MAX_ID = 255
 MAX_TIMESTAMP = 64
-# The window `occurred_at` must fall in. Before 2000 there was no such helpdesk, and date maths
-# near year 1 overflows. Clocks drift; an event stamped more than MAX_CLOCK_SKEW ahead of our
-# clock is a sender bug, not usage.
-EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-MAX_CLOCK_SKEW = timedelta(hours=1)
+# The window `occurred_at` must fall in is the portal's dates window, narrowed to
+# MAX_CLOCK_SKEW ahead of our clock (accounts.input_rules.EVENT_TIME). Ingest narrows it again
+# per account: not before its first subscription (metering.services.events_ingest).
+
 # `changes` is free-form but bounded: nesting levels (the object itself is 1), keys and list
 # items over all levels, and characters of any string in it.
 MAX_CHANGES_DEPTH = 4

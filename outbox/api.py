@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 from accounts.api_fields import NewestFirstPagination
 from accounts.api_schema import paginated
 from accounts.idempotency import idempotent
+from accounts.validators import plain_text
 
 from . import delivery as sending
 from . import selectors, services
@@ -18,7 +19,9 @@ from .models import DeliveryStatus, EventType
 
 class EndpointIn(serializers.Serializer):
     url = serializers.URLField(max_length=2000)
-    description = serializers.CharField(max_length=200, required=False, default="")
+    description = serializers.CharField(
+        max_length=200, required=False, default="", validators=[plain_text]
+    )
 
 
 class EndpointOut(serializers.Serializer):

@@ -5,13 +5,21 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.api_fields import AwareDateTimeField, NewestFirstPagination, money
+from accounts import input_rules
+from accounts.api_fields import (
+    AwareDateTimeField,
+    CountryField,
+    LowerSlugField,
+    NewestFirstPagination,
+    money,
+)
 from accounts.api_schema import PeriodOut, paginated
 from accounts.errors import DomainError, Forbidden
 from accounts.idempotency import idempotent
 from accounts.models import CURRENCIES, Account
 from accounts.principals import KeyPrincipal
 from accounts.selectors import account_get, account_integration_count, account_list
+from accounts.validators import plain_text
 
 from . import pricing, selectors, services
 from .models import Interval, Subscription
@@ -23,19 +31,28 @@ class AddOnChoiceIn(serializers.Serializer):
 
 
 class AccountCreateIn(serializers.Serializer):
-    slug = serializers.SlugField(max_length=63)
-    name = serializers.CharField(max_length=200)
+    slug = LowerSlugField(max_length=63)
+    name = serializers.CharField(max_length=200, validators=[plain_text])
     billing_email = serializers.EmailField()
     currency = serializers.ChoiceField(choices=CURRENCIES, default="USD")
     plan = serializers.CharField(max_length=40)
     interval = serializers.ChoiceField(choices=Interval.values, default=Interval.MONTH)
     addons = AddOnChoiceIn(many=True, required=False, default=list)
-    period_start = AwareDateTimeField(required=False)
+    period_start = AwareDateTimeField(
+        required=False,
+        window=input_rules.NOT_FUTURE,
+        help_text="Migrating a customer mid-cycle: the cycle's anchor, RFC 3339 with an offset, "
+        f"{input_rules.NOT_FUTURE.describe()}.",
+    )
     full_agents = serializers.IntegerField(min_value=0, default=0)
     light_agents = serializers.IntegerField(min_value=0, default=0)
-    company = serializers.CharField(max_length=200, required=False, default="")
-    vat_id = serializers.CharField(max_length=20, required=False, default="")
-    country = serializers.CharField(max_length=2, required=False, default="")
+    company = serializers.CharField(
+        max_length=200, required=False, default="", validators=[plain_text]
+    )
+    vat_id = serializers.CharField(
+        max_length=20, required=False, default="", validators=[plain_text]
+    )
+    country = CountryField(required=False, default="")
 
     # The catalog is checked here, not only in the service, so an unknown plan or add-on is
     # listed with every other field error of the request at once.

@@ -49,10 +49,16 @@ def billing_page(
         @login_required
         @functools.wraps(view)
         def wrapper(request, slug: str, *args, **kwargs):
+            if slug != slug.lower() and request.method in ("GET", "HEAD"):
+                # Slugs are kept in lower case: one address per page, whatever case was typed
+                # (redirected before anything is looked up, so it tells nothing either).
+                canonical = f"/billing/{slug.lower()}/"
+                path = request.get_full_path().replace(f"/billing/{slug}/", canonical, 1)
+                return redirect(path, permanent=True)
             access = billing_access(user=request.user, slug=slug)
             if access is None:
                 if request.user.is_staff:
-                    account = Account.objects.filter(slug=slug).first()
+                    account = Account.objects.filter(slug=slug.lower()).first()
                     if account is not None and is_operator(request.user):
                         return redirect(reverse("console:account", args=[account.pk]))
                     if account is not None:

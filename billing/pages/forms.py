@@ -4,7 +4,8 @@ import re
 
 from django import forms
 
-from accounts.countries import COUNTRY_CODES, EU_VAT_PREFIX
+from accounts.countries import EU_VAT_PREFIX, country_problem
+from accounts.validators import plain_text
 
 _VAT = re.compile(r"^[A-Z]{2}[0-9A-Z]{2,13}$")
 
@@ -14,11 +15,20 @@ class BillingDetailsForm(forms.Form):
         label="Billing email",
         help_text="Invoices, receipts and payment confirmation reminders go here.",
     )
-    company = forms.CharField(label="Company", max_length=200, required=False)
-    address_line1 = forms.CharField(label="Address", max_length=200, required=False)
-    address_line2 = forms.CharField(label="Address (line 2)", max_length=200, required=False)
-    postal_code = forms.CharField(label="Postal code", max_length=20, required=False)
-    city = forms.CharField(label="City", max_length=100, required=False)
+    # Each line of the address is its own one-line field: no line breaks in any of them.
+    company = forms.CharField(
+        label="Company", max_length=200, required=False, validators=[plain_text]
+    )
+    address_line1 = forms.CharField(
+        label="Address", max_length=200, required=False, validators=[plain_text]
+    )
+    address_line2 = forms.CharField(
+        label="Address (line 2)", max_length=200, required=False, validators=[plain_text]
+    )
+    postal_code = forms.CharField(
+        label="Postal code", max_length=20, required=False, validators=[plain_text]
+    )
+    city = forms.CharField(label="City", max_length=100, required=False, validators=[plain_text])
     country = forms.CharField(
         label="Country",
         max_length=2,
@@ -28,11 +38,11 @@ class BillingDetailsForm(forms.Form):
     vat_id = forms.CharField(label="VAT id", max_length=20, required=False)
 
     def clean_country(self) -> str:
+        # People type "fr": the page upper-cases it (the API, for programs, takes "FR" only).
         country = self.cleaned_data["country"].strip().upper()
-        if country and country not in COUNTRY_CODES:
-            raise forms.ValidationError(
-                f"“{country}” is not a country code: use two letters, e.g. FR or US."
-            )
+        problem = country_problem(country) if country else None
+        if problem:
+            raise forms.ValidationError(problem)
         return country
 
     def clean_vat_id(self) -> str:

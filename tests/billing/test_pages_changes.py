@@ -186,7 +186,7 @@ def test_billing_details_show_what_to_fix_then_save(logged_in, account):  # noqa
     page = page_of(bad)
     assert "Please fix what is marked below." in page
     assert "Enter a valid email address." in page
-    assert "“ZZ” is not a country code" in page
+    assert "“ZZ” is a user-assigned code, not a country" in page
     assert 'value="Shop SAS"' in page  # what was typed is kept
     form.update(billing_email="billing@shop.example", country="fr", vat_id="DE123456789")
     prefix = logged_in.post("/billing/shop/details/save", form)

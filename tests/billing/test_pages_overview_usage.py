@@ -118,7 +118,8 @@ def test_why_was_this_billed_explains_a_ticket_with_rules_in_words(logged_in, ac
 
 
 def test_other_accounts_tickets_are_not_explained(logged_in, account, make_account):  # noqa: F811
-    other = make_account(slug="other")
+    with at(T0):  # subscribed before its events
+        other = make_account(slug="other")
     ingest(other, tickets(1, T0 + timedelta(days=2)), now=HALF)
     ticket = f"{T0 + timedelta(days=2):%m%d}-0"
     page = get(logged_in, f"/billing/shop/usage/why/?ticket={ticket}")

@@ -5,6 +5,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from celery.contrib.testing.worker import start_worker
 
 from billing_portal.celery import app
@@ -37,7 +38,8 @@ def test_H1_events_posted_to_the_api_are_evaluated_by_a_worker_over_redis(
     make_account, partner_api, redis_worker
 ):
     assert not app.conf.task_always_eager and app.conf.broker_url == REDIS_URL
-    make_account(slug="shop")
+    with time_machine.travel(datetime.now(UTC) - timedelta(days=1)):  # subscribed before
+        make_account(slug="shop")
     at = datetime.now(UTC) - timedelta(hours=1)
     events = [
         {

@@ -37,6 +37,13 @@ def frozen():
 
 
 @pytest.fixture
+def account(make_account):
+    """Subscribed the day before the events it is sent (earlier events are refused)."""
+    with time_machine.travel(NOW - timedelta(days=1), tick=False):
+        return make_account()
+
+
+@pytest.fixture
 def post(partner_api, django_capture_on_commit_callbacks):
     def send(events, client=partner_api, **headers):
         with django_capture_on_commit_callbacks(execute=True):

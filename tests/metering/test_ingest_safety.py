@@ -88,6 +88,13 @@ def frozen():
         yield
 
 
+@pytest.fixture
+def account(make_account):
+    """Subscribed the day before the events it is sent (earlier events are refused)."""
+    with time_machine.travel(NOW - timedelta(days=1), tick=False):
+        return make_account()
+
+
 def post_text(client, text: str):
     return client.generic("POST", "/api/v1/events", text, content_type="application/json")
 

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 
 from metering import limits, services
 from metering.models import Charge, Entitlement, Event
@@ -59,16 +60,17 @@ def counted(account, meter):
 
 @pytest.fixture
 def shop(make_account):
-    return make_account(
-        slug="shop",
-        addons=[
-            ("voice", "voice-20"),
-            ("sms", "sms-20"),
-            ("convert", "convert-50"),
-            ("automate", "automate-30"),
-        ],
-        period_start=datetime(2026, 11, 1, tzinfo=UTC),
-    )
+    # Subscribed before the events it is sent (earlier events are refused).
+    with time_machine.travel(datetime(2026, 11, 1, tzinfo=UTC), tick=False):
+        return make_account(
+            slug="shop",
+            addons=[
+                ("voice", "voice-20"),
+                ("sms", "sms-20"),
+                ("convert", "convert-50"),
+                ("automate", "automate-30"),
+            ],
+        )
 
 
 def test_H10_one_ticket_on_three_meters_through_the_database(shop):
@@ -253,13 +255,8 @@ def resolved_session(i, at):
 
 @pytest.fixture
 def edition_account(make_account):
-    account = make_account(
-        slug="zen",
-        plan="professional",
-        full_agents=1,
-        light_agents=3,
-        period_start=datetime(2026, 11, 1, tzinfo=UTC),
-    )
+    with time_machine.travel(datetime(2026, 11, 1, tzinfo=UTC), tick=False):
+        account = make_account(slug="zen", plan="professional", full_agents=1, light_agents=3)
     Subscription.objects.filter(account=account).update(ai_at_limit="pause")
     return account
 

@@ -7,6 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from django.db.models import Sum
 
 from metering import services
@@ -110,11 +111,12 @@ def msg(i, ticket, at, author="customer"):
 
 @pytest.fixture
 def shop(make_account):
-    return make_account(
-        slug="shop",
-        addons=[("voice", "voice-20"), ("convert", "convert-50"), ("automate", "automate-30")],
-        period_start=datetime(2026, 11, 1, tzinfo=UTC),
-    )
+    # Subscribed before the events it is sent (earlier events are refused).
+    with time_machine.travel(datetime(2026, 11, 1, tzinfo=UTC), tick=False):
+        return make_account(
+            slug="shop",
+            addons=[("voice", "voice-20"), ("convert", "convert-50"), ("automate", "automate-30")],
+        )
 
 
 @pytest.mark.parametrize("seed", [1, 2])

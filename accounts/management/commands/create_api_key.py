@@ -1,19 +1,27 @@
 from datetime import datetime
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from accounts import selectors, services
+from accounts import input_rules, selectors, services
 from accounts.errors import DomainError
 from accounts.models import Account, ApiKeyScope
 
 
 def _instant(value: str) -> datetime:
-    parsed = parse_datetime(value)
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:  # well formed but not a date, e.g. 2027-02-30
+        parsed = None
     if parsed is None or parsed.tzinfo is None:
         raise CommandError(
             f"'{value}' is not an RFC 3339 time with an offset, e.g. 2027-01-01T00:00:00Z."
         )
+    problem = input_rules.ANY_DATE.problem(parsed, now=timezone.now())
+    if problem:
+        raise CommandError(problem)
     return parsed
 
 
@@ -59,6 +67,8 @@ class Command(BaseCommand):
             return self._create(options)
         except DomainError as exc:
             raise CommandError(exc.message) from exc
+        except ValidationError as exc:  # a partner's or a key's name holding a control character
+            raise CommandError(" ".join(exc.messages)) from exc
 
     def _revoke(self, prefix: str) -> None:
         key = services.api_key_revoke(key=selectors.api_key_get(prefix=prefix))
@@ -81,7 +91,7 @@ class Command(BaseCommand):
         # No --account: one partner key (scope None) reaches all of the partner's accounts.
         accounts: list[Account | None] = []
         for slug in options["account"]:
-            found = Account.objects.filter(slug=slug).first()
+            found = Account.objects.filter(slug=slug.lower()).first()
             if found is None:
                 raise CommandError(f"No account '{slug}'.")
             if found.partner_id not in (None, owner.pk):

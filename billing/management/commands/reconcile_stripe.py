@@ -3,6 +3,7 @@ from datetime import UTC, datetime, time, timedelta
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from accounts.input_rules import ANY_DATE
 from billing import gateway, payments
 from billing.reconcile import ledger_compare
 
@@ -15,7 +16,11 @@ def _instant(value: str) -> datetime:
         raise CommandError(f"Not a date: {value!r} (use YYYY-MM-DD or an ISO time).") from exc
     if len(value) == 10:
         parsed = datetime.combine(parsed.date(), time.min)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    problem = ANY_DATE.problem(parsed, now=timezone.now())
+    if problem:
+        raise CommandError(problem)
+    return parsed
 
 
 class Command(BaseCommand):

@@ -1,5 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
+from accounts.input_rules import ANY_DATE
 from billing import tasks
 from billing.run import run_billing
 from metering.validation import parse_timestamp
@@ -22,6 +24,9 @@ class Command(BaseCommand):
             instant = parse_timestamp(as_of)
             if instant is None:
                 raise CommandError("--as-of must be an RFC 3339 time with an offset.")
+            problem = ANY_DATE.problem(instant, now=timezone.now())
+            if problem:
+                raise CommandError(f"--as-of: {problem}")
         # Charges go to the payments workers when a broker is configured, else run here.
         run = run_billing(as_of=instant, collect=tasks.collect_later)
         self.stdout.write(
