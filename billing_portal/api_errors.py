@@ -88,13 +88,54 @@ def _first_message(detail) -> str:
     return str(detail) or "Invalid input."
 
 
+def is_api_path(path: str) -> bool:
+    return path == "/api" or path.startswith("/api/")
+
+
+def _no_such_endpoint() -> JsonResponse:
+    return JsonResponse(error_body("not_found", "No such endpoint."), status=404)
+
+
 def json_not_found(request, exception=None) -> HttpResponse:
     """404 for unknown URLs: JSON under /api/, the plain page elsewhere."""
-    if request.path.startswith("/api/"):
-        return JsonResponse(error_body("not_found", "No such endpoint."), status=404)
+    if is_api_path(request.path):
+        return _no_such_endpoint()
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception)
+
+
+class ApiErrorsAsJson:
+    """Under /api/, a 404 or 405 that no API view wrote is answered in the API's error shape.
+
+    handler404 alone is not enough: with DEBUG on (the demo) Django answers an unknown path
+    with its HTML debug page and never calls the handler, and a view outside DRF (the schema's
+    Swagger page) refuses a method with a plain-text 405. A JSON answer is left as it is: it is
+    an API view's own (an unknown account's 404, DRF's 405). Only the body changes: the headers
+    stay. It sits outside CommonMiddleware, so `/api/schema` still redirects to `/api/schema/`
+    (APPEND_SLASH) rather than being a 404."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if response.status_code not in (404, 405) or not is_api_path(request.path_info):
+            return response
+        if response.get("Content-Type", "").startswith("application/json"):
+            return response
+        if response.status_code == 404:
+            answer = _no_such_endpoint()
+        else:
+            message = f'Method "{request.method}" not allowed.'
+            answer = JsonResponse(error_body("method_not_allowed", message), status=405)
+        # The headers the inner middleware wrote stay (Allow, the security headers, no-store):
+        # only the body and its type change.
+        for header, value in response.items():
+            if header.lower() not in ("content-type", "content-length"):
+                answer[header] = value
+        answer.cookies = response.cookies
+        return answer
 
 
 def json_server_error(request) -> HttpResponse:

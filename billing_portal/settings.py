@@ -81,6 +81,8 @@ MIDDLEWARE = [
     # Before anything reads the session cookie or the database: NUL anywhere is a 400.
     "billing_portal.middleware.RefuseNulBytes",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Outside CommonMiddleware: its APPEND_SLASH redirects stay redirects.
+    "billing_portal.api_errors.ApiErrorsAsJson",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -401,6 +403,7 @@ SPECTACULAR_SETTINGS = {
         "SubscriptionStatusEnum": "plans.models.SubscriptionStatus",
         "AttemptStatusEnum": "billing.models.AttemptStatus",
         "PausableStateEnum": [("active", "active"), ("paused", "paused")],
+        "TicketNotCountedEnum": "metering.api.TICKET_NOT_COUNTED_CODES",
     },
 }
 # Event batches are up to 1,000 events; anything larger than this is refused before parsing.

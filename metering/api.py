@@ -69,6 +69,16 @@ EVENT_EXAMPLE = OpenApiExample(
 )
 
 
+# Why a ticket's meter is `counted: false` (docs/api.md, "A ticket's billing").
+TICKET_NOT_COUNTED = {
+    "not_billable": "the rules bill no unit of it (`not_counted` names the rule)",
+    "capped": "counted by the rules, but over a hard cap (C2) or a paused AI limit (Z9)",
+    "before_subscription": "billable before the account's first subscription began",
+    "no_subscription": "billable while the account had no subscription",
+}
+TICKET_NOT_COUNTED_CODES = list(TICKET_NOT_COUNTED)  # the schema's TicketNotCountedEnum
+
+
 class UnitOut(serializers.Serializer):
     unit = serializers.CharField()
     status = serializers.CharField()
@@ -78,8 +88,19 @@ class UnitOut(serializers.Serializer):
     rules = serializers.ListField(child=serializers.CharField(), help_text="e.g. ['H1', 'H2']")
 
 
+class TicketReasonOut(serializers.Serializer):
+    code = serializers.ChoiceField(
+        choices=TICKET_NOT_COUNTED_CODES,
+        help_text="; ".join(f"`{code}`: {words}" for code, words in TICKET_NOT_COUNTED.items()),
+    )
+    message = serializers.CharField(help_text="The reason in words, with the dates it turns on.")
+
+
 class TicketMeterOut(serializers.Serializer):
-    counted = serializers.BooleanField()
+    counted = serializers.BooleanField(
+        help_text="Whether an invoice bills (or will bill) a unit of this ticket on this meter."
+    )
+    reason = TicketReasonOut(allow_null=True, help_text="Why not, when `counted` is false.")
     units = UnitOut(many=True)
     not_counted = serializers.ListField(
         child=inline_serializer(
@@ -322,15 +343,26 @@ class TicketBillingApi(APIView):
         charges = selectors.ticket_billing(account=account, ticket=ticket)
         if not charges:
             raise NotFound(f"No billing verdict for ticket '{ticket}' yet.")
+        spans = selectors.billed_spans(account=account)
         meters: dict[str, dict] = {}
+        outside: dict[str, selectors.NeverBilled] = {}  # per meter, its first unbilled unit's
         for charge in charges:
             entry = meters.setdefault(
-                charge.meter, {"counted": False, "units": [], "not_counted": []}
+                charge.meter, {"counted": False, "reason": None, "units": [], "not_counted": []}
             )
             if charge.status == "not_counted":
                 entry["not_counted"].append({"rules": charge.rules})
                 continue
-            entry["counted"] = entry["counted"] or charge.status in ("final", "pending")
+            if charge.status in ("final", "pending"):
+                # Counted by the rules; billed only in a period a subscription bills, as the
+                # usage answer counts it (selectors.usage_summary).
+                assert charge.period_start is not None and charge.billable_at is not None
+                why = selectors.never_billed(
+                    period_start=charge.period_start, billable_at=charge.billable_at, spans=spans
+                )
+                entry["counted"] = entry["counted"] or why is None
+                if why is not None:
+                    outside.setdefault(charge.meter, why)
             entry["units"].append(
                 {
                     "unit": charge.unit,
@@ -341,7 +373,25 @@ class TicketBillingApi(APIView):
                     "rules": charge.rules,
                 }
             )
+        for meter, entry in meters.items():
+            if not entry["counted"]:
+                entry["reason"] = _not_counted_reason(entry, outside.get(meter))
         return Response({"ticket": ticket, "meters": meters})
+
+
+def _not_counted_reason(entry: dict, outside: selectors.NeverBilled | None) -> dict:
+    if outside is not None:
+        return {"code": outside.code, "message": outside.message}
+    if any(unit["status"] == "capped" for unit in entry["units"]):
+        return {
+            "code": "capped",
+            "message": "Counted by the rules, but over a hard cap (C2) or a paused AI limit "
+            "(Z9): recorded, never billed.",
+        }
+    return {
+        "code": "not_billable",
+        "message": "The rules bill no unit of it: `not_counted` names the rule that decided.",
+    }
 
 
 class EntitlementsApi(APIView):

@@ -59,6 +59,69 @@ class PeriodUsage:
     meters: list[MeterUsage]
 
 
+@dataclass(frozen=True)
+class BilledSpan:
+    """The usage periods one subscription bills: the periods of its anchor's monthly grid from
+    the one it began in (for a customer migrated mid-cycle, the period already under way, P1)
+    up to its end. A unit counted in any other period is on no invoice, ever."""
+
+    anchor: datetime
+    start: datetime  # the start of its first usage period
+    end: datetime | None  # when it ended; None while it is live
+
+    def holds(self, period_start: datetime) -> bool:
+        return (
+            self.start <= period_start
+            and (self.end is None or period_start < self.end)
+            and periods.usage_period_containing(self.anchor, period_start)[0] == period_start
+        )
+
+
+def _span(subscription: Subscription) -> BilledSpan:
+    first, _ = periods.usage_period_containing(subscription.billing_anchor, subscription.started_at)
+    return BilledSpan(subscription.billing_anchor, first, subscription.ended_at)
+
+
+def billed_spans(*, account: Account) -> list[BilledSpan]:
+    """The account's subscriptions as the usage periods each bills, oldest first."""
+    return [
+        _span(subscription)
+        for subscription in Subscription.objects.filter(account=account).order_by(
+            "started_at", "pk"
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class NeverBilled:
+    """Why a unit the rules count is on no invoice: `code` for programs, `message` for people."""
+
+    code: str  # before_subscription | no_subscription
+    message: str
+
+
+def never_billed(
+    *, period_start: datetime, billable_at: datetime, spans: list[BilledSpan]
+) -> NeverBilled | None:
+    """None when a subscription bills the unit's usage period; else why none does. Such units
+    are events of days no subscription covered: ingest refuses those dated before the first
+    one (metering.services), but the gap between an end and a start again is still recorded,
+    and so are events stored before ingest refused them."""
+    if any(span.holds(period_start) for span in spans):
+        return None
+    day = f"{billable_at:%Y-%m-%d}"
+    never = "no period of the account holds it, so no invoice bills it"
+    if spans and period_start < spans[0].start:
+        began = f"{spans[0].start:%Y-%m-%d}"
+        return NeverBilled(
+            "before_subscription",
+            f"Billable on {day}, before the account's first subscription began ({began}): {never}.",
+        )
+    return NeverBilled(
+        "no_subscription", f"Billable on {day}, while the account had no subscription: {never}."
+    )
+
+
 def usage_period(
     *, subscription: Subscription, month: str | None, now: datetime
 ) -> tuple[datetime, datetime]:
@@ -145,7 +208,12 @@ def usage_summary(
     previous_start, _ = periods.usage_period_containing(
         subscription.billing_anchor, start - timedelta(microseconds=1)
     )
-    both = period_units(account=account, starts=[start, previous_start])
+    # Only periods a subscription bills: the units of a month before the first subscription or
+    # between an end and a start again are on no invoice, so they are used in no period (the
+    # ticket's answer says so too: `never_billed`).
+    spans = billed_spans(account=account)
+    billed = [s for s in (start, previous_start) if any(span.holds(s) for span in spans)]
+    both = period_units(account=account, starts=billed)
     counts = {(m, status): n for (s, m, status), n in both.items() if s == start}
     previous = {(m, status): n for (s, m, status), n in both.items() if s == previous_start}
     late = late or {}
