@@ -1,5 +1,8 @@
 from django.contrib import admin, messages
 
+from audit.models import Source
+from audit.services import acting_as
+
 from . import services
 from .models import Account, ApiKey, IdempotencyRecord, Integration, Membership, Partner, Store
 
@@ -79,8 +82,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected keys")
     def revoke(self, request, queryset):
-        for key in queryset:
-            services.api_key_revoke(key=key)
+        with acting_as(source=Source.OPERATOR, user=request.user):  # names them in audit
+            for key in queryset:
+                services.api_key_revoke(key=key)
         self.message_user(request, f"{queryset.count()} key(s) revoked.", messages.SUCCESS)
 
 

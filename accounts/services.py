@@ -7,6 +7,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from audit.services import audit_record
+
 from . import api_keys, logins
 from .errors import Conflict, DomainError
 from .models import Account, ApiKey, Integration, Membership, Partner, Store, default_scopes
@@ -25,7 +27,10 @@ def partner_get_or_create(*, name: str) -> Partner:
     partner = Partner.objects.filter(name=name).first()
     if partner is None:
         Partner(name=name).full_clean(validate_unique=False)
-        partner, _ = Partner.objects.get_or_create(name=name)
+        with transaction.atomic():
+            partner, created = Partner.objects.get_or_create(name=name)
+            if created:  # two first uses at once: the one that created it records it
+                audit_record(action="partner.created", obj=partner, after=name, label=name)
     return partner
 
 
@@ -52,16 +57,29 @@ def api_key_create(
     """Create a key and return it with its raw value, which is never stored nor shown again."""
     plain_text(name)  # a label operators read in the admin and the console
     raw, prefix = api_keys.generate_key()
-    key = ApiKey.objects.create(
-        partner=partner,
-        account=account,
-        name=name,
-        prefix=prefix,
-        key_hash=api_keys.hash_key(raw),
-        scopes=_scopes_clean(default_scopes() if scopes is None else scopes),
-        expires_at=expires_at,
-    )
+    with transaction.atomic():
+        key = ApiKey.objects.create(
+            partner=partner,
+            account=account,
+            name=name,
+            prefix=prefix,
+            key_hash=api_keys.hash_key(raw),
+            scopes=_scopes_clean(default_scopes() if scopes is None else scopes),
+            expires_at=expires_at,
+        )
+        audit_record(action="api_key.created", obj=key, after=_key_words(key), label=prefix)
     return key, raw
+
+
+def _key_words(key: ApiKey) -> dict:
+    """What a key may do, as the audit log keeps it (never its secret)."""
+    return {
+        "partner": key.partner.name if key.partner else None,
+        "account": key.account.slug if key.account else None,
+        "name": key.name,
+        "scopes": key.scopes,
+        "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+    }
 
 
 @transaction.atomic
@@ -91,12 +109,21 @@ def api_key_rotate(
     if key.expires_at is None or key.expires_at > until:
         key.expires_at = until
         key.save(update_fields=["expires_at"])
+    audit_record(
+        action="api_key.rotated",
+        obj=key,
+        after={"new_key": new.prefix, "old_key_expires_at": key.expires_at.isoformat()},
+        label=key.prefix,
+    )
     return new, raw
 
 
 def api_key_revoke(*, key: ApiKey) -> ApiKey:
     """Revoke a key: refused from now on. Revoking twice keeps the first revocation time."""
-    ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    with transaction.atomic():
+        now = timezone.now()
+        if ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=now):
+            audit_record(action="api_key.revoked", obj=key, at=now, label=key.prefix)
     key.refresh_from_db()
     return key
 
@@ -149,6 +176,13 @@ def account_create(
     try:
         with transaction.atomic():
             account.save()
+            audit_record(
+                action="account.created",
+                obj=account,
+                account_id=account.pk,
+                after={"slug": slug, "currency": currency, "partner": partner and partner.name},
+                label=slug,
+            )
     except IntegrityError as exc:
         raise _slug_unavailable(slug) from exc
     return account
@@ -190,9 +224,11 @@ def _slug_unavailable(slug: str) -> Conflict:
 def store_create(*, account: Account, platform: str, name: str, domain: str = "") -> Store:
     """Connect a store; the connection itself is one integration (P5)."""
     store = Store.objects.create(account=account, platform=platform, name=name, domain=domain)
-    Integration.objects.create(
+    integration = Integration.objects.create(
         account=account, store=store, kind=Integration.Kind.STORE, name=f"{name} ({platform})"
     )
+    # Integrations are counted against the plan (P5): the store's is one.
+    audit_record(action="integration.added", obj=integration, after=integration.name, label=name)
     return store
 
 
@@ -202,7 +238,11 @@ def integration_add(
     """Connect a channel (email, chat, social, ...), optionally to one store."""
     integration = Integration(account=account, store=store, kind=kind, name=name)
     integration.full_clean()
-    integration.save()
+    with transaction.atomic():
+        integration.save()
+        audit_record(
+            action="integration.added", obj=integration, after=f"{kind}: {name}", label=name
+        )
     return integration
 
 
@@ -223,10 +263,24 @@ def account_billing_details_update(*, account: Account, **details: str) -> Accou
     unknown = set(details) - set(BILLING_DETAIL_FIELDS)
     if unknown:
         raise ValueError(f"Not billing details: {sorted(unknown)}")
+    before = {field: getattr(account, field) for field in details}
     for field, value in details.items():
         setattr(account, field, value)
     account.full_clean(validate_unique=False)
-    account.save(update_fields=list(details))
+    # Read back after cleaning: the form sends every field, the row names the changed ones.
+    changed = [field for field in details if getattr(account, field) != before[field]]
+    if not changed:
+        return account
+    with transaction.atomic():
+        account.save(update_fields=changed)
+        audit_record(
+            action="account.billing_details",
+            obj=account,
+            account_id=account.pk,
+            before={field: before[field] for field in changed},
+            after={field: getattr(account, field) for field in changed},
+            label=account.slug,
+        )
     return account
 
 

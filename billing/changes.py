@@ -193,13 +193,23 @@ def _supersede(subscription, parts: Mapping[str, str], *, at: datetime) -> list[
         superseded.append(row)
         kept_plan = row.plan if row.plan_id and not hits_plan else None
         kept_interval = row.interval if row.interval and not hits_interval else ""
+        kept = None
         if kept_plan is not None or kept_interval:
-            ScheduledChange.objects.create(
+            kept = ScheduledChange.objects.create(
                 subscription=subscription,
                 plan=kept_plan,
                 interval=kept_interval,
                 effective_at=row.effective_at,
             )
+        # One row per replaced change, saying what of it still stands (the part kept).
+        audit_record(
+            action="subscription.change_superseded",
+            obj=subscription,
+            before=row.as_audit(),
+            after=kept.as_audit() if kept else None,
+            reason="replaced by a later request for the same item",
+            at=at,
+        )
     return superseded
 
 
@@ -391,6 +401,15 @@ def scheduled_change_cancel(*, account: Account, change_id: int) -> ScheduledCha
         change.status = ScheduledChange.Status.CANCELED
         change.resolved_at = timezone.now()
         change.save(update_fields=["status", "resolved_at"])
+        # Undoing the end is a fact of its own for whoever reads the log: the renewal stands.
+        undone = "cancel_undone" if change.cancel else "change_canceled"
+        audit_record(
+            action=f"subscription.{undone}",
+            obj=change.subscription,
+            before=change.as_audit(),
+            after=ScheduledChange.Status.CANCELED,
+            at=change.resolved_at,
+        )
         return change
 
 
@@ -417,4 +436,11 @@ def subscription_cancel_at_period_end(*, account: Account) -> tuple[ScheduledCha
         )
         change.full_clean()
         change.save()
+        audit_record(
+            action="subscription.cancel_scheduled",
+            obj=subscription,
+            after=change.as_audit(),
+            reason="ends at the end of the cycle (P7)",
+            at=change.created_at,
+        )
         return change, True

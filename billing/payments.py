@@ -84,6 +84,7 @@ def payment_method_set(*, account: Account, stripe_payment_method: str) -> Payme
     except gateway.GatewayError as exc:
         raise DomainError(str(exc), code="payment_method_refused") from exc
     with transaction.atomic():
+        previous = default_payment_method(account.pk)
         PaymentMethod.objects.filter(account=account, is_default=True).update(is_default=False)
         method, _ = PaymentMethod.objects.update_or_create(
             stripe_id=card.stripe_id,
@@ -95,6 +96,13 @@ def payment_method_set(*, account: Account, stripe_payment_method: str) -> Payme
                 "exp_year": card.exp_year,
                 "is_default": True,
             },
+        )
+        audit_record(
+            action="payment_method.saved",
+            obj=method,
+            before=str(previous) if previous else None,
+            after=f"{method} (expires {method.exp_month:02d}/{method.exp_year})",
+            label=str(method),
         )
     return method
 
@@ -389,6 +397,15 @@ def _within_spending_cap(invoice: Invoice, due: int, at: datetime) -> bool:
         dunning.held_reason = reason[:200]
         dunning.held_at = at
         dunning.save(update_fields=["held_reason", "held_at"])
+        audit_record(
+            action="invoice.held",
+            obj=invoice,
+            after="held",
+            reason=reason,
+            at=at,
+            account_id=invoice.account_id,
+            label=invoice.number or "",
+        )
         logger.warning("invoice %s held: %s", invoice.number, reason)
         account = invoice.account
         notifications.send(

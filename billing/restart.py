@@ -17,17 +17,16 @@ from django.utils import timezone
 
 from accounts.errors import Conflict, DomainError
 from accounts.models import Account
-from audit.services import audit_record
 from metering import limits as metering_limits
 from outbox import services as outbox
 from plans import periods, pricing
 from plans import services as plan_services
 from plans.models import Plan, Subscription
 from plans.money import format_money
-from plans.terms import TermsBook, subscription_terms
+from plans.terms import TermsBook
 
 from . import invoicing, statement
-from .changes import plan_for_sale, terms_words
+from .changes import plan_for_sale
 from .closing import start_invoice_issue
 from .models import Invoice, InvoiceKind, InvoiceStatus
 
@@ -121,8 +120,9 @@ def subscription_restart(
     with transaction.atomic(durable=True):
         account = Account.objects.select_for_update().get(pk=account.pk)
         _refuse_if_live_or_past_due(account)
+        # Its `subscription.started` audit row is written there, as for every subscription.
         created = plan_services.subscription_create(
-            account=account, offer=plan, interval=interval, now=at
+            account=account, offer=plan, interval=interval, now=at, reason="started again"
         )
         subscription = Subscription.objects.select_related("account", "plan", "edition").get(
             pk=created.pk
@@ -130,12 +130,4 @@ def subscription_restart(
         invoice = start_invoice_issue(subscription=subscription, as_of=at)
         metering_limits.entitlements_restore(account_id=account.pk, at=at)
         outbox.subscription_changed_emit(subscription, effective="now")
-        audit_record(
-            action="subscription.started",
-            obj=subscription,
-            before=None,
-            after=terms_words(subscription_terms(subscription)),
-            reason=f"started again; first invoice {invoice.number}" if invoice else "started again",
-            at=at,
-        )
     return Restart(subscription=subscription, invoice=invoice)

@@ -20,6 +20,7 @@ from django.utils import timezone
 from accounts.api_fields import money
 from accounts.errors import Conflict, DomainError
 from accounts.models import Partner
+from audit.services import audit_record
 
 from .models import AccountSequence, Delivery, Endpoint, Event, EventType
 from .public_only import host_refusal
@@ -71,6 +72,9 @@ def endpoint_create(*, partner: Partner, url: str, description: str = "") -> tup
             description=description,
             secret=secret,
         )
+        audit_record(
+            action="webhook_endpoint.created", obj=endpoint, after=url, label=endpoint.public_id
+        )
     return endpoint, secret
 
 
@@ -78,11 +82,21 @@ def endpoint_create(*, partner: Partner, url: str, description: str = "") -> tup
 def endpoint_delete(*, endpoint: Endpoint) -> Endpoint:
     """Stop sending to it; what it had not received yet is canceled, its log stays."""
     now = timezone.now()
-    Endpoint.objects.filter(pk=endpoint.pk, deleted_at__isnull=True).update(deleted_at=now)
-    Delivery.objects.filter(endpoint=endpoint, status=Delivery.Status.PENDING).update(
+    if not Endpoint.objects.filter(pk=endpoint.pk, deleted_at__isnull=True).update(deleted_at=now):
+        endpoint.refresh_from_db()
+        return endpoint  # deleted already: nothing changes, nothing to record
+    canceled = Delivery.objects.filter(endpoint=endpoint, status=Delivery.Status.PENDING).update(
         status=Delivery.Status.CANCELED, next_attempt_at=None
     )
     endpoint.refresh_from_db()
+    audit_record(
+        action="webhook_endpoint.deleted",
+        obj=endpoint,
+        before=endpoint.url,
+        reason=f"{canceled} pending deliveries canceled" if canceled else "",
+        at=now,
+        label=endpoint.public_id,
+    )
     return endpoint
 
 
@@ -91,17 +105,25 @@ def delivery_replay(*, delivery: Delivery) -> Delivery:
     if delivery.endpoint.deleted_at is not None:
         raise Conflict("This endpoint was deleted: register it again to receive events.")
     now = timezone.now()
-    replay = Delivery.objects.create(
-        public_id=public_id("wd_"),
-        event_id=delivery.event_id,
-        endpoint_id=delivery.endpoint_id,
-        account_id=delivery.account_id,
-        sequence=delivery.sequence,
-        replay_of=delivery,
-        next_attempt_at=now,
-        created_at=now,
-    )
-    _send_soon({delivery.endpoint_id})
+    with transaction.atomic():
+        replay = Delivery.objects.create(
+            public_id=public_id("wd_"),
+            event_id=delivery.event_id,
+            endpoint_id=delivery.endpoint_id,
+            account_id=delivery.account_id,
+            sequence=delivery.sequence,
+            replay_of=delivery,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        audit_record(
+            action="webhook_delivery.replayed",
+            obj=replay,
+            before=delivery.public_id,
+            at=now,
+            label=replay.public_id,
+        )
+        _send_soon({delivery.endpoint_id})
     return replay
 
 

@@ -11,6 +11,7 @@ from django.utils import timezone
 from accounts import services as account_services
 from accounts.errors import Conflict, DomainError
 from accounts.models import Account, Partner
+from audit.services import audit_record
 from audit.transitions import status_transition
 from outbox import services as outbox
 
@@ -80,9 +81,11 @@ def subscription_create(
     full_agents: int = 0,
     light_agents: int = 0,
     now: datetime | None = None,
+    reason: str = "",
 ) -> Subscription:
     """Subscribe an account. A `period_start` in the past migrates a customer mid-cycle:
-    the cycle keeps its anchor, and the current period's fees are not billed again (P1)."""
+    the cycle keeps its anchor, and the current period's fees are not billed again (P1).
+    `reason` is the audit row's (e.g. "started again")."""
     now = now or timezone.now()
     if period_start is not None and period_start > now:
         raise DomainError(
@@ -118,6 +121,19 @@ def subscription_create(
     SubscriptionAddOn.objects.bulk_create(
         SubscriptionAddOn(subscription=subscription, addon=t.addon, tier=t, started_at=now)
         for t in tiers
+    )
+    audit_record(
+        action="subscription.started",
+        obj=subscription,
+        # The shape of billing.changes.terms_words, which the other subscription rows keep.
+        after={
+            "plan": plan.code if plan is not None else None,
+            "edition": offer.code if plan is None else None,
+            "interval": interval,
+            "addons": {t.addon.code: t.code for t in tiers},
+        },
+        reason=reason or ("migrated mid-cycle (P1)" if subscription.is_migrated else ""),
+        at=now,
     )
     return subscription
 
@@ -227,7 +243,15 @@ def subscription_ai_limits_set(
         raise DomainError("A monthly limit is at least 1.", details={"field": "monthly_limit"})
     with transaction.atomic():
         subscription = Subscription.objects.select_for_update().get(pk=subscription_id)
+        before = {
+            "at_limit": subscription.ai_at_limit,
+            "monthly_limit": subscription.ai_monthly_limit,
+        }
+        after = {"at_limit": at_limit, "monthly_limit": monthly_limit}
+        if before == after:
+            return subscription  # saved again as it was: nothing changed, nothing to record
         subscription.ai_at_limit = at_limit
         subscription.ai_monthly_limit = monthly_limit
         subscription.save(update_fields=["ai_at_limit", "ai_monthly_limit"])
+        audit_record(action="subscription.ai_limits", obj=subscription, before=before, after=after)
     return subscription

@@ -4,6 +4,7 @@ subscription (not the one that ended) and the restart in the account's audit log
 import pytest
 
 from billing import restart
+from billing.models import Invoice
 from tests.billing.pages_fixtures import account  # noqa: F401
 from tests.billing.test_start_again import at, ended, text  # noqa: F401
 
@@ -18,4 +19,7 @@ def test_the_console_shows_the_new_subscription_and_the_restart_in_the_account_l
     assert "Basic · monthly" in before and "Canceled" in before
     assert "Pro · monthly" in after and "Basic · monthly" not in after
     assert "Dec 4, 2026 – Jan 4, 2027" in after  # the new cycle, a year on both sides
-    assert "started again; first invoice" in after  # the account's audit log
+    # The account's audit log: the subscription started again, then its first invoice.
+    first = Invoice.objects.filter(account=ended).latest("issued_at", "pk")
+    assert "subscription: started" in after and "started again" in after
+    assert first.reason == "subscription_start" and first.number in after
