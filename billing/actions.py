@@ -203,9 +203,12 @@ def scheduled_change_cancel(*, account: Account, change_id: int):
     return changes.scheduled_change_cancel(account=account, change_id=change_id)
 
 
-def subscription_cancel(*, account: Account):
-    """Cancel at the end of the cycle: scheduled like a downgrade (P7)."""
-    return changes.subscription_cancel_at_period_end(account=account)
+def subscription_cancel(*, account: Account, reason: str = "", comment: str = ""):
+    """Cancel at the end of the cycle: scheduled like a downgrade (P7), with the merchant's
+    reason when they gave one."""
+    return changes.subscription_cancel_at_period_end(
+        account=account, reason=reason, comment=comment
+    )
 
 
 def ai_limits_set(

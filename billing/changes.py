@@ -4,7 +4,7 @@ an invoice."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -18,7 +18,7 @@ from plans import periods, pricing
 from plans.models import AddOn, AddOnTier, Plan, ScheduledChange, Subscription, SubscriptionAddOn
 from plans.terms import subscription_terms
 
-from . import statement
+from . import notifications, statement
 from .closing import start_invoice_issue
 from .invoicing import invoice_issue
 from .models import Invoice, InvoiceReason
@@ -116,6 +116,8 @@ def subscription_change(
         parts = pricing.change_parts(current=current, requested=requested)
         superseded = _supersede(subscription, parts, at=at)
         up, down = _split(parts, plan, request.interval, tiers)
+        if down:
+            _refuse_if_ending(subscription)
         if not up:
             result = _schedule(subscription, *down)
             result.superseded = superseded
@@ -155,6 +157,21 @@ def _lock_live_subscription(account: Account) -> Subscription | None:
     if locked is None:
         return None
     return Subscription.objects.select_related("account", "plan", "edition").get(pk=locked)
+
+
+def _refuse_if_ending(subscription: Subscription) -> None:
+    """A change for the cycle's end would never apply once the subscription ends there: say so
+    rather than schedule it (an upgrade, applied now, stays possible)."""
+    ending = subscription.scheduled_changes.filter(
+        cancel=True, status=ScheduledChange.Status.SCHEDULED
+    ).first()
+    if ending is not None:
+        raise Conflict(
+            "Your subscription ends at the end of this billing cycle: a change scheduled for "
+            "then would never apply. Undo the cancellation first.",
+            code="subscription_ending",
+            details={"ends_at": ending.effective_at.isoformat()},
+        )
 
 
 def _split(parts: Mapping[str, str], plan, interval, tiers):
@@ -289,6 +306,8 @@ def subscription_change_preview(
     current = subscription_terms(subscription)
     requested = subscription_terms(subscription, plan=plan, interval=request.interval, tiers=tiers)
     kind = pricing.classify_change(current=current, requested=requested)
+    if kind == "downgrade":
+        _refuse_if_ending(subscription)
     if kind != "upgrade":
         return ChangePreview(kind=kind, effective_at=subscription.current_period_end)
     lines, _ = _upgrade_lines(subscription, current, requested, at)
@@ -410,14 +429,39 @@ def scheduled_change_cancel(*, account: Account, change_id: int) -> ScheduledCha
             after=ScheduledChange.Status.CANCELED,
             at=change.resolved_at,
         )
+        if change.cancel:
+            # The row was locked and still scheduled (a second undo got the Conflict above):
+            # this email goes once.
+            subscription = change.subscription
+            notifications.send(
+                "cancellation_undone",
+                account,
+                also=notifications.billing_managers(account),
+                last_day=periods.format_last_day(subscription.current_period_end),
+                first_day=periods.format_day(subscription.current_period_end),
+            )
         return change
 
 
-def subscription_cancel_at_period_end(*, account: Account) -> tuple[ScheduledChange, bool]:
+CANCEL_COMMENT_MAX = 1000  # ScheduledChange.cancel_comment's max_length
+
+
+def subscription_cancel_at_period_end(
+    *, account: Account, reason: str = "", comment: str = ""
+) -> tuple[ScheduledChange, bool]:
     """Schedule the subscription's end at the end of its cycle, like a downgrade (P7): it stays
     active until then, its last usage period is closed and invoiced as usual, no fee follows.
-    Returns the scheduled change and whether it is new: asking twice finds the first one.
-    Undone with scheduled_change_cancel until it takes effect."""
+    `reason` (a ScheduledChange.Reason, or "") and `comment` say why, both optional. Returns
+    the scheduled change and whether it is new: asking twice finds the first one (and its
+    reason). Undone with scheduled_change_cancel until it takes effect."""
+    comment = comment.strip()
+    if reason not in ("", *ScheduledChange.Reason.values):
+        raise DomainError(f"Unknown reason '{reason}'.", details={"field": "reason"})
+    if len(comment) > CANCEL_COMMENT_MAX:
+        raise DomainError(
+            f"Keep the comment under {CANCEL_COMMENT_MAX:,} characters.",
+            details={"field": "comment"},
+        )
     with transaction.atomic():
         subscription = (
             Subscription.objects.select_for_update(of=("self",))
@@ -432,7 +476,11 @@ def subscription_cancel_at_period_end(*, account: Account) -> tuple[ScheduledCha
         if existing is not None:
             return existing, False
         change = ScheduledChange(
-            subscription=subscription, cancel=True, effective_at=subscription.current_period_end
+            subscription=subscription,
+            cancel=True,
+            effective_at=subscription.current_period_end,
+            cancel_reason=reason,
+            cancel_comment=comment,
         )
         change.full_clean()
         change.save()
@@ -442,5 +490,17 @@ def subscription_cancel_at_period_end(*, account: Account) -> tuple[ScheduledCha
             after=change.as_audit(),
             reason="ends at the end of the cycle (P7)",
             at=change.created_at,
+        )
+        # The last usage period: the one the final invoice closes (a month on a yearly cycle).
+        last_period = periods.usage_period_containing(
+            subscription.billing_anchor, change.effective_at - timedelta(microseconds=1)
+        )
+        notifications.send(
+            "cancellation_scheduled",
+            account,
+            also=notifications.billing_managers(account),
+            last_day=periods.format_last_day(change.effective_at),
+            first_day=periods.format_day(change.effective_at),
+            last_period=periods.format_period(*last_period),
         )
         return change, True

@@ -24,6 +24,10 @@ SUBJECTS = {
     "subscription_reactivated": "Your subscription is active again",
     "subscription_reactivated_by_operator": "Your subscription is active again",
     "invoice_held": "Invoice {number} is on hold: it is over your approved spending cap",
+    # The cancellation's three moments, one email each (billing.changes, billing.closing).
+    "cancellation_scheduled": "Your subscription ends: it runs until {last_day}",
+    "cancellation_undone": "Your subscription continues: it renews from {first_day}",
+    "subscription_ended": "Your subscription has ended",
 }
 
 
@@ -37,7 +41,7 @@ def send(template: str, account: Account, *, also: Sequence[str] = (), **context
         figures = statement.invoice_figures(invoice)
         context.setdefault("figures", figures)
         context.setdefault("settled", statement.settlement_words(figures))
-    subject = SUBJECTS[template].format(number=invoice.number if invoice else "")
+    subject = SUBJECTS[template].format(**{**context, "number": invoice.number if invoice else ""})
     text = render_to_string(f"emails/{template}.txt", context)
     html = render_to_string(f"emails/{template}.html", context)
     to = list(dict.fromkeys([account.billing_email, *also]))  # once each, billing email first

@@ -15,7 +15,7 @@ from accounts.principals import accounts_for_user
 from billing import payments, statement
 from billing.selectors import invoices_recent
 from console.access import is_operator
-from plans.selectors import subscription_current
+from plans.selectors import subscription_current, subscription_last_ended
 
 
 @login_required
@@ -52,10 +52,12 @@ def home(request):
                         "figures": figures[invoice.pk],
                     }
                 )
+        subscription = subscription_current(account=account)
         rows.append(
             {
                 "account": account,
-                "subscription": subscription_current(account=account),
+                "subscription": subscription,
+                "ended": None if subscription else subscription_last_ended(account=account),
                 "manages_billing": manages,
                 "card": card,
                 "invoices": invoices,

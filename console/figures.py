@@ -18,7 +18,7 @@ from billing.models import (
     InvoiceStatus,
     PaymentAttempt,
 )
-from plans.models import Interval, Subscription
+from plans.models import CancelReason, ChangeStatus, Interval, ScheduledChange, Subscription
 from plans.money import round_minor
 from plans.terms import subscription_terms
 
@@ -50,6 +50,20 @@ class RecoveryMonth:
 
 
 @dataclass
+class CancelReasonCount:
+    """Cancellations that gave one reason (or none), by what became of them."""
+
+    reason: str  # the reason's words, or "Not given"
+    ending: int = 0  # scheduled for the cycle's end, still undoable
+    ended: int = 0  # took effect
+    undone: int = 0  # the merchant kept the subscription
+
+    @property
+    def total(self) -> int:
+        return self.ending + self.ended + self.undone
+
+
+@dataclass
 class Figures:
     mrr_minor: dict[str, int]  # per currency
     past_due_minor: dict[str, int]
@@ -57,6 +71,7 @@ class Figures:
     recovery: list[RecoveryMonth]
     suspended_accounts: int
     invoices_held: int
+    cancellations: list[CancelReasonCount] = field(default_factory=list)
 
 
 def monthly_recurring_minor(subscription: Subscription) -> int:
@@ -100,7 +115,33 @@ def collections_figures(*, now: datetime) -> Figures:
         invoices_held=Dunning.objects.filter(
             held_reason__gt="", invoice__status__in=[S.OPEN, S.PAST_DUE]
         ).count(),
+        cancellations=cancellations_by_reason(),
     )
+
+
+_CANCEL_STATE = {
+    ChangeStatus.SCHEDULED: "ending",
+    ChangeStatus.APPLIED: "ended",
+    ChangeStatus.CANCELED: "undone",
+}
+
+
+def cancellations_by_reason() -> list[CancelReasonCount]:
+    """Every cancellation merchants confirmed, counted by the reason they chose (one row per
+    reason, in the order the confirmation step offers them, "Not given" last) and by what
+    became of it. One grouped query over the cancellations' own rows."""
+    rows = {code: CancelReasonCount(reason=str(label)) for code, label in CancelReason.choices}
+    rows[""] = CancelReasonCount(reason="Not given")
+    grouped = (
+        ScheduledChange.objects.filter(cancel=True)
+        .values_list("cancel_reason", "status")
+        .annotate(n=Count("pk"))
+    )
+    for reason, status, n in grouped:
+        row = rows[reason]
+        state = _CANCEL_STATE[ChangeStatus(status)]
+        setattr(row, state, getattr(row, state) + n)
+    return list(rows.values())
 
 
 def recovery_by_month() -> list[RecoveryMonth]:

@@ -26,7 +26,7 @@ from billing.models import (
 from billing.selectors import late_units_shown
 from metering import selectors as metering_selectors
 from metering.models import Reevaluation
-from plans.models import Subscription, SubscriptionStatusChange
+from plans.models import ScheduledChange, Subscription, SubscriptionStatusChange
 
 S = InvoiceStatus
 A = PaymentAttempt.Status
@@ -418,3 +418,13 @@ def audit_search(*, q: str = "", action: str = "", page: str | int | None = None
             | Q(account_id__in=accounts.values("pk"))
         )
     return Paginator(entries, 50).get_page(page)
+
+
+def account_cancellations(*, account: Account) -> list[ScheduledChange]:
+    """Every cancellation the account asked for, newest first, with its reason and what became
+    of it (scheduled, undone, or took effect)."""
+    return list(
+        ScheduledChange.objects.filter(subscription__account=account, cancel=True)
+        .select_related("subscription__plan", "subscription__edition")
+        .order_by("-created_at", "-pk")
+    )

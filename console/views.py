@@ -66,8 +66,11 @@ def account_detail(request, account_id: int):
         return _not_found(request)
     every = ACCOUNT_ACTIONS | MEMBER_ACTIONS
     actions = [(slug, every[slug].label) for slug in detail.actions]
+    cancellations = selectors.account_cancellations(account=detail.account)
     return render(
-        request, "console/account.html", {"d": detail, "actions": actions, "tab": "queue"}
+        request,
+        "console/account.html",
+        {"d": detail, "actions": actions, "cancellations": cancellations, "tab": "queue"},
     )
 
 

@@ -9,7 +9,7 @@ Re-evaluation calls `apply_limits` once per batch, so everything here is batched
 for the counts, one for the entitlements, and row loads only for periods actually over a cap.
 """
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db import connection, transaction
 from django.db.models import Count, Q
@@ -343,8 +343,8 @@ def _resume(rows: list[Entitlement], *, reason: str, at: datetime) -> int:
 def entitlements_end(*, account_id: int, at: datetime) -> None:
     """The subscription ended (canceled at its cycle's end): every feature is switched off,
     with no end date, until a new subscription starts."""
-    # The last day covered, as every page writes it (not the exclusive boundary).
-    reason = f"Subscription ended on {at - timedelta(microseconds=1):%b %-d, %Y}."
+    # The last day of service, as every page names it ("until", never the exclusive boundary).
+    reason = f"Subscription ended: service ran until {periods.format_last_day(at)}."
     for feature in Feature.values:
         before = (
             Entitlement.objects.filter(account_id=account_id, feature=feature)

@@ -79,6 +79,21 @@ class SubscriptionOut(serializers.Serializer):
     plan = serializers.CharField()
     interval = serializers.ChoiceField(choices=Interval.values)
     status = serializers.ChoiceField(choices=Subscription.Status.choices)
+    state = serializers.ChoiceField(
+        choices=["renews", "ends", "ended"],
+        help_text="What happens at the cycle's end: `renews`; `ends` (a cancellation is "
+        "scheduled: no further cycle, `ends_at` says when); `ended` (it has, at `ended_at`).",
+    )
+    started_at = serializers.DateTimeField()
+    renews_at = serializers.DateTimeField(
+        allow_null=True, help_text="The next cycle's start while it renews; null otherwise."
+    )
+    ends_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When service stops (exclusive: the last day of service is the day before), "
+        "once a cancellation is scheduled or took effect; null while it renews.",
+    )
+    ended_at = serializers.DateTimeField(allow_null=True, help_text="Null until it ended.")
     current_period = PeriodOut()
     addons = AddOnChoiceIn(many=True)
     full_agents = serializers.IntegerField()
@@ -97,7 +112,12 @@ class AccountOut(serializers.Serializer):
     country = serializers.CharField(allow_blank=True)
     partner = serializers.CharField(allow_null=True)
     created_at = serializers.DateTimeField()
-    subscription = SubscriptionOut(allow_null=True)
+    subscription = SubscriptionOut(allow_null=True, help_text="The live subscription, if any.")
+    last_subscription = SubscriptionOut(
+        allow_null=True,
+        help_text="When no subscription is live: the last one, which ended (`state: ended`), "
+        "with its dates; null while one is live or none ever was.",
+    )
     integrations_count = serializers.IntegerField(help_text="P5: every active integration.")
     integrations_included = serializers.IntegerField(allow_null=True)
     integrations_within_plan = serializers.BooleanField(allow_null=True)
@@ -166,10 +186,16 @@ class CatalogOut(serializers.Serializer):
 def subscription_out(subscription: Subscription | None) -> dict | None:
     if subscription is None:
         return None
+    course = selectors.subscription_course(subscription)
     return {
         "plan": subscription.offer.code,
         "interval": subscription.interval,
         "status": subscription.status,
+        "state": course.state,
+        "started_at": subscription.started_at,
+        "renews_at": course.at if course.state == "renews" else None,
+        "ends_at": course.at if course.state != "renews" else None,
+        "ended_at": subscription.ended_at,
         "current_period": {
             "start": subscription.current_period_start,
             "end": subscription.current_period_end,
@@ -202,6 +228,9 @@ def account_out(account: Account) -> dict:
         "partner": account.partner.name if account.partner else None,
         "created_at": account.created_at,
         "subscription": subscription_out(subscription),
+        "last_subscription": None
+        if subscription
+        else subscription_out(selectors.subscription_last_ended(account=account)),
         "integrations_count": integrations,
         "integrations_included": included,
         "integrations_within_plan": pricing.integrations_within_plan(

@@ -417,11 +417,24 @@ class ChangeStatus(models.TextChoices):
     CANCELED = "canceled"
 
 
+class CancelReason(models.TextChoices):
+    """Why a merchant cancels, as the confirmation step offers it (optional): counted on the
+    console's figures, shown on the account's page."""
+
+    TOO_EXPENSIVE = "too_expensive", "It costs too much"
+    MISSING_FEATURE = "missing_feature", "A feature we need is missing"
+    SWITCHING = "switching", "We are moving to another helpdesk"
+    NOT_USING = "not_using", "We do not use it enough"
+    CLOSING = "closing", "We are closing or pausing the business"
+    OTHER = "other", "Another reason"
+
+
 class ScheduledChange(models.Model):
     """A downgrade waiting for the end of the cycle (P7), or the subscription's end
     (`cancel`), cancellable until then."""
 
     Status = ChangeStatus
+    Reason = CancelReason
 
     subscription = models.ForeignKey(
         Subscription, on_delete=models.CASCADE, related_name="scheduled_changes"
@@ -441,6 +454,14 @@ class ScheduledChange(models.Model):
         help_text="The subscription ends at effective_at: its last period is invoiced as usual, "
         "no fee follows.",
     )
+    # Why the merchant cancels (a cancellation's own row, so that an undone one keeps it and
+    # the console counts them by one indexed column, not by reading audit payloads).
+    cancel_reason = models.CharField(
+        max_length=20, choices=CancelReason.choices, blank=True, help_text="Optional."
+    )
+    cancel_comment = models.CharField(
+        max_length=1000, blank=True, help_text="The merchant's own words, optional."
+    )
     effective_at = models.DateTimeField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.SCHEDULED)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -449,6 +470,15 @@ class ScheduledChange(models.Model):
     class Meta:
         ordering = ["effective_at"]
         constraints = [
+            models.CheckConstraint(
+                condition=Q(cancel_reason__in=["", *CancelReason.values]),
+                name="scheduledchange_cancel_reason_known",
+            ),
+            # A reason belongs to a cancellation, never to a downgrade.
+            models.CheckConstraint(
+                condition=Q(cancel=True) | (Q(cancel_reason="") & Q(cancel_comment="")),
+                name="scheduledchange_reason_of_a_cancel",
+            ),
             models.CheckConstraint(
                 condition=Q(plan__isnull=False)
                 | ~Q(interval="")

@@ -106,6 +106,14 @@ def format_day(at: datetime, *, year: bool = True) -> str:
     return f"{_MONTHS[day.month - 1][:3]} {day.day}" + (f", {day.year}" if year else "")
 
 
+def format_last_day(end: datetime) -> str:
+    """The last day before a boundary, the day that holds its previous instant: a cycle or
+    a service that stops at Jan 1, 2027 00:00 runs "until Dec 31, 2026". Its first day on the
+    other side is format_day(end) ("from Jan 1, 2027"): one boundary, named two ways, each
+    with its own word."""
+    return format_day(end - timedelta(microseconds=1))
+
+
 def format_period(start: datetime, end: datetime, *, month_by_name: bool = False) -> str:
     """A half-open period [start, end) as the days it covers, in UTC: "Nov 21 – Dec 20, 2026".
 

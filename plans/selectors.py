@@ -1,10 +1,23 @@
 """Read paths for the catalog and subscriptions."""
 
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
 from django.db.models import Prefetch, QuerySet
 
 from accounts.models import Account
 
-from .models import AddOn, AddOnTier, Allowance, Edition, Plan, Price, Subscription
+from .models import (
+    AddOn,
+    AddOnTier,
+    Allowance,
+    Edition,
+    Plan,
+    Price,
+    ScheduledChange,
+    Subscription,
+)
 
 _PUBLIC_PRICES = Prefetch("price_set", queryset=Price.objects.filter(account__isnull=True))
 _PUBLIC_ALLOWANCES = Prefetch(
@@ -33,3 +46,44 @@ def subscription_current(*, account: Account) -> Subscription | None:
         .prefetch_related("addons__tier__addon", "scheduled_changes")
         .first()
     )
+
+
+def subscription_last_ended(*, account: Account) -> Subscription | None:
+    """The account's last subscription when it ended (None while one is live, or when none
+    ever was): what the pages and the API show after the end."""
+    last = (
+        Subscription.objects.filter(account=account)
+        .select_related("account", "plan", "edition")
+        .prefetch_related("addons__tier__addon", "scheduled_changes")
+        .order_by("-started_at", "-pk")
+        .first()
+    )
+    return last if last is not None and last.ended_at is not None else None
+
+
+@dataclass(frozen=True)
+class Course:
+    """Where a subscription is headed at its cycle's end, in one word, so that every surface
+    (the pages, the landing page, emails, the partner API) says one thing per state: one that
+    ends never "renews".
+
+    `at` is a boundary, an instant: the next cycle's first (renews), the end of service (ends),
+    or when it ended (ended). Pages name it one way: the last day of service before it ("until
+    Dec 31, 2026") and the first day of the new terms at it ("from Jan 1, 2027")."""
+
+    state: Literal["renews", "ends", "ended"]
+    at: datetime
+    cancellation: ScheduledChange | None = None  # the scheduled or applied end
+
+
+def subscription_course(subscription: Subscription) -> Course:
+    """Renews, ends (a cancellation is scheduled) or ended. Reads the subscription's scheduled
+    changes through `.all()`, so a prefetch (subscription_current) costs no query."""
+    cancels = [c for c in subscription.scheduled_changes.all() if c.cancel]
+    if subscription.ended_at is not None:
+        applied = [c for c in cancels if c.status == ScheduledChange.Status.APPLIED]
+        return Course("ended", subscription.ended_at, applied[-1] if applied else None)
+    for change in cancels:
+        if change.status == ScheduledChange.Status.SCHEDULED:
+            return Course("ends", change.effective_at, change)
+    return Course("renews", subscription.current_period_end)

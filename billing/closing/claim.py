@@ -207,9 +207,9 @@ def periods_close(
         CloseSetAside.objects.filter(subscription__in=subscriptions).delete()
         updated = {close.pk: close for c in closes for close in c.updated_closes}
         UsageClose.objects.bulk_update(list(updated.values()), ["billed_units"])
-        for c in closes:
+        for c, invoice in zip(closes, invoices, strict=True):
             if any(change.cancel for change in c.changes):
-                _end_subscription(c.subscription, c.changes, at=c.closed.end)
+                _end_subscription(c.subscription, c.changes, at=c.closed.end, invoice=invoice)
                 continue  # its periods stay those of its last close: nothing more is closed
             if c.changes:
                 _apply_scheduled_changes(c.subscription, c.changes, at=c.closed.end)

@@ -10,6 +10,9 @@ from plans import periods, pricing
 from plans.models import ScheduledChange, Subscription, SubscriptionAddOn
 from plans.services import subscription_transition
 
+from .. import notifications
+from ..models import Invoice
+
 
 def _apply_scheduled_changes(
     subscription: Subscription, changes: list[ScheduledChange], *, at: datetime
@@ -46,11 +49,16 @@ def _apply_scheduled_changes(
 
 
 def _end_subscription(
-    subscription: Subscription, changes: list[ScheduledChange], *, at: datetime
+    subscription: Subscription,
+    changes: list[ScheduledChange],
+    *,
+    at: datetime,
+    invoice: Invoice | None = None,
 ) -> None:
     """A scheduled cancellation takes effect at the cycle's end: the subscription ends (no
-    longer live, so never closed again), its features are switched off, and the other changes
-    scheduled for the same moment have nothing left to change."""
+    longer live, so never closed again), its features are switched off, the other changes
+    scheduled for the same moment have nothing left to change, and the merchant is told, with
+    the final invoice (the last period's, just issued)."""
     for change in changes:
         change.status = (
             ScheduledChange.Status.APPLIED if change.cancel else ScheduledChange.Status.CANCELED
@@ -67,6 +75,16 @@ def _end_subscription(
     subscription.ended_at = at
     subscription.save(update_fields=["ended_at"])
     metering_limits.entitlements_end(account_id=subscription.account_id, at=at)
+    # Once: an ended subscription is never closed again, and a close that fails rolls this
+    # back with the rest (the email leaves after the commit).
+    account = subscription.account
+    notifications.send(
+        "subscription_ended",
+        account,
+        also=notifications.billing_managers(account),
+        invoice=invoice,
+        last_day=periods.format_last_day(at),
+    )
 
 
 def _advance(

@@ -6,6 +6,9 @@ from django import forms
 
 from accounts.countries import EU_VAT_PREFIX, country_problem
 from accounts.validators import plain_text
+from plans.models import ScheduledChange
+
+from ..changes import CANCEL_COMMENT_MAX
 
 _VAT = re.compile(r"^[A-Z]{2}[0-9A-Z]{2,13}$")
 
@@ -88,4 +91,21 @@ class AiLimitsForm(forms.Form):
         max_value=1_000_000,
         required=False,
         help_text="Leave empty for none. Reaching it pauses AI features until next month.",
+    )
+
+
+class CancelForm(forms.Form):
+    """The cancellation's confirmation: why, if the merchant wants to say (both optional)."""
+
+    reason = forms.ChoiceField(
+        label="Why are you cancelling?",
+        choices=ScheduledChange.Reason.choices,
+        widget=forms.RadioSelect,
+        required=False,
+    )
+    comment = forms.CharField(
+        label="Anything we could have done better?",
+        max_length=CANCEL_COMMENT_MAX,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
     )

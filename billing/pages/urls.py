@@ -25,6 +25,7 @@ urlpatterns = [
     path("add-ons/", views.addons, name="addons"),
     path("change/", views.change, name="change"),
     path("changes/<int:change_id>/cancel", views.change_cancel, name="change-cancel"),
+    path("cancel/", views.cancel, name="cancel"),
     path("cancel-subscription", views.subscription_cancel, name="subscription-cancel"),
     path("payment-method", views.payment_method, name="payment-method"),
     path("payment-method/save", views.payment_method_save, name="payment-method-save"),

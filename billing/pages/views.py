@@ -20,7 +20,8 @@ from accounts.errors import Conflict, DomainError, NotFound
 from accounts.form_tokens import already_done, first_submission
 from metering.validation import EARLIEST
 from plans.money import format_money
-from plans.selectors import subscription_current
+from plans.periods import format_day, format_last_day
+from plans.selectors import subscription_course, subscription_current
 
 from .. import actions, changes, gateway, payments, restart
 from ..models import Invoice, InvoiceStatus
@@ -28,7 +29,7 @@ from ..pdf import render_invoice_pdf
 from ..selectors import invoice_document
 from . import selectors
 from .access import billing_page
-from .forms import AiLimitsForm, BillingDetailsForm, TicketLookupForm
+from .forms import AiLimitsForm, BillingDetailsForm, CancelForm, TicketLookupForm
 
 _MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
 
@@ -272,7 +273,6 @@ def plan(request, access):
         "billing/plan.html",
         {
             "ended": ended,
-            "ended_on": selectors.last_day(ended.ended_at) if ended else None,
             "start_options": selectors.start_options(account=access.account) if ended else [],
             "options": options,
             "current": current,
@@ -341,7 +341,15 @@ def addons(request, access):
         by_meter = {row.meter: row for row in used.meters} if used else {}
         for option in options:
             option.usage = by_meter.get(option.addon.meter)
-    return _page(request, access, "billing/addons.html", {"options": options}, tab="addons")
+    # After the end, the tab leads to starting again (add-ons come with a plan).
+    ended = selectors.subscription_ended(account=access.account) if subscription is None else None
+    return _page(
+        request,
+        access,
+        "billing/addons.html",
+        {"options": options, "ended": ended, "subscription": subscription},
+        tab="addons",
+    )
 
 
 def _change_request(data) -> changes.ChangeRequest | None:
@@ -420,7 +428,8 @@ def change(request, access):
         messages.success(
             request,
             f"Scheduled: {_change_words(change_request)} from "
-            f"{result.effective_at:%b %-d, %Y}. You can cancel it until then.{replaced}",
+            f"{format_day(result.effective_at)}. You can cancel it until "
+            f"{format_last_day(result.effective_at)}.{replaced}",
         )
         return redirect(_url("overview", access))
     messages.success(request, f"Done: {_change_words(change_request)} from now on.{replaced}")
@@ -440,32 +449,83 @@ def change_cancel(request, access, change_id: int, *, back: str):
     if undone.cancel:
         messages.success(
             request,
-            "Your subscription continues: it renews on "
-            f"{undone.effective_at:%b %-d, %Y} as before.",
+            "Your subscription continues: it renews from "
+            f"{format_day(undone.effective_at)} as before.",
         )
     else:
         messages.success(request, "The scheduled change is cancelled: nothing changes.")
     return redirect(_next(request, back))
 
 
-@billing_page(change=True, methods=("POST",), back="plan", once=True)
+@billing_page(change=True, methods=("GET", "POST"), back="plan")
+def cancel(request, access, *, back: str):
+    """The cancellation's confirmation step (no JavaScript needed): the last day of service,
+    no further fees, the last period's usage and the final invoice, an optional reason; the
+    form posts back here."""
+    if request.method == "POST":
+        return _cancel_confirmed(request, access, back=back)
+    return _cancel_page(request, access, CancelForm())
+
+
+def _cancel_page(request, access, form: CancelForm, status: int = 200):
+    subscription = subscription_current(account=access.account)
+    back = _url("plan", access)
+    if subscription is None:
+        messages.info(request, "There is no subscription to cancel.")
+        return redirect(back)
+    course = subscription_course(subscription)
+    if course.state == "ends":
+        messages.info(
+            request, f"Your subscription already ends: it runs until {format_last_day(course.at)}."
+        )
+        return redirect(back)
+    preview = selectors.cancel_preview(
+        account=access.account, subscription=subscription, now=timezone.now()
+    )
+    return _page(
+        request,
+        access,
+        "billing/cancel.html",
+        {"c": preview, "form": form, "subscription": subscription},
+        tab="plan",
+        status=status,
+    )
+
+
+@billing_page(change=True, methods=("POST",), back="plan")
 def subscription_cancel(request, access, *, back: str):
-    """Cancel at the end of the cycle: scheduled like a downgrade, undone from the banner."""
+    """The cancel action's first address (before the confirmation step had one): the same."""
+    return _cancel_confirmed(request, access, back=back)
+
+
+def _cancel_confirmed(request, access, *, back: str):
+    """Cancel at the end of the cycle, as confirmed: scheduled like a downgrade, with the
+    reason given; undone from the banner."""
+    form = CancelForm(request.POST)
+    if not form.is_valid():
+        return _cancel_page(request, access, form, status=400)
+    if not first_submission(request):  # claimed after validation (see billing_page)
+        return already_done(request, back)
     try:
-        change, new = actions.subscription_cancel(account=access.account)
-    except NotFound as exc:
+        change, new = actions.subscription_cancel(
+            account=access.account,
+            reason=form.cleaned_data["reason"],
+            comment=form.cleaned_data["comment"],
+        )
+    except DomainError as exc:  # no live subscription any more
         messages.error(request, exc.message)
         return redirect(back)
-    ends_on = selectors.last_day(change.effective_at)
+    until = format_last_day(change.effective_at)
     if new:
         messages.success(
             request,
-            f"Your subscription ends on {ends_on:%b %-d, %Y}, the last day of the billing "
-            "cycle. You can undo this until then.",
+            f"Cancelled: your subscription runs until {until}, the last day of the billing "
+            "cycle, then ends; no further fees are charged. We emailed a confirmation to "
+            f"{access.account.billing_email}. You can undo this until then.",
         )
     else:
-        messages.info(request, f"Your subscription already ends on {ends_on:%b %-d, %Y}.")
-    return redirect(back)
+        messages.info(request, f"Your subscription already ends: it runs until {until}.")
+    return redirect(_url("overview", access))
 
 
 def _next(request, back: str) -> str:

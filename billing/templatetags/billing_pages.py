@@ -5,6 +5,7 @@ from django.utils.html import format_html, format_html_join
 
 from accounts.form_tokens import TOKEN_FIELD, new_form_token
 from billing.pages.rules_text import rule_words
+from plans.selectors import Course, subscription_course
 
 register = template.Library()
 
@@ -85,3 +86,10 @@ def chart_bars(chart, included):
             for bar in chart.bars
         ),
     )
+
+
+@register.filter
+def course(subscription) -> Course | None:
+    """{% with c=subscription|course %}: renews, ends or ended, and the boundary (see
+    plans.selectors.Course and templates/billing/_course.html, its one sentence)."""
+    return None if subscription is None else subscription_course(subscription)

@@ -1,7 +1,7 @@
 from django import template
 
 from plans.money import format_money
-from plans.periods import format_period
+from plans.periods import format_day, format_last_day, format_period
 
 register = template.Library()
 
@@ -19,3 +19,17 @@ def period(start, end) -> str:
     if start is None or end is None:
         return ""
     return format_period(start, end)
+
+
+@register.filter(name="last_day")
+def last_day(boundary) -> str:
+    """{{ end|last_day }} → "Dec 31, 2026" for an end at Jan 1, 2027 00:00: the last day of
+    service or of a cycle, written after "until"."""
+    return "" if boundary is None else format_last_day(boundary)
+
+
+@register.filter(name="first_day")
+def first_day(boundary) -> str:
+    """{{ end|first_day }} → "Jan 1, 2027": the first day on the new terms, written after
+    "from"."""
+    return "" if boundary is None else format_day(boundary)

@@ -159,7 +159,7 @@ def test_F6_the_usage_tab_shows_past_periods_after_the_end(account, logged_in): 
     assert hostile.status_code == 400  # a NUL byte is refused at the edge, whatever the page
     text = page.content.decode()
     assert "No subscription: no usage to show" not in text
-    assert "Your subscription ended on <strong>Nov 30, 2026</strong>" in text
+    assert "Your subscription has ended: service ran until <strong>Nov 30, 2026</strong>" in text
     assert "Usage period Nov 1 – Nov 30, 2026 · over." in text
     assert "<strong>410</strong> / 300 included" in text
     # The 60 late units wait for a start again (F6).
@@ -183,4 +183,4 @@ def test_F6_the_usage_tab_picks_a_period_of_the_ended_subscription_after_start_a
     assert "60 from closed periods, billed on the next invoice (F6)" in current
     assert "Usage period Nov 1 – Nov 30, 2026 · over." in november
     assert "<strong>410</strong> / 300 included" in november
-    assert "your earlier subscription, which ended on <strong>Nov 30, 2026</strong>" in november
+    assert "your earlier subscription, which ran until <strong>Nov 30, 2026</strong>" in november

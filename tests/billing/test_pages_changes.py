@@ -30,16 +30,18 @@ def test_a_downgrade_warns_then_is_scheduled_with_a_banner_and_can_be_cancelled(
         plan_page = page_of(logged_in.get("/billing/shop/plan/"))
         assert "Downgrade to Starter" in plan_page and "Upgrade to Pro" in plan_page
         confirm = page_of(logged_in.get("/billing/shop/change/?plan=starter"))
-        assert "This is a downgrade: it takes effect at the end of your billing cycle, on " in (
-            confirm
-        )
-        assert "Dec 1, 2026" in confirm and "Schedule the downgrade" in confirm
+        # One boundary, named two ways: the last day on the old terms, the first on the new.
+        assert (
+            "This is a downgrade: it takes effect at the end of your billing cycle, from Dec 1, "
+            "2026.</strong> You keep what you have now until Nov 30, 2026"
+        ) in confirm
+        assert "Schedule the downgrade" in confirm
         done = logged_in.post(
             "/billing/shop/change/", {"plan": "starter", "form_token": "d1"}, follow=True
         )
     page = page_of(done)
-    assert "Scheduled: the Starter plan from Dec 1, 2026" in page
-    assert "Basic → Starter plan on Dec 1, 2026 (end of the billing cycle)" in page
+    assert "Scheduled: the Starter plan from Dec 1, 2026. You can cancel it until Nov 30" in page
+    assert "Basic → Starter plan from Dec 1, 2026, the first day of your next billing" in page
     change = ScheduledChange.objects.get()
     assert change.status == "scheduled"
     assert Subscription.objects.get(account__slug="shop").plan.code == "basic"
@@ -55,34 +57,40 @@ def test_a_downgrade_warns_then_is_scheduled_with_a_banner_and_can_be_cancelled(
     assert ScheduledChange.objects.get().status == "canceled"
 
 
-def test_cancel_at_the_cycle_end_warns_then_shows_the_end_on_every_page_until_undone(logged_in):
+ENDS = "Your subscription ends: everything works until <strong>Nov 30, 2026</strong>"
+
+
+def test_cancel_at_the_cycle_end_is_confirmed_then_shows_the_end_on_every_page_until_undone(
+    logged_in,
+):
     with at():
         plan_page = page_of(logged_in.get("/billing/shop/plan/"))
-    # The warning label says what happens and when, before anything is asked.
-    assert (
-        "Cancelling ends your subscription at the end of your billing cycle, on Nov 30, 2026."
-        in plan_page
-    )
-    assert "The usage of your last period (Nov 1 – Nov 30, 2026) is invoiced on Dec 1, 2026" in (
-        plan_page
-    )
-    assert "Cancel at the end of the cycle" in plan_page
+        # The plan tab leads to the confirmation step; nothing is cancelled in one click.
+        assert "Cancel subscription…" in plan_page and "/billing/shop/cancel/" in plan_page
+        confirm = page_of(logged_in.get("/billing/shop/cancel/"))
+    assert "everything works until Nov 30, 2026, then nothing renews." in confirm
+    assert "From Dec 1, 2026 the helpdesk, automation and campaigns are switched off." in confirm
+    assert "No further fees are charged" in confirm
+    assert "Nov 1 – Nov 30, 2026: invoiced as usual when it closes." in confirm
+    assert "Issued on Dec 1, 2026 with that usage" in confirm
+    assert "Cancel my subscription" in confirm and ScheduledChange.objects.count() == 0
     with at():
-        for _ in range(2):  # a double click
-            done = logged_in.post(
-                "/billing/shop/cancel-subscription", {"form_token": "x1"}, follow=True
-            )
-        assert "Your subscription ends on Nov 30, 2026" in page_of(done)
+        form = {"form_token": "x1", "reason": "switching"}
+        done = logged_in.post("/billing/shop/cancel/", form, follow=True)
+        assert "Cancelled: your subscription runs until Nov 30, 2026" in page_of(done)
+        twice = logged_in.post("/billing/shop/cancel/", form, follow=True)  # a double click
+        assert "That form was already sent" in page_of(twice)
         change = ScheduledChange.objects.get(cancel=True)
+        assert change.cancel_reason == "switching"
         for page in ("", "usage/", "invoices/", "plan/", "details/"):
             text = page_of(logged_in.get(f"/billing/shop/{page}"))
-            assert "Your subscription ends on Nov 30, 2026</strong>" in text, page
-            assert "Undo: keep my subscription" in text
+            assert ENDS in text, page
+            assert "Undo: keep my subscription" in text and "Renews" not in text
         # A second, separate request finds the scheduled end instead of adding one.
         again = logged_in.post(
             "/billing/shop/cancel-subscription", {"form_token": "x2"}, follow=True
         )
-        assert "Your subscription already ends on Nov 30, 2026." in page_of(again)
+        assert "Your subscription already ends: it runs until Nov 30, 2026." in page_of(again)
         assert ScheduledChange.objects.filter(cancel=True).count() == 1
         undone = logged_in.post(
             f"/billing/shop/changes/{change.pk}/cancel",
@@ -90,8 +98,8 @@ def test_cancel_at_the_cycle_end_warns_then_shows_the_end_on_every_page_until_un
             follow=True,
         )
     text = page_of(undone)
-    assert "Your subscription continues: it renews on Dec 1, 2026 as before." in text
-    assert "Your subscription ends on" not in text and "Cancel at the end of the cycle" in text
+    assert "Your subscription continues: it renews from Dec 1, 2026 as before." in text
+    assert "Your subscription ends" not in text and "Cancel subscription…" in text
     assert ScheduledChange.objects.get(pk=change.pk).status == "canceled"
 
 
@@ -160,7 +168,7 @@ def test_add_an_add_on_then_schedule_its_removal(logged_in, account, stripe_stan
         done = logged_in.post(
             "/billing/shop/change/", {"addon": "sms", "tier": "", "form_token": "a2"}, follow=True
         )
-    assert "SMS add-on: SMS 20 → removed on Dec 1, 2026" in page_of(done)
+    assert "SMS add-on: SMS 20 → removed from Dec 1, 2026" in page_of(done)
 
 
 def test_bad_change_requests_say_what_is_wrong_never_500(logged_in):

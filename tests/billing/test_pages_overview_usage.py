@@ -33,7 +33,7 @@ def test_overview_shows_plan_cycle_renewal_and_amount_due(logged_in):
     assert "Basic" in page and "Billed monthly: <strong>$60.00</strong> per month" in page
     assert "Nov 1 – Nov 30, 2026" in page  # the last day covered, not Dec 1
     assert "15 days left" in page
-    assert "Renews on <strong>Dec 1, 2026</strong>: $60.00 in fees" in page
+    assert "Renews: the next cycle runs from <strong>Dec 1, 2026</strong>: $60.00 in fees" in page
     assert "$60.00" in page and "2026-000001" in page  # the open first invoice is due
     assert "Add a card to pay" in page  # no card: nothing to charge with
 

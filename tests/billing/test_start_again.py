@@ -192,7 +192,9 @@ def test_the_page_offers_to_start_again_and_charges_the_first_cycle(
     card(ended, stripe_standin)
     with at():
         overview = text(logged_in.get("/billing/shop/"))
-        assert "Your subscription ended on <strong>Nov 30, 2026</strong>" in overview
+        assert "Your subscription has ended: service ran until <strong>Nov 30, 2026</strong>" in (
+            overview
+        )
         assert "Choose a plan to start again" in overview
         plan_page = text(logged_in.get("/billing/shop/plan/"))
         assert "Start again" in plan_page and "Start monthly" in plan_page

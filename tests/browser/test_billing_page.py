@@ -122,7 +122,7 @@ def test_a_downgrade_is_warned_then_bannered_then_cancelled(shop, live_server, p
     page.get_by_role("button", name="Schedule the downgrade").click()
     end = Subscription.objects.get(account=shop).current_period_end
     banner = page.locator(".banner.scheduled")
-    banner.get_by_text(f"Basic → Starter plan on {end:%b} {end.day}, {end.year}").wait_for()
+    banner.get_by_text(f"Basic → Starter plan from {end:%b} {end.day}, {end.year}").wait_for()
     shoot(page, "scheduled-change-banner")
     page.get_by_role("button", name="Cancel this change").click()
     page.get_by_text("The scheduled change is cancelled").wait_for()
@@ -136,17 +136,17 @@ def test_cancel_at_the_cycle_end_is_warned_then_bannered_then_undone(shop, live_
     end = Subscription.objects.get(account=shop).current_period_end
     last = end - timedelta(microseconds=1)  # the last day covered, not the end boundary
     ends_on = f"{last:%b} {last.day}, {last.year}"
-    warning = page.locator("#cancel .warning-label")
-    warning.get_by_text(f"at the end of your billing cycle, on {ends_on}").wait_for()
-    page.locator("#cancel").scroll_into_view_if_needed()
-    shoot(page, "change-plan-cancel-warning")
-    page.get_by_role("button", name="Cancel at the end of the cycle").click()
+    page.locator("#cancel").get_by_text(f"everything works until {ends_on}").wait_for()
+    page.get_by_role("link", name="Cancel subscription…").click()
+    warning = page.locator("#cancel-confirm .warning-label")
+    warning.get_by_text(f"everything works until {ends_on}, then nothing renews").wait_for()
+    page.get_by_role("button", name="Cancel my subscription").click()
     banner = page.locator(".banner.scheduled")
-    banner.get_by_text(f"Your subscription ends on {ends_on}").wait_for()
+    banner.get_by_text(f"Your subscription ends: everything works until {ends_on}").wait_for()
     assert ScheduledChange.objects.get(cancel=True).status == "scheduled"
     shoot(page, "subscription-ends-banner")
     page.get_by_role("link", name="Usage").first.click()  # the banner follows every page
-    banner.get_by_text(f"Your subscription ends on {ends_on}").wait_for()
+    banner.get_by_text(f"Your subscription ends: everything works until {ends_on}").wait_for()
     page.get_by_role("button", name="Undo: keep my subscription").click()
     page.get_by_text("Your subscription continues").wait_for()
     assert page.locator(".banner.scheduled").count() == 0
@@ -298,7 +298,7 @@ def test_a_merchant_whose_subscription_ended_starts_again_and_pays(ended_shop, l
     page.get_by_label("Password").fill("pw-owner-123")
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("link", name="Billing & Usage").click()
-    page.get_by_text("Your subscription ended on").wait_for()
+    page.get_by_text("Your subscription has ended: service ran until").first.wait_for()
     shoot(page, "subscription-ended")
     page.get_by_role("link", name="Choose a plan to start again").click()
     pro = page.locator(".plan-card", has_text="Pro")

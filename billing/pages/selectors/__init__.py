@@ -7,10 +7,12 @@ One module per page (this package re-exports what the views call, `selectors.x`)
     overview   the Overview tab          usage    the Usage tab (with resolutions, Z8 Z9)
     why        "Why was this billed?"    invoices the Invoices tab and the statement's figures
     plan       the Plan tab, starting again, cancelling at the cycle's end
+    cancel     the cancellation's confirmation step
     addons     the Add-ons tab
 """
 
 from .addons import AddOnOption, addon_options
+from .cancel import CancelPreview, cancel_preview
 from .common import S, last_day
 from .invoices import (
     FEE_KINDS,
@@ -50,6 +52,7 @@ __all__ = [
     "PICKER_PERIODS",
     "USAGE_KINDS",
     "AddOnOption",
+    "CancelPreview",
     "Ending",
     "InvoiceRow",
     "MeterRow",
@@ -63,6 +66,7 @@ __all__ = [
     "Verdict",
     "account_credit",
     "addon_options",
+    "cancel_preview",
     "daily_counts",
     "invoice_for_account",
     "invoice_rows",

@@ -9,7 +9,7 @@ from metering import selectors as metering
 from metering.models import ChargeStatus
 from plans import pricing
 from plans.models import Meter, Plan, ScheduledChange, Subscription
-from plans.selectors import catalog_plans
+from plans.selectors import catalog_plans, subscription_last_ended
 from plans.terms import MissingTerms, TermsBook, subscription_addons, subscription_terms
 
 from .common import _policy_words, last_day
@@ -139,10 +139,4 @@ def start_options(*, account: Account) -> list[StartOption]:
 
 def subscription_ended(*, account: Account) -> Subscription | None:
     """The account's last subscription, if it ended (None while one is live or none ever was)."""
-    last = (
-        Subscription.objects.filter(account=account)
-        .select_related("plan", "edition")
-        .order_by("-started_at", "-pk")
-        .first()
-    )
-    return last if last is not None and last.ended_at is not None else None
+    return subscription_last_ended(account=account)

@@ -22,7 +22,12 @@ class ScheduledRow:
 
 
 def scheduled_changes(*, account: Account) -> list[ScheduledRow]:
-    """Each change waiting for the cycle's end (P7), described in words: "Pro → Basic"."""
+    """Each change waiting for the cycle's end (P7), described in words: "Pro → Basic".
+
+    While a cancellation is scheduled it is the only one shown: the subscription ends at that
+    boundary, so a downgrade scheduled for it will never apply. The downgrade is kept, as
+    Stripe keeps a schedule under cancel_at_period_end: undoing the cancellation brings it
+    back (docs/billing-page.md)."""
     rows = (
         ScheduledChange.objects.filter(
             subscription__account=account,
@@ -57,4 +62,6 @@ def scheduled_changes(*, account: Account) -> list[ScheduledRow]:
                 cancel=change.cancel,
             )
         )
+    if any(row.cancel for row in result):
+        return [row for row in result if row.cancel]
     return result
