@@ -132,8 +132,11 @@ def stored_and_counted(slugs: list[str]) -> tuple[int, int]:
 @pytest.fixture
 def sender(make_account, partner):
     slugs = [f"ingest-{n}" for n in range(4)]
+    # Opened a day back: the events are dated up to two hours ago, and ingest refuses events
+    # from before an account's first subscription (before_subscription).
+    opened = timezone.now() - timedelta(days=1)
     for slug in slugs:
-        make_account(slug=slug, plan="pro")
+        make_account(slug=slug, plan="pro", period_start=opened)
     _, key = account_services.api_key_create(partner=partner, name="chaos")
     return Sender(key), slugs
 
