@@ -24,7 +24,7 @@ from plans import api as plans_api
 from plans.api import ScheduledChangeOut, SubscriptionOut, subscription_out
 from plans.models import Interval
 
-from . import actions, changes, payments, selectors, statement
+from . import actions, changes, payments, phrases, selectors, statement
 from .models import AttemptStatus, Invoice, InvoiceKind, InvoiceReason, InvoiceStatus
 from .pdf import render_invoice_pdf
 
@@ -53,6 +53,11 @@ def invoice_out(
         "reason": invoice.reason,
         "status": invoice.status,
         "period": {"start": invoice.period_start, "end": invoice.period_end},
+        "covers": [
+            {"what": cover.what, "start": cover.start, "end": cover.end}
+            for cover in phrases.invoice_covers(invoice)
+        ],
+        "description": invoice.description,
         "issued_at": invoice.issued_at,
         "total": money(invoice.total_minor, currency),
         # The statement of account: credit notes against it, charged through Stripe, left.
@@ -106,6 +111,15 @@ class HeldOut(serializers.Serializer):
     at = serializers.DateTimeField()
 
 
+class CoverOut(serializers.Serializer):
+    what = serializers.ChoiceField(
+        choices=[phrases.USAGE, phrases.FEES],
+        help_text="usage: billed in arrears, for days that ended; fees: billed in advance.",
+    )
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField(help_text="Exclusive: the last day covered is the one before.")
+
+
 class InvoiceSummaryOut(serializers.Serializer):
     id = serializers.IntegerField()
     number = serializers.CharField(allow_null=True)
@@ -113,7 +127,20 @@ class InvoiceSummaryOut(serializers.Serializer):
     kind = serializers.ChoiceField(choices=InvoiceKind.choices)
     reason = serializers.ChoiceField(choices=InvoiceReason.choices)
     status = serializers.ChoiceField(choices=InvoiceStatus.choices)
-    period = PeriodOut()
+    period = PeriodOut(
+        help_text="The period the invoice is for: a period close's usage month (its fees "
+        "cover the next cycle), a start's or an upgrade's fee days, a credit note's span of "
+        "the lines it credits. What it covers, line by line: `covers`."
+    )
+    covers = CoverOut(
+        many=True,
+        help_text="What the invoice covers, usage first then fees, as every page, email and "
+        'PDF says it ("Usage Nov 1 – Nov 30, 2026", "Fees Dec 1 – Dec 31, 2026"); a credit '
+        "note covers what the invoice it credits covers.",
+    )
+    description = serializers.CharField(
+        allow_blank=True, help_text="A credit note: what it is for, in the customer's words."
+    )
     issued_at = serializers.DateTimeField(allow_null=True)
     total = MoneyOut(help_text="As issued: account credit its lines used is already off.")
     credited = MoneyOut(help_text="Credit notes issued against this invoice.")

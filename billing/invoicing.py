@@ -13,7 +13,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.errors import Conflict
+from accounts.errors import Conflict, DomainError
 from audit.services import audit_entry, audit_record_many
 from audit.transitions import status_transition
 from outbox import services as outbox
@@ -21,7 +21,7 @@ from plans import pricing
 from plans.models import Subscription
 from plans.services import subscription_transition
 
-from . import notifications, statement
+from . import notifications, phrases, statement
 from .models import (
     OVERDUE,
     AccountCredit,
@@ -114,6 +114,7 @@ class InvoiceDraft:
     kind: str = InvoiceKind.INVOICE
     credited: Invoice | None = None
     note: str = ""
+    description: str = ""  # a credit note's words for the customer
 
 
 def invoices_issue(*, drafts: Sequence[InvoiceDraft], at: datetime) -> list[Invoice]:
@@ -141,6 +142,7 @@ def invoices_issue(*, drafts: Sequence[InvoiceDraft], at: datetime) -> list[Invo
                 total_minor=total,
                 credited_invoice=draft.credited,
                 note=draft.note,
+                description=draft.description,
                 number=number,
                 issued_at=at,
                 status=S.PAID if settled else S.OPEN,
@@ -303,10 +305,22 @@ def credit_note_issue(
 ) -> Invoice:
     """A correction of a final invoice: a numbered credit note, never an edit (F5).
 
+    `description` is what the customer reads on it (its line, its PDF, the account credit it
+    may become); the operator's reason is the caller's to keep (the audit log). The note covers
+    what the credited invoice covers: its line's period runs from the first day of the
+    credited lines to the end of the last, never the period under way.
+
     On an unpaid invoice it is netted at once: the next charge asks for what is left, and an
     invoice credited in full is settled without a charge. On a paid invoice it becomes the
     account's credit, taken off its next invoices."""
     at = at or timezone.now()
+    description = " ".join(description.split())[:300]
+    if not description:
+        raise DomainError(
+            "Say what the credit is for, in the customer's words: it is printed on the "
+            "credit note.",
+            details={"field": "description"},
+        )
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
         if not invoice.is_final or invoice.kind != InvoiceKind.INVOICE:
@@ -327,7 +341,8 @@ def credit_note_issue(
                 "(minor units).",
                 details={"amount_minor": amount_minor},
             )
-        period = pricing.Period(start=invoice.period_start, end=invoice.period_end)
+        start, end = phrases.covers_span(phrases.invoice_covers(invoice))
+        period = pricing.Period(start=start, end=end)
         line = pricing.credit_line(
             amount_minor=amount_minor, description=description, period=period
         )
@@ -342,6 +357,7 @@ def credit_note_issue(
             kind=InvoiceKind.CREDIT_NOTE,
             credited=invoice,
             note=f"Credit note for invoice {invoice.number}.",
+            description=description,
         )
         if invoice.status in (S.OPEN, S.PAST_DUE):
             invoice_transition(
@@ -356,7 +372,7 @@ def credit_note_issue(
                 amount_minor=amount_minor,
                 remaining_minor=amount_minor,
                 source=note,
-                description=description[:300],
+                description=description,
                 created_at=at,
             )
         return note

@@ -68,6 +68,13 @@ class Invoice(models.Model):
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="credit_notes"
     )
     note = models.CharField(max_length=300, blank=True)
+    # A credit note's words for the customer, printed as its line and on its PDF. The operator's
+    # reason for it is another thing: it stays in the audit log and the console.
+    description = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="A credit note: what it is for, in the customer's words.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     issued_at = models.DateTimeField(null=True, blank=True)
 
@@ -95,6 +102,10 @@ class Invoice(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(status__in=InvoiceStatus.values), name="invoice_status"
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="credit_note") | ~Q(description=""),
+                name="invoice_credit_note_described",
             ),
         ]
         indexes = [models.Index(fields=["account", "-created_at"], name="invoice_account_idx")]

@@ -390,7 +390,7 @@ def _within_spending_cap(invoice: Invoice, due: int, at: datetime) -> bool:
     )
     reason = (
         f"Over the approved spending cap of {cap} for the period: {already} already charged,"
-        f" this invoice {total} (P8)."
+        f" this invoice {total}."
     )
     dunning, _ = Dunning.objects.get_or_create(invoice=invoice)
     if not dunning.held_reason:

@@ -1,9 +1,13 @@
 """Invoice and credit-note PDFs: a frozen document in, PDF bytes out.
 
 Pure module (no Django, no database, no clock): callers build an ``InvoiceDocument`` from their
-rows and get an A4 PDF back. Every amount goes through ``plans.money.format_money``; dates are
-written in UTC ("Nov 22, 2026"). The same document always renders to the same bytes, because
-the PDF's creation date comes from ``issued_at`` rather than from the clock.
+rows and get an A4 PDF back. Every amount goes through ``plans.money.format_money``; the issue
+date is written in UTC ("Nov 22, 2026"). What the document and each line cover comes in words
+(billing.phrases: "Usage Nov 1 – Nov 30, 2026", "Fees Dec 1 – Dec 31, 2026"), the wording every
+other surface uses. Rule ids are not printed: a customer reads words; the lines keep their rule
+ids as data (the API, the console, "Why was this billed?"). The same document always renders
+to the same bytes, because the PDF's creation date comes from ``issued_at`` rather than from
+the clock.
 
 fpdf2's built-in fonts can only draw the Windows-1252 character set, so text is mapped onto it
 first: typographic characters get ASCII stand-ins ("→" becomes "->"), accented letters the
@@ -28,7 +32,7 @@ from fpdf import FPDF
 from fpdf.enums import MethodReturnValue, XPos, YPos
 
 from plans.money import format_money, format_unit_price
-from plans.periods import format_day, format_period
+from plans.periods import format_day
 
 __all__ = ["DocumentLine", "InvoiceDocument", "InvoicePdfError", "render_invoice_pdf"]
 
@@ -39,15 +43,16 @@ class InvoicePdfError(ValueError):
 
 @dataclass(frozen=True)
 class DocumentLine:
-    """One line of the table: what was billed, how much of it, and the rules behind it."""
+    """One line of the table: what was billed, how much of it, and what it covers."""
 
     description: str
     quantity: int
     unit_price_minor: Decimal  # may be fractional minor units: Decimal("33.5") is $0.335
     amount_minor: int  # negative for credits
-    rules: tuple[str, ...]  # rule ids such as ("P2",), printed small under the description
-    period_start: datetime
-    period_end: datetime
+    # What the line pays for, printed small under the description: "Fees Dec 1 – Dec 31, 2026"
+    # (in advance), "Usage Nov 1 – Nov 30, 2026" (in arrears); empty for a line that only moves
+    # money (account credit).
+    covers: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,8 +63,7 @@ class InvoiceDocument:
     kind: str  # "invoice" | "credit_note"
     status: str
     issued_at: datetime | None
-    period_start: datetime
-    period_end: datetime
+    covers: tuple[str, ...]  # what the lines cover, one cover a line: usage, then fees
     currency: str
     seller: tuple[str, ...]
     customer_name: str
@@ -193,12 +197,6 @@ def _utc(at: datetime, what: str) -> datetime:
     return at.astimezone(UTC)
 
 
-def _period_text(start: datetime, end: datetime, what: str) -> str:
-    """The days a half-open period covers, as everywhere else (plans.periods.format_period);
-    checked here first so that a naive instant is refused naming the field."""
-    return format_period(_utc(start, f"{what} start"), _utc(end, f"{what} end"))
-
-
 def _check(document: InvoiceDocument) -> None:
     if document.kind not in _TITLES:
         raise InvoicePdfError(f"unknown document kind {document.kind!r}")
@@ -259,10 +257,8 @@ def _draw_heading(pdf: _InvoicePdf, document: InvoiceDocument, title: str) -> No
             if document.issued_at
             else "Not issued",
         ),
-        (
-            "Service period",
-            _period_text(document.period_start, document.period_end, "the invoice period"),
-        ),
+        # One row a cover, the label on the first: "Usage Nov 1 – Nov 30, 2026", then fees.
+        *((("Covers" if i == 0 else ""), words) for i, words in enumerate(document.covers)),
     )
     label_w = 30.0
     for label, value in facts:
@@ -335,18 +331,19 @@ def _draw_row_numbers(pdf: _InvoicePdf, line: DocumentLine, currency: str, top: 
 def _draw_row(pdf: _InvoicePdf, line: DocumentLine, currency: str) -> None:
     desc_w = pdf.table_widths[0]
     description = _pdf_text(line.description)
-    detail = _period_text(line.period_start, line.period_end, "a line's period")
-    if line.rules:
-        noun = "rule" if len(line.rules) == 1 else "rules"
-        detail += f"  \u00b7  {noun} {_pdf_text(', '.join(line.rules))}"
+    detail = _pdf_text(line.covers)
 
     pdf.set_font(_FONT, "", 9.5)
     desc_lines = pdf.multi_cell(
         desc_w, _LINE_H, description, align="L", dry_run=True, output=MethodReturnValue.LINES
     )
     pdf.set_font(_FONT, "", 7)
-    detail_lines = pdf.multi_cell(
-        desc_w, _SMALL_H, detail, align="L", dry_run=True, output=MethodReturnValue.LINES
+    detail_lines = (
+        pdf.multi_cell(
+            desc_w, _SMALL_H, detail, align="L", dry_run=True, output=MethodReturnValue.LINES
+        )
+        if detail
+        else []
     )
     height = 2 * _ROW_PAD + len(desc_lines) * _LINE_H + len(detail_lines) * _SMALL_H
     # Move a row that does not fit to the next page whole; only a row taller than a page
@@ -364,10 +361,11 @@ def _draw_row(pdf: _InvoicePdf, line: DocumentLine, currency: str) -> None:
     pdf.set_xy(pdf.l_margin, top + _ROW_PAD)
     pdf.set_font(_FONT, "", 9.5)
     pdf.multi_cell(desc_w, _LINE_H, description, align="L", new_x=XPos.LMARGIN)
-    pdf.set_font(_FONT, "", 7)
-    pdf.set_text_color(*_GREY)
-    pdf.multi_cell(desc_w, _SMALL_H, detail, align="L", new_x=XPos.LMARGIN)
-    pdf.set_text_color(0, 0, 0)
+    if detail:
+        pdf.set_font(_FONT, "", 7)
+        pdf.set_text_color(*_GREY)
+        pdf.multi_cell(desc_w, _SMALL_H, detail, align="L", new_x=XPos.LMARGIN)
+        pdf.set_text_color(0, 0, 0)
     if not splits:
         _draw_row_numbers(pdf, line, currency, top)
 

@@ -11,15 +11,17 @@ from accounts.principals import accounts_for
 from plans import periods
 from plans.models import Subscription
 
-from . import statement
+from . import phrases, statement
 from .closing import DEFERRED_ON_ANNUAL, late_histories, units_by_period
-from .models import Invoice, InvoiceKind, InvoiceStatus
+from .models import Invoice, InvoiceKind, InvoiceLine, InvoiceStatus
 from .pdf import DocumentLine, InvoiceDocument
 
 
 def invoice_list(*, account: Account) -> QuerySet[Invoice]:
     return (
-        Invoice.objects.filter(account=account).select_related("dunning").prefetch_related("lines")
+        Invoice.objects.filter(account=account)
+        .select_related("dunning", "credited_invoice")
+        .prefetch_related("lines", "credited_invoice__lines")  # what each covers
     )
 
 
@@ -27,7 +29,7 @@ def invoices_recent(*, account: Account, limit: int) -> list[Invoice]:
     """The account's latest invoices (not credit notes), newest first, with their attempts."""
     return list(
         Invoice.objects.filter(account=account, kind=InvoiceKind.INVOICE)
-        .prefetch_related("attempts")
+        .prefetch_related("attempts", "lines")  # the lines say what each covers
         .order_by("-created_at")[:limit]
     )
 
@@ -76,15 +78,12 @@ def invoice_document(*, invoice: Invoice) -> InvoiceDocument:
         if line
     ]
     notes = [invoice.note] if invoice.note else []
-    if invoice.credited_invoice:
-        notes.append(f"Credits invoice {invoice.credited_invoice.number}.")
     return InvoiceDocument(
         number=invoice.number or "",
         kind=invoice.kind,
         status=invoice.status,
         issued_at=invoice.issued_at,
-        period_start=invoice.period_start,
-        period_end=invoice.period_end,
+        covers=tuple(cover.words for cover in phrases.invoice_covers(invoice)),
         currency=invoice.currency,
         seller=tuple(settings.INVOICE_SELLER),
         customer_name=account.name,
@@ -96,9 +95,7 @@ def invoice_document(*, invoice: Invoice) -> InvoiceDocument:
                 quantity=line.quantity,
                 unit_price_minor=line.unit_price_minor,
                 amount_minor=line.amount_minor,
-                rules=tuple(line.rules),
-                period_start=line.period_start,
-                period_end=line.period_end,
+                covers=_line_covers(invoice, line),
             )
             for line in invoice.lines.all()
         ),
@@ -106,6 +103,17 @@ def invoice_document(*, invoice: Invoice) -> InvoiceDocument:
         notes=tuple(notes),
         **_settlement(invoice),
     )
+
+
+def _line_covers(invoice: Invoice, line: InvoiceLine) -> str:
+    """Each line's own days: fees in advance cover the cycle that starts, usage in arrears the
+    period that ended; a credit note's line, what the invoice it credits covers."""
+    if invoice.kind == InvoiceKind.CREDIT_NOTE:
+        return phrases.credit_note_words(invoice)
+    what = phrases.line_covers(line)
+    if what is None:
+        return ""
+    return phrases.Cover(what=what, start=line.period_start, end=line.period_end).words
 
 
 def _settlement(invoice: Invoice) -> dict:

@@ -79,6 +79,22 @@ class MarkPaidForm(ActionForm):
 
 class CreditForm(ActionForm):
     amount = forms.CharField(label="Amount to credit", max_length=20)
+    # What the customer reads: the credit note's line and PDF, the account credit it may
+    # become. The reason above is the operator's, kept in the audit log only.
+    description = forms.CharField(
+        label="Description for the customer (printed on the credit note)",
+        max_length=300,
+        widget=forms.TextInput(attrs={"placeholder": "e.g. Goodwill credit for the outage"}),
+        error_messages={"required": "Say what the credit is for: the customer reads it."},
+        validators=[plain_text],
+    )
+    field_order = ["amount", "description", "reason"]
+
+    def clean_description(self) -> str:
+        description = " ".join(self.cleaned_data["description"].split())
+        if not description:
+            raise forms.ValidationError("Say what the credit is for: the customer reads it.")
+        return description
 
     def clean_amount(self) -> int:
         raw = self.cleaned_data["amount"].strip().replace(",", "")

@@ -276,21 +276,28 @@ def _collection_end(
 
 
 def invoice_credit(
-    *, invoice: Invoice, amount_minor: int, reason: str, at: datetime | None = None
+    *,
+    invoice: Invoice,
+    amount_minor: int,
+    description: str,
+    reason: str,
+    at: datetime | None = None,
 ) -> AuditEntry:
     """A credit note (invoicing.credit_note_issue): netted on an unpaid invoice, the account's
-    credit on a paid one."""
+    credit on a paid one. `description` is printed on it for the customer; `reason` is the
+    operator's, kept in the audit row only."""
     with operator_action("operator.credit_note", invoice, reason=reason, at=at) as change:
         invoice = change.row
         change.before = invoice.status
         note = invoicing.credit_note_issue(
-            invoice=invoice, amount_minor=amount_minor, description=change.reason, at=change.at
+            invoice=invoice, amount_minor=amount_minor, description=description, at=change.at
         )
         invoice.refresh_from_db()
         change.after = {
             "status": invoice.status,
             "credit_note": note.number,
             "amount": amount_minor,
+            "description": note.description,
         }
     return change.entry
 

@@ -186,10 +186,11 @@ INVOICE_ACTIONS = {
         "Issue a credit note",
         "Issues a numbered credit note. On an unpaid invoice it is netted at once (the next "
         "charge asks for what is left); on a paid one it becomes the account's credit, taken "
-        "off its next invoices.",
+        "off its next invoices. The customer reads the description on the credit note; the "
+        "reason stays in the audit log.",
         forms.CreditForm,
         lambda i, d: services.invoice_credit(
-            invoice=i, amount_minor=d["amount"], reason=d["reason"]
+            invoice=i, amount_minor=d["amount"], description=d["description"], reason=d["reason"]
         ),
     ),
     "release-hold": Action(

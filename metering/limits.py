@@ -250,7 +250,7 @@ def convert_cap(
             account_id,
             Feature.CONVERT_CAMPAIGNS,
             paused_until=period_end if counted >= limit else None,
-            reason=f"Convert limit of {limit} clicks reached (C2).",
+            reason=f"Convert limit of {limit:,} clicks reached.",
         )
 
 
@@ -294,14 +294,14 @@ def resolutions_limit(
             subscription.account_id,
             Feature.AI_AGENTS,
             paused_until=term_end,
-            reason=f"Automated-resolution limit of {term_limit} reached (Z9).",
+            reason=f"Automated-resolution limit of {term_limit:,} reached.",
         )
     elif monthly is not None and in_month.get(month_start, 0) >= monthly:
         entitlements.set(
             subscription.account_id,
             Feature.AI_AGENTS,
             paused_until=month_end,
-            reason=f"Monthly limit of {monthly} automated resolutions reached (Z9).",
+            reason=f"Monthly limit of {monthly:,} automated resolutions reached.",
         )
     else:
         entitlements.set(subscription.account_id, Feature.AI_AGENTS, paused_until=None)

@@ -399,6 +399,6 @@ def entitlements(*, account: Account, subscription: Subscription | None) -> dict
         states[Feature.HELPDESK] = {
             "state": "suspended",
             "until": None,
-            "reason": "Unpaid invoice (F4).",
+            "reason": "Unpaid invoice.",
         }
     return states

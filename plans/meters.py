@@ -27,3 +27,10 @@ METERS = tuple(LABELS)
 def meter_label(meter: str) -> str:
     """The meter's label; a code we do not know (an old row, a typo) reads as its words."""
     return LABELS.get(meter, meter.replace("_", " "))
+
+
+def meter_heading(meter: str) -> str:
+    """The label starting a sentence or a heading: "Helpdesk tickets", "SMS tickets" (only
+    the first letter changes, so "SMS" and "Convert" keep their capitals)."""
+    label = meter_label(meter)
+    return label[:1].upper() + label[1:]

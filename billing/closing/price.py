@@ -190,7 +190,7 @@ def _price_close(subscription, book, addons, scheduled, earlier, units, as_of) -
         reason=InvoiceReason.PERIOD_CLOSE,
         period=closed,
         lines=lines,
-        note="Includes late usage of earlier periods (F6)." if late else "",
+        note="Includes late usage of earlier periods." if late else "",
     )
     return _Close(
         subscription,

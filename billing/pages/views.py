@@ -364,15 +364,13 @@ def _change_request(data) -> changes.ChangeRequest | None:
     return changes.ChangeRequest(plan=plan_code, interval=interval, addons=addons)
 
 
-def _change_words(request_: changes.ChangeRequest) -> str:
-    parts = []
-    if request_.plan:
-        parts.append(f"the {request_.plan.title()} plan")
-    if request_.interval:
-        parts.append("yearly billing" if request_.interval == "year" else "monthly billing")
-    for addon, tier in request_.addons:
-        parts.append(f"{addon.title()} add-on: {tier or 'removed'}")
-    return ", ".join(parts)
+def _change_words(access, request_: changes.ChangeRequest) -> str:
+    return selectors.change_words(
+        account=access.account,
+        plan=request_.plan,
+        interval=request_.interval,
+        addons=request_.addons,
+    )
 
 
 @billing_page(change=True, methods=("GET", "POST"))
@@ -403,7 +401,7 @@ def change(request, access):
             "billing/change.html",
             {
                 "preview": preview,
-                "words": _change_words(change_request),
+                "words": _change_words(access, change_request),
                 "fields": {k: v for k, v in source.items() if k != "form_token"},
                 "card": card,
                 "back": back,
@@ -427,12 +425,13 @@ def change(request, access):
     if result.effective == "period_end":
         messages.success(
             request,
-            f"Scheduled: {_change_words(change_request)} from "
+            f"Scheduled: {_change_words(access, change_request)} from "
             f"{format_day(result.effective_at)}. You can cancel it until "
             f"{format_last_day(result.effective_at)}.{replaced}",
         )
         return redirect(_url("overview", access))
-    messages.success(request, f"Done: {_change_words(change_request)} from now on.{replaced}")
+    words = _change_words(access, change_request)
+    messages.success(request, f"Done: {words} from now on.{replaced}")
     confirm = _flash(request, changed.payment) if changed.payment else None
     return redirect(confirm or _url("overview", access))
 

@@ -4,6 +4,7 @@ from django import template
 from django.utils.html import format_html, format_html_join
 
 from accounts.form_tokens import TOKEN_FIELD, new_form_token
+from billing import phrases
 from billing.pages.rules_text import rule_words
 from plans.selectors import Course, subscription_course
 
@@ -14,6 +15,19 @@ register = template.Library()
 def form_token() -> str:
     """A one-time token: the same form posted twice (a double click) acts once."""
     return format_html('<input type="hidden" name="{}" value="{}">', TOKEN_FIELD, new_form_token())
+
+
+@register.filter
+def covers(invoice) -> tuple:
+    """{% for c in invoice|covers %}{{ c.words }}{% endfor %}: "Usage Nov 1 – Nov 30, 2026",
+    "Fees Dec 1 – Dec 31, 2026" (billing.phrases, the one wording of every surface)."""
+    return phrases.invoice_covers(invoice)
+
+
+@register.filter
+def covers_text(invoice) -> str:
+    """{{ invoice|covers_text }}: the covers on one line, "; " between them."""
+    return phrases.covers_words(phrases.invoice_covers(invoice))
 
 
 @register.filter

@@ -9,7 +9,7 @@ from plans.meters import meter_label
 
 from .core import DEFERRED_ON_ANNUAL, PricingError
 from .inputs import Period, UsageMonth
-from .lines import Line, _line, _period_label, _sentence
+from .lines import Line, _count_of, _line, _period_label, _sentence
 from .overage import extra_units, overage_quantity
 
 # --- P4: Voice and SMS on an annual cycle ---------------------------------------------------
@@ -45,10 +45,10 @@ def deferred_usage_lines(*, months: Sequence[UsageMonth], cycle: Period) -> tupl
         extra = sum(extra_units(terms=m.terms, used=m.used) for m in group)
         description = (
             f"{_sentence(meter_label(meter))} overage, cycle {_period_label(cycle)}:"
-            f" {extra:,} over the monthly allowances of {len(group)} month(s)"
+            f" {extra:,} over the monthly allowances of {_count_of(len(group), 'month')}"
         )
         if policy == "per_block":
-            description += f", {quantity:,} block(s) of {block_size:,}"
+            description += f", {_count_of(quantity, 'block')} of {block_size:,}"
         lines.append(
             _line(
                 kind="overage",

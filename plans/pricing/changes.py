@@ -9,7 +9,7 @@ from plans.money import round_minor
 
 from .core import _SECOND, Change, LineKind, PricingError, _aware, _interval_months
 from .inputs import Period, SubscriptionTerms
-from .lines import Line, _lump
+from .lines import Line, _lump, _period_label
 from .resolutions import commitment_line
 
 # --- P6, P7: changes ------------------------------------------------------------------------
@@ -162,10 +162,7 @@ def upgrade_lines(
             lines.append(
                 _lump(
                     kind=kinds.get(name, "addon_fee"),
-                    description=(
-                        f"{label}, annual fee from {at.date().isoformat()}"
-                        f" to {new_cycle.end.date().isoformat()} (prorated)"
-                    ),
+                    description=f"{label}, annual fee for {_period_label(annual_rest)} (prorated)",
                     meter=meter,
                     amount=amount,
                     period=annual_rest,
@@ -188,14 +185,15 @@ def upgrade_lines(
             changed = parts.get(name) == "upgrade"
         if not changed:
             continue  # an unchanged component pays nothing, even if its list price moved
-        old_label, old_fee, _ = old_fees.get(name, ("nothing", 0, None))
+        old_label, old_fee, _ = old_fees.get(name, ("", 0, None))
         difference = proration_minor(amount_minor=new_fee - old_fee, period=cycle, at=at)
         if difference == 0:
             continue
+        what = f"Upgrade from {old_label} to {label}" if old_label else f"{label} added"
         lines.append(
             _lump(
                 kind="proration" if difference > 0 else "credit",
-                description=f"Upgrade from {old_label} to {label}, rest of the period",
+                description=f"{what}, rest of the period",
                 meter=meter,
                 amount=difference,
                 period=rest,

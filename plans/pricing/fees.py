@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from .core import ANNUAL_FEE_MONTHS, Interval, _aware, _choice, _count
 from .inputs import Period, SubscriptionTerms
-from .lines import Line, _line
+from .lines import Line, _count_of, _line
 from .resolutions import commitment_line
 
 # --- P1: fees in advance --------------------------------------------------------------------
@@ -71,7 +71,7 @@ def fee_lines(
                 kind="edition_fee",
                 description=(
                     f"{edition.name}, {edition.full_agents:,} full agents"
-                    f" x {edition.months} month(s)"
+                    f" x {_count_of(edition.months, 'month')}"
                 ),
                 meter=None,
                 quantity=edition.full_agents,

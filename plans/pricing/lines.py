@@ -99,6 +99,11 @@ def _sentence(label: str) -> str:
     return label[:1].upper() + label[1:]  # "SMS tickets" stays "SMS", unlike str.capitalize
 
 
+def _count_of(count: int, noun: str) -> str:
+    """ "1 block", "2 blocks": a line's words never say "block(s)"."""
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
+
+
 def _period_label(period: Period) -> str:
     """An invoice line names a whole calendar month ("October 2026"), else the days covered."""
     return format_period(period.start, period.end, month_by_name=True)

@@ -10,7 +10,7 @@ from plans.money import round_minor
 
 from .core import _count
 from .inputs import MeterTerms, Period
-from .lines import Line, _line, _period_label
+from .lines import Line, _count_of, _line, _period_label
 
 # --- P2, P3: overage in arrears -------------------------------------------------------------
 
@@ -47,7 +47,7 @@ def _overage_description(
         f" {extra:,} over the {terms.included:,} included"
     )
     if terms.policy == "per_block":
-        text += f", {quantity:,} block(s) of {terms.block_size:,}"
+        text += f", {_count_of(quantity, 'block')} of {terms.block_size:,}"
     return text
 
 

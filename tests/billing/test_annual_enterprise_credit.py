@@ -9,6 +9,7 @@ import time_machine
 from django.core.management import call_command
 
 from accounts import services as account_services
+from audit.models import AuditEntry
 from billing.invoicing import credit_note_issue
 from billing.models import Invoice
 from billing.run import run_billing
@@ -140,12 +141,24 @@ def test_credit_invoice_command(make_account):
             "2026-000001",
             "--amount-minor",
             "1000",
+            "--description",
+            "Goodwill credit for the outage",
             "--reason",
-            "Goodwill",
+            "Ticket 4411: the account manager agreed",
             stdout=out,
         )
     assert "Credit note 2026-000002 for 1000 minor units of USD." in out.getvalue()
+    # The customer reads the description; the reason goes to the audit log only.
+    note = Invoice.objects.get(number="2026-000002")
+    assert note.description == "Goodwill credit for the outage"
+    assert [line.description for line in note.lines.all()] == ["Goodwill credit for the outage"]
+    entry = AuditEntry.objects.get(action="command.credit_note")
+    assert entry.reason == "Ticket 4411: the account manager agreed"
+    assert entry.object_label == "2026-000001"
     from django.core.management import CommandError
 
     with pytest.raises(CommandError, match="No invoice"):
-        call_command("credit_invoice", "--number", "1999-1", "--amount-minor", "1", "--reason", "x")
+        call_command(
+            "credit_invoice",
+            *("--number", "1999-1", "--amount-minor", "1", "--description", "x", "--reason", "x"),
+        )

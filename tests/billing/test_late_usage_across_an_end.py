@@ -180,7 +180,7 @@ def test_F6_the_usage_tab_picks_a_period_of_the_ended_subscription_after_start_a
     assert "Usage period Dec 4, 2026 – Jan 4, 2027 · day 3 of 32." in current
     assert '<option value="2026-12" selected>Dec 4, 2026 – Jan 4, 2027</option>' in current
     assert '<option value="2026-11">Nov 1 – Nov 30, 2026</option>' in current
-    assert "60 from closed periods, billed on the next invoice (F6)" in current
+    assert "60 from closed periods, billed on the next invoice</dd>" in current
     assert "Usage period Nov 1 – Nov 30, 2026 · over." in november
     assert "<strong>410</strong> / 300 included" in november
     assert "your earlier subscription, which ran until <strong>Nov 30, 2026</strong>" in november

@@ -275,7 +275,7 @@ def test_automated_resolutions_allocation_and_the_owners_limits(
         page = page_of(client.get("/billing/team/usage/"))
         # Professional: 10 per full agent per month × 4 agents, for a monthly term (Z8).
         assert "<strong>0</strong> / 40 this term" in page
-        assert "$2.00 each, billed monthly (Z9)" in page
+        assert "$2.00 each, billed monthly</dd>" in page
         bad = client.post(
             "/billing/team/usage/ai-limits", {"at_limit": "pause", "monthly_limit": 0}
         )

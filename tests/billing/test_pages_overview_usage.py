@@ -82,7 +82,7 @@ def test_usage_shows_pending_units_apart(logged_in, account):  # noqa: F811
     )
     page = get(logged_in, "/billing/shop/usage/")
     assert "<strong>0</strong> / 300 included" in page
-    assert '3 <span class="muted">waiting for their 72-hour window (A5)' in page
+    assert '3 <span class="muted">waiting for their 72-hour window; not counted yet' in page
 
 
 def test_usage_says_convert_is_paused_and_until_when(logged_in, account):  # noqa: F811

@@ -1,5 +1,6 @@
 """The invoice PDF as a reader sees it: the text extracted from the rendered bytes."""
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -11,9 +12,6 @@ from pypdf import PdfReader
 from billing.pdf import DocumentLine, InvoiceDocument, InvoicePdfError, render_invoice_pdf
 from plans import money
 
-NOV_1 = datetime(2026, 11, 1, tzinfo=UTC)
-DEC_1 = datetime(2026, 12, 1, tzinfo=UTC)
-
 
 def make_line(**changes) -> DocumentLine:
     line = DocumentLine(
@@ -21,9 +19,7 @@ def make_line(**changes) -> DocumentLine:
         quantity=350,
         unit_price_minor=Decimal("40"),
         amount_minor=14000,
-        rules=("P2",),
-        period_start=NOV_1,
-        period_end=DEC_1,
+        covers="Usage Nov 1 \u2013 Nov 30, 2026",
     )
     return replace(line, **changes)
 
@@ -34,8 +30,7 @@ def make_document(**changes) -> InvoiceDocument:
         kind="invoice",
         status="open",
         issued_at=datetime(2026, 11, 22, 9, 30, tzinfo=UTC),
-        period_start=NOV_1,
-        period_end=DEC_1,
+        covers=("Usage Nov 1 \u2013 Nov 30, 2026", "Fees Dec 1 \u2013 Dec 31, 2026"),
         currency="USD",
         seller=("Deskbill Inc.", "1 Market Street", "San Francisco, CA 94105", "United States"),
         customer_name="Shop Owner",
@@ -48,11 +43,11 @@ def make_document(**changes) -> InvoiceDocument:
                 quantity=1,
                 unit_price_minor=Decimal("4900"),
                 amount_minor=4900,
-                rules=("P1",),
+                covers="Fees Dec 1 \u2013 Dec 31, 2026",
             ),
         ),
         total_minor=18900,
-        notes=("Late usage from October is billed here (F6).",),
+        notes=("Includes late usage of earlier periods.",),
     )
     return replace(document, **changes)
 
@@ -79,26 +74,51 @@ def test_invoice_shows_number_parties_lines_amounts_total_and_notes():
     assert "$140.00" in text
     assert "$49.00" in text
     assert "$189.00" in text
-    assert "Late usage from October is billed here (F6)." in text
+    assert "Includes late usage of earlier periods." in text
 
 
-def test_rule_ids_and_line_periods_are_printed_under_the_description():
+def test_the_heading_says_what_the_invoice_covers_and_each_line_its_own_days():
+    lines = [line.strip() for line in text_of(make_document()).splitlines()]
+
+    assert "Covers Usage Nov 1 \u2013 Nov 30, 2026" in lines
+    assert "Fees Dec 1 \u2013 Dec 31, 2026" in lines
+    assert "Service period" not in "\n".join(lines)
+    # Under each description, its own cover: usage in arrears, the fee in advance.
+    usage = lines.index("Resolved tickets")
+    fee = lines.index("Basic plan, monthly")
+    assert lines[usage + 1] == "Usage Nov 1 \u2013 Nov 30, 2026"
+    assert lines[fee + 1] == "Fees Dec 1 \u2013 Dec 31, 2026"
+
+
+def test_a_line_that_covers_nothing_prints_no_detail_under_it():
+    credit = make_line(
+        description="Credit from 2026-000007: Outage",
+        unit_price_minor=Decimal("-500"),
+        amount_minor=-500,
+        quantity=1,
+        covers="",
+    )
+    lines = [line.strip() for line in text_of(make_document(lines=(credit,))).splitlines()]
+
+    # The numbers follow the description on its own row, and the total comes next.
+    row = lines.index("Credit from 2026-000007: Outage 1 -$5.00 -$5.00")
+    assert lines[row + 1].startswith("Total")
+
+
+def test_no_rule_id_is_printed():
     text = text_of(make_document())
 
-    assert "rule P2" in text
-    assert "rule P1" in text
+    assert not re.search(r"\brules? [A-Z][0-9]|\([A-Z][0-9]+\)", text)
 
 
-def test_dates_are_utc_and_a_half_open_period_ends_on_its_last_day():
+def test_the_issue_date_is_utc():
     # 23:30 in New York on Nov 21 is already Nov 22 in UTC.
     new_york = timezone(timedelta(hours=-5))
     issued_at = datetime(2026, 11, 21, 23, 30, tzinfo=new_york)
 
     text = text_of(make_document(issued_at=issued_at))
 
-    assert "Nov 22, 2026" in text
-    assert "Nov 1 \u2013 Nov 30, 2026" in text
-    assert "Dec 1, 2026" not in text
+    assert "Issue date Nov 22, 2026" in text
 
 
 @pytest.mark.parametrize(
@@ -241,10 +261,9 @@ def test_the_pdf_creation_date_is_the_issue_time():
         {"kind": "receipt"},
         {"status": "settled"},
         {"issued_at": datetime(2026, 11, 22, 9, 30)},
-        {"lines": (make_line(period_end=datetime(2026, 12, 1)),)},
         {"lines": (make_line(unit_price_minor=40),)},
     ],
-    ids=["unknown kind", "unknown status", "naive issue time", "naive line period", "int price"],
+    ids=["unknown kind", "unknown status", "naive issue time", "int price"],
 )
 def test_refuses_documents_it_would_print_wrongly(changes):
     with pytest.raises(InvoicePdfError):

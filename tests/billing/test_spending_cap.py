@@ -43,7 +43,7 @@ def test_P8_an_invoice_over_the_cap_is_held_and_says_why_in_the_api(capped, part
     assert body["status"] == "open"
     assert body["held"]["reason"] == (
         "Over the approved spending cap of $50.00 for the period: $0.00 already charged,"
-        " this invoice $60.00 (P8)."
+        " this invoice $60.00."
     )
     assert body["held"]["at"] == "2026-11-01T00:00:00Z"
     listed = partner_api.get("/api/v1/accounts/shop/invoices").json()["results"]

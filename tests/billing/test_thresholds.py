@@ -35,7 +35,9 @@ def test_80_then_100_percent_emails_once_each_per_period(make_account, bill):
     [eighty] = mail.outbox
     assert eighty.to == ["billing@shop.example"]
     assert eighty.subject == "You have used 80% of your helpdesk tickets this period"
-    assert "240 of the 300" in eighty.body and "$40.00 per block of 100" in eighty.body
+    assert "You have used 240 helpdesk tickets in the period Nov 1 – Nov 30, 2026" in eighty.body
+    assert "that reaches 80% of the 300 included" in eighty.body
+    assert "$40.00 per block of 100" in eighty.body
     assert "240" in eighty.alternatives[0][0]
     bill(T0 + timedelta(days=4))
     assert len(mail.outbox) == 1  # once per period

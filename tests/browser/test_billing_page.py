@@ -101,7 +101,7 @@ def test_usage_forecast_and_why_a_ticket_was_billed(shop, live_server, page):
         and helpdesk.locator("figure.chart svg rect").count()
     )
     automate = page.locator("#meter-automated_interactions")
-    automate.get_by_text("waiting for their 72-hour window (A5)").wait_for()  # pending apart
+    automate.get_by_text("waiting for their 72-hour window").wait_for()  # pending apart
     assert automate.locator(".facts dd").first.inner_text().startswith("3 ")
     shoot(page, "usage")
     ticket = f"{timezone.now() - timedelta(days=3):%m%d}-0"

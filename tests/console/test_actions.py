@@ -152,15 +152,32 @@ def test_mark_uncollectible_stops_collecting_and_keeps_the_subscription_state(pa
 
 def test_credit_note_on_an_unpaid_invoice_is_netted(past_due, act):
     mail.outbox.clear()
-    act(url(past_due, "credit"), reason="goodwill for the outage", amount="20.00")
+    act(
+        url(past_due, "credit"),
+        reason="Ticket 4411: Sam approved a goodwill gesture",
+        description="Goodwill credit for the outage",
+        amount="20.00",
+    )
     note = Invoice.objects.get(kind=InvoiceKind.CREDIT_NOTE)
     assert (note.total_minor, note.status, note.credited_invoice_id) == (-2000, "paid", past_due.pk)
+    # The customer's words on the note; the operator's reason only in the audit row.
+    assert note.description == "Goodwill credit for the outage"
+    assert [line.description for line in note.lines.all()] == ["Goodwill credit for the outage"]
     past_due.refresh_from_db()
     assert past_due.status == "past_due"
     assert invoicing.amount_due(past_due) == 4000  # the next charge asks for what is left
     row = the_operator_row("operator.credit_note", past_due)
     assert row.after["credit_note"] == note.number
+    assert row.reason == "Ticket 4411: Sam approved a goodwill gesture"
     assert mail.outbox == []
+
+
+def test_a_credit_note_needs_words_for_the_customer(past_due, act):
+    response = act(url(past_due, "credit"), reason="goodwill", description="  ", amount="20.00")
+    assert response.status_code == 400
+    assert "Say what the credit is for: the customer reads it." in response.content.decode()
+    assert not Invoice.objects.filter(kind=InvoiceKind.CREDIT_NOTE).exists()
+    assert operator_rows() == []
 
 
 def test_release_hold_makes_the_invoice_collectable_by_the_normal_path(

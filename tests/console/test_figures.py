@@ -50,6 +50,7 @@ def test_collections_figures_match_the_hand_computed_fixture(make_account):
         reason="correction",
         status="paid",
         number="F-CN",
+        description="Goodwill credit",
         currency="USD",
         period_start=x1.period_start,
         period_end=x1.period_end,

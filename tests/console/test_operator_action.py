@@ -42,7 +42,9 @@ ACTIONS = {
     "invoice_mark_uncollectible": lambda i, r: services.invoice_mark_uncollectible(
         invoice=i, reason=r
     ),
-    "invoice_credit": lambda i, r: services.invoice_credit(invoice=i, amount_minor=1000, reason=r),
+    "invoice_credit": lambda i, r: services.invoice_credit(
+        invoice=i, amount_minor=1000, description="Goodwill credit", reason=r
+    ),
     "invoice_release_hold": lambda i, r: services.invoice_release_hold(invoice=i, reason=r),
     "subscription_suspend": lambda i, r: services.subscription_suspend(
         subscription=subscription_of(i), reason=r

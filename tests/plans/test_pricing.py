@@ -317,7 +317,7 @@ def test_P2_seed_000_basic_with_500_tickets_costs_140_dollars():
     assert overage.rules == ("P2",)
     assert overage.description == (
         "Basic plan, helpdesk tickets overage, October 2026: 200 over the 300 included,"
-        " 2 block(s) of 100"
+        " 2 blocks of 100"
     )
     assert _month_cost("basic", 500) == 14_000
 
@@ -509,7 +509,7 @@ def test_P4_cycle_end_sums_each_months_overage_one_line_per_addon():
     assert (voice.period_start, voice.period_end) == (YEAR_2026.start, YEAR_2026.end)
     assert voice.description == (
         "Voice tickets overage, cycle Jan 1 – Dec 31, 2026:"
-        " 16 over the monthly allowances of 12 month(s)"
+        " 16 over the monthly allowances of 12 months"
     )
 
 
@@ -644,7 +644,7 @@ def test_P6_adding_an_addon_mid_period_bills_its_fee_for_the_rest():
         at=at(2026, 11, 16),
     )
     assert amounts(lines) == [("proration", "voice_tickets", 1_500)]
-    assert lines[0].description == "Upgrade from nothing to Voice 20 add-on, rest of the period"
+    assert lines[0].description == "Voice 20 add-on added, rest of the period"
 
 
 def test_P6_addon_tier_upgrade_bills_the_difference():

@@ -15,8 +15,6 @@ from .addons import AddOnOption, addon_options
 from .cancel import CancelPreview, cancel_preview
 from .common import S, last_day
 from .invoices import (
-    FEE_KINDS,
-    USAGE_KINDS,
     InvoiceRow,
     account_credit,
     invoice_for_account,
@@ -33,9 +31,8 @@ from .plan import (
     subscription_ended,
     subscription_ending,
 )
-from .scheduled import ScheduledRow, scheduled_changes
+from .scheduled import ScheduledRow, change_words, scheduled_changes
 from .usage import (
-    ADDON_OF_METER,
     PICKER_PERIODS,
     MeterRow,
     Resolutions,
@@ -47,10 +44,7 @@ from .usage import (
 from .why import Verdict, ticket_explanation
 
 __all__ = [
-    "ADDON_OF_METER",
-    "FEE_KINDS",
     "PICKER_PERIODS",
-    "USAGE_KINDS",
     "AddOnOption",
     "CancelPreview",
     "Ending",
@@ -67,6 +61,7 @@ __all__ = [
     "account_credit",
     "addon_options",
     "cancel_preview",
+    "change_words",
     "daily_counts",
     "invoice_for_account",
     "invoice_rows",

@@ -2,39 +2,27 @@
 statement's figures."""
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from django.db.models import Prefetch
 
 from accounts.models import Account
 
-from ... import statement
+from ... import phrases, statement
 from ...models import Invoice, InvoiceKind, PaymentAttempt
 from ...payments import confirmation_path, default_payment_method
 from ...statement import InvoiceFigures
 from .common import S
 
-FEE_KINDS = {"plan_fee", "addon_fee", "edition_fee", "commitment"}
-USAGE_KINDS = {"overage", "late_usage"}
-
 
 @dataclass
 class InvoiceRow:
     invoice: Invoice
-    usage_period: tuple[datetime, datetime] | None
-    fee_period: tuple[datetime, datetime] | None
+    covers: tuple[phrases.Cover, ...]  # usage, then fees; a credit note: its invoice's
     failure_reason: str
     confirm_url: str
     can_retry: bool
     held_reason: str
     figures: InvoiceFigures | None = None  # total, credited, paid, amount due (the statement)
-
-
-def _span(lines, kinds) -> tuple[datetime, datetime] | None:
-    chosen = [line for line in lines if line.kind in kinds]
-    if not chosen:
-        return None
-    return min(line.period_start for line in chosen), max(line.period_end for line in chosen)
 
 
 def invoice_rows(
@@ -50,12 +38,15 @@ def invoice_rows(
         Invoice.objects.filter(account=account)
         .exclude(status=S.DRAFT)
         .select_related("credited_invoice", "dunning")
-        .prefetch_related("lines", Prefetch("attempts", queryset=PaymentAttempt.objects.all()))
+        .prefetch_related(
+            "lines",
+            "credited_invoice__lines",  # a credit note covers what its invoice covers
+            Prefetch("attempts", queryset=PaymentAttempt.objects.all()),
+        )
         .order_by("-issued_at", "-pk")
     )
     rows = []
     for invoice in invoices:
-        lines = list(invoice.lines.all())
         attempts = sorted(invoice.attempts.all(), key=lambda a: a.number)
         last = attempts[-1] if attempts else None
         dunning = getattr(invoice, "dunning", None)
@@ -68,8 +59,7 @@ def invoice_rows(
         rows.append(
             InvoiceRow(
                 invoice=invoice,
-                usage_period=_span(lines, USAGE_KINDS),
-                fee_period=_span(lines, FEE_KINDS | {"proration", "credit"}),
+                covers=phrases.invoice_covers(invoice),
                 failure_reason=last.failure_reason if last and invoice.status == S.PAST_DUE else "",
                 confirm_url=confirmation_path(last) if waiting and last else "",
                 # A retry can succeed only with a card, on an invoice not held by the cap (P8);

@@ -93,7 +93,9 @@ def overview(
         if dunning is None:
             continue
         if dunning.held_reason:
-            result.held.append((invoice, dunning.held_reason, figures[invoice.pk]))
+            # The banner ends the sentence itself: the reason without its full stop.
+            reason = dunning.held_reason.rstrip(".")
+            result.held.append((invoice, reason, figures[invoice.pk]))
         if dunning.suspend_at and (
             result.suspend_at is None or dunning.suspend_at < result.suspend_at
         ):

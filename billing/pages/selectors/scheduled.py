@@ -3,8 +3,11 @@
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from django.db.models import Q
+
 from accounts.models import Account
-from plans.models import Interval, ScheduledChange
+from plans.meters import meter_label
+from plans.models import AddOn, AddOnTier, Allowance, Interval, Plan, ScheduledChange
 
 from .common import last_day
 
@@ -65,3 +68,49 @@ def scheduled_changes(*, account: Account) -> list[ScheduledRow]:
     if any(row.cancel for row in result):
         return [row for row in result if row.cancel]
     return result
+
+
+def _tier_words(account: Account, addon: AddOn, tier: AddOnTier) -> str:
+    """ "the SMS add-on, 20 SMS tickets a month": the catalog's add-on name and what the tier
+    includes (the account's negotiated allowance first, else the public one)."""
+    allowance = (
+        Allowance.objects.filter(addon_tier=tier, meter=addon.meter)
+        .filter(Q(account=account) | Q(account__isnull=True))
+        .order_by("account_id")  # NULLs last: the account's own row wins
+        .first()
+    )
+    if allowance is None:
+        return f"the {addon.name} add-on, {tier.name}"
+    return f"the {addon.name} add-on, {allowance.included:,} {meter_label(addon.meter)} a month"
+
+
+def change_words(
+    *,
+    account: Account,
+    plan: str | None,
+    interval: str | None,
+    addons: tuple[tuple[str, str | None], ...],
+) -> str:
+    """A requested change in the merchant's words, from the catalog's names: "the Pro plan",
+    "yearly billing", "the SMS add-on, 20 SMS tickets a month", "removing the Voice add-on".
+    Codes the catalog does not know are left as they were typed (the change itself refuses
+    them with its own message)."""
+    parts = []
+    if plan:
+        found = Plan.objects.filter(code=plan).first()
+        parts.append(f"the {found.name if found else plan} plan")
+    if interval:
+        parts.append("yearly billing" if interval == Interval.YEAR else "monthly billing")
+    for code, tier_code in addons:
+        addon = AddOn.objects.filter(code=code).first()
+        if addon is None:
+            parts.append(f"the {code} add-on")
+            continue
+        tier = addon.tiers.filter(code=tier_code).first() if tier_code else None
+        if tier_code is None:
+            parts.append(f"removing the {addon.name} add-on")
+        elif tier is None:
+            parts.append(f"the {addon.name} add-on")
+        else:
+            parts.append(_tier_words(account, addon, tier))
+    return ", ".join(parts)

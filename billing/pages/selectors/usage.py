@@ -7,9 +7,9 @@ from datetime import date, datetime
 from accounts.models import Account
 from accounts.selectors import account_integration_count
 from metering import selectors as metering
-from metering.models import ChargeStatus
+from metering.models import ChargeStatus, Feature
 from plans import meters, pricing
-from plans.models import Meter, Subscription
+from plans.models import AddOn, Meter, Subscription
 from plans.periods import format_period
 from plans.selectors import subscription_current
 from plans.terms import meter_terms_by_meter, subscription_terms
@@ -19,11 +19,10 @@ from .. import charts
 from .common import _policy_words, last_day
 
 PICKER_PERIODS = 24  # closed periods the Usage tab offers to look back at
-ADDON_OF_METER: dict[str, str] = {
-    Meter.AUTOMATED_INTERACTIONS: "Automate",
-    Meter.VOICE_TICKETS: "Voice",
-    Meter.SMS_TICKETS: "SMS",
-    Meter.CONVERT_CLICKS: "Convert",
+# The feature a meter's limit pauses (metering.limits): Convert's campaigns, the AI agents.
+PAUSES: dict[str, str] = {
+    Meter.CONVERT_CLICKS: Feature.CONVERT_CAMPAIGNS,
+    Meter.AUTOMATED_RESOLUTIONS: Feature.AI_AGENTS,
 }
 
 
@@ -168,7 +167,7 @@ def usage(
         terms=terms,
     )
     by_meter = meter_terms_by_meter(terms)
-    labels = meters.LABELS
+    addon_names = dict(AddOn.objects.values_list("meter", "name"))  # the catalog's names
     days = charts.period_days(start.date(), last_day(end))
     daily = daily_counts(account=account, start=start)
     today = min(now, end).date()
@@ -189,15 +188,14 @@ def usage(
     for period in ((start, end), under_way):
         if period is not None and (option := _option(*period)) not in picker:
             picker.insert(0, option)
+    entitlements = metering.entitlements(account=account, subscription=subscription)
     for m in summary.meters:
         if m.included is None and not (m.used or m.pending or m.not_billed):
             continue  # neither paid for nor used: nothing to show
         row = MeterRow(
             meter=m.meter,
-            label=labels.get(m.meter, m.meter).capitalize()
-            if m.meter != Meter.SMS_TICKETS
-            else "SMS tickets",
-            addon=ADDON_OF_METER.get(m.meter, ""),
+            label=meters.meter_heading(m.meter),
+            addon=addon_names.get(m.meter, ""),
             used=m.used,
             pending=m.pending,
             not_billed=m.not_billed,
@@ -207,7 +205,11 @@ def usage(
             overage_minor=m.overage_amount_minor,
             forecast_units=m.forecast_units,
             forecast_minor=m.forecast_amount_minor,
-            policy=_policy_words(by_meter.get(m.meter), account.currency),
+            policy=_policy_words(
+                by_meter.get(m.meter),
+                account.currency,
+                paused=entitlements.get(PAUSES.get(m.meter, ""), {}).get("state") == "paused",
+            ),
         )
         if m.included:
             row.percent = min(100, m.used * 100 // m.included)
@@ -241,7 +243,7 @@ def usage(
         integrations_included=subscription.plan.included_integrations
         if subscription.plan
         else None,
-        entitlements=metering.entitlements(account=account, subscription=subscription),
+        entitlements=entitlements,
         history=history,
         edition=terms.edition,
         resolutions=resolutions,
