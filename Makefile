@@ -13,7 +13,7 @@ TEST_SECRET_KEY ?= $(shell $(PYTHON) -c 'import secrets; print(secrets.token_url
 # `make test CLOCK=2027-02-28T23:59:00Z` runs the whole suite with the wall clock moved there.
 CLOCK ?=
 
-.PHONY: demo demo-advance test lint install clean reference-histories chaos
+.PHONY: demo demo-advance test lint install clean reference-histories chaos fuzz-api
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,15 @@ reference-histories: $(STAMP)
 	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) \
 	  SECRET_KEY=$(TEST_SECRET_KEY) REFERENCE_HISTORIES=$(HISTORIES) \
 	  $(BIN)/pytest -s tests/billing/test_reference_histories.py
+
+## Schemathesis at length (docs/api.md, "The schema under fuzzing"): the test `make test` runs,
+## with EXAMPLES generated cases per operation (CI: 20), 3 x EXAMPLES of the coverage phase's
+## and EXAMPLES walks of the schema's links; the counts of cases and of failures by check print.
+EXAMPLES ?= 500
+fuzz-api: $(STAMP)
+	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) \
+	  SECRET_KEY=$(TEST_SECRET_KEY) SCHEMA_FUZZ_EXAMPLES=$(EXAMPLES) \
+	  $(BIN)/pytest tests/api/test_schema_fuzz.py
 
 ## The chaos suite at its full counts (CI runs a fast slice of every case); the counts of each
 ## case print at the end of the run. See docs/reliability.md. CHAOS_<CASE>=n sets one case.

@@ -8,6 +8,7 @@ from rest_framework import pagination, serializers
 
 from . import input_rules
 from .countries import COUNTRY_CODES, country_problem
+from .validators import plain_text
 
 
 class AwareDateTimeField(serializers.DateTimeField):
@@ -65,7 +66,35 @@ class CountryField(serializers.ChoiceField):
         return super().to_internal_value(data)
 
 
-class LowerSlugField(serializers.SlugField):
+class _JsonStringOnly:
+    """DRF's text fields take a number for its digits (12 as "12"); the schema says string,
+    so the API does too (Schemathesis found `"slug": 0` accepted)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class TextField(_JsonStringOnly, serializers.CharField):
+    """Text people read back (a name, a company, a description): a JSON string without
+    control, bidirectional or invisible characters (`validators.plain_text`)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.validators.append(plain_text)
+
+
+class WholeNumberField(serializers.IntegerField):
+    """A JSON integer: DRF's IntegerField also takes "5" and 5.0; the schema says integer."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class LowerSlugField(_JsonStringOnly, serializers.SlugField):
     """An account slug: letters, digits, '-' and '_'; kept in lower case, so 'Bloom' and
     'bloom' are one slug (docs/api.md, "Account slugs")."""
 

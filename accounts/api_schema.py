@@ -1,8 +1,94 @@
-"""OpenAPI pieces shared by every app's API: the money object, the error shape, and the hook
-that documents on every operation what the conventions add (errors, Idempotency-Key, 429)."""
+"""OpenAPI pieces shared by every app's API: the schema class (text fields as DRF checks them),
+the money object, the error shape, and the hook that documents on every operation what the
+conventions add (errors, Idempotency-Key, 429, a required body)."""
 
+import functools
+import unicodedata
+
+from drf_spectacular import openapi
+from drf_spectacular.plumbing import force_instance
 from drf_spectacular.utils import OpenApiExample
 from rest_framework import serializers
+
+from .validators import PlainText
+
+
+class AutoSchema(openapi.AutoSchema):
+    """drf-spectacular's, saying also what DRF's text fields do beyond their JSON Schema type:
+    they trim the text before checking it (spaces alone are blank), and `PlainText` refuses
+    hidden characters. Without it the schema took text the API refused (Schemathesis found it)."""
+
+    def _map_basic_serializer(self, serializer, direction):
+        schema = super()._map_basic_serializer(serializer, direction)
+        if direction != "request":
+            return schema
+        for field in force_instance(serializer).fields.values():
+            text = schema["properties"].get(field.field_name, {})
+            if (
+                isinstance(field, serializers.CharField)
+                and text.get("type") == "string"
+                and not {"pattern", "format", "enum"} & set(text)
+            ):
+                plain = [v for v in field.validators if isinstance(v, PlainText)]
+                pattern = text_pattern(
+                    non_blank=field.trim_whitespace and not field.allow_blank,
+                    plain=bool(plain),
+                    multi_line=any(v.multi_line for v in plain),
+                )
+                if pattern:
+                    text["pattern"] = pattern
+        return schema
+
+
+@functools.cache
+def text_pattern(*, non_blank: bool, plain: bool, multi_line: bool) -> str | None:
+    """A JSON Schema pattern for text: `non_blank`, something besides what str.strip() trims;
+    `plain`, none of the characters input_rules.text_problem refuses (in a `multi_line` one,
+    tabs, line feeds and a carriage return before a line feed are taken)."""
+    if not (non_blank or plain):
+        return None
+    refused = _char_class(_refused()) if plain else ""
+    if multi_line:
+        refused = _char_class(_refused() - {ord("\t"), ord("\n"), ord("\r")})
+        char = f"(?:[^{refused}\\r]|\\r\\n)"
+    else:
+        char = f"[^{refused}]" if plain else "."
+    if not non_blank:
+        return f"^{char}*$"
+    # One character neither refused nor trimmed, anywhere: the rest as `char` says.
+    solid = f"[^{refused}{_char_class(_spaces())}]"
+    return f"^{char}*{solid}{char}*$" if plain else solid
+
+
+def _char_class(points: frozenset[int]) -> str:
+    """The inside of a regex class naming `points` (in the BMP), as ranges of \\uXXXX."""
+    ranges: list[list[int]] = []
+    for point in sorted(points):
+        if ranges and ranges[-1][1] == point - 1:
+            ranges[-1][1] = point
+        else:
+            ranges.append([point, point])
+
+    def spell(point: int) -> str:
+        return f"\\u{point:04x}"
+
+    return "".join(spell(a) if a == b else f"{spell(a)}-{spell(b)}" for a, b in ranges)
+
+
+@functools.cache
+def _spaces() -> frozenset[int]:
+    """What str.strip() trims, in this Python's Unicode (all in the BMP)."""
+    return frozenset(point for point in range(0x10000) if chr(point).isspace())
+
+
+@functools.cache
+def _refused() -> frozenset[int]:
+    """What input_rules.text_problem refuses in the Basic Multilingual Plane, lone surrogates
+    left out: JSON Schema's regex engines (jsonschema-rs among them) cannot name one, and
+    UTF-8 cannot carry one. The few refused beyond it (tags U+E0001-E007F, some format
+    controls) are said in words: a class naming them stops Schemathesis' generation."""
+    refused = ("Cc", "Cf", "Zl", "Zp")
+    return frozenset(p for p in range(0x10000) if unicodedata.category(chr(p)) in refused)
 
 
 class MoneyOut(serializers.Serializer):
@@ -177,6 +263,10 @@ def conventions_hook(result, generator, request, public):
             responses["429"]["headers"] = {
                 "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}
             }
+            if "requestBody" in operation:
+                # A view that reads a body reads an absent one as {}: always refused (a field
+                # is required, or a change names nothing).
+                operation["requestBody"]["required"] = True
             if method == "post":
                 parameters = operation.setdefault("parameters", [])
                 if not any(p.get("name") == "Idempotency-Key" for p in parameters):

@@ -35,8 +35,10 @@ def idempotent(view_method):
     @functools.wraps(view_method)
     def wrapper(self, request, *args, **kwargs):
         key = request.headers.get("Idempotency-Key")
-        if not key:
+        if key is None:
             return view_method(self, request, *args, **kwargs)
+        # Sent empty is not absent: a client whose key went missing (an unset variable) would
+        # otherwise lose the protection without a word.
         if not _KEY_FORMAT.fullmatch(key):
             raise DomainError(
                 "Idempotency-Key is 1 to 255 printable ASCII characters without spaces "

@@ -21,6 +21,7 @@ from accounts.idempotency import idempotent
 from accounts.selectors import account_get
 from metering import api as metering_api
 from plans import api as plans_api
+from plans import api_schema as catalog_schema
 from plans.api import ScheduledChangeOut, SubscriptionOut, subscription_out
 from plans.models import Interval
 
@@ -253,6 +254,27 @@ class ChangeIn(serializers.Serializer):
         return data
 
 
+class ChangeCodes(catalog_schema.CatalogCodes):
+    """A change names a plan for sale, and at least one of plan, interval, add-ons (as
+    `ChangeIn.validate` requires)."""
+
+    target_class = ChangeIn
+
+    def map_serializer(self, auto_schema, direction):
+        schema = super().map_serializer(auto_schema, direction)
+        schema["anyOf"] = [
+            {"required": ["plan"]},
+            {"required": ["interval"]},
+            {"required": ["addons"], "properties": {"addons": {"minItems": 1}}},
+        ]
+        return schema
+
+
+class AddOnChanges(catalog_schema.AddOnChoices):
+    target_class = AddOnChangeIn
+    removable = True  # a null tier removes the add-on
+
+
 class SubscriptionChangesApi(APIView):
     """POST a change: upgrades apply now with a prorated invoice (P6), downgrades at the end of
     the cycle (P7)."""
@@ -311,6 +333,10 @@ class SubscriptionChangesApi(APIView):
 class SubscriptionStartIn(serializers.Serializer):
     plan = serializers.CharField(max_length=40)
     interval = serializers.ChoiceField(choices=Interval.values)
+
+
+class SubscriptionStartCodes(catalog_schema.CatalogCodes):
+    target_class = SubscriptionStartIn
 
 
 class SubscriptionStartOut(serializers.Serializer):

@@ -84,9 +84,8 @@ def subscription_change(
         if subscription is None:
             raise NotFound(f"Account '{account.slug}' has no subscription.")
         if subscription.edition_id:
-            raise DomainError(
-                "Per-agent editions are changed by an operator.", code="edition_change"
-            )
+            # A refusal of the account's state, not of the request: a 409 (was a 400).
+            raise Conflict("Per-agent editions are changed by an operator.", code="edition_change")
         if at < subscription.current_period_start:
             # Billing was run ahead of the clock (run_billing --as-of a future date): there is
             # no cycle around `at` to prorate against.
@@ -96,6 +95,17 @@ def subscription_change(
                 "was run ahead); change it from then on.",
                 code="cycle_not_started",
                 details={"current_period_start": subscription.current_period_start.isoformat()},
+            )
+        if at >= subscription.current_period_end:
+            # The cycle ended and billing has not closed it yet (it runs every few minutes; a
+            # close set aside waits longer): no cycle around `at` to prorate against, and an
+            # end-of-cycle change would land on a date already past. Was a 500 (Schemathesis).
+            ended = subscription.current_period_end
+            raise Conflict(
+                f"The subscription's cycle ended {ended:%Y-%m-%d %H:%M} UTC and is being "
+                "closed; send the change again once the next cycle has started.",
+                code="cycle_not_closed",
+                details={"current_period_end": ended.isoformat()},
             )
         plan, tiers = _resolve(subscription, request)
         current = subscription_terms(subscription)
@@ -301,7 +311,7 @@ def subscription_change_preview(
     if subscription is None:
         raise NotFound(f"Account '{account.slug}' has no subscription.")
     if subscription.edition_id:
-        raise DomainError("Per-agent editions are changed by an operator.", code="edition_change")
+        raise Conflict("Per-agent editions are changed by an operator.", code="edition_change")
     plan, tiers = _resolve(subscription, request)
     current = subscription_terms(subscription)
     requested = subscription_terms(subscription, plan=plan, interval=request.interval, tiers=tiers)

@@ -67,6 +67,10 @@ class GatewayError(Exception):
     """Stripe refused a request for a reason that is ours or the input's (not a decline)."""
 
 
+class PaymentMethodMissing(GatewayError):
+    """Stripe has no payment method by that id (a typo, or another Stripe account's)."""
+
+
 @dataclass(frozen=True)
 class ChargeResult:
     status: str  # succeeded | requires_action | failed | canceled | unknown
@@ -132,6 +136,8 @@ def payment_method_attach(*, customer: str, payment_method: str) -> CardInfo:
     except stripe.CardError as exc:
         raise GatewayError(reason_for(exc.code or "card_declined")) from exc
     except stripe.InvalidRequestError as exc:
+        if exc.http_status == 404:
+            raise PaymentMethodMissing(f"Stripe has no payment method '{payment_method}'.") from exc
         raise GatewayError(f"Stripe refused the payment method: {exc.user_message or exc}") from exc
     card = _plain(method).get("card") or {}
     return CardInfo(

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import Exists, Max, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
-from accounts.errors import Conflict, DomainError
+from accounts.errors import Conflict, DomainError, NotFound
 from accounts.models import Account
 from audit.services import audit_record
 from plans import pricing
@@ -81,6 +81,9 @@ def payment_method_set(*, account: Account, stripe_payment_method: str) -> Payme
         card = gateway.payment_method_attach(
             customer=customer, payment_method=stripe_payment_method
         )
+    except gateway.PaymentMethodMissing as exc:
+        # A well-formed id that names nothing: a 404 like any other unknown object.
+        raise NotFound(str(exc), details={"field": "stripe_payment_method"}) from exc
     except gateway.GatewayError as exc:
         raise DomainError(str(exc), code="payment_method_refused") from exc
     with transaction.atomic():

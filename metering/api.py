@@ -4,6 +4,8 @@ import re
 from datetime import datetime
 
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -15,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.api_fields import money
-from accounts.api_schema import ErrorDetail, MoneyOut, PeriodOut
+from accounts.api_schema import AutoSchema, ErrorDetail, MoneyOut, PeriodOut
 from accounts.errors import DomainError, NotFound
 from accounts.idempotency import idempotent
 from accounts.parsers import JSONParser
@@ -23,7 +25,7 @@ from accounts.principals import KeyPrincipal, accounts_for
 from accounts.selectors import account_get
 from plans.selectors import subscription_current
 
-from . import metrics, selectors, services, validation
+from . import event_schema, metrics, selectors, services, validation
 
 _MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
 
@@ -33,6 +35,24 @@ class EventBatchParser(JSONParser):
 
     def loads(self, text: str):
         return validation.parse_batch(text)
+
+
+class EventField(serializers.DictField):
+    """One event of a batch; each is checked alone by `validation.validate_event`."""
+
+
+class EventFieldSchema(OpenApiSerializerFieldExtension):
+    """The event as `event_schema` draws it from the validation's own tables."""
+
+    target_class = EventField
+
+    def map_serializer_field(self, auto_schema, direction):
+        for name, schema in event_schema.components().items():
+            component = ResolvedComponent(
+                name=name, type=ResolvedComponent.SCHEMA, object=name, schema=schema
+            )
+            auto_schema.registry.register_on_missing(component)
+        return event_schema.ref(event_schema.EVENT)
 
 
 RejectedOut = inline_serializer(
@@ -141,7 +161,12 @@ class EventsApi(APIView):
     @extend_schema(
         operation_id="events_ingest",
         request=inline_serializer(
-            "EventBatch", {"events": serializers.ListField(child=serializers.DictField())}
+            "EventBatch",
+            {
+                "events": serializers.ListField(
+                    child=EventField(), min_length=1, max_length=services.MAX_BATCH
+                )
+            },
         ),
         responses={202: EventBatchOut},
         examples=[EVENT_EXAMPLE],
@@ -250,22 +275,29 @@ UsageOut = inline_serializer(
 )
 
 
+class UsageSchema(AutoSchema):
+    def get_override_parameters(self):
+        # Drawn when the schema is, not at import: the last year accepted moves on 1 January.
+        last = timezone.now().year + 1
+        years = "|".join(str(year) for year in range(validation.EARLIEST.year, last + 1))
+        period = {"type": "string", "pattern": f"^({years})-(0[1-9]|1[0-2])$"}
+        description = (
+            f"YYYY-MM, from {validation.EARLIEST:%Y-%m} to {last}-12: the usage period "
+            "starting that month."
+        )
+        return [OpenApiParameter("period", period, description=description)]
+
+
 # The usage answer, less what only billing knows: the API serves billing.api.UsageApi, which adds
 # the late units (F6) from the invoiced closes. (No docstring: it would become the schema's
 # description of the operation.)
 class UsageApi(APIView):
+    schema = UsageSchema()
+
     def late_units(self, *, subscription, start: datetime) -> dict[str, int]:
         return {}  # which late units were invoiced is billing's to say, a layer above
 
-    @extend_schema(
-        operation_id="usage_retrieve",
-        parameters=[
-            OpenApiParameter(
-                "period", str, description="YYYY-MM: the usage period starting that month"
-            )
-        ],
-        responses=UsageOut,
-    )
+    @extend_schema(operation_id="usage_retrieve", responses=UsageOut)
     def get(self, request, slug: str):
         account = account_get(principal=request.user, slug=slug)
         now = timezone.now()
@@ -334,7 +366,18 @@ def _period_error(now: datetime) -> DomainError:
 
 
 class TicketBillingApi(APIView):
-    @extend_schema(operation_id="ticket_billing_retrieve", responses=TicketBillingOut)
+    @extend_schema(
+        operation_id="ticket_billing_retrieve",
+        parameters=[
+            OpenApiParameter(
+                "ticket",
+                event_schema.identifier_string(),
+                OpenApiParameter.PATH,
+                description="The helpdesk's ticket id, as its events name it.",
+            )
+        ],
+        responses=TicketBillingOut,
+    )
     def get(self, request, slug: str, ticket: str):
         account = account_get(principal=request.user, slug=slug)
         _, error = validation.identifier("ticket", ticket)

@@ -7,21 +7,19 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.api_fields import NewestFirstPagination
+from accounts.api_fields import NewestFirstPagination, TextField
 from accounts.api_schema import paginated
 from accounts.idempotency import idempotent
-from accounts.validators import plain_text
 
 from . import delivery as sending
 from . import selectors, services
+from .endpoint_url import WebhookUrlField
 from .models import DeliveryStatus, EventType
 
 
 class EndpointIn(serializers.Serializer):
-    url = serializers.URLField(max_length=2000)
-    description = serializers.CharField(
-        max_length=200, required=False, default="", validators=[plain_text]
-    )
+    url = WebhookUrlField(max_length=2000)
+    description = TextField(max_length=200, required=False, default="")
 
 
 class EndpointOut(serializers.Serializer):

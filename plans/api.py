@@ -11,6 +11,8 @@ from accounts.api_fields import (
     CountryField,
     LowerSlugField,
     NewestFirstPagination,
+    TextField,
+    WholeNumberField,
     money,
 )
 from accounts.api_schema import PeriodOut, paginated
@@ -19,7 +21,6 @@ from accounts.idempotency import idempotent
 from accounts.models import CURRENCIES, Account
 from accounts.principals import KeyPrincipal
 from accounts.selectors import account_get, account_integration_count, account_list
-from accounts.validators import plain_text
 
 from . import pricing, selectors, services
 from .models import Interval, Subscription
@@ -32,7 +33,7 @@ class AddOnChoiceIn(serializers.Serializer):
 
 class AccountCreateIn(serializers.Serializer):
     slug = LowerSlugField(max_length=63)
-    name = serializers.CharField(max_length=200, validators=[plain_text])
+    name = TextField(max_length=200)
     billing_email = serializers.EmailField()
     currency = serializers.ChoiceField(choices=CURRENCIES, default="USD")
     plan = serializers.CharField(max_length=40)
@@ -44,14 +45,11 @@ class AccountCreateIn(serializers.Serializer):
         help_text="Migrating a customer mid-cycle: the cycle's anchor, RFC 3339 with an offset, "
         f"{input_rules.NOT_FUTURE.describe()}.",
     )
-    full_agents = serializers.IntegerField(min_value=0, default=0)
-    light_agents = serializers.IntegerField(min_value=0, default=0)
-    company = serializers.CharField(
-        max_length=200, required=False, default="", validators=[plain_text]
-    )
-    vat_id = serializers.CharField(
-        max_length=20, required=False, default="", validators=[plain_text]
-    )
+    # At most what the database's integer column holds (above, a 400 from the model's check).
+    full_agents = WholeNumberField(min_value=0, max_value=2**31 - 1, default=0)
+    light_agents = WholeNumberField(min_value=0, max_value=2**31 - 1, default=0)
+    company = TextField(max_length=200, required=False, default="")
+    vat_id = TextField(max_length=20, required=False, default="")
     country = CountryField(required=False, default="")
 
     # The catalog is checked here, not only in the service, so an unknown plan or add-on is

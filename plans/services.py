@@ -20,6 +20,7 @@ from .models import (
     AddOnTier,
     Edition,
     Plan,
+    Price,
     Subscription,
     SubscriptionAddOn,
     SubscriptionStatusChange,
@@ -148,6 +149,38 @@ def _require_account_terms(*, account: Account, plan: Plan) -> None:
         )
 
 
+def _require_catalog_fee(offer: Plan | Edition | AddOnTier, *, currency: str, interval: str):
+    """An account can only be opened on what the catalog sells in its currency: the account's
+    currency never changes, and an offer without a fee in it could never be billed (an account
+    in AUD on Pro was opened, then every invoice and usage answer failed: Schemathesis)."""
+    if isinstance(offer, Plan):
+        fees = Price.objects.filter(plan=offer)
+    elif isinstance(offer, Edition):
+        fees = Price.objects.filter(edition=offer)
+    else:
+        fees = Price.objects.filter(addon_tier=offer)
+    fees = fees.filter(account=None, component=Price.Component.FEE, interval=interval)
+    if not fees.filter(currency=currency).exists():
+        sold = ", ".join(sorted(fees.values_list("currency", flat=True))) or "no currency"
+        message = f"'{offer.code}' is not sold in {currency} ({interval}ly): {sold} only."
+        raise DomainError(
+            message, code="not_sold_in_currency", details={"fields": {"currency": [message]}}
+        )
+
+
+def sold_currencies() -> list[str]:
+    """The currencies every offer of the catalog is sold in, monthly and yearly: those an
+    account may be opened in whatever it picks (the API's schema lists them)."""
+    fees = Price.objects.filter(account=None, component=Price.Component.FEE)
+    offers: dict[tuple, set[tuple[str, str]]] = {}
+    for row in fees.values_list("plan_id", "edition_id", "addon_tier_id", "currency", "interval"):
+        offers.setdefault(row[:3], set()).add(row[3:])
+    if not offers:
+        return []
+    common = set.intersection(*offers.values())
+    return sorted(c for c in {c for c, _ in common} if {(c, "month"), (c, "year")} <= common)
+
+
 @transaction.atomic
 def account_open(
     *,
@@ -167,6 +200,9 @@ def account_open(
     """Create an account with its subscription, all or nothing."""
     offer = resolve_offer(code=plan_code)
     tiers = resolve_tiers(choices=addons)
+    if not (isinstance(offer, Plan) and offer.is_custom):  # Enterprise: the account's own prices
+        for sold in (offer, *tiers):
+            _require_catalog_fee(sold, currency=currency, interval=interval)
     account = account_services.account_create(
         slug=slug,
         name=name,

@@ -42,7 +42,8 @@ def assert_served_from_the_package(html: str) -> None:
     assert hosts == []
 
 
-def test_the_schema_documents_every_route_with_the_conventions(client):
+def test_the_schema_documents_every_route_with_the_conventions(client, db):
+    # (`db`: the schema lists the catalog's codes, read when it is drawn.)
     schema = client.get("/api/schema/?format=json").json()
     paths = schema["paths"]
     for pattern in api_urls.urlpatterns:
@@ -67,7 +68,7 @@ def test_the_schema_documents_every_route_with_the_conventions(client):
     assert "requires_confirmation" in statuses and "past_due" in statuses
 
 
-def test_usage_schemas_document_the_overage_amount(client):
+def test_usage_schemas_document_the_overage_amount(client, db):
     """The usage answer carries `overage_amount` on each meter and its forecast; the schema
     left it out while the field was given as the serializer class instead of an instance
     (found by mypy, issue 21)."""
