@@ -828,6 +828,7 @@ class Composes:
 NOT_WALKED: dict[Callable, str | Composes] = {
     plans.services.resolve_offer: READS,
     plans.services.resolve_tiers: READS,
+    plans.services.sold_currencies: READS,
     billing.changes.plan_for_sale: READS,
     billing.changes.subscription_change_preview: READS,
     billing.changes.terms_words: PURE,
