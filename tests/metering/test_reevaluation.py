@@ -270,7 +270,8 @@ def test_Z9_pause_caps_resolutions_beyond_the_allocation_and_pauses_ai(edition_a
     )
     assert statuses == ["capped"] * 2 + ["final"] * 10
     ai = Entitlement.objects.get(account=edition_account, feature="ai_agents")
-    assert ai.state == "paused" and "Z9" in ai.reason
+    # The reason is merchant copy: the limit in words, no rule id.
+    assert (ai.state, ai.reason) == ("paused", "Automated-resolution limit of 10 reached.")
 
 
 def test_Z9_the_accounts_own_monthly_limit_pauses_ai_until_next_month(edition_account):
