@@ -30,10 +30,20 @@ class AccountStatus(models.TextChoices):
     CLOSED = "closed"
 
 
+class BillingChannel(models.TextChoices):
+    """How an account pays: by card through Stripe, or through its Shopify store (an app
+    subscription whose usage records Shopify invoices). Chosen at creation; only an operator
+    moves an account to the other channel (docs/shopify.md, "Changing channel")."""
+
+    STRIPE = "stripe", "Card through Stripe"
+    SHOPIFY = "shopify", "Paid through Shopify"
+
+
 class Account(models.Model):
     """One merchant: the tenant every other row belongs to."""
 
     Status = AccountStatus
+    Channel = BillingChannel
 
     slug = models.SlugField(max_length=63, unique=True, help_text="Kept in lower case.")
     name = models.CharField(max_length=200, validators=[plain_text])
@@ -53,12 +63,19 @@ class Account(models.Model):
     vat_id = models.CharField("VAT id", max_length=20, blank=True, validators=[plain_text])
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
     stripe_customer_id = models.CharField(max_length=64, blank=True)
+    billing_channel = models.CharField(
+        max_length=8, choices=BillingChannel.choices, default=BillingChannel.STRIPE
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
             models.CheckConstraint(
                 condition=Q(currency__in=CURRENCIES), name="account_currency_known"
+            ),
+            models.CheckConstraint(
+                condition=Q(billing_channel__in=BillingChannel.values),
+                name="account_billing_channel_valid",
             ),
             models.CheckConstraint(
                 condition=Q(status__in=AccountStatus.values), name="account_status_valid"
@@ -79,6 +96,58 @@ class Account(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.slug})"
+
+    @property
+    def pays_through_shopify(self) -> bool:
+        return self.billing_channel == BillingChannel.SHOPIFY
+
+
+class ShopifyShop(models.Model):
+    """The Shopify store an account pays through: the shop's domain and the app's access token
+    for it (the partner that installed the app hands both over). The token is stored encrypted
+    (accounts.secrets) and never shown, logged or returned by the API."""
+
+    account = models.OneToOneField(Account, on_delete=models.CASCADE, related_name="shopify_shop")
+    shop_domain = models.CharField(
+        max_length=253, unique=True, help_text="The shop's permanent domain: name.myshopify.com"
+    )
+    access_token_encrypted = models.TextField(editable=False)
+    capped_amount_minor = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="This account's approved usage cap per 30 days (minor units); empty: the plan's.",
+    )
+    installed_at = models.DateTimeField()
+    uninstalled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(shop_domain=Lower("shop_domain")),
+                name="shopify_shop_domain_lower_case",
+            ),
+            models.CheckConstraint(
+                condition=Q(capped_amount_minor__isnull=True) | Q(capped_amount_minor__gt=0),
+                name="shopify_shop_cap_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.shop_domain
+
+    def __repr__(self) -> str:  # never the token, even encrypted
+        return f"<ShopifyShop {self.shop_domain}>"
+
+    @property
+    def access_token(self) -> str:
+        from .secrets import decrypt
+
+        return decrypt(self.access_token_encrypted)
+
+    def set_access_token(self, token: str) -> None:
+        from .secrets import encrypt
+
+        self.access_token_encrypted = encrypt(token)
 
 
 class Role(models.TextChoices):

@@ -460,3 +460,170 @@ class CloseSetAside(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subscription} set aside at {self.step}: {self.error[:60]}"
+
+
+# --- the Shopify channel (docs/shopify.md) -----------------------------------------------------
+
+
+class ShopifyStatus(models.TextChoices):
+    """Shopify's AppSubscriptionStatus, as Shopify names it. Only ACTIVE bills; FROZEN is
+    Shopify-side non-payment (it re-activates when the merchant pays Shopify)."""
+
+    PENDING = "PENDING", "waiting for the merchant's approval"
+    ACTIVE = "ACTIVE", "active"
+    DECLINED = "DECLINED", "declined by the merchant"
+    EXPIRED = "EXPIRED", "not approved within two days"
+    FROZEN = "FROZEN", "frozen by Shopify (unpaid Shopify bill)"
+    CANCELLED = "CANCELLED", "cancelled"
+
+
+SHOPIFY_LIVE = (ShopifyStatus.ACTIVE, ShopifyStatus.FROZEN)
+SHOPIFY_TERMINAL = (ShopifyStatus.DECLINED, ShopifyStatus.EXPIRED, ShopifyStatus.CANCELLED)
+
+
+class ShopifySubscription(models.Model):
+    """One app subscription at Shopify (one appSubscriptionCreate). A plan change creates a new
+    one that replaces the old once the merchant approves it; the old row stays as history.
+
+    `terms` is what we asked Shopify to bill (plan, add-ons, the 30-day fee, and for a change the
+    request to apply once approved); Shopify's own figures (status, cap, balance used, period
+    end) are mirrored from its answers and webhooks and never computed here."""
+
+    Status = ShopifyStatus
+
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="shopify_subscriptions"
+    )
+    subscription = models.ForeignKey(
+        Subscription,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="shopify_subscriptions",
+        help_text="Our subscription it bills (set once Shopify says ACTIVE).",
+    )
+    replaces = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaced_by"
+    )
+    gid = models.CharField(max_length=120, unique=True, help_text="gid://shopify/AppSubscription/…")
+    name = models.CharField(max_length=255)
+    status = models.CharField(max_length=10, choices=ShopifyStatus.choices)
+    replacement_behavior = models.CharField(max_length=30, blank=True)
+    terms = models.JSONField(default=dict)
+    currency = models.CharField(max_length=3)
+    recurring_line_gid = models.CharField(max_length=120, blank=True)
+    recurring_amount_minor = models.BigIntegerField(default=0)
+    usage_line_gid = models.CharField(max_length=120, blank=True)
+    usage_terms = models.CharField(max_length=500, blank=True)
+    capped_amount_minor = models.BigIntegerField(default=0)
+    balance_used_minor = models.BigIntegerField(default=0)
+    confirmation_url = models.URLField(max_length=2000, blank=True)
+    cap_requested_minor = models.BigIntegerField(
+        null=True, blank=True, help_text="A higher cap asked for, waiting for the merchant."
+    )
+    cap_confirmation_url = models.URLField(max_length=2000, blank=True)
+    cap_requested_at = models.DateTimeField(null=True, blank=True)
+    approaching_cap_at = models.DateTimeField(
+        null=True, blank=True, help_text="When Shopify said 90 % of the cap was used."
+    )
+    current_period_end = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    activated_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=ShopifyStatus.values), name="shopifysub_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(capped_amount_minor__gte=0) & Q(balance_used_minor__gte=0),
+                name="shopifysub_amounts_not_negative",
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "status"], name="shopifysub_account_status")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_status_display()})"
+
+    @property
+    def remaining_minor(self) -> int:
+        """What the usage line can still take this Shopify interval."""
+        return max(0, self.capped_amount_minor - self.balance_used_minor)
+
+
+class UsageRecordStatus(models.TextChoices):
+    CREATED = "created"  # written with its key, not yet claimed
+    SENDING = "sending"  # claimed: one caller is posting it to Shopify
+    UNKNOWN = "unknown"  # the answer was lost: settled by asking Shopify (reconcile)
+    POSTED = "posted"  # Shopify has it (shopify_gid)
+    HELD = "held"  # over the approved cap: posted once the merchant raises it (P8)
+    FAILED = "failed"  # Shopify refused it for another reason: an operator looks
+
+
+class ShopifyUsageRecord(models.Model):
+    """A part of an invoice line billed through Shopify: one appUsageRecordCreate.
+
+    Moving money on this channel is posting these, and it goes like a charge: the row and its
+    idempotency key (derived from the line and the part, never from an attempt) are committed
+    first, the row is claimed `created → sending` by one caller, and only the claimant calls
+    Shopify; a lost answer is settled by asking Shopify, and a retry reuses the key so Shopify
+    replays its first answer. What does not fit under the cap is a `held` part, posted after a
+    raise: usage is never dropped."""
+
+    Status = UsageRecordStatus
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="usage_records")
+    line = models.ForeignKey(InvoiceLine, on_delete=models.PROTECT, related_name="usage_records")
+    part = models.PositiveSmallIntegerField(default=1)
+    shopify_subscription = models.ForeignKey(
+        ShopifySubscription,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="usage_records",
+    )
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    description = models.CharField(max_length=255)
+    status = models.CharField(
+        max_length=8, choices=UsageRecordStatus.choices, default=UsageRecordStatus.CREATED
+    )
+    shopify_gid = models.CharField(max_length=120, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField()
+    sending_at = models.DateTimeField(null=True, blank=True)
+    posted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["line", "part"], name="usagerecord_line_part"),
+            models.CheckConstraint(condition=Q(amount_minor__gt=0), name="usagerecord_positive"),
+            models.CheckConstraint(
+                condition=Q(status__in=UsageRecordStatus.values), name="usagerecord_status_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["status"], name="usagerecord_status")]
+
+    def __str__(self) -> str:
+        return f"{self.idempotency_key} {self.amount_minor} {self.currency} ({self.status})"
+
+
+class ShopifyWebhook(models.Model):
+    """A webhook from Shopify, stored (unique per X-Shopify-Webhook-Id) before it is processed,
+    then retried with backoff like Stripe's events when processing fails."""
+
+    webhook_id = models.CharField(max_length=120, unique=True)
+    topic = models.CharField(max_length=80)
+    shop_domain = models.CharField(max_length=253)
+    payload = models.JSONField()
+    received_at = models.DateTimeField()
+    processed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.topic} from {self.shop_domain} ({self.webhook_id})"

@@ -347,6 +347,22 @@ STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 # blindly); also bounds how long a merchant's "Retry payment" click can wait.
 STRIPE_TIMEOUT_SECONDS = env.int("STRIPE_TIMEOUT_SECONDS", default=15)
 
+# --- Shopify (the second billing channel, docs/shopify.md). SHOPIFY_ADMIN_URL is the Admin
+# GraphQL endpoint with {shop} for the shop's domain; the demo and tests point it at the
+# stand-in (scripts/shopify_standin.py). SHOPIFY_API_SECRET signs Shopify's webhooks.
+SHOPIFY_ADMIN_URL = env.str(
+    "SHOPIFY_ADMIN_URL", default="https://{shop}/admin/api/2025-04/graphql.json"
+)
+SHOPIFY_API_SECRET = env.str("SHOPIFY_API_SECRET", default="")
+SHOPIFY_TIMEOUT_SECONDS = env.int("SHOPIFY_TIMEOUT_SECONDS", default=15)
+# Charges on Shopify's usage line stop at this cap per 30-day interval unless the plan or the
+# account says otherwise; the FAQ's "$10,000 approved usage limit".
+SHOPIFY_DEFAULT_CAPPED_AMOUNT_MINOR = env.int("SHOPIFY_DEFAULT_CAPPED_AMOUNT_MINOR", default=1_000_000)
+# Test subscriptions (Shopify's `test: true`): never charged; for development stores.
+SHOPIFY_TEST_CHARGES = env.bool("SHOPIFY_TEST_CHARGES", default=False)
+# Encryption keys for stored secrets (Fernet keys, newest first); empty: derived from SECRET_KEY.
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+
 # --- The partner API.
 REST_FRAMEWORK: dict[str, Any] = {
     # Keys only: the merchant pages and the console call services, never this API, so a
