@@ -34,6 +34,16 @@ class Meter(models.TextChoices):
 class Interval(models.TextChoices):
     MONTH = periods.MONTH, "monthly"
     YEAR = periods.YEAR, "yearly"
+    # Shopify-channel subscriptions only (Shopify's EVERY_30_DAYS); they pay monthly prices.
+    DAYS_30 = periods.DAYS_30, "every 30 days"
+
+
+class PriceInterval(models.TextChoices):
+    """The catalog's price intervals: a 30-day cycle reads the monthly prices
+    (periods.price_interval), so no price is ever stored for it."""
+
+    MONTH = periods.MONTH, "monthly"
+    YEAR = periods.YEAR, "yearly"
 
 
 class Plan(models.Model):
@@ -233,7 +243,9 @@ class Price(_Owned):
     Component = PriceComponent
 
     currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
-    interval = models.CharField(max_length=5, choices=Interval.choices, default=Interval.MONTH)
+    interval = models.CharField(
+        max_length=5, choices=PriceInterval.choices, default=PriceInterval.MONTH
+    )
     component = models.CharField(max_length=10, choices=Component.choices, default=Component.FEE)
     unit_amount_minor = models.DecimalField(max_digits=14, decimal_places=4)
 
@@ -245,7 +257,7 @@ class Price(_Owned):
             ),
             models.CheckConstraint(condition=Q(currency__in=CURRENCIES), name="price_currency"),
             models.CheckConstraint(
-                condition=Q(interval__in=Interval.values), name="price_interval"
+                condition=Q(interval__in=PriceInterval.values), name="price_interval"
             ),
             models.CheckConstraint(
                 condition=Q(component__in=PriceComponent.values), name="price_component"
@@ -366,7 +378,7 @@ class Subscription(models.Model):
         if self.usage_period_start is None and self.billing_anchor and self.current_period_start:
             # Entered by hand in the admin: the usage period follows from the anchor.
             self.usage_period_start, self.usage_period_end = periods.usage_period_containing(
-                self.billing_anchor, self.current_period_start
+                self.billing_anchor, self.current_period_start, self.interval
             )
         if bool(self.plan_id) == bool(self.edition_id):
             raise ValidationError("A subscription is to exactly one plan or one edition.")

@@ -4,6 +4,10 @@ Periods are half-open `[start, end)` and always derived from the subscription's 
 from the previous period's end: a cycle anchored on Jan 31 renews on Feb 28 (or 29) and then on
 Mar 31 again, instead of drifting to the 28th forever. Times of day are kept as anchored (UTC).
 
+A third interval, `30d`, is for Shopify-channel subscriptions: Shopify bills every 30 days from
+the instant the merchant approved the app subscription, so those periods are exactly 30 days
+from the anchor (k * 30 days, no calendar), and their usage periods are the same 30-day periods.
+
 A period is shown as the days it covers (`format_period`), everywhere: pages, emails, the
 console, invoice lines and PDFs.
 """
@@ -13,7 +17,21 @@ from datetime import UTC, datetime, time, timedelta
 
 MONTH = "month"
 YEAR = "year"
+DAYS_30 = "30d"
 INTERVAL_MONTHS = {MONTH: 1, YEAR: 12}
+THIRTY_DAYS = timedelta(days=30)
+
+
+def usage_interval(interval: str) -> str:
+    """The interval of a subscription's usage periods: monthly on month and year cycles (rule
+    book §1), the cycle itself on a 30-day one (Shopify's interval holds its usage)."""
+    return DAYS_30 if interval == DAYS_30 else MONTH
+
+
+def price_interval(interval: str) -> str:
+    """The catalog interval whose prices and terms a subscription of `interval` pays: a 30-day
+    cycle pays the monthly ones per period (Shopify's EVERY_30_DAYS price), never annual ones."""
+    return MONTH if interval == DAYS_30 else interval
 
 
 def add_months(anchor: datetime, months: int) -> datetime:
@@ -27,12 +45,18 @@ def add_months(anchor: datetime, months: int) -> datetime:
 
 def period_bounds(anchor: datetime, interval: str, index: int) -> tuple[datetime, datetime]:
     """The `index`-th period after the anchor (index 0 starts at the anchor)."""
+    if interval == DAYS_30:
+        # A fixed length, so no clamping: the time of day stays (UTC has no DST shifts).
+        return anchor + index * THIRTY_DAYS, anchor + (index + 1) * THIRTY_DAYS
     step = INTERVAL_MONTHS[interval]
     return add_months(anchor, index * step), add_months(anchor, (index + 1) * step)
 
 
 def period_index(anchor: datetime, interval: str, instant: datetime) -> int:
     """Index of the period of `anchor`'s cycle that contains `instant` (negative before it)."""
+    if interval == DAYS_30:
+        # timedelta // timedelta floors, so an instant before the anchor gets a negative index.
+        return (instant - anchor) // THIRTY_DAYS
     step = INTERVAL_MONTHS[interval]
     months = (instant.year - anchor.year) * 12 + (instant.month - anchor.month)
     index = months // step
@@ -51,9 +75,12 @@ def period_containing(
     return period_bounds(anchor, interval, period_index(anchor, interval, instant))
 
 
-def usage_period_containing(anchor: datetime, instant: datetime) -> tuple[datetime, datetime]:
-    """Usage periods are monthly on every subscription, annual ones included (rule book §1)."""
-    return period_containing(anchor, MONTH, instant)
+def usage_period_containing(
+    anchor: datetime, instant: datetime, interval: str = MONTH
+) -> tuple[datetime, datetime]:
+    """The usage period holding `instant` on a subscription of `interval`: monthly on month
+    and year cycles, annual ones included (rule book §1); the 30-day period on a 30d one."""
+    return period_containing(anchor, usage_interval(interval), instant)
 
 
 def remaining_seconds(start: datetime, end: datetime, at: datetime) -> tuple[int, int]:
@@ -66,7 +93,13 @@ def remaining_seconds(start: datetime, end: datetime, at: datetime) -> tuple[int
 def cycle_starting(anchor: datetime, start: datetime, interval: str) -> tuple[datetime, datetime]:
     """The billing cycle of `interval` that starts at `start`, a point of the anchor's monthly
     grid. Cycles always start and end on that grid, so a month -> year switch that turns the
-    current month into the first month of an annual cycle never moves a usage period."""
+    current month into the first month of an annual cycle never moves a usage period. A 30d
+    cycle lives on its own 30-day grid instead (it never switches to month or year)."""
+    if interval == DAYS_30:
+        index = period_index(anchor, DAYS_30, start)
+        if anchor + index * THIRTY_DAYS != start:
+            raise ValueError(f"{start} is not a 30-day period boundary of the anchor {anchor}")
+        return period_bounds(anchor, DAYS_30, index)
     index = period_index(anchor, MONTH, start)
     if add_months(anchor, index) != start:
         raise ValueError(f"{start} is not a usage period boundary of the anchor {anchor}")
