@@ -357,7 +357,9 @@ SHOPIFY_API_SECRET = env.str("SHOPIFY_API_SECRET", default="")
 SHOPIFY_TIMEOUT_SECONDS = env.int("SHOPIFY_TIMEOUT_SECONDS", default=15)
 # Charges on Shopify's usage line stop at this cap per 30-day interval unless the plan or the
 # account says otherwise; the FAQ's "$10,000 approved usage limit".
-SHOPIFY_DEFAULT_CAPPED_AMOUNT_MINOR = env.int("SHOPIFY_DEFAULT_CAPPED_AMOUNT_MINOR", default=1_000_000)
+SHOPIFY_DEFAULT_CAPPED_AMOUNT_MINOR = env.int(
+    "SHOPIFY_DEFAULT_CAPPED_AMOUNT_MINOR", default=1_000_000
+)
 # Test subscriptions (Shopify's `test: true`): never charged; for development stores.
 SHOPIFY_TEST_CHARGES = env.bool("SHOPIFY_TEST_CHARGES", default=False)
 # Encryption keys for stored secrets (Fernet keys, newest first); empty: derived from SECRET_KEY.
