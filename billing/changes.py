@@ -59,6 +59,13 @@ def _resolve(subscription: Subscription, request: ChangeRequest):
     plan = None if request.plan is None else plan_for_sale(request.plan)
     if request.interval not in (None, periods.MONTH, periods.YEAR):
         raise DomainError("interval is 'month' or 'year'.", details={"field": "interval"})
+    if request.interval is not None and subscription.interval == periods.DAYS_30:
+        # Shopify bills the app subscription every 30 days and offers nothing else with usage
+        # charges: the cycle cannot become monthly or annual (docs/shopify.md, decision 2).
+        raise DomainError(
+            "This subscription renews every 30 days: its interval does not change.",
+            details={"field": "interval"},
+        )
     tiers: dict[AddOn, AddOnTier | None] = {}
     for code, tier_code in request.addons:
         addon = AddOn.objects.filter(code=code, is_active=True).first()
@@ -503,7 +510,9 @@ def subscription_cancel_at_period_end(
         )
         # The last usage period: the one the final invoice closes (a month on a yearly cycle).
         last_period = periods.usage_period_containing(
-            subscription.billing_anchor, change.effective_at - timedelta(microseconds=1)
+            subscription.billing_anchor,
+            change.effective_at - timedelta(microseconds=1),
+            subscription.interval,
         )
         notifications.send(
             "cancellation_scheduled",

@@ -88,6 +88,7 @@ def apply_limits(*, touched: set[tuple[int, str, datetime]], as_of: datetime) ->
                 account_id=account_id,
                 limit=limits.get(subscription.pk, 0) if subscription else 0,
                 anchor=subscription.billing_anchor if subscription else period_start,
+                interval=subscription.interval if subscription else periods.MONTH,
                 period_start=period_start,
                 counts=counts.get((account_id, period_start), (0, 0)),
                 as_of=as_of,
@@ -110,7 +111,9 @@ def limits_reapply(*, subscription: Subscription, as_of: datetime) -> None:
     """Re-apply the caps of the current usage period after the terms changed: a higher
     Convert tier lifts the C2 pause at once, a higher AI limit the Z9 one, without waiting
     for the next click or resolution to arrive."""
-    start, _ = periods.usage_period_containing(subscription.billing_anchor, as_of)
+    start, _ = periods.usage_period_containing(
+        subscription.billing_anchor, as_of, subscription.interval
+    )
     apply_limits(
         touched={
             (subscription.account_id, t.CONVERT_CLICKS, start),
@@ -228,6 +231,7 @@ def convert_cap(
     account_id: int,
     limit: int,
     anchor: datetime,
+    interval: str,
     period_start: datetime,
     counts: tuple[int, int],
     as_of: datetime,
@@ -236,7 +240,7 @@ def convert_cap(
     """C2: beyond the Convert tier's clicks (`limit`; 0 without the add-on), clicks are
     recorded, not billed, and campaigns pause until the period ends. `counts` are the
     period's (counted, capped) clicks."""
-    _, period_end = periods.usage_period_containing(anchor, period_start)
+    _, period_end = periods.usage_period_containing(anchor, period_start, interval)
     counted, capped = counts
     # The common case, under the cap with nothing capped, loads no row at all.
     if counted > limit or capped:
@@ -264,7 +268,7 @@ def resolutions_limit(
     """Z9: the account's own monthly limit pauses AI until next month; with `pause`, so does
     the allocation (plus commitment) of the allocation term — the billing cycle: a month on a
     monthly edition, a year on an annual one (Z8). Paused resolutions are not billed."""
-    anchor = subscription.billing_anchor
+    anchor, interval = subscription.billing_anchor, subscription.interval
     monthly = subscription.ai_monthly_limit
     term_limit = None
     if subscription.edition_id and subscription.ai_at_limit == Subscription.AtLimit.PAUSE:
@@ -278,7 +282,7 @@ def resolutions_limit(
     in_month: dict[datetime, int] = {}
     for row in rows:
         assert row.billable_at is not None  # _ordered filters on it
-        month = periods.usage_period_containing(anchor, row.billable_at)[0]
+        month = periods.usage_period_containing(anchor, row.billable_at, interval)[0]
         if (term_limit is None or in_term < term_limit) and (
             monthly is None or in_month.get(month, 0) < monthly
         ):
@@ -288,7 +292,7 @@ def resolutions_limit(
     _cap_rows(rows, billed, "Z9")
     if not term_start <= as_of < term_end:
         return
-    month_start, month_end = periods.usage_period_containing(anchor, as_of)
+    month_start, month_end = periods.usage_period_containing(anchor, as_of, interval)
     if term_limit is not None and in_term >= term_limit:
         entitlements.set(
             subscription.account_id,

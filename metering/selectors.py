@@ -5,7 +5,7 @@ Usage comes from the small indexed table of per-unit verdicts (`Charge`), never 
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db.models import Sum
 
@@ -68,18 +68,21 @@ class BilledSpan:
     anchor: datetime
     start: datetime  # the start of its first usage period
     end: datetime | None  # when it ended; None while it is live
+    interval: str = periods.MONTH  # the subscription's: a 30d one has 30-day usage periods
 
     def holds(self, period_start: datetime) -> bool:
         return (
             self.start <= period_start
             and (self.end is None or period_start < self.end)
-            and periods.usage_period_containing(self.anchor, period_start)[0] == period_start
+            and periods.usage_period_containing(self.anchor, period_start, self.interval)[0]
+            == period_start
         )
 
 
 def _span(subscription: Subscription) -> BilledSpan:
-    first, _ = periods.usage_period_containing(subscription.billing_anchor, subscription.started_at)
-    return BilledSpan(subscription.billing_anchor, first, subscription.ended_at)
+    anchor, interval = subscription.billing_anchor, subscription.interval
+    first, _ = periods.usage_period_containing(anchor, subscription.started_at, interval)
+    return BilledSpan(anchor, first, subscription.ended_at, interval)
 
 
 def billed_spans(*, account: Account) -> list[BilledSpan]:
@@ -125,11 +128,20 @@ def never_billed(
 def usage_period(
     *, subscription: Subscription, month: str | None, now: datetime
 ) -> tuple[datetime, datetime]:
-    """The monthly usage period starting in `month` ("YYYY-MM"), or the one containing now."""
-    anchor = subscription.billing_anchor
+    """The usage period starting in `month` ("YYYY-MM"), or the one containing now."""
+    anchor, interval = subscription.billing_anchor, subscription.interval
     if month is None:
-        return periods.usage_period_containing(anchor, now)
+        return periods.usage_period_containing(anchor, now, interval)
     year, mon = (int(part) for part in month.split("-"))
+    if periods.usage_interval(interval) == periods.DAYS_30:
+        # 30-day periods drift across months: the first one starting in that month, or (a
+        # February that none starts in) the one running at its start.
+        first_day = datetime(year, mon, 1, tzinfo=UTC)
+        start, end = periods.usage_period_containing(anchor, first_day, interval)
+        following = periods.usage_period_containing(anchor, end, interval)
+        if start < first_day and (following[0].year, following[0].month) == (year, mon):
+            return following
+        return start, end
     months_from_anchor = (year - anchor.year) * 12 + (mon - anchor.month)
     return periods.period_bounds(anchor, periods.MONTH, months_from_anchor)
 
@@ -206,7 +218,7 @@ def usage_summary(
     that says how it was made. `late` is the caller's late units per meter (F6; 0 without):
     what was invoiced is billing's to know (billing.selectors.late_units_shown)."""
     previous_start, _ = periods.usage_period_containing(
-        subscription.billing_anchor, start - timedelta(microseconds=1)
+        subscription.billing_anchor, start - timedelta(microseconds=1), subscription.interval
     )
     # Only periods a subscription bills: the units of a month before the first subscription or
     # between an end and a start again are on no invoice, so they are used in no period (the

@@ -157,12 +157,13 @@ def _resolve_accounts(
     rows = found.annotate(
         first_anchor=Subquery(first.values("billing_anchor")[:1]),
         first_started=Subquery(first.values("started_at")[:1]),
-    ).values_list("slug", "pk", "created_at", "first_anchor", "first_started")
+        first_interval=Subquery(first.values("interval")[:1]),
+    ).values_list("slug", "pk", "created_at", "first_anchor", "first_started", "first_interval")
     reach = {}
-    for slug, pk, created_at, anchor, started_at in rows:
+    for slug, pk, created_at, anchor, started_at, interval in rows:
         counts_from = created_at
         if started_at is not None:
-            counts_from, _ = periods.usage_period_containing(anchor, started_at)
+            counts_from, _ = periods.usage_period_containing(anchor, started_at, interval)
         reach[slug] = (pk, counts_from)
     return reach
 
@@ -349,10 +350,10 @@ def reevaluate(
         """The usage period containing `billable_at`; most of a batch's fall in the current one."""
         if billable_at is None:
             return None
-        anchor = anchor_at(anchors[account_id], billable_at)
+        anchor, interval = cycle_at(anchors[account_id], billable_at)
         start, end = last_period.get((account_id, anchor), (billable_at, billable_at))
         if not start <= billable_at < end:
-            start, end = periods.usage_period_containing(anchor, billable_at)
+            start, end = periods.usage_period_containing(anchor, billable_at, interval)
             last_period[(account_id, anchor)] = (start, end)
         return start
 
@@ -477,36 +478,41 @@ def _load_events(
     return result
 
 
-def _anchors(account_ids: Iterable[int]) -> dict[int, list[tuple[datetime | None, datetime]]]:
-    """Each account's billing anchors, oldest subscription first, with the instant each one
-    ended (None while live): usage periods are monthly from an anchor (plans.periods), and a
-    subscription started again after a cancellation has an anchor of its own."""
+# (ended_at, billing anchor, interval) of one subscription of an account.
+_Cycle = tuple[datetime | None, datetime, str]
+
+
+def _anchors(account_ids: Iterable[int]) -> dict[int, list[_Cycle]]:
+    """Each account's billing anchors and intervals, oldest subscription first, with the
+    instant each one ended (None while live): usage periods are monthly (30-day on a 30d
+    cycle) from an anchor (plans.periods), and a subscription started again after a
+    cancellation has an anchor of its own."""
     from plans.models import Subscription
 
-    anchors: dict[int, list[tuple[datetime | None, datetime]]] = defaultdict(list)
+    anchors: dict[int, list[_Cycle]] = defaultdict(list)
     rows = (
         Subscription.objects.filter(account_id__in=account_ids)
         .order_by("account_id", "started_at", "pk")
-        .values_list("account_id", "ended_at", "billing_anchor")
+        .values_list("account_id", "ended_at", "billing_anchor", "interval")
     )
-    for account_id, ended_at, anchor in rows:
-        anchors[account_id].append((ended_at, anchor))
+    for account_id, ended_at, anchor, interval in rows:
+        anchors[account_id].append((ended_at, anchor, interval))
     missing = set(account_ids) - set(anchors)
     for account_id, created_at in Account.objects.filter(pk__in=missing).values_list(
         "pk", "created_at"
     ):
-        anchors[account_id].append((None, created_at))
+        anchors[account_id].append((None, created_at, periods.MONTH))
     return anchors
 
 
-def anchor_at(anchors: list[tuple[datetime | None, datetime]], at: datetime) -> datetime:
-    """The anchor of the first subscription not ended at `at`: the one in force then, or the
-    next one for a unit that became billable between two (never billed: no period of either
-    is closed around it). The last one's when all ended."""
-    for ended_at, anchor in anchors:
+def cycle_at(anchors: list[_Cycle], at: datetime) -> tuple[datetime, str]:
+    """The anchor and interval of the first subscription not ended at `at`: the one in force
+    then, or the next one for a unit that became billable between two (never billed: no
+    period of either is closed around it). The last one's when all ended."""
+    for ended_at, anchor, interval in anchors:
         if ended_at is None or at < ended_at:
-            return anchor
-    return anchors[-1][1]
+            return anchor, interval
+    return anchors[-1][1], anchors[-1][2]
 
 
 def _replace_charges(

@@ -94,7 +94,7 @@ def subscription_create(
         )
     anchor = period_start or now
     start, end = periods.period_containing(anchor, interval, now)
-    usage_start, usage_end = periods.usage_period_containing(anchor, now)
+    usage_start, usage_end = periods.usage_period_containing(anchor, now, interval)
     plan = offer if isinstance(offer, Plan) else None
     if plan is not None and plan.is_custom:
         _require_account_terms(account=account, plan=plan)

@@ -106,8 +106,9 @@ class TermsBook:
         instead: another plan, interval, or add-on tiers (None removes an add-on)."""
         account_id = subscription.account_id
         currency = subscription.account.currency
-        # The model's choices are pricing's words; pricing checks them again when it is built.
-        interval = cast(pricing.Interval, interval or subscription.interval)
+        # Pricing's words are the catalog's intervals: a 30d cycle pays the monthly prices
+        # per period (periods.price_interval); pricing checks them again when it is built.
+        interval = cast(pricing.Interval, periods.price_interval(interval or subscription.interval))
         plan_terms = edition_terms = None
         if subscription.plan_id:
             plan = plan or subscription.plan

@@ -93,7 +93,9 @@ def _advance(
     """Move the stored periods on (in memory; the caller saves): the next monthly usage
     period, and at a cycle's end the next cycle."""
     subscription.usage_period_start, subscription.usage_period_end = (
-        periods.usage_period_containing(subscription.billing_anchor, closed_end)
+        periods.usage_period_containing(
+            subscription.billing_anchor, closed_end, subscription.interval
+        )
     )
     if next_cycle is not None:
         subscription.current_period_start, subscription.current_period_end = (

@@ -34,7 +34,7 @@ class CancelPreview:
 def cancel_preview(*, account: Account, subscription: Subscription, now: datetime) -> CancelPreview:
     end = subscription.current_period_end
     last = periods.usage_period_containing(
-        subscription.billing_anchor, end - timedelta(microseconds=1)
+        subscription.billing_anchor, end - timedelta(microseconds=1), subscription.interval
     )
     preview = CancelPreview(
         ends_at=end,

@@ -41,7 +41,7 @@ def subscription_ending(*, subscription: Subscription) -> Ending:
     return Ending(
         ends_on=last_day(end),
         last_period=periods.usage_period_containing(
-            subscription.billing_anchor, end - timedelta(microseconds=1)
+            subscription.billing_anchor, end - timedelta(microseconds=1), subscription.interval
         ),
         invoice_on=end.date(),
         scheduled_id=scheduled,
