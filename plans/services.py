@@ -159,10 +159,11 @@ def _require_catalog_fee(offer: Plan | Edition | AddOnTier, *, currency: str, in
         fees = Price.objects.filter(edition=offer)
     else:
         fees = Price.objects.filter(addon_tier=offer)
-    fees = fees.filter(account=None, component=Price.Component.FEE, interval=interval)
+    priced = periods.price_interval(interval)  # a 30-day cycle is sold at the monthly price
+    fees = fees.filter(account=None, component=Price.Component.FEE, interval=priced)
     if not fees.filter(currency=currency).exists():
         sold = ", ".join(sorted(fees.values_list("currency", flat=True))) or "no currency"
-        message = f"'{offer.code}' is not sold in {currency} ({interval}ly): {sold} only."
+        message = f"'{offer.code}' is not sold in {currency} ({priced}ly): {sold} only."
         raise DomainError(
             message, code="not_sold_in_currency", details={"fields": {"currency": [message]}}
         )

@@ -15,7 +15,9 @@ def counted(account, meter: str, n: int, at: datetime, *, recorded_at: datetime 
     """`n` final units on `meter` that became billable at `at` (one second apart), first
     counted at `recorded_at` (default: `at`)."""
     subscription = Subscription.objects.get(account=account, ended_at__isnull=True)
-    start, _ = periods.usage_period_containing(subscription.billing_anchor, at)
+    start, _ = periods.usage_period_containing(
+        subscription.billing_anchor, at, subscription.interval
+    )
     Charge.objects.bulk_create(
         Charge(
             account=account,
