@@ -141,3 +141,23 @@ def stripe_standin(stripe_server, settings):
     settings.STRIPE_JS_URL = f"{stripe_server.url}/js.stripe.com/v3/"
     stripe_server.flush()
     return stripe_server
+
+
+@pytest.fixture(scope="session")
+def shopify_server():
+    from tests import shopify_standin
+
+    process, stand_in = shopify_standin.start()
+    yield stand_in
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def shopify_standin(shopify_server, settings):
+    """Shopify's Admin API is the loopback stand-in, empty at the start of each test; its
+    webhooks are signed with the secret our settings verify them with."""
+    shopify_server.reset()
+    settings.SHOPIFY_ADMIN_URL = shopify_server.admin_url
+    settings.SHOPIFY_API_SECRET = shopify_server.api_secret
+    return shopify_server
