@@ -156,8 +156,10 @@ def shopify_server():
 @pytest.fixture
 def shopify_standin(shopify_server, settings):
     """Shopify's Admin API is the loopback stand-in, empty at the start of each test; its
-    webhooks are signed with the secret our settings verify them with."""
+    webhooks are signed with the secret our settings verify them with. Its clock starts at this
+    process' now (moved by --clock too); a test that travels further moves it itself."""
     shopify_server.reset()
+    shopify_server.clock(now=datetime.now(UTC))
     settings.SHOPIFY_ADMIN_URL = shopify_server.admin_url
     settings.SHOPIFY_API_SECRET = shopify_server.api_secret
     return shopify_server

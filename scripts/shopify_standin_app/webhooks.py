@@ -4,12 +4,12 @@ background thread (a GraphQL answer never waits for a delivery), in order, retri
 import base64
 import hashlib
 import hmac
+import http.client
 import json
 import queue
 import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -99,13 +99,24 @@ class Sender:
 
     @staticmethod
     def _post(delivery: dict) -> str:
-        request = urllib.request.Request(  # noqa: S310 - the app's own webhook address
-            delivery["url"], data=delivery["body"].encode(), headers=delivery["headers"]
-        )
+        # http.client rather than urllib: urllib rewrites header names ("X-shopify-topic"),
+        # and the receiver should see them spelled as Shopify spells them.
+        url = urllib.parse.urlsplit(delivery["url"])
+        if url.scheme == "https":
+            connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+                url.netloc, timeout=10
+            )
+        else:
+            connection = http.client.HTTPConnection(url.netloc, timeout=10)
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-                return str(response.status)
-        except urllib.error.HTTPError as error:
-            return str(error.code)
-        except (OSError, ValueError) as error:
+            connection.request(
+                "POST",
+                url.path + (f"?{url.query}" if url.query else ""),
+                body=delivery["body"].encode(),
+                headers=delivery["headers"],
+            )
+            return str(connection.getresponse().status)
+        except (OSError, http.client.HTTPException) as error:
             return f"unreachable: {error}"
+        finally:
+            connection.close()
