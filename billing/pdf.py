@@ -18,6 +18,7 @@ make rendering fail.
 Public API
     InvoicePdfError                                      a document the renderer refuses
     DocumentLine, InvoiceDocument                        what one invoice or credit note shows
+    USAGE_STATEMENT_TITLE, NOT_A_TAX_INVOICE             a Shopify-channel document's words
     render_invoice_pdf(document: InvoiceDocument) -> bytes
 """
 
@@ -34,7 +35,14 @@ from fpdf.enums import MethodReturnValue, XPos, YPos
 from plans.money import format_money, format_unit_price
 from plans.periods import format_day
 
-__all__ = ["DocumentLine", "InvoiceDocument", "InvoicePdfError", "render_invoice_pdf"]
+__all__ = [
+    "NOT_A_TAX_INVOICE",
+    "USAGE_STATEMENT_TITLE",
+    "DocumentLine",
+    "InvoiceDocument",
+    "InvoicePdfError",
+    "render_invoice_pdf",
+]
 
 
 class InvoicePdfError(ValueError):
@@ -53,6 +61,9 @@ class DocumentLine:
     # (in advance), "Usage Nov 1 – Nov 30, 2026" (in arrears); empty for a line that only moves
     # money (account credit).
     covers: str = ""
+    # A usage statement (Shopify channel): the usage records that bill this line through
+    # Shopify, in words ("Shopify usage record 4021: $500.00"), printed under the covers.
+    records: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,15 @@ class InvoiceDocument:
     # (words, amount taken off) pairs, and what is still due (None: not printed).
     settlement: tuple[tuple[str, int], ...] = ()
     amount_due_minor: int | None = None
+    # Shopify channel: Shopify invoices the merchant, so our document is a usage statement and
+    # says it is not a tax invoice (Shopify's bill is).
+    usage_statement: bool = False
+
+
+USAGE_STATEMENT_TITLE = "Usage statement"
+NOT_A_TAX_INVOICE = (
+    "Not a tax invoice: Shopify invoices you for these charges on your Shopify bill."
+)
 
 
 _TITLES = {"invoice": "Invoice", "credit_note": "Credit note"}
@@ -247,6 +267,10 @@ def _draw_heading(pdf: _InvoicePdf, document: InvoiceDocument, title: str) -> No
     pdf.set_xy(right_x, top)
     pdf.set_font(_FONT, "B", 22)
     pdf.cell(right_w, 10, title, align="R", new_x=XPos.LEFT, new_y=YPos.NEXT)
+    if document.usage_statement:
+        pdf.set_font(_FONT, "B", 8.5)
+        pdf.multi_cell(right_w, _LINE_H, _pdf_text(NOT_A_TAX_INVOICE), align="R")
+        pdf.set_x(right_x)
     pdf.ln(1.5)
     facts = (
         ("Number", document.number or "DRAFT"),
@@ -331,7 +355,9 @@ def _draw_row_numbers(pdf: _InvoicePdf, line: DocumentLine, currency: str, top: 
 def _draw_row(pdf: _InvoicePdf, line: DocumentLine, currency: str) -> None:
     desc_w = pdf.table_widths[0]
     description = _pdf_text(line.description)
-    detail = _pdf_text(line.covers)
+    # One printed line per part: the covers, then each usage record (newlines are control
+    # characters to _pdf_text, so the parts are mapped before they are joined).
+    detail = "\n".join(_pdf_text(part) for part in (line.covers, *line.records) if part)
 
     pdf.set_font(_FONT, "", 9.5)
     desc_lines = pdf.multi_cell(
@@ -450,6 +476,8 @@ def render_invoice_pdf(document: InvoiceDocument) -> bytes:
     """Render an invoice or credit note as an A4 PDF; identical documents give identical bytes."""
     _check(document)
     title = _TITLES[document.kind]
+    if document.usage_statement and document.kind == "invoice":
+        title = USAGE_STATEMENT_TITLE
     number = _pdf_text(document.number) or "DRAFT"
     pdf = _InvoicePdf(footer_text=f"{title} {number}")
     created_at = (

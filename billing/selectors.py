@@ -10,11 +10,13 @@ from accounts.models import Account
 from accounts.principals import accounts_for
 from plans import periods
 from plans.models import Subscription
+from plans.money import format_money
 
 from . import phrases, statement
 from .closing import DEFERRED_ON_ANNUAL, late_histories, units_by_period
-from .models import Invoice, InvoiceKind, InvoiceLine, InvoiceStatus
+from .models import Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, UsageRecordStatus
 from .pdf import DocumentLine, InvoiceDocument
+from .shopify_figures import shopify_number
 
 
 def invoice_list(*, account: Account) -> QuerySet[Invoice]:
@@ -78,6 +80,8 @@ def invoice_document(*, invoice: Invoice) -> InvoiceDocument:
         if line
     ]
     notes = [invoice.note] if invoice.note else []
+    # Shopify channel: the usage records that bill each line, with Shopify's record ids.
+    records = _line_records(invoice) if account.pays_through_shopify else {}
     return InvoiceDocument(
         number=invoice.number or "",
         kind=invoice.kind,
@@ -96,13 +100,37 @@ def invoice_document(*, invoice: Invoice) -> InvoiceDocument:
                 unit_price_minor=line.unit_price_minor,
                 amount_minor=line.amount_minor,
                 covers=_line_covers(invoice, line),
+                records=tuple(records.get(line.pk, ())),
             )
             for line in invoice.lines.all()
         ),
         total_minor=invoice.total_minor,
         notes=tuple(notes),
+        usage_statement=account.pays_through_shopify and invoice.kind == InvoiceKind.INVOICE,
         **_settlement(invoice),
     )
+
+
+_RECORD_STATUS_WORDS = {
+    UsageRecordStatus.POSTED: "posted",
+    UsageRecordStatus.HELD: "held over the approved cap",
+    UsageRecordStatus.FAILED: "refused by Shopify, with our team",
+}
+
+
+def _line_records(invoice: Invoice) -> dict[int, list[str]]:
+    """Per line, its usage records in words: "Shopify usage record 4021: $500.00 posted"; a part
+    not posted yet says what it waits for instead of an id."""
+    by_line: dict[int, list[str]] = {}
+    for record in invoice.usage_records.order_by("line_id", "part"):
+        money = format_money(record.amount_minor, record.currency)
+        status = _RECORD_STATUS_WORDS.get(record.status, "being sent to Shopify")
+        if record.shopify_gid:
+            words = f"Shopify usage record {shopify_number(record.shopify_gid)}: {money} {status}"
+        else:
+            words = f"Usage record part {record.part}: {money} {status}"
+        by_line.setdefault(record.line_id, []).append(words)
+    return by_line
 
 
 def _line_covers(invoice: Invoice, line: InvoiceLine) -> str:

@@ -92,7 +92,10 @@ def settlement_parts(figures: "InvoiceFigures") -> list[tuple[str, int]]:
             (f"charged to {charge.card}" if charge.card else "charged", charge.amount_minor)
         )
     if figures.settled_otherwise_minor:
-        parts.append(("paid out of band", figures.settled_otherwise_minor))
+        # On the Shopify channel a paid invoice was billed by Shopify (usage records and the
+        # recurring charge on the merchant's Shopify bill), not paid by anything we hold.
+        how = "billed through Shopify" if figures.billed_through_shopify else "paid out of band"
+        parts.append((how, figures.settled_otherwise_minor))
     return parts
 
 
@@ -144,12 +147,14 @@ class InvoiceFigures:
     credit_applied_minor: int  # account credit used on it (a line of the invoice)
     credited_minor: int  # credit notes against it
     paid_minor: int  # charged through Stripe (succeeded attempts)
-    settled_otherwise_minor: int  # paid out of band
+    settled_otherwise_minor: int  # paid out of band (or billed through Shopify)
     amount_due_minor: int
     creditable_minor: int
     credit_notes: tuple[CreditNoteRef, ...] = ()
     charges: tuple[Charge, ...] = ()
     credits_applied: tuple[CreditApplied, ...] = ()
+    # The account pays through Shopify: what is settled otherwise was billed by Shopify.
+    billed_through_shopify: bool = False
 
     @property
     def subtotal_minor(self) -> int:
@@ -228,6 +233,7 @@ def _figures(
     notes: list[Invoice],
     charges: list[Charge],
     applied: list[CreditApplied],
+    shopify: bool = False,
 ) -> InvoiceFigures:
     credited = -sum(note.total_minor for note in notes)
     paid = sum(charge.amount_minor for charge in charges)
@@ -259,6 +265,7 @@ def _figures(
         ),
         charges=tuple(charges),
         credits_applied=tuple(applied),
+        billed_through_shopify=shopify,
     )
 
 
@@ -317,15 +324,32 @@ def invoices_figures(invoices: Iterable[Invoice]) -> dict[int, InvoiceFigures]:
         account_ids=sorted({invoice.account_id for invoice in invoices}),
         invoice_ids=[invoice.pk for invoice in invoices],
     )
+    shopify = _shopify_accounts(invoices)
     return {
         invoice.pk: _figures(
             invoice,
             notes=notes.get(invoice.pk, []),
             charges=charges.get(invoice.pk, []),
             applied=applied.get(invoice.pk, []),
+            shopify=invoice.account_id in shopify,
         )
         for invoice in invoices
     }
+
+
+def _shopify_accounts(invoices: list[Invoice]) -> set[int]:
+    """Which of the invoices' accounts pay through Shopify: read from the accounts the
+    invoices carry (the charge path and the pages load them), asked only for the others."""
+    known = {i.account_id: i.account for i in invoices if Invoice.account.is_cached(i)}
+    shopify = {pk for pk, account in known.items() if account.pays_through_shopify}
+    others = {i.account_id for i in invoices} - set(known)
+    if others:
+        shopify.update(
+            Account.objects.filter(
+                pk__in=others, billing_channel=Account.Channel.SHOPIFY
+            ).values_list("pk", flat=True)
+        )
+    return shopify
 
 
 def account_statements(*, accounts: Iterable[Account]) -> dict[int, AccountStatement]:
@@ -352,6 +376,7 @@ def account_statements(*, accounts: Iterable[Account]) -> dict[int, AccountState
         .order_by("-issued_at", "-pk")
     )
     notes, charges, applied = _ledger_rows(account_ids=ids)
+    shopify = {a.pk for a in accounts if a.pays_through_shopify}
     numbers = {invoice.pk: invoice.number or "" for invoice in invoices}
     for invoice in invoices:
         statements[invoice.account_id].invoices.append(
@@ -360,6 +385,7 @@ def account_statements(*, accounts: Iterable[Account]) -> dict[int, AccountState
                 notes=notes.get(invoice.pk, []),
                 charges=charges.get(invoice.pk, []),
                 applied=applied.get(invoice.pk, []),
+                shopify=invoice.account_id in shopify,
             )
         )
     # Which invoices used each credit (their CreditUse rows, read above), oldest first.

@@ -46,6 +46,9 @@ def _page(request, access, template: str, context: dict, *, tab: str, status: in
         "access": access,
         "tab": tab,
         "scheduled": selectors.scheduled_changes(account=access.account),
+        # On the Shopify channel every tab says so (no card banners) and the overview shows
+        # the panel; None for a card account (no query).
+        "shopify": selectors.shopify_panel(account=access.account, now=timezone.now()),
     }
     if "subscription" not in context:
         base["subscription"] = subscription_current(account=access.account)
@@ -156,6 +159,13 @@ def why_billed(request, access):
 def invoices(request, access):
     account_statement = selectors.account_credit(account=access.account)
     rows = selectors.invoice_rows(account=access.account, account_statement=account_statement)
+    if access.account.pays_through_shopify:
+        # Usage statements: each shows the usage records that bill it through Shopify.
+        records = selectors.invoice_records(
+            account=access.account, invoice_ids=[row.invoice.pk for row in rows]
+        )
+        for row in rows:
+            row.usage_records = records.get(row.invoice.pk, [])
     return _page(
         request,
         access,
@@ -209,8 +219,17 @@ def _flash(request, payment: actions.Payment) -> str | None:
     return payment.confirm_path or None
 
 
+_NO_CARD_ON_SHOPIFY = (
+    "This account pays through Shopify: there is no card to charge or save. Shopify bills you "
+    "on your Shopify bill."
+)
+
+
 @billing_page(change=True, methods=("POST",), invoice=True, back="invoices", once=True)
 def invoice_retry(request, access, invoice: Invoice, *, back: str):
+    if access.account.pays_through_shopify:
+        messages.error(request, _NO_CARD_ON_SHOPIFY)
+        return redirect(back)
     if payments.default_payment_method(access.account.pk) is None:
         return _no_card(request, access)
     confirm = _charge(request, access, invoice)
@@ -240,6 +259,9 @@ def _no_card(request, access):
 @billing_page(change=True, methods=("POST",), back="overview", once=True)
 def pay_outstanding(request, access, *, back: str):
     """ "Pay all outstanding": each unpaid invoice, oldest first, through the composer."""
+    if access.account.pays_through_shopify:
+        messages.error(request, _NO_CARD_ON_SHOPIFY)
+        return redirect(back)
     try:
         done = actions.outstanding_pay(account=access.account)
     except payments.NoPaymentMethod:
@@ -540,7 +562,10 @@ def _next(request, back: str) -> str:
 @billing_page(methods=("GET",))
 def payment_method(request, access):
     """The card on file; owners and admins update it with Stripe.js through a SetupIntent
-    (3-D Secure included): card data never reaches our servers."""
+    (3-D Secure included): card data never reaches our servers. An account that pays through
+    Shopify has no card: the page says so, and how it pays, instead of a form."""
+    if access.account.pays_through_shopify:
+        return _page(request, access, "billing/payment_method.html", {}, tab="payment")
     context = {"card": payments.default_payment_method(access.account.pk)}
     if access.can_change:
         customer = payments.customer_ensure(account=access.account)
@@ -554,6 +579,9 @@ def payment_method(request, access):
 
 @billing_page(change=True, methods=("POST",), back="payment-method", once=True)
 def payment_method_save(request, access, *, back: str):
+    if access.account.pays_through_shopify:
+        messages.error(request, _NO_CARD_ON_SHOPIFY)
+        return redirect(back)
     try:
         saved = actions.payment_method_save(
             account=access.account,

@@ -48,6 +48,18 @@ def status_class(status: str) -> str:
 
 
 @register.filter
+def shopify_class(status: str) -> str:
+    """The badge of a Shopify app-subscription status."""
+    return {
+        "ACTIVE": "ok",
+        "PENDING": "warn",
+        "FROZEN": "bad",
+        "DECLINED": "bad",
+        "EXPIRED": "bad",
+    }.get(status, "muted")
+
+
+@register.filter
 def percent_of(value: int, total: int) -> int:
     if not total:
         return 0

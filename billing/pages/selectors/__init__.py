@@ -9,8 +9,10 @@ One module per page (this package re-exports what the views call, `selectors.x`)
     plan       the Plan tab, starting again, cancelling at the cycle's end
     cancel     the cancellation's confirmation step
     addons     the Add-ons tab
+    (billing.shopify_figures: the "Paid through Shopify" panel, usage statements' records)
 """
 
+from ...shopify_figures import RecordRow, ShopifyPanel, invoice_records, shopify_panel
 from .addons import AddOnOption, addon_options
 from .cancel import CancelPreview, cancel_preview
 from .common import S, last_day
@@ -52,9 +54,11 @@ __all__ = [
     "MeterRow",
     "Overview",
     "PlanOption",
+    "RecordRow",
     "Resolutions",
     "S",
     "ScheduledRow",
+    "ShopifyPanel",
     "StartOption",
     "Usage",
     "Verdict",
@@ -64,6 +68,7 @@ __all__ = [
     "change_words",
     "daily_counts",
     "invoice_for_account",
+    "invoice_records",
     "invoice_rows",
     "last_day",
     "late_units",
@@ -71,6 +76,7 @@ __all__ = [
     "overview",
     "plan_options",
     "scheduled_changes",
+    "shopify_panel",
     "start_options",
     "subscription_ended",
     "subscription_ending",

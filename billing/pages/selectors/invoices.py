@@ -1,7 +1,7 @@
 """The Invoices tab: every invoice and credit note with what can be done about it, and the
 statement's figures."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db.models import Prefetch
 
@@ -23,6 +23,7 @@ class InvoiceRow:
     can_retry: bool
     held_reason: str
     figures: InvoiceFigures | None = None  # total, credited, paid, amount due (the statement)
+    usage_records: list = field(default_factory=list)  # Shopify channel: shopify.RecordRow
 
 
 def invoice_rows(
@@ -66,6 +67,7 @@ def invoice_rows(
                 # beside a payment waiting for the bank, only with another card (it replaces
                 # that payment, cancelled at Stripe first).
                 can_retry=invoice.kind == InvoiceKind.INVOICE
+                and not account.pays_through_shopify  # Shopify bills it: no card here
                 and not held
                 and (
                     (invoice.status in (S.PAST_DUE, S.OPEN) and has_card)
