@@ -1,12 +1,13 @@
 """Run the demo: the Stripe stand-in, the portal and its scheduler, on ports of your choosing.
 
-    python scripts/demo.py [--port 8000] [--stripe-port 8420] [--var var]
+    python scripts/demo.py [--port 8000] [--stripe-port 8420] [--shopify-port 8430] [--var var]
 
-What `make demo PORT=… STRIPE_PORT=…` runs. In order, each step only once the one before it
-worked: both ports checked free; the demo's settings written to `.env.demo` (read by every
-`manage.py` command run beside the demo, so the README's commands talk to it); the database
-migrated and the catalog loaded; the stand-in started and answering; the demo data created; then
-the scheduler (the beat schedule, run in-process) and the web server. Ctrl-C stops all of them.
+What `make demo PORT=… STRIPE_PORT=… SHOPIFY_PORT=…` runs. In order, each step only once the one
+before it worked: the three ports checked free; the demo's settings written to `.env.demo` (read
+by every `manage.py` command run beside the demo, so the README's commands talk to it); the
+database migrated and the catalog loaded; the Stripe and Shopify stand-ins started and answering;
+the demo data created; then the scheduler (the beat schedule, run in-process) and the web server.
+Ctrl-C stops all of them.
 """
 
 import argparse
@@ -22,6 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HEALTHY_WITHIN_SECONDS = 20
+# Signs the Shopify stand-in's webhooks; the portal verifies them with it (demo only).
+DEMO_SHOPIFY_API_SECRET = "shpss_demo_secret"
 
 
 class DemoError(Exception):
@@ -37,10 +40,13 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def ports_check(*, port: int, stripe_port: int) -> None:
-    if port == stripe_port:
-        raise DemoError(f"PORT and STRIPE_PORT are both {port}: choose two different ports.")
-    for name, number in (("PORT", port), ("STRIPE_PORT", stripe_port)):
+def ports_check(*, port: int, stripe_port: int, shopify_port: int) -> None:
+    ports = (("PORT", port), ("STRIPE_PORT", stripe_port), ("SHOPIFY_PORT", shopify_port))
+    for index, (name, number) in enumerate(ports):
+        for other, other_number in ports[index + 1 :]:
+            if number == other_number:
+                raise DemoError(f"{name} and {other} are both {number}: choose different ports.")
+    for name, number in ports:
         if not port_is_free(number):
             raise DemoError(
                 f"Port {number} on 127.0.0.1 is already in use (another demo?). Stop what holds "
@@ -48,7 +54,9 @@ def ports_check(*, port: int, stripe_port: int) -> None:
             )
 
 
-def env_file_write(path: Path, *, port: int, stripe_port: int, var: Path) -> dict[str, str]:
+def env_file_write(
+    path: Path, *, port: int, stripe_port: int, shopify_port: int, var: Path
+) -> dict[str, str]:
     """The demo's settings, in the file every `manage.py` command of the demo reads."""
     values = {
         "DEBUG": "true",
@@ -59,9 +67,14 @@ def env_file_write(path: Path, *, port: int, stripe_port: int, var: Path) -> dic
         "STRIPE_JS_URL": f"http://127.0.0.1:{stripe_port}/js.stripe.com/v3/",
         "DEMO_CLOCK_FILE": str(var / "demo-clock"),
         "DEMO_PORT": str(port),
+        "SHOPIFY_ADMIN_URL": (
+            f"http://127.0.0.1:{shopify_port}/{{shop}}/admin/api/2025-04/graphql.json"
+        ),
+        "SHOPIFY_API_SECRET": DEMO_SHOPIFY_API_SECRET,
     }
     lines = [
-        f"# Written by `make demo PORT={port} STRIPE_PORT={stripe_port}`: the demo's settings,",
+        f"# Written by `make demo PORT={port} STRIPE_PORT={stripe_port} "
+        f"SHOPIFY_PORT={shopify_port}`: the demo's settings,",
         "# read by every manage.py command run beside it (never by a configured server).",
         *(f"{key}={value}" for key, value in values.items()),
     ]
@@ -79,16 +92,24 @@ def manage(*args: str, env: dict[str, str]) -> None:
         raise DemoError(f"`manage.py {' '.join(args)}` failed (see above).")
 
 
-def standin_wait(process: subprocess.Popen, *, stripe_port: int) -> None:
-    """Return once the stand-in answers an authenticated request; fail if it died or hangs."""
-    url = f"http://127.0.0.1:{stripe_port}/v1/customers?limit=1"
-    request = urllib.request.Request(url, headers={"Authorization": "Bearer sk_test_local"})  # noqa: S310
+def standin_wait(
+    process: subprocess.Popen,
+    *,
+    port: int,
+    name: str = "Stripe",
+    request: urllib.request.Request | None = None,
+) -> None:
+    """Return once the stand-in answers `request` (by default an authenticated Stripe call);
+    fail if it died or hangs."""
+    if request is None:
+        url = f"http://127.0.0.1:{port}/v1/customers?limit=1"
+        request = urllib.request.Request(url, headers={"Authorization": "Bearer sk_test_local"})  # noqa: S310
     deadline = time.monotonic() + HEALTHY_WITHIN_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise DemoError(
-                f"The Stripe stand-in exited (code {process.returncode}) before answering on "
-                f"port {stripe_port}; its output is above."
+                f"The {name} stand-in exited (code {process.returncode}) before answering on "
+                f"port {port}; its output is above."
             )
         try:
             with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 - loopback
@@ -96,13 +117,15 @@ def standin_wait(process: subprocess.Popen, *, stripe_port: int) -> None:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(0.2)
-    raise DemoError(f"The Stripe stand-in did not answer on port {stripe_port} within 20 s.")
+    raise DemoError(f"The {name} stand-in did not answer on port {port} within 20 s.")
 
 
-def run(*, port: int, stripe_port: int, var: Path, env_file: Path) -> int:
-    ports_check(port=port, stripe_port=stripe_port)
+def run(*, port: int, stripe_port: int, shopify_port: int, var: Path, env_file: Path) -> int:
+    ports_check(port=port, stripe_port=stripe_port, shopify_port=shopify_port)
     var.mkdir(parents=True, exist_ok=True)
-    values = env_file_write(env_file, port=port, stripe_port=stripe_port, var=var)
+    values = env_file_write(
+        env_file, port=port, stripe_port=stripe_port, shopify_port=shopify_port, var=var
+    )
     # Each child reads .env.demo itself; passing the values too keeps a stale shell variable
     # (say, a DATABASE_URL exported for the tests) from pointing the demo elsewhere.
     env = {**os.environ, **values, "DEMO_ENV_FILE": str(env_file)}
@@ -131,7 +154,25 @@ def run(*, port: int, stripe_port: int, var: Path, env_file: Path) -> int:
             env=env,
         )
         children.append(standin)
-        standin_wait(standin, stripe_port=stripe_port)
+        standin_wait(standin, port=stripe_port)
+        # Shopify's stand-in keeps its state in memory (shops are created on it through its
+        # control API at each start); its webhooks go to the portal started below, and its
+        # clock follows the demo's.
+        shopify = spawn(
+            "scripts/shopify_standin.py",
+            "--port",
+            str(shopify_port),
+            "--webhook-url",
+            f"http://127.0.0.1:{port}/webhooks/shopify/",
+            "--api-secret",
+            DEMO_SHOPIFY_API_SECRET,
+            "--clock-file",
+            values["DEMO_CLOCK_FILE"],
+            env=env,
+        )
+        children.append(shopify)
+        health = urllib.request.Request(f"http://127.0.0.1:{shopify_port}/_standin/health")  # noqa: S310
+        standin_wait(shopify, port=shopify_port, name="Shopify", request=health)
         manage("demo_setup", env=env)
         children.append(spawn("manage.py", "demo_scheduler", env=env))
         server = spawn("manage.py", "runserver", "--noreload", f"127.0.0.1:{port}", env=env)
@@ -147,6 +188,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--stripe-port", type=int, default=8420)
+    parser.add_argument("--shopify-port", type=int, default=8430)
     parser.add_argument("--var", type=Path, default=ROOT / "var", help="Data folder.")
     parser.add_argument(
         "--env-file",
@@ -160,6 +202,7 @@ def main() -> None:
             run(
                 port=args.port,
                 stripe_port=args.stripe_port,
+                shopify_port=args.shopify_port,
                 var=args.var.resolve(),
                 env_file=args.env_file.resolve(),
             )

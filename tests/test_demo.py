@@ -35,7 +35,9 @@ def demo_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def demo_start(tmp_path: Path, *, port: int, stripe_port: int) -> subprocess.Popen:
+def demo_start(
+    tmp_path: Path, *, port: int, stripe_port: int, shopify_port: int | None = None
+) -> subprocess.Popen:
     return subprocess.Popen(
         [
             sys.executable,
@@ -44,6 +46,8 @@ def demo_start(tmp_path: Path, *, port: int, stripe_port: int) -> subprocess.Pop
             str(port),
             "--stripe-port",
             str(stripe_port),
+            "--shopify-port",
+            str(shopify_port or free_port()),
             "--var",
             str(tmp_path / "var"),
         ],
@@ -107,15 +111,18 @@ def browser_log_in(base: str, username: str, password: str) -> urllib.request.Op
 # nothing it checks.
 @pytest.mark.clock_free
 def test_demo_serves_on_the_ports_asked_and_fast_forwards_to_a_paid_invoice(tmp_path):
-    port, stripe_port = free_port(), free_port()
+    port, stripe_port, shopify_port = free_port(), free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
-    demo = demo_start(tmp_path, port=port, stripe_port=stripe_port)
+    demo = demo_start(tmp_path, port=port, stripe_port=stripe_port, shopify_port=shopify_port)
     output = Output(demo)
     try:
         assert wait_for(f"{base}/login/", seconds=240, process=demo, output=output) == 200
         settings_file = (tmp_path / "env.demo").read_text()
         assert f"SITE_URL={base}" in settings_file
         assert f"STRIPE_API_BASE=http://127.0.0.1:{stripe_port}" in settings_file
+        assert f"SHOPIFY_ADMIN_URL=http://127.0.0.1:{shopify_port}/{{shop}}/admin/" in settings_file
+        shopify_health = f"http://127.0.0.1:{shopify_port}/_standin/health"
+        assert wait_for(shopify_health, seconds=10, process=demo, output=output) == 200
         # What a newcomer needs, printed at start: where to go and as whom.
         for printed in (
             f"Merchant's Billing & Usage page: {base}/billing/demo-store/",
@@ -160,21 +167,24 @@ def test_demo_serves_on_the_ports_asked_and_fast_forwards_to_a_paid_invoice(tmp_
         output.thread.join(timeout=10)
     assert f"Demo ready at {base}" in output.text
     # Stopping the demo stops its stand-in and server: nothing answers on their ports.
-    for stopped in (port, stripe_port):
+    for stopped in (port, stripe_port, shopify_port):
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", stopped), timeout=2).close()
 
 
-def test_demo_refuses_a_port_that_is_taken_and_says_which(tmp_path):
+@pytest.mark.parametrize("which", ["STRIPE_PORT", "SHOPIFY_PORT"])
+def test_demo_refuses_a_port_that_is_taken_and_says_which(tmp_path, which):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         taken = holder.getsockname()[1]
-        demo = demo_start(tmp_path, port=free_port(), stripe_port=taken)
+        ports = {"stripe_port": free_port(), "shopify_port": free_port()}
+        ports[which.lower()] = taken
+        demo = demo_start(tmp_path, port=free_port(), **ports)
         output, _ = demo.communicate(timeout=60)
     assert demo.returncode == 2
     assert f"Port {taken} on 127.0.0.1 is already in use" in output
-    assert f"STRIPE_PORT={taken + 1000}" in output
+    assert f"{which}={taken + 1000}" in output
     assert not (tmp_path / "var" / "db.sqlite3").exists()  # nothing else started
 
 

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from graphql import GraphQLError, OperationDefinitionNode, graphql_sync, parse
 
@@ -48,13 +49,21 @@ def operation_fields(query: str, operation_name: str | None) -> set[str]:
 class StandInServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], *, webhook_url: str, api_secret: str):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        *,
+        webhook_url: str,
+        api_secret: str,
+        clock_file: Path | None = None,
+    ):
         super().__init__(address, Handler)
         host, port = self.server_address[:2]
         self.store = Store(
             base_url=f"http://{host}:{port}",
             default_webhook_url=webhook_url,
             default_api_secret=api_secret,
+            clock_file=clock_file,
         )
         self.sender = Sender(generation=lambda: self.store.generation)
         self.store.emit = self._emit
@@ -252,10 +261,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--webhook-url", default="", help="Where webhooks go (one for all topics).")
     parser.add_argument("--api-secret", default="standin-api-secret", help="Signs webhooks.")
+    parser.add_argument(
+        "--clock-file", type=Path, help="The demo's clock file: its offset moves this clock too."
+    )
     args = parser.parse_args(argv)
     try:
         server = StandInServer(
-            (args.host, args.port), webhook_url=args.webhook_url, api_secret=args.api_secret
+            (args.host, args.port),
+            webhook_url=args.webhook_url,
+            api_secret=args.api_secret,
+            clock_file=args.clock_file,
         )
     except OSError as error:
         print(

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 INTERVAL = timedelta(days=30)
 # Shopify expires a charge the merchant has not approved within two days.
@@ -154,6 +155,9 @@ class Store:
     base_url: str
     default_webhook_url: str
     default_api_secret: str
+    # The demo's clock file (billing_portal/demo_clock.py: an offset in seconds, as text), so
+    # `make demo-advance` moves Shopify's time with the portal's.
+    clock_file: Path | None = None
     # Called with (topic, shop domain, payload) for each webhook Shopify would send.
     emit: Callable[[str, str, dict], None] = lambda topic, shop, payload: None
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -182,11 +186,19 @@ class Store:
     # --- clock -------------------------------------------------------------------------------
     def now(self) -> datetime:
         # Whole seconds, as Shopify's DateTime shows them: what we store is what we answer.
-        return (datetime.now(UTC) + self.offset).replace(microsecond=0)
+        return (datetime.now(UTC) + self.offset + self.file_offset()).replace(microsecond=0)
+
+    def file_offset(self) -> timedelta:
+        if self.clock_file is None:
+            return timedelta(0)
+        try:
+            return timedelta(seconds=float(self.clock_file.read_text().strip() or 0))
+        except (FileNotFoundError, ValueError):
+            return timedelta(0)  # no advance yet (or a half-written file: next read has it)
 
     def clock_set(self, *, now: datetime | None = None, advance_days: float | None = None) -> None:
         if now is not None:
-            self.offset = now.astimezone(UTC) - datetime.now(UTC)
+            self.offset = now.astimezone(UTC) - datetime.now(UTC) - self.file_offset()
         if advance_days is not None:
             self.offset += timedelta(days=advance_days)
         self.tick()
