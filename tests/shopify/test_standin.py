@@ -13,7 +13,7 @@ from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from gql import Client, gql
+from gql import Client, GraphQLRequest, gql
 from gql.transport.exceptions import TransportConnectionFailed, TransportQueryError
 from gql.transport.requests import RequestsHTTPTransport
 from graphql import GraphQLError
@@ -109,6 +109,10 @@ INSTALLATION = gql(
 )
 
 
+def request(document: GraphQLRequest, variables: dict) -> GraphQLRequest:
+    return GraphQLRequest(document, variable_values=variables)
+
+
 def client(stand_in, *, shop=SHOP, token=TOKEN, timeout=10) -> Client:
     transport = RequestsHTTPTransport(
         url=stand_in.admin_url.format(shop=shop),
@@ -161,7 +165,7 @@ def create(gql_client, *, name="Pro", behavior=None, **line_args) -> dict:
         "returnUrl": "http://127.0.0.1:9/billing/acme/shopify/return/",
         "replacementBehavior": behavior,
     }
-    return gql_client.execute(CREATE, variable_values=variables)["appSubscriptionCreate"]
+    return gql_client.execute(request(CREATE, variables))["appSubscriptionCreate"]
 
 
 def number_of(gid: str) -> int:
@@ -187,11 +191,11 @@ def usage(gql_client, line, amount, *, key=None, currency="USD") -> dict:
         "description": "Overage: 25 tickets over the allowance",
         "key": key,
     }
-    return gql_client.execute(USAGE, variable_values=variables)["appUsageRecordCreate"]
+    return gql_client.execute(request(USAGE, variables))["appUsageRecordCreate"]
 
 
 def pricing(gql_client, gid) -> list:
-    node = gql_client.execute(SUBSCRIPTION, variable_values={"id": gid})["node"]
+    node = gql_client.execute(request(SUBSCRIPTION, {"id": gid}))["node"]
     return [line["plan"]["pricingDetails"] for line in node["lineItems"]]
 
 
@@ -260,7 +264,7 @@ def test_a_new_subscription_is_pending_until_approved_then_active_for_30_days(
     assert (
         back == f"http://127.0.0.1:9/billing/acme/shopify/return/?charge_id={number_of(sub['id'])}"
     )
-    node = shop.execute(SUBSCRIPTION, variable_values={"id": sub["id"]})["node"]
+    node = shop.execute(request(SUBSCRIPTION, {"id": sub["id"]}))["node"]
     approved = moment(shopify_standin.subscription(number_of(sub["id"]))["activated_at"])
     assert node["status"] == "ACTIVE"
     assert moment(node["currentPeriodEnd"]) == approved + timedelta(days=30)
@@ -283,7 +287,7 @@ def test_declined_subscription_is_declined_and_the_merchant_goes_back_to_the_app
     created = create(shop)
     back = shopify_standin.decline(created["confirmationUrl"])
     assert back.startswith("http://127.0.0.1:9/billing/acme/shopify/return/")
-    node = shop.execute(SUBSCRIPTION, variable_values={"id": created["appSubscription"]["id"]})
+    node = shop.execute(request(SUBSCRIPTION, {"id": created["appSubscription"]["id"]}))
     assert node["node"]["status"] == "DECLINED"
     shopify_standin.webhooks_settled()
     assert [
@@ -297,9 +301,9 @@ def test_a_charge_not_approved_within_two_days_expires(shopify_standin, shop):
     created = create(shop)
     gid = created["appSubscription"]["id"]
     shopify_standin.clock(advance_days=1.9)
-    assert shop.execute(SUBSCRIPTION, variable_values={"id": gid})["node"]["status"] == "PENDING"
+    assert shop.execute(request(SUBSCRIPTION, {"id": gid}))["node"]["status"] == "PENDING"
     shopify_standin.clock(advance_days=0.2)
-    assert shop.execute(SUBSCRIPTION, variable_values={"id": gid})["node"]["status"] == "EXPIRED"
+    assert shop.execute(request(SUBSCRIPTION, {"id": gid}))["node"]["status"] == "EXPIRED"
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(  # noqa: S310
             urllib.request.Request(created["confirmationUrl"], data=b"decision=approve"),
@@ -458,8 +462,10 @@ def test_a_cap_raise_takes_effect_once_the_merchant_approves_it(shopify_standin,
         "Total price exceeds balance remaining"
     )
     asked = shop.execute(
-        CAP_UPDATE,
-        variable_values={"id": sub["usage"], "cap": {"amount": "200.00", "currencyCode": "USD"}},
+        request(
+            CAP_UPDATE,
+            {"id": sub["usage"], "cap": {"amount": "200.00", "currencyCode": "USD"}},
+        )
     )["appSubscriptionLineItemUpdate"]
     assert asked["userErrors"] == []
     page = shopify_standin.page(asked["confirmationUrl"])
@@ -477,13 +483,11 @@ def test_a_cap_raise_takes_effect_once_the_merchant_approves_it(shopify_standin,
 def test_a_declined_cap_raise_leaves_the_cap_and_a_lower_cap_is_refused(shopify_standin, shop):
     sub = active(shopify_standin, shop)
     ask = {"id": sub["usage"], "cap": {"amount": "150.00", "currencyCode": "USD"}}
-    url = shop.execute(CAP_UPDATE, variable_values=ask)["appSubscriptionLineItemUpdate"][
-        "confirmationUrl"
-    ]
+    url = shop.execute(request(CAP_UPDATE, ask))["appSubscriptionLineItemUpdate"]["confirmationUrl"]
     shopify_standin.decline(url)
     assert pricing(shop, sub["gid"])[1]["cappedAmount"]["amount"] == "100.00"
     lower = ask | {"cap": {"amount": "50.00", "currencyCode": "USD"}}
-    errors = shop.execute(CAP_UPDATE, variable_values=lower)["appSubscriptionLineItemUpdate"]
+    errors = shop.execute(request(CAP_UPDATE, lower))["appSubscriptionLineItemUpdate"]
     assert errors["userErrors"][0]["message"] == (
         "The capped amount must be greater than the existing capped amount"
     )
@@ -626,13 +630,15 @@ def test_a_timeout_fault_answers_after_the_client_gave_up(shopify_standin, shop)
     shopify_standin.fault("timeout", count=1, operation="appUsageRecordCreate", seconds=1.5)
     with pytest.raises(TransportConnectionFailed, match="timed out"):
         client(shopify_standin, timeout=0.5).execute(
-            USAGE,
-            variable_values={
-                "line": sub["usage"],
-                "price": {"amount": "5.00", "currencyCode": "USD"},
-                "description": "Overage",
-                "key": "k1",
-            },
+            request(
+                USAGE,
+                {
+                    "line": sub["usage"],
+                    "price": {"amount": "5.00", "currencyCode": "USD"},
+                    "description": "Overage",
+                    "key": "k1",
+                },
+            )
         )
     assert len(shopify_standin.state()["usage_records"]) == 1
 
