@@ -143,26 +143,45 @@ def _execute(shop: ShopifyShop, document: str, variables: dict[str, Any] | None 
     )
     client = Client(transport=transport, fetch_schema_from_transport=False)
     request = GraphQLRequest(document, variable_values=variables or {})
+    statuses: list[int] = []
     try:
-        return client.execute(request)
+        with client as session:
+            # gql turns any JSON body with "errors" into TransportQueryError, whatever the HTTP
+            # status: a 401 or a 500 would look like a refusal. The status decides instead.
+            assert transport.session is not None  # connected by `with client`
+            transport.session.hooks["response"].append(
+                lambda response, *args, **kwargs: statuses.append(response.status_code)
+            )
+            return session.execute(request)
     except TransportQueryError as exc:
-        messages = [str(error.get("message", error)) for error in (exc.errors or [])]
-        raise ShopifyRefused(messages or [str(exc)]) from exc
+        status = statuses[-1] if statuses else 200
+        if status == 401:
+            raise _auth_error(shop) from exc
+        if status >= 500 or status in (408, 429):
+            raise ShopifyUnavailable(f"Shopify answered {status}: no result known.") from exc
+        errors = exc.errors if isinstance(exc.errors, list) else [exc.errors or str(exc)]
+        messages = [
+            str(error.get("message", error)) if isinstance(error, dict) else str(error)
+            for error in errors
+        ]
+        raise ShopifyRefused(messages) from exc
     except TransportServerError as exc:
         if exc.code == 401:
-            raise ShopifyAuthError(
-                f"Shopify refused the app's access token for {shop.shop_domain}: the app may "
-                "have been uninstalled."
-            ) from exc
-        if exc.code is not None and 400 <= exc.code < 500:
+            raise _auth_error(shop) from exc
+        if exc.code is not None and 400 <= exc.code < 500 and exc.code not in (408, 429):
             raise ShopifyRefused([f"Shopify answered {exc.code}."]) from exc
         raise ShopifyUnavailable(f"Shopify answered {exc.code}: no result known.") from exc
     except (TransportConnectionFailed, TransportProtocolError) as exc:
         raise ShopifyUnavailable(f"No answer from Shopify for {shop.shop_domain}.") from exc
     except TransportError as exc:
         raise ShopifyUnavailable(f"Shopify could not be reached: {exc}") from exc
-    finally:
-        transport.close()
+
+
+def _auth_error(shop: ShopifyShop) -> ShopifyAuthError:
+    return ShopifyAuthError(
+        f"Shopify refused the app's access token for {shop.shop_domain}: the app may have been "
+        "uninstalled."
+    )
 
 
 def _payload(data: dict, field: str) -> dict:
