@@ -39,6 +39,16 @@ class BillingChannel(models.TextChoices):
     SHOPIFY = "shopify", "Paid through Shopify"
 
 
+class TaxIdStatus(models.TextChoices):
+    """What we know of an account's VAT id (plans.tax.VatIdStatus has the same values)."""
+
+    PENDING = "pending", "Waiting for VIES"
+    VALID = "valid", "Valid (VIES)"
+    INVALID = "invalid", "Invalid (VIES)"
+    UNAVAILABLE = "unavailable", "VIES could not answer"
+    UNCHECKED = "unchecked", "Not checked"
+
+
 class Account(models.Model):
     """One merchant: the tenant every other row belongs to."""
 
@@ -61,6 +71,19 @@ class Account(models.Model):
         max_length=2, blank=True, help_text="ISO 3166-1 alpha-2", validators=[country_code]
     )
     vat_id = models.CharField("VAT id", max_length=20, blank=True, validators=[plain_text])
+    # The buyer's tax identity (issue 25, docs/tax.md): the US state for sales tax, and what
+    # VIES last said of the VAT id. A VIES outage keeps the last good answer (the status, the
+    # consultation number, the date of that answer); `checked_at` is the date of the answer
+    # in use, so a re-check is due 30 days after it.
+    us_state = models.CharField(
+        "US state", max_length=2, blank=True, help_text="Two-letter code, e.g. WA (US only)."
+    )
+    tax_id_status = models.CharField(
+        "VAT id status", max_length=12, choices=TaxIdStatus.choices, default=TaxIdStatus.UNCHECKED
+    )
+    tax_id_checked_at = models.DateTimeField("VAT id checked at", null=True, blank=True)
+    tax_id_consultation = models.CharField("VIES consultation number", max_length=64, blank=True)
+    tax_id_name = models.CharField("Name VIES returned", max_length=200, blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
     stripe_customer_id = models.CharField(max_length=64, blank=True)
     billing_channel = models.CharField(

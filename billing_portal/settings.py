@@ -253,6 +253,25 @@ INVOICE_SELLER = env.list(
     "INVOICE_SELLER", default=["Helpdesk Billing Inc.", "1 Example Street", "San Francisco, CA, US"]
 )
 
+# --- Tax (issue 25, docs/tax.md): the selling entity, printed on every document and the seller
+# of the tax decision; checked at start (billing.tax_checks, a system check). The demo's
+# defaults are a made-up French company registered for OSS and for sales tax in Washington.
+TAX_SELLER_LEGAL_NAME = env.str("TAX_SELLER_LEGAL_NAME", default="Helpdesk Billing SAS")
+TAX_SELLER_ADDRESS = env.list(
+    "TAX_SELLER_ADDRESS", default=["1 rue de l'Exemple", "75002 Paris", "France"]
+)
+TAX_SELLER_COUNTRY = env.str("TAX_SELLER_COUNTRY", default="FR")
+TAX_SELLER_VAT_ID = env.str("TAX_SELLER_VAT_ID", default="FR11123456782")
+TAX_SELLER_OSS_REGISTERED = env.bool("TAX_SELLER_OSS_REGISTERED", default=True)
+# Two-letter codes of the US states where the seller is registered to collect sales tax; their
+# rates are plans/tax/us_rates.json (the operator keeps both).
+TAX_SELLER_US_STATES = env.list("TAX_SELLER_US_STATES", default=["WA"])
+# VIES's REST API (billing/vies_gateway.py); the demo and tests point it at the stand-in.
+VIES_API_URL = env.str(
+    "VIES_API_URL", default="https://ec.europa.eu/taxation_customs/vies/rest-api"
+)
+VIES_TIMEOUT_SECONDS = env.int("VIES_TIMEOUT_SECONDS", default=10)
+
 # --- Celery: no broker means tasks run in-process (the embedded demo defaults).
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL

@@ -163,3 +163,21 @@ def shopify_standin(shopify_server, settings):
     settings.SHOPIFY_ADMIN_URL = shopify_server.admin_url
     settings.SHOPIFY_API_SECRET = shopify_server.api_secret
     return shopify_server
+
+
+@pytest.fixture(scope="session")
+def vies_server():
+    from tests import vies_standin
+
+    process, stand_in = vies_standin.start()
+    yield stand_in
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def vies_standin(vies_server, settings):
+    """VIES calls go to the loopback stand-in (scripts/vies_standin.py), reset for each test."""
+    settings.VIES_API_URL = vies_server.url
+    vies_server.reset()
+    return vies_server

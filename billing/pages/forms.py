@@ -6,6 +6,7 @@ from django import forms
 
 from accounts.countries import EU_VAT_PREFIX, country_problem
 from accounts.validators import plain_text
+from accounts.vat import vat_id_check_offline, vat_id_country
 from plans.models import ScheduledChange
 
 from ..changes import CANCEL_COMMENT_MAX
@@ -55,6 +56,11 @@ class BillingDetailsForm(forms.Form):
                 "A VAT id is a two-letter country prefix then 2 to 13 letters or digits, "
                 "e.g. FR40303265045."
             )
+        # An EU id's length and check digits are checked at once, offline (VIES comes later).
+        if vat and vat_id_country(vat):
+            problem = vat_id_check_offline(vat).problem
+            if problem:
+                raise forms.ValidationError(problem)
         return vat
 
     def clean(self):
