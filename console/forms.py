@@ -5,7 +5,7 @@ from decimal import Decimal, InvalidOperation
 
 from django import forms
 
-from accounts.models import CURRENCY_CHOICES
+from accounts.models import CURRENCY_CHOICES, BillingChannel
 from accounts.validators import WindowedDateField, multi_line_text, plain_text
 from plans.money import MoneyError, currency_exponent, to_minor
 
@@ -15,7 +15,7 @@ class QueueFilter(forms.Form):
         ("", "Everything"),
         ("past_due", "Past due"),
         ("requires_confirmation", "Waiting for confirmation"),
-        ("held", "Held over the cap (P8)"),
+        ("held", "Held over the cap (P8), Shopify's included"),
         ("unknown", "Payment outcome unknown"),
     ]
     SORTS = [
@@ -28,9 +28,16 @@ class QueueFilter(forms.Form):
         label="Search",
         required=False,
         max_length=100,
-        widget=forms.TextInput(attrs={"placeholder": "Account, invoice number or Stripe id"}),
+        widget=forms.TextInput(
+            attrs={"placeholder": "Account, invoice number, Stripe id or shop domain"}
+        ),
     )
     attention = forms.ChoiceField(label="Needs", choices=ATTENTION, required=False)
+    channel = forms.ChoiceField(
+        label="Pays",
+        choices=[("", "Any way")] + list(BillingChannel.choices),
+        required=False,
+    )
     currency = forms.ChoiceField(
         label="Currency", choices=[("", "Any")] + list(CURRENCY_CHOICES), required=False
     )

@@ -22,14 +22,20 @@ from billing.models import (
     InvoiceKind,
     InvoiceStatus,
     PaymentAttempt,
+    ShopifyUsageRecord,
+    UsageRecordStatus,
 )
 from billing.selectors import late_units_shown
+from billing.shopify_figures import ShopifyPanel, shopify_panel
 from metering import selectors as metering_selectors
 from metering.models import Reevaluation
 from plans.models import ScheduledChange, Subscription, SubscriptionStatusChange
+from plans.money import format_money
 
 S = InvoiceStatus
 A = PaymentAttempt.Status
+# Usage records that need the merchant (a higher cap) or a person (Shopify refused them).
+SHOPIFY_STUCK = (UsageRecordStatus.HELD, UsageRecordStatus.FAILED)
 PAGE_SIZE = 25
 
 
@@ -47,7 +53,12 @@ class QueueRow:
 
 
 def _attention(kind: str, now: datetime) -> Q:
-    held = Q(status=S.OPEN, dunning__held_reason__gt="")
+    # Held (P8): an invoice held over the spending cap, or one with usage held over a Shopify
+    # cap (or refused by Shopify) that waits for a raise or for a person, whatever its status.
+    shopify_held = Exists(
+        ShopifyUsageRecord.objects.filter(invoice=OuterRef("pk"), status__in=SHOPIFY_STUCK)
+    )
+    held = Q(status=S.OPEN, dunning__held_reason__gt="") | Q(shopify_held)
     # Unknown: Stripe's answer was lost, or a charge has waited longer than any call takes
     # (the reconciliation sweep will ask Stripe; until then a person should know).
     lost = Q(status=A.UNKNOWN) | Q(
@@ -69,6 +80,7 @@ def _search(q: str) -> Q:
         | Q(account__slug__icontains=q)
         | Q(account__name__icontains=q)
         | Q(account__stripe_customer_id=q)
+        | Q(account__shopify_shop__shop_domain__iexact=q)
         | Q(Exists(PaymentAttempt.objects.filter(invoice=OuterRef("pk"), stripe_payment_intent=q)))
     )
 
@@ -86,6 +98,8 @@ def attention_queue(*, filters: dict, page: str | int | None, now: datetime) -> 
         invoices = invoices.filter(_search(filters["q"]))
     if filters.get("currency"):
         invoices = invoices.filter(currency=filters["currency"])
+    if filters.get("channel"):
+        invoices = invoices.filter(account__billing_channel=filters["channel"])
     if filters.get("plan"):
         invoices = invoices.filter(
             Q(subscription__plan__code=filters["plan"])
@@ -121,8 +135,14 @@ def attention_queue(*, filters: dict, page: str | int | None, now: datetime) -> 
     ):
         last[attempt.invoice_id] = attempt
     figures = statement.invoices_figures(loaded.values())
+    stuck: dict[int, dict[str, int]] = {}
+    for invoice_id, status, amount in ShopifyUsageRecord.objects.filter(
+        invoice_id__in=page_obj.object_list, status__in=SHOPIFY_STUCK
+    ).values_list("invoice_id", "status", "amount_minor"):
+        by_status = stuck.setdefault(invoice_id, {})
+        by_status[status] = by_status.get(status, 0) + amount
     page_obj.object_list = [
-        _row(loaded[pk], last.get(pk), now, figures[pk].amount_due_minor)
+        _row(loaded[pk], last.get(pk), now, figures[pk].amount_due_minor, stuck.get(pk, {}))
         for pk in page_obj.object_list
     ]
     return page_obj
@@ -139,13 +159,25 @@ def _dunning(invoice: Invoice) -> Dunning | None:
         return None
 
 
-def _row(invoice: Invoice, attempt: PaymentAttempt | None, now: datetime, due: int = 0) -> QueueRow:
+def _row(
+    invoice: Invoice,
+    attempt: PaymentAttempt | None,
+    now: datetime,
+    due: int = 0,
+    shopify: dict[str, int] | None = None,
+) -> QueueRow:
     dunning = _dunning(invoice)
     needs = []
     if invoice.status in OVERDUE:
         needs.append(invoice.get_status_display())
-    if dunning and dunning.held_reason:
+    shopify = shopify or {}
+    if shopify.get(UsageRecordStatus.HELD):
+        held = format_money(shopify[UsageRecordStatus.HELD], invoice.currency)
+        needs.append(f"{held} held over the Shopify cap")
+    elif dunning and dunning.held_reason:
         needs.append("held over the cap")
+    if shopify.get(UsageRecordStatus.FAILED):
+        needs.append("usage record refused by Shopify")
     if attempt and attempt.status == A.UNKNOWN:
         needs.append("outcome unknown")
     elif attempt and attempt.status in payments.IN_FLIGHT:
@@ -205,6 +237,7 @@ class InvoiceDetail:
     history: list[AuditEntry]
     schedule: list[Step]
     actions: list[str] = field(default_factory=list)
+    usage_records: list[ShopifyUsageRecord] = field(default_factory=list)  # Shopify channel
 
 
 def invoice_detail(*, invoice_id: int, now: datetime) -> InvoiceDetail | None:
@@ -233,6 +266,9 @@ def invoice_detail(*, invoice_id: int, now: datetime) -> InvoiceDetail | None:
         emails=list(entries.filter(action="email.sent")),
         history=list(entries.exclude(action="email.sent")),
         schedule=schedule_ahead(invoice=invoice, dunning=dunning, attempts=attempts, now=now),
+        usage_records=list(
+            invoice.usage_records.select_related("line").order_by("line__position", "part")
+        ),
     )
     detail.actions = invoice_actions(detail, now)
     return detail
@@ -318,6 +354,7 @@ class AccountDetail:
     account_statement: statement.AccountStatement | None = None  # owed, credit, its history
     # Members locked out by wrong passwords: username → when the lock ends.
     locked_logins: dict[str, datetime] = field(default_factory=dict)
+    shopify: ShopifyPanel | None = None  # Shopify channel: status, cap, balance, held, links
 
     @property
     def invoice_rows(self) -> list[tuple[Invoice, statement.InvoiceFigures | None]]:
@@ -377,6 +414,7 @@ def account_detail(*, account_id: int, now: datetime) -> AccountDetail | None:
         actions=actions,
         account_statement=statement.account_statement(account=account),
         locked_logins=locked_logins,
+        shopify=shopify_panel(account=account, now=now),
     )
 
 

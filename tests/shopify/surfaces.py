@@ -35,8 +35,11 @@ HELD = 30_000
 RECORD_GID = "gid://shopify/AppUsageRecord/4021"
 
 
-def make_shopify(make_account, *, slug: str = "shop") -> tuple:
-    """A Basic account on a 30-day cycle that pays through its shop, ACTIVE at Shopify."""
+def make_shopify(make_account, standin, *, slug: str = "shop") -> tuple:
+    """A Basic account on a 30-day cycle that pays through its shop, ACTIVE at Shopify. The
+    shop exists on the stand-in (`standin`: the shopify_standin fixture), so the calls the
+    close makes get Shopify's answers on loopback."""
+    standin.shop(f"{slug}.myshopify.com", "shpat_surfaces", currency="USD")
     with time_machine.travel(T0, tick=False):
         account = make_account(slug=slug, plan="basic", interval="30d")
         run_billing(as_of=T0)
@@ -106,5 +109,5 @@ def close_over_the_cap(account, app) -> Invoice:
 
 
 @pytest.fixture
-def shopify_account(make_account):
-    return make_shopify(make_account)
+def shopify_account(make_account, shopify_standin):
+    return make_shopify(make_account, shopify_standin)

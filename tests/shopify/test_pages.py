@@ -15,8 +15,8 @@ CARD_WORDS = ("Retry payment", "Confirm payment", "Pay all outstanding", "Add a 
 
 
 @pytest.fixture
-def shop(make_account):
-    return make_shopify(make_account)
+def shop(make_account, shopify_standin):
+    return make_shopify(make_account, shopify_standin)
 
 
 @pytest.fixture
