@@ -1,10 +1,22 @@
+from django import forms
 from django.contrib import admin, messages
+from django.utils import timezone
 
 from audit.models import Source
 from audit.services import acting_as
 
 from . import services
-from .models import Account, ApiKey, IdempotencyRecord, Integration, Membership, Partner, Store
+from .models import (
+    Account,
+    ApiKey,
+    IdempotencyRecord,
+    Integration,
+    Membership,
+    Partner,
+    ShopifyShop,
+    Store,
+)
+from .validators import shop_domain_valid
 
 
 class MembershipInline(admin.TabularInline):
@@ -18,17 +30,78 @@ class StoreInline(admin.TabularInline):
     extra = 0
 
 
+class ShopifyShopForm(forms.ModelForm):
+    """The shop of a Shopify-channel account. The access token is write-only: the field is
+    always empty on the page (never rendered back); left empty on a change, the stored token
+    stays."""
+
+    access_token = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="The app's Admin API access token for this shop. Write-only: never shown "
+        "again; leave empty to keep the stored one.",
+    )
+
+    class Meta:
+        model = ShopifyShop
+        fields = ["shop_domain", "capped_amount_minor", "installed_at", "uninstalled_at"]
+
+    def clean_shop_domain(self) -> str:
+        return shop_domain_valid(self.cleaned_data["shop_domain"])
+
+    def clean(self):
+        cleaned = super().clean()
+        if not cleaned.get("access_token") and not self.instance.access_token_encrypted:
+            self.add_error("access_token", "A new shop needs the app's access token.")
+        return cleaned
+
+    def save(self, commit: bool = True):
+        shop = super().save(commit=False)
+        if self.cleaned_data.get("access_token"):
+            shop.set_access_token(self.cleaned_data["access_token"])
+        if commit:
+            shop.save()
+        return shop
+
+
+class ShopifyShopInline(admin.StackedInline):
+    model = ShopifyShop
+    form = ShopifyShopForm
+    extra = 0
+    max_num = 1
+    can_delete = False
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.form.base_fields["installed_at"].initial = timezone.now
+        return formset
+
+
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "partner", "currency", "status", "billing_email", "created_at"]
-    list_filter = ["status", "currency", "partner"]
+    list_display = [
+        "slug",
+        "name",
+        "partner",
+        "currency",
+        "billing_channel",
+        "status",
+        "billing_email",
+        "created_at",
+    ]
+    list_filter = ["status", "currency", "billing_channel", "partner"]
     search_fields = ["slug", "name", "billing_email", "company", "vat_id"]
     readonly_fields = ["stripe_customer_id", "created_at"]
-    inlines = [MembershipInline, StoreInline]
+    inlines = [MembershipInline, StoreInline, ShopifyShopInline]
 
     def get_readonly_fields(self, request, obj=None):
         # Money is kept in the account's currency: it cannot change once the account exists.
-        return [*self.readonly_fields, "currency"] if obj else self.readonly_fields
+        # The channel neither: an operator moves an account with `billing_channel_change`,
+        # which refuses while an invoice is unpaid (docs/shopify.md, "Changing channel").
+        if obj:
+            return [*self.readonly_fields, "currency", "billing_channel"]
+        return self.readonly_fields
 
 
 @admin.register(Partner)

@@ -3,6 +3,7 @@
 from datetime import datetime, timedelta
 
 from axes.utils import reset as axes_reset
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -11,8 +12,18 @@ from audit.services import audit_record
 
 from . import api_keys, logins
 from .errors import Conflict, DomainError
-from .models import Account, ApiKey, Integration, Membership, Partner, Store, default_scopes
-from .validators import plain_text
+from .models import (
+    Account,
+    ApiKey,
+    BillingChannel,
+    Integration,
+    Membership,
+    Partner,
+    ShopifyShop,
+    Store,
+    default_scopes,
+)
+from .validators import plain_text, shop_domain_valid
 
 # Writing last_used_at on every request would put a row update on the hot ingest path;
 # a minute's precision is what an operator reading "last used" needs.
@@ -157,10 +168,15 @@ def account_create(
     billing_email: str,
     currency: str = "USD",
     partner: Partner | None = None,
+    billing_channel: str = BillingChannel.STRIPE,
+    shop_domain: str = "",
+    access_token: str = "",
     **details: str,
 ) -> Account:
     """Create a merchant account; a taken slug is a conflict, not a crash. Slugs are kept
-    in lower case, so 'Bloom' is taken once 'bloom' is (docs/api.md, "Account slugs")."""
+    in lower case, so 'Bloom' is taken once 'bloom' is (docs/api.md, "Account slugs").
+    A Shopify-channel account is created with its shop (domain and the app's access token,
+    stored encrypted, never logged)."""
     slug = slug.lower()
     account = Account(
         slug=slug,
@@ -168,24 +184,67 @@ def account_create(
         billing_email=billing_email,
         currency=currency,
         partner=partner,
+        billing_channel=billing_channel,
         **details,
     )
     account.full_clean(validate_unique=False)
+    shop = _shop_for(account, shop_domain=shop_domain, access_token=access_token)
     if slug in RESERVED_SLUGS:
         raise _slug_unavailable(slug)
     try:
         with transaction.atomic():
             account.save()
+            after = {"slug": slug, "currency": currency, "partner": partner and partner.name}
+            if shop is not None:
+                shop.account = account
+                shop.save()
+                after |= {"billing_channel": billing_channel, "shop_domain": shop.shop_domain}
             audit_record(
                 action="account.created",
                 obj=account,
                 account_id=account.pk,
-                after={"slug": slug, "currency": currency, "partner": partner and partner.name},
+                after=after,
                 label=slug,
             )
     except IntegrityError as exc:
+        if shop is not None and ShopifyShop.objects.filter(shop_domain=shop.shop_domain).exists():
+            raise _shop_taken(shop.shop_domain) from exc
         raise _slug_unavailable(slug) from exc
     return account
+
+
+def _shop_for(account: Account, *, shop_domain: str, access_token: str) -> ShopifyShop | None:
+    """The unsaved shop of a Shopify-channel account (None on the card channel), every field
+    error named at once. The token's value is never put in an error or a log."""
+    if account.billing_channel != BillingChannel.SHOPIFY:
+        if shop_domain or access_token:
+            message = "A shop is given only for the Shopify channel (billing_channel 'shopify')."
+            raise DomainError(message, details={"fields": {"billing_channel": [message]}})
+        return None
+    errors: dict[str, list[str]] = {}
+    try:
+        shop_domain = shop_domain_valid(shop_domain)
+    except ValidationError as exc:
+        errors["shopify.shop_domain"] = list(exc.messages)
+    if not (access_token or "").strip():
+        errors["shopify.access_token"] = ["The app's access token for the shop is required."]
+    if errors:
+        field, messages = next(iter(errors.items()))
+        raise DomainError(f"{field}: {messages[0]}", details={"fields": errors})
+    if ShopifyShop.objects.filter(shop_domain=shop_domain).exists():
+        raise _shop_taken(shop_domain)
+    shop = ShopifyShop(shop_domain=shop_domain, installed_at=timezone.now())
+    shop.set_access_token(access_token.strip())
+    return shop
+
+
+def _shop_taken(shop_domain: str) -> Conflict:
+    message = f"The shop '{shop_domain}' already pays for another account."
+    return Conflict(
+        message,
+        code="shop_taken",
+        details={"fields": {"shopify.shop_domain": [message]}},
+    )
 
 
 # Slugs are one namespace for every tenant (they are in the merchant's page addresses), so a

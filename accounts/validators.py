@@ -3,6 +3,7 @@ validator per rule, put on the model fields (so the admin and every `full_clean`
 the API's serializer fields (DRF runs Django validators) and on the pages' and console's forms.
 """
 
+import re
 from datetime import date, datetime
 
 from django import forms
@@ -78,3 +79,20 @@ class WindowedDateField(forms.DateField):
     """A form's date, within the dates window (docs/api.md, "Input at the edge")."""
 
     default_validators = [InWindow()]
+
+
+# A shop's permanent domain as Shopify gives it: a handle of letters, digits and hyphens, then
+# .myshopify.com. A custom domain (shop.example) is not accepted: the Admin API and the
+# webhooks name the shop by this one.
+_SHOP_DOMAIN = re.compile(r"[a-z0-9][a-z0-9-]{0,59}\.myshopify\.com")
+
+
+def shop_domain_valid(value: str) -> str:
+    """The shop's domain in lower case, or ValidationError saying what it should look like."""
+    domain = (value or "").strip().lower()
+    if not _SHOP_DOMAIN.fullmatch(domain):
+        raise ValidationError(
+            "Give the shop's permanent domain, like 'my-store.myshopify.com'.",
+            code="invalid_shop_domain",
+        )
+    return domain

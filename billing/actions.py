@@ -14,14 +14,22 @@ from typing import Literal
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.errors import DomainError
 from accounts.models import Account
 from metering.limits import apply_limits
 from plans.models import Subscription
 from plans.money import format_money
 from plans.services import subscription_ai_limits_set
 
-from . import changes, gateway, payments, restart, selectors, statement, tasks
-from .models import Dunning, Invoice, InvoiceStatus, PaymentAttempt, PaymentMethod
+from . import changes, gateway, payments, restart, selectors, shopify_billing, statement, tasks
+from .models import (
+    Dunning,
+    Invoice,
+    InvoiceStatus,
+    PaymentAttempt,
+    PaymentMethod,
+    ShopifySubscription,
+)
 
 Collect = Literal["now", "soon"]
 
@@ -42,6 +50,33 @@ class Payment:
     @property
     def needs_confirmation(self) -> bool:
         return bool(self.confirm_path)
+
+
+class NoCardOnShopify(payments.NoPaymentMethod):
+    """A card action on an account that pays through Shopify."""
+
+    code = "pays_through_shopify"
+
+
+def refuse_card_on_shopify(account: Account, *, what: str) -> None:
+    """Card actions make no sense on the Shopify channel: Shopify bills the merchant."""
+    if account.pays_through_shopify:
+        raise NoCardOnShopify(
+            f"This account pays through Shopify: there is no card to {what}. Shopify bills "
+            "the fees and usage; approve subscriptions and higher limits in Shopify."
+        )
+
+
+@dataclass(frozen=True)
+class ShopifyApproval:
+    """A change or a start on the Shopify channel: nothing changed yet; the merchant approves
+    it at Shopify's confirmation URL (pages redirect there, the API returns it)."""
+
+    shopify_subscription: ShopifySubscription
+
+    @property
+    def confirmation_url(self) -> str:
+        return self.shopify_subscription.confirmation_url
 
 
 def card_first(*, account: Account, amount_minor: int, why: str) -> None:
@@ -109,6 +144,7 @@ def outstanding_pay(*, account: Account) -> list[Payment]:
     """ "Pay all outstanding": each unpaid invoice, oldest first, through the one charge path;
     stops at the first one the bank wants the customer to confirm (they are sent there). One
     whose payment is already under way is passed over: its outcome will show."""
+    refuse_card_on_shopify(account, what="pay outstanding invoices with")
     due = selectors.chargeable_invoices(account=account)
     if due and payments.default_payment_method(account.pk) is None:
         raise payments.NoPaymentMethod("Add a card first: there is nothing to charge it to.")
@@ -142,8 +178,13 @@ def _collect(
 
 @dataclass(frozen=True)
 class Changed:
-    result: changes.ChangeResult
+    result: changes.ChangeResult | None
     payment: Payment | None
+    shopify: ShopifyApproval | None = None  # the Shopify channel: approve it there first
+
+    @property
+    def confirmation_url(self) -> str:
+        return self.shopify.confirmation_url if self.shopify else ""
 
 
 def subscription_change(
@@ -156,7 +197,12 @@ def subscription_change(
     """Change the plan, interval or add-ons (P6 now, P7 at the cycle's end) and collect the
     prorated invoice of an upgrade. `card_required` is the self-serve rule: a merchant pays an
     upgrade at once, so without a card nothing changes; a partner may bill its accounts
-    otherwise (by transfer), so the API issues the invoice and leaves it open."""
+    otherwise (by transfer), so the API issues the invoice and leaves it open. On the Shopify
+    channel nothing changes yet: a replacing app subscription waits for the merchant's
+    approval (its confirmation_url), then applies (billing.shopify_billing)."""
+    if account.pays_through_shopify:
+        row = shopify_billing.shopify_change(account=account, request=request)
+        return Changed(None, None, ShopifyApproval(row))
     if card_required:
         preview = changes.subscription_change_preview(account=account, request=request)
         if preview.kind == "upgrade":
@@ -171,8 +217,13 @@ def subscription_change(
 
 @dataclass(frozen=True)
 class Started:
-    started: restart.Restart
+    started: restart.Restart | None
     payment: Payment | None
+    shopify: ShopifyApproval | None = None  # the Shopify channel: approve it there first
+
+    @property
+    def confirmation_url(self) -> str:
+        return self.shopify.confirmation_url if self.shopify else ""
 
 
 def subscription_start_again(
@@ -184,7 +235,16 @@ def subscription_start_again(
     card_required: bool,
 ) -> Started:
     """Start again after the end (P1: the first cycle paid at once), same card rule as a
-    change."""
+    change. On the Shopify channel: an app subscription to approve (30-day cycles only)."""
+    if account.pays_through_shopify:
+        if interval == "year":
+            raise DomainError(
+                shopify_billing.ANNUAL_REFUSED,
+                code="shopify_no_annual",
+                details={"fields": {"interval": [shopify_billing.ANNUAL_REFUSED]}},
+            )
+        row = shopify_billing.shopify_start_again(account=account, plan_code=plan_code)
+        return Started(None, None, ShopifyApproval(row))
     if card_required:
         preview = restart.subscription_restart_preview(
             account=account, plan_code=plan_code, interval=interval
@@ -242,6 +302,7 @@ def payment_method_save(*, account: Account, stripe_payment_method: str) -> Card
     waiting for one: invoices never attempted and those whose retries stopped for want of a
     card. What already failed on another card is offered, not charged: the merchant may want
     to choose."""
+    refuse_card_on_shopify(account, what="save")
     method = payments.payment_method_set(
         account=account, stripe_payment_method=stripe_payment_method
     )

@@ -17,6 +17,7 @@ from .models import (
     InvoiceStatusChange,
     PaymentAttempt,
     PaymentMethod,
+    ShopifyPlanCap,
     StripeEvent,
     ThresholdNotice,
     UsageClose,
@@ -212,3 +213,13 @@ class InvoiceStatusChangeAdmin(ReadOnly, admin.ModelAdmin):
     list_display = ["invoice", "from_status", "to_status", "reason", "at"]
     list_filter = ["to_status"]
     search_fields = ["invoice__number"]
+
+
+@admin.register(ShopifyPlanCap)
+class ShopifyPlanCapAdmin(admin.ModelAdmin):
+    """Per-plan usage caps on the Shopify channel (docs/shopify.md, "The cap"): asked for in
+    new app subscriptions of the plan; an account's own cap (its shop) wins."""
+
+    list_display = ["plan", "currency", "cap"]
+    list_filter = ["currency"]
+    cap = money("capped_amount_minor", "cap per 30 days")

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django.db import transaction
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -18,6 +19,7 @@ from accounts.api_fields import NewestFirstPagination, money
 from accounts.api_schema import MoneyOut, PeriodOut, paginated
 from accounts.errors import Conflict
 from accounts.idempotency import idempotent
+from accounts.models import BillingChannel
 from accounts.selectors import account_get
 from metering import api as metering_api
 from plans import api as plans_api
@@ -25,8 +27,16 @@ from plans import api_schema as catalog_schema
 from plans.api import ScheduledChangeOut, SubscriptionOut, subscription_out
 from plans.models import Interval
 
-from . import actions, changes, payments, phrases, selectors, statement
-from .models import AttemptStatus, Invoice, InvoiceKind, InvoiceReason, InvoiceStatus
+from . import actions, changes, payments, phrases, selectors, shopify_billing, statement
+from .models import (
+    AttemptStatus,
+    Invoice,
+    InvoiceKind,
+    InvoiceReason,
+    InvoiceStatus,
+    ShopifyStatus,
+    ShopifySubscription,
+)
 from .pdf import render_invoice_pdf
 
 
@@ -202,6 +212,36 @@ class ChangeOut(serializers.Serializer):
     invoice = InvoiceOut(allow_null=True, help_text="P6: the prorated upgrade invoice.")
 
 
+class ShopifyApprovalDetailOut(serializers.Serializer):
+    confirmation_url = serializers.URLField(
+        help_text="Shopify's approval page: the merchant approves (or declines) there."
+    )
+    status = serializers.CharField(help_text="Shopify's status of the app subscription: PENDING.")
+    replacement_behavior = serializers.CharField(
+        allow_blank=True,
+        help_text="APPLY_IMMEDIATELY (an upgrade, P6) or APPLY_ON_NEXT_BILLING_CYCLE (P7).",
+    )
+
+
+class ShopifyApprovalOut(serializers.Serializer):
+    """202 for an account that pays through Shopify: nothing changed yet."""
+
+    shopify = ShopifyApprovalDetailOut()
+
+
+def _shopify_accepted(approval: actions.ShopifyApproval) -> Response:
+    """A change or start through Shopify: accepted, waiting for the merchant's approval."""
+    row = approval.shopify_subscription
+    body = {
+        "shopify": {
+            "confirmation_url": row.confirmation_url,
+            "status": row.status,
+            "replacement_behavior": row.replacement_behavior,
+        }
+    }
+    return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
 class PaymentMethodOut(serializers.Serializer):
     stripe_payment_method = serializers.CharField()
     brand = serializers.CharField()
@@ -282,7 +322,7 @@ class SubscriptionChangesApi(APIView):
     @extend_schema(
         operation_id="subscription_changes_create",
         request=ChangeIn,
-        responses={201: ChangeOut},
+        responses={201: ChangeOut, 202: ShopifyApprovalOut},
         examples=[
             OpenApiExample(
                 "P6: Basic → Pro mid-cycle (billed now, prorated)",
@@ -304,7 +344,7 @@ class SubscriptionChangesApi(APIView):
         data = serializer.validated_data
         # The upgrade is paid at once (P6), by a task after the commit; a partner may bill an
         # account without a card (by transfer): its invoice stays open.
-        result = actions.subscription_change(
+        changed = actions.subscription_change(
             account=account,
             request=changes.ChangeRequest(
                 plan=data.get("plan"),
@@ -313,7 +353,11 @@ class SubscriptionChangesApi(APIView):
             ),
             collect="soon",
             card_required=False,
-        ).result
+        )
+        if changed.shopify is not None:
+            return _shopify_accepted(changed.shopify)
+        result = changed.result
+        assert result is not None  # the card channel changes at once
         body = {
             "effective": result.effective,
             "effective_at": result.effective_at,
@@ -352,7 +396,7 @@ class SubscriptionStartApi(APIView):
     @extend_schema(
         operation_id="subscription_start",
         request=SubscriptionStartIn,
-        responses={201: SubscriptionStartOut},
+        responses={201: SubscriptionStartOut, 202: ShopifyApprovalOut},
         examples=[
             OpenApiExample(
                 "Start again on Pro, monthly",
@@ -366,13 +410,17 @@ class SubscriptionStartApi(APIView):
         account = account_get(principal=request.user, slug=slug)
         serializer = SubscriptionStartIn(data=request.data)
         serializer.is_valid(raise_exception=True)
-        started = actions.subscription_start_again(
+        outcome = actions.subscription_start_again(
             account=account,
             plan_code=serializer.validated_data["plan"],
             interval=serializer.validated_data["interval"],
             collect="soon",  # the first cycle is paid at once (P1), by a task after the commit
             card_required=False,
-        ).started
+        )
+        if outcome.shopify is not None:
+            return _shopify_accepted(outcome.shopify)
+        started = outcome.started
+        assert started is not None  # the card channel starts at once
         body = {
             "subscription": subscription_out(started.subscription),
             "invoice": invoice_out(started.invoice) if started.invoice else None,
@@ -477,7 +525,19 @@ class InvoiceRetryApi(APIView):
 # --- the account with its statement ---------------------------------------------------------
 
 
+class ShopifyShopOut(plans_api.ShopifyShopOut):
+    """The shop, and what waits for the merchant at Shopify (H5's surfaces add Shopify's
+    status, cap and balance here)."""
+
+    confirmation_url = serializers.URLField(
+        allow_null=True,
+        help_text="While an app subscription waits for the merchant's approval: Shopify's "
+        "approval page. Null otherwise.",
+    )
+
+
 class AccountOut(plans_api.AccountOut):
+    shopify = ShopifyShopOut(allow_null=True, help_text="Null on the card channel.")
     credit_balance = MoneyOut(
         help_text="Account credit not used yet: taken off the next invoices automatically."
     )
@@ -493,6 +553,8 @@ class _WithStatement(plans_api.AccountsOutMixin):
         out = []
         for account, body in zip(accounts, super().accounts_out(accounts), strict=True):
             figures = statements[account.pk]
+            if body.get("shopify") is not None:
+                body["shopify"]["confirmation_url"] = _waiting_approval(account)
             body["credit_balance"] = money(figures.credit_balance_minor, account.currency)
             body["amount_owed"] = money(figures.amount_owed_minor, account.currency)
             out.append(body)
@@ -512,6 +574,28 @@ class _WithStatement(plans_api.AccountsOutMixin):
 )
 class AccountsApi(_WithStatement, plans_api.AccountsApi):
     """GET: the accounts this key reaches, newest first. POST: a new account and subscription."""
+
+    def account_open(self, *, partner, data: dict):
+        """On the Shopify channel, the account and its shop are created with the app
+        subscription's request at Shopify, all or nothing: a shop whose token Shopify refuses
+        leaves no account behind."""
+        if data.get("billing_channel") != BillingChannel.SHOPIFY:
+            return super().account_open(partner=partner, data=data)
+        plan_code = data["plan"].code
+        addons = {tier.addon.code: tier.code for tier in data["addons"]}
+        with transaction.atomic():
+            account = super().account_open(partner=partner, data=data)
+            shopify_billing.shopify_subscribe(account=account, plan_code=plan_code, addons=addons)
+        return account
+
+
+def _waiting_approval(account) -> str | None:
+    row = (
+        ShopifySubscription.objects.filter(account=account, status=ShopifyStatus.PENDING)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    return row.confirmation_url if row else None
 
 
 @extend_schema_view(get=extend_schema(operation_id="accounts_retrieve", responses=AccountOut))

@@ -81,10 +81,12 @@ def _resolve(subscription: Subscription, request: ChangeRequest):
 
 
 def subscription_change(
-    *, account: Account, request: ChangeRequest, at: datetime | None = None
+    *, account: Account, request: ChangeRequest, at: datetime | None = None, prorate: bool = True
 ) -> ChangeResult:
     """Apply the upgrade parts of a request now with their prorated invoice, and schedule its
-    downgrade parts for the end of the cycle, whenever it is asked (P6, P7)."""
+    downgrade parts for the end of the cycle, whenever it is asked (P6, P7). `prorate=False`
+    applies them without our invoice: on the Shopify channel, Shopify prorates the replaced
+    app subscription itself (docs/shopify.md, decision 6)."""
     at = at or timezone.now()
     with transaction.atomic(durable=True):
         subscription = _lock_live_subscription(account)
@@ -149,7 +151,9 @@ def subscription_change(
             requested = subscription_terms(
                 subscription, plan=up_plan, interval=up_interval, tiers=up_tiers
             )
-        result = _upgrade(subscription, current, requested, up_plan, up_interval, up_tiers, at)
+        result = _upgrade(
+            subscription, current, requested, up_plan, up_interval, up_tiers, at, prorate=prorate
+        )
         if down:
             result.scheduled = _schedule(subscription, *down).scheduled
         result.superseded = superseded
@@ -369,22 +373,26 @@ def terms_words(terms: pricing.SubscriptionTerms) -> dict:
     }
 
 
-def _upgrade(subscription, current, requested, plan, interval, tiers, at) -> ChangeResult:
+def _upgrade(
+    subscription, current, requested, plan, interval, tiers, at, *, prorate: bool = True
+) -> ChangeResult:
     """P6: the difference for the rest of the cycle is charged now and the new allowance
     applies to the current period (month → year: see _upgrade_lines)."""
     cycle = pricing.Period(
         start=subscription.current_period_start, end=subscription.current_period_end
     )
     lines, new_cycle = _upgrade_lines(subscription, current, requested, at)
-    invoice = invoice_issue(
-        subscription=subscription,
-        account_id=subscription.account_id,
-        currency=subscription.account.currency,
-        reason=InvoiceReason.UPGRADE,
-        period=pricing.Period(start=at, end=(new_cycle or cycle).end),
-        lines=lines,
-        at=at,
-    )
+    invoice = None
+    if prorate:
+        invoice = invoice_issue(
+            subscription=subscription,
+            account_id=subscription.account_id,
+            currency=subscription.account.currency,
+            reason=InvoiceReason.UPGRADE,
+            period=pricing.Period(start=at, end=(new_cycle or cycle).end),
+            lines=lines,
+            at=at,
+        )
     if plan is not None:
         subscription.plan = plan
     for addon, tier in tiers.items():
@@ -409,7 +417,7 @@ def _upgrade(subscription, current, requested, plan, interval, tiers, at) -> Cha
         obj=subscription,
         before=terms_words(current),
         after=terms_words(requested),
-        reason=f"invoice {invoice.number}",
+        reason=f"invoice {invoice.number}" if invoice else "prorated by Shopify",
         at=at,
     )
     if tiers:

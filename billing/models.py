@@ -475,6 +475,9 @@ class ShopifyStatus(models.TextChoices):
     EXPIRED = "EXPIRED", "not approved within two days"
     FROZEN = "FROZEN", "frozen by Shopify (unpaid Shopify bill)"
     CANCELLED = "CANCELLED", "cancelled"
+    # A replacement approved with APPLY_ON_NEXT_BILLING_CYCLE: Shopify starts billing it (it
+    # becomes ACTIVE) when the subscription it replaces reaches its interval's end.
+    ACCEPTED = "ACCEPTED", "approved; starts with the next 30-day cycle"
 
 
 SHOPIFY_LIVE = (ShopifyStatus.ACTIVE, ShopifyStatus.FROZEN)
@@ -627,3 +630,24 @@ class ShopifyWebhook(models.Model):
 
     def __str__(self) -> str:
         return f"{self.topic} from {self.shop_domain} ({self.webhook_id})"
+
+
+class ShopifyPlanCap(models.Model):
+    """A plan's approved usage cap per 30 days on the Shopify channel, when the default
+    (settings.SHOPIFY_DEFAULT_CAPPED_AMOUNT_MINOR) does not suit it; an account's own cap
+    (ShopifyShop.capped_amount_minor) wins over this one. Edited by operators in the admin."""
+
+    plan = models.ForeignKey("plans.Plan", on_delete=models.CASCADE, related_name="shopify_caps")
+    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
+    capped_amount_minor = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "currency"], name="shopifyplancap_one"),
+            models.CheckConstraint(
+                condition=Q(capped_amount_minor__gt=0), name="shopifyplancap_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.plan} {self.currency}: {self.capped_amount_minor}"

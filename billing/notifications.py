@@ -28,6 +28,11 @@ SUBJECTS = {
     "cancellation_scheduled": "Your subscription ends: it runs until {last_day}",
     "cancellation_undone": "Your subscription continues: it renews from {first_day}",
     "subscription_ended": "Your subscription has ended",
+    # The Shopify channel (billing.shopify_billing, billing.shopify_webhooks).
+    "shopify_approval_needed": "Approve your subscription in Shopify",
+    "shopify_declined": "Your subscription was declined in Shopify",
+    "shopify_frozen": "Shopify froze your app subscription: your Shopify bill is unpaid",
+    "shopify_cap_approaching": "You have used 90% of your approved usage limit in Shopify",
 }
 
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from celery import shared_task
 from django.db import transaction
 
-from . import payments, run, webhooks
+from . import payments, run, shopify_webhooks, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -60,3 +60,8 @@ def payment_collect_invoice(invoice_id: int) -> bool:
 @shared_task(name="billing.tasks.payment_process_webhook", acks_late=True)
 def payment_process_webhook(stripe_event_id: str) -> bool:
     return webhooks.stripe_event_process(stripe_event_id=stripe_event_id)
+
+
+@shared_task(name="billing.tasks.shopify_process_webhook", acks_late=True)
+def shopify_process_webhook(webhook_id: str) -> bool:
+    return shopify_webhooks.shopify_webhook_process(webhook_id=webhook_id)

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.errors import Conflict
 
-from . import gateway, payments, tasks, webhooks
+from . import gateway, payments, shopify_webhooks, tasks, webhooks
 from .models import InvoiceStatus
 
 
@@ -24,6 +24,22 @@ def stripe_webhook(request):
         return HttpResponseBadRequest(str(exc), content_type="text/plain")
     if pending:
         tasks.enqueue(tasks.payment_process_webhook, event.stripe_id)
+    return HttpResponse('{"received": true}', content_type="application/json")
+
+
+@csrf_exempt
+@require_POST
+def shopify_webhook(request):
+    """Shopify's webhooks: 401 unless signed with our app's secret (nothing stored then); a
+    repeat of a stored delivery is answered 200 and not applied again."""
+    try:
+        row, pending = shopify_webhooks.shopify_webhook_receive(
+            body=request.body, headers=request.headers
+        )
+    except shopify_webhooks.InvalidShopifyWebhook as exc:
+        return HttpResponse(str(exc), status=401, content_type="text/plain")
+    if pending:
+        tasks.enqueue(tasks.shopify_process_webhook, row.webhook_id)
     return HttpResponse('{"received": true}', content_type="application/json")
 
 

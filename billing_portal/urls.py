@@ -26,6 +26,7 @@ urlpatterns = [
     path("pay/confirm/<str:token>/", billing_views.confirm_payment, name="confirm-payment"),
     path("billing/<slug:slug>/", include("billing.pages.urls")),
     path("stripe/webhooks/", billing_views.stripe_webhook, name="stripe-webhook"),
+    path("webhooks/shopify/", billing_views.shopify_webhook, name="shopify-webhook"),
     path("api/v1/", include("billing_portal.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's init script from ?script= instead of inline (the CSP).

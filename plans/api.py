@@ -1,5 +1,6 @@
 """Partner API: accounts with their subscription, and the catalog."""
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -18,7 +19,8 @@ from accounts.api_fields import (
 from accounts.api_schema import PeriodOut, paginated
 from accounts.errors import DomainError, Forbidden
 from accounts.idempotency import idempotent
-from accounts.models import CURRENCIES, Account
+from accounts.models import CURRENCIES, Account, ShopifyShop
+from accounts.validators import shop_domain_valid
 from accounts.principals import KeyPrincipal
 from accounts.selectors import account_get, account_integration_count, account_list
 
@@ -29,6 +31,35 @@ from .models import Interval, Subscription
 class AddOnChoiceIn(serializers.Serializer):
     addon = serializers.CharField(max_length=40)
     tier = serializers.CharField(max_length=40)
+
+
+class ShopDomainField(serializers.CharField):
+    """A shop's permanent domain, kept in lower case: 'my-store.myshopify.com'."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 253)
+        kwargs.setdefault(
+            "help_text", "The shop's permanent domain, like 'my-store.myshopify.com'."
+        )
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        try:
+            return shop_domain_valid(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages[0], code="invalid_shop_domain") from None
+
+
+class ShopifyShopIn(serializers.Serializer):
+    shop_domain = ShopDomainField()
+    access_token = serializers.CharField(
+        max_length=500,
+        write_only=True,
+        trim_whitespace=True,
+        help_text="The app's Admin API access token for the shop. Stored encrypted; never "
+        "returned.",
+    )
 
 
 class AccountCreateIn(serializers.Serializer):
@@ -51,6 +82,26 @@ class AccountCreateIn(serializers.Serializer):
     company = TextField(max_length=200, required=False, default="")
     vat_id = TextField(max_length=20, required=False, default="")
     country = CountryField(required=False, default="")
+    billing_channel = serializers.ChoiceField(
+        choices=Account.Channel.choices,
+        default=Account.Channel.STRIPE,
+        help_text="How the account pays: `stripe` (card) or `shopify` (its Shopify store's app "
+        "subscription; then `shopify` is required, the interval is every 30 days and the "
+        "subscription starts once the merchant approves it at Shopify).",
+    )
+    shopify = ShopifyShopIn(required=False, help_text="The shop, for `billing_channel: shopify`.")
+
+    def validate(self, data):
+        shopify = data.get("billing_channel") == Account.Channel.SHOPIFY
+        if shopify and not data.get("shopify"):
+            raise serializers.ValidationError(
+                {"shopify": ["The shop (shop_domain and access_token) is required for Shopify."]}
+            )
+        if not shopify and data.get("shopify"):
+            raise serializers.ValidationError(
+                {"shopify": ["A shop is given only with billing_channel 'shopify'."]}
+            )
+        return data
 
     # The catalog is checked here, not only in the service, so an unknown plan or add-on is
     # listed with every other field error of the request at once.
@@ -99,6 +150,13 @@ class SubscriptionOut(serializers.Serializer):
     scheduled_changes = ScheduledChangeOut(many=True)
 
 
+class ShopifyShopOut(serializers.Serializer):
+    """The shop a Shopify-channel account pays through (never its token). billing.api adds
+    what Shopify says of its app subscription."""
+
+    shop_domain = serializers.CharField()
+
+
 class AccountOut(serializers.Serializer):
     slug = serializers.SlugField()
     name = serializers.CharField()
@@ -110,6 +168,8 @@ class AccountOut(serializers.Serializer):
     country = serializers.CharField(allow_blank=True)
     partner = serializers.CharField(allow_null=True)
     created_at = serializers.DateTimeField()
+    billing_channel = serializers.ChoiceField(choices=Account.Channel.choices)
+    shopify = ShopifyShopOut(allow_null=True, help_text="Null on the card channel.")
     subscription = SubscriptionOut(allow_null=True, help_text="The live subscription, if any.")
     last_subscription = SubscriptionOut(
         allow_null=True,
@@ -209,6 +269,14 @@ def subscription_out(subscription: Subscription | None) -> dict | None:
     }
 
 
+def shopify_out(account: Account) -> dict | None:
+    """The shop of a Shopify-channel account, as the API shows it (never the token)."""
+    if not account.pays_through_shopify:
+        return None
+    shop = ShopifyShop.objects.filter(account=account).first()
+    return {"shop_domain": shop.shop_domain if shop else ""}
+
+
 def account_out(account: Account) -> dict:
     subscription = selectors.subscription_current(account=account)
     integrations = account_integration_count(account=account)
@@ -225,6 +293,8 @@ def account_out(account: Account) -> dict:
         "country": account.country,
         "partner": account.partner.name if account.partner else None,
         "created_at": account.created_at,
+        "billing_channel": account.billing_channel,
+        "shopify": shopify_out(account),
         "subscription": subscription_out(subscription),
         "last_subscription": None
         if subscription
@@ -266,13 +336,21 @@ class AccountsApi(AccountsOutMixin, APIView):
             raise Forbidden("Only a partner key can create accounts.")
         data = _valid(AccountCreateIn, request.data)
         partner = principal.key.partner if isinstance(principal, KeyPrincipal) else None
-        account = services.account_open(
+        account = self.account_open(partner=partner, data=data)
+        return Response(self.accounts_out([account])[0], status=status.HTTP_201_CREATED)
+
+    def account_open(self, *, partner, data: dict) -> Account:
+        """Open the account from the validated input (billing.api's view also asks Shopify
+        for the subscription's approval on that channel)."""
+        shop = data.pop("shopify", None) or {}
+        return services.account_open(
             partner=partner,
             plan_code=data.pop("plan").code,
             addons=[services.AddOnChoice(t.addon.code, t.code) for t in data.pop("addons")],
+            shop_domain=shop.get("shop_domain", ""),
+            access_token=shop.get("access_token", ""),
             **data,
         )
-        return Response(self.accounts_out([account])[0], status=status.HTTP_201_CREATED)
 
 
 class AccountDetailApi(AccountsOutMixin, APIView):

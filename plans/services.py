@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts import services as account_services
 from accounts.errors import Conflict, DomainError
-from accounts.models import Account, Partner
+from accounts.models import Account, BillingChannel, Partner
 from audit.services import audit_record
 from audit.transitions import status_transition
 from outbox import services as outbox
@@ -196,11 +196,20 @@ def account_open(
     period_start: datetime | None = None,
     full_agents: int = 0,
     light_agents: int = 0,
+    billing_channel: str = BillingChannel.STRIPE,
+    shop_domain: str = "",
+    access_token: str = "",
     **details: str,
 ) -> Account:
-    """Create an account with its subscription, all or nothing."""
+    """Create an account with its subscription, all or nothing. A Shopify-channel account is
+    created with its shop and no subscription: that one starts once the merchant approves it
+    at Shopify (billing.shopify_billing.shopify_subscribe asks for the approval)."""
     offer = resolve_offer(code=plan_code)
     tiers = resolve_tiers(choices=addons)
+    shopify = billing_channel == BillingChannel.SHOPIFY
+    if shopify:
+        shopify_offer_check(offer=offer, interval=interval)
+        interval = periods.DAYS_30
     if not (isinstance(offer, Plan) and offer.is_custom):  # Enterprise: the account's own prices
         for sold in (offer, *tiers):
             _require_catalog_fee(sold, currency=currency, interval=interval)
@@ -210,8 +219,13 @@ def account_open(
         billing_email=billing_email,
         currency=currency,
         partner=partner,
+        billing_channel=billing_channel,
+        shop_domain=shop_domain,
+        access_token=access_token,
         **details,
     )
+    if shopify:
+        return account
     subscription_create(
         account=account,
         offer=offer,
@@ -222,6 +236,28 @@ def account_open(
         light_agents=light_agents,
     )
     return account
+
+
+def shopify_offer_check(*, offer: Plan | Edition, interval: str | None) -> None:
+    """What the Shopify channel cannot sell, refused in words a merchant understands: Shopify
+    bills an app's usage charges only on 30-day intervals, and per-agent editions are
+    negotiated and billed by invoice (docs/shopify.md, decision 2)."""
+    if interval == periods.YEAR:
+        message = (
+            "Annual billing is not available when you pay through Shopify: Shopify bills "
+            "usage only on 30-day cycles."
+        )
+        raise DomainError(
+            message, code="shopify_no_annual", details={"fields": {"interval": [message]}}
+        )
+    if not isinstance(offer, Plan) or offer.is_custom:
+        message = (
+            f"'{offer.code}' is not available when you pay through Shopify: choose one of the "
+            "public plans."
+        )
+        raise DomainError(
+            message, code="shopify_plan_not_sold", details={"fields": {"plan": [message]}}
+        )
 
 
 # Which subscription status may follow which. Payments drive it: a failed invoice makes the

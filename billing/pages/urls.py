@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import shopify_return, views
 
 app_name = "billing"
 
@@ -31,4 +31,5 @@ urlpatterns = [
     path("payment-method/save", views.payment_method_save, name="payment-method-save"),
     path("details/", views.details, name="details"),
     path("details/save", views.details_save, name="details-save"),
+    path("shopify/return/", shopify_return.shopify_returned, name="shopify-return"),
 ]
