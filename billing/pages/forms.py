@@ -56,11 +56,6 @@ class BillingDetailsForm(forms.Form):
                 "A VAT id is a two-letter country prefix then 2 to 13 letters or digits, "
                 "e.g. FR40303265045."
             )
-        # An EU id's length and check digits are checked at once, offline (VIES comes later).
-        if vat and vat_id_country(vat):
-            problem = vat_id_check_offline(vat).problem
-            if problem:
-                raise forms.ValidationError(problem)
         return vat
 
     def clean(self):
@@ -73,6 +68,11 @@ class BillingDetailsForm(forms.Form):
                 "vat_id",
                 f"A VAT id from {country} starts with {EU_VAT_PREFIX[country]}.",
             )
+        elif vat and vat_id_country(vat):
+            # An EU id's length and check digits, checked at once, offline (VIES comes later).
+            problem = vat_id_check_offline(vat).problem
+            if problem:
+                self.add_error("vat_id", problem)
         return data
 
 
