@@ -24,6 +24,10 @@ SUBJECTS = {
     "subscription_reactivated": "Your subscription is active again",
     "subscription_reactivated_by_operator": "Your subscription is active again",
     "invoice_held": "Invoice {number} is on hold: it is over your approved spending cap",
+    # Usage billed through Shopify (billing.shopify_usage): held over the cap, or held for want
+    # of an active app subscription.
+    "shopify_cap_reached": "Usage is held: approve a higher usage cap in Shopify",
+    "shopify_usage_held": "Usage on invoice {number} is held: it cannot go to Shopify yet",
     # The cancellation's three moments, one email each (billing.changes, billing.closing).
     "cancellation_scheduled": "Your subscription ends: it runs until {last_day}",
     "cancellation_undone": "Your subscription continues: it renews from {first_day}",

@@ -15,7 +15,7 @@ from django.db.models import Exists, Max, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.errors import Conflict, DomainError, NotFound
-from accounts.models import Account
+from accounts.models import Account, BillingChannel
 from audit.services import audit_record
 from plans import pricing
 from plans.models import Subscription
@@ -23,7 +23,7 @@ from plans.money import format_money
 from plans.services import subscription_transition
 from retries import FiniteTable
 
-from . import gateway, invoicing, notifications
+from . import gateway, invoicing, notifications, shopify_usage
 from .invoicing import invoice_transition
 from .models import (
     UNPAID,
@@ -33,6 +33,7 @@ from .models import (
     InvoiceStatus,
     PaymentAttempt,
     PaymentMethod,
+    ShopifyUsageRecord,
 )
 
 logger = logging.getLogger(__name__)
@@ -167,7 +168,11 @@ def collectable_invoices(*, account_id: int | None = None) -> QuerySet[Invoice]:
     collected even if the process that issued it died before handing it on, or the card was
     saved after it was issued. Past-due and held invoices follow their own schedules, except
     one whose retries stopped for want of a card: it goes as soon as there is one. Accounts
-    without a card are left alone (invoiced customers paying by transfer)."""
+    without a card are left alone (invoiced customers paying by transfer).
+
+    On the Shopify channel (no card: Shopify bills the shop) an open invoice is collected by
+    posting its usage records, unless a record waits for Shopify's answer (reconcile settles
+    it) or the invoice is held over the cap."""
     invoices = (
         Invoice.objects.all()
         if account_id is None
@@ -177,13 +182,17 @@ def collectable_invoices(*, account_id: int | None = None) -> QuerySet[Invoice]:
         PaymentAttempt.objects.filter(invoice=OuterRef("pk"))
     )
     waiting_for_card = Q(status__in=UNPAID, dunning__card_requested_at__isnull=False)
-    return (
-        invoices.filter(
-            kind=InvoiceKind.INVOICE,
-            total_minor__gt=0,
-            account__payment_methods__is_default=True,
+    by_card = Exists(
+        PaymentMethod.objects.filter(account_id=OuterRef("account_id"), is_default=True)
+    ) & (never_attempted | waiting_for_card)
+    through_shopify = Q(status=S.OPEN, account__billing_channel=BillingChannel.SHOPIFY) & ~Exists(
+        ShopifyUsageRecord.objects.filter(
+            invoice=OuterRef("pk"), status__in=shopify_usage.IN_FLIGHT
         )
-        .filter(never_attempted | waiting_for_card)
+    )
+    return (
+        invoices.filter(kind=InvoiceKind.INVOICE, total_minor__gt=0)
+        .filter(by_card | through_shopify)
         .exclude(dunning__held_reason__gt="")
     )
 
@@ -220,8 +229,16 @@ def invoice_charge(
     too) or waiting for the customer, committed with its idempotency key, then claimed
     `created → sending` by a conditional update; only the claimant calls Stripe (F5). A payment
     waiting for the customer is replaced only when it must be (another card, an expired link),
-    and then cancelled at Stripe first, so no link ever sent can confirm a second charge."""
+    and then cancelled at Stripe first, so no link ever sent can confirm a second charge.
+
+    An account paying through Shopify is collected by posting usage records instead, the same
+    way (billing.shopify_usage); a person's Retry there also sends what Shopify refused."""
     at = at or timezone.now()
+    if Invoice.objects.filter(
+        pk=invoice_id, account__billing_channel=BillingChannel.SHOPIFY
+    ).exists():
+        shopify_usage.invoice_post(invoice_id=invoice_id, at=at, retry_failed=trigger in PEOPLE)
+        return None
     with transaction.atomic():
         invoice = (
             Invoice.objects.select_for_update(of=("self",))

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from metering import services as metering_services
 
-from . import closing, dunning, payments, webhooks
+from . import closing, dunning, payments, shopify_usage, webhooks
 from .thresholds import usage_thresholds_notify
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,8 @@ def collect_due(
     every issued invoice never attempted, then webhooks whose processing failed."""
     as_of = as_of or timezone.now()
     reconciled = payments.attempts_reconcile(as_of=as_of)
+    # Usage records that lost Shopify's answer, and held usage Shopify has room for now.
+    shopify_reconciled = shopify_usage.usage_records_reconcile(as_of=as_of)
     due = payments.collectable_invoice_ids()
     for invoice_id in due:
         if collect is not None:
@@ -68,6 +70,7 @@ def collect_due(
             payments.invoice_collect(invoice_id=invoice_id, at=as_of)
     return {
         "reconciled": reconciled,
+        "shopify_reconciled": shopify_reconciled,
         "collected": len(due),
         "webhooks": webhooks.stripe_events_retry(as_of=as_of),
     }
