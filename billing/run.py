@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from metering import services as metering_services
 
-from . import closing, dunning, payments, shopify_usage, webhooks
+from . import closing, dunning, payments, shopify_billing, shopify_usage, shopify_webhooks, webhooks
 from .thresholds import usage_thresholds_notify
 
 logger = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ class BillingRun:
     threshold_emails: int = 0
     collection: dict = field(default_factory=dict)
     dunning: dict = field(default_factory=dict)
+    shopify_ended: int = 0  # app subscriptions cancelled at Shopify after our end
 
 
 def run_billing(
@@ -50,6 +51,7 @@ def run_billing(
     run.threshold_emails = usage_thresholds_notify(as_of=as_of)
     run.collection = collect_due(as_of=as_of, collect=collect)
     run.dunning = dunning.dunning_run(as_of=as_of)
+    run.shopify_ended = shopify_billing.shopify_ended_cancel(as_of=as_of)
     return run
 
 
@@ -73,4 +75,5 @@ def collect_due(
         "shopify_reconciled": shopify_reconciled,
         "collected": len(due),
         "webhooks": webhooks.stripe_events_retry(as_of=as_of),
+        "shopify_webhooks": shopify_webhooks.shopify_webhooks_retry(as_of=as_of),
     }
