@@ -4,6 +4,7 @@ from typing import Any
 
 from django.db import transaction
 from django.http import HttpResponse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -27,7 +28,16 @@ from plans import api_schema as catalog_schema
 from plans.api import ScheduledChangeOut, SubscriptionOut, subscription_out
 from plans.models import Interval
 
-from . import actions, changes, payments, phrases, selectors, shopify_billing, statement
+from . import (
+    actions,
+    changes,
+    payments,
+    phrases,
+    selectors,
+    shopify_billing,
+    shopify_figures,
+    statement,
+)
 from .models import (
     AttemptStatus,
     Invoice,
@@ -35,7 +45,8 @@ from .models import (
     InvoiceReason,
     InvoiceStatus,
     ShopifyStatus,
-    ShopifySubscription,
+    ShopifyUsageRecord,
+    UsageRecordStatus,
 )
 from .pdf import render_invoice_pdf
 
@@ -49,13 +60,20 @@ def _held(invoice: Invoice) -> dict | None:
 
 
 def invoice_out(
-    invoice: Invoice, *, detail: bool = True, figures: statement.InvoiceFigures | None = None
+    invoice: Invoice,
+    *,
+    detail: bool = True,
+    figures: statement.InvoiceFigures | None = None,
+    records: list[dict] | None = None,
 ) -> dict:
     """An invoice as the API shows it; `figures`: its statement figures, when the caller read
-    the account's statement already (a list), else read here."""
+    the account's statement already (a list), else read here; `records` likewise: its Shopify
+    usage records."""
     currency = invoice.currency
     if figures is None:
         figures = statement.invoice_figures(invoice)
+    if records is None:
+        records = _usage_records([invoice.pk]).get(invoice.pk, [])
     body: dict[str, Any] = {
         "id": invoice.pk,
         "number": invoice.number,
@@ -78,6 +96,7 @@ def invoice_out(
         "note": invoice.note,
         "credited_invoice": invoice.credited_invoice.number if invoice.credited_invoice else None,
         "held": _held(invoice),
+        "shopify_usage_records": records,
     }
     if detail:
         body["lines"] = [
@@ -115,6 +134,37 @@ def invoice_out(
     # One schema, one builder: the answer goes out through the serializer the schema is
     # drawn from, so a field the schema does not name cannot be sent, nor one left out.
     return (InvoiceOut if detail else InvoiceSummaryOut)(body).data
+
+
+def _usage_records(invoice_ids: list[int]) -> dict[int, list[dict]]:
+    """The Shopify usage records of these invoices (one query), by invoice, in line order."""
+    by_invoice: dict[int, list[dict]] = {}
+    for record in ShopifyUsageRecord.objects.filter(invoice_id__in=invoice_ids).order_by(
+        "line__position", "part"
+    ):
+        by_invoice.setdefault(record.invoice_id, []).append(
+            {
+                "id": record.pk,
+                "amount": money(record.amount_minor, record.currency),
+                "status": record.status,
+                "shopify_id": record.shopify_gid or None,
+            }
+        )
+    return by_invoice
+
+
+class UsageRecordOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    amount = MoneyOut()
+    status = serializers.ChoiceField(
+        choices=UsageRecordStatus.choices,
+        help_text="posted: Shopify has it (shopify_id); held: over the approved cap, posted "
+        "after a raise (P8); created, sending, unknown: being sent (a lost answer is settled "
+        "by asking Shopify); failed: Shopify refused it, an operator looks.",
+    )
+    shopify_id = serializers.CharField(
+        allow_null=True, help_text="Shopify's AppUsageRecord GID once posted."
+    )
 
 
 class HeldOut(serializers.Serializer):
@@ -162,6 +212,12 @@ class InvoiceSummaryOut(serializers.Serializer):
     note = serializers.CharField(allow_blank=True)
     credited_invoice = serializers.CharField(allow_null=True)
     held = HeldOut(allow_null=True, help_text="P8: not charged, over the spending cap.")
+    shopify_usage_records = UsageRecordOut(
+        many=True,
+        help_text="Shopify channel: the usage records that bill the invoice's usage lines "
+        "through Shopify (a line over the cap is split: a part posted, a part held). Empty "
+        "on the card channel.",
+    )
 
 
 class LineOut(serializers.Serializer):
@@ -265,8 +321,14 @@ class AccountInvoicesApi(APIView):
         for invoice in page:
             invoice.account = account
         figures = statement.account_statement(account=account).by_id
+        records = _usage_records([i.pk for i in page])
         return paginator.get_paginated_response(
-            [invoice_out(i, detail=False, figures=figures.get(i.pk)) for i in page]
+            [
+                invoice_out(
+                    i, detail=False, figures=figures.get(i.pk), records=records.get(i.pk, [])
+                )
+                for i in page
+            ]
         )
 
 
@@ -526,13 +588,40 @@ class InvoiceRetryApi(APIView):
 
 
 class ShopifyShopOut(plans_api.ShopifyShopOut):
-    """The shop, and what waits for the merchant at Shopify (H5's surfaces add Shopify's
-    status, cap and balance here)."""
+    """The shop, and what Shopify says of its app subscription (billing.shopify_figures: the
+    figures the merchant's page and the console show)."""
 
+    status = serializers.ChoiceField(
+        choices=ShopifyStatus.values,
+        allow_null=True,
+        help_text="Shopify's status of the app subscription shown (the live one, else the "
+        "newest): PENDING waits for the merchant's approval, only ACTIVE bills, FROZEN is an "
+        "unpaid Shopify bill. Null before any was asked for.",
+    )
+    capped_amount = MoneyOut(
+        allow_null=True, help_text="The approved usage cap per 30-day Shopify interval."
+    )
+    balance_used = MoneyOut(
+        allow_null=True,
+        help_text="Usage charges posted to Shopify in its current interval (Shopify's figure).",
+    )
+    held_amount = MoneyOut(
+        help_text="P8: usage held over the cap (or refused for want of a live subscription); "
+        "posted once the merchant approves a higher cap."
+    )
+    currency = serializers.CharField(help_text="The shop's billing currency: the account's.")
     confirmation_url = serializers.URLField(
         allow_null=True,
         help_text="While an app subscription waits for the merchant's approval: Shopify's "
         "approval page. Null otherwise.",
+    )
+    cap_confirmation_url = serializers.URLField(
+        allow_null=True,
+        help_text="While a higher cap waits for the merchant's approval: Shopify's page.",
+    )
+    current_period_end = serializers.DateTimeField(
+        allow_null=True,
+        help_text="The end of Shopify's current 30-day interval (exclusive), our period's end.",
     )
 
 
@@ -550,11 +639,12 @@ class _WithStatement(plans_api.AccountsOutMixin):
     def accounts_out(self, accounts: list) -> list[dict]:
         """plans' account body, plus the statement of account (six queries for a page)."""
         statements = statement.account_statements(accounts=accounts)
+        now = timezone.now()
         out = []
         for account, body in zip(accounts, super().accounts_out(accounts), strict=True):
             figures = statements[account.pk]
             if body.get("shopify") is not None:
-                body["shopify"]["confirmation_url"] = _waiting_approval(account)
+                body["shopify"] = shopify_figures.api_figures(account=account, now=now)
             body["credit_balance"] = money(figures.credit_balance_minor, account.currency)
             body["amount_owed"] = money(figures.amount_owed_minor, account.currency)
             out.append(body)
@@ -587,15 +677,6 @@ class AccountsApi(_WithStatement, plans_api.AccountsApi):
             account = super().account_open(partner=partner, data=data)
             shopify_billing.shopify_subscribe(account=account, plan_code=plan_code, addons=addons)
         return account
-
-
-def _waiting_approval(account) -> str | None:
-    row = (
-        ShopifySubscription.objects.filter(account=account, status=ShopifyStatus.PENDING)
-        .order_by("-created_at", "-pk")
-        .first()
-    )
-    return row.confirmation_url if row else None
 
 
 @extend_schema_view(get=extend_schema(operation_id="accounts_retrieve", responses=AccountOut))

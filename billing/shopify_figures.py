@@ -9,7 +9,9 @@ from datetime import datetime, timedelta
 
 from django.db.models import Sum
 
+from accounts.api_fields import money
 from accounts.models import Account, ShopifyShop
+from plans.periods import format_day
 
 from .models import ShopifyStatus, ShopifySubscription, ShopifyUsageRecord, UsageRecordStatus
 
@@ -35,6 +37,10 @@ STATUS_WORDS = {
         "Expired: not approved within two days",
         "Shopify drops a subscription that is not approved within two days: ask for it again "
         "and approve it in Shopify.",
+    ),
+    ShopifyStatus.ACCEPTED: (
+        "Approved: starts with the next 30-day cycle",
+        "Shopify approved the change: it applies at the end of the current 30-day cycle.",
     ),
     ShopifyStatus.FROZEN: (
         "Frozen by Shopify",
@@ -148,6 +154,11 @@ def shopify_panel(*, account: Account, now: datetime) -> ShopifyPanel | None:
         and newest.status in (ShopifyStatus.DECLINED, ShopifyStatus.EXPIRED)
         and newest.created_at > (live.activated_at or live.created_at)
     )
+    if live is not None and newest is not None and newest.status == ShopifyStatus.ACCEPTED:
+        panel.notes.append(
+            f"Approved in Shopify: {newest.name} from the next 30-day cycle"
+            + (f" ({format_day(live.current_period_end)})." if live.current_period_end else ".")
+        )
     if declined_change and newest is not None:
         panel.notes.append(
             f"Your change request ({newest.name}) was {newest.get_status_display()}: "
@@ -207,3 +218,24 @@ def invoice_records(*, account: Account, invoice_ids: list[int]) -> dict[int, li
             )
         )
     return by_invoice
+
+
+def api_figures(*, account: Account, now: datetime) -> dict | None:
+    """The account's Shopify billing as the partner API and its webhooks carry it (money as
+    the API's money objects, integer minor units); None for a card account."""
+    panel = shopify_panel(account=account, now=now)
+    if panel is None:
+        return None
+    shown, currency = panel.shown, panel.currency
+    waiting = panel.pending or (shown if shown and shown.status == ShopifyStatus.PENDING else None)
+    return {
+        "shop_domain": panel.shop_domain,
+        "status": panel.status or None,
+        "capped_amount": money(panel.capped_minor, currency) if shown else None,
+        "balance_used": money(panel.balance_used_minor, currency) if shown else None,
+        "held_amount": money(panel.held_minor, currency),
+        "currency": currency,
+        "confirmation_url": (waiting.confirmation_url or None) if waiting else None,
+        "cap_confirmation_url": panel.cap_confirmation_url or None,
+        "current_period_end": panel.interval_end,
+    }

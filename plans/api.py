@@ -127,6 +127,11 @@ class ScheduledChangeOut(serializers.Serializer):
 class SubscriptionOut(serializers.Serializer):
     plan = serializers.CharField()
     interval = serializers.ChoiceField(choices=Interval.values)
+    billing_channel = serializers.ChoiceField(
+        choices=Account.Channel.choices,
+        help_text="How it is paid: `stripe` (card) or `shopify` (every 30 days through the "
+        "shop's app subscription; the account's `shopify` has Shopify's figures).",
+    )
     status = serializers.ChoiceField(choices=Subscription.Status.choices)
     state = serializers.ChoiceField(
         choices=["renews", "ends", "ended"],
@@ -248,6 +253,7 @@ def subscription_out(subscription: Subscription | None) -> dict | None:
     return {
         "plan": subscription.offer.code,
         "interval": subscription.interval,
+        "billing_channel": subscription.account.billing_channel,
         "status": subscription.status,
         "state": course.state,
         "started_at": subscription.started_at,

@@ -32,4 +32,6 @@ urlpatterns = [
     path("details/", views.details, name="details"),
     path("details/save", views.details_save, name="details-save"),
     path("shopify/return/", shopify_return.shopify_returned, name="shopify-return"),
+    path("shopify/ask-again", views.shopify_ask_again, name="shopify-ask-again"),
+    path("shopify/cap-raise", views.shopify_cap_raise, name="shopify-cap-raise"),
 ]

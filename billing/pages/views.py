@@ -23,7 +23,7 @@ from plans.money import format_money
 from plans.periods import format_day, format_last_day
 from plans.selectors import subscription_course, subscription_current
 
-from .. import actions, changes, gateway, payments, restart
+from .. import actions, changes, gateway, payments, restart, shopify_billing, shopify_usage
 from ..models import Invoice, InvoiceStatus
 from ..pdf import render_invoice_pdf
 from ..selectors import invoice_document
@@ -344,6 +344,8 @@ def start(request, access, *, back: str):
     except DomainError as exc:
         messages.error(request, exc.message)
         return redirect(back)
+    if started.shopify is not None:  # nothing starts before Shopify says the merchant approved
+        return redirect(started.confirmation_url)
     messages.success(
         request,
         f"Welcome back: you are on {preview.plan.name} from today. The helpdesk, automation "
@@ -442,7 +444,10 @@ def change(request, access):
     except DomainError as exc:
         messages.error(request, exc.message)
         return redirect(back)
+    if changed.shopify is not None:  # nothing changes before the merchant approves at Shopify
+        return redirect(changed.confirmation_url)
     result = changed.result
+    assert result is not None  # the card channel changes at once
     replaced = "".join(f" It replaces the scheduled change ({c})." for c in result.superseded)
     if result.effective == "period_end":
         messages.success(
@@ -634,3 +639,43 @@ def details_save(request, access, *, back: str):
     )
     messages.success(request, "Billing details saved: the next invoices show them.")
     return redirect(back)
+
+
+# --- paid through Shopify -------------------------------------------------------------------
+
+
+@billing_page(change=True, methods=("POST",), back="overview", once=True)
+def shopify_ask_again(request, access, *, back: str):
+    """After Shopify declined or expired the app subscription: ask for the same plan and
+    add-ons again and send the merchant straight to Shopify's approval page."""
+    panel = selectors.shopify_panel(account=access.account, now=timezone.now())
+    if panel is None or not panel.can_ask_again or panel.shown is None:
+        messages.info(request, "Nothing to ask for again: no declined or expired subscription.")
+        return redirect(back)
+    terms = panel.shown.terms
+    try:
+        asked = shopify_billing.shopify_subscribe(
+            account=access.account,
+            plan_code=terms.get("plan", ""),
+            addons=terms.get("addons") or None,
+            return_url=request.build_absolute_uri(_url("shopify-return", access)),
+        )
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect(back)
+    return redirect(asked.confirmation_url)
+
+
+@billing_page(change=True, methods=("POST",), back="overview", once=True)
+def shopify_cap_raise(request, access, *, back: str):
+    """Usage is held over the approved cap: ask Shopify for a higher cap and send the merchant
+    to approve it there (the held part is posted once Shopify says it was raised)."""
+    if not access.account.pays_through_shopify:
+        messages.info(request, "This account pays by card: it has no Shopify cap.")
+        return redirect(back)
+    try:
+        confirmation_url = shopify_usage.cap_raise_request(account=access.account)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect(back)
+    return redirect(confirmation_url)
