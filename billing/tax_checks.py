@@ -7,7 +7,8 @@
   (plans.tax says so on the invoice).
 - `vat_id_check_task`: the Celery task, retried with backoff while VIES cannot answer.
 - `vat_id_check_due(...)`: whether an account's answer is missing or older than 30 days (the
-  issue path asks before it freezes a tax decision).
+  issue path asks before it freezes a tax decision); `vat_ids_recheck_task`, daily (beat),
+  queues a check of every id that is due.
 - `seller_tax()` and the system check `tax.E001`...: the seller entity from settings.
 """
 
@@ -92,6 +93,14 @@ def vat_id_check(*, account_id: int) -> str:
     return answer.outcome
 
 
+def vat_ids_due_for_check(*, now: datetime) -> list[int]:
+    """Accounts with an EU VAT id whose answer is missing or 30 days old (the daily sweep)."""
+    candidates = Account.objects.exclude(vat_id="").only(
+        "id", "vat_id", "tax_id_status", "tax_id_checked_at"
+    )
+    return [a.pk for a in candidates.iterator() if vat_id_check_due(account=a, now=now)]
+
+
 def vies_retry_countdown(retries_so_far: int) -> float:
     """Seconds before the next try, after `retries_so_far` retries already made."""
     return VIES_BACKOFF.wait(retries_so_far + 1).total_seconds()
@@ -104,6 +113,15 @@ def vat_id_check_task(self, account_id: int) -> str:
     if outcome == TaxIdStatus.UNAVAILABLE and self.request.retries < self.max_retries:
         raise self.retry(countdown=vies_retry_countdown(self.request.retries))
     return outcome
+
+
+@shared_task(name="billing.tax_checks.vat_ids_recheck")
+def vat_ids_recheck_task() -> int:
+    """Periodic (beat, daily): queue a check of every VAT id due for one; returns how many."""
+    due = vat_ids_due_for_check(now=timezone.now())
+    for account_id in due:
+        vat_id_check_task.delay(account_id)
+    return len(due)
 
 
 # --- The seller: one legal entity, from settings, checked when the portal starts.

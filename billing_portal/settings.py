@@ -325,6 +325,8 @@ CELERY_BEAT_SCHEDULE = {
     # Month partitions of events and charges: the next one made, old ones archived past the
     # retention, the parents analyzed (metering.partitions).
     "partitions": {"task": "metering.partitions_maintain", "schedule": 86400.0},
+    # VAT ids with no VIES answer, or one 30 days old, checked again (billing.tax_checks).
+    "vat-ids": {"task": "billing.tax_checks.vat_ids_recheck", "schedule": 86400.0},
     # Proves to /readyz that beat schedules and a worker runs what it sends.
     "heartbeat": {
         "task": "operations.heartbeat",

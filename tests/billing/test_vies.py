@@ -199,3 +199,23 @@ def decide_for(account):
         channel=account.billing_channel,
         supplied_on=timezone.now().date(),
     )
+
+
+def test_daily_sweep_checks_the_ids_that_are_due(vies_standin, german_account, make_account):
+    from billing.tax_checks import vat_ids_due_for_check, vat_ids_recheck_task
+
+    fresh = make_account(slug="fresh")
+    Account.objects.filter(pk=fresh.pk).update(
+        country="FR",
+        vat_id="FR44732829320",
+        tax_id_status=TaxIdStatus.VALID,
+        tax_id_checked_at=timezone.now() - timedelta(days=3),
+    )
+    make_account(slug="no-vat-id")
+    now = timezone.now()
+    assert vat_ids_due_for_check(now=now) == [german_account.pk]  # never checked
+    assert vat_ids_recheck_task() == 1  # queued (in-process in tests): asks VIES once
+    assert [c["vatNumber"] for c in vies_standin.checks()] == ["123456788"]
+    # A month on, both answers are over 30 days old.
+    month_on = sorted(vat_ids_due_for_check(now=now + timedelta(days=31)))
+    assert month_on == sorted([german_account.pk, fresh.pk])
