@@ -164,7 +164,7 @@ def live_subscription(account_id: int) -> ShopifySubscription | None:
     """The app subscription usage is posted to: the newest one Shopify says is ACTIVE."""
     return (
         ShopifySubscription.objects.filter(account_id=account_id, status=ShopifyStatus.ACTIVE)
-        .order_by("-activated_at", "-pk")
+        .order_by(F("activated_at").desc(nulls_last=True), "-pk")
         .first()
     )
 
