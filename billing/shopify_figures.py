@@ -7,12 +7,11 @@ here asks Shopify."""
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Sum
-
 from accounts.api_fields import money
 from accounts.models import Account, ShopifyShop
 from plans.periods import format_day
 
+from . import shopify_usage
 from .models import ShopifyStatus, ShopifySubscription, ShopifyUsageRecord, UsageRecordStatus
 
 SHOPIFY_INTERVAL = timedelta(days=30)  # Shopify's EVERY_30_DAYS: the cap is per interval
@@ -102,14 +101,6 @@ def shopify_number(gid: str) -> str:
     return tail.split("?", 1)[0] if tail else gid
 
 
-def held_minor(*, account: Account) -> int:
-    """What is held over the cap now: held usage records of the account (P8)."""
-    total = ShopifyUsageRecord.objects.filter(
-        invoice__account=account, status=UsageRecordStatus.HELD
-    ).aggregate(total=Sum("amount_minor"))["total"]
-    return int(total or 0)
-
-
 def shopify_panel(*, account: Account, now: datetime) -> ShopifyPanel | None:
     """The panel's figures for a Shopify-channel account; None for a card account."""
     if not account.pays_through_shopify:
@@ -126,7 +117,7 @@ def shopify_panel(*, account: Account, now: datetime) -> ShopifyPanel | None:
     live = next((r for r in rows if r.status in (ShopifyStatus.ACTIVE, ShopifyStatus.FROZEN)), None)
     newest = rows[0] if rows else None
     panel.shown = live or newest
-    panel.held_minor = held_minor(account=account)
+    panel.held_minor = shopify_usage.held_minor(account)
     if newest is not None and newest.status == ShopifyStatus.PENDING and newest is not live:
         panel.pending = newest
     if panel.shown is None:

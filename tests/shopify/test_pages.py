@@ -3,12 +3,14 @@ Shopify's status in words and what to do, the approved cap per 30 days, the bala
 interval, what is held over the cap (P8) and the approval links; no card form or card button
 anywhere; agents see it all and can act on nothing."""
 
+import re
 from datetime import timedelta
 
 import pytest
 import time_machine
 
-from billing.models import ShopifyStatus, ShopifySubscription
+from billing.models import Invoice, ShopifyStatus, ShopifySubscription, ShopifyUsageRecord
+from tests.shopify import flows
 from tests.shopify.surfaces import CLOSE, LATER, T0, close_over_the_cap, make_shopify
 
 CARD_WORDS = ("Retry payment", "Confirm payment", "Pay all outstanding", "Add a card", "Save card")
@@ -180,3 +182,91 @@ def test_a_card_account_shows_no_shopify_panel(client, make_account, django_user
     with time_machine.travel(T0 + timedelta(days=2), tick=False):
         html = client.get("/billing/cards/").content.decode()
     assert "Paid through Shopify" not in html and "Payment method" in html
+
+
+# --- the merchant's buttons, on the stand-in ------------------------------------------------
+
+
+def owner_of(account, client, django_user_model):
+    from accounts.models import Membership
+
+    user = django_user_model.objects.create_user(
+        f"owner@{account.slug}.example", password="pw-owner-123"
+    )
+    Membership.objects.create(user=user, account=account, role=Membership.Role.OWNER)
+    client.force_login(user)
+    return client
+
+
+def form_post(client, page_path: str, action: str):
+    """POST the page's form for `action` with its one-time token, as the browser would."""
+    html = client.get(page_path).content.decode()
+    token = re.search(
+        rf'action="{re.escape(action)}">.*?name="form_token" value="([^"]+)"', html, re.S
+    )
+    assert token, f"no form for {action}"
+    return client.post(action, {"form_token": token[1]})
+
+
+def test_declined_subscription_is_asked_for_again(
+    client, django_user_model, shopify_standin, catalog
+):
+    account = flows.open_account(shopify_standin)
+    declined = flows.newest(account)
+    before = flows.sent(shopify_standin)
+    shopify_standin.decline(declined.confirmation_url)
+    flows.deliver(shopify_standin, after=before)
+    owner_of(account, client, django_user_model)
+    html = client.get("/billing/bloom/").content.decode()
+    assert "Declined in Shopify" in html and "ask for it again" in html
+    answer = form_post(client, "/billing/bloom/", "/billing/bloom/shopify/ask-again")
+    again = flows.newest(account)
+    assert again.pk != declined.pk and again.status == ShopifyStatus.PENDING
+    assert answer.status_code == 302 and answer["Location"] == again.confirmation_url
+    assert again.name == declined.name  # the same plan, asked again
+    html = client.get("/billing/bloom/").content.decode()
+    assert "Approve the subscription in Shopify" in html and again.confirmation_url in html
+
+
+def test_held_usage_without_a_pending_raise_asks_shopify_for_one(
+    client, django_user_model, shopify_standin, catalog
+):
+    account = flows.active_account(shopify_standin)
+    app = flows.newest(account)
+    invoice = Invoice.objects.filter(account=account).first()
+    line = invoice.lines.first()
+    # What the usage path leaves when the cap is full and the merchant declined a raise.
+    ShopifyUsageRecord.objects.create(
+        invoice=invoice,
+        line=line,
+        part=1,
+        shopify_subscription=app,
+        idempotency_key="usage:test:held",
+        amount_minor=30_000,
+        currency="USD",
+        description="Billable tickets over your allowance",
+        status="held",
+        created_at=app.activated_at,
+    )
+    owner_of(account, client, django_user_model)
+    html = client.get("/billing/bloom/").content.decode()
+    assert "$300.00 held over your approved cap" in html
+    assert "Approve a higher cap in Shopify" not in html
+    answer = form_post(client, "/billing/bloom/", "/billing/bloom/shopify/cap-raise")
+    app.refresh_from_db()
+    assert app.cap_confirmation_url and answer["Location"] == app.cap_confirmation_url
+    assert app.cap_requested_minor and app.cap_requested_minor > app.capped_amount_minor
+
+
+def test_an_agent_cannot_ask_shopify_for_anything(
+    client, django_user_model, shopify_standin, catalog
+):
+    from accounts.models import Membership
+
+    account = flows.active_account(shopify_standin)
+    agent = django_user_model.objects.create_user("agent@bloom.example", password="pw-agent-123")
+    Membership.objects.create(user=agent, account=account, role=Membership.Role.AGENT)
+    client.force_login(agent)
+    for action in ("ask-again", "cap-raise"):
+        assert client.post(f"/billing/bloom/shopify/{action}").status_code == 403
+    assert flows.newest(account).cap_confirmation_url == ""
