@@ -18,7 +18,7 @@ from plans import periods, pricing
 from plans.models import AddOn, AddOnTier, Plan, ScheduledChange, Subscription, SubscriptionAddOn
 from plans.terms import subscription_terms
 
-from . import notifications, statement
+from . import notifications, shopify_figures, statement
 from .closing import start_invoice_issue
 from .invoicing import invoice_issue
 from .models import Invoice, InvoiceReason
@@ -411,7 +411,11 @@ def _upgrade(
             effective_at=new_cycle.end
         )
     subscription.save()
-    outbox.subscription_changed_emit(subscription, effective="now")
+    outbox.subscription_changed_emit(
+        subscription,
+        effective="now",
+        shopify=shopify_figures.webhook_figures(subscription.account_id),
+    )
     audit_record(
         action="subscription.upgraded",
         obj=subscription,

@@ -25,7 +25,7 @@ from plans.models import Plan, Subscription
 from plans.money import format_money
 from plans.terms import TermsBook
 
-from . import invoicing, statement
+from . import invoicing, shopify_figures, statement
 from .changes import plan_for_sale
 from .closing import start_invoice_issue
 from .models import Invoice, InvoiceKind, InvoiceStatus
@@ -129,5 +129,9 @@ def subscription_restart(
         )
         invoice = start_invoice_issue(subscription=subscription, as_of=at)
         metering_limits.entitlements_restore(account_id=account.pk, at=at)
-        outbox.subscription_changed_emit(subscription, effective="now")
+        outbox.subscription_changed_emit(
+            subscription,
+            effective="now",
+            shopify=shopify_figures.webhook_figures(subscription.account_id),
+        )
     return Restart(subscription=subscription, invoice=invoice)

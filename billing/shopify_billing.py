@@ -32,7 +32,7 @@ from plans.models import AddOn, AddOnTier, Plan, Subscription
 from plans.money import format_money, format_unit_price
 from plans.terms import TermsBook, meter_terms_by_meter, subscription_terms
 
-from . import changes, notifications, restart, shopify_gateway
+from . import changes, notifications, restart, shopify_figures, shopify_gateway
 from .closing import start_invoice_issue
 from .models import (
     SHOPIFY_LIVE,
@@ -607,7 +607,11 @@ def _start_ours(row: ShopifySubscription, at: datetime) -> None:
         start_invoice_issue(subscription=subscription, as_of=max(at, anchor))
         if had_one:  # started again: what the end of the last one switched off comes back
             metering_limits.entitlements_restore(account_id=account.pk, at=at)
-            outbox.subscription_changed_emit(subscription, effective="now")
+            outbox.subscription_changed_emit(
+                subscription,
+                effective="now",
+                shopify=shopify_figures.webhook_figures(subscription.account_id),
+            )
 
 
 def _post_held(account_id: int, at: datetime) -> None:

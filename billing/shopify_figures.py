@@ -7,6 +7,8 @@ here asks Shopify."""
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.utils import timezone
+
 from accounts.api_fields import money
 from accounts.models import Account, ShopifyShop
 from plans.periods import format_day
@@ -230,3 +232,18 @@ def api_figures(*, account: Account, now: datetime) -> dict | None:
         "cap_confirmation_url": panel.cap_confirmation_url or None,
         "current_period_end": panel.interval_end,
     }
+
+
+def webhook_figures(account_id: int):
+    """For partner webhooks that describe a subscription: a callable giving the account's
+    Shopify figures as JSON values (None on the card channel), computed only when a partner
+    endpoint listens (outbox evaluates it lazily, so nothing is read before)."""
+
+    def figures() -> dict | None:
+        account = Account.objects.get(pk=account_id)
+        body = api_figures(account=account, now=timezone.now())
+        if body is not None and body["current_period_end"] is not None:
+            body["current_period_end"] = body["current_period_end"].isoformat()
+        return body
+
+    return figures

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from accounts.api_fields import money
 from accounts.errors import Conflict, DomainError
-from accounts.models import Partner
+from accounts.models import Account, Partner
 from audit.services import audit_record
 
 from .models import AccountSequence, Delivery, Endpoint, Event, EventType
@@ -277,7 +277,22 @@ def invoice_status_emit(invoice) -> int:
     return outbox_emit(account_id=invoice.account_id, type=kind, data=_invoice_data(invoice))
 
 
-def subscription_changed_emit(subscription, *, effective: str) -> int:
+# Shopify's figures of an account (billing.shopify_figures.webhook_figures), for the payloads
+# that describe a subscription: billing sits above this app and passes them in, lazily, so an
+# account without endpoints never computes them.
+ShopifyFigures = Callable[[], dict | None] | None
+
+
+def _channel(account_id: int) -> str:
+    return (
+        Account.objects.filter(pk=account_id).values_list("billing_channel", flat=True).first()
+        or ""
+    )
+
+
+def subscription_changed_emit(
+    subscription, *, effective: str, shopify: ShopifyFigures = None
+) -> int:
     """The plan, interval or add-ons changed, now (P6) or at the cycle's end (P7)."""
     return outbox_emit(
         account_id=subscription.account_id,
@@ -291,13 +306,17 @@ def subscription_changed_emit(subscription, *, effective: str) -> int:
                     f"{a.addon.code}:{a.tier.code}"
                     for a in subscription.addons.select_related("addon", "tier")
                 ),
+                "billing_channel": _channel(subscription.account_id),
             },
             "effective": effective,
+            "shopify": shopify() if shopify else None,
         },
     )
 
 
-def subscription_status_emit(*, account_id: int, was: str, now: str, reason: str) -> int:
+def subscription_status_emit(
+    *, account_id: int, was: str, now: str, reason: str, shopify: ShopifyFigures = None
+) -> int:
     """Suspended (F4), active again after a suspension, or ended (canceled at its cycle's end)."""
     if now == "suspended":
         kind = EventType.SUBSCRIPTION_SUSPENDED
@@ -308,7 +327,13 @@ def subscription_status_emit(*, account_id: int, was: str, now: str, reason: str
     else:
         return 0
     return outbox_emit(
-        account_id=account_id, type=kind, data={"subscription": {"status": now}, "reason": reason}
+        account_id=account_id,
+        type=kind,
+        data=lambda: {
+            "subscription": {"status": now, "billing_channel": _channel(account_id)},
+            "reason": reason,
+            "shopify": shopify() if shopify else None,
+        },
     )
 
 

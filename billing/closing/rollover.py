@@ -10,7 +10,7 @@ from plans import periods, pricing
 from plans.models import ScheduledChange, Subscription, SubscriptionAddOn
 from plans.services import subscription_transition
 
-from .. import notifications
+from .. import notifications, shopify_figures
 from ..models import Invoice
 
 
@@ -45,7 +45,11 @@ def _apply_scheduled_changes(
             at=at,
         )
     subscription.save(update_fields=["plan", "interval"])
-    outbox.subscription_changed_emit(subscription, effective="period_end")
+    outbox.subscription_changed_emit(
+        subscription,
+        effective="period_end",
+        shopify=shopify_figures.webhook_figures(subscription.account_id),
+    )
 
 
 def _end_subscription(

@@ -70,3 +70,29 @@ def test_a_card_account_says_stripe_and_no_shopify(partner_api, account):
     body = partner_api.get(f"/api/v1/accounts/{account.slug}").json()
     assert body["billing_channel"] == "stripe" and body["shopify"] is None
     assert body["subscription"]["billing_channel"] == "stripe"
+
+
+def test_partner_webhooks_carry_the_channel_and_shopify_figures(partner, shopify_standin, catalog):
+    """P6 through Shopify: the merchant approves the upgrade; the partner's subscription.changed
+    says the channel and what Shopify says of the new app subscription."""
+    from billing import shopify_billing
+    from billing.changes import ChangeRequest
+    from outbox import services as outbox
+    from outbox.models import Event
+    from tests.shopify import flows
+
+    account = flows.active_account(shopify_standin, plan="basic")
+    account.partner = partner
+    account.save(update_fields=["partner"])
+    outbox.endpoint_create(partner=partner, url="https://hooks.example/in")
+    row = shopify_billing.shopify_change(account=account, request=ChangeRequest(plan="pro"))
+    flows.approve_and_deliver(shopify_standin, row)
+    row.refresh_from_db()
+    changed = Event.objects.get(type="subscription.changed")
+    assert changed.data["subscription"]["plan"] == "pro"
+    assert changed.data["subscription"]["billing_channel"] == "shopify"
+    figures = changed.data["shopify"]
+    assert figures["shop_domain"] == "bloom.myshopify.com" and figures["status"] == "ACTIVE"
+    assert figures["capped_amount"] == usd(row.capped_amount_minor) and figures["currency"] == "USD"
+    assert figures["held_amount"] == usd(0)
+    assert figures["current_period_end"] == row.current_period_end.isoformat()
