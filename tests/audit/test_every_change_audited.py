@@ -857,6 +857,8 @@ NOT_WALKED: dict[Callable, str | Composes] = {
     ),
     billing.webhooks.stripe_events_retry: Composes((billing.webhooks.stripe_event_process,)),
     billing.actions.card_first: READS,
+    billing.actions.refuse_card_on_shopify: READS,
+    plans.services.shopify_offer_check: PURE,
     billing.actions.invoice_pay: Composes((payments.invoice_charge,)),
     billing.actions.outstanding_pay: Composes((payments.invoice_charge,)),
     billing.actions.confirmation_link_resend: Composes((payments.confirmation_link_resend,)),
