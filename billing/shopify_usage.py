@@ -365,17 +365,17 @@ def _settle(invoice_id: int, at: datetime, posted: int) -> ShopifyPosting:
         held = sum(r.amount_minor for r in held_parts)
         failed = [r for r in records if r.status == R.FAILED]
         waiting = any(r.status in (R.CREATED, *IN_FLIGHT) for r in records)
-        began = ""
+        kind, began = "", False
         if invoice.status in UNPAID:
             if held_parts or failed:
-                began = _hold(invoice, held_parts, failed, at)
+                kind, began = _hold(invoice, held_parts, failed, at)
             else:
                 _hold_clear(invoice, at)
                 if not waiting:
                     invoicing.invoice_settle(invoice=invoice, reason=PAID_REASON, at=at)
-    if began == "cap":
-        _cap_hold_notify(invoice, held, at)
-    elif began == "other":
+    if kind == "cap":
+        _cap_hold_notify(invoice, held, at, began=began)
+    elif kind == "other" and began:
         reason = Dunning.objects.get(invoice=invoice).held_reason
         notifications.send(
             "shopify_usage_held",
@@ -393,9 +393,9 @@ def _hold(
     held_parts: list[ShopifyUsageRecord],
     failed: list[ShopifyUsageRecord],
     at: datetime,
-) -> str:
-    """Hold the invoice with the reason in words; returns the kind of a hold that began now
-    ("cap" or "other"), or "" when it was already held for the same kind of reason."""
+) -> tuple[str, bool]:
+    """Hold the invoice with the reason in words; returns the hold's kind ("cap" or "other")
+    and whether it began now (it was not held, or held for another kind of reason)."""
     account = invoice.account
     subscription = live_subscription(account.pk)
     held = sum(r.amount_minor for r in held_parts)
@@ -421,7 +421,7 @@ def _hold(
     reason = reason[:200]
     dunning, _ = Dunning.objects.get_or_create(invoice=invoice)
     if dunning.held_reason == reason:
-        return ""
+        return kind, False
     before = dunning.held_reason
     dunning.held_reason = reason
     dunning.held_at = dunning.held_at if before else at
@@ -438,7 +438,7 @@ def _hold(
         label=invoice.number or "",
     )
     logger.warning("invoice %s held: %s", invoice.number, reason)
-    return "" if before and _hold_kind(before) == kind else kind
+    return kind, not (before and _hold_kind(before) == kind)
 
 
 def _hold_kind(reason: str) -> str:
@@ -570,15 +570,18 @@ def _cap_request(account: Account, capped_minor: int | None, at: datetime) -> tu
     return url, True
 
 
-def _cap_hold_notify(invoice: Invoice, held: int, at: datetime) -> None:
-    """A cap hold began: ask Shopify for a higher cap and email the managers its link."""
+def _cap_hold_notify(invoice: Invoice, held: int, at: datetime, *, began: bool) -> None:
+    """Usage is held over the cap: make sure a raise that covers all that is held is asked
+    for, and email the managers its link when the hold begins or a new raise is asked for."""
     account = invoice.account
     try:
-        url, _ = _cap_request(account, None, at)
+        url, asked = _cap_request(account, None, at)
     except (shopify_gateway.ShopifyError, Conflict) as exc:
         # The hold stands and shows on the page; the page's button asks again.
         logger.warning("cap raise for %s not requested: %s", account.slug, exc)
-        url = ""
+        url, asked = "", False
+    if not (began or asked):
+        return
     reason = Dunning.objects.filter(invoice=invoice).values_list("held_reason", flat=True).first()
     notifications.send(
         "shopify_cap_reached",

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from django.core import mail
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Membership, ShopifyShop
@@ -94,15 +95,16 @@ def usage_statement(account, *usage, fee_minor: int = 6_000, days_back: int = 0)
             else f"Late usage: {quantity:,} tickets after invoicing"
         )
         lines.append(line(kind, words, quantity, unit, start, end))
-    return invoicing.invoice_issue(
-        subscription=Subscription.objects.filter(account=account).first(),
-        account_id=account.pk,
-        currency="USD",
-        reason="upgrade",
-        period=pricing.Period(start=start, end=end),
-        lines=lines,
-        at=timezone.now(),
-    )
+    with transaction.atomic():  # as every issuing path does (the number counter is locked)
+        return invoicing.invoice_issue(
+            subscription=Subscription.objects.filter(account=account).first(),
+            account_id=account.pk,
+            currency="USD",
+            reason="upgrade",
+            period=pricing.Period(start=start, end=end),
+            lines=lines,
+            at=timezone.now(),
+        )
 
 
 def records(invoice) -> list[tuple[int, int, str]]:
