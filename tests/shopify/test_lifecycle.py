@@ -6,14 +6,16 @@ cycle's end (P7), annual and editions are refused, and uninstalling ends it as a
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.core import mail
 from django.test import TestCase
 
 from accounts.errors import DomainError
 from accounts.models import Membership
-from billing import shopify_billing
+from billing import actions, shopify_billing
 from billing.changes import ChangeRequest
 from billing.models import Invoice, InvoiceReason, ShopifyStatus, ShopifySubscription
+from billing.run import run_billing
 from plans import periods
 from plans.models import ScheduledChange, Subscription
 
@@ -197,3 +199,23 @@ def test_uninstall_cancels_at_shopify_and_ends_ours_as_a_cancel_would(stand_in):
     subscription = ours(account)
     end = subscription.scheduled_changes.get(cancel=True, status=ScheduledChange.Status.SCHEDULED)
     assert end.effective_at == subscription.current_period_end
+
+
+def test_a_cancel_ends_ours_at_the_cycles_end_then_shopify_stops_billing(stand_in):
+    account = active_account(stand_in)
+    row = newest(account)
+    subscription = ours(account)
+    actions.subscription_cancel(account=account)
+    # Shopify keeps billing until our last period is closed and its statement settled.
+    assert stand_in.subscription(number(row))["status"] == "ACTIVE"
+    after_end = subscription.current_period_end + timedelta(minutes=5)
+    stand_in.clock(now=after_end)
+    with time_machine.travel(after_end, tick=False):
+        run = run_billing(as_of=after_end)
+    subscription.refresh_from_db()
+    assert subscription.ended_at == subscription.current_period_end
+    final = Invoice.objects.filter(subscription=subscription).latest("issued_at", "pk")
+    assert final.status == "paid"  # its usage statement: billed through Shopify
+    assert run.shopify_ended == 1
+    assert stand_in.subscription(number(row))["status"] == "CANCELLED"
+    assert newest(account).status == ShopifyStatus.CANCELLED
