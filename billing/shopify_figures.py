@@ -169,8 +169,9 @@ def shopify_panel(*, account: Account, now: datetime) -> ShopifyPanel | None:
     panel.cap_requested_minor = shown.cap_requested_minor
     # Shopify sends the 90 % webhook once per interval: it counts only in the interval under
     # way (an older one's warning says nothing about this interval's balance).
+    # After a raise the balance is far from the new cap: the warning no longer applies.
     if shown.approaching_cap_at is not None and panel.interval_start is not None:
-        panel.approaching = (
+        panel.approaching = panel.used_percent >= 90 and (
             panel.interval_start <= shown.approaching_cap_at < (panel.interval_end or now)
         )
     return panel

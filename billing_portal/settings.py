@@ -115,6 +115,14 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}"),
 }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The demo's embedded database: two writers at once (a Shopify webhook and the merchant's
+    # return page, both right after an approval) would each read, then both ask to write and
+    # one fail at once with "database is locked". Taking the write lock when a transaction
+    # begins makes the second wait its turn instead (up to the timeout, in seconds).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"transaction_mode": "IMMEDIATE", "timeout": 20}
+    )
 # A persistent connection is checked before each request reuses it: after a database restart
 # the first request on each worker would otherwise fail.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

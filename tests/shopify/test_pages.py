@@ -85,10 +85,14 @@ def test_held_over_the_cap_is_shown_with_the_approval_link(as_owner, account, ap
     no_card_buttons(html)
 
 
-def test_approaching_the_cap_is_said_only_in_its_own_interval(as_owner, account, app):
+def test_approaching_the_cap_is_said_only_in_its_interval_and_until_a_raise(as_owner, account, app):
     app.approaching_cap_at = T0 + timedelta(days=20)
     app.save()
     assert "90 % of your approved usage cap" in page(as_owner, at=T0 + timedelta(days=21))
+    app.capped_amount_minor = 2_000_000  # the merchant approved a higher cap: 47 % used
+    app.save()
+    assert "90 % of your approved usage cap" not in page(as_owner, at=T0 + timedelta(days=22))
+    app.capped_amount_minor = 1_000_000
     app.current_period_end = CLOSE + timedelta(days=30)  # Shopify's next interval
     app.save()
     assert "90 % of your approved usage cap" not in page(as_owner, at=CLOSE + timedelta(days=1))

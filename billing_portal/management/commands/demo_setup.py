@@ -1,21 +1,26 @@
-"""Demo data for `make demo`: a merchant login, an account on Basic with add-ons, its stores.
+"""Demo data for `make demo`: a merchant login, an account on Basic with add-ons, its stores;
+and a second merchant who pays through Shopify (its shop on the Shopify stand-in, an app
+subscription waiting for approval).
 
 Safe to run again: existing rows are reused and the demo password is reset (and printed).
 """
 
+import json
 import secrets
+import urllib.request
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from accounts import services as account_services
-from accounts.models import Account, Integration, Membership
-from billing import payments
+from accounts.models import Account, BillingChannel, Integration, Membership, ShopifyShop
+from billing import payments, shopify_billing
 from metering.models import Event
 from plans import services as plan_services
 
@@ -23,6 +28,13 @@ DEMO_SLUG = "demo-store"
 DEMO_EMAIL = "merchant@demo.example"
 # A teammate who answers tickets: sees the Billing & Usage page, changes nothing on it.
 AGENT_EMAIL = "agent@demo.example"
+# The merchant who pays through Shopify (docs/demo.md, "Paid through Shopify").
+SHOPIFY_SLUG = "demo-shopify"
+SHOPIFY_EMAIL = "shopify-merchant@demo.example"
+SHOPIFY_DOMAIN = "demo-shopify.myshopify.com"
+# $100.00 per 30 days instead of the default $10,000.00: a few hundred simulated tickets over
+# Basic's allowance reach it, so the tour shows a held part and a cap raise.
+SHOPIFY_DEMO_CAP_MINOR = 10_000
 
 
 class Command(BaseCommand):
@@ -92,6 +104,7 @@ class Command(BaseCommand):
                 since.isoformat(),
                 stdout=self.stdout,
             )
+        shopify_password, shopify_note = self.shopify_merchant(partner)
         if payments.default_payment_method(account.pk) is None:
             # A test Visa card on the stand-in, so that the demo's invoices get paid.
             payments.payment_method_set(account=account, stripe_payment_method="pm_card_visa")
@@ -107,6 +120,9 @@ class Command(BaseCommand):
                     f"  Merchant's Billing & Usage page: {site}/billing/{DEMO_SLUG}/",
                     f"    owner: {DEMO_EMAIL} / {password}",
                     f"    agent (looks, changes nothing): {AGENT_EMAIL} / {agent_password}",
+                    f"  Merchant who pays through Shopify: {site}/billing/{SHOPIFY_SLUG}/",
+                    f"    owner: {SHOPIFY_EMAIL} / {shopify_password}",
+                    f"    {shopify_note}",
                     f"  Operator console: {site}/console/  (admin: {site}/admin/)",
                     f"    operator / {operator_password}",
                     f"  Partner API key: {raw_key}  (docs: {site}/api/docs/)",
@@ -116,6 +132,46 @@ class Command(BaseCommand):
                 ]
             )
         )
+
+    def shopify_merchant(self, partner) -> tuple[str, str]:
+        """The account that pays through its shop on the Shopify stand-in, with an app
+        subscription for the merchant to approve; returns its owner's password and what to do
+        next. The stand-in keeps its state in memory: each start makes the shop on it again
+        (with a new access token) and, while nothing is active yet, asks for a subscription
+        again, since the last start's approval link died with the last stand-in."""
+        token = f"shpat_demo_{secrets.token_hex(16)}"
+        standin_shop_create(domain=SHOPIFY_DOMAIN, token=token, currency="USD")
+        account = Account.objects.filter(slug=SHOPIFY_SLUG).first()
+        if account is None:
+            account = plan_services.account_open(
+                slug=SHOPIFY_SLUG,
+                name="Demo Shopify Store",
+                billing_email=SHOPIFY_EMAIL,
+                currency="USD",
+                plan_code="basic",
+                interval="30d",
+                addons=[],
+                partner=partner,
+                billing_channel=BillingChannel.SHOPIFY,
+                shop_domain=SHOPIFY_DOMAIN,
+                access_token=token,
+                company="Demo Shopify Store Inc",
+                country="US",
+            )
+        shop = ShopifyShop.objects.get(account=account)
+        shop.set_access_token(token)
+        shop.capped_amount_minor = SHOPIFY_DEMO_CAP_MINOR
+        shop.save(update_fields=["access_token_encrypted", "capped_amount_minor"])
+        password = self.member_login(account, SHOPIFY_EMAIL, "Shopify", Membership.Role.OWNER)
+        if shopify_billing.live_shopify_subscription(account) is not None:
+            return password, (
+                "its app subscription was approved before this start; the stand-in forgot it "
+                "(memory only): `make clean && make demo` walks the Shopify tour again"
+            )
+        if account.subscriptions.filter(ended_at__isnull=True).exists():
+            return password, "its subscription is live"
+        shopify_billing.shopify_subscribe(account=account, plan_code="basic")
+        return password, "log in and approve its subscription in Shopify (the stand-in's page)"
 
     def member_login(self, account: Account, email: str, first_name: str, role: str) -> str:
         """A member of the demo account with a fresh password (returned, to be printed)."""
@@ -127,3 +183,23 @@ class Command(BaseCommand):
         user.save()
         Membership.objects.get_or_create(user=user, account=account, defaults={"role": role})
         return password
+
+
+def standin_shop_create(*, domain: str, token: str, currency: str) -> None:
+    """Make the shop on the Shopify stand-in through its control API (not Shopify's: the demo
+    runs only against the stand-in on loopback, which SHOPIFY_ADMIN_URL points at)."""
+    admin = urlsplit(settings.SHOPIFY_ADMIN_URL)
+    if admin.hostname not in ("127.0.0.1", "localhost"):
+        raise CommandError(
+            f"SHOPIFY_ADMIN_URL points at {admin.hostname}: the demo's Shopify merchant needs "
+            "the Shopify stand-in on loopback (started by `make demo`)."
+        )
+    body = json.dumps({"shop_domain": domain, "access_token": token, "currency": currency})
+    request = urllib.request.Request(  # noqa: S310 - loopback, checked above
+        f"{admin.scheme}://{admin.netloc}/_standin/shops",
+        data=body.encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+        answer.read()
