@@ -161,9 +161,9 @@ def _records(shop, account, line: str, rows: dict, out: AccountReport) -> None:
                 money=True,
             )
     for key, found in sorted(theirs.items()):
-        record = ours.get(key)
-        if record is None or record.status != UsageRecordStatus.POSTED:
-            state = "not ours" if record is None else f"ours is {record.status}"
+        mine = ours.get(key)
+        if mine is None or mine.status != UsageRecordStatus.POSTED:
+            state = "not ours" if mine is None else f"ours is {mine.status}"
             out.note(
                 f"{key}: at Shopify ({format_money(found.amount_minor, found.currency)}, "
                 f"{found.gid}), {state}",
