@@ -10,6 +10,8 @@ from accounts.models import Account, BillingChannel, ShopifyShop
 from billing.models import ShopifyStatus, ShopifySubscription
 from plans.models import Subscription
 
+from .flows import deliver, sent
+
 SHOP = "bloom.myshopify.com"
 TOKEN = "shpat_channel_secret_0123456789"
 
@@ -180,3 +182,34 @@ def test_admin_refuses_a_shop_that_is_not_a_myshopify_domain(admin_client, catal
     assert response.status_code == 200
     assert "my-store.myshopify.com" in response.content.decode()
     assert not Account.objects.filter(slug="adminshop").exists()
+
+
+def test_card_actions_are_refused_on_the_shopify_channel_in_plain_words(partner_api, shop):
+    assert partner_api.post("/api/v1/accounts", shopify_account(), format="json").status_code == 201
+    response = partner_api.put(
+        "/api/v1/accounts/bloom/payment-method",
+        {"stripe_payment_method": "pm_card_visa"},
+        format="json",
+    )
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "pays_through_shopify"
+    assert error["message"].startswith("This account pays through Shopify: there is no card to")
+
+
+def test_P6_a_partner_change_answers_202_with_shopifys_approval_link(partner_api, shop):
+    assert partner_api.post("/api/v1/accounts", shopify_account(), format="json").status_code == 201
+    account = Account.objects.get(slug="bloom")
+    before = sent(shop)
+    shop.approve(ShopifySubscription.objects.get(account=account).confirmation_url)
+    deliver(shop, after=before)
+    assert partner_api.get("/api/v1/accounts/bloom").json()["subscription"]["interval"] == "30d"
+    response = partner_api.post(
+        "/api/v1/accounts/bloom/subscription/changes", {"plan": "pro"}, format="json"
+    )
+    assert response.status_code == 202, response.json()
+    body = response.json()["shopify"]
+    assert body["status"] == "PENDING" and body["replacement_behavior"] == "APPLY_IMMEDIATELY"
+    assert body["confirmation_url"].startswith(shop.url)
+    # Nothing changed before the merchant approves.
+    assert partner_api.get("/api/v1/accounts/bloom").json()["subscription"]["plan"] == "basic"
