@@ -182,17 +182,27 @@ def collectable_invoices(*, account_id: int | None = None) -> QuerySet[Invoice]:
         PaymentAttempt.objects.filter(invoice=OuterRef("pk"))
     )
     waiting_for_card = Q(status__in=UNPAID, dunning__card_requested_at__isnull=False)
-    by_card = Exists(
-        PaymentMethod.objects.filter(account_id=OuterRef("account_id"), is_default=True)
-    ) & (never_attempted | waiting_for_card)
-    through_shopify = Q(status=S.OPEN, account__billing_channel=BillingChannel.SHOPIFY) & ~Exists(
-        ShopifyUsageRecord.objects.filter(
-            invoice=OuterRef("pk"), status__in=shopify_usage.IN_FLIGHT
+    shopify = Q(account__billing_channel=BillingChannel.SHOPIFY)
+    through_shopify = (
+        shopify
+        & Q(status=S.OPEN)
+        & ~Exists(
+            ShopifyUsageRecord.objects.filter(
+                invoice=OuterRef("pk"), status__in=shopify_usage.IN_FLIGHT
+            )
         )
     )
+    # Accounts first (a card, or the Shopify channel), then their invoices: the planner starts
+    # from those accounts as it did from the cards alone, rather than from every invoice.
+    collected = Account.objects.filter(
+        Q(pk__in=PaymentMethod.objects.filter(is_default=True).values("account_id"))
+        | Q(billing_channel=BillingChannel.SHOPIFY)
+    )
     return (
-        invoices.filter(kind=InvoiceKind.INVOICE, total_minor__gt=0)
-        .filter(by_card | through_shopify)
+        invoices.filter(
+            kind=InvoiceKind.INVOICE, total_minor__gt=0, account_id__in=collected.values("pk")
+        )
+        .filter((~shopify & (never_attempted | waiting_for_card)) | through_shopify)
         .exclude(dunning__held_reason__gt="")
     )
 
