@@ -210,6 +210,15 @@ def account_open(
     if shopify:
         shopify_offer_check(offer=offer, interval=interval)
         interval = periods.DAYS_30
+    elif interval == periods.DAYS_30:
+        # Shopify's cycle; a card is charged by the month or the year, on calendar dates.
+        message = (
+            "Every 30 days is the cycle of accounts that pay through Shopify: choose 'month' "
+            "or 'year' for an account that pays by card."
+        )
+        raise DomainError(
+            message, code="interval_not_sold", details={"fields": {"interval": [message]}}
+        )
     if not (isinstance(offer, Plan) and offer.is_custom):  # Enterprise: the account's own prices
         for sold in (offer, *tiers):
             _require_catalog_fee(sold, currency=currency, interval=interval)

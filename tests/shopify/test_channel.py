@@ -71,6 +71,16 @@ def test_a_card_account_says_its_channel_and_has_no_shop(partner_api, catalog):
     assert response.json()["subscription"]["status"] == "active"
 
 
+def test_a_card_account_is_not_sold_the_30_day_cycle(partner_api, catalog):
+    """Every 30 days is Shopify's cycle: a card account is billed by the month or the year."""
+    body = shopify_account(billing_channel="stripe", interval="30d")
+    body.pop("shopify")
+    response = partner_api.post("/api/v1/accounts", body, format="json")
+    assert response.status_code == 400, response.json()
+    assert "interval" in response.json()["error"]["details"]["fields"]
+    assert not Account.objects.filter(slug="bloom").exists()
+
+
 @pytest.mark.parametrize(
     ("shopify", "field"),
     [
