@@ -382,3 +382,33 @@ def test_a_refused_record_is_held_for_an_operator_and_sent_again_on_a_persons_re
         actions.invoice_pay(account=account, invoice=invoice, trigger="retry")
     invoice.refresh_from_db()
     assert records(invoice) == [(1, 1_000, "posted")] and invoice.status == "paid"
+
+
+def test_P8_held_usage_is_posted_when_shopifys_30_day_interval_starts_again(
+    make_account, shopify_standin, django_capture_on_commit_callbacks
+):
+    import time_machine
+
+    account = shopify_account(shopify_standin)
+    invoice = usage_statement(account, ("overage", 540, 100))
+    collect(invoice, django_capture_on_commit_callbacks)
+    assert records(invoice) == [(1, 50_000, "posted"), (2, 4_000, "held")]
+    row = app_subscription(account)
+    ends = row.current_period_end
+    with django_capture_on_commit_callbacks(execute=True):
+        run.collect_due()  # the cap is used up until the interval ends: nothing moves
+    assert records(invoice)[1] == (2, 4_000, "held")
+
+    # Shopify's next interval: balanceUsed starts again from $0.00 under the same cap.
+    shopify_standin.clock(now=ends + timedelta(hours=1))
+    with (
+        time_machine.travel(ends + timedelta(hours=1), tick=False),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        run.collect_due()
+
+    invoice.refresh_from_db()
+    assert records(invoice) == [(1, 50_000, "posted"), (2, 4_000, "posted")]
+    assert invoice.status == "paid"
+    row.refresh_from_db()
+    assert row.current_period_end > ends and row.balance_used_minor == 4_000
