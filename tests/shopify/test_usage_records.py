@@ -11,6 +11,7 @@ from django.core import mail
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.errors import Conflict
 from accounts.models import Membership, ShopifyShop
 from billing import actions, invoicing, payments, run, shopify_billing, shopify_usage
 from billing.models import (
@@ -412,3 +413,25 @@ def test_P8_held_usage_is_posted_when_shopifys_30_day_interval_starts_again(
     assert invoice.status == "paid"
     row.refresh_from_db()
     assert row.current_period_end > ends and row.balance_used_minor == 4_000
+
+
+def test_P8_asking_for_a_higher_cap_again_offers_the_pending_link_or_asks_for_more(
+    make_account, shopify_standin, django_capture_on_commit_callbacks
+):
+    account = shopify_account(shopify_standin)
+    invoice = usage_statement(account, ("overage", 520, 100))
+    collect(invoice, django_capture_on_commit_callbacks)
+    row = app_subscription(account)
+    pending, emails = row.cap_confirmation_url, len(mail.outbox)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        again = shopify_usage.cap_raise_request(account=account)  # the page's button
+    assert again == pending and len(mail.outbox) == emails  # the same request, no new email
+
+    with django_capture_on_commit_callbacks(execute=True):
+        more = shopify_usage.cap_raise_request(account=account, capped_minor=250_000)
+    row.refresh_from_db()
+    assert more != pending and row.cap_requested_minor == 250_000
+    assert row.cap_confirmation_url == more and more in mail.outbox[-1].body
+    with pytest.raises(Conflict, match="already"):
+        shopify_usage.cap_raise_request(account=account, capped_minor=CAP)
