@@ -111,7 +111,7 @@ def invoice_document(*, invoice: Invoice) -> InvoiceDocument:
     )
 
 
-_RECORD_STATUS_WORDS = {
+_RECORD_STATUS_WORDS: dict[str, str] = {
     UsageRecordStatus.POSTED: "posted",
     UsageRecordStatus.HELD: "held over the approved cap",
     UsageRecordStatus.FAILED: "refused by Shopify, with our team",

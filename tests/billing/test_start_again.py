@@ -304,8 +304,9 @@ def test_partners_are_told_of_the_end_and_of_the_start_again(account, partner): 
     ended = next(e for e in told if e.type == "subscription.ended")
     assert ended.data == {
         "account": "shop",
-        "subscription": {"status": "canceled"},
+        "subscription": {"status": "canceled", "billing_channel": "stripe"},
         "reason": "canceled at the end of the cycle",
+        "shopify": None,  # a card account (docs/shopify.md: the payloads carry the channel)
     }
     assert [(e.type, e.data.get("invoice", {}).get("reason")) for e in told] == [
         ("invoice.finalized", "period_close"),  # the last usage period

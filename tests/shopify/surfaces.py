@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from accounts.models import BillingChannel, ShopifyShop
+from accounts import services as account_services
+from accounts.models import BillingChannel
 from billing.models import (
     Invoice,
     InvoiceLine,
@@ -23,6 +24,7 @@ from billing.models import (
     UsageRecordStatus,
 )
 from billing.run import run_billing
+from plans import services as plan_services
 from plans.models import Subscription
 from tests.billing.charges import counted
 
@@ -36,18 +38,34 @@ RECORD_GID = "gid://shopify/AppUsageRecord/4021"
 
 
 def make_shopify(make_account, standin, *, slug: str = "shop") -> tuple:
-    """A Basic account on a 30-day cycle that pays through its shop, ACTIVE at Shopify. The
-    shop exists on the stand-in (`standin`: the shopify_standin fixture), so the calls the
-    close makes get Shopify's answers on loopback."""
+    """A Basic account that pays through its shop, ACTIVE at Shopify since T0, with our 30-day
+    subscription anchored there (as the approval leaves it) and its first statement issued.
+    The shop exists on the stand-in (`standin`: the shopify_standin fixture), so the calls the
+    close makes get Shopify's answers on loopback. `make_account` brings the catalog."""
     standin.shop(f"{slug}.myshopify.com", "shpat_surfaces", currency="USD")
     with time_machine.travel(T0, tick=False):
-        account = make_account(slug=slug, plan="basic", interval="30d")
+        account = plan_services.account_open(
+            slug=slug,
+            name=slug.title(),
+            billing_email=f"billing@{slug}.example",
+            currency="USD",
+            plan_code="basic",
+            interval="30d",
+            addons=[],
+            billing_channel=BillingChannel.SHOPIFY,
+            shop_domain=f"{slug}.myshopify.com",
+            access_token="shpat_surfaces",
+            # The conftest's partner (get or create by name): its API key reaches the account.
+            partner=account_services.partner_get_or_create(name="Acme Partners"),
+        )
+        plan_services.subscription_create(
+            account=account,
+            offer=plan_services.resolve_offer(code="basic"),
+            interval="30d",
+            now=T0,
+            reason="approved at Shopify",
+        )
         run_billing(as_of=T0)
-    account.billing_channel = BillingChannel.SHOPIFY
-    account.save(update_fields=["billing_channel"])
-    shop = ShopifyShop(account=account, shop_domain=f"{slug}.myshopify.com", installed_at=T0)
-    shop.set_access_token("shpat_surfaces")
-    shop.save()
     subscription = Subscription.objects.get(account=account)
     app = ShopifySubscription.objects.create(
         account=account,
