@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import CodeType, ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import time_machine
@@ -43,6 +44,9 @@ import billing.invoicing
 import billing.payments
 import billing.restart
 import billing.run
+import billing.shopify_billing
+import billing.shopify_usage
+import billing.shopify_webhooks
 import billing.webhooks
 import console.services
 import outbox.services
@@ -59,6 +63,13 @@ from tests.billing.test_payments import DECLINED, OK, THREE_DS
 from tests.billing.test_webhooks import deliver, intent_event
 from tests.conftest import client_with_key
 from tests.console.conftest import operators_group
+from tests.shopify.test_usage_records import (
+    TOKEN,
+    app_subscription,
+    number,
+    shopify_account,
+    usage_statement,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -87,6 +98,9 @@ SERVICE_MODULES: tuple[ModuleType, ...] = (
     billing.closing.price,
     billing.run,
     billing.webhooks,
+    billing.shopify_billing,
+    billing.shopify_usage,
+    billing.shopify_webhooks,
     console.services,
     accounts.services,
     outbox.services,
@@ -110,6 +124,7 @@ class World:
     operator: Any
     console: Client
     standin: Any
+    shopify: Any  # the Shopify stand-in (its clock set to the case's time by `given`)
     make_account: Callable[..., Account]
     made: dict[str, Any] = field(default_factory=dict)  # what `given` made for `call`
 
@@ -136,7 +151,9 @@ class World:
 
 
 @pytest.fixture
-def world(make_account, stripe_standin, partner, client, django_user_model, monkeypatch) -> World:
+def world(
+    make_account, stripe_standin, shopify_standin, partner, client, django_user_model, monkeypatch
+) -> World:
     # Partner webhooks are recorded, never sent (no network in tests).
     monkeypatch.setattr(outbox_delivery, "http_post", lambda url, body, headers: 200)
     with time_machine.travel(T0, tick=False):
@@ -162,6 +179,7 @@ def world(make_account, stripe_standin, partner, client, django_user_model, monk
         operator=operator,
         console=console_client,
         standin=stripe_standin,
+        shopify=shopify_standin,
         make_account=make_account,
     )
 
@@ -305,6 +323,125 @@ def nothing(w: World) -> None:
     pass
 
 
+# --- the Shopify channel (docs/shopify.md) ----------------------------------------------------
+
+BLOOM = "bloom.myshopify.com"
+CAPPED_MINOR = 50_000  # the $500.00 cap per 30 days that shopify_account approves
+
+
+def bloom(w: World) -> Account:
+    return Account.objects.get(slug="bloom")
+
+
+def shopify_waiting(w: World) -> None:
+    """Bloom pays through its shop; its app subscription waits for the merchant's approval on
+    Shopify's page. The owner manages its billing too. Shopify's clock is the case's."""
+    w.shopify.clock(now=HALF)
+    account = shopify_account(w.shopify, approve=False, cap=CAPPED_MINOR)
+    Membership.objects.create(user=w.owner, account=account, role=Membership.Role.OWNER)
+
+
+def shopify_active(w: World) -> None:
+    """The merchant approved it: Shopify bills Bloom, our 30-day subscription started."""
+    shopify_waiting(w)
+    row = app_subscription(bloom(w))
+    w.shopify.approve(row.confirmation_url)
+    billing.shopify_billing.shopify_refresh(shopify_subscription=row)
+    assert Subscription.objects.filter(account=bloom(w), ended_at__isnull=True).exists()
+
+
+def shopify_settled(w: World) -> None:
+    """Active, and its first invoice (the fee, billed by Shopify's recurring charge) settled."""
+    shopify_active(w)
+    for invoice in Invoice.objects.filter(account=bloom(w), status="open"):
+        payments.invoice_collect(invoice_id=invoice.pk)
+    assert not Invoice.objects.filter(account=bloom(w), status="open").exists()
+
+
+def usage_to_post(w: World, *, tickets: int) -> None:
+    """Active, and a close's usage statement issued: `tickets` overage at $1.00 each."""
+    shopify_active(w)
+    w.made["statement"] = usage_statement(bloom(w), ("overage", tickets, 100))
+
+
+def usage_held(w: World) -> None:
+    """$600.00 of usage against the $500.00 cap: $500.00 posted, $100.00 held (P8)."""
+    usage_to_post(w, tickets=600)
+    payments.invoice_collect(invoice_id=w.made["statement"].pk)
+    assert billing.shopify_usage.held_minor(bloom(w)) == 10_000
+
+
+def usage_answer_lost(w: World) -> None:
+    """Shopify took the usage record but its answer never came back: the record is unknown."""
+    usage_to_post(w, tickets=40)
+    w.shopify.fault("lose_answer", operation="appUsageRecordCreate")
+    payments.invoice_collect(invoice_id=w.made["statement"].pk)
+    record = w.made["statement"].usage_records.get()
+    assert record.status == "unknown"
+
+
+def shopify_says(act: Callable[[World], Any]) -> Callable[[World], Any]:
+    """Something happens at Shopify (`act`); Shopify's webhooks then come into our webhook
+    view, signed by the stand-in. The view hands processing to a task after the commit: the
+    walk runs what was queued when the call returns."""
+
+    def call(w: World):
+        before = len(w.shopify.webhooks_settled())
+        act(w)
+        deliveries = w.shopify.webhooks_settled()[before:]
+        assert deliveries, "Shopify sent no webhook"
+        for delivery in deliveries:
+            headers = {k: v for k, v in delivery["headers"].items() if k != "Content-Type"}
+            response = Client().post(
+                "/webhooks/shopify/",
+                data=delivery["body"],
+                content_type="application/json",
+                headers=headers,
+            )
+            assert response.status_code == 200, response.content[:300]
+
+    return call
+
+
+def approved_at_shopify(w: World) -> str:
+    """The merchant presses Approve on Shopify's page; returns where Shopify sends them."""
+    return w.shopify.approve(app_subscription(bloom(w)).confirmation_url)
+
+
+def back_from_shopify(w: World):
+    back = urlsplit(approved_at_shopify(w))
+    return w.merchant.get(f"{back.path}?{back.query}")
+
+
+def cap_raised_at_shopify(w: World) -> None:
+    w.shopify.raise_cap(number(app_subscription(bloom(w))), "1000.00")
+
+
+def later_by(delta: timedelta, call: Callable[..., Any], *args: Any) -> Any:
+    with time_machine.travel(HALF + delta, tick=False):
+        return call(*args)
+
+
+def sweep_later(w: World):
+    """The collection sweep (its periodic task) 10 minutes on: a claim is stale after 5."""
+    return later_by(timedelta(minutes=10), tasks.payment_collect_due)
+
+
+def opened_on_shopify_by_api(w: World):
+    w.shopify.clock(now=HALF)
+    w.shopify.shop(BLOOM, TOKEN, "USD")
+    body = {
+        "slug": "bloom",
+        "name": "Bloom Cosmetics",
+        "billing_email": "billing@bloom.example",
+        "currency": "USD",
+        "plan": "basic",
+        "billing_channel": "shopify",
+        "shopify": {"shop_domain": BLOOM, "access_token": TOKEN},
+    }
+    return w.api("post", "accounts", body)
+
+
 # --- the walk --------------------------------------------------------------------------------
 
 
@@ -315,6 +452,8 @@ class Case:
     services: tuple[Callable, ...]  # each must run during `call`
     call: Callable[[World], Any]  # through the source's edge
     given: Callable[[World], Any] = nothing  # the state the call needs, before counting rows
+    # (actor_id, actor) when not the source's usual one: a command on the shell names no person.
+    actor: tuple[int | None, str] | None = None
 
 
 def page_change(plan: str) -> Callable[[World], Any]:
@@ -798,6 +937,103 @@ CASES: dict[str, Case] = {
             account=w.shop, kind="email", name="Support inbox"
         ),
     ),
+    # The Shopify channel: the merchant's pages, the partner API, Shopify's webhooks, the
+    # collection sweep and the operator's command.
+    "partner opens an account that pays through Shopify": Case(
+        PARTNER,
+        "shopify.subscription_requested",
+        (billing.shopify_billing.shopify_subscribe,),
+        opened_on_shopify_by_api,
+    ),
+    "merchant upgrades through Shopify": Case(
+        MERCHANT,
+        "shopify.subscription_requested",
+        (billing.shopify_billing.shopify_change,),
+        lambda w: w.page("/billing/bloom/change/", plan="pro"),
+        given=shopify_active,
+    ),
+    "merchant comes back from approving at Shopify": Case(
+        MERCHANT,
+        "shopify.subscription_status",
+        (
+            billing.shopify_billing.shopify_return,
+            billing.shopify_billing.shopify_refresh,
+            billing.shopify_billing.shopify_sync,
+        ),
+        back_from_shopify,
+        given=shopify_waiting,
+    ),
+    "merchant asks for a higher usage cap": Case(
+        MERCHANT,
+        "shopify_subscription.cap_requested",
+        (billing.shopify_usage.cap_raise_request,),
+        # The sweep asked when it held the usage; that link is offered again (no new request,
+        # no row) for two days, after which the merchant's button asks Shopify anew.
+        lambda w: later_by(timedelta(days=3), w.page, "/billing/bloom/shopify/cap-raise"),
+        given=usage_held,
+    ),
+    "Shopify's webhook says the merchant approved": Case(
+        SYSTEM,
+        "shopify.subscription_status",
+        (billing.shopify_webhooks.shopify_webhook_process, billing.shopify_billing.shopify_sync),
+        shopify_says(approved_at_shopify),
+        given=shopify_waiting,
+    ),
+    "Shopify's webhook says the cap was raised": Case(
+        SYSTEM,
+        "shopify.cap_changed",
+        (billing.shopify_webhooks.shopify_webhook_process, billing.shopify_billing.shopify_sync),
+        shopify_says(cap_raised_at_shopify),
+        given=usage_held,
+    ),
+    "Shopify's webhook says the cap was raised: the held part is posted": Case(
+        SYSTEM,
+        "invoice.hold_cleared",
+        (billing.shopify_usage.held_post,),
+        shopify_says(cap_raised_at_shopify),
+        given=usage_held,
+    ),
+    "Shopify's webhook says the app was uninstalled": Case(
+        SYSTEM,
+        "shopify.uninstalled",
+        (
+            billing.shopify_webhooks.shopify_webhook_process,
+            billing.shopify_billing.shopify_uninstalled,
+        ),
+        shopify_says(lambda w: w.shopify.uninstall(BLOOM)),
+        given=shopify_active,
+    ),
+    "the sweep posts a usage statement to Shopify": Case(
+        SYSTEM,
+        "invoice.status",
+        (payments.invoice_charge, billing.shopify_usage.invoice_post),
+        lambda w: tasks.payment_collect_invoice(w.made["statement"].pk),
+        given=lambda w: usage_to_post(w, tickets=40),
+    ),
+    "the sweep holds usage over the approved cap": Case(
+        SYSTEM,
+        "invoice.held",
+        (billing.shopify_usage.invoice_post,),
+        lambda w: tasks.payment_collect_invoice(w.made["statement"].pk),
+        given=lambda w: usage_to_post(w, tickets=600),
+    ),
+    "the sweep finds a usage record whose answer was lost": Case(
+        SYSTEM,
+        "usage_record.status",
+        (billing.run.collect_due, billing.shopify_usage.usage_records_reconcile),
+        sweep_later,
+        given=usage_answer_lost,
+    ),
+    "operator moves an account back to cards": Case(
+        OPERATOR,
+        "account.billing_channel",
+        (billing.shopify_billing.account_channel_change,),
+        lambda w: call_command(
+            "billing_channel_change", "bloom", "--to", "stripe", "--reason", "asked", stdout=Sink()
+        ),
+        given=shopify_settled,
+        actor=(None, ""),
+    ),
 }
 
 
@@ -870,6 +1106,26 @@ NOT_WALKED: dict[Callable, str | Composes] = {
     ),
     billing.actions.ai_limits_set: Composes((plans.services.subscription_ai_limits_set,)),
     billing.actions.payment_method_save: Composes((payments.payment_method_set,)),
+    billing.shopify_billing.live_shopify_subscription: READS,
+    billing.shopify_billing.return_url: PURE,
+    billing.shopify_billing.usage_cap_minor: READS,
+    billing.shopify_billing.usage_terms_words: PURE,
+    billing.shopify_billing.recurring_minor: PURE,
+    billing.shopify_billing.shopify_start_again: Composes(
+        (billing.shopify_billing.shopify_subscribe,)
+    ),
+    # It asks Shopify to stop billing a subscription of ours that has ended; what Shopify
+    # answers is applied by shopify_sync, which audits it.
+    billing.shopify_billing.shopify_ended_cancel: Composes((billing.shopify_billing.shopify_sync,)),
+    billing.shopify_usage.live_subscription: READS,
+    billing.shopify_usage.held_minor: READS,
+    billing.shopify_webhooks.shopify_webhook_receive: (
+        "stores Shopify's webhook as received (unique webhook id, payload and time kept): the "
+        "record of its own; processing it is shopify_webhook_process"
+    ),
+    billing.shopify_webhooks.shopify_webhooks_retry: Composes(
+        (billing.shopify_webhooks.shopify_webhook_process,)
+    ),
     console.services.operator_action: "the frame of the console's actions (walked), not one",
     accounts.services.api_key_authenticate: (
         "keeps last_used_at to the minute, on every request: bookkeeping, no state anyone changed"
@@ -956,7 +1212,7 @@ def test_a_change_leaves_one_audit_row_naming_who_acted(
     assert missed == [], "the call did not reach these services"
     rows = AuditEntry.objects.filter(pk__gt=mark, action=case.action)
     assert [(row.source, row.actor_id, row.actor) for row in rows] == [
-        (case.source, *world.actor(case.source))
+        (case.source, *(case.actor or world.actor(case.source)))
     ]
 
 
