@@ -115,3 +115,34 @@ class CreditForm(ActionForm):
                 f"{currency_exponent(self.currency)} decimals, e.g. 12.50."
             )
         return minor
+
+
+class ChannelForm(ActionForm):
+    """Move an account to the other billing channel; a shop is needed to move to Shopify."""
+
+    to = forms.ChoiceField(label="Pays", choices=BillingChannel.choices)
+    shop_domain = forms.CharField(
+        label="Shop domain (to Shopify)",
+        required=False,
+        max_length=253,
+        widget=forms.TextInput(attrs={"placeholder": "name.myshopify.com"}),
+        validators=[plain_text],
+    )
+    # Write-only: never rendered back, never logged or kept in the audit row.
+    access_token = forms.CharField(
+        label="The app's access token for the shop (to Shopify)",
+        required=False,
+        max_length=255,
+        widget=forms.PasswordInput(render_value=False),
+    )
+    field_order = ["to", "shop_domain", "access_token", "reason"]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("to") == BillingChannel.SHOPIFY and not (
+            data.get("shop_domain") and data.get("access_token")
+        ):
+            raise forms.ValidationError(
+                "To move to Shopify, give the shop's domain and the app's access token."
+            )
+        return data

@@ -215,6 +215,20 @@ def _unlocked(entry: AuditEntry) -> str:
     return f"Logins unlocked: {who} can log in again now."
 
 
+def _channel_changed(entry: AuditEntry) -> str:
+    after = _after(entry)
+    if after.get("billing_channel") == "shopify":
+        return (
+            f"Billing channel: {entry.object_label} now pays through Shopify "
+            f"({after.get('shop_domain', 'its shop')}); the merchant approves an app "
+            "subscription next."
+        )
+    return (
+        f"Billing channel: {entry.object_label} now pays by card; the next charge needs a card "
+        "(the merchant is asked for one)."
+    )
+
+
 _SAID: dict[str, Callable[[AuditEntry], str | Outcome]] = {
     "operator.retry_now": _retried,
     "operator.remind_now": _reminded,
@@ -228,4 +242,5 @@ _SAID: dict[str, Callable[[AuditEntry], str | Outcome]] = {
     "operator.suspend": _suspended,
     "operator.reactivate": _reactivated,
     "operator.unlock_logins": _unlocked,
+    "operator.channel_change": _channel_changed,
 }

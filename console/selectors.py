@@ -397,6 +397,7 @@ def account_detail(*, account_id: int, now: datetime) -> AccountDetail | None:
     )
     if locked_logins:
         actions.append("unlock-logins")
+    actions.append("channel")  # the service refuses it while an invoice is unpaid
     return AccountDetail(
         account=account,
         subscription=subscription,

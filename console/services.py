@@ -25,7 +25,7 @@ from accounts.errors import Conflict, DomainError
 from accounts.models import Account
 from audit.models import AuditEntry
 from audit.services import audit_record
-from billing import actions, invoicing, notifications, payments, tasks
+from billing import actions, invoicing, notifications, payments, shopify_billing, tasks
 from billing.models import (
     OVERDUE,
     UNPAID,
@@ -379,3 +379,37 @@ def member_logins_unlock(*, account: Account, reason: str, at: datetime | None =
             reason=reason,
             at=at,
         )
+
+
+def account_channel_change(
+    *,
+    account: Account,
+    to: str,
+    reason: str,
+    shop_domain: str = "",
+    access_token: str = "",
+) -> AuditEntry:
+    """Move the account to the other billing channel (docs/shopify.md, "Changing channel"):
+    billing.shopify_billing decides and records it (refused while an invoice is unpaid); the
+    operator's row names the move (never the token)."""
+    reason = _reason(reason)
+    before = account.billing_channel
+    shopify_billing.account_channel_change(
+        account=account,
+        to=to,
+        reason=reason,
+        shop_domain=shop_domain or None,
+        access_token=access_token or None,
+    )
+    after: dict[str, object] = {"billing_channel": to}
+    if shop_domain:
+        after["shop_domain"] = shop_domain
+    return audit_record(
+        action="operator.channel_change",
+        obj=account,
+        account_id=account.pk,
+        label=account.slug,
+        before=before,
+        after=after,
+        reason=reason,
+    )

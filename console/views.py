@@ -229,6 +229,22 @@ MEMBER_ACTIONS = {
         forms.ActionForm,
         lambda a, d: services.member_logins_unlock(account=a, reason=d["reason"]),
     ),
+    "channel": Action(
+        "Change billing channel",
+        "Moves the account to the other channel: card through Stripe, or its Shopify store "
+        '(docs/shopify.md, "Changing channel"). Refused while any invoice is unpaid. To '
+        "Stripe: the app subscription is cancelled at Shopify and the next charge needs a "
+        "card. To Shopify: once the card subscription has ended; the merchant then approves "
+        "an app subscription.",
+        forms.ChannelForm,
+        lambda a, d: services.account_channel_change(
+            account=a,
+            to=d["to"],
+            reason=d["reason"],
+            shop_domain=d.get("shop_domain", ""),
+            access_token=d.get("access_token", ""),
+        ),
+    ),
 }
 
 

@@ -12,7 +12,7 @@ from django.core import mail
 from django.utils import timezone
 
 from accounts.errors import Conflict, DomainError
-from accounts.models import Membership
+from accounts.models import Account, Membership
 from audit.models import AuditEntry
 from billing import invoicing
 from billing.models import Dunning, Invoice
@@ -53,6 +53,9 @@ ACTIONS = {
         subscription=subscription_of(i), reason=r
     ),
     "member_logins_unlock": lambda i, r: services.member_logins_unlock(account=i.account, reason=r),
+    "account_channel_change": lambda i, r: services.account_channel_change(
+        account=Account.objects.get(pk=i.account_id), to="stripe", reason=r
+    ),
 }
 
 
@@ -88,7 +91,14 @@ def _member_locked_out(invoice: Invoice) -> None:
     )
 
 
+def _shopify_settled(invoice: Invoice) -> None:
+    """An account that pays through Shopify with nothing unpaid: it may move to cards."""
+    services.invoice_void(invoice=invoice, reason="set up")
+    Account.objects.filter(pk=invoice.account_id).update(billing_channel="shopify")
+
+
 PREPARE = {
+    "account_channel_change": _shopify_settled,
     "dunning_resume": _paused,
     "invoice_release_hold": _held,
     "subscription_reactivate": _suspended,

@@ -52,3 +52,41 @@ def test_the_account_page_shows_shopify_state_and_links(ops, make_account, shopi
     assert "Stripe customer" not in html
     assert "Shopify usage records" in detail and "gid://shopify/AppUsageRecord/4021" in detail
     assert Invoice.objects.get(pk=invoice.pk).status == "open"  # held: not paid yet
+
+
+def test_an_operator_changes_the_channel_with_a_reason_once_nothing_is_unpaid(
+    ops,  # noqa: F811
+    make_account,
+    shopify_standin,
+):
+    """The console's "Change billing channel": refused while a statement is unpaid (it says
+    which), done when nothing is; the token field is write-only and the audit row names the
+    move and the reason."""
+    from accounts.form_tokens import TOKEN_FIELD, new_form_token
+    from audit.models import AuditEntry
+
+    held, app = make_shopify(make_account, shopify_standin)
+    statement = close_over_the_cap(held, app)  # open: part of it is held (P8)
+    settled, _ = make_shopify(make_account, shopify_standin, slug="settled")
+    form = {"to": "stripe", "reason": "Merchant left the App Store"}
+    with time_machine.travel(LATER, tick=False):
+        page = ops.get(f"/console/accounts/{held.pk}/channel/").content.decode()
+        assert 'type="password"' in page and "Change billing channel" in page
+        refused = ops.post(
+            f"/console/accounts/{held.pk}/channel/",
+            {**form, TOKEN_FIELD: new_form_token()},
+            follow=True,
+        ).content.decode()
+        done = ops.post(
+            f"/console/accounts/{settled.pk}/channel/",
+            {**form, TOKEN_FIELD: new_form_token()},
+            follow=True,
+        ).content.decode()
+    assert f"Settle the unpaid invoices first: {statement.number}." in refused
+    held.refresh_from_db()
+    settled.refresh_from_db()
+    assert held.billing_channel == "shopify" and settled.billing_channel == "stripe"
+    assert "Billing channel: settled now pays by card" in done
+    entry = AuditEntry.objects.get(action="operator.channel_change")
+    assert entry.before == "shopify" and entry.after == {"billing_channel": "stripe"}
+    assert entry.reason == "Merchant left the App Store" and entry.account_id == settled.pk
