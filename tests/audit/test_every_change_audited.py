@@ -811,6 +811,20 @@ CASES: dict[str, Case] = {
         lambda w: w.act(f"accounts/{w.shop.pk}/reactivate"),
         given=suspended,
     ),
+    "operator moves an account back to cards in the console": Case(
+        OPERATOR,
+        "operator.channel_change",
+        (console.services.account_channel_change,),
+        lambda w: w.act(f"accounts/{bloom(w).pk}/channel", to="stripe"),
+        given=shopify_settled,
+    ),
+    "operator moves an account back to cards in the console: the channel changes": Case(
+        OPERATOR,
+        "account.billing_channel",
+        (billing.shopify_billing.account_channel_change,),
+        lambda w: w.act(f"accounts/{bloom(w).pk}/channel", to="stripe"),
+        given=shopify_settled,
+    ),
     "operator unlocks logins": Case(
         OPERATOR,
         "operator.unlock_logins",
