@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Exists, F, Max, OuterRef, Q, Sum
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from accounts.errors import Conflict
@@ -227,8 +228,13 @@ def _post(record: ShopifyUsageRecord, at: datetime) -> int:
             _move(record, R.SENDING, R.FAILED, at=at, error=str(exc), sending_at=None)
             return 0
         _posted(record, created.gid, at, reason="Shopify accepted it")
+        # Shopify's figure read before the post, plus this record: an absolute value, so a
+        # 90 % webhook that set the balance meanwhile is not counted twice (never lowered here:
+        # another collector may have posted after our read).
         ShopifySubscription.objects.filter(pk=subscription.pk).update(
-            balance_used_minor=F("balance_used_minor") + record.amount_minor
+            balance_used_minor=Greatest(
+                F("balance_used_minor"), state.balance_used_minor + record.amount_minor
+            )
         )
         return 1
     _move(record, R.CREATED, R.HELD, at=at, error=OVER_CAP)

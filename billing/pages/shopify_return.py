@@ -7,8 +7,9 @@ from django.shortcuts import redirect
 from django.urls import reverse
 
 from accounts.errors import DomainError
+from plans.money import format_money
 
-from ..models import ShopifyStatus
+from ..models import ShopifyStatus, ShopifySubscription
 from ..shopify_billing import shopify_return
 from .access import billing_page
 
@@ -36,6 +37,14 @@ _WORDS = {
 @billing_page(methods=("GET",))
 def shopify_returned(request, access):
     overview = reverse("billing:overview", kwargs={"slug": access.account.slug})
+    # Shopify sends the merchant back here after approving a higher cap too (same subscription,
+    # same address): what was asked before the return tells the two approvals apart.
+    before = (
+        ShopifySubscription.objects.filter(account=access.account)
+        .values("pk", "status", "capped_amount_minor", "cap_requested_minor")
+        .order_by("-pk")
+    )
+    asked = {row["pk"]: row for row in before}
     try:
         row = shopify_return(account=access.account, charge_id=request.GET.get("charge_id"))
     except DomainError as exc:
@@ -43,6 +52,20 @@ def shopify_returned(request, access):
         return redirect(overview)
     if row is None:
         messages.info(request, "No Shopify subscription is waiting for approval.")
+        return redirect(overview)
+    was = asked.get(row.pk)
+    if was and was["status"] == ShopifyStatus.ACTIVE and row.status == ShopifyStatus.ACTIVE:
+        cap = format_money(row.capped_amount_minor, row.currency)
+        if row.capped_amount_minor > was["capped_amount_minor"]:
+            words = (
+                f"Shopify approved the higher cap: {cap} per 30 days. Usage held over the old "
+                "cap is posted to Shopify now."
+            )
+            messages.success(request, words)
+        elif was["cap_requested_minor"]:
+            messages.info(request, f"The higher cap is not approved yet: the cap stays {cap}.")
+        else:
+            messages.info(request, "Your subscription through Shopify is active.")
         return redirect(overview)
     level, words = _WORDS.get(
         row.status, (messages.INFO, f"Shopify says the subscription is {row.get_status_display()}.")

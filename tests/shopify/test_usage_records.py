@@ -435,3 +435,50 @@ def test_P8_asking_for_a_higher_cap_again_offers_the_pending_link_or_asks_for_mo
     assert row.cap_confirmation_url == more and more in mail.outbox[-1].body
     with pytest.raises(Conflict, match="already"):
         shopify_usage.cap_raise_request(account=account, capped_minor=CAP)
+
+
+def test_P8_back_from_approving_a_higher_cap_the_page_says_the_cap_not_the_subscription(
+    make_account, shopify_standin, client, django_capture_on_commit_callbacks
+):
+    """Shopify sends the merchant to the same return address after a cap approval: the page
+    names what was approved (the cap) and the held part is posted."""
+    account = shopify_account(shopify_standin)
+    invoice = usage_statement(account, ("overage", 800, 100))
+    collect(invoice, django_capture_on_commit_callbacks)
+    row = app_subscription(account)
+    owner = account.memberships.get(role=Membership.Role.OWNER).user
+    client.force_login(owner)
+
+    back = shopify_standin.approve(row.cap_confirmation_url)
+    with django_capture_on_commit_callbacks(execute=True):
+        page = client.get(back[back.index("/billing/") :], follow=True).content.decode()
+
+    assert "Shopify approved the higher cap: $1,000.00 per 30 days." in page
+    assert "approved your subscription" not in page
+    invoice.refresh_from_db()
+    assert records(invoice) == [(1, 50_000, "posted"), (2, 30_000, "posted")]
+    assert invoice.status == "paid"
+
+
+def test_a_90_percent_webhook_during_a_post_does_not_count_the_record_twice(
+    make_account, shopify_standin, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Shopify's 90 % webhook carries the absolute balance, our record included; it can land
+    while we wait for the post's answer. Our copy of the balance stays Shopify's figure."""
+    account = shopify_account(shopify_standin)
+    invoice = usage_statement(account, ("overage", 460, 100))  # $460.00 of a $500.00 cap
+    row = app_subscription(account)
+    real_post = shopify_usage.shopify_gateway.usage_record_create
+
+    def post_then_webhook(**kwargs):
+        created = real_post(**kwargs)
+        # What the webhook handler stores: Shopify's balance after the record.
+        ShopifySubscription.objects.filter(pk=row.pk).update(balance_used_minor=46_000)
+        return created
+
+    monkeypatch.setattr(shopify_usage.shopify_gateway, "usage_record_create", post_then_webhook)
+    collect(invoice, django_capture_on_commit_callbacks)
+
+    row.refresh_from_db()
+    assert balance_used(shopify_standin, row) == Decimal("460.00")
+    assert row.balance_used_minor == 46_000  # not $920.00
