@@ -1,5 +1,6 @@
 """Serializer pieces shared by every app's API."""
 
+import re
 from decimal import Decimal
 
 from django.utils import timezone
@@ -8,7 +9,9 @@ from rest_framework import pagination, serializers
 
 from . import input_rules
 from .countries import COUNTRY_CODES, country_problem
-from .validators import plain_text
+from .validators import SHOP_DOMAIN_PATTERN, plain_text
+
+_SHOP_DOMAIN = re.compile(SHOP_DOMAIN_PATTERN)
 
 
 class AwareDateTimeField(serializers.DateTimeField):
@@ -76,6 +79,10 @@ class _JsonStringOnly:
         return super().to_internal_value(data)
 
 
+class StrictCharField(_JsonStringOnly, serializers.CharField):
+    """A CharField that takes a JSON string only (a token, a code)."""
+
+
 class TextField(_JsonStringOnly, serializers.CharField):
     """Text people read back (a name, a company, a description): a JSON string without
     control, bidirectional or invisible characters (`validators.plain_text`)."""
@@ -106,6 +113,37 @@ class LowerSlugField(_JsonStringOnly, serializers.SlugField):
 
     def to_internal_value(self, data):
         return super().to_internal_value(data).lower()
+
+
+# The schema carries the validator's pattern, so a fuzzer (or a client's own check) draws only
+# domains the API takes; JSON Schema's pattern is a search, hence the anchors.
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": f"^{SHOP_DOMAIN_PATTERN}$",
+        "description": "The shop's permanent domain, in lower case: 'my-store.myshopify.com'.",
+    }
+)
+class ShopDomainField(_JsonStringOnly, serializers.CharField):
+    """A shop's permanent domain exactly as Shopify writes it (lower case, no spaces): what
+    the schema's pattern says, no more (a domain the API lowered or trimmed would be one the
+    schema refuses)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault(
+            "help_text", "The shop's permanent domain, in lower case: 'my-store.myshopify.com'."
+        )
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not _SHOP_DOMAIN.fullmatch(value):
+            raise serializers.ValidationError(
+                "Give the shop's permanent domain in lower case, like 'my-store.myshopify.com'.",
+                code="invalid_shop_domain",
+            )
+        return value
 
 
 def money(amount_minor: int | Decimal, currency: str) -> dict:

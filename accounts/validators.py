@@ -84,7 +84,9 @@ class WindowedDateField(forms.DateField):
 # A shop's permanent domain as Shopify gives it: a handle of letters, digits and hyphens, then
 # .myshopify.com. A custom domain (shop.example) is not accepted: the Admin API and the
 # webhooks name the shop by this one.
-_SHOP_DOMAIN = re.compile(r"[a-z0-9][a-z0-9-]{0,59}\.myshopify\.com")
+# The API's schema publishes the same pattern (api_fields.ShopDomainField).
+SHOP_DOMAIN_PATTERN = r"[a-z0-9][a-z0-9-]{0,59}\.myshopify\.com"
+_SHOP_DOMAIN = re.compile(SHOP_DOMAIN_PATTERN)
 
 
 def shop_domain_valid(value: str) -> str:

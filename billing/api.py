@@ -26,7 +26,6 @@ from metering import api as metering_api
 from plans import api as plans_api
 from plans import api_schema as catalog_schema
 from plans.api import ScheduledChangeOut, SubscriptionOut, subscription_out
-from plans.models import Interval
 
 from . import (
     actions,
@@ -347,7 +346,7 @@ class AddOnChangeIn(serializers.Serializer):
 
 class ChangeIn(serializers.Serializer):
     plan = serializers.CharField(max_length=40, required=False)
-    interval = serializers.ChoiceField(choices=Interval.values, required=False)
+    interval = serializers.ChoiceField(choices=plans_api.INTERVALS_IN, required=False)
     addons = AddOnChangeIn(many=True, required=False, default=list)
 
     def validate(self, data):
@@ -438,7 +437,7 @@ class SubscriptionChangesApi(APIView):
 
 class SubscriptionStartIn(serializers.Serializer):
     plan = serializers.CharField(max_length=40)
-    interval = serializers.ChoiceField(choices=Interval.values)
+    interval = serializers.ChoiceField(choices=plans_api.INTERVALS_IN)
 
 
 class SubscriptionStartCodes(catalog_schema.CatalogCodes):

@@ -451,6 +451,9 @@ SPECTACULAR_SETTINGS = {
         "AttemptStatusEnum": "billing.models.AttemptStatus",
         "PausableStateEnum": [("active", "active"), ("paused", "paused")],
         "TicketNotCountedEnum": "metering.api.TICKET_NOT_COUNTED_CODES",
+        # Requests offer month and year; answers show every interval (30d on Shopify).
+        "IntervalEnum": "plans.models.Interval",
+        "IntervalInEnum": "plans.api.INTERVALS_IN",
     },
 }
 # Event batches are up to 1,000 events; anything larger than this is refused before parsing.

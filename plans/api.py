@@ -1,6 +1,6 @@
 """Partner API: accounts with their subscription, and the catalog."""
 
-from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import RegexValidator
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -12,6 +12,8 @@ from accounts.api_fields import (
     CountryField,
     LowerSlugField,
     NewestFirstPagination,
+    ShopDomainField,
+    StrictCharField,
     TextField,
     WholeNumberField,
     money,
@@ -20,12 +22,16 @@ from accounts.api_schema import PeriodOut, paginated
 from accounts.errors import DomainError, Forbidden
 from accounts.idempotency import idempotent
 from accounts.models import CURRENCIES, Account, ShopifyShop
-from accounts.validators import shop_domain_valid
 from accounts.principals import KeyPrincipal
 from accounts.selectors import account_get, account_integration_count, account_list
 
 from . import pricing, selectors, services
 from .models import Interval, Subscription
+
+# What a partner may ask for: a card account is sold by the month or the year, and a Shopify
+# account's cycle is set to every 30 days for it (its `month`), so `30d` is never an input;
+# outputs keep every Interval (a Shopify subscription shows `30d`).
+INTERVALS_IN = [Interval.MONTH.value, Interval.YEAR.value]
 
 
 class AddOnChoiceIn(serializers.Serializer):
@@ -33,30 +39,14 @@ class AddOnChoiceIn(serializers.Serializer):
     tier = serializers.CharField(max_length=40)
 
 
-class ShopDomainField(serializers.CharField):
-    """A shop's permanent domain, kept in lower case: 'my-store.myshopify.com'."""
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("max_length", 253)
-        kwargs.setdefault(
-            "help_text", "The shop's permanent domain, like 'my-store.myshopify.com'."
-        )
-        super().__init__(**kwargs)
-
-    def to_internal_value(self, data):
-        value = super().to_internal_value(data)
-        try:
-            return shop_domain_valid(value)
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError(exc.messages[0], code="invalid_shop_domain") from None
-
-
 class ShopifyShopIn(serializers.Serializer):
     shop_domain = ShopDomainField()
-    access_token = serializers.CharField(
+    access_token = StrictCharField(
         max_length=500,
         write_only=True,
-        trim_whitespace=True,
+        # Printable ASCII, as Shopify's tokens are; taken as given (the schema's pattern).
+        trim_whitespace=False,
+        validators=[RegexValidator(r"^[!-~]+\Z", "Give the token as Shopify shows it.")],
         help_text="The app's Admin API access token for the shop. Stored encrypted; never "
         "returned.",
     )
@@ -68,7 +58,7 @@ class AccountCreateIn(serializers.Serializer):
     billing_email = serializers.EmailField()
     currency = serializers.ChoiceField(choices=CURRENCIES, default="USD")
     plan = serializers.CharField(max_length=40)
-    interval = serializers.ChoiceField(choices=Interval.values, default=Interval.MONTH)
+    interval = serializers.ChoiceField(choices=INTERVALS_IN, default=Interval.MONTH)
     addons = AddOnChoiceIn(many=True, required=False, default=list)
     period_start = AwareDateTimeField(
         required=False,

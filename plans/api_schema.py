@@ -85,7 +85,27 @@ class AccountCreateCodes(CatalogCodes):
         if direction == "request" and currencies:
             default = schema["properties"]["currency"].get("default")
             schema["properties"]["currency"] = {**_codes(currencies), "default": default}
+        if direction == "request":
+            schema["anyOf"] = channel_branches()
         return schema
+
+
+def channel_branches() -> list[dict[str, Any]]:
+    """What `AccountCreateIn.validate` and the Shopify channel's offer check require: a shop
+    exactly with `billing_channel: shopify`, and on that channel a public plan, monthly (its
+    cycle becomes every 30 days; annual is not sold through Shopify)."""
+    card = {
+        "properties": {"billing_channel": _codes(["stripe"])},
+        "not": {"required": ["shopify"]},
+    }
+    shopify: dict[str, Any] = {
+        "required": ["billing_channel", "shopify"],
+        "properties": {"billing_channel": _codes(["shopify"]), "interval": _codes(["month"])},
+    }
+    plans = plans_for_sale()
+    if plans:
+        shopify["properties"]["plan"] = _codes(plans)
+    return [card, shopify]
 
 
 class AddOnChoices(OpenApiSerializerExtension):

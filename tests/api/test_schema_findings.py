@@ -214,3 +214,61 @@ def test_the_event_schema_and_the_ingest_agree_field_by_field(client, partner_ap
     assert response.status_code == 202
     assert response.json()["accepted"] == 1
     assert response.json()["rejected"][0]["error"]["details"] == {"field": "channel"}
+
+
+def _enum(schema: dict, components: dict | None = None) -> list:
+    """A published enum: inline, wrapped in allOf, or a component's."""
+    if "$ref" in schema:
+        return _enum((components or {})[schema["$ref"].rsplit("/", 1)[1]], components)
+    if "allOf" in schema:
+        return _enum(schema["allOf"][0], components)
+    return schema["enum"]
+
+
+def test_30_days_is_never_an_interval_a_request_offers_but_answers_show_it(client, catalog):
+    components = client.get("/api/schema/?format=json").json()["components"]["schemas"]
+
+    def interval_enum(component: str) -> list:
+        return _enum(components[component]["properties"]["interval"], components)
+
+    for component in ("AccountCreateInRequest", "ChangeInRequest", "SubscriptionStartInRequest"):
+        assert interval_enum(component) == ["month", "year"], component
+    assert "30d" in interval_enum("SubscriptionOut")
+
+
+@pytest.mark.parametrize(
+    ("domain", "valid"),
+    [
+        ("my-store.myshopify.com", True),
+        ("My-Store.myshopify.com", False),  # the API takes it as written: lower case
+        (" my-store.myshopify.com", False),
+        ("my-store.example", False),
+        ("-store.myshopify.com", False),
+    ],
+)
+def test_the_shop_domain_pattern_is_the_one_the_api_takes(
+    client, partner_api, catalog, shopify_standin, domain, valid
+):
+    shop = published(client, "ShopifyShopInRequest")["properties"]["shop_domain"]
+    assert bool(re.search(shop["pattern"], domain)) is valid
+    response = partner_api.post(
+        "/api/v1/accounts",
+        {
+            "slug": "bloom",
+            "name": "Bloom",
+            "billing_email": "billing@bloom.example",
+            "plan": "pro",
+            "billing_channel": "shopify",
+            "shopify": {"shop_domain": domain, "access_token": "shpat_0"},
+        },
+        format="json",
+    )
+    # A well-formed domain reaches Shopify, which does not know this shop: a conflict.
+    assert response.status_code == (409 if valid else 400)
+
+
+def test_a_shop_only_with_the_shopify_channel_in_the_schema_as_in_the_api(client, catalog):
+    card, shopify = published(client, "AccountCreateInRequest")["anyOf"]
+    assert card["not"] == {"required": ["shopify"]}
+    assert set(shopify["required"]) == {"billing_channel", "shopify"}
+    assert _enum(shopify["properties"]["interval"]) == ["month"]  # no annual through Shopify

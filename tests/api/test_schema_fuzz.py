@@ -162,9 +162,10 @@ def wsgi_app():
 
 
 @pytest.fixture
-def real_objects(make_account, partner, stripe_standin, settings, caplog):
+def real_objects(make_account, partner, stripe_standin, shopify_standin, settings, caplog):
     """Path parameters that name existing objects of the key's partner; the clock ten days
-    into the account's first cycle."""
+    into the account's first cycle. Shopify is the stand-in: a drawn Shopify account asks it
+    for the app subscription (a shop it does not know: 409 `shopify_refused`)."""
     # Raised so that no answer is a 429: a 429 is never an acceptable refusal here.
     settings.API_RATE_LIMITS = {"api": 10**6, "ingest": 10**6}
     caplog.set_level(logging.ERROR, logger="django.request")  # 4xx by the hundred; restored
