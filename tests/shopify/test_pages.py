@@ -66,6 +66,7 @@ def test_active_cap_balance_and_the_cycle_every_30_days(as_owner, account, app):
     assert 'aria-valuenow="950000"' in html and '<rect width="95"' in html
     assert "Billed every 30 days" in html and "per 30 days" in html
     assert "Nov 1 – Nov 30, 2026" in html  # this Shopify interval, its last day included
+    assert "Nothing is held over your cap." in html and "$0.00 <span" not in html
     no_card_buttons(html)
 
 
