@@ -164,6 +164,9 @@ def test_plan_tab_offers_30_day_billing_only_and_says_why(as_owner, account, app
     assert "Shopify bills usage only on 30-day cycles" in html
     assert "Switch to yearly billing" not in html and "/ year" not in html
     assert '$60.00<span class="muted small"> / 30 days' in html
+    assert "tickets per 30 days" in html and "tickets a month" not in html
+    addons = page(as_owner, "add-ons/", at=T0 + timedelta(days=3))
+    assert "/ 30 days," in addons and "included per 30 days" in addons and "/ month" not in addons
 
 
 def test_an_agent_sees_the_figures_and_no_button(as_agent, account, app):
