@@ -17,6 +17,7 @@ from billing.models import Invoice
 from billing.run import run_billing
 from metering.models import Charge
 from plans import periods
+from plans import services as plan_services
 from plans.models import Subscription
 from tests.billing.test_run_billing import ingest_many, tickets
 
@@ -40,7 +41,22 @@ def shop(make_account):
     """A Basic subscription billed every 30 days, opened (not migrated) at T0, its first
     invoice issued."""
     with at(T0):
-        account = make_account(slug="shop", plan="basic", interval=periods.DAYS_30)
+        # 30 days is the Shopify channel's cycle: the account pays through its shop, and its
+        # subscription starts as Shopify's approval starts it (no Shopify call is made here).
+        account = make_account(
+            slug="shop",
+            plan="basic",
+            interval="month",
+            billing_channel="shopify",
+            shop_domain="shop.myshopify.com",
+            access_token="shpat_thirty_days",
+        )
+        plan_services.subscription_create(
+            account=account,
+            offer=plan_services.resolve_offer(code="basic"),
+            interval=periods.DAYS_30,
+            now=T0,
+        )
     run_billing(as_of=T0)
     return account
 
