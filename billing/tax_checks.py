@@ -15,17 +15,19 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from celery import shared_task
 from django.conf import settings
 from django.core import checks
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, transaction
 from django.utils import timezone
 
 from accounts.models import Account, TaxIdStatus
 from accounts.vat import vat_id_check_offline, vat_id_country
-from plans.tax import EU_MEMBER_STATES, SellerTax, UnknownRate, us_rates
+from plans.selectors import tax_rate_tables
+from plans.tax import EU_MEMBER_STATES, RateTable, SellerTax, UnknownRate, us_rates
 from retries import Exponential
 
 from . import vies_gateway
@@ -137,8 +139,9 @@ def seller_tax() -> SellerTax:
     )
 
 
-def seller_problems() -> list[str]:
-    """What is wrong with the seller's tax settings, in words (empty: nothing)."""
+def seller_problems(*, databases: Sequence[str] | None = None) -> list[str]:
+    """What is wrong with the seller's tax settings, in words (empty: nothing). `databases`
+    (as Django gives it to system checks) may be read for the loaded US rates."""
     problems = []
     if not settings.TAX_SELLER_LEGAL_NAME.strip():
         problems.append("TAX_SELLER_LEGAL_NAME is empty: every invoice names its seller.")
@@ -152,23 +155,48 @@ def seller_problems() -> list[str]:
         if check.problem:
             problems.append(f"TAX_SELLER_VAT_ID: {check.problem}")
     today = timezone.now().date()
+    us_table, remedy = _us_rate_table(databases=databases)
     for state in sorted(seller.us_states):
         try:
-            us_rates().rate_on(state, today)
+            us_table.rate_on(state, today)
         except UnknownRate:
             problems.append(
-                f"TAX_SELLER_US_STATES names {state}, which has no rate in force in "
-                "plans/tax/us_rates.json: add it (with its source) or remove the state."
+                f"TAX_SELLER_US_STATES names {state}, which has no rate in force in {remedy}"
             )
     return problems
 
 
+def _us_rate_table(*, databases: Sequence[str] | None) -> tuple[RateTable, str]:
+    """The US rates the issue path will use (the table), or the packaged file when the table
+    cannot be read; with the words that tell the operator where to add a missing rate."""
+    # System checks run before migrations (migrate checks first, so the table may not exist
+    # yet), and Django hands them no database unless one may be queried (`check` and
+    # `runserver` give none; `migrate`, `check --database` and the test runner do). The
+    # packaged file is the table's seed, so it is the fallback: it says what a fresh
+    # database holds.
+    if databases and DEFAULT_DB_ALIAS in databases:
+        try:
+            # A savepoint: a missing table must not break a transaction around the check.
+            with transaction.atomic():
+                _, us_table = tax_rate_tables()
+        except DatabaseError:
+            pass
+        else:
+            return us_table, (
+                "the tax rate table: load one with `manage.py tax_rates_load` (with its source) "
+                "or remove the state."
+            )
+    return us_rates(), "plans/tax/us_rates.json: add it (with its source) or remove the state."
+
+
 @checks.register("tax")
-def seller_settings_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+def seller_settings_check(
+    app_configs=None, databases: Sequence[str] | None = None, **kwargs
+) -> list[checks.CheckMessage]:
     """Django system check: the seller entity is complete and its VAT id well formed."""
     return [
         checks.Error(
             problem, hint="See docs/tax.md, 'What a deployment configures'.", id=f"tax.E{n:03d}"
         )
-        for n, problem in enumerate(seller_problems(), start=1)
+        for n, problem in enumerate(seller_problems(databases=databases), start=1)
     ]

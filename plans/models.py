@@ -548,3 +548,45 @@ class SubscriptionStatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subscription}: {self.from_status} → {self.to_status}"
+
+
+class TaxRateKind(models.TextChoices):
+    EU_VAT = "eu_vat", "EU standard VAT rate"
+    US_STATE = "us_state", "US state sales tax rate"
+
+
+class TaxRateEntry(models.Model):
+    """One dated tax rate (docs/tax.md, "The rates and their sources"): in force for `code`
+    from `effective_from` until the next entry's date. Versioned: a new rate, or a correction
+    of a rate already invoiced, is a new dated row; changing a row takes
+    `manage.py tax_rates_load --correct REASON` and leaves an audit row. Seeded from the
+    packaged plans/tax/*.json by migration 0007."""
+
+    Kind = TaxRateKind
+
+    kind = models.CharField(max_length=8, choices=TaxRateKind.choices)
+    code = models.CharField(max_length=2, help_text="ISO country (EU) or state code (US).")
+    rate = models.DecimalField(max_digits=6, decimal_places=3, help_text="Percent.")
+    effective_from = models.DateField()
+    source = models.TextField(help_text="Where the rate comes from (a law, a URL).")
+    note = models.TextField(blank=True)
+    loaded_at = models.DateTimeField(help_text="When this row was loaded or last corrected.")
+
+    class Meta:
+        ordering = ["kind", "code", "effective_from"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "code", "effective_from"], name="taxrate_one_per_date"
+            ),
+            models.CheckConstraint(
+                condition=Q(rate__gte=0) & Q(rate__lt=100), name="taxrate_percentage"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=TaxRateKind.values), name="taxrate_kind_known"
+            ),
+            models.CheckConstraint(condition=Q(code__regex=r"^[A-Z]{2}$"), name="taxrate_code"),
+            models.CheckConstraint(condition=~Q(source=""), name="taxrate_has_source"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.code} from {self.effective_from}: {self.rate} %"

@@ -1,7 +1,8 @@
-"""Read paths for the catalog and subscriptions."""
+"""Read paths for the catalog, subscriptions and the tax rate table."""
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Literal
 
 from django.db.models import Prefetch, QuerySet
@@ -17,7 +18,10 @@ from .models import (
     Price,
     ScheduledChange,
     Subscription,
+    TaxRateEntry,
+    TaxRateKind,
 )
+from .tax import RateEntry, RateTable, eu_rates, us_rates
 
 _PUBLIC_PRICES = Prefetch("price_set", queryset=Price.objects.filter(account__isnull=True))
 _PUBLIC_ALLOWANCES = Prefetch(
@@ -87,3 +91,29 @@ def subscription_course(subscription: Subscription) -> Course:
         if change.status == ScheduledChange.Status.SCHEDULED:
             return Course("ends", change.effective_at, change)
     return Course("renews", subscription.current_period_end)
+
+
+def tax_rate_tables() -> tuple[RateTable, RateTable]:
+    """The EU standard VAT rates and the US state rates in the database, in that order, as the
+    pure tables `plans.tax.tax_decide` reads (one query).
+
+    Not cached: `manage.py tax_rates_load` runs in its own process, and a cache in the web and
+    worker processes would keep invoicing at the old rate until they restart. A kind with no
+    row at all reads the packaged file, the table's seed: only a database emptied under the
+    migrations (a test's flush) has none, and there the seed is what migrate would have put."""
+    places: dict[str, dict[str, list[RateEntry]]] = {kind: {} for kind in TaxRateKind.values}
+    for row in TaxRateEntry.objects.order_by("kind", "code", "effective_from"):
+        places[row.kind].setdefault(row.code, []).append(
+            RateEntry(effective_from=row.effective_from, rate=_plain(row.rate), source=row.source)
+        )
+    eu, us = (
+        RateTable(entries={code: tuple(rows) for code, rows in places[kind].items()})
+        for kind in (TaxRateKind.EU_VAT, TaxRateKind.US_STATE)
+    )
+    return (eu if eu.entries else eu_rates(), us if us.entries else us_rates())
+
+
+def _plain(rate: Decimal) -> Decimal:
+    # The column keeps 3 decimals (20.000); the files and the printed labels say 20 and 25.5,
+    # and a frozen decision stores the rate as text: the same rate, written the same way.
+    return rate.quantize(Decimal(1)) if rate == rate.to_integral() else rate.normalize()

@@ -1,8 +1,9 @@
 """Tax on invoices: the decision tree, the rates as data, the arithmetic (pure; no Django).
 
 Public API (docs/tax.md)
-    tax_decide(*, seller, buyer, channel, supplied_on, us_rate_table=None) -> TaxDecision
-    rate_for(country, on_date) -> Decimal          EU standard VAT rate in percent
+    tax_decide(*, seller, buyer, channel, supplied_on, us_rate_table=None, eu_rate_table=None)
+        -> TaxDecision
+    rate_for(country, on_date, *, table=None) -> Decimal   EU standard VAT rate in percent
     invoice_tax(*, decision, amounts_minor) -> TaxBreakdown
     tax_compute(*, lines) -> TaxBreakdown          lines at several rates
     credit_note_tax(*, invoice, credit_minor, credited_before_minor=0) -> TaxBreakdown
@@ -19,7 +20,16 @@ from .arithmetic import (
     tax_on,
 )
 from .decision import BuyerTax, SellerTax, TaxDecision, TaxRate, Treatment, VatIdStatus, tax_decide
-from .rates import EU_MEMBER_STATES, RateEntry, RateTable, UnknownRate, eu_rates, rate_for, us_rates
+from .rates import (
+    EU_MEMBER_STATES,
+    US_STATES,
+    RateEntry,
+    RateTable,
+    UnknownRate,
+    eu_rates,
+    rate_for,
+    us_rates,
+)
 
 __all__ = [
     "EU_MEMBER_STATES",
@@ -34,6 +44,7 @@ __all__ = [
     "TaxRate",
     "TaxableLine",
     "Treatment",
+    "US_STATES",
     "UnknownRate",
     "VatIdStatus",
     "credit_note_tax",

@@ -1,9 +1,10 @@
 """Which tax an invoice carries: the decision tree of docs/tax.md (pure; no Django import).
 
 Plain values in (the seller, the buyer as we know them at issue, the channel, the date of
-supply, the US rate table), one frozen `TaxDecision` out. The decision is made once, when an
-invoice is issued, and stored with it; a credit note reuses its invoice's decision, never a new
-one, so a VAT id validated (or a rate changed) later cannot change what was invoiced.
+supply, the EU and US rate tables), one frozen `TaxDecision` out. The decision is made once,
+when an invoice is issued, and stored with it; a credit note reuses its invoice's decision,
+never a new one, so a VAT id validated (or a rate changed) later cannot change what was
+invoiced.
 """
 
 from __future__ import annotations
@@ -139,8 +140,8 @@ def percent(rate: Decimal) -> str:
     return f"{format(rate.normalize(), 'f')} %"
 
 
-def _vat(country: str, on: date) -> TaxRate:
-    rate = rate_for(country, on)
+def _vat(country: str, on: date, table: RateTable | None) -> TaxRate:
+    rate = rate_for(country, on, table=table)
     return TaxRate(rate, f"VAT {country} {percent(rate)}")
 
 
@@ -169,8 +170,12 @@ def tax_decide(
     channel: str,
     supplied_on: date,
     us_rate_table: RateTable | None = None,
+    eu_rate_table: RateTable | None = None,
 ) -> TaxDecision:
-    """Decide the tax treatment of a supply on `supplied_on` (docs/tax.md, the tree)."""
+    """Decide the tax treatment of a supply on `supplied_on` (docs/tax.md, the tree).
+
+    The rate tables are the database's (plans.selectors.tax_rate_tables) on the issue path;
+    left out, the packaged files are read."""
     seller_country = seller.country.upper()
     # A buyer who gave no country is taxed as a buyer of the seller's own country: charging
     # the home rate is the safe side (Lago and django-plans fall back the same way).
@@ -219,7 +224,7 @@ def tax_decide(
         # would change nothing.
         return TaxDecision(
             Treatment.DOMESTIC,
-            (_vat(seller_country, supplied_on),),
+            (_vat(seller_country, supplied_on, eu_rate_table),),
             buyer_tax_id=buyer.vat_id,
             **common,
         )
@@ -237,10 +242,18 @@ def tax_decide(
         # An EU seller not registered for OSS is under the EU-wide EUR 10,000 threshold of
         # Article 59c: its own country's VAT applies to consumers in other member states.
         return TaxDecision(
-            Treatment.DOMESTIC, (_vat(seller_country, supplied_on),), notes, **flags, **common
+            Treatment.DOMESTIC,
+            (_vat(seller_country, supplied_on, eu_rate_table),),
+            notes,
+            **flags,
+            **common,
         )
     # OSS: the customer's country's rate (a seller outside the EU has no threshold at all: it
     # owes that VAT from the first euro, through the non-Union scheme).
     return TaxDecision(
-        Treatment.OSS, (_vat(buyer_country, supplied_on),), (*notes, OSS), **flags, **common
+        Treatment.OSS,
+        (_vat(buyer_country, supplied_on, eu_rate_table),),
+        (*notes, OSS),
+        **flags,
+        **common,
     )

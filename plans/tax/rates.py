@@ -18,6 +18,7 @@ from pathlib import Path
 
 __all__ = [
     "EU_MEMBER_STATES",
+    "US_STATES",
     "RateEntry",
     "RateTable",
     "UnknownRate",
@@ -58,6 +59,63 @@ EU_MEMBER_STATES = frozenset(
         "SE",
         "SI",
         "SK",
+    ]
+)
+
+# The 50 states and the District of Columbia: where a seller may register for sales tax.
+US_STATES = frozenset(
+    [
+        "AL",
+        "AK",
+        "AZ",
+        "AR",
+        "CA",
+        "CO",
+        "CT",
+        "DE",
+        "DC",
+        "FL",
+        "GA",
+        "HI",
+        "ID",
+        "IL",
+        "IN",
+        "IA",
+        "KS",
+        "KY",
+        "LA",
+        "ME",
+        "MD",
+        "MA",
+        "MI",
+        "MN",
+        "MS",
+        "MO",
+        "MT",
+        "NE",
+        "NV",
+        "NH",
+        "NJ",
+        "NM",
+        "NY",
+        "NC",
+        "ND",
+        "OH",
+        "OK",
+        "OR",
+        "PA",
+        "RI",
+        "SC",
+        "SD",
+        "TN",
+        "TX",
+        "UT",
+        "VT",
+        "VA",
+        "WA",
+        "WV",
+        "WI",
+        "WY",
     ]
 )
 
@@ -148,8 +206,9 @@ def us_rates() -> RateTable:
     return table_from_data(data["rates"], key="rate")
 
 
-def rate_for(country: str, on_date: date) -> Decimal:
-    """The EU standard VAT rate (percent) of `country` on `on_date`."""
+def rate_for(country: str, on_date: date, *, table: RateTable | None = None) -> Decimal:
+    """The EU standard VAT rate (percent) of `country` on `on_date`, from `table` (the
+    database's, plans.selectors.tax_rate_tables) or else the packaged file."""
     if country.upper() not in EU_MEMBER_STATES:
         raise UnknownRate(f"{country!r} is not an EU member state")
-    return eu_rates().rate_on(country, on_date).rate
+    return (table or eu_rates()).rate_on(country, on_date).rate
