@@ -23,6 +23,7 @@ from .models import (
     Store,
     default_scopes,
 )
+from .tax_identity import tax_id_status_for, tax_identity_problems, vat_id_problems
 from .validators import plain_text, shop_domain_valid
 
 # Writing last_used_at on every request would put a row update on the hot ingest path;
@@ -185,6 +186,8 @@ def account_create(
         currency=currency,
         partner=partner,
         billing_channel=billing_channel,
+        # An EU VAT id given at creation waits for VIES like a changed one (billing queues it).
+        tax_id_status=tax_id_status_for(details.get("vat_id", "")),
         **details,
     )
     account.full_clean(validate_unique=False)
@@ -313,21 +316,50 @@ BILLING_DETAIL_FIELDS = (
     "postal_code",
     "city",
     "country",
+    "us_state",
     "vat_id",
+)
+# What VIES said of the VAT id: forgotten when the id or the country changes (a new id is a new
+# question; the old answer, its date and consultation number were about another id).
+TAX_ID_EVIDENCE_FIELDS = (
+    "tax_id_status",
+    "tax_id_checked_at",
+    "tax_id_consultation",
+    "tax_id_name",
 )
 
 
+def _audited(value: object) -> object:
+    """A value as the audit row's JSON keeps it (the VIES date is a datetime)."""
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
 def account_billing_details_update(*, account: Account, **details: str) -> Account:
-    """Change where invoices and payment reminders go (F2) and what the next invoices show."""
+    """Change where invoices and payment reminders go (F2) and what the next invoices show.
+    A changed VAT id (or country) starts over as `pending` (an EU id) or `unchecked`; the
+    caller that may queue tasks (billing.tax_identity) asks VIES once this commits."""
     unknown = set(details) - set(BILLING_DETAIL_FIELDS)
     if unknown:
         raise ValueError(f"Not billing details: {sorted(unknown)}")
-    before = {field: getattr(account, field) for field in details}
+    before = {field: getattr(account, field) for field in (*details, *TAX_ID_EVIDENCE_FIELDS)}
     for field, value in details.items():
         setattr(account, field, value)
+    # The fields checked together (a partial update, from the API, meets the stored rest).
+    problems = tax_identity_problems(
+        country=account.country, us_state=account.us_state, postal_code=account.postal_code
+    ) | vat_id_problems(vat_id=account.vat_id, country=account.country)
+    if problems:
+        raise ValidationError(problems)
+    if account.vat_id != before.get("vat_id", account.vat_id) or account.country != before.get(
+        "country", account.country
+    ):
+        account.tax_id_status = tax_id_status_for(account.vat_id)
+        account.tax_id_checked_at = None
+        account.tax_id_consultation = ""
+        account.tax_id_name = ""
     account.full_clean(validate_unique=False)
     # Read back after cleaning: the form sends every field, the row names the changed ones.
-    changed = [field for field in details if getattr(account, field) != before[field]]
+    changed = [field for field in before if getattr(account, field) != before[field]]
     if not changed:
         return account
     with transaction.atomic():
@@ -336,8 +368,8 @@ def account_billing_details_update(*, account: Account, **details: str) -> Accou
             action="account.billing_details",
             obj=account,
             account_id=account.pk,
-            before={field: before[field] for field in changed},
-            after={field: getattr(account, field) for field in changed},
+            before={field: _audited(before[field]) for field in changed},
+            after={field: _audited(getattr(account, field)) for field in changed},
             label=account.slug,
         )
     return account

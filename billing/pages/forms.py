@@ -1,17 +1,14 @@
 """Forms of the billing pages: validation at the edge, in words the merchant can act on."""
 
-import re
-
 from django import forms
 
-from accounts.countries import EU_VAT_PREFIX, country_problem
+from accounts.countries import country_problem
+from accounts.tax_identity import tax_identity_problems, vat_id_problems
 from accounts.validators import plain_text
-from accounts.vat import vat_id_check_offline, vat_id_country
+from accounts.vat import vat_id_compact
 from plans.models import ScheduledChange
 
 from ..changes import CANCEL_COMMENT_MAX
-
-_VAT = re.compile(r"^[A-Z]{2}[0-9A-Z]{2,13}$")
 
 
 class BillingDetailsForm(forms.Form):
@@ -21,7 +18,11 @@ class BillingDetailsForm(forms.Form):
     )
     # Each line of the address is its own one-line field: no line breaks in any of them.
     company = forms.CharField(
-        label="Company", max_length=200, required=False, validators=[plain_text]
+        label="Legal name",
+        max_length=200,
+        required=False,
+        validators=[plain_text],
+        help_text="The company's registered name, as invoices must show it.",
     )
     address_line1 = forms.CharField(
         label="Address", max_length=200, required=False, validators=[plain_text]
@@ -30,7 +31,11 @@ class BillingDetailsForm(forms.Form):
         label="Address (line 2)", max_length=200, required=False, validators=[plain_text]
     )
     postal_code = forms.CharField(
-        label="Postal code", max_length=20, required=False, validators=[plain_text]
+        label="Postal code",
+        max_length=20,
+        required=False,
+        validators=[plain_text],
+        help_text="In the US, the ZIP code: 98101 or 98101-1234.",
     )
     city = forms.CharField(label="City", max_length=100, required=False, validators=[plain_text])
     country = forms.CharField(
@@ -39,7 +44,18 @@ class BillingDetailsForm(forms.Form):
         required=False,
         help_text="Two-letter ISO code, e.g. FR, DE, US.",
     )
-    vat_id = forms.CharField(label="VAT id", max_length=20, required=False)
+    us_state = forms.CharField(
+        label="US state",
+        max_length=2,
+        required=False,
+        help_text="US only: the two-letter code, e.g. WA. Sales tax depends on it.",
+    )
+    vat_id = forms.CharField(
+        label="VAT id",
+        max_length=20,
+        required=False,
+        help_text="With its country prefix, e.g. DE123456788. We check it with the EU's VIES.",
+    )
 
     def clean_country(self) -> str:
         # People type "fr": the page upper-cases it (the API, for programs, takes "FR" only).
@@ -49,30 +65,30 @@ class BillingDetailsForm(forms.Form):
             raise forms.ValidationError(problem)
         return country
 
+    def clean_us_state(self) -> str:
+        return self.cleaned_data["us_state"].strip().upper()
+
+    def clean_postal_code(self) -> str:
+        return self.cleaned_data["postal_code"].strip()
+
     def clean_vat_id(self) -> str:
-        vat = re.sub(r"[\s.\-]", "", self.cleaned_data["vat_id"]).upper()
-        if vat and not _VAT.match(vat):
-            raise forms.ValidationError(
-                "A VAT id is a two-letter country prefix then 2 to 13 letters or digits, "
-                "e.g. FR40303265045."
-            )
-        return vat
+        return vat_id_compact(self.cleaned_data["vat_id"])
 
     def clean(self):
         data = super().clean()
-        vat, country = data.get("vat_id"), data.get("country")
-        if vat and not country and "country" not in self.errors:
-            self.add_error("country", "Give the country that goes with the VAT id.")
-        elif vat and country in EU_VAT_PREFIX and not vat.startswith(EU_VAT_PREFIX[country]):
-            self.add_error(
-                "vat_id",
-                f"A VAT id from {country} starts with {EU_VAT_PREFIX[country]}.",
-            )
-        elif vat and vat_id_country(vat):
-            # An EU id's length and check digits, checked at once, offline (VIES comes later).
-            problem = vat_id_check_offline(vat).problem
-            if problem:
-                self.add_error("vat_id", problem)
+        if "country" in self.errors:
+            return data  # the rules below read the country
+        country = data.get("country", "")
+        problems = tax_identity_problems(
+            country=country,
+            us_state=data.get("us_state", ""),
+            postal_code=data.get("postal_code", ""),
+        )
+        if "vat_id" not in self.errors:
+            problems |= vat_id_problems(vat_id=data.get("vat_id", ""), country=country)
+        for field, problem in problems.items():
+            if field not in self.errors:
+                self.add_error(field, problem)
         return data
 
 

@@ -18,12 +18,22 @@ from django.utils import timezone
 from accounts import services as account_services
 from accounts.errors import Conflict, DomainError, NotFound
 from accounts.form_tokens import already_done, first_submission
+from accounts.models import TaxIdStatus
 from metering.validation import EARLIEST
 from plans.money import format_money
 from plans.periods import format_day, format_last_day
 from plans.selectors import subscription_course, subscription_current
 
-from .. import actions, changes, gateway, payments, restart, shopify_billing, shopify_usage
+from .. import (
+    actions,
+    changes,
+    gateway,
+    payments,
+    restart,
+    shopify_billing,
+    shopify_usage,
+    tax_identity,
+)
 from ..models import Invoice, InvoiceStatus
 from ..pdf import render_invoice_pdf
 from ..selectors import invoice_document
@@ -621,7 +631,19 @@ def details(request, access):
     form = BillingDetailsForm(
         initial={f: getattr(account, f) for f in account_services.BILLING_DETAIL_FIELDS}
     )
-    return _page(request, access, "billing/details.html", {"form": form}, tab="details")
+    return _page(
+        request, access, "billing/details.html", _details_context(form, access), tab="details"
+    )
+
+
+def _details_context(form: BillingDetailsForm, access) -> dict:
+    """The form, and what VIES said of the VAT id on file (not of one being typed)."""
+    account = access.account
+    return {
+        "form": form,
+        "vat_id_status": account.tax_id_status if account.vat_id else "",
+        "vat_id_words": tax_identity.vat_id_status_words(account=account),
+    }
 
 
 @billing_page(change=True, methods=("POST",), back="details")
@@ -629,15 +651,22 @@ def details_save(request, access, *, back: str):
     form = BillingDetailsForm(request.POST)
     if not form.is_valid():
         return _page(
-            request, access, "billing/details.html", {"form": form}, tab="details", status=400
+            request,
+            access,
+            "billing/details.html",
+            _details_context(form, access),
+            tab="details",
+            status=400,
         )
     if not first_submission(request):  # claimed after validation (see billing_page)
         return already_done(request, back)
-    account_services.account_billing_details_update(
+    account = tax_identity.account_billing_details_save(
         account=access.account,
         **{f: form.cleaned_data[f] for f in account_services.BILLING_DETAIL_FIELDS},
     )
     messages.success(request, "Billing details saved: the next invoices show them.")
+    if account.tax_id_status == TaxIdStatus.PENDING:
+        messages.info(request, "We are checking the VAT id with the EU's VIES service.")
     return redirect(back)
 
 
