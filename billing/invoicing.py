@@ -8,12 +8,13 @@ flight, whichever path issued it (start, close, upgrade, operator)."""
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.errors import Conflict, DomainError
+from accounts.models import Account
 from audit.services import audit_entry, audit_record_many
 from audit.transitions import status_transition
 from outbox import services as outbox
@@ -21,7 +22,7 @@ from plans import pricing
 from plans.models import Subscription
 from plans.services import subscription_transition
 
-from . import notifications, phrases, statement
+from . import notifications, phrases, statement, taxing
 from .models import (
     OVERDUE,
     AccountCredit,
@@ -115,6 +116,8 @@ class InvoiceDraft:
     credited: Invoice | None = None
     note: str = ""
     description: str = ""  # a credit note's words for the customer
+    # A credit note's tax, from its invoice's frozen decision; an invoice's is decided at issue.
+    tax: taxing.InvoiceTax | None = None
 
 
 def invoices_issue(*, drafts: Sequence[InvoiceDraft], at: datetime) -> list[Invoice]:
@@ -124,11 +127,14 @@ def invoices_issue(*, drafts: Sequence[InvoiceDraft], at: datetime) -> list[Invo
     it is refunded or used. Bulk writes: closing thousands of periods is a few statements."""
     if not drafts:
         return []
-    carried, uses = _apply_credits(drafts)
+    taxes = _taxes(drafts, at)
+    # The drafts' own lines are the taxable ones; account credit comes after tax (settlement).
+    taxable = [len(draft.lines) for draft in drafts]
+    carried, uses = _apply_credits(drafts, [tax.breakdown.tax_minor for tax in taxes])
     numbers = _take_numbers(at.year, len(drafts))
     invoices = []
-    for draft, number in zip(drafts, numbers, strict=True):
-        total = pricing.invoice_total(draft.lines)
+    for draft, number, tax in zip(drafts, numbers, taxes, strict=True):
+        total = pricing.invoice_total(draft.lines) + tax.breakdown.tax_minor
         settled = draft.kind == InvoiceKind.INVOICE and total == 0
         invoices.append(
             Invoice(
@@ -146,6 +152,7 @@ def invoices_issue(*, drafts: Sequence[InvoiceDraft], at: datetime) -> list[Invo
                 number=number,
                 issued_at=at,
                 status=S.PAID if settled else S.OPEN,
+                **tax.fields(),
             )
         )
     Invoice.objects.bulk_create(invoices)
@@ -178,8 +185,9 @@ def invoices_issue(*, drafts: Sequence[InvoiceDraft], at: datetime) -> list[Invo
                 rules=list(line.rules),
                 period_start=line.period_start,
                 period_end=line.period_end,
+                is_settlement=position > count,
             )
-            for invoice, draft in zip(invoices, drafts, strict=True)
+            for invoice, draft, count in zip(invoices, drafts, taxable, strict=True)
             for position, line in enumerate(draft.lines, start=1)
         ],
         batch_size=2000,
@@ -221,6 +229,24 @@ def invoices_issue(*, drafts: Sequence[InvoiceDraft], at: datetime) -> list[Invo
     return invoices
 
 
+def _taxes(drafts: Sequence[InvoiceDraft], at: datetime) -> list[taxing.InvoiceTax]:
+    """Each draft's tax: a credit note brings its own; invoices are decided here, at issue,
+    with the buyer's identity as it stands (one query for all the accounts)."""
+    deciding = [draft for draft in drafts if draft.tax is None]
+    accounts = Account.objects.in_bulk({draft.account_id for draft in deciding})
+    decided = iter(
+        taxing.invoices_tax(
+            accounts=accounts,
+            drafts=[
+                (draft.account_id, [line.amount_minor for line in draft.lines])
+                for draft in deciding
+            ],
+            on=at.astimezone(UTC).date(),
+        )
+    )
+    return [draft.tax if draft.tax is not None else next(decided) for draft in drafts]
+
+
 @dataclass(frozen=True)
 class _PendingUse:
     """Credit spent on a draft, written as a CreditUse once the draft's lines exist."""
@@ -231,12 +257,14 @@ class _PendingUse:
     amount_minor: int
 
 
-def _apply_credits(drafts: Sequence[InvoiceDraft]) -> tuple[list[int], list[_PendingUse]]:
-    """Net the accounts' open credits against these invoices, oldest credit first, and carry
-    any negative total (a late correction larger than the period's charges, F6) to the
-    account's credit instead: an invoice is never below zero. Returns the amount carried per
-    draft and the credit spent, for the caller to record in the same transaction. The credits
-    are locked, so two closes cannot spend one credit twice."""
+def _apply_credits(
+    drafts: Sequence[InvoiceDraft], taxes_minor: Sequence[int]
+) -> tuple[list[int], list[_PendingUse]]:
+    """Net the accounts' open credits against these invoices (their totals tax included),
+    oldest credit first, and carry any negative total (a late correction larger than the
+    period's charges, F6) to the account's credit instead: an invoice is never below zero.
+    Returns the amount carried per draft and the credit spent, for the caller to record in the
+    same transaction. The credits are locked, so two closes cannot spend one credit twice."""
     carried = [0] * len(drafts)
     pending: list[_PendingUse] = []
     invoices = [i for i, d in enumerate(drafts) if d.kind == InvoiceKind.INVOICE]
@@ -254,7 +282,7 @@ def _apply_credits(drafts: Sequence[InvoiceDraft]) -> tuple[list[int], list[_Pen
     for i in invoices:
         draft = drafts[i]
         lines = list(draft.lines)
-        total = pricing.invoice_total(lines)
+        total = pricing.invoice_total(lines) + taxes_minor[i]
         for credit in credits.get((draft.account_id, draft.currency), []):
             if total <= 0:
                 break
@@ -310,6 +338,10 @@ def credit_note_issue(
     what the credited invoice covers: its line's period runs from the first day of the
     credited lines to the end of the last, never the period under way.
 
+    `amount_minor` is what is credited before tax; the note gives back the invoice's tax in
+    proportion, from its frozen decision (docs/tax.md), so its total is larger when the
+    invoice charged tax.
+
     On an unpaid invoice it is netted at once: the next charge asks for what is left, and an
     invoice credited in full is settled without a charge. On a paid invoice it becomes the
     account's credit, taken off its next invoices."""
@@ -332,19 +364,26 @@ def credit_note_issue(
                 "customer's confirmation: credit it once that payment is settled.",
                 code="payment_in_progress",
             )
-        credited = -sum(
-            Invoice.objects.filter(credited_invoice=invoice).values_list("total_minor", flat=True)
+        notes = Invoice.objects.filter(credited_invoice=invoice)
+        credited_subtotal = -sum(notes.values_list("subtotal_minor", flat=True))
+        credited_total = -sum(notes.values_list("total_minor", flat=True))
+        room = taxing.credit_note_room(
+            invoice=invoice,
+            credited_subtotal_minor=credited_subtotal,
+            credited_total_minor=credited_total,
         )
-        if not 0 < amount_minor <= invoice.total_minor - credited:
+        if not 0 < amount_minor <= room:
             raise Conflict(
-                f"A credit note takes between 1 and {invoice.total_minor - credited} "
-                "(minor units).",
-                details={"amount_minor": amount_minor},
+                f"A credit note takes between 1 and {room} (minor units, before tax).",
+                details={"amount_minor": amount_minor, "most": room},
             )
         start, end = phrases.covers_span(phrases.invoice_covers(invoice))
         period = pricing.Period(start=start, end=end)
         line = pricing.credit_line(
             amount_minor=amount_minor, description=description, period=period
+        )
+        tax = taxing.credit_note_tax_for(
+            invoice=invoice, credited_before_minor=credited_subtotal, amount_minor=amount_minor
         )
         note = invoice_issue(
             subscription=invoice.subscription,
@@ -358,6 +397,7 @@ def credit_note_issue(
             credited=invoice,
             note=f"Credit note for invoice {invoice.number}.",
             description=description,
+            tax=tax,
         )
         if invoice.status in (S.OPEN, S.PAST_DUE):
             invoice_transition(
@@ -366,11 +406,13 @@ def credit_note_issue(
             if amount_due(invoice) <= 0:
                 invoice_settle(invoice=invoice, reason=f"credited by {note.number}", at=at)
         elif invoice.status == S.PAID:
+            # What was paid comes back, tax included: the note gave the tax back already, so
+            # the credit is spent after tax on the next invoices (a settlement, not a price).
             AccountCredit.objects.create(
                 account_id=invoice.account_id,
                 currency=invoice.currency,
-                amount_minor=amount_minor,
-                remaining_minor=amount_minor,
+                amount_minor=-note.total_minor,
+                remaining_minor=-note.total_minor,
                 source=note,
                 description=description,
                 created_at=at,

@@ -63,7 +63,32 @@ class Invoice(models.Model):
         help_text="The period the invoice is for (closed usage, or fees)."
     )
     period_end = models.DateTimeField()
+    # Tax (docs/tax.md): decided once, at issue, and frozen with the invoice. The lines are
+    # tax-exclusive; `subtotal_minor` is the sum of the taxable lines, `tax_minor` the tax on
+    # it (once per rate, `tax_rates`), and `total_minor` what is owed: subtotal + tax, less
+    # the account credit applied after tax (lines with `is_settlement`).
+    subtotal_minor = models.BigIntegerField(default=0)
+    tax_minor = models.BigIntegerField(default=0)
     total_minor = models.BigIntegerField(default=0)
+    tax_treatment = models.CharField(
+        max_length=20, blank=True, help_text="Blank: issued before tax was computed."
+    )
+    tax_decision = models.JSONField(
+        default=dict, blank=True, help_text="plans.tax.TaxDecision.as_data(), frozen at issue."
+    )
+    tax_rates = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="One row per rate: rate, label, taxable_minor, tax_minor.",
+    )
+    vat_id_unconfirmed = models.BooleanField(
+        default=False, help_text="VAT charged because VIES had not confirmed the buyer's VAT id."
+    )
+    parties = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Seller and buyer as printed: legal names, addresses, tax ids, at issue.",
+    )
     credited_invoice = models.ForeignKey(
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="credit_notes"
     )
@@ -108,7 +133,16 @@ class Invoice(models.Model):
                 name="invoice_credit_note_described",
             ),
         ]
-        indexes = [models.Index(fields=["account", "-created_at"], name="invoice_account_idx")]
+        indexes = [
+            models.Index(fields=["account", "-created_at"], name="invoice_account_idx"),
+            # The console's list of invoices that charged VAT on a VAT id VIES had not
+            # confirmed yet: a handful of rows among millions.
+            models.Index(
+                fields=["account"],
+                condition=Q(vat_id_unconfirmed=True),
+                name="invoice_vat_unconfirmed_idx",
+            ),
+        ]
 
     @property
     def is_final(self) -> bool:
@@ -132,6 +166,10 @@ class InvoiceLine(models.Model):
     rules = models.JSONField(default=list)
     period_start = models.DateTimeField()
     period_end = models.DateTimeField()
+    # Account credit applied, or a negative total carried to the account's credit: these
+    # settle the invoice after tax and are outside its taxable base (the credit already
+    # carries the tax treatment of the credit note it came from).
+    is_settlement = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["position"]

@@ -28,6 +28,7 @@ from django.db.models import Q
 from accounts.models import Account
 from plans.money import format_money
 
+from . import taxing
 from .models import (
     UNPAID,
     AccountCredit,
@@ -75,11 +76,17 @@ def settled_otherwise_minor(
     return max(total_minor - credited_minor - paid_minor, 0)
 
 
-def creditable_minor(*, kind: str, total_minor: int, credited_minor: int) -> int:
-    """How much a further credit note against the invoice may take."""
-    if kind != InvoiceKind.INVOICE:
+def creditable_minor(*, invoice: Invoice, notes: Iterable[Invoice]) -> int:
+    """How much a further credit note against the invoice may take, before tax (the note
+    adds the invoice's tax in proportion: billing.taxing)."""
+    if invoice.kind != InvoiceKind.INVOICE:
         return 0
-    return max(total_minor - credited_minor, 0)
+    notes = list(notes)
+    return taxing.credit_note_room(
+        invoice=invoice,
+        credited_subtotal_minor=-sum(note.subtotal_minor for note in notes),
+        credited_total_minor=-sum(note.total_minor for note in notes),
+    )
 
 
 def settlement_parts(figures: "InvoiceFigures") -> list[tuple[str, int]]:
@@ -157,8 +164,8 @@ class InvoiceFigures:
     billed_through_shopify: bool = False
 
     @property
-    def subtotal_minor(self) -> int:
-        """The invoice before account credit was taken off it."""
+    def before_credit_minor(self) -> int:
+        """The invoice (tax included) before account credit was taken off it."""
         return self.total_minor + self.credit_applied_minor
 
     @property
@@ -257,9 +264,7 @@ def _figures(
         paid_minor=paid,
         settled_otherwise_minor=settled_otherwise_minor(**args),
         amount_due_minor=amount_due_minor(**args),
-        creditable_minor=creditable_minor(
-            kind=invoice.kind, total_minor=invoice.total_minor, credited_minor=credited
-        ),
+        creditable_minor=creditable_minor(invoice=invoice, notes=notes),
         credit_notes=tuple(
             CreditNoteRef(note.number or "", -note.total_minor, note.issued_at) for note in notes
         ),
@@ -281,7 +286,7 @@ def _ledger_rows(*, account_ids: list[int], invoice_ids: list[int] | None = None
             notes_q, kind=InvoiceKind.CREDIT_NOTE, credited_invoice__isnull=False
         )
         .exclude(status=S.DRAFT)
-        .only("pk", "number", "total_minor", "issued_at", "credited_invoice_id")
+        .only("pk", "number", "subtotal_minor", "total_minor", "issued_at", "credited_invoice_id")
         .order_by("issued_at", "pk")
     ):
         assert note.credited_invoice_id is not None  # filtered on it above
@@ -369,6 +374,9 @@ def account_statements(*, accounts: Iterable[Account]) -> dict[int, AccountState
             "kind",
             "status",
             "currency",
+            "subtotal_minor",
+            "tax_minor",
+            "tax_rates",
             "total_minor",
             "credited_invoice_id",
             "issued_at",

@@ -29,6 +29,38 @@ def _login_with_a_request(self, **credentials):
 Client.login = _login_with_a_request
 
 
+# The suite's seller by default: a US company registered for sales tax nowhere. Its buyers (who
+# mostly give no country) owe it no tax, so the thousands of pricing tests read the amounts the
+# rule book gives. Tax tests name their seller with the `eu_seller` fixture or
+# their own settings.
+US_SELLER = {
+    "TAX_SELLER_LEGAL_NAME": "Helpdesk Billing Inc.",
+    "TAX_SELLER_ADDRESS": ["1 Example Street", "San Francisco, CA 94105", "United States"],
+    "TAX_SELLER_COUNTRY": "US",
+    "TAX_SELLER_VAT_ID": "",
+    "TAX_SELLER_OSS_REGISTERED": False,
+    "TAX_SELLER_US_STATES": [],
+}
+
+
+@pytest.fixture(autouse=True)
+def _us_seller(settings):
+    for name, value in US_SELLER.items():
+        setattr(settings, name, value)
+
+
+@pytest.fixture
+def eu_seller(settings):
+    """The demo's seller: a French company registered for OSS and for sales tax in WA."""
+    settings.TAX_SELLER_LEGAL_NAME = "Helpdesk Billing SAS"
+    settings.TAX_SELLER_ADDRESS = ["1 rue de l'Exemple", "75002 Paris", "France"]
+    settings.TAX_SELLER_COUNTRY = "FR"
+    settings.TAX_SELLER_VAT_ID = "FR11123456782"
+    settings.TAX_SELLER_OSS_REGISTERED = True
+    settings.TAX_SELLER_US_STATES = ["WA"]
+    return settings
+
+
 @pytest.fixture
 def catalog(db):
     catalog_load()

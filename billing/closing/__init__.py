@@ -9,7 +9,15 @@ One stage, four modules (this package re-exports their public names):
     rollover  scheduled changes (P7), a cancellation at the cycle's end, the next periods
 """
 
-from .claim import CLOSE_BATCH, INFRASTRUCTURE, SET_ASIDE_BACKOFF, Issued, close_all, periods_close
+from .claim import (
+    CLOSE_BATCH,
+    INFRASTRUCTURE,
+    SET_ASIDE_BACKOFF,
+    Issued,
+    close_all,
+    periods_close,
+    vat_ids_recheck_before_issue,
+)
 from .price import (
     DEFERRED_ON_ANNUAL,
     LATE_LOOKBACK_CLOSES,
@@ -21,6 +29,7 @@ from .price import (
 from .start import start_invoice_issue, subscription_start_invoice
 
 __all__ = [
+    "vat_ids_recheck_before_issue",
     "CLOSE_BATCH",
     "DEFERRED_ON_ANNUAL",
     "INFRASTRUCTURE",

@@ -10,10 +10,12 @@ from datetime import datetime, timedelta
 from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Exists, OuterRef
 
+from accounts.models import Account
 from plans.models import ScheduledChange, Subscription, SubscriptionAddOn
 from plans.terms import TermsBook
 from retries import Table
 
+from .. import tax_checks
 from ..invoicing import invoices_issue
 from ..models import CloseSetAside, Invoice, InvoiceReason, UsageClose
 from .price import _price_close, late_histories, units_by_period
@@ -46,6 +48,7 @@ def close_all(*, as_of: datetime) -> Issued:
     data makes its step raise is set aside (recorded, retried with backoff); the others are
     billed as if it did not exist."""
     issued = Issued()
+    vat_ids_recheck_before_issue(as_of=as_of)
     starts = Invoice.objects.filter(
         subscription=OuterRef("pk"), reason=InvoiceReason.SUBSCRIPTION_START
     )
@@ -94,6 +97,27 @@ def close_all(*, as_of: datetime) -> Issued:
         for invoice, applied in closed:
             issued.invoices.append(invoice.pk)
             issued.changes_applied += applied
+
+
+def vat_ids_recheck_before_issue(*, as_of: datetime) -> int:
+    """Ask VIES again, before their invoices are issued, about the VAT ids of the accounts due
+    for a close whose last answer is missing or 30 days old (the daily sweep catches most;
+    this is the issue-time guarantee of docs/tax.md). Outside any transaction: VIES may be
+    slow. If it cannot answer, the last good answer stands and the decision says so."""
+    due_accounts = _due(
+        Subscription.objects.filter(usage_period_end__lte=as_of), as_of
+    ).values_list("account_id", flat=True)
+    candidates = (
+        Account.objects.exclude(vat_id="")
+        .filter(pk__in=due_accounts)
+        .only("id", "vat_id", "tax_id_status", "tax_id_checked_at")
+    )
+    checked = 0
+    for account in candidates:
+        if tax_checks.vat_id_check_due(account=account, now=as_of):
+            tax_checks.vat_id_check(account_id=account.pk)
+            checked += 1
+    return checked
 
 
 def _due(subscriptions, as_of: datetime):

@@ -6,6 +6,9 @@ from django.core.management.base import SystemCheckError
 
 from billing.tax_checks import seller_problems, seller_settings_check, seller_tax
 
+# The demo's seller (the settings' defaults), not the suite's US one (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("eu_seller")
+
 
 def test_the_demo_seller_is_complete_and_builds_the_decisions_seller(settings):
     assert seller_problems() == []

@@ -6,6 +6,8 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
+
+pytestmark = pytest.mark.usefixtures("eu_seller")
 import time_machine
 from django.utils import timezone
 
