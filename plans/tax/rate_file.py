@@ -84,13 +84,13 @@ def _entry(*, code: str, row: Any, where: str) -> tuple[RateFileEntry | None, li
         reasons.append(f"{code!r} is not {_PLACE_NAMES[kind]} (two capital letters)")
     rate = _rate(row["standard" if kind == EU_VAT else "rate"], reasons)
     effective_from = _date(row.get("effective_from"), reasons)
-    source = row.get("source")
-    if not isinstance(source, str) or not source.strip():
+    source = _text(row.get("source"))
+    if not source:
         reasons.append("the source is missing: every rate names where it comes from")
-    note = row.get("note", "")
-    if not isinstance(note, str):
+    note = _text(row.get("note", ""))
+    if note is None:
         reasons.append("the note is text")
-    if reasons or rate is None or effective_from is None:
+    if reasons or rate is None or effective_from is None or not source or note is None:
         return None, reasons
     return (
         RateFileEntry(
@@ -98,12 +98,16 @@ def _entry(*, code: str, row: Any, where: str) -> tuple[RateFileEntry | None, li
             code=code,
             effective_from=effective_from,
             rate=rate,
-            source=source.strip(),
-            note=note.strip(),
+            source=source,
+            note=note,
             where=where,
         ),
         [],
     )
+
+
+def _text(value: Any) -> str | None:
+    return value.strip() if isinstance(value, str) else None
 
 
 def _rate(value: Any, reasons: list[str]) -> Decimal | None:
