@@ -17,7 +17,7 @@ make rendering fail.
 
 Public API
     InvoicePdfError                                      a document the renderer refuses
-    DocumentLine, InvoiceDocument                        what one invoice or credit note shows
+    DocumentLine, TaxRow, InvoiceDocument                what one invoice or credit note shows
     USAGE_STATEMENT_TITLE, NOT_A_TAX_INVOICE             a Shopify-channel document's words
     render_invoice_pdf(document: InvoiceDocument) -> bytes
 """
@@ -40,6 +40,7 @@ __all__ = [
     "USAGE_STATEMENT_TITLE",
     "DocumentLine",
     "InvoiceDocument",
+    "TaxRow",
     "InvoicePdfError",
     "render_invoice_pdf",
 ]
@@ -67,6 +68,15 @@ class DocumentLine:
 
 
 @dataclass(frozen=True)
+class TaxRow:
+    """One rate of the tax breakdown: its printed label, the base it applies to, the tax."""
+
+    label: str  # "VAT FR 20 %", "Reverse charge", "WA sales tax 6.5 %"
+    taxable_minor: int
+    tax_minor: int
+
+
+@dataclass(frozen=True)
 class InvoiceDocument:
     """Everything an invoice or credit note prints, already resolved to plain values."""
 
@@ -90,6 +100,16 @@ class InvoiceDocument:
     # Shopify channel: Shopify invoices the merchant, so our document is a usage statement and
     # says it is not a tax invoice (Shopify's bill is).
     usage_statement: bool = False
+    # Tax (docs/tax.md), as frozen at issue. `subtotal_minor` None: an invoice issued before
+    # tax, which prints one "Total" as it always did. Otherwise the totals read subtotal, one
+    # row per rate, total tax, total incl. tax, then the account credit applied after tax
+    # (`credit_applied`, the settlement lines: not in the table, outside the taxable base).
+    subtotal_minor: int | None = None
+    tax_rows: tuple[TaxRow, ...] = ()
+    tax_minor: int = 0
+    credit_applied: tuple[tuple[str, int], ...] = ()
+    # The legal mentions of the decision (reverse charge, outside the EU, OSS, ...).
+    mentions: tuple[str, ...] = ()
 
 
 USAGE_STATEMENT_TITLE = "Usage statement"
@@ -415,21 +435,34 @@ def _draw_lines(pdf: _InvoicePdf, document: InvoiceDocument) -> None:
 
 
 def _draw_total(pdf: _InvoicePdf, document: InvoiceDocument) -> None:
-    below = 6 * len(document.settlement) + (7 if document.amount_due_minor is not None else 0)
+    rows = 0 if document.subtotal_minor is None else 3 + len(document.tax_rows)
+    below = 6 * (rows + len(document.credit_applied) + len(document.settlement)) + (
+        7 if document.amount_due_minor is not None else 0
+    )
     if pdf.will_page_break(18 + below):  # the total and what settles it stay together
         pdf.add_page()
     pdf.ln(2)
-    width = pdf.epw * 0.45
+    # Wider with tax: a rate's row holds its label, its base and its tax.
+    width = pdf.epw * (0.45 if document.subtotal_minor is None else 0.55)
     x = pdf.l_margin + pdf.epw - width
+    if document.subtotal_minor is not None:
+        _draw_tax_breakdown(pdf, document, x, width)
     pdf.set_line_width(0.5)
     pdf.line(x, pdf.get_y(), x + width, pdf.get_y())
     pdf.set_line_width(0.2)
     pdf.ln(2)
     pdf.set_x(x)
     pdf.set_font(_FONT, "B", 11)
-    pdf.cell(width / 2, 7, "Total")
-    pdf.cell(width / 2, 7, _money_text(document.total_minor, document.currency), align="R")
+    label = "Total" if document.subtotal_minor is None else "Total (incl. tax)"
+    total_minor = (
+        document.total_minor
+        if document.subtotal_minor is None
+        else document.subtotal_minor + document.tax_minor
+    )
+    pdf.cell(width / 2, 7, label)
+    pdf.cell(width / 2, 7, _money_text(total_minor, document.currency), align="R")
     pdf.ln(7)
+    _draw_credit_applied(pdf, document, x, width)
     _draw_settlement(pdf, document, x, width)
     pdf.set_x(x)
     pdf.set_font(_FONT, "", 7.5)
@@ -437,6 +470,47 @@ def _draw_total(pdf: _InvoicePdf, document: InvoiceDocument) -> None:
     pdf.cell(width, 4, f"Amounts in {_pdf_text(document.currency)}.", align="R")
     pdf.set_text_color(0, 0, 0)
     pdf.ln(10)
+
+
+def _draw_tax_breakdown(
+    pdf: _InvoicePdf, document: InvoiceDocument, x: float, width: float
+) -> None:
+    """Subtotal, one row per rate (label, base, tax) and the total tax, above the total: what
+    Article 226 (8)-(10) of the VAT Directive asks an invoice to show."""
+    assert document.subtotal_minor is not None
+    currency = document.currency
+    pdf.set_font(_FONT, "", 9.5)
+    pdf.set_x(x)
+    pdf.cell(width * 0.6, 6, "Subtotal (excl. tax)")
+    pdf.cell(width * 0.4, 6, _money_text(document.subtotal_minor, currency), align="R")
+    pdf.ln(6)
+    for row in document.tax_rows:
+        pdf.set_x(x)
+        pdf.set_font(_FONT, "", 9.5)
+        pdf.cell(width * 0.3, 6, _pdf_text(row.label))
+        pdf.set_font(_FONT, "", 8)
+        pdf.set_text_color(*_GREY)
+        pdf.cell(width * 0.3, 6, f"on {_money_text(row.taxable_minor, currency)}")
+        pdf.set_text_color(0, 0, 0)
+        pdf.set_font(_FONT, "", 9.5)
+        pdf.cell(width * 0.4, 6, _money_text(row.tax_minor, currency), align="R")
+        pdf.ln(6)
+    pdf.set_x(x)
+    pdf.cell(width * 0.6, 6, "Total tax")
+    pdf.cell(width * 0.4, 6, _money_text(document.tax_minor, currency), align="R")
+    pdf.ln(7)
+
+
+def _draw_credit_applied(
+    pdf: _InvoicePdf, document: InvoiceDocument, x: float, width: float
+) -> None:
+    """Account credit spent on this invoice, after tax (the settlement lines)."""
+    pdf.set_font(_FONT, "", 9)
+    for words, amount in document.credit_applied:
+        pdf.set_x(x)
+        pdf.cell(width * 0.6, 6, _pdf_text(words))
+        pdf.cell(width * 0.4, 6, _money_text(amount, document.currency), align="R")
+        pdf.ln(6)
 
 
 def _draw_settlement(pdf: _InvoicePdf, document: InvoiceDocument, x: float, width: float) -> None:
@@ -472,6 +546,23 @@ def _draw_notes(pdf: _InvoicePdf, document: InvoiceDocument) -> None:
         pdf.ln(1)
 
 
+def _draw_mentions(pdf: _InvoicePdf, document: InvoiceDocument) -> None:
+    """The tax decision's legal mentions, in a block of their own (reverse charge, ...)."""
+    if not document.mentions:
+        return
+    if pdf.will_page_break(14):
+        pdf.add_page()
+    pdf.set_font(_FONT, "B", 7.5)
+    pdf.set_text_color(*_GREY)
+    pdf.cell(pdf.epw, 5, "TAX", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.set_text_color(0, 0, 0)
+    pdf.set_font(_FONT, "", 9)
+    for mention in document.mentions:
+        pdf.multi_cell(pdf.epw, _LINE_H, _pdf_text(mention), align="L", new_x=XPos.LMARGIN)
+        pdf.ln(1)
+    pdf.ln(3)
+
+
 def render_invoice_pdf(document: InvoiceDocument) -> bytes:
     """Render an invoice or credit note as an A4 PDF; identical documents give identical bytes."""
     _check(document)
@@ -494,5 +585,6 @@ def render_invoice_pdf(document: InvoiceDocument) -> bytes:
     _draw_bill_to(pdf, document)
     _draw_lines(pdf, document)
     _draw_total(pdf, document)
+    _draw_mentions(pdf, document)
     _draw_notes(pdf, document)
     return bytes(pdf.output())

@@ -2,7 +2,6 @@
 
 from datetime import datetime
 
-from django.conf import settings
 from django.db.models import QuerySet
 
 from accounts.errors import NotFound
@@ -12,10 +11,10 @@ from plans import periods
 from plans.models import Subscription
 from plans.money import format_money
 
-from . import phrases, statement
+from . import phrases, statement, taxing
 from .closing import DEFERRED_ON_ANNUAL, late_histories, units_by_period
 from .models import Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, UsageRecordStatus
-from .pdf import DocumentLine, InvoiceDocument
+from .pdf import DocumentLine, InvoiceDocument, TaxRow
 from .shopify_figures import shopify_number
 
 
@@ -65,23 +64,17 @@ def invoice_get(*, principal, invoice_id: int) -> Invoice:
 
 
 def invoice_document(*, invoice: Invoice) -> InvoiceDocument:
-    """What the invoice PDF shows: the invoice as issued, with the seller and the customer."""
+    """What the invoice PDF shows: the invoice as issued, with the parties frozen at issue."""
     account = invoice.account
-    customer = [
-        line
-        for line in (
-            account.company,
-            account.address_line1,
-            account.address_line2,
-            " ".join(part for part in (account.postal_code, account.city) if part),
-            account.country,
-            f"VAT id: {account.vat_id}" if account.vat_id else "",
-        )
-        if line
-    ]
+    # An invoice issued before tax froze no parties: it prints today's seller (TAX_SELLER_*)
+    # and the account's details, as it always did.
+    parties = invoice.parties or taxing.parties(account)
+    seller, buyer = parties["seller"], parties["buyer"]
     notes = [invoice.note] if invoice.note else []
     # Shopify channel: the usage records that bill each line, with Shopify's record ids.
     records = _line_records(invoice) if account.pays_through_shopify else {}
+    taxed = bool(invoice.tax_treatment)
+    lines = list(invoice.lines.all())
     return InvoiceDocument(
         number=invoice.number or "",
         kind=invoice.kind,
@@ -89,9 +82,9 @@ def invoice_document(*, invoice: Invoice) -> InvoiceDocument:
         issued_at=invoice.issued_at,
         covers=tuple(cover.words for cover in phrases.invoice_covers(invoice)),
         currency=invoice.currency,
-        seller=tuple(settings.INVOICE_SELLER),
-        customer_name=account.name,
-        customer_lines=tuple(customer),
+        seller=_party_lines(seller, country=False),
+        customer_name=buyer["legal_name"] or account.name,
+        customer_lines=_party_lines(buyer, country=True)[1:],
         billing_email=account.billing_email,
         lines=tuple(
             DocumentLine(
@@ -102,13 +95,51 @@ def invoice_document(*, invoice: Invoice) -> InvoiceDocument:
                 covers=_line_covers(invoice, line),
                 records=tuple(records.get(line.pk, ())),
             )
-            for line in invoice.lines.all()
+            for line in lines
+            # With tax, account credit applied is not a line of the supply: it settles the
+            # total after tax and is printed under it.
+            if not (taxed and line.is_settlement)
         ),
         total_minor=invoice.total_minor,
         notes=tuple(notes),
         usage_statement=account.pays_through_shopify and invoice.kind == InvoiceKind.INVOICE,
+        **_tax_parts(invoice, lines),
         **_settlement(invoice),
     )
+
+
+def _party_lines(party: dict, *, country: bool) -> tuple[str, ...]:
+    """A party as printed: legal name, address lines, country code (the buyer's: the seller's
+    address ends with its country already), then its tax id."""
+    tax_id = party.get("tax_id") or ""
+    lines = (
+        party.get("legal_name") or "",
+        *party.get("address", ()),
+        party.get("country", "") if country else "",
+        f"VAT id: {tax_id}" if tax_id else "",
+    )
+    return tuple(line for line in lines if line)
+
+
+def _tax_parts(invoice: Invoice, lines: list[InvoiceLine]) -> dict:
+    """The frozen tax of an issued invoice or credit note, as the totals print it; nothing for
+    one issued before tax (its one "Total" is all it ever said)."""
+    if not invoice.tax_treatment:
+        return {}
+    return {
+        "subtotal_minor": invoice.subtotal_minor,
+        "tax_rows": tuple(
+            TaxRow(
+                label=row["label"], taxable_minor=row["taxable_minor"], tax_minor=row["tax_minor"]
+            )
+            for row in invoice.tax_rates
+        ),
+        "tax_minor": invoice.tax_minor,
+        "credit_applied": tuple(
+            (line.description, line.amount_minor) for line in lines if line.is_settlement
+        ),
+        "mentions": tuple(invoice.tax_decision.get("mentions", ())),
+    }
 
 
 _RECORD_STATUS_WORDS: dict[str, str] = {

@@ -256,10 +256,6 @@ if DEMO_CLOCK_ON and EMAIL_CONFIG["EMAIL_BACKEND"].endswith("filebased.EmailBack
     EMAIL_BACKEND = "billing_portal.demo_mail.EmailBackend"
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Billing <billing@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
-# The seller block printed on invoices, one line per item.
-INVOICE_SELLER = env.list(
-    "INVOICE_SELLER", default=["Helpdesk Billing Inc.", "1 Example Street", "San Francisco, CA, US"]
-)
 
 # --- Tax (issue 25, docs/tax.md): the selling entity, printed on every document and the seller
 # of the tax decision; checked at start (billing.tax_checks, a system check). The demo's

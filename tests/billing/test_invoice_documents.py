@@ -1,0 +1,137 @@
+"""The documents of a taxed invoice (issue 25, items 5 and 6; docs/tax.md): the PDF, the
+invoices page, the partner API and its webhooks carry the parties frozen at issue, the
+breakdown per rate, the totals with and without tax, and the legal mentions.
+
+The seller is the demo's (FR, OSS, registered in WA). Exact cents; times are fixed."""
+
+import re
+
+import pytest
+
+from billing import invoicing
+from billing.models import AccountCredit, Invoice
+from billing.pdf import render_invoice_pdf
+from billing.selectors import invoice_document
+from tests.billing.test_invoice_tax import DE_VALID_VAT, FR_BUYER_VAT, buyer, issue
+from tests.billing.test_statement import DAY, T0, pdf_text
+
+pytestmark = pytest.mark.usefixtures("eu_seller")
+
+
+def text_of(invoice: Invoice) -> str:
+    invoice.refresh_from_db()
+    # One space between words: the PDF's columns come out as runs of spaces.
+    return re.sub(r"\s+", " ", pdf_text(render_invoice_pdf(invoice_document(invoice=invoice))))
+
+
+def french_buyer(make_account, slug="shop"):
+    return buyer(
+        make_account(slug=slug, currency="EUR"),
+        company="Boutique Lumière SARL",
+        address_line1="12 rue des Lilas",
+        postal_code="69003",
+        city="Lyon",
+        country="FR",
+        vat_id=FR_BUYER_VAT,
+        tax_id_status="valid",
+        tax_id_checked_at=T0 - DAY,
+    )
+
+
+def german_buyer(make_account, slug="shop"):
+    return buyer(
+        make_account(slug=slug, currency="EUR"),
+        company="Beispiel GmbH",
+        address_line1="Musterstraße 5",
+        postal_code="10115",
+        city="Berlin",
+        country="DE",
+        vat_id=DE_VALID_VAT,
+        tax_id_status="valid",
+        tax_id_checked_at=T0 - DAY,
+    )
+
+
+# --- The PDF ---------------------------------------------------------------------------------
+
+
+def test_the_pdf_of_a_french_invoice_prints_both_parties_and_its_vat(make_account):
+    text = text_of(issue(french_buyer(make_account), 4900, 1234))
+    # The seller, as the settings name it, and the buyer, as its details stood at issue.
+    assert "Helpdesk Billing SAS 1 rue de l'Exemple 75002 Paris France" in text
+    assert "VAT id: FR11123456782" in text
+    assert "Boutique Lumière SARL 12 rue des Lilas 69003 Lyon FR" in text
+    assert f"VAT id: {FR_BUYER_VAT}" in text
+    # 61.34 excl. tax, 20 % French VAT on it rounded once, 73.61 incl. tax.
+    assert "Subtotal (excl. tax) €61.34" in text
+    assert "VAT FR 20 % on €61.34 €12.27" in text
+    assert "Total tax €12.27" in text
+    assert "Total (incl. tax) €73.61" in text
+    assert "Amount due €73.61" in text
+
+
+def test_the_pdf_prints_the_parties_as_they_were_at_issue(make_account):
+    account = french_buyer(make_account)
+    invoice = issue(account, 4900)
+    buyer(account, company="Renamed SAS", address_line1="1 avenue Nouvelle")
+    text = text_of(invoice)
+    assert "Boutique Lumière SARL 12 rue des Lilas" in text
+    assert "Renamed" not in text and "avenue Nouvelle" not in text
+
+
+def test_the_pdf_of_a_reverse_charged_invoice_says_article_196_and_both_vat_ids(make_account):
+    text = text_of(issue(german_buyer(make_account), 4900, 1234))
+    assert "VAT id: FR11123456782" in text and f"VAT id: {DE_VALID_VAT}" in text
+    assert "Beispiel GmbH Musterstraße 5 10115 Berlin DE" in text
+    assert "Reverse charge on €61.34 €0.00" in text
+    assert "Total tax €0.00" in text
+    assert "Total (incl. tax) €61.34" in text
+    assert (
+        "Reverse charge: VAT to be accounted for by the customer (Article 196 of Directive "
+        "2006/112/EC)" in text
+    )
+
+
+def test_the_pdf_of_a_credit_note_gives_back_its_share_of_the_vat(make_account):
+    invoice = issue(french_buyer(make_account), 4900, 1234)
+    note = invoicing.credit_note_issue(invoice=invoice, amount_minor=3067, description="Outage")
+    text = text_of(note)
+    assert "Credit note" in text
+    assert f"VAT id: {FR_BUYER_VAT}" in text and "VAT id: FR11123456782" in text
+    assert "Subtotal (excl. tax) -€30.67" in text
+    assert "VAT FR 20 % on -€30.67 -€6.13" in text
+    assert "Total (incl. tax) -€36.80" in text
+
+
+def test_account_credit_is_printed_under_the_total_incl_tax_not_as_a_line(make_account):
+    account = french_buyer(make_account)
+    source = issue(account, 100)
+    AccountCredit.objects.create(
+        account=account,
+        currency="EUR",
+        amount_minor=2400,
+        remaining_minor=2400,
+        source=source,
+        description="Goodwill",
+        created_at=T0,
+    )
+    invoice = issue(account, 10000, at=T0 + DAY)
+    text = text_of(invoice)
+    assert "Subtotal (excl. tax) €100.00" in text
+    assert "VAT FR 20 % on €100.00 €20.00" in text
+    assert "Total (incl. tax) €120.00" in text
+    settled = invoice.lines.get(is_settlement=True)
+    assert f"{settled.description} -€24.00" in text
+    assert "Amount due €96.00" in text
+
+
+def test_an_invoice_issued_before_tax_prints_todays_seller_and_one_total(make_account):
+    account = make_account()
+    invoice = issue(account, 5000)
+    Invoice.objects.filter(pk=invoice.pk).update(
+        tax_treatment="", tax_decision={}, tax_rates=[], tax_minor=0, total_minor=5000, parties={}
+    )
+    text = text_of(invoice)
+    assert "Helpdesk Billing SAS 1 rue de l'Exemple" in text  # TAX_SELLER_*, not a setting gone
+    assert "Total $50.00" in text
+    assert "Subtotal" not in text and "incl. tax" not in text
