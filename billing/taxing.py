@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 
 from accounts.models import Account
+from plans.selectors import tax_rate_tables
 from plans.tax import (
     BuyerTax,
     RateTotal,
@@ -98,6 +99,7 @@ def invoices_tax(
     one decision per buyer identity, whatever the number of invoices (a close issues
     thousands, most alike)."""
     seller = seller_tax()
+    eu_table, us_table = tax_rate_tables()  # the versioned table, read once per batch
     decisions: dict[tuple, TaxDecision] = {}
     taxes = []
     for account_id, amounts in drafts:
@@ -107,7 +109,12 @@ def invoices_tax(
         decision = decisions.get(key)
         if decision is None:
             decision = tax_decide(
-                seller=seller, buyer=buyer, channel=account.billing_channel, supplied_on=on
+                seller=seller,
+                buyer=buyer,
+                channel=account.billing_channel,
+                supplied_on=on,
+                eu_rate_table=eu_table,
+                us_rate_table=us_table,
             )
             decisions[key] = decision
         taxes.append(

@@ -16,6 +16,12 @@ term's running total (Z8, Z9). Periods follow the anchor's day, clamped to short
 
 Money is integer cents; a prorated amount is rounded once, half up (P9), a credit half away
 from zero.
+
+Tax (issue 25, docs/tax.md), for the demo's seller (France, registered for OSS and for sales tax
+in Washington): prices are tax-exclusive; an invoice's tax is its subtotal times the buyer's
+rate, rounded half up once. The buyer's rate: French VAT at home (or without a country), 0 %
+reverse charge for another EU country with a VAT id VIES confirmed, that country's VAT
+otherwise (OSS), Washington's sales tax in WA, nothing elsewhere in the US or outside the EU.
 """
 
 import calendar
@@ -162,12 +168,44 @@ class Month:
     billed: dict[str, int]
 
 
+@dataclass(frozen=True)
+class Buyer:
+    """The buyer's tax identity: country (ISO, "" for none), US state, VAT id confirmed."""
+
+    country: str = ""
+    us_state: str = ""
+    vat_id_valid: bool = False
+
+
+# Standard rates in percent of the places the histories use (EU: Directive 2006/112/EC as
+# each state sets it; WA: the state rate), unchanged over 2026-2028.
+SELLER_COUNTRY = "FR"
+EU_VAT = {"FR": 20, "DE": 19, "IE": 23, "FI": Fraction(255, 10)}
+US_REGISTERED = {"WA": Fraction(65, 10)}
+
+
+def tax_rate(buyer: Buyer) -> Fraction:
+    country = buyer.country or SELLER_COUNTRY
+    if country == "US":
+        return Fraction(US_REGISTERED.get(buyer.us_state, 0))
+    if country not in EU_VAT:
+        return Fraction(0)
+    if country != SELLER_COUNTRY and buyer.vat_id_valid:
+        return Fraction(0)  # reverse charge
+    return Fraction(EU_VAT[country])
+
+
+def tax_of(buyer: Buyer, subtotal: int) -> int:
+    return half_up(Fraction(subtotal) * tax_rate(buyer) / 100)
+
+
 @dataclass
 class Account:
     """A subscription's history as the rule book bills it."""
 
     anchor: datetime
     terms: Terms
+    buyer: Buyer = field(default_factory=Buyer)
     month: int = 0  # the open usage month, counted from the anchor
     cycle: int = 0  # the month the current billing cycle started with
     scheduled: dict = field(default_factory=dict)  # item -> value, for the cycle's end (P7)
@@ -182,6 +220,19 @@ class Account:
 
     def start(self, month: int) -> datetime:
         return add_months(self.anchor, month)
+
+    def taxed_invoices(self) -> list[tuple[str, datetime, int, int, int]]:
+        """Each invoice as (reason, start, subtotal, tax, total)."""
+        return [
+            (
+                reason,
+                start,
+                subtotal,
+                tax_of(self.buyer, subtotal),
+                subtotal + tax_of(self.buyer, subtotal),
+            )
+            for reason, start, subtotal in self.invoices
+        ]
 
     def cycle_end(self) -> int:
         return self.cycle + self.terms.months
