@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from plans.money import format_money
 from plans.periods import format_period
 
 from .models import Invoice, InvoiceKind, InvoiceLine, InvoiceReason
@@ -113,3 +114,16 @@ def credit_note_words(invoice: Invoice) -> str:
     if invoice.kind != InvoiceKind.CREDIT_NOTE or credited is None:
         return ""
     return f"Credits invoice {credited.number}: {covers_words(invoice_covers(invoice))}"
+
+
+# Treatments whose tax is a US state's sales tax; every other taxed treatment charges VAT.
+_SALES_TAX_TREATMENTS = frozenset({"us_sales_tax"})
+
+
+def tax_included_words(invoice: Invoice) -> str:
+    """ "incl. €12.27 VAT" beside an invoice's total, on the receipt and the page; empty when
+    it carries no tax (reverse charge, outside the EU, issued before tax)."""
+    if not invoice.tax_minor:
+        return ""
+    what = "sales tax" if invoice.tax_treatment in _SALES_TAX_TREATMENTS else "VAT"
+    return f"incl. {format_money(abs(invoice.tax_minor), invoice.currency)} {what}"

@@ -31,6 +31,12 @@ def covers_text(invoice) -> str:
 
 
 @register.filter
+def tax_included(invoice) -> str:
+    """{{ invoice|tax_included }}: "incl. €12.27 VAT", or nothing when it carries no tax."""
+    return phrases.tax_included_words(invoice)
+
+
+@register.filter
 def rule_text(rule_id: str) -> str:
     return rule_words(rule_id)
 

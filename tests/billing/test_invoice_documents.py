@@ -7,13 +7,17 @@ The seller is the demo's (FR, OSS, registered in WA). Exact cents; times are fix
 import re
 
 import pytest
+import time_machine
+from django.core import mail
 
-from billing import invoicing
+from accounts.models import Membership
+from billing import invoicing, payments
 from billing.models import AccountCredit, Invoice
 from billing.pdf import render_invoice_pdf
 from billing.selectors import invoice_document
 from tests.billing.test_invoice_tax import DE_VALID_VAT, FR_BUYER_VAT, buyer, issue
-from tests.billing.test_statement import DAY, T0, pdf_text
+from tests.billing.test_payments import OK
+from tests.billing.test_statement import DAY, T0, card, emails_sent, pdf_text
 
 pytestmark = pytest.mark.usefixtures("eu_seller")
 
@@ -135,3 +139,70 @@ def test_an_invoice_issued_before_tax_prints_todays_seller_and_one_total(make_ac
     assert "Helpdesk Billing SAS 1 rue de l'Exemple" in text  # TAX_SELLER_*, not a setting gone
     assert "Total $50.00" in text
     assert "Subtotal" not in text and "incl. tax" not in text
+
+
+# --- The invoices page and the receipt -------------------------------------------------------
+
+
+def invoices_page(client, django_user_model, account) -> str:
+    """The account's Invoices tab, as its owner sees it."""
+    user = django_user_model.objects.create_user(f"owner@{account.slug}.example", password="pw")
+    Membership.objects.create(user=user, account=account, role=Membership.Role.OWNER)
+    client.force_login(user)
+    with time_machine.travel(T0 + 2 * DAY, tick=False):
+        response = client.get(f"/billing/{account.slug}/invoices/")
+    assert response.status_code == 200
+    return re.sub(r"\s+", " ", response.content.decode())
+
+
+def test_the_invoices_page_shows_the_parties_the_breakdown_and_the_totals(
+    client, django_user_model, make_account
+):
+    account = french_buyer(make_account, slug="lumiere")
+    invoice = issue(account, 4900, 1234)
+    page = invoices_page(client, django_user_model, account)
+    assert f'id="invoice-{invoice.pk}-tax"' in page
+    assert "<strong>Helpdesk Billing SAS</strong>" in page and "VAT id FR11123456782" in page
+    assert "<strong>Boutique Lumière SARL</strong>" in page and f"VAT id {FR_BUYER_VAT}" in page
+    assert '<span>Subtotal (excl. tax)</span><span></span><span class="num">€61.34</span>' in page
+    assert (
+        '<span>VAT FR 20 %</span><span class="muted">on €61.34</span>'
+        '<span class="num">€12.27</span>' in page
+    )
+    assert '<span>Total tax</span><span></span><span class="num">€12.27</span>' in page
+    assert '<span>Total (incl. tax)</span><span></span><span class="num">€73.61</span>' in page
+    assert "incl. €12.27 VAT" in page  # beside the amount
+
+
+def test_the_invoices_page_says_the_reverse_charge_mention(client, django_user_model, make_account):
+    account = german_buyer(make_account, slug="beispiel")
+    issue(account, 4900, 1234)
+    page = invoices_page(client, django_user_model, account)
+    assert f"VAT id {DE_VALID_VAT}" in page
+    assert (
+        '<span>Reverse charge</span><span class="muted">on €61.34</span>'
+        '<span class="num">€0.00</span>' in page
+    )
+    assert "Article 196 of Directive 2006/112/EC" in page
+    assert "incl. €0.00" not in page
+
+
+def test_a_shopify_account_reads_that_shopify_invoices_the_tax(
+    client, django_user_model, make_account
+):
+    account = buyer(make_account(slug="shopified"), country="FR", billing_channel="shopify")
+    invoice = issue(account, 4900)
+    page = invoices_page(client, django_user_model, account)
+    assert "Shopify invoices the tax on its charges: our statements carry no tax lines." in page
+    assert f'id="invoice-{invoice.pk}-tax"' not in page
+    assert "Subtotal (excl. tax)" not in page
+
+
+def test_the_receipt_states_the_total_incl_vat(make_account, stripe_standin):
+    account = french_buyer(make_account)
+    card(account, stripe_standin, OK)
+    invoice = issue(account, 4900, 1234)
+    with emails_sent():
+        payments.invoice_charge(invoice_id=invoice.pk, trigger="automatic")
+    (receipt,) = [m for m in mail.outbox if invoice.number in m.body]
+    assert "Invoice total: €73.61 (incl. €12.27 VAT)" in receipt.body

@@ -14,6 +14,49 @@ from ...statement import InvoiceFigures
 from .common import S
 
 
+@dataclass(frozen=True)
+class TaxRateRow:
+    label: str  # "VAT FR 20 %", "Reverse charge"
+    taxable_minor: int
+    tax_minor: int
+
+
+@dataclass(frozen=True)
+class InvoiceTaxView:
+    """An issued invoice's tax as its row shows it: the parties and the breakdown frozen at
+    issue, the totals with and without tax, and the legal mentions (docs/tax.md)."""
+
+    seller: dict
+    buyer: dict
+    subtotal_minor: int
+    rates: tuple[TaxRateRow, ...]
+    tax_minor: int
+    total_incl_tax_minor: int
+    mentions: tuple[str, ...]
+
+
+def invoice_tax_view(invoice: Invoice) -> InvoiceTaxView | None:
+    """None for an invoice issued before tax, and for the Shopify channel (Shopify invoices
+    the tax on its charges; the page says so once, above the list)."""
+    if not invoice.tax_rates:
+        return None
+    return InvoiceTaxView(
+        seller=invoice.parties.get("seller", {}),
+        buyer=invoice.parties.get("buyer", {}),
+        subtotal_minor=invoice.subtotal_minor,
+        rates=tuple(
+            TaxRateRow(
+                label=row["label"], taxable_minor=row["taxable_minor"], tax_minor=row["tax_minor"]
+            )
+            for row in invoice.tax_rates
+        ),
+        tax_minor=invoice.tax_minor,
+        # What the supply costs with its tax; `total_minor` is what is owed, account credit off.
+        total_incl_tax_minor=invoice.subtotal_minor + invoice.tax_minor,
+        mentions=tuple(invoice.tax_decision.get("mentions", ())),
+    )
+
+
 @dataclass
 class InvoiceRow:
     invoice: Invoice
@@ -24,6 +67,7 @@ class InvoiceRow:
     held_reason: str
     figures: InvoiceFigures | None = None  # total, credited, paid, amount due (the statement)
     usage_records: list = field(default_factory=list)  # Shopify channel: shopify.RecordRow
+    tax: InvoiceTaxView | None = None
 
 
 def invoice_rows(
@@ -80,6 +124,7 @@ def invoice_rows(
                 ),
                 held_reason=held,
                 figures=figures.get(invoice.pk),
+                tax=invoice_tax_view(invoice),
             )
         )
     return rows
