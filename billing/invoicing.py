@@ -371,6 +371,7 @@ def credit_note_issue(
             invoice=invoice,
             credited_subtotal_minor=credited_subtotal,
             credited_total_minor=credited_total,
+            tax_corrected=notes.filter(taxing.TAX_CORRECTED).exists(),
         )
         if not 0 < amount_minor <= room:
             raise Conflict(
@@ -383,7 +384,10 @@ def credit_note_issue(
             amount_minor=amount_minor, description=description, period=period
         )
         tax = taxing.credit_note_tax_for(
-            invoice=invoice, credited_before_minor=credited_subtotal, amount_minor=amount_minor
+            invoice=invoice,
+            credited_before_minor=credited_subtotal,
+            amount_minor=amount_minor,
+            tax_corrected=notes.filter(taxing.TAX_CORRECTED).exists(),
         )
         note = invoice_issue(
             subscription=invoice.subscription,
@@ -399,25 +403,32 @@ def credit_note_issue(
             description=description,
             tax=tax,
         )
-        if invoice.status in (S.OPEN, S.PAST_DUE):
-            invoice_transition(
-                invoice=note, to=S.PAID, reason=f"netted on invoice {invoice.number}", at=at
-            )
-            if amount_due(invoice) <= 0:
-                invoice_settle(invoice=invoice, reason=f"credited by {note.number}", at=at)
-        elif invoice.status == S.PAID:
-            # What was paid comes back, tax included: the note gave the tax back already, so
-            # the credit is spent after tax on the next invoices (a settlement, not a price).
-            AccountCredit.objects.create(
-                account_id=invoice.account_id,
-                currency=invoice.currency,
-                amount_minor=-note.total_minor,
-                remaining_minor=-note.total_minor,
-                source=note,
-                description=description,
-                created_at=at,
-            )
+        credit_note_apply(invoice=invoice, note=note, at=at)
         return note
+
+
+def credit_note_apply(*, invoice: Invoice, note: Invoice, at: datetime) -> None:
+    """What a credit note does to its invoice's money: netted on an unpaid invoice (settling
+    it when nothing is left), the account's credit on a paid one. The caller holds the
+    invoice's lock."""
+    if invoice.status in (S.OPEN, S.PAST_DUE):
+        invoice_transition(
+            invoice=note, to=S.PAID, reason=f"netted on invoice {invoice.number}", at=at
+        )
+        if amount_due(invoice) <= 0:
+            invoice_settle(invoice=invoice, reason=f"credited by {note.number}", at=at)
+    elif invoice.status == S.PAID:
+        # What was paid comes back, tax included: the note gave the tax back already, so
+        # the credit is spent after tax on the next invoices (a settlement, not a price).
+        AccountCredit.objects.create(
+            account_id=invoice.account_id,
+            currency=invoice.currency,
+            amount_minor=-note.total_minor,
+            remaining_minor=-note.total_minor,
+            source=note,
+            description=note.description,
+            created_at=at,
+        )
 
 
 def amount_due(invoice: Invoice) -> int:

@@ -86,6 +86,7 @@ def creditable_minor(*, invoice: Invoice, notes: Iterable[Invoice]) -> int:
         invoice=invoice,
         credited_subtotal_minor=-sum(note.subtotal_minor for note in notes),
         credited_total_minor=-sum(note.total_minor for note in notes),
+        tax_corrected=taxing.tax_corrected(notes),
     )
 
 

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Q
 
 from accounts.models import Account
 from plans.selectors import tax_rate_tables
@@ -161,12 +162,31 @@ def stored_breakdown(invoice) -> TaxBreakdown:
     )
 
 
-def credit_note_tax_for(*, invoice, credited_before_minor: int, amount_minor: int) -> InvoiceTax:
+# The line of a credit note that gives back the VAT an invoice charged on a VAT id VIES had not
+# confirmed yet (billing.tax_corrections): the note's base is 0, its tax the invoice's tax.
+TAX_CORRECTION = "tax_correction"
+# A note that gave back tax alone (base 0): the mark of a corrected invoice among its notes.
+TAX_CORRECTED = Q(subtotal_minor=0, total_minor__lt=0)
+
+
+def tax_corrected(notes) -> bool:
+    """Whether one of an invoice's credit notes gave its tax back whole (loaded rows)."""
+    return any(note.subtotal_minor == 0 and note.total_minor < 0 for note in notes)
+
+
+def credit_note_tax_for(
+    *, invoice, credited_before_minor: int, amount_minor: int, tax_corrected: bool = False
+) -> InvoiceTax:
     """A credit note's tax: its invoice's frozen decision and parties, and tax in proportion to
     the amount credited (tax excluded), so that the notes of an invoice give back exactly the
-    tax it charged. The amounts come back negative, as a credit note's are."""
+    tax it charged. Once the invoice's tax was given back whole (`tax_corrected`: the buyer's
+    VAT id was confirmed after issue), a later note gives back no tax: none is left. The
+    amounts come back negative, as a credit note's are."""
+    breakdown = stored_breakdown(invoice)
+    if tax_corrected:
+        breakdown = TaxBreakdown(breakdown.subtotal_minor, (), 0, breakdown.subtotal_minor)
     credited = credit_note_tax(
-        invoice=stored_breakdown(invoice),
+        invoice=breakdown,
         credit_minor=amount_minor,
         credited_before_minor=credited_before_minor,
     )
@@ -187,7 +207,9 @@ def credit_note_tax_for(*, invoice, credited_before_minor: int, amount_minor: in
     return InvoiceTax(decision=decision, breakdown=negative, parties=invoice.parties)
 
 
-def credit_note_room(*, invoice, credited_subtotal_minor: int, credited_total_minor: int) -> int:
+def credit_note_room(
+    *, invoice, credited_subtotal_minor: int, credited_total_minor: int, tax_corrected: bool = False
+) -> int:
     """The largest credit (tax excluded) one more note may take: no more than the subtotal not
     credited yet, and no more, tax included, than what is left of the invoice's total (which
     account credit may have lowered)."""
@@ -195,7 +217,7 @@ def credit_note_room(*, invoice, credited_subtotal_minor: int, credited_total_mi
     total_left = invoice.total_minor - credited_total_minor
     if subtotal_left <= 0 or total_left <= 0:
         return 0
-    if not invoice.tax_rates:  # no tax: a note's total is its amount
+    if not invoice.tax_rates or tax_corrected:  # no tax (left): a note's total is its amount
         return min(subtotal_left, total_left)
     breakdown = stored_breakdown(invoice)
 

@@ -21,6 +21,7 @@ LineKind = Literal[
     "late_usage",
     "credit",
     "credit_carried",
+    "tax_correction",  # a credit note's words for VAT given back (base 0: billing.tax_corrections)
 ]
 Change = Literal["upgrade", "downgrade", "none"]
 

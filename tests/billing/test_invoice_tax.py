@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from accounts.models import Account
-from billing import invoicing, payments, statement
+from billing import invoicing, payments, statement, tax_corrections
 from billing.closing import vat_ids_recheck_before_issue
 from billing.models import AccountCredit, Invoice, PaymentAttempt
 from plans import pricing
@@ -280,3 +280,58 @@ def test_vies_down_before_a_close_keeps_the_last_good_answer(make_account, vies_
     account.refresh_from_db()
     assert (account.tax_id_status, account.tax_id_checked_at) == ("valid", close_at - 40 * DAY)
     assert issue(account, 10000, at=close_at).tax_treatment == "reverse_charge"
+
+
+# --- VAT charged while VIES was down, given back once it confirms the id ----------------------
+
+
+def test_vat_charged_on_an_unconfirmed_id_is_given_back_once_vies_confirms_it(
+    make_account, stripe_standin
+):
+    account = buyer(
+        make_account(currency="EUR"), country="DE", vat_id=DE_VALID_VAT, tax_id_status="unavailable"
+    )
+    card(account, stripe_standin, OK)
+    invoice = issue(account, 10000)  # 100.00 + 19.00 VAT, charged: VIES had not answered
+    with emails_sent():
+        payments.invoice_charge(invoice_id=invoice.pk, trigger="automatic")
+    (waiting,) = tax_corrections.vat_corrections_list(account=account)
+    assert not waiting.correctable and "has not confirmed" in waiting.why_not
+    with pytest.raises(invoicing.Conflict, match="has not confirmed"):
+        tax_corrections.vat_correction_issue(invoice=invoice, reason="asked by the merchant")
+
+    buyer(account, tax_id_status="valid", tax_id_checked_at=T0 + DAY, tax_id_consultation="WAPI1")
+    (ready,) = tax_corrections.vat_corrections_list(account=account)
+    assert ready.correctable
+    note = tax_corrections.vat_correction_issue(invoice=invoice, reason="VIES confirmed")
+    assert figures(note) == (0, -1900, -1900)
+    assert "confirmed by VIES" in note.description and "WAPI1" in note.description
+    (credit,) = AccountCredit.objects.filter(account=account)
+    assert credit.amount_minor == 1900  # paid, so the VAT comes back as account credit
+    assert tax_corrections.vat_corrections_list(account=account) == []
+    with pytest.raises(invoicing.Conflict, match="no VAT to correct"):
+        tax_corrections.vat_correction_issue(invoice=invoice, reason="twice")
+    # What is left to credit is the base alone, with no VAT left to give back.
+    assert statement.invoice_figures(invoice).creditable_minor == 10000
+    rest = invoicing.credit_note_issue(invoice=invoice, amount_minor=10000, description="Refund")
+    assert figures(rest) == (-10000, 0, -10000)
+
+
+def test_a_vat_correction_on_an_unpaid_invoice_lowers_what_is_charged(make_account):
+    account = buyer(
+        make_account(currency="EUR"), country="DE", vat_id=DE_VALID_VAT, tax_id_status="pending"
+    )
+    invoice = issue(account, 10000)
+    buyer(account, tax_id_status="valid", tax_id_checked_at=T0 + DAY)
+    tax_corrections.vat_correction_issue(invoice=invoice, reason="VIES confirmed")
+    assert statement.invoice_figures(invoice).amount_due_minor == 10000
+
+
+def test_a_vat_id_changed_since_cannot_correct_the_invoice(make_account):
+    account = buyer(
+        make_account(currency="EUR"), country="DE", vat_id=DE_VALID_VAT, tax_id_status="pending"
+    )
+    issue(account, 10000)
+    buyer(account, vat_id="DE811569869", tax_id_status="valid", tax_id_checked_at=T0)
+    (row,) = tax_corrections.vat_corrections_list(account=account)
+    assert not row.correctable and "not DE123456788" in row.why_not
