@@ -9,6 +9,7 @@ from rest_framework import pagination, serializers
 
 from . import input_rules
 from .countries import COUNTRY_CODES, country_problem
+from .tax_identity import US_STATES
 from .validators import SHOP_DOMAIN_PATTERN, plain_text
 
 _SHOP_DOMAIN = re.compile(SHOP_DOMAIN_PATTERN)
@@ -66,6 +67,31 @@ class CountryField(serializers.ChoiceField):
     def to_internal_value(self, data):
         if isinstance(data, str) and data and data not in COUNTRY_CODES:
             raise serializers.ValidationError(country_problem(data), code="invalid_country")
+        return super().to_internal_value(data)
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "enum": ["", *sorted(US_STATES)],
+        "description": "A US state or DC, two letters, upper case, e.g. WA; required with country "
+        'US, "" otherwise.',
+    }
+)
+class UsStateField(serializers.ChoiceField):
+    """A US state's two-letter code (the 50 and DC), or "" for none; taken as written, like the
+    country. That it goes with the country US is checked with the country."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("help_text", 'A US state or DC, e.g. WA; "" for none.')
+        super().__init__(choices=["", *sorted(US_STATES)], **kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and data and data not in US_STATES:
+            raise serializers.ValidationError(
+                f"“{data}” is not a US state: give its two-letter code in upper case, e.g. WA.",
+                code="invalid_us_state",
+            )
         return super().to_internal_value(data)
 
 

@@ -16,12 +16,20 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.api_fields import NewestFirstPagination, money
+from accounts.api_fields import (
+    CountryField,
+    NewestFirstPagination,
+    TextField,
+    UsStateField,
+    money,
+)
 from accounts.api_schema import MoneyOut, PeriodOut, paginated
 from accounts.errors import Conflict
 from accounts.idempotency import idempotent
-from accounts.models import BillingChannel
+from accounts.models import BillingChannel, TaxIdStatus
 from accounts.selectors import account_get
+from accounts.tax_identity import tax_identity_problems, vat_id_problems
+from accounts.vat import vat_id_compact
 from metering import api as metering_api
 from plans import api as plans_api
 from plans import api_schema as catalog_schema
@@ -36,6 +44,7 @@ from . import (
     shopify_billing,
     shopify_figures,
     statement,
+    tax_identity,
 )
 from .models import (
     AttemptStatus,
@@ -632,11 +641,94 @@ class AccountOut(plans_api.AccountOut):
     amount_owed = MoneyOut(
         help_text="The amount due of every open, past-due or awaiting-confirmation invoice."
     )
+    # The buyer's tax identity (docs/tax.md): the address invoices print, and VIES's answer.
+    address_line1 = serializers.CharField(allow_blank=True)
+    address_line2 = serializers.CharField(allow_blank=True)
+    postal_code = serializers.CharField(allow_blank=True)
+    city = serializers.CharField(allow_blank=True)
+    us_state = serializers.CharField(
+        allow_blank=True, help_text='The US state (two letters) of a US buyer; "" otherwise.'
+    )
+    tax_id_status = serializers.ChoiceField(
+        choices=TaxIdStatus.choices,
+        help_text="What VIES said of `vat_id`: `pending` while it is asked (after a change), "
+        "`valid` or `invalid` (its answer), `unavailable` (VIES could not answer and there was "
+        "no earlier answer: VAT is charged until it confirms), `unchecked` (no EU VAT id).",
+    )
+    tax_id_checked_at = serializers.DateTimeField(
+        allow_null=True, help_text="When VIES gave the answer in `tax_id_status`."
+    )
+    tax_id_consultation = serializers.CharField(
+        allow_blank=True, help_text="VIES's consultation number for that answer (the proof)."
+    )
+
+
+class AccountCreateIn(plans_api.AccountCreateIn):
+    us_state = UsStateField(required=False, default="")
+
+
+class AccountCreateCodes(catalog_schema.AccountCreateCodes):
+    """plans' drawn schema of a new account (codes for sale, channels), for this subclass."""
+
+    target_class = AccountCreateIn
+
+
+class _UsStateIn(serializers.Serializer):
+    """The field this layer adds to plans' AccountCreateIn (which has read the rest)."""
+
+    us_state = UsStateField(required=False, default="")
+
+
+class AccountDetailsIn(serializers.Serializer):
+    """The billing details a partner may change; a field left out is left as it is."""
+
+    billing_email = serializers.EmailField(required=False, max_length=254)
+    company = TextField(
+        max_length=200, required=False, allow_blank=True, help_text="The legal name."
+    )
+    address_line1 = TextField(max_length=200, required=False, allow_blank=True)
+    address_line2 = TextField(max_length=200, required=False, allow_blank=True)
+    postal_code = TextField(
+        max_length=20,
+        required=False,
+        allow_blank=True,
+        help_text="For a US buyer, the ZIP code: 5 digits or ZIP+4 (98101-1234).",
+    )
+    city = TextField(max_length=100, required=False, allow_blank=True)
+    country = CountryField(required=False)
+    us_state = UsStateField(required=False)
+    vat_id = TextField(
+        max_length=20,
+        required=False,
+        allow_blank=True,
+        help_text="With its country prefix. An EU id is checked offline at once, then with VIES "
+        "(`tax_id_status` is `pending` meanwhile).",
+    )
+
+    def validate_vat_id(self, value: str) -> str:
+        return vat_id_compact(value)
+
+
+def _tax_identity_at_creation(body, data: dict) -> dict:
+    """The US state and the VAT id of a new account, checked together with its country (the
+    plans layer's serializer has taken the rest)."""
+    extra = _UsStateIn(data=body)
+    extra.is_valid(raise_exception=True)
+    us_state = extra.validated_data["us_state"]
+    vat_id = vat_id_compact(data.get("vat_id", ""))
+    country = data.get("country", "")
+    problems = tax_identity_problems(
+        country=country, us_state=us_state, postal_code=""
+    ) | vat_id_problems(vat_id=vat_id, country=country)
+    if problems:
+        raise serializers.ValidationError({field: [words] for field, words in problems.items()})
+    return {"us_state": us_state, "vat_id": vat_id}
 
 
 class _WithStatement(plans_api.AccountsOutMixin):
     def accounts_out(self, accounts: list) -> list[dict]:
-        """plans' account body, plus the statement of account (six queries for a page)."""
+        """plans' account body, plus the statement of account (six queries for a page) and the
+        buyer's tax identity."""
         statements = statement.account_statements(accounts=accounts)
         now = timezone.now()
         out = []
@@ -646,6 +738,16 @@ class _WithStatement(plans_api.AccountsOutMixin):
                 body["shopify"] = shopify_figures.api_figures(account=account, now=now)
             body["credit_balance"] = money(figures.credit_balance_minor, account.currency)
             body["amount_owed"] = money(figures.amount_owed_minor, account.currency)
+            body |= {
+                "address_line1": account.address_line1,
+                "address_line2": account.address_line2,
+                "postal_code": account.postal_code,
+                "city": account.city,
+                "us_state": account.us_state,
+                "tax_id_status": account.tax_id_status,
+                "tax_id_checked_at": account.tax_id_checked_at,
+                "tax_id_consultation": account.tax_id_consultation,
+            }
             out.append(body)
         return out
 
@@ -656,7 +758,7 @@ class _WithStatement(plans_api.AccountsOutMixin):
     ),
     post=extend_schema(
         operation_id="accounts_create",
-        request=plans_api.AccountCreateIn,
+        request=AccountCreateIn,
         responses={201: AccountOut},
         examples=[plans_api.ACCOUNT_EXAMPLE],
     ),
@@ -667,20 +769,53 @@ class AccountsApi(_WithStatement, plans_api.AccountsApi):
     def account_open(self, *, partner, data: dict):
         """On the Shopify channel, the account and its shop are created with the app
         subscription's request at Shopify, all or nothing: a shop whose token Shopify refuses
-        leaves no account behind."""
+        leaves no account behind. An EU VAT id is checked with VIES once the account exists."""
+        data |= _tax_identity_at_creation(self.request.data, data)
         if data.get("billing_channel") != BillingChannel.SHOPIFY:
-            return super().account_open(partner=partner, data=data)
-        plan_code = data["plan"].code
-        addons = {tier.addon.code: tier.code for tier in data["addons"]}
-        with transaction.atomic():
             account = super().account_open(partner=partner, data=data)
-            shopify_billing.shopify_subscribe(account=account, plan_code=plan_code, addons=addons)
+        else:
+            plan_code = data["plan"].code
+            addons = {tier.addon.code: tier.code for tier in data["addons"]}
+            with transaction.atomic():
+                account = super().account_open(partner=partner, data=data)
+                shopify_billing.shopify_subscribe(
+                    account=account, plan_code=plan_code, addons=addons
+                )
+        tax_identity.vat_id_check_queue(account=account)
         return account
 
 
-@extend_schema_view(get=extend_schema(operation_id="accounts_retrieve", responses=AccountOut))
+@extend_schema_view(
+    get=extend_schema(operation_id="accounts_retrieve", responses=AccountOut),
+    patch=extend_schema(
+        operation_id="accounts_details_update",
+        request=AccountDetailsIn,
+        responses=AccountOut,
+        examples=[
+            OpenApiExample(
+                "A VAT id for a German buyer",
+                request_only=True,
+                value={
+                    "company": "Beispiel Support GmbH",
+                    "country": "DE",
+                    "vat_id": "DE123456788",
+                },
+            )
+        ],
+    ),
+)
 class AccountDetailApi(_WithStatement, plans_api.AccountDetailApi):
-    pass
+    """GET: the account. PATCH: its billing details (legal name, address, country, US state,
+    VAT id); a changed VAT id is checked with VIES (`tax_id_status: pending` meanwhile)."""
+
+    def patch(self, request, slug: str):
+        account = account_get(principal=request.user, slug=slug)
+        serializer = AccountDetailsIn(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        account = tax_identity.account_billing_details_save(
+            account=account, **serializer.validated_data
+        )
+        return Response(self.accounts_out([account])[0])
 
 
 # metering's usage answer, with the late units (F6) that only the invoiced closes tell. (No

@@ -25,6 +25,8 @@ import schemathesis
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from accounts.input_rules import EARLIEST
+from accounts.tax_identity import US_STATES, vat_id_problems
+from accounts.vat import vat_id_compact
 from outbox.addresses import is_public
 
 # The real account the valid events name (test_schema_fuzz.py's `real_objects`).
@@ -34,6 +36,7 @@ MAX_KEY = 255
 MAX_CHANGES = 100
 _PORT = re.compile(":[0-9]*$")
 MAX_HOST = 253
+_ZIP = re.compile(r"^\d{5}(-\d{4})?\Z")
 
 
 def _is_positive(case) -> bool:
@@ -102,7 +105,45 @@ def accounts_within_unstated_rules(context, case):
     if case.body.get("period_start") is not None:
         case.body["period_start"] = _within(case.body["period_start"], EARLIEST, timedelta(0))
     _plain_text(case.body, ("name", "company", "vat_id"))
+    _tax_identity_within_unstated_rules(case.body)
     return case
+
+
+@schemathesis.hook("map_case").apply_to(operation_id="accounts_details_update")
+def details_within_unstated_rules(context, case):
+    """Billing details, as a partner changes them: hidden characters beyond the BMP taken out,
+    and the tax identity made whole (see below)."""
+    if not _is_positive(case) or not isinstance(case.body, dict):
+        return case
+    _plain_text(case.body, ("company", "address_line1", "address_line2", "postal_code", "city"))
+    _plain_text(case.body, ("vat_id",))
+    _tax_identity_within_unstated_rules(case.body, whole=True)
+    return case
+
+
+def _tax_identity_within_unstated_rules(body: dict, *, whole: bool = False) -> None:
+    """The rules between fields (accounts.tax_identity): a US state exactly with country US,
+    a US ZIP of 5 digits or ZIP+4, an EU VAT id with its country's prefix and check digits
+    (a drawn one is dropped). `whole`: a PATCH meets what earlier cases stored, so the country,
+    state, ZIP and VAT id are all sent, each consistent with the others."""
+    if not whole and not any(k in body for k in ("country", "us_state", "vat_id")):
+        return
+    country = body.get("country") if isinstance(body.get("country"), str) else ""
+    body["country"] = country
+    if country == "US":
+        if body.get("us_state") not in US_STATES:
+            body["us_state"] = "WA"
+        if whole or "postal_code" in body:
+            zip_code = body.get("postal_code")
+            if not (isinstance(zip_code, str) and _ZIP.match(zip_code)):
+                body["postal_code"] = "98101"
+    else:
+        body["us_state"] = ""
+    vat_id = body.get("vat_id") if isinstance(body.get("vat_id"), str) else ""
+    if vat_id_problems(vat_id=vat_id_compact(vat_id), country=country):
+        vat_id = ""
+    if whole or "vat_id" in body:
+        body["vat_id"] = vat_id
 
 
 def _plain_text(body: dict, fields) -> None:

@@ -47,7 +47,10 @@ CASES = {
         "GET": ("accounts", None, None),
         "POST": ("accounts", NEW_ACCOUNT, None),
     },
-    "api-account": {"GET": ("accounts/{slug}", None, "tenant")},
+    "api-account": {
+        "GET": ("accounts/{slug}", None, "tenant"),
+        "PATCH": ("accounts/{slug}", {"city": "Lyon"}, "tenant"),
+    },
     "api-usage": {"GET": ("accounts/{slug}/usage", None, "tenant")},
     "api-ticket-billing": {"GET": ("accounts/{slug}/tickets/T1/billing", None, "tenant")},
     "api-entitlements": {"GET": ("accounts/{slug}/entitlements", None, "tenant")},
