@@ -5,7 +5,7 @@ from decimal import Decimal, InvalidOperation
 
 from django import forms
 
-from accounts.models import CURRENCY_CHOICES, BillingChannel
+from accounts.models import CURRENCY_CHOICES, BillingChannel, TaxIdStatus
 from accounts.validators import WindowedDateField, multi_line_text, plain_text
 from plans.money import MoneyError, currency_exponent, to_minor
 
@@ -43,6 +43,11 @@ class QueueFilter(forms.Form):
     )
     plan = forms.CharField(label="Plan", required=False, max_length=40)
     partner = forms.CharField(label="Partner", required=False, max_length=120)
+    tax_id_status = forms.ChoiceField(
+        label="VAT id",
+        choices=[("", "Any")] + list(TaxIdStatus.choices),
+        required=False,
+    )
     min_amount = forms.DecimalField(
         label="Amount at least", required=False, min_value=0, decimal_places=2, max_digits=14
     )

@@ -27,6 +27,7 @@ from billing.models import (
 )
 from billing.selectors import late_units_shown
 from billing.shopify_figures import ShopifyPanel, shopify_panel
+from billing.tax_identity import vat_id_status_words
 from metering import selectors as metering_selectors
 from metering.models import Reevaluation
 from plans.models import ScheduledChange, Subscription, SubscriptionStatusChange
@@ -107,6 +108,12 @@ def attention_queue(*, filters: dict, page: str | int | None, now: datetime) -> 
         )
     if filters.get("partner"):
         invoices = invoices.filter(account__partner__name__icontains=filters["partner"])
+    if filters.get("tax_id_status"):
+        # Accounts without a VAT id are `unchecked` too: "unchecked" means an id VIES was
+        # never asked about (not an EU one), not every account without one.
+        invoices = invoices.filter(account__tax_id_status=filters["tax_id_status"]).exclude(
+            account__vat_id=""
+        )
     if filters.get("min_age_days") is not None:
         invoices = invoices.filter(issued_at__lte=now - timedelta(days=filters["min_age_days"]))
     triples = list(invoices.distinct().values_list("pk", "total_minor", "issued_at", "currency"))
@@ -355,6 +362,7 @@ class AccountDetail:
     # Members locked out by wrong passwords: username → when the lock ends.
     locked_logins: dict[str, datetime] = field(default_factory=dict)
     shopify: ShopifyPanel | None = None  # Shopify channel: status, cap, balance, held, links
+    vat_id_words: str = ""  # what VIES said of the VAT id, in the merchant's page's words
 
     @property
     def invoice_rows(self) -> list[tuple[Invoice, statement.InvoiceFigures | None]]:
@@ -416,6 +424,7 @@ def account_detail(*, account_id: int, now: datetime) -> AccountDetail | None:
         account_statement=statement.account_statement(account=account),
         locked_logins=locked_logins,
         shopify=shopify_panel(account=account, now=now),
+        vat_id_words=vat_id_status_words(account=account),
     )
 
 
