@@ -31,9 +31,11 @@ from accounts.selectors import account_get
 from accounts.tax_identity import tax_identity_problems, vat_id_problems
 from accounts.vat import vat_id_compact
 from metering import api as metering_api
+from outbox.services import invoice_tax_data
 from plans import api as plans_api
 from plans import api_schema as catalog_schema
 from plans.api import ScheduledChangeOut, SubscriptionOut, subscription_out
+from plans.tax import Treatment
 
 from . import (
     actions,
@@ -96,6 +98,8 @@ def invoice_out(
         ],
         "description": invoice.description,
         "issued_at": invoice.issued_at,
+        # The tax frozen at issue, in the webhooks' words (one builder for both).
+        **invoice_tax_data(invoice),
         "total": money(invoice.total_minor, currency),
         # The statement of account: credit notes against it, charged through Stripe, left.
         "credited": money(figures.credited_minor, currency),
@@ -189,6 +193,19 @@ class CoverOut(serializers.Serializer):
     end = serializers.DateTimeField(help_text="Exclusive: the last day covered is the one before.")
 
 
+class TaxRateOut(serializers.Serializer):
+    rate = serializers.CharField(
+        help_text='The rate in percent, as a decimal string: "20", "6.5", "0" (reverse charge).'
+    )
+    label = serializers.CharField(
+        help_text='As the invoice prints it: "VAT FR 20 %", "Reverse charge", "WA sales tax 6.5 %".'
+    )
+    taxable_amount = MoneyOut(help_text="The base: the sum of the lines taxed at this rate.")
+    tax_amount = MoneyOut(
+        help_text="The tax on that base, computed once on the sum and rounded half up."
+    )
+
+
 class InvoiceSummaryOut(serializers.Serializer):
     id = serializers.IntegerField()
     number = serializers.CharField(allow_null=True)
@@ -211,7 +228,39 @@ class InvoiceSummaryOut(serializers.Serializer):
         allow_blank=True, help_text="A credit note: what it is for, in the customer's words."
     )
     issued_at = serializers.DateTimeField(allow_null=True)
-    total = MoneyOut(help_text="As issued: account credit its lines used is already off.")
+    # Tax (docs/tax.md): decided once at issue and frozen; a credit note's amounts are negative.
+    subtotal = MoneyOut(
+        help_text="The taxable lines, tax excluded (prices are tax-exclusive). Account credit "
+        "applied is not in it: it settles the total after tax."
+    )
+    tax = TaxRateOut(
+        many=True,
+        help_text="One entry per rate: its base and its tax. Empty for an invoice issued before "
+        "tax and on the Shopify channel (Shopify invoices the tax on its charges).",
+    )
+    tax_total = MoneyOut(help_text="The sum of `tax[].tax_amount`.")
+    tax_treatment = serializers.ChoiceField(
+        choices=[("", "issued before tax"), *((t.value, t.value) for t in Treatment)],
+        allow_blank=True,
+        help_text="domestic: the seller's country's VAT; reverse_charge: another EU country "
+        "with a VAT id VIES confirmed, 0 % (Article 196); oss: the buyer's country's VAT; "
+        "outside_eu: no EU VAT; us_sales_tax: a state the seller is registered in; "
+        'us_not_registered: no sales tax; shopify_channel: Shopify invoices the tax; "": '
+        "issued before tax.",
+    )
+    tax_mentions = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="The legal mentions the invoice prints (reverse charge, outside the EU, OSS, "
+        "a VAT id VIES had not confirmed).",
+    )
+    vat_id_unconfirmed = serializers.BooleanField(
+        help_text="VAT was charged because VIES had not confirmed the buyer's VAT id at issue; "
+        "a credit note follows once it does."
+    )
+    total = MoneyOut(
+        help_text="What is owed as issued: subtotal plus tax_total, less the account credit "
+        "its lines used (after tax)."
+    )
     credited = MoneyOut(help_text="Credit notes issued against this invoice.")
     amount_paid = MoneyOut(help_text="Paid: charged through Stripe, or paid out of band.")
     amount_due = MoneyOut(

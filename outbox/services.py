@@ -231,6 +231,29 @@ def _send_soon(endpoint_ids: set[int]) -> None:
 # --- what the billing services call (one line each) -------------------------------------------
 
 
+def invoice_tax_data(invoice) -> dict:
+    """An issued invoice's tax as the partner API and the webhooks both say it, from what was
+    frozen at issue (docs/tax.md). Credit notes carry negative amounts; an invoice issued
+    before tax has treatment "" and no rates, its subtotal being what it charged."""
+    currency = invoice.currency
+    return {
+        "subtotal": money(invoice.subtotal_minor, currency),
+        "tax": [
+            {
+                "rate": row["rate"],  # a decimal string in percent: "20", "6.5"
+                "label": row["label"],
+                "taxable_amount": money(row["taxable_minor"], currency),
+                "tax_amount": money(row["tax_minor"], currency),
+            }
+            for row in invoice.tax_rates
+        ],
+        "tax_total": money(invoice.tax_minor, currency),
+        "tax_treatment": invoice.tax_treatment,
+        "tax_mentions": list(invoice.tax_decision.get("mentions", ())),
+        "vat_id_unconfirmed": invoice.vat_id_unconfirmed,
+    }
+
+
 def _invoice_data(invoice) -> dict:
     return {
         "invoice": {
@@ -239,6 +262,7 @@ def _invoice_data(invoice) -> dict:
             "kind": invoice.kind,
             "status": invoice.status,
             "reason": invoice.reason,
+            **invoice_tax_data(invoice),
             "total": money(invoice.total_minor, invoice.currency),
             "period": {
                 "start": invoice.period_start.isoformat(),

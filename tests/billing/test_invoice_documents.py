@@ -15,6 +15,8 @@ from billing import invoicing, payments
 from billing.models import AccountCredit, Invoice
 from billing.pdf import render_invoice_pdf
 from billing.selectors import invoice_document
+from outbox import services as outbox_services
+from outbox.models import Event
 from tests.billing.test_invoice_tax import DE_VALID_VAT, FR_BUYER_VAT, buyer, issue
 from tests.billing.test_payments import OK
 from tests.billing.test_statement import DAY, T0, card, emails_sent, pdf_text
@@ -206,3 +208,100 @@ def test_the_receipt_states_the_total_incl_vat(make_account, stripe_standin):
         payments.invoice_charge(invoice_id=invoice.pk, trigger="automatic")
     (receipt,) = [m for m in mail.outbox if invoice.number in m.body]
     assert "Invoice total: €73.61 (incl. €12.27 VAT)" in receipt.body
+
+
+# --- The partner API, its webhooks and its schema --------------------------------------------
+
+
+@pytest.fixture
+def endpoint(partner):
+    """A partner's webhook endpoint: issued invoices then write their events."""
+    return outbox_services.endpoint_create(partner=partner, url="https://hooks.example/in")
+
+
+def test_the_api_gives_the_breakdown_the_treatment_and_the_mentions(
+    partner_api, make_account, endpoint
+):
+    account = german_buyer(make_account, slug="beispiel")
+    invoice = issue(account, 4900, 1234)
+    body = partner_api.get(f"/api/v1/invoices/{invoice.pk}").json()
+    eur = {"currency": "EUR"}
+    assert body["subtotal"] == {"amount": 6134, **eur}
+    assert body["tax"] == [
+        {
+            "rate": "0",
+            "label": "Reverse charge",
+            "taxable_amount": {"amount": 6134, **eur},
+            "tax_amount": {"amount": 0, **eur},
+        }
+    ]
+    assert body["tax_total"] == {"amount": 0, **eur}
+    assert body["total"] == {"amount": 6134, **eur}
+    assert body["tax_treatment"] == "reverse_charge"
+    assert any("Article 196" in mention for mention in body["tax_mentions"])
+    assert body["vat_id_unconfirmed"] is False
+    (listed,) = partner_api.get("/api/v1/accounts/beispiel/invoices").json()["results"]
+    assert listed["tax_total"] == {"amount": 0, **eur}
+    assert listed["tax_treatment"] == "reverse_charge"
+
+
+def test_a_credit_note_in_the_api_and_its_webhook_carries_negative_tax(
+    partner_api, make_account, endpoint
+):
+    invoice = issue(french_buyer(make_account), 4900, 1234)
+    note = invoicing.credit_note_issue(invoice=invoice, amount_minor=3067, description="Outage")
+    body = partner_api.get(f"/api/v1/invoices/{note.pk}").json()
+    assert body["subtotal"]["amount"] == -3067 and body["tax_total"]["amount"] == -613
+    assert body["tax"][0]["label"] == "VAT FR 20 %" and body["tax"][0]["rate"] == "20"
+    assert body["total"]["amount"] == -3680 and body["tax_treatment"] == "domestic"
+    (issued,) = Event.objects.filter(type="credit_note.issued")
+    data = issued.data["invoice"]
+    assert (data["subtotal"]["amount"], data["tax_total"]["amount"]) == (-3067, -613)
+    assert data["tax"][0]["tax_amount"] == {"amount": -613, "currency": "EUR"}
+
+
+def test_the_invoice_finalized_webhook_carries_the_tax(make_account, endpoint):
+    account = buyer(
+        make_account(slug="unconfirmed", currency="EUR"),
+        country="DE",
+        vat_id=DE_VALID_VAT,
+        tax_id_status="pending",
+    )
+    invoice = issue(account, 4900, 1234)
+    (finalized,) = Event.objects.filter(type="invoice.finalized", account=account)
+    data = finalized.data["invoice"]
+    assert data["id"] == invoice.pk
+    assert data["subtotal"] == {"amount": 6134, "currency": "EUR"}
+    assert data["tax"] == [
+        {
+            "rate": "19",
+            "label": "VAT DE 19 %",
+            "taxable_amount": {"amount": 6134, "currency": "EUR"},
+            "tax_amount": {"amount": 1165, "currency": "EUR"},
+        }
+    ]
+    assert data["tax_total"] == {"amount": 1165, "currency": "EUR"}
+    assert data["total"] == {"amount": 7299, "currency": "EUR"}
+    assert data["tax_treatment"] == "oss"
+    assert data["vat_id_unconfirmed"] is True
+    assert any("had not confirmed VAT id DE123456788" in m for m in data["tax_mentions"])
+
+
+def test_the_schema_declares_the_tax_fields(client, db):
+    schemas = client.get("/api/schema/?format=json").json()["components"]["schemas"]
+    for name in ("InvoiceSummaryOut", "InvoiceOut"):
+        properties = schemas[name]["properties"]
+        for field in (
+            "subtotal",
+            "tax",
+            "tax_total",
+            "total",
+            "tax_treatment",
+            "tax_mentions",
+            "vat_id_unconfirmed",
+        ):
+            assert field in properties, (name, field)
+            assert field in schemas[name]["required"], (name, field)
+    rate = schemas["TaxRateOut"]["properties"]
+    assert set(rate) == {"rate", "label", "taxable_amount", "tax_amount"}
+    assert rate["rate"]["type"] == "string"
