@@ -233,7 +233,16 @@ def _taxes(drafts: Sequence[InvoiceDraft], at: datetime) -> list[taxing.InvoiceT
     """Each draft's tax: a credit note brings its own; invoices are decided here, at issue,
     with the buyer's identity as it stands (one query for all the accounts)."""
     deciding = [draft for draft in drafts if draft.tax is None]
-    accounts = Account.objects.in_bulk({draft.account_id for draft in deciding})
+    # The callers mostly hold the subscription with its account (select_related): read only
+    # the accounts they do not.
+    accounts = {
+        draft.account_id: draft.subscription.account
+        for draft in deciding
+        if draft.subscription is not None and Subscription.account.is_cached(draft.subscription)
+    }
+    missing = {draft.account_id for draft in deciding} - set(accounts)
+    if missing:
+        accounts |= Account.objects.in_bulk(missing)
     decided = iter(
         taxing.invoices_tax(
             accounts=accounts,

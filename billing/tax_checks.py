@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from accounts.models import Account, TaxIdStatus
 from accounts.vat import vat_id_check_offline, vat_id_country
-from plans.selectors import tax_rate_tables
+from plans.selectors import tax_rate_tables_read
 from plans.tax import EU_MEMBER_STATES, RateTable, SellerTax, UnknownRate, us_rates
 from retries import Exponential
 
@@ -178,7 +178,7 @@ def _us_rate_table(*, databases: Sequence[str] | None) -> tuple[RateTable, str]:
         try:
             # A savepoint: a missing table must not break a transaction around the check.
             with transaction.atomic():
-                _, us_table = tax_rate_tables()
+                _, us_table = tax_rate_tables_read()
         except DatabaseError:
             pass
         else:

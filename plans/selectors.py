@@ -1,5 +1,6 @@
 """Read paths for the catalog, subscriptions and the tax rate table."""
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -93,14 +94,36 @@ def subscription_course(subscription: Subscription) -> Course:
     return Course("renews", subscription.current_period_end)
 
 
+# The tables as last read, and when (time.monotonic): issuing reads them for every invoice.
+_TABLES: tuple[float, tuple[RateTable, RateTable]] | None = None
+# How stale a process's tables may be. `manage.py tax_rates_load` runs in its own process, so
+# web and worker processes see a load within this time; loads come well before their
+# effective dates (docs/tax.md), and a correction of a rate in force within a minute.
+TAX_RATE_TABLES_MAX_AGE_SECONDS = 60.0
+
+
 def tax_rate_tables() -> tuple[RateTable, RateTable]:
     """The EU standard VAT rates and the US state rates in the database, in that order, as the
-    pure tables `plans.tax.tax_decide` reads (one query).
+    pure tables `plans.tax.tax_decide` reads, read again once a minute at most (a start
+    invoice is issued per subscription, and each would otherwise pay one query for them)."""
+    global _TABLES
+    now = time.monotonic()
+    if _TABLES is None or now - _TABLES[0] > TAX_RATE_TABLES_MAX_AGE_SECONDS:
+        _TABLES = (now, tax_rate_tables_read())
+    return _TABLES[1]
 
-    Not cached: `manage.py tax_rates_load` runs in its own process, and a cache in the web and
-    worker processes would keep invoicing at the old rate until they restart. A kind with no
-    row at all reads the packaged file, the table's seed: only a database emptied under the
-    migrations (a test's flush) has none, and there the seed is what migrate would have put."""
+
+def tax_rate_tables_forget() -> None:
+    """The next read goes to the database (after a load in this process, and between tests)."""
+    global _TABLES
+    _TABLES = None
+
+
+def tax_rate_tables_read() -> tuple[RateTable, RateTable]:
+    """The EU standard VAT rates and the US state rates in the database, in that order (one
+    query). A kind with no row at all reads the packaged file, the table's seed: only a
+    database emptied under the migrations (a test's flush) has none, and there the seed is
+    what migrate would have put."""
     places: dict[str, dict[str, list[RateEntry]]] = {kind: {} for kind in TaxRateKind.values}
     for row in TaxRateEntry.objects.order_by("kind", "code", "effective_from"):
         places[row.kind].setdefault(row.code, []).append(

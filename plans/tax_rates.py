@@ -23,6 +23,7 @@ from accounts.errors import DomainError
 from audit.services import audit_record
 
 from .models import TaxRateEntry
+from .selectors import tax_rate_tables_forget
 from .tax.rate_file import RateFileEntry
 
 
@@ -53,7 +54,9 @@ def tax_rates_load(
     now = now or timezone.now()
     try:
         with transaction.atomic(durable=True):
-            return _load(entries=entries, reason=reason, now=now)
+            loaded = _load(entries=entries, reason=reason, now=now)
+        tax_rate_tables_forget()  # this process issues at the new rates at once
+        return loaded
     except IntegrityError as exc:
         # Two loads at once: the other one inserted a row of this file first. Run again and
         # this one finds it (skipped, or a change to refuse).

@@ -10,6 +10,7 @@ from accounts import services as account_services
 from accounts.models import Membership
 from plans import services as plan_services
 from plans.catalog import catalog_load
+from plans.selectors import tax_rate_tables_forget
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -47,6 +48,9 @@ US_SELLER = {
 def _us_seller(settings):
     for name, value in US_SELLER.items():
         setattr(settings, name, value)
+    # Each test reads the rate table its own transaction holds, not one an earlier test
+    # loaded (and rolled back) and this process kept for a minute.
+    tax_rate_tables_forget()
 
 
 @pytest.fixture
