@@ -9,6 +9,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PORT ?= 8000
 STRIPE_PORT ?= 8420
 SHOPIFY_PORT ?= 8430
+VIES_PORT ?= 8440
 # A fresh random key per run: the settings refuse the demo's key when DEBUG is false.
 TEST_SECRET_KEY ?= $(shell $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(40))')
 # `make test CLOCK=2027-02-28T23:59:00Z` runs the whole suite with the wall clock moved there.
@@ -24,11 +25,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Run the portal on embedded defaults (SQLite, in-process tasks, the Stripe and Shopify stand-ins)
-## with demo data. `make demo PORT=9000 STRIPE_PORT=9420 SHOPIFY_PORT=9430` picks the ports; the
-## scheduler runs beside the server.
+## Run the portal on embedded defaults (SQLite, in-process tasks, the Stripe, Shopify and VIES
+## stand-ins) with demo data. `make demo PORT=9000 STRIPE_PORT=9420 SHOPIFY_PORT=9430
+## VIES_PORT=9440` picks the ports; the scheduler runs beside the server.
 demo: $(STAMP)
-	$(BIN)/python scripts/demo.py --port $(PORT) --stripe-port $(STRIPE_PORT) --shopify-port $(SHOPIFY_PORT)
+	$(BIN)/python scripts/demo.py --port $(PORT) --stripe-port $(STRIPE_PORT) --shopify-port $(SHOPIFY_PORT) \
+	  --vies-port $(VIES_PORT)
 
 ## Move the demo's clock forward (the demo must have been started once): periods end, invoices
 ## are issued and collected, as the scheduler would have done over those days.

@@ -1,11 +1,13 @@
 """Run the demo: the Stripe stand-in, the portal and its scheduler, on ports of your choosing.
 
-    python scripts/demo.py [--port 8000] [--stripe-port 8420] [--shopify-port 8430] [--var var]
+    python scripts/demo.py [--port 8000] [--stripe-port 8420] [--shopify-port 8430]
+                           [--vies-port 8440] [--var var]
 
 What `make demo PORT=… STRIPE_PORT=… SHOPIFY_PORT=…` runs. In order, each step only once the one
 before it worked: the three ports checked free; the demo's settings written to `.env.demo` (read
 by every `manage.py` command run beside the demo, so the README's commands talk to it); the
-database migrated and the catalog loaded; the Stripe and Shopify stand-ins started and answering;
+database migrated and the catalog loaded; the Stripe, Shopify and VIES stand-ins started and
+answering;
 the demo data created; then the scheduler (the beat schedule, run in-process) and the web server.
 Ctrl-C stops all of them.
 """
@@ -40,8 +42,13 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def ports_check(*, port: int, stripe_port: int, shopify_port: int) -> None:
-    ports = (("PORT", port), ("STRIPE_PORT", stripe_port), ("SHOPIFY_PORT", shopify_port))
+def ports_check(*, port: int, stripe_port: int, shopify_port: int, vies_port: int) -> None:
+    ports = (
+        ("PORT", port),
+        ("STRIPE_PORT", stripe_port),
+        ("SHOPIFY_PORT", shopify_port),
+        ("VIES_PORT", vies_port),
+    )
     for index, (name, number) in enumerate(ports):
         for other, other_number in ports[index + 1 :]:
             if number == other_number:
@@ -55,7 +62,7 @@ def ports_check(*, port: int, stripe_port: int, shopify_port: int) -> None:
 
 
 def env_file_write(
-    path: Path, *, port: int, stripe_port: int, shopify_port: int, var: Path
+    path: Path, *, port: int, stripe_port: int, shopify_port: int, vies_port: int, var: Path
 ) -> dict[str, str]:
     """The demo's settings, in the file every `manage.py` command of the demo reads."""
     values = {
@@ -71,10 +78,12 @@ def env_file_write(
             f"http://127.0.0.1:{shopify_port}/{{shop}}/admin/api/2025-04/graphql.json"
         ),
         "SHOPIFY_API_SECRET": DEMO_SHOPIFY_API_SECRET,
+        # VAT ids are checked against the VIES stand-in, never the EU's service.
+        "VIES_API_URL": f"http://127.0.0.1:{vies_port}",
     }
     lines = [
         f"# Written by `make demo PORT={port} STRIPE_PORT={stripe_port} "
-        f"SHOPIFY_PORT={shopify_port}`: the demo's settings,",
+        f"SHOPIFY_PORT={shopify_port} VIES_PORT={vies_port}`: the demo's settings,",
         "# read by every manage.py command run beside it (never by a configured server).",
         *(f"{key}={value}" for key, value in values.items()),
     ]
@@ -120,11 +129,18 @@ def standin_wait(
     raise DemoError(f"The {name} stand-in did not answer on port {port} within 20 s.")
 
 
-def run(*, port: int, stripe_port: int, shopify_port: int, var: Path, env_file: Path) -> int:
-    ports_check(port=port, stripe_port=stripe_port, shopify_port=shopify_port)
+def run(
+    *, port: int, stripe_port: int, shopify_port: int, vies_port: int, var: Path, env_file: Path
+) -> int:
+    ports_check(port=port, stripe_port=stripe_port, shopify_port=shopify_port, vies_port=vies_port)
     var.mkdir(parents=True, exist_ok=True)
     values = env_file_write(
-        env_file, port=port, stripe_port=stripe_port, shopify_port=shopify_port, var=var
+        env_file,
+        port=port,
+        stripe_port=stripe_port,
+        shopify_port=shopify_port,
+        vies_port=vies_port,
+        var=var,
     )
     # Each child reads .env.demo itself; passing the values too keeps a stale shell variable
     # (say, a DATABASE_URL exported for the tests) from pointing the demo elsewhere.
@@ -173,6 +189,11 @@ def run(*, port: int, stripe_port: int, shopify_port: int, var: Path, env_file: 
         children.append(shopify)
         health = urllib.request.Request(f"http://127.0.0.1:{shopify_port}/_standin/health")  # noqa: S310
         standin_wait(shopify, port=shopify_port, name="Shopify", request=health)
+        # VIES's stand-in: the demo merchants' VAT ids are asked at setup and before closes.
+        vies = spawn("scripts/vies_standin.py", "--port", str(vies_port), env=env)
+        children.append(vies)
+        vies_health = urllib.request.Request(f"http://127.0.0.1:{vies_port}/health")  # noqa: S310
+        standin_wait(vies, port=vies_port, name="VIES", request=vies_health)
         manage("demo_setup", env=env)
         children.append(spawn("manage.py", "demo_scheduler", env=env))
         server = spawn("manage.py", "runserver", "--noreload", f"127.0.0.1:{port}", env=env)
@@ -189,6 +210,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--stripe-port", type=int, default=8420)
     parser.add_argument("--shopify-port", type=int, default=8430)
+    parser.add_argument("--vies-port", type=int, default=8440)
     parser.add_argument("--var", type=Path, default=ROOT / "var", help="Data folder.")
     parser.add_argument(
         "--env-file",
@@ -203,6 +225,7 @@ def main() -> None:
                 port=args.port,
                 stripe_port=args.stripe_port,
                 shopify_port=args.shopify_port,
+                vies_port=args.vies_port,
                 var=args.var.resolve(),
                 env_file=args.env_file.resolve(),
             )

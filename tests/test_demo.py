@@ -36,7 +36,12 @@ def demo_env(tmp_path: Path) -> dict[str, str]:
 
 
 def demo_start(
-    tmp_path: Path, *, port: int, stripe_port: int, shopify_port: int | None = None
+    tmp_path: Path,
+    *,
+    port: int,
+    stripe_port: int,
+    shopify_port: int | None = None,
+    vies_port: int | None = None,
 ) -> subprocess.Popen:
     return subprocess.Popen(
         [
@@ -48,6 +53,8 @@ def demo_start(
             str(stripe_port),
             "--shopify-port",
             str(shopify_port or free_port()),
+            "--vies-port",
+            str(vies_port or free_port()),
             "--var",
             str(tmp_path / "var"),
         ],
@@ -172,13 +179,17 @@ def test_demo_serves_on_the_ports_asked_and_fast_forwards_to_a_paid_invoice(tmp_
             socket.create_connection(("127.0.0.1", stopped), timeout=2).close()
 
 
-@pytest.mark.parametrize("which", ["STRIPE_PORT", "SHOPIFY_PORT"])
+@pytest.mark.parametrize("which", ["STRIPE_PORT", "SHOPIFY_PORT", "VIES_PORT"])
 def test_demo_refuses_a_port_that_is_taken_and_says_which(tmp_path, which):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         taken = holder.getsockname()[1]
-        ports = {"stripe_port": free_port(), "shopify_port": free_port()}
+        ports = {
+            "stripe_port": free_port(),
+            "shopify_port": free_port(),
+            "vies_port": free_port(),
+        }
         ports[which.lower()] = taken
         demo = demo_start(tmp_path, port=free_port(), **ports)
         output, _ = demo.communicate(timeout=60)

@@ -1,6 +1,8 @@
 """Demo data for `make demo`: a merchant login, an account on Basic with add-ons, its stores;
-and a second merchant who pays through Shopify (its shop on the Shopify stand-in, an app
-subscription waiting for approval).
+a second merchant who pays through Shopify (its shop on the Shopify stand-in, an app
+subscription waiting for approval); and two more whose invoices show the other tax branches
+(docs/tax.md): a German company with a VAT id VIES confirms (reverse charge) and a US company
+in Washington (sales tax). The demo's seller is French: the main merchant pays French VAT.
 
 Safe to run again: existing rows are reused and the demo password is reset (and printed).
 """
@@ -20,7 +22,7 @@ from django.utils import timezone
 
 from accounts import services as account_services
 from accounts.models import Account, BillingChannel, Integration, Membership, ShopifyShop
-from billing import payments, shopify_billing
+from billing import payments, shopify_billing, tax_checks
 from metering.models import Event
 from plans import services as plan_services
 
@@ -35,6 +37,48 @@ SHOPIFY_DOMAIN = "demo-shopify.myshopify.com"
 # $100.00 per 30 days instead of the default $10,000.00: a few hundred simulated tickets over
 # Basic's allowance reach it, so the tour shows a held part and a cap raise.
 SHOPIFY_DEMO_CAP_MINOR = 10_000
+# The demo merchants' tax identities (docs/tax.md). The VAT ids are ones the VIES stand-in
+# (scripts/vies_standin.py) says are registered; they are asked at setup, as a change would be.
+MAIN_TAX_IDENTITY = {
+    "company": "Demo Store SARL",
+    "address_line1": "2 avenue Modele",
+    "postal_code": "69002",
+    "city": "Lyon",
+    "country": "FR",
+    "vat_id": "FR44732829320",
+}
+TAX_MERCHANTS = (
+    {
+        "slug": "demo-gmbh",
+        "name": "Demo GmbH",
+        "email": "gmbh@demo.example",
+        "currency": "EUR",
+        "identity": {
+            "company": "Beispiel Support GmbH",
+            "address_line1": "Musterstrasse 1",
+            "postal_code": "10115",
+            "city": "Berlin",
+            "country": "DE",
+            "vat_id": "DE123456788",
+        },
+        "words": "Germany, VAT id confirmed by VIES: reverse charge",
+    },
+    {
+        "slug": "demo-seattle",
+        "name": "Demo Seattle",
+        "email": "seattle@demo.example",
+        "currency": "USD",
+        "identity": {
+            "company": "Demo Seattle Inc",
+            "address_line1": "400 Pine Street",
+            "postal_code": "98101",
+            "city": "Seattle",
+            "country": "US",
+            "us_state": "WA",
+        },
+        "words": "Washington, US: 6.5 % sales tax",
+    },
+)
 
 
 class Command(BaseCommand):
@@ -53,9 +97,10 @@ class Command(BaseCommand):
                 billing_email=DEMO_EMAIL,
                 currency="USD",
                 partner=partner,
-                company="Demo Store Ltd",
-                country="FR",
+                **MAIN_TAX_IDENTITY,
             )
+            # Asked before the first invoice, which its answer taxes.
+            vies_ask(account)
             # A customer for 35 days: one period to invoice and one under way.
             plan_services.subscription_create(
                 account=account,
@@ -105,6 +150,10 @@ class Command(BaseCommand):
                 stdout=self.stdout,
             )
         shopify_password, shopify_note = self.shopify_merchant(partner)
+        tax_logins = [
+            (merchant, self.tax_merchant(partner, merchant, since=since))
+            for merchant in TAX_MERCHANTS
+        ]
         if payments.default_payment_method(account.pk) is None:
             # A test Visa card on the stand-in, so that the demo's invoices get paid.
             payments.payment_method_set(account=account, stripe_payment_method="pm_card_visa")
@@ -123,6 +172,11 @@ class Command(BaseCommand):
                     f"  Merchant who pays through Shopify: {site}/billing/{SHOPIFY_SLUG}/",
                     f"    owner: {SHOPIFY_EMAIL} / {shopify_password}",
                     f"    {shopify_note}",
+                    *(
+                        f"  {m['words']}: {site}/billing/{m['slug']}/invoices/\n"
+                        f"    owner: {m['email']} / {tax_password}"
+                        for m, tax_password in tax_logins
+                    ),
                     f"  Operator console: {site}/console/  (admin: {site}/admin/)",
                     f"    operator / {operator_password}",
                     f"  Partner API key: {raw_key}  (docs: {site}/api/docs/)",
@@ -173,6 +227,32 @@ class Command(BaseCommand):
         shopify_billing.shopify_subscribe(account=account, plan_code="basic")
         return password, "log in and approve its subscription in Shopify (the stand-in's page)"
 
+    def tax_merchant(self, partner, merchant: dict, *, since) -> str:
+        """A merchant on Basic for 35 days whose invoices show another tax branch; returns its
+        owner's password."""
+        account = Account.objects.filter(slug=merchant["slug"]).first()
+        if account is None:
+            account = account_services.account_create(
+                slug=merchant["slug"],
+                name=merchant["name"],
+                billing_email=merchant["email"],
+                currency=merchant["currency"],
+                partner=partner,
+                **merchant["identity"],
+            )
+            vies_ask(account)
+            plan_services.subscription_create(
+                account=account,
+                offer=plan_services.resolve_offer(code="basic"),
+                interval="month",
+                tiers=[],
+                now=since,
+            )
+            payments.payment_method_set(account=account, stripe_payment_method="pm_card_visa")
+        return self.member_login(
+            account, merchant["email"], merchant["name"], Membership.Role.OWNER
+        )
+
     def member_login(self, account: Account, email: str, first_name: str, role: str) -> str:
         """A member of the demo account with a fresh password (returned, to be printed)."""
         user, _ = get_user_model().objects.get_or_create(
@@ -183,6 +263,20 @@ class Command(BaseCommand):
         user.save()
         Membership.objects.get_or_create(user=user, account=account, defaults={"role": role})
         return password
+
+
+def vies_ask(account: Account) -> None:
+    """Ask the VIES stand-in about the account's VAT id now, as the check a change queues
+    would: its first invoice is then taxed on VIES's answer (reverse charge for the German
+    company). Only the stand-in: the demo never asks the EU's service."""
+    if not account.vat_id:
+        return
+    if urlsplit(settings.VIES_API_URL).hostname not in ("127.0.0.1", "localhost"):
+        raise CommandError(
+            f"VIES_API_URL is {settings.VIES_API_URL}: the demo's VAT ids need the VIES "
+            "stand-in on loopback (started by `make demo`)."
+        )
+    tax_checks.vat_id_check(account_id=account.pk)
 
 
 def standin_shop_create(*, domain: str, token: str, currency: str) -> None:
