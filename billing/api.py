@@ -719,7 +719,7 @@ class AccountCreateIn(plans_api.AccountCreateIn):
 class AccountCreateCodes(catalog_schema.AccountCreateCodes):
     """plans' drawn schema of a new account (codes for sale, channels), for this subclass."""
 
-    target_class = AccountCreateIn
+    target_class = "billing.api.AccountCreateIn"
 
 
 class _UsStateIn(serializers.Serializer):
