@@ -19,7 +19,10 @@ def vat_id_check_queue(*, account: Account) -> bool:
         return False
     account_id = account.pk
     # After the commit: the task reads the row, and must read the new id, not the old one.
-    transaction.on_commit(lambda: vat_id_check_task.delay(account_id))
+    # Robust: the details are saved whatever becomes of the check (a broker down, or with
+    # in-process tasks VIES down past the retries); a `pending` id is asked again by the
+    # daily re-check (vat_ids_recheck_task) and before the next invoice is issued.
+    transaction.on_commit(lambda: vat_id_check_task.delay(account_id), robust=True)
     return True
 
 

@@ -187,6 +187,17 @@ def test_vies_down_leaves_the_id_unavailable_and_the_page_says_so(
     assert "VIES could not be reached: VAT is charged until it confirms the id" in page
 
 
+def test_the_details_are_saved_when_the_check_cannot_finish(
+    logged_in, django_capture_on_commit_callbacks
+):
+    # In-process tasks (the demo, the tests) with VIES down: the check gives up raising its
+    # retry, after the commit; the merchant's save stands and the id is `unavailable`.
+    response, queued = save(logged_in, django_capture_on_commit_callbacks, vat_id=REGISTERED)
+    assert len(queued) == 1
+    assert "Billing details saved" in response.content.decode()
+    assert (shop().vat_id, shop().tax_id_status) == (REGISTERED, TaxIdStatus.UNAVAILABLE)
+
+
 def test_a_saved_id_waits_for_vies_until_the_check_has_run(
     logged_in, django_capture_on_commit_callbacks
 ):
