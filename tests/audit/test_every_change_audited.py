@@ -1085,6 +1085,15 @@ NOT_WALKED: dict[Callable, str | Composes] = {
     billing.restart.subscription_restart_preview: READS,
     billing.invoicing.amount_due: READS,
     billing.invoicing.refuse_while_in_flight: READS,
+    # A credit note's effect on its invoice: the status moves and settlements it makes are
+    # audited by the services it calls; the note itself by credit_note_issue's invoices_issue.
+    billing.invoicing.credit_note_apply: Composes(
+        (billing.invoicing.invoice_transition, billing.invoicing.invoice_settle)
+    ),
+    billing.closing.claim.vat_ids_recheck_before_issue: (
+        "stores VIES's answer on the account (billing.tax_checks): the evidence of a VAT id's "
+        "status, kept on the row with its date and consultation number, not a change a person made"
+    ),
     payments.attempt_from_token: READS,
     payments.collectable_invoice_ids: READS,
     payments.collectable_invoices: READS,
