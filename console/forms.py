@@ -7,7 +7,10 @@ from django import forms
 
 from accounts.models import CURRENCY_CHOICES, BillingChannel, TaxIdStatus
 from accounts.validators import WindowedDateField, multi_line_text, plain_text
-from plans.money import MoneyError, currency_exponent, to_minor
+from billing.models import Invoice
+from plans.money import MoneyError, currency_exponent, format_money, to_minor
+
+from .selectors import CreditRoom, credit_room
 
 
 class QueueFilter(forms.Form):
@@ -64,8 +67,9 @@ class ActionForm(forms.Form):
         validators=[multi_line_text],
     )
 
-    def __init__(self, *args, currency: str = "USD", **kwargs):
+    def __init__(self, *args, currency: str = "USD", target: object = None, **kwargs):
         self.currency = currency
+        self.target = target  # what the action acts on (an invoice, a subscription, an account)
         super().__init__(*args, **kwargs)
 
     def clean_reason(self) -> str:
@@ -90,7 +94,9 @@ class MarkPaidForm(ActionForm):
 
 
 class CreditForm(ActionForm):
-    amount = forms.CharField(label="Amount to credit", max_length=20)
+    # Before tax: billing.invoicing.credit_note_issue adds the invoice's VAT in proportion, so
+    # an operator who typed a total including VAT would give back the VAT twice.
+    amount = forms.CharField(label="Amount to credit, before tax", max_length=20)
     # What the customer reads: the credit note's line and PDF, the account credit it may
     # become. The reason above is the operator's, kept in the audit log only.
     description = forms.CharField(
@@ -101,6 +107,12 @@ class CreditForm(ActionForm):
         validators=[plain_text],
     )
     field_order = ["amount", "description", "reason"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.room = credit_room(self.target) if isinstance(self.target, Invoice) else None
+        if self.room is not None:
+            self.fields["amount"].help_text = credit_help(room=self.room, currency=self.currency)
 
     def clean_description(self) -> str:
         description = " ".join(self.cleaned_data["description"].split())
@@ -119,7 +131,22 @@ class CreditForm(ActionForm):
                 f"Write a positive amount in {self.currency} with at most "
                 f"{currency_exponent(self.currency)} decimals, e.g. 12.50."
             )
+        if self.room is not None and minor > self.room.creditable_minor:
+            most = format_money(self.room.creditable_minor, self.currency)
+            raise forms.ValidationError(f"At most {most} before tax is left to credit.")
         return minor
+
+
+def credit_help(*, room: CreditRoom, currency: str) -> str:
+    """The credit form's help: the most it may take, and the VAT the note adds to it."""
+    most = format_money(room.creditable_minor, currency)
+    words = f"At most {most} before tax (what earlier credit notes left of this invoice)."
+    if room.charged_vat:
+        words += (
+            " The invoice charged VAT: the credit note adds its VAT in proportion, so its "
+            "total is larger than the amount written here."
+        )
+    return words
 
 
 class ChannelForm(ActionForm):

@@ -194,6 +194,23 @@ def _credited(entry: AuditEntry) -> str:
     return f"{issued}: {format_money(due, invoice.currency)} is left to pay on {invoice.number}."
 
 
+def _vat_given_back(entry: AuditEntry) -> str:
+    invoice, after = _invoice(entry), _after(entry)
+    amount = after.get("tax_given_back")
+    issued = f"Credit note {after.get('credit_note', '')} issued" + (
+        f": {format_money(amount, invoice.currency)} of VAT given back"
+        if isinstance(amount, int)
+        else ""
+    )
+    before = entry.before if isinstance(entry.before, dict) else {}
+    if before.get("status") == InvoiceStatus.PAID:
+        return f"{issued}. It is the account's credit now, taken off its next invoices."
+    if after.get("status") == InvoiceStatus.PAID:
+        return f"{issued}. It covers what was due, so invoice {invoice.number} is settled."
+    due = statement.invoice_figures(invoice).amount_due_minor
+    return f"{issued}. {format_money(due, invoice.currency)} is left to pay on {invoice.number}."
+
+
 def _released(entry: AuditEntry) -> str:
     return (
         f"Hold released: invoice {_invoice(entry).number} is being charged through the normal "
@@ -239,6 +256,7 @@ _SAID: dict[str, Callable[[AuditEntry], str | Outcome]] = {
     "operator.mark_uncollectible": _written_off,
     "operator.credit_note": _credited,
     "operator.release_hold": _released,
+    "operator.vat_given_back": _vat_given_back,
     "operator.suspend": _suspended,
     "operator.reactivate": _reactivated,
     "operator.unlock_logins": _unlocked,

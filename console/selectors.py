@@ -11,7 +11,7 @@ from django.db.models import Exists, F, OuterRef, Prefetch, Q
 from accounts import logins
 from accounts.models import Account, Membership
 from audit.models import AuditEntry
-from billing import payments, statement
+from billing import payments, statement, tax_corrections, taxing
 from billing.invoicing import TRANSITIONS
 from billing.models import (
     OVERDUE,
@@ -27,6 +27,7 @@ from billing.models import (
 )
 from billing.selectors import late_units_shown
 from billing.shopify_figures import ShopifyPanel, shopify_panel
+from billing.tax_corrections import VatCorrection
 from billing.tax_identity import vat_id_status_words
 from metering import selectors as metering_selectors
 from metering.models import Reevaluation
@@ -338,11 +339,52 @@ def invoice_actions(detail: InvoiceDetail, now: datetime) -> list[str]:
     creditable = invoice.status in (S.OPEN, S.PAST_DUE, S.PAID) and left > 0
     if not in_flight and creditable:
         actions.append("credit")
+    if not in_flight and _vat_correctable(invoice):
+        actions.append("vat-give-back")
     if not in_flight and S.VOID in TRANSITIONS[invoice.status]:
         actions.append("void")
     if not in_flight and S.UNCOLLECTIBLE in TRANSITIONS[invoice.status]:
         actions.append("uncollectible")
     return actions
+
+
+@dataclass(frozen=True)
+class CreditRoom:
+    creditable_minor: int  # what a further credit note may take, before tax
+    charged_vat: bool  # the note adds the invoice's VAT in proportion
+
+
+def credit_room(invoice: Invoice) -> CreditRoom:
+    """What the credit form tells the operator: the most a credit note may take, and whether
+    the invoice's VAT comes on top of it."""
+    figures = statement.invoice_figures(invoice) if invoice.is_final else None
+    # Once its VAT was given back whole (a VAT correction), later notes add no tax.
+    corrected = invoice.credit_notes.filter(taxing.TAX_CORRECTED).exists()
+    return CreditRoom(
+        creditable_minor=figures.creditable_minor if figures else 0,
+        charged_vat=invoice.tax_minor > 0 and not corrected,
+    )
+
+
+def _vat_correctable(invoice: Invoice) -> bool:
+    # Only an invoice that charged VAT on an unconfirmed VAT id can be listed: the others pay
+    # no query for it.
+    if not (invoice.vat_id_unconfirmed and invoice.tax_minor > 0):
+        return False
+    return any(
+        row.invoice.pk == invoice.pk and row.correctable
+        for row in tax_corrections.vat_corrections_list(account=invoice.account)
+    )
+
+
+# --- VAT to give back ------------------------------------------------------------------------
+
+
+def vat_to_give_back(*, account: Account | None = None) -> list[VatCorrection]:
+    """Invoices that charged VAT because VIES had not confirmed the buyer's VAT id and whose
+    VAT was not given back yet, oldest first: every account's, or one account's. Each says
+    whether it can be corrected now, or why not."""
+    return tax_corrections.vat_corrections_list(account=account)
 
 
 # --- account detail --------------------------------------------------------------------------
@@ -363,6 +405,8 @@ class AccountDetail:
     locked_logins: dict[str, datetime] = field(default_factory=dict)
     shopify: ShopifyPanel | None = None  # Shopify channel: status, cap, balance, held, links
     vat_id_words: str = ""  # what VIES said of the VAT id, in the merchant's page's words
+    # Its invoices that charged VAT on a VAT id VIES had not confirmed, not corrected yet.
+    vat_corrections: list[VatCorrection] = field(default_factory=list)
 
     @property
     def invoice_rows(self) -> list[tuple[Invoice, statement.InvoiceFigures | None]]:
@@ -425,6 +469,7 @@ def account_detail(*, account_id: int, now: datetime) -> AccountDetail | None:
         locked_logins=locked_logins,
         shopify=shopify_panel(account=account, now=now),
         vat_id_words=vat_id_status_words(account=account),
+        vat_corrections=vat_to_give_back(account=account),
     )
 
 

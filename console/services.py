@@ -25,7 +25,15 @@ from accounts.errors import Conflict, DomainError
 from accounts.models import Account
 from audit.models import AuditEntry
 from audit.services import audit_record
-from billing import actions, invoicing, notifications, payments, shopify_billing, tasks
+from billing import (
+    actions,
+    invoicing,
+    notifications,
+    payments,
+    shopify_billing,
+    tasks,
+    tax_corrections,
+)
 from billing.models import (
     OVERDUE,
     UNPAID,
@@ -298,6 +306,29 @@ def invoice_credit(
             "credit_note": note.number,
             "amount": amount_minor,
             "description": note.description,
+        }
+    return change.entry
+
+
+def invoice_vat_give_back(
+    *, invoice: Invoice, reason: str, at: datetime | None = None
+) -> AuditEntry:
+    """Give back the VAT an invoice charged because VIES had not confirmed the buyer's VAT id,
+    now that it has (billing.tax_corrections.vat_correction_issue): a credit note of the
+    invoice's tax, netted on an unpaid invoice, the account's credit on a paid one."""
+    with operator_action("operator.vat_given_back", invoice, reason=reason, at=at) as change:
+        invoice = change.row
+        change.before = {"status": invoice.status, "tax": invoice.tax_minor}
+        # The correction re-checks everything under its own lock (id still the one invoiced,
+        # VIES's answer valid, not corrected already) and refuses with a Conflict in words.
+        note = tax_corrections.vat_correction_issue(
+            invoice=invoice, reason=change.reason, at=change.at
+        )
+        invoice.refresh_from_db()
+        change.after = {
+            "status": invoice.status,
+            "credit_note": note.number,
+            "tax_given_back": -note.tax_minor,
         }
     return change.entry
 

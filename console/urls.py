@@ -15,4 +15,5 @@ urlpatterns = [
     path("accounts/<int:account_id>/<slug:action>/", views.account_action, name="account-action"),
     path("audit/", views.audit_log, name="audit"),
     path("figures/", views.figures, name="figures"),
+    path("vat/", views.vat_to_give_back, name="vat"),
 ]

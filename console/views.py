@@ -106,6 +106,15 @@ def audit_log(request):
 
 
 @operator_page()
+def vat_to_give_back(request):
+    return render(
+        request,
+        "console/vat.html",
+        {"corrections": selectors.vat_to_give_back(), "tab": "vat"},
+    )
+
+
+@operator_page()
 def figures(request):
     return render(
         request,
@@ -193,6 +202,16 @@ INVOICE_ACTIONS = {
             invoice=i, amount_minor=d["amount"], description=d["description"], reason=d["reason"]
         ),
     ),
+    "vat-give-back": Action(
+        "Give back the VAT",
+        "VIES has confirmed the VAT id this invoice charged VAT on: the buyer was entitled to "
+        "the reverse charge. Issues a numbered credit note of the invoice's VAT, whole (no "
+        "amount before tax), naming VIES's confirmation. On an unpaid invoice it is netted at "
+        "once; on a paid one it becomes the account's credit. The reason stays in the audit "
+        "log.",
+        forms.ActionForm,
+        lambda i, d: services.invoice_vat_give_back(invoice=i, reason=d["reason"]),
+    ),
     "release-hold": Action(
         "Release the hold",
         "Approves this charge over the account's spending cap (P8): the invoice is charged by "
@@ -258,7 +277,7 @@ OUTCOME_LEVELS = {
 
 def _act(request, *, action: Action, target, currency: str, back: str, context: dict):
     if request.method == "POST":
-        form = action.form(request.POST, currency=currency)
+        form = action.form(request.POST, currency=currency, target=target)
         if form.is_valid():
             if not first_submission(request):
                 return already_done(request, back)
@@ -273,7 +292,7 @@ def _act(request, *, action: Action, target, currency: str, back: str, context: 
             messages.add_message(request, OUTCOME_LEVELS[outcome.level], outcome.text)
             return redirect(back)
     else:
-        form = action.form(currency=currency)
+        form = action.form(currency=currency, target=target)
     return render(
         request,
         "console/confirm.html",

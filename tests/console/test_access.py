@@ -33,7 +33,7 @@ def test_the_walk_covers_every_console_route():
         p for p in resolver.url_patterns if isinstance(p, URLResolver) and p.app_name == "console"
     ]
     assert len(mounted) == 1
-    assert len(console_paths()) == len(console_urls.urlpatterns) == 7
+    assert len(console_paths()) == len(console_urls.urlpatterns) == 8
     for pattern in console_urls.urlpatterns:
         assert getattr(pattern.callback, "console_page", False), pattern.name
 
@@ -65,6 +65,7 @@ def test_an_operator_gets_every_page(ops, past_due):
         "/console/audit/",
         f"/console/accounts/{past_due.account_id}/",
         "/console/figures/",
+        "/console/vat/",
     ]:
         assert ops.get(path).status_code == 200, path
     assert ops.get("/console/invoices/999999/").status_code == 404

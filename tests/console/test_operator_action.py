@@ -19,6 +19,7 @@ from billing.models import Dunning, Invoice
 from console import services
 from plans.models import Subscription
 from plans.services import subscription_transition
+from tests.billing.test_invoice_tax import DE_VALID_VAT, buyer, issue
 
 pytestmark = pytest.mark.django_db
 
@@ -46,6 +47,9 @@ ACTIONS = {
         invoice=i, amount_minor=1000, description="Goodwill credit", reason=r
     ),
     "invoice_release_hold": lambda i, r: services.invoice_release_hold(invoice=i, reason=r),
+    "invoice_vat_give_back": lambda i, r: services.invoice_vat_give_back(
+        invoice=Invoice.objects.get(account_id=i.account_id, vat_id_unconfirmed=True), reason=r
+    ),
     "subscription_suspend": lambda i, r: services.subscription_suspend(
         subscription=subscription_of(i), reason=r
     ),
@@ -97,10 +101,19 @@ def _shopify_settled(invoice: Invoice) -> None:
     Account.objects.filter(pk=invoice.account_id).update(billing_channel="shopify")
 
 
+def _vat_unconfirmed(invoice: Invoice) -> None:
+    """Another invoice of the account charged VAT while VIES had not confirmed its VAT id; VIES
+    has confirmed it since (the action acts on that one)."""
+    account = buyer(invoice.account, country="DE", vat_id=DE_VALID_VAT, tax_id_status="pending")
+    assert issue(account, 10000).tax_minor > 0
+    buyer(account, tax_id_status="valid", tax_id_checked_at=timezone.now())
+
+
 PREPARE = {
     "account_channel_change": _shopify_settled,
     "dunning_resume": _paused,
     "invoice_release_hold": _held,
+    "invoice_vat_give_back": _vat_unconfirmed,
     "subscription_reactivate": _suspended,
     "member_logins_unlock": _member_locked_out,
 }
