@@ -59,6 +59,7 @@ from billing.run import run_billing
 from outbox import delivery as outbox_delivery
 from outbox.models import Delivery
 from plans.models import ScheduledChange, Subscription
+from tests.billing.test_invoice_tax import DE_VALID_VAT, buyer, issue
 from tests.billing.test_payments import DECLINED, OK, THREE_DS
 from tests.billing.test_webhooks import deliver, intent_event
 from tests.conftest import client_with_key
@@ -317,6 +318,15 @@ def superuser(w: World) -> None:
     """The admin's actions need the model's change permission: the operator is a superuser."""
     w.operator.is_superuser = True
     w.operator.save(update_fields=["is_superuser"])
+
+
+def vat_to_give_back(w: World) -> None:
+    """An invoice of the shop charged VAT while VIES had not confirmed its German VAT id; VIES
+    has confirmed it since (docs/tax.md, "Operators: VAT given back")."""
+    identity = {"country": "DE", "vat_id": DE_VALID_VAT, "tax_id_status": "pending"}
+    shop = buyer(w.shop, **identity)
+    w.made["vat_invoice"] = issue(shop, 10000, at=T0)
+    buyer(shop, tax_id_status="valid", tax_id_checked_at=HALF)
 
 
 def nothing(w: World) -> None:
@@ -789,6 +799,13 @@ CASES: dict[str, Case] = {
         (console.services.invoice_release_hold,),
         lambda w: w.act(f"invoices/{w.invoice.pk}/release-hold"),
         given=held,
+    ),
+    "operator gives back the VAT": Case(
+        OPERATOR,
+        "operator.vat_given_back",
+        (console.services.invoice_vat_give_back,),
+        lambda w: w.act(f"invoices/{w.made['vat_invoice'].pk}/vat-give-back"),
+        given=vat_to_give_back,
     ),
     "operator suspends": Case(
         OPERATOR,
