@@ -1175,6 +1175,7 @@ NOT_WALKED: dict[Callable, str | Composes] = {
         "operator.unlock_logins"
     ),
     outbox.services.public_id: PURE,
+    outbox.services.invoice_tax_data: PURE,
     outbox.services.outbox_emit: (
         "announces a change to partners in its caller's transaction; the caller audits it"
     ),
