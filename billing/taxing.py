@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from django.conf import settings
 from django.db.models import Q
@@ -164,7 +164,7 @@ def stored_breakdown(invoice) -> TaxBreakdown:
 
 # The line of a credit note that gives back the VAT an invoice charged on a VAT id VIES had not
 # confirmed yet (billing.tax_corrections): the note's base is 0, its tax the invoice's tax.
-TAX_CORRECTION = "tax_correction"
+TAX_CORRECTION: Final = "tax_correction"
 # A note that gave back tax alone (base 0): the mark of a corrected invoice among its notes.
 TAX_CORRECTED = Q(subtotal_minor=0, total_minor__lt=0)
 
