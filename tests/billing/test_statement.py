@@ -199,7 +199,11 @@ def test_a_credit_note_on_a_paid_invoice_is_account_credit_used_by_the_next_invo
         (third.number, 500),
     ]
     figures = state.by_id[third.pk]
-    assert (figures.before_credit_minor, figures.credit_applied_minor, figures.amount_due_minor) == (
+    assert (
+        figures.before_credit_minor,
+        figures.credit_applied_minor,
+        figures.amount_due_minor,
+    ) == (
         6000,
         500,
         5500,

@@ -6,8 +6,6 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
-
-pytestmark = pytest.mark.usefixtures("eu_seller")
 import time_machine
 from django.utils import timezone
 
@@ -15,6 +13,9 @@ from accounts.models import Account, TaxIdStatus
 from billing import tax_checks, vies_gateway
 from billing.tax_checks import vat_id_check, vat_id_check_due, vat_id_check_task
 from plans.tax import BuyerTax, Treatment, tax_decide
+
+# The demo's seller: VIES names it as the requester, and a consultation number comes back.
+pytestmark = pytest.mark.usefixtures("eu_seller")
 
 REGISTERED = "DE123456788"  # the stand-in's "Beispiel Support GmbH"
 NOT_REGISTERED = "DE111222339"  # check digits right, unknown to VIES
