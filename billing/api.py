@@ -197,7 +197,9 @@ class TaxRateOut(serializers.Serializer):
     rate = serializers.CharField(
         help_text='The rate in percent, as a decimal string: "20", "6.5", "0" (reverse charge).'
     )
-    label = serializers.CharField(
+    # DRF's metaclass pops declared fields off the class, so this `label` never shadows
+    # Field.label at run time; mypy only sees the class body.
+    label = serializers.CharField(  # type: ignore[assignment]
         help_text='As the invoice prints it: "VAT FR 20 %", "Reverse charge", "WA sales tax 6.5 %".'
     )
     taxable_amount = MoneyOut(help_text="The base: the sum of the lines taxed at this rate.")
