@@ -429,6 +429,110 @@ def refunds_list(*, since: datetime, until: datetime) -> list[StripeRefund]:
     return [r for r in refunds if since <= r.created < until]
 
 
+@dataclass(frozen=True)
+class RefundResult:
+    """What Stripe says of a refund, in our words."""
+
+    status: str  # pending | succeeded | failed | canceled | unknown
+    refund: str = ""  # Stripe's refund id, when Stripe gave one
+    failure_reason: str = ""
+    metadata: dict[str, str] | None = None
+
+
+# Stripe's refund failure codes in words (what an operator and a merchant read).
+REFUND_REASONS = {
+    "lost_or_stolen_card": "the card was reported lost or stolen",
+    "expired_or_canceled_card": "the card has expired or was cancelled",
+    "charge_for_pending_refund_disputed": "the charge is disputed",
+    "insufficient_funds": "our Stripe balance could not cover it",
+    "declined": "the card's bank declined it",
+    "merchant_request": "it was cancelled",
+    "unknown": "the card's bank returned it without a reason",
+}
+
+
+def _refund_result(refund) -> RefundResult:
+    data = _plain(refund)
+    status = str(data.get("status") or "")
+    if status == "requires_action":
+        status = "pending"  # waits for something at Stripe's side, not for us
+    reason = ""
+    if status in ("failed", "canceled"):
+        code = str(data.get("failure_reason") or data.get("cancellation_reason") or "unknown")
+        reason = f"The refund did not reach the card: {REFUND_REASONS.get(code, code)}."
+    if status not in ("pending", "succeeded", "failed", "canceled"):
+        status = "unknown"
+    metadata = {str(k): str(v) for k, v in (data.get("metadata") or {}).items()}
+    return RefundResult(status, str(data.get("id") or ""), reason, metadata)
+
+
+def refund_create(
+    *, payment_intent: str, amount_minor: int, idempotency_key: str, metadata: dict[str, str]
+) -> RefundResult:
+    """Give `amount_minor` of a charge back to its card, once per idempotency key."""
+    try:
+        refund = client().v1.refunds.create(
+            params={"payment_intent": payment_intent, "amount": amount_minor, "metadata": metadata},
+            options={"idempotency_key": idempotency_key},
+        )
+    except stripe.IdempotencyError:
+        # The same key is in flight elsewhere: the first request decides (reconciliation).
+        logger.warning("idempotency conflict on %s", idempotency_key)
+        return RefundResult("unknown")
+    except (stripe.InvalidRequestError, stripe.AuthenticationError, stripe.PermissionError) as exc:
+        # Stripe refused the request itself (more than is refundable, a disputed charge):
+        # nothing left the balance. The caller makes the amount account credit.
+        logger.error("Stripe refused refund %s: %s", idempotency_key, exc)
+        words = getattr(exc, "user_message", None) or str(exc)
+        return RefundResult("failed", failure_reason=f"Stripe refused the refund: {words}"[:300])
+    except stripe.StripeError:
+        # A timeout, a dropped connection, 5xx, 429: Stripe may have refunded. Never sent
+        # again blindly: reconciliation lists the charge's refunds first.
+        return RefundResult("unknown")
+    return _refund_result(refund)
+
+
+def refund_get(*, refund: str) -> RefundResult:
+    try:
+        return _refund_result(client().v1.refunds.retrieve(refund))
+    except stripe.StripeError as exc:
+        logger.warning("could not read refund %s: %s", refund, exc)
+        return RefundResult("unknown", refund=refund)
+
+
+def refund_find(*, payment_intent: str, refund_row: str) -> RefundResult | None:
+    """The refund we made of this charge for our row `refund_row` (by its metadata), None when
+    Stripe holds none. Raises GatewayError when Stripe cannot be read: "none" must be true
+    before a refund is sent again."""
+    try:
+        found = (
+            client()
+            .v1.refunds.list(params={"payment_intent": payment_intent, "limit": 100})
+            .auto_paging_iter()
+        )
+        results = [_refund_result(refund) for refund in found]
+    except stripe.StripeError as exc:
+        raise GatewayError(f"Could not list the refunds of {payment_intent}: {exc}") from exc
+    return next((r for r in results if (r.metadata or {}).get("refund") == refund_row), None)
+
+
+def refundable_minor(*, payment_intent: str) -> int:
+    """What Stripe says is still refundable on a charge: its amount less what was refunded.
+    Raises GatewayError when Stripe cannot say (no refund is promised on a guess)."""
+    try:
+        intent = client().v1.payment_intents.retrieve(
+            payment_intent, params={"expand": ["latest_charge"]}
+        )
+    except stripe.StripeError as exc:
+        raise GatewayError(f"Could not read {payment_intent}: {exc}") from exc
+    charge = _plain(intent).get("latest_charge")
+    if not isinstance(charge, dict):
+        raise GatewayError(f"Stripe names no charge for {payment_intent}.")
+    if charge.get("status") != "succeeded":
+        return 0
+    return max(int(charge.get("amount") or 0) - int(charge.get("amount_refunded") or 0), 0)
+
+
 def webhook_event(*, payload: bytes, signature: str, secret: str, tolerance: int) -> dict:
     """Verify a webhook on its raw body; raises ValueError for a bad or stale signature."""
     try:

@@ -20,9 +20,10 @@ from audit.transitions import status_transition
 from outbox import services as outbox
 from plans import pricing
 from plans.models import Subscription
+from plans.money import format_money
 from plans.services import subscription_transition
 
-from . import notifications, phrases, statement, taxing
+from . import notifications, phrases, refunds, statement, taxing
 from .models import (
     OVERDUE,
     AccountCredit,
@@ -338,7 +339,13 @@ def invoice_issue(*, at: datetime, **draft) -> Invoice:
 
 
 def credit_note_issue(
-    *, invoice: Invoice, amount_minor: int, description: str, at: datetime | None = None
+    *,
+    invoice: Invoice,
+    amount_minor: int,
+    description: str,
+    at: datetime | None = None,
+    refund_minor: int = 0,
+    charges: list[refunds.Charge] | None = None,
 ) -> Invoice:
     """A correction of a final invoice: a numbered credit note, never an edit (F5).
 
@@ -353,8 +360,22 @@ def credit_note_issue(
 
     On an unpaid invoice it is netted at once: the next charge asks for what is left, and an
     invoice credited in full is settled without a charge. On a paid invoice it becomes the
-    account's credit, taken off its next invoices."""
+    account's credit, taken off its next invoices, except `refund_minor` (tax included, at
+    most the note's total): that part goes back to the card (billing.refunds), latest charge
+    first, capped by what Stripe says is still refundable and by what we charged by card less
+    earlier refunds. `charges` is what Stripe said, read by a caller that holds a transaction
+    already; otherwise it is read here, before this function's own (never under a lock)."""
     at = at or timezone.now()
+    if refund_minor < 0:
+        raise DomainError("A refund is a positive amount.", details={"field": "refund_minor"})
+    if refund_minor and invoice.status != S.PAID:
+        raise Conflict(
+            f"Invoice {invoice.number} is {invoice.status}: only a paid invoice's money can go "
+            "back to the card (a credit note on an unpaid one is taken off what it asks).",
+            code="not_refundable",
+        )
+    if refund_minor and charges is None:
+        charges = refunds.invoice_charges_refundable(invoice=invoice)
     description = " ".join(description.split())[:300]
     if not description:
         raise DomainError(
@@ -412,14 +433,33 @@ def credit_note_issue(
             description=description,
             tax=tax,
         )
-        credit_note_apply(invoice=invoice, note=note, at=at)
+        if refund_minor:
+            if invoice.status != S.PAID:  # re-checked under the lock
+                raise Conflict(
+                    f"Invoice {invoice.number} is {invoice.status}: only a paid invoice's money "
+                    "can go back to the card.",
+                    code="not_refundable",
+                )
+            if refund_minor > -note.total_minor:
+                raise refunds.RefundTooLarge(
+                    f"The refund ({format_money(refund_minor, invoice.currency)}) is more than "
+                    "the credit note's total, tax included "
+                    f"({format_money(-note.total_minor, invoice.currency)}).",
+                    details={"refund_minor": refund_minor, "most": -note.total_minor},
+                )
+            refunds.refunds_create(
+                note=note, amount_minor=refund_minor, charges=charges or [], at=at
+            )
+        credit_note_apply(invoice=invoice, note=note, at=at, refund_minor=refund_minor)
         return note
 
 
-def credit_note_apply(*, invoice: Invoice, note: Invoice, at: datetime) -> None:
+def credit_note_apply(
+    *, invoice: Invoice, note: Invoice, at: datetime, refund_minor: int = 0
+) -> None:
     """What a credit note does to its invoice's money: netted on an unpaid invoice (settling
-    it when nothing is left), the account's credit on a paid one. The caller holds the
-    invoice's lock."""
+    it when nothing is left), the account's credit on a paid one, less `refund_minor`, which
+    goes back to the card (billing.refunds). The caller holds the invoice's lock."""
     if invoice.status in (S.OPEN, S.PAST_DUE):
         invoice_transition(
             invoice=note, to=S.PAID, reason=f"netted on invoice {invoice.number}", at=at
@@ -429,15 +469,17 @@ def credit_note_apply(*, invoice: Invoice, note: Invoice, at: datetime) -> None:
     elif invoice.status == S.PAID:
         # What was paid comes back, tax included: the note gave the tax back already, so
         # the credit is spent after tax on the next invoices (a settlement, not a price).
-        AccountCredit.objects.create(
-            account_id=invoice.account_id,
-            currency=invoice.currency,
-            amount_minor=-note.total_minor,
-            remaining_minor=-note.total_minor,
-            source=note,
-            description=note.description,
-            created_at=at,
-        )
+        credit = -note.total_minor - refund_minor
+        if credit > 0:
+            AccountCredit.objects.create(
+                account_id=invoice.account_id,
+                currency=invoice.currency,
+                amount_minor=credit,
+                remaining_minor=credit,
+                source=note,
+                description=note.description,
+                created_at=at,
+            )
 
 
 def amount_due(invoice: Invoice) -> int:

@@ -689,3 +689,60 @@ class ShopifyPlanCap(models.Model):
 
     def __str__(self) -> str:
         return f"{self.plan} {self.currency}: {self.capped_amount_minor}"
+
+
+class RefundStatus(models.TextChoices):
+    CREATED = "created"  # saved with its credit note, before Stripe is called; not claimed yet
+    SENDING = "sending"  # claimed by one sender (conditional update) just before Stripe is called
+    PENDING = "pending"  # Stripe took it; the card's bank has not confirmed it yet
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # Stripe refused it or the bank returned it: its amount is account credit
+    UNKNOWN = "unknown"  # the call's outcome was lost: settled by asking Stripe (reconcile)
+    CANCELED = "canceled"  # cancelled at Stripe: its amount is account credit, as when it fails
+
+
+class Refund(models.Model):
+    """Money of a paid invoice going back to the card that paid it: the part of a credit note
+    that is not account credit. Made like a charge: the row and its idempotency key (from our
+    own rows) are committed with the credit note, then claimed `created → sending` by one
+    sender, the only one that calls Stripe; a lost answer is settled by asking Stripe."""
+
+    Status = RefundStatus
+
+    credit_note = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="refunds")
+    attempt = models.ForeignKey(
+        PaymentAttempt,
+        on_delete=models.PROTECT,
+        related_name="refunds",
+        help_text="The succeeded charge it gives money back from.",
+    )
+    amount_minor = models.BigIntegerField(help_text="Tax included: part of the note's total.")
+    currency = models.CharField(max_length=3)
+    status = models.CharField(
+        max_length=10, choices=RefundStatus.choices, default=RefundStatus.CREATED
+    )
+    idempotency_key = models.CharField(max_length=80, unique=True)
+    stripe_refund_id = models.CharField(max_length=64, blank=True, db_index=True)
+    failure_reason = models.CharField(
+        max_length=300, blank=True, help_text="In words a merchant and an operator understand."
+    )
+    created_at = models.DateTimeField()
+    sending_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a sender claimed it; a stale claim is reconciled."
+    )
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["credit_note", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_minor__gt=0), name="refund_positive"),
+            models.CheckConstraint(
+                condition=Q(status__in=RefundStatus.values), name="refund_status_valid"
+            ),
+            # One refund per note and charge: the idempotency key is derived from the pair.
+            models.UniqueConstraint(fields=["credit_note", "attempt"], name="refund_note_charge"),
+        ]
+        indexes = [models.Index(fields=["status"], name="refund_status")]
+
+    def __str__(self) -> str:
+        return f"{self.idempotency_key} {self.amount_minor} {self.currency} ({self.status})"

@@ -20,6 +20,8 @@ SUBJECTS = {
     "payment_failed": "Payment failed for invoice {number}",
     "card_required": "Add a card to pay invoice {number}",
     "payment_succeeded": "Receipt for invoice {number}",
+    # billing.refunds: part of a credit note went back to the card.
+    "refund_succeeded": "Refund for invoice {number}",
     "subscription_suspended": "Your subscription is suspended: invoice {number} is unpaid",
     "subscription_reactivated": "Your subscription is active again",
     "subscription_reactivated_by_operator": "Your subscription is active again",

@@ -13,7 +13,16 @@ from django.utils import timezone
 
 from metering import services as metering_services
 
-from . import closing, dunning, payments, shopify_billing, shopify_usage, shopify_webhooks, webhooks
+from . import (
+    closing,
+    dunning,
+    payments,
+    refunds,
+    shopify_billing,
+    shopify_usage,
+    shopify_webhooks,
+    webhooks,
+)
 from .thresholds import usage_thresholds_notify
 
 logger = logging.getLogger(__name__)
@@ -62,6 +71,8 @@ def collect_due(
     every issued invoice never attempted, then webhooks whose processing failed."""
     as_of = as_of or timezone.now()
     reconciled = payments.attempts_reconcile(as_of=as_of)
+    # Refunds too: one whose answer was lost is looked up at Stripe before anything is re-sent.
+    refunds_reconciled = refunds.refunds_reconcile(as_of=as_of)
     # Usage records that lost Shopify's answer, and held usage Shopify has room for now.
     shopify_reconciled = shopify_usage.usage_records_reconcile(as_of=as_of)
     due = payments.collectable_invoice_ids()
@@ -72,6 +83,7 @@ def collect_due(
             payments.invoice_collect(invoice_id=invoice_id, at=as_of)
     return {
         "reconciled": reconciled,
+        "refunds_reconciled": refunds_reconciled,
         "shopify_reconciled": shopify_reconciled,
         "collected": len(due),
         "webhooks": webhooks.stripe_events_retry(as_of=as_of),

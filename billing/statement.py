@@ -38,8 +38,10 @@ from .models import (
     InvoiceStatus,
     PaymentAttempt,
     PaymentMethod,
+    RefundStatus,
 )
 from .models import CreditUse as CreditUseRow  # the row; CreditUse below is the statement's view
+from .models import Refund as RefundRow  # the row; RefundRef below is the statement's view
 
 S = InvoiceStatus
 # Statuses where an invoice still has something left to pay (see the module's docstring).
@@ -99,6 +101,10 @@ def settlement_parts(figures: "InvoiceFigures") -> list[tuple[str, int]]:
         parts.append(
             (f"charged to {charge.card}" if charge.card else "charged", charge.amount_minor)
         )
+    # Where a credit note's money went back to the card (billing.refunds): part of what the
+    # credit notes took, not another figure to add.
+    for refund in figures.refunds:
+        parts.append((refund.words, refund.amount_minor))
     if figures.settled_otherwise_minor:
         # On the Shopify channel a paid invoice was billed by Shopify (usage records and the
         # recurring charge on the merchant's Shopify bill), not paid by anything we hold.
@@ -113,7 +119,7 @@ def settlement_words(figures: "InvoiceFigures") -> str:
     for what, amount in settlement_parts(figures):
         money = format_money(amount, figures.currency)
         words.append(
-            f"{money} settled by {what}" if what.startswith("credit") else f"{money} {what}"
+            f"{money} settled by {what}" if what.startswith("credit note") else f"{money} {what}"
         )
     return "; ".join(words)
 
@@ -135,6 +141,31 @@ class Charge:
     amount_minor: int
     card: str  # "Visa •••• 4242", or "" when the card is no longer on file
     at: datetime | None
+
+
+@dataclass(frozen=True)
+class RefundRef:
+    """Part of a credit note going back to the card (billing.refunds)."""
+
+    amount_minor: int
+    card: str  # "Visa •••• 4242", or "" when the card is no longer on file
+    status: str  # Refund.Status
+    credit_note: str  # its number
+
+    @property
+    def words(self) -> str:
+        """ "refunded to Visa •••• 4242", "being refunded to ...", "not refunded to ..."."""
+        card = self.card or "the card"
+        if self.status == RefundStatus.SUCCEEDED:
+            return f"refunded to {card}"
+        if not self.is_live:
+            return f"not refunded to {card} (the refund failed: account credit instead)"
+        return f"being refunded to {card}"
+
+    @property
+    def is_live(self) -> bool:
+        """Money that left (or is leaving) for the card; a failed refund is account credit."""
+        return self.status not in (RefundStatus.FAILED, RefundStatus.CANCELED)
 
 
 @dataclass(frozen=True)
@@ -161,6 +192,10 @@ class InvoiceFigures:
     credit_notes: tuple[CreditNoteRef, ...] = ()
     charges: tuple[Charge, ...] = ()
     credits_applied: tuple[CreditApplied, ...] = ()
+    # The credit notes' parts that went (or go) back to the card, and their sum (failed
+    # refunds excluded: their amount is account credit).
+    refunds: tuple[RefundRef, ...] = ()
+    refunded_minor: int = 0
     # The account pays through Shopify: what is settled otherwise was billed by Shopify.
     billed_through_shopify: bool = False
 
@@ -241,6 +276,7 @@ def _figures(
     notes: list[Invoice],
     charges: list[Charge],
     applied: list[CreditApplied],
+    refunds: list[RefundRef] | None = None,
     shopify: bool = False,
 ) -> InvoiceFigures:
     credited = -sum(note.total_minor for note in notes)
@@ -271,13 +307,15 @@ def _figures(
         ),
         charges=tuple(charges),
         credits_applied=tuple(applied),
+        refunds=tuple(refunds or ()),
+        refunded_minor=sum(r.amount_minor for r in refunds or () if r.is_live),
         billed_through_shopify=shopify,
     )
 
 
 def _ledger_rows(*, account_ids: list[int], invoice_ids: list[int] | None = None):
-    """The credit notes, charges and account credit used on the accounts' invoices (or on
-    these invoices only): four queries whatever their number."""
+    """The credit notes, charges, account credit used and refunds of the accounts' invoices
+    (or of these invoices only): five queries whatever their number."""
     notes_q, rows_q = Q(account_id__in=account_ids), Q(invoice__account_id__in=account_ids)
     if invoice_ids is not None:
         notes_q, rows_q = Q(credited_invoice_id__in=invoice_ids), Q(invoice_id__in=invoice_ids)
@@ -314,7 +352,28 @@ def _ledger_rows(*, account_ids: list[int], invoice_ids: list[int] | None = None
         .values_list("invoice_id", "credit__source__number", "amount_minor", "credit_id")
     ):
         applied[invoice_id_].append(CreditApplied(source or "", amount, credit_id))
-    return notes, charges, applied
+    refund_q = (
+        Q(credit_note__account_id__in=account_ids)
+        if invoice_ids is None
+        else Q(credit_note__credited_invoice_id__in=invoice_ids)
+    )
+    refunds: dict[int, list[RefundRef]] = defaultdict(list)
+    for credited_id, amount, method, status, number in (
+        RefundRow.objects.filter(refund_q)
+        .order_by("pk")
+        .values_list(
+            "credit_note__credited_invoice_id",
+            "amount_minor",
+            "attempt__payment_method",
+            "status",
+            "credit_note__number",
+        )
+    ):
+        if credited_id is not None:  # a refund's note always credits an invoice
+            refunds[credited_id].append(
+                RefundRef(amount, cards.get(method, ""), status, number or "")
+            )
+    return notes, charges, applied, refunds
 
 
 def invoice_figures(invoice: Invoice) -> InvoiceFigures:
@@ -326,7 +385,7 @@ def invoice_figures(invoice: Invoice) -> InvoiceFigures:
 def invoices_figures(invoices: Iterable[Invoice]) -> dict[int, InvoiceFigures]:
     """The figures of these invoices, whatever their accounts (the console's totals)."""
     invoices = list(invoices)
-    notes, charges, applied = _ledger_rows(
+    notes, charges, applied, refunds = _ledger_rows(
         account_ids=sorted({invoice.account_id for invoice in invoices}),
         invoice_ids=[invoice.pk for invoice in invoices],
     )
@@ -337,6 +396,7 @@ def invoices_figures(invoices: Iterable[Invoice]) -> dict[int, InvoiceFigures]:
             notes=notes.get(invoice.pk, []),
             charges=charges.get(invoice.pk, []),
             applied=applied.get(invoice.pk, []),
+            refunds=refunds.get(invoice.pk, []),
             shopify=invoice.account_id in shopify,
         )
         for invoice in invoices
@@ -384,7 +444,7 @@ def account_statements(*, accounts: Iterable[Account]) -> dict[int, AccountState
         )
         .order_by("-issued_at", "-pk")
     )
-    notes, charges, applied = _ledger_rows(account_ids=ids)
+    notes, charges, applied, refunds = _ledger_rows(account_ids=ids)
     shopify = {a.pk for a in accounts if a.pays_through_shopify}
     numbers = {invoice.pk: invoice.number or "" for invoice in invoices}
     for invoice in invoices:
@@ -394,6 +454,7 @@ def account_statements(*, accounts: Iterable[Account]) -> dict[int, AccountState
                 notes=notes.get(invoice.pk, []),
                 charges=charges.get(invoice.pk, []),
                 applied=applied.get(invoice.pk, []),
+                refunds=refunds.get(invoice.pk, []),
                 shopify=invoice.account_id in shopify,
             )
         )

@@ -1,7 +1,7 @@
 """Stripe webhooks: verified on the raw body, stored once per event id, processed by a task.
 
-Processing asks Stripe for the payment intent's state now instead of trusting the event's copy,
-so duplicated, late or out-of-order deliveries all converge to the same state.
+Processing asks Stripe for the payment intent's (or the refund's) state now instead of trusting
+the event's copy, so duplicated, late or out-of-order deliveries all converge to the same state.
 """
 
 import logging
@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from retries import Table
 
-from . import gateway, payments
+from . import gateway, payments, refunds
 from .models import StripeEvent
 
 logger = logging.getLogger(__name__)
@@ -90,8 +90,21 @@ def stripe_event_process(*, stripe_event_id: str) -> bool:
     return True
 
 
+# Events whose object is a refund: processed by asking Stripe for the refund as it is now.
+REFUND_EVENTS = ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated")
+
+
 def _apply(event: StripeEvent) -> None:
-    if event.type.startswith("payment_intent."):
+    if event.type in REFUND_EVENTS:
+        refund = (event.payload.get("data") or {}).get("object") or {}
+        if isinstance(refund, dict) and isinstance(refund.get("id"), str):
+            metadata = refund.get("metadata")
+            if not isinstance(metadata, dict):
+                metadata = {}
+            refunds.refund_changed(
+                stripe_refund=refund["id"], refund_row=str(metadata.get("refund", ""))
+            )
+    elif event.type.startswith("payment_intent."):
         intent = (event.payload.get("data") or {}).get("object") or {}
         if isinstance(intent, dict) and isinstance(intent.get("id"), str):
             metadata = intent.get("metadata")

@@ -20,6 +20,7 @@ class QueueFilter(forms.Form):
         ("requires_confirmation", "Waiting for confirmation"),
         ("held", "Held over the cap (P8), Shopify's included"),
         ("unknown", "Payment outcome unknown"),
+        ("refund_failed", "Refund failed or unanswered"),
     ]
     SORTS = [
         ("score", "Amount × age"),
@@ -106,13 +107,42 @@ class CreditForm(ActionForm):
         error_messages={"required": "Say what the credit is for: the customer reads it."},
         validators=[plain_text],
     )
-    field_order = ["amount", "description", "reason"]
+    # Tax included, like the money the card was charged: this part of the credit note's total
+    # goes back to the card (billing.refunds), the rest becomes the account's credit.
+    refund = forms.CharField(
+        label="Refund to the card, tax included",
+        max_length=20,
+        required=False,
+        initial="0",
+        help_text=(
+            "Only on a paid invoice. What is not refunded to the card becomes the account's "
+            "credit, taken off its next invoices."
+        ),
+    )
+    field_order = ["amount", "refund", "description", "reason"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.room = credit_room(self.target) if isinstance(self.target, Invoice) else None
         if self.room is not None:
             self.fields["amount"].help_text = credit_help(room=self.room, currency=self.currency)
+
+    def clean_refund(self) -> int:
+        raw = (self.cleaned_data.get("refund") or "0").strip().replace(",", "")
+        try:
+            minor = to_minor(Decimal(raw), self.currency)
+        except (InvalidOperation, MoneyError):
+            minor = -1
+        if minor < 0:
+            raise forms.ValidationError(
+                f"Write the amount to refund in {self.currency} (0 for none), e.g. 12.50."
+            )
+        if minor and isinstance(self.target, Invoice) and self.target.status != "paid":
+            raise forms.ValidationError(
+                "Only a paid invoice's money can go back to the card: leave 0 (the credit is "
+                "taken off what the invoice asks)."
+            )
+        return minor
 
     def clean_description(self) -> str:
         description = " ".join(self.cleaned_data["description"].split())

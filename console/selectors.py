@@ -11,7 +11,7 @@ from django.db.models import Exists, F, OuterRef, Prefetch, Q
 from accounts import logins
 from accounts.models import Account, Membership
 from audit.models import AuditEntry
-from billing import payments, statement, tax_corrections, taxing
+from billing import payments, refunds, statement, tax_corrections, taxing
 from billing.invoicing import TRANSITIONS
 from billing.models import (
     OVERDUE,
@@ -22,6 +22,7 @@ from billing.models import (
     InvoiceKind,
     InvoiceStatus,
     PaymentAttempt,
+    Refund,
     ShopifyUsageRecord,
     UsageRecordStatus,
 )
@@ -39,6 +40,8 @@ A = PaymentAttempt.Status
 # Usage records that need the merchant (a higher cap) or a person (Shopify refused them).
 SHOPIFY_STUCK = (UsageRecordStatus.HELD, UsageRecordStatus.FAILED)
 PAGE_SIZE = 25
+# How long a failed refund stays in the attention queue after it failed.
+REFUND_SHOWN = timedelta(days=30)
 
 
 # --- the attention queue ---------------------------------------------------------------------
@@ -67,12 +70,22 @@ def _attention(kind: str, now: datetime) -> Q:
         status__in=[A.CREATED, A.SENDING], created_at__lte=now - payments.IN_FLIGHT_TIMEOUT
     )
     unknown = Q(Exists(PaymentAttempt.objects.filter(lost, invoice=OuterRef("pk"))))
+    # A refund that failed (its amount became account credit) is shown for REFUND_SHOWN after
+    # it failed, so that a person tells the customer or asks for other bank details; one whose
+    # answer was lost is shown until the sweep settles it.
+    refund_trouble = Q(status__in=refunds.RETURNED, completed_at__gte=now - REFUND_SHOWN) | Q(
+        status=refunds.R.UNKNOWN
+    )
+    refund = Q(
+        Exists(Refund.objects.filter(refund_trouble, credit_note__credited_invoice=OuterRef("pk")))
+    )
     return {
         "past_due": Q(status=S.PAST_DUE),
         "requires_confirmation": Q(status=S.REQUIRES_CONFIRMATION),
         "held": held,
         "unknown": unknown,
-    }.get(kind, Q(status__in=OVERDUE) | held | unknown)
+        "refund_failed": refund,
+    }.get(kind, Q(status__in=OVERDUE) | held | unknown | refund)
 
 
 def _search(q: str) -> Q:
@@ -150,7 +163,14 @@ def attention_queue(*, filters: dict, page: str | int | None, now: datetime) -> 
         by_status = stuck.setdefault(invoice_id, {})
         by_status[status] = by_status.get(status, 0) + amount
     page_obj.object_list = [
-        _row(loaded[pk], last.get(pk), now, figures[pk].amount_due_minor, stuck.get(pk, {}))
+        _row(
+            loaded[pk],
+            last.get(pk),
+            now,
+            figures[pk].amount_due_minor,
+            stuck.get(pk, {}),
+            figures[pk].refunds,
+        )
         for pk in page_obj.object_list
     ]
     return page_obj
@@ -173,6 +193,7 @@ def _row(
     now: datetime,
     due: int = 0,
     shopify: dict[str, int] | None = None,
+    refunds_made: tuple[statement.RefundRef, ...] = (),
 ) -> QueueRow:
     dunning = _dunning(invoice)
     needs = []
@@ -190,6 +211,12 @@ def _row(
         needs.append("outcome unknown")
     elif attempt and attempt.status in payments.IN_FLIGHT:
         needs.append("charge waiting for Stripe")
+    for refund in refunds_made:
+        money = format_money(refund.amount_minor, invoice.currency)
+        if not refund.is_live:
+            needs.append(f"Refund of {money} to the card failed (now account credit)")
+        elif refund.status == refunds.R.UNKNOWN:
+            needs.append(f"Refund of {money}: Stripe's answer lost")
     assert invoice.issued_at is not None  # the queue never lists drafts
     age = _age_seconds(invoice.issued_at, now)
     return QueueRow(

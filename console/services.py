@@ -30,6 +30,7 @@ from billing import (
     invoicing,
     notifications,
     payments,
+    refunds,
     shopify_billing,
     tasks,
     tax_corrections,
@@ -290,15 +291,25 @@ def invoice_credit(
     description: str,
     reason: str,
     at: datetime | None = None,
+    refund_minor: int = 0,
 ) -> AuditEntry:
-    """A credit note (invoicing.credit_note_issue): netted on an unpaid invoice, the account's
-    credit on a paid one. `description` is printed on it for the customer; `reason` is the
-    operator's, kept in the audit row only."""
+    """A credit note (invoicing.credit_note_issue): netted on an unpaid invoice; on a paid one
+    `refund_minor` (tax included) goes back to the card and the rest is the account's credit.
+    `description` is printed on it for the customer; `reason` is the operator's, kept in the
+    audit row only."""
+    # What Stripe says is refundable is read before the action's transaction: a call to Stripe
+    # never holds the invoice's lock (the refund itself is sent after the commit).
+    charges = refunds.invoice_charges_refundable(invoice=invoice) if refund_minor else None
     with operator_action("operator.credit_note", invoice, reason=reason, at=at) as change:
         invoice = change.row
         change.before = invoice.status
         note = invoicing.credit_note_issue(
-            invoice=invoice, amount_minor=amount_minor, description=description, at=change.at
+            invoice=invoice,
+            amount_minor=amount_minor,
+            description=description,
+            at=change.at,
+            refund_minor=refund_minor,
+            charges=charges,
         )
         invoice.refresh_from_db()
         change.after = {
@@ -307,6 +318,8 @@ def invoice_credit(
             "amount": amount_minor,
             "description": note.description,
         }
+        if refund_minor:
+            change.after["refund_to_card"] = refund_minor
     return change.entry
 
 

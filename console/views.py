@@ -194,12 +194,18 @@ INVOICE_ACTIONS = {
     "credit": Action(
         "Issue a credit note",
         "Issues a numbered credit note. On an unpaid invoice it is netted at once (the next "
-        "charge asks for what is left); on a paid one it becomes the account's credit, taken "
-        "off its next invoices. The customer reads the description on the credit note; the "
-        "reason stays in the audit log.",
+        "charge asks for what is left); on a paid one the part you refund goes back to the "
+        "card (capped by what Stripe says is still refundable) and the rest becomes the "
+        "account's credit, taken off its next invoices. The customer reads the description on "
+        "the credit note and is emailed when the refund succeeds; the reason stays in the "
+        "audit log.",
         forms.CreditForm,
         lambda i, d: services.invoice_credit(
-            invoice=i, amount_minor=d["amount"], description=d["description"], reason=d["reason"]
+            invoice=i,
+            amount_minor=d["amount"],
+            description=d["description"],
+            reason=d["reason"],
+            refund_minor=d.get("refund") or 0,
         ),
     ),
     "vat-give-back": Action(

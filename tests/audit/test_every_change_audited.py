@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import CodeType, ModuleType
 from typing import Any
+from unittest import mock
 from urllib.parse import urlsplit
 
 import pytest
@@ -42,6 +43,7 @@ import billing.closing.start
 import billing.dunning
 import billing.invoicing
 import billing.payments
+import billing.refunds
 import billing.restart
 import billing.run
 import billing.shopify_billing
@@ -54,13 +56,14 @@ import plans.services
 from accounts.models import Account, ApiKey, Membership
 from audit.models import AuditEntry, Source
 from billing import gateway, payments, tasks
-from billing.models import Dunning, Invoice, PaymentAttempt
+from billing.models import Dunning, Invoice, PaymentAttempt, Refund
 from billing.run import run_billing
 from outbox import delivery as outbox_delivery
 from outbox.models import Delivery
 from plans.models import ScheduledChange, Subscription
 from tests.billing.test_invoice_tax import DE_VALID_VAT, buyer, issue
 from tests.billing.test_payments import DECLINED, OK, THREE_DS
+from tests.billing.test_refunds import refund_event, stand_in_refund_fails
 from tests.billing.test_webhooks import deliver, intent_event
 from tests.conftest import client_with_key
 from tests.console.conftest import operators_group
@@ -92,6 +95,7 @@ SERVICE_MODULES: tuple[ModuleType, ...] = (
     billing.restart,
     billing.invoicing,
     billing.payments,
+    billing.refunds,
     billing.dunning,
     billing.closing.claim,
     billing.closing.start,
@@ -511,6 +515,52 @@ def opened_by_api(w: World):
     return w.api("post", "accounts", body)
 
 
+def paid(w: World) -> None:
+    """The first invoice ($60.00) charged to the card."""
+    card(w)
+    payments.invoice_collect(invoice_id=w.invoice.pk)
+    w.invoice.refresh_from_db()
+    assert w.invoice.status == "paid"
+
+
+def refund_in_console(w: World):
+    return w.act(
+        f"invoices/{w.invoice.pk}/credit", amount="30.00", refund="20.00", description="Outage"
+    )
+
+
+def refund_recorded(w: World) -> None:
+    """A paid invoice credited with a refund that was recorded, never sent (the process died
+    after the credit note's commit): the sweep sends it once it is 5 minutes old."""
+    paid(w)
+    with mock.patch("billing.refunds._send_after_commit"):
+        billing.invoicing.credit_note_issue(
+            invoice=w.invoice,
+            amount_minor=2000,
+            description="Outage",
+            refund_minor=2000,
+            at=HALF - timedelta(minutes=10),
+        )
+
+
+def refund_failed_at_the_bank(w: World) -> None:
+    paid(w)
+    billing.invoicing.credit_note_issue(
+        invoice=w.invoice, amount_minor=2000, description="Outage", refund_minor=2000
+    )
+    (refund,) = Refund.objects.all()
+    billing.refunds.refund_send(refund_id=refund.pk)
+    refund.refresh_from_db()
+    assert refund.status == "succeeded"
+    # localstripe never fails a refund itself: its own update route stands in for the bank.
+    stand_in_refund_fails(w.standin, refund.stripe_refund_id)
+    w.made["refund"] = refund
+
+
+def refund_webhook(w: World):
+    return deliver(Client(), refund_event("evt_refund_walk", "refund.failed", w.made["refund"]))
+
+
 def billing_task(at: datetime) -> Callable[[World], Any]:
     """The periodic task (beat) as of `at`; what it queues runs (eager tasks, on commit)."""
 
@@ -793,6 +843,25 @@ CASES: dict[str, Case] = {
         lambda w: w.act(f"invoices/{w.invoice.pk}/credit", amount="10.00", description="Goodwill"),
         given=past_due,
     ),
+    "operator refunds part of a credit to the card": Case(
+        OPERATOR,
+        "refund.created",
+        (
+            console.services.invoice_credit,
+            billing.refunds.invoice_charges_refundable,
+            billing.refunds.refunds_create,
+        ),
+        refund_in_console,
+        given=paid,
+    ),
+    # Stripe's answer, recorded after the operator's commit: the system's row.
+    "operator refunds: Stripe's answer is recorded after the commit": Case(
+        SYSTEM,
+        "refund.status",
+        (billing.refunds.refund_send,),
+        refund_in_console,
+        given=paid,
+    ),
     "operator releases a hold": Case(
         OPERATOR,
         "operator.release_hold",
@@ -918,6 +987,20 @@ CASES: dict[str, Case] = {
         (billing.run.collect_due, payments.attempts_reconcile),
         lambda w: tasks.payment_collect_due(),
         given=lost_answer,
+    ),
+    "the sweep sends a refund a dead process left": Case(
+        SYSTEM,
+        "refund.status",
+        (billing.run.collect_due, billing.refunds.refunds_reconcile),
+        lambda w: tasks.payment_collect_due(),
+        given=refund_recorded,
+    ),
+    "a Stripe webhook says a refund failed: account credit instead": Case(
+        SYSTEM,
+        "refund.credited",
+        (billing.webhooks.stripe_event_process, billing.refunds.refund_changed),
+        refund_webhook,
+        given=refund_failed_at_the_bank,
     ),
     "a Stripe webhook settles a payment": Case(
         SYSTEM,
@@ -1112,6 +1195,8 @@ NOT_WALKED: dict[Callable, str | Composes] = {
         "status, kept on the row with its date and consultation number, not a change a person made"
     ),
     payments.attempt_from_token: READS,
+    billing.refunds.card_words: READS,
+    billing.refunds.note_refund_minor: READS,
     payments.collectable_invoice_ids: READS,
     payments.collectable_invoices: READS,
     payments.confirmation_attempt: READS,

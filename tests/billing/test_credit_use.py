@@ -179,13 +179,13 @@ def test_the_statement_reads_the_uses_in_one_query_whatever_their_number(
     account, stripe_standin, django_assert_num_queries
 ):
     note, _, _ = credit_spent_twice(account, stripe_standin)
-    # Invoices, credit notes, cards, charges, credit uses, credits.
-    with django_assert_num_queries(6):
+    # Invoices, credit notes, cards, charges, credit uses, refunds, credits.
+    with django_assert_num_queries(7):
         statement.account_statement(account=account)
     paid = note.credited_invoice
     invoicing.credit_note_issue(invoice=paid, amount_minor=4000, description="Again")
     for n in range(3):
         issue(account, 700, at=T0 + (90 + n) * DAY)
     assert CreditUse.objects.count() == 5
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(7):
         statement.account_statement(account=account)
