@@ -13,7 +13,7 @@ from datetime import datetime
 from django.db.models import Q
 
 from . import gateway
-from .models import InvoiceStatus, InvoiceStatusChange, PaymentAttempt
+from .models import InvoiceStatus, InvoiceStatusChange, PaymentAttempt, Refund
 
 A = PaymentAttempt.Status
 # Attempts that say Stripe has an intent for them.
@@ -155,9 +155,27 @@ def ledger_compare(*, since: datetime, until: datetime) -> list[Difference]:
                     stripe=f"{intent.status}, {_money(intent.amount_minor, intent.currency)}",
                 )
             )
-    # The ledger records no refunds (none are made through the portal): each one at Stripe is
-    # money that left outside it.
-    for refund in gateway.refunds_list(since=since, until=until):
+    # Refunds made through the portal are ledger rows (billing.refunds), matched by Stripe's
+    # id; every other refund at Stripe is money that left outside the ledger.
+    at_stripe = gateway.refunds_list(since=since, until=until)
+    ours = dict(
+        Refund.objects.filter(stripe_refund_id__in=[r.refund for r in at_stripe]).values_list(
+            "stripe_refund_id", "amount_minor"
+        )
+    )
+    for refund in at_stripe:
+        if refund.refund in ours:
+            if ours[refund.refund] != refund.amount_minor:
+                differences.append(
+                    Difference(
+                        "amount_differs",
+                        payment_intent=refund.payment_intent,
+                        ours=f"refund {_money(ours[refund.refund], refund.currency)}",
+                        stripe=f"refund {refund.refund} "
+                        f"{_money(refund.amount_minor, refund.currency)}",
+                    )
+                )
+            continue
         differences.append(
             Difference(
                 "refund_not_in_ledger",

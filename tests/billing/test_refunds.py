@@ -390,3 +390,22 @@ def test_an_operator_refunds_part_of_a_credit_to_the_card_from_the_console(
     row = AuditEntry.objects.get(action="operator.credit_note")
     assert (row.actor, row.after["refund_to_card"]) == ("olivia", 2000)
     assert len(refund_emails()) == 1
+
+
+# --- the ledger against Stripe ---------------------------------------------------------------
+
+
+def test_the_ledger_comparison_knows_the_portals_refunds_and_reports_the_others(
+    account, stripe_standin, django_capture_on_commit_callbacks
+):
+    from billing.reconcile import ledger_compare
+    from tests.billing.test_reconcile_stripe import span
+
+    invoice = paid_invoice(account, stripe_standin)
+    credit(invoice, 2000, 2000, django_capture_on_commit_callbacks)
+    since, until = span()  # holds our clock and the stand-in's
+    assert [d.kind for d in ledger_compare(since=since, until=until)] == []
+    intent = PaymentAttempt.objects.get().stripe_payment_intent
+    stripe_standin.client.v1.refunds.create(params={"payment_intent": intent, "amount": 700})
+    [outside] = ledger_compare(since=since, until=until)
+    assert outside.kind == "refund_not_in_ledger" and "700 USD" in outside.stripe
