@@ -23,7 +23,7 @@ from pypdf import PdfReader
 
 from accounts.models import Membership
 from billing import changes, invoicing, payments, statement
-from billing.models import Invoice, InvoiceKind, PaymentAttempt
+from billing.models import Invoice, InvoiceKind, PaymentAttempt, Refund
 from billing.run import run_billing
 from billing.thresholds import usage_thresholds_notify
 from console import services as console
@@ -329,6 +329,16 @@ def _rich_context(rich) -> dict:
         "last_day": periods.format_day(subscription.current_period_end - timedelta(days=1)),
         "first_day": periods.format_day(subscription.current_period_end),
         "last_period": periods.format_period(DEC, JAN),
+        # refund_succeeded (billing.refunds): a refund of part of a credit note.
+        "refund": Refund(
+            amount_minor=2000,
+            currency="USD",
+            credit_note=Invoice(
+                kind="credit_note", number="2026-000999", description="Outage on 3 November"
+            ),
+        ),
+        "card": "Visa •••• 4242",
+        "account_credit_minor": 1000,
     }
 
 

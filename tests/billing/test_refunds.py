@@ -409,3 +409,27 @@ def test_the_ledger_comparison_knows_the_portals_refunds_and_reports_the_others(
     stripe_standin.client.v1.refunds.create(params={"payment_intent": intent, "amount": 700})
     [outside] = ledger_compare(since=since, until=until)
     assert outside.kind == "refund_not_in_ledger" and "700 USD" in outside.stripe
+
+
+# --- what the merchant sees ------------------------------------------------------------------
+
+
+def test_the_invoices_tab_shows_each_refund_and_its_status(
+    account, owner, client, stripe_standin, django_capture_on_commit_callbacks
+):
+    invoice = paid_invoice(account, stripe_standin)
+    note = credit(invoice, 3000, 2000, django_capture_on_commit_callbacks)
+    client.force_login(owner)
+    page = client.get(f"/billing/{account.slug}/invoices/").content.decode()
+    assert f"$20.00 refunded to Visa •••• 4242 ({note.number})" in page
+    assert "credited $30.00" in page
+
+    refund = Refund.objects.get()
+    stand_in_refund_fails(stripe_standin, refund.stripe_refund_id)
+    with django_capture_on_commit_callbacks(execute=True):
+        refunds.refund_changed(stripe_refund=refund.stripe_refund_id)
+    page = client.get(f"/billing/{account.slug}/invoices/").content.decode()
+    assert (
+        f"$20.00 not refunded to Visa •••• 4242 (the refund failed: account credit instead) "
+        f"({note.number})"
+    ) in page
