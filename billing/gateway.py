@@ -533,6 +533,68 @@ def refundable_minor(*, payment_intent: str) -> int:
     return max(int(charge.get("amount") or 0) - int(charge.get("amount_refunded") or 0), 0)
 
 
+@dataclass(frozen=True)
+class DisputeState:
+    """A dispute as Stripe holds it now (`charge.dispute.*` are read back through this)."""
+
+    dispute: str
+    payment_intent: str
+    charge: str
+    status: str
+    reason: str
+    amount_minor: int
+    currency: str
+    fee_minor: int  # the dispute fee less any of it given back (balance transactions)
+    evidence_due_by: datetime | None
+    is_charge_refundable: bool
+    funds_withdrawn_at: datetime | None
+    funds_reinstated_at: datetime | None
+    created_at: datetime | None
+    raw: dict
+
+
+def _when(value) -> datetime | None:
+    return datetime.fromtimestamp(int(value), tz=UTC) if isinstance(value, int | float) else None
+
+
+def dispute_state(data: dict) -> DisputeState:
+    """Stripe's dispute object in our terms. The fee and the funds' movements come from its
+    balance transactions: the withdrawal is the one taking money (negative amount), the
+    reinstatement the one giving it back; each carries its part of the fee."""
+    moves = [m for m in data.get("balance_transactions") or () if isinstance(m, dict)]
+    withdrawn = [m for m in moves if int(m.get("amount") or 0) < 0]
+    reinstated = [m for m in moves if int(m.get("amount") or 0) > 0]
+    evidence = data.get("evidence_details") or {}
+    charge = data.get("charge")
+    intent = data.get("payment_intent")
+    return DisputeState(
+        dispute=str(data.get("id") or ""),
+        payment_intent=str((intent or {}).get("id") if isinstance(intent, dict) else intent or ""),
+        charge=str((charge or {}).get("id") if isinstance(charge, dict) else charge or ""),
+        status=str(data.get("status") or ""),
+        reason=str(data.get("reason") or "")[:40],
+        amount_minor=int(data.get("amount") or 0),
+        currency=str(data.get("currency") or "").upper(),
+        fee_minor=sum(int(m.get("fee") or 0) for m in moves),
+        evidence_due_by=_when(evidence.get("due_by")) if isinstance(evidence, dict) else None,
+        is_charge_refundable=bool(data.get("is_charge_refundable")),
+        funds_withdrawn_at=_when(withdrawn[0].get("created")) if withdrawn else None,
+        funds_reinstated_at=_when(reinstated[0].get("created")) if reinstated else None,
+        created_at=_when(data.get("created")),
+        raw=data,
+    )
+
+
+def dispute_get(*, dispute: str) -> DisputeState:
+    """The dispute as Stripe holds it now. Raises GatewayError when Stripe cannot say (the
+    webhook that asked is processed again later)."""
+    try:
+        found = client().v1.disputes.retrieve(dispute)
+    except stripe.StripeError as exc:
+        raise GatewayError(f"Could not read dispute {dispute}: {exc}") from exc
+    return dispute_state(_plain(found))
+
+
 def webhook_event(*, payload: bytes, signature: str, secret: str, tolerance: int) -> dict:
     """Verify a webhook on its raw body; raises ValueError for a bad or stale signature."""
     try:

@@ -42,14 +42,19 @@ from .models import (
 logger = logging.getLogger(__name__)
 
 S = InvoiceStatus
-# Which status may follow which (F1–F5): a paid or void invoice never moves again.
+# Which status may follow which (F1–F5): a void invoice never moves again; a paid one only when
+# the card's bank takes its money back (a lost card dispute, billing.disputes). From there an
+# operator decides: another card (past due without a retry schedule: offered to the merchant
+# for a card they choose, never charged by a sweep), a write-off (uncollectible), a payment
+# out of band (paid); a dispute Stripe reverses pays it again.
 TRANSITIONS: dict[str, set[str]] = {
     S.DRAFT: {S.OPEN, S.PAID, S.VOID},
     S.OPEN: {S.PAID, S.REQUIRES_CONFIRMATION, S.PAST_DUE, S.VOID, S.UNCOLLECTIBLE},
     S.REQUIRES_CONFIRMATION: {S.PAID, S.PAST_DUE, S.VOID, S.UNCOLLECTIBLE},
     S.PAST_DUE: {S.PAID, S.REQUIRES_CONFIRMATION, S.VOID, S.UNCOLLECTIBLE},
     S.UNCOLLECTIBLE: {S.PAID},
-    S.PAID: set(),
+    S.PAID: {S.DISPUTED_LOST},
+    S.DISPUTED_LOST: {S.PAST_DUE, S.PAID, S.UNCOLLECTIBLE},
     S.VOID: set(),
 }
 

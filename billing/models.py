@@ -20,6 +20,9 @@ class InvoiceStatus(models.TextChoices):
     PAST_DUE = "past_due", "past due"
     VOID = "void"
     UNCOLLECTIBLE = "uncollectible"
+    # Paid, then the card's bank took the money back (a card dispute Stripe lost): owed again,
+    # but never charged again by the schedules; an operator decides (billing.disputes).
+    DISPUTED_LOST = "disputed_lost", "owed again (dispute lost)"
 
 
 # An invoice in these states is still owed: collection may charge it, the statement counts it in
@@ -746,3 +749,92 @@ class Refund(models.Model):
 
     def __str__(self) -> str:
         return f"{self.idempotency_key} {self.amount_minor} {self.currency} ({self.status})"
+
+
+class DisputeStatus(models.TextChoices):
+    """Stripe's own statuses of a dispute (an inquiry is a `warning_*` one: no money moved)."""
+
+    WARNING_NEEDS_RESPONSE = "warning_needs_response", "inquiry: needs a response"
+    WARNING_UNDER_REVIEW = "warning_under_review", "inquiry: under review"
+    WARNING_CLOSED = "warning_closed", "inquiry: closed"
+    NEEDS_RESPONSE = "needs_response", "needs a response"
+    UNDER_REVIEW = "under_review", "under review"
+    WON = "won"
+    LOST = "lost"
+    PREVENTED = "prevented"
+
+
+class DisputeDecision(models.TextChoices):
+    """What an operator decided for an account whose dispute was lost."""
+
+    NONE = "", "not decided"
+    ANOTHER_CARD = "another_card", "ask for another card"
+    SUSPEND = "suspend", "suspend"
+    WRITE_OFF = "write_off", "write off"
+
+
+class Dispute(models.Model):
+    """A card dispute (a chargeback) of one of our charges, as Stripe holds it now: every
+    `charge.dispute.*` webhook reads the dispute back from Stripe and writes it here
+    (billing.disputes), so replays and late deliveries converge on Stripe's latest state."""
+
+    Status = DisputeStatus
+    Decision = DisputeDecision
+
+    attempt = models.ForeignKey(
+        PaymentAttempt,
+        on_delete=models.PROTECT,
+        related_name="disputes",
+        help_text="The succeeded charge the card's bank disputes.",
+    )
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="disputes")
+    stripe_dispute_id = models.CharField(max_length=64, unique=True)
+    reason = models.CharField(max_length=40, blank=True, help_text="Stripe's: fraudulent, ...")
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    fee_minor = models.BigIntegerField(
+        default=0,
+        help_text="Stripe's dispute fee, from its balance transactions (net of any back).",
+    )
+    status = models.CharField(max_length=30, choices=DisputeStatus.choices)
+    evidence_due_by = models.DateTimeField(null=True, blank=True)
+    is_charge_refundable = models.BooleanField(default=False)
+    funds_withdrawn_at = models.DateTimeField(null=True, blank=True)
+    funds_reinstated_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    decision = models.CharField(
+        max_length=20, choices=DisputeDecision.choices, default=DisputeDecision.NONE, blank=True
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    payload = models.JSONField(default=dict, help_text="The dispute as Stripe last returned it.")
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_minor__gte=0), name="dispute_amount"),
+            models.CheckConstraint(
+                condition=Q(status__in=DisputeStatus.values), name="dispute_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(decision__in=DisputeDecision.values), name="dispute_decision_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["status"], name="dispute_status")]
+
+    def __str__(self) -> str:
+        return f"{self.stripe_dispute_id} {self.amount_minor} {self.currency} ({self.status})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status not in DISPUTE_CLOSED
+
+
+# Stripe's final statuses; `lost` is the one where the money stays with the card's bank.
+DISPUTE_CLOSED = (
+    DisputeStatus.WON,
+    DisputeStatus.LOST,
+    DisputeStatus.WARNING_CLOSED,
+    DisputeStatus.PREVENTED,
+)

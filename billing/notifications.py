@@ -22,6 +22,8 @@ SUBJECTS = {
     "payment_succeeded": "Receipt for invoice {number}",
     # billing.refunds: part of a credit note went back to the card.
     "refund_succeeded": "Refund for invoice {number}",
+    # billing.disputes: a card dispute was lost and an operator asked for another card.
+    "dispute_card_requested": "Invoice {number} is due again: your bank reversed its payment",
     "subscription_suspended": "Your subscription is suspended: invoice {number} is unpaid",
     "subscription_reactivated": "Your subscription is active again",
     "subscription_reactivated_by_operator": "Your subscription is active again",

@@ -120,7 +120,16 @@ NOT_A_TAX_INVOICE = (
 
 _TITLES = {"invoice": "Invoice", "credit_note": "Credit note"}
 _STATUSES = frozenset(
-    {"draft", "open", "paid", "requires_confirmation", "past_due", "void", "uncollectible"}
+    {
+        "draft",
+        "open",
+        "paid",
+        "requires_confirmation",
+        "past_due",
+        "void",
+        "uncollectible",
+        "disputed_lost",
+    }
 )
 # Statuses that change what the paper means get a stamp a reader cannot miss.
 _STAMPS = {"paid": ("PAID", (21, 128, 61)), "void": ("VOID", (185, 28, 28))}

@@ -26,8 +26,10 @@ from plans.money import format_money
 
 from . import gateway, notifications
 from .models import (
+    DISPUTE_CLOSED,
     AccountCredit,
     AttemptStatus,
+    Dispute,
     Invoice,
     PaymentAttempt,
     PaymentMethod,
@@ -59,6 +61,10 @@ FOLLOWS: dict[str, set[str]] = {
 
 class RefundTooLarge(Conflict):
     code = "refund_too_large"
+
+
+class ChargeDisputed(RefundTooLarge):
+    code = "charge_disputed"
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,16 @@ def _refunded_minor(attempt_ids: list[int]) -> dict[int, int]:
     return {row["attempt_id"]: row["total"] for row in rows}
 
 
+def _disputed(attempt_ids: list[int]) -> dict[int, Dispute]:
+    """The charges that cannot be refunded now: a card dispute is open on them and Stripe does
+    not say the charge is still refundable (an inquiry usually is; a chargeback is not, and a
+    refund beside it would give the money back twice)."""
+    rows = Dispute.objects.filter(attempt_id__in=attempt_ids, is_charge_refundable=False).exclude(
+        status__in=DISPUTE_CLOSED
+    )
+    return {row.attempt_id: row for row in rows}
+
+
 def refunds_create(
     *, note: Invoice, amount_minor: int, charges: list[Charge], at: datetime
 ) -> list[Refund]:
@@ -120,12 +136,15 @@ def refunds_create(
     assert invoice is not None  # a credit note always names its invoice
     attempts = PaymentAttempt.objects.in_bulk([c.attempt_id for c in charges])
     refunded = _refunded_minor(list(attempts))
+    disputed = _disputed(list(attempts))
     plan: list[tuple[PaymentAttempt, int]] = []
     left = amount_minor
     ours_total = stripe_total = 0
     for charge in charges:
         attempt = attempts[charge.attempt_id]
         ours = attempt.amount_minor - refunded.get(attempt.pk, 0)
+        if attempt.pk in disputed:
+            ours = 0  # nothing of a disputed charge goes back while its dispute is open
         ours_total += max(ours, 0)
         stripe_total += charge.stripe_refundable_minor
         take = min(left, ours, charge.stripe_refundable_minor)
@@ -135,6 +154,16 @@ def refunds_create(
     if left > 0:
         most = sum(take for _, take in plan)
         money = format_money(most, invoice.currency)
+        if disputed:
+            dispute = next(iter(disputed.values()))
+            raise ChargeDisputed(
+                f"The card's bank disputes the charge of invoice {invoice.number} (Stripe "
+                f"dispute {dispute.stripe_dispute_id}, {dispute.get_status_display()}): it "
+                "cannot be refunded while the dispute is open, as Stripe does not allow it. "
+                f"At most {money} can go back to the card now; credit the rest as account "
+                "credit, or wait for the dispute's outcome.",
+                details={"refund_minor": amount_minor, "most": most},
+            )
         raise RefundTooLarge(
             f"At most {money} of invoice {invoice.number} can go back to the card: we charged "
             f"{format_money(ours_total, invoice.currency)} by card on it less earlier refunds, "

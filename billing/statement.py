@@ -14,7 +14,9 @@ Which invoices count toward `amount_owed`: open (held over the spending cap incl
 money is owed, only the charge waits for an operator, P8), past due, and waiting for the
 customer's confirmation. An uncollectible invoice still shows what is left on it (the debt
 stands and a late payment settles it), but it is written off from collection, so it is not
-in `amount_owed`. Paid, void and draft invoices and credit notes owe nothing.
+in `amount_owed`. An invoice whose card dispute was lost (`disputed_lost`) is owed again: its
+charge counts less what the card's bank took back, and it is in `amount_owed`, though nothing
+charges it automatically. Paid, void and draft invoices and credit notes owe nothing.
 """
 
 from collections import defaultdict
@@ -23,7 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
 
 from accounts.models import Account
 from plans.money import format_money
@@ -33,6 +36,7 @@ from .models import (
     UNPAID,
     AccountCredit,
     AttemptStatus,
+    DisputeStatus,
     Invoice,
     InvoiceKind,
     InvoiceStatus,
@@ -41,12 +45,15 @@ from .models import (
     RefundStatus,
 )
 from .models import CreditUse as CreditUseRow  # the row; CreditUse below is the statement's view
+from .models import Dispute as DisputeRow
 from .models import Refund as RefundRow  # the row; RefundRef below is the statement's view
 
 S = InvoiceStatus
 # Statuses where an invoice still has something left to pay (see the module's docstring).
 # The unpaid ones (models.UNPAID) are those whose remainder counts in the account's amount owed.
-OWING = (*UNPAID, S.UNCOLLECTIBLE)
+OWING = (*UNPAID, S.UNCOLLECTIBLE, S.DISPUTED_LOST)
+# Owed and counted in the amount owed, though no schedule charges it (an operator decides).
+OWED = (*UNPAID, S.DISPUTED_LOST)
 
 
 def credit_use_description(*, source_number: str, description: str) -> str:
@@ -206,7 +213,7 @@ class InvoiceFigures:
 
     @property
     def is_owed(self) -> bool:
-        return self.kind == InvoiceKind.INVOICE and self.status in UNPAID
+        return self.kind == InvoiceKind.INVOICE and self.status in OWED
 
 
 @dataclass(frozen=True)
@@ -337,12 +344,21 @@ def _ledger_rows(*, account_ids: list[int], invoice_ids: list[int] | None = None
         ).values_list("stripe_id", "brand", "last4")
     }
     charges: dict[int, list[Charge]] = defaultdict(list)
-    for invoice_id_, amount, method, at in (
+    # A charge whose dispute was lost kept only what the card's bank left (a subquery: the
+    # count of queries stays the same).
+    taken_back = (
+        DisputeRow.objects.filter(attempt=OuterRef("pk"), status=DisputeStatus.LOST)
+        .values("attempt")
+        .annotate(total=Sum("amount_minor"))
+        .values("total")
+    )
+    for invoice_id_, amount, lost, method, at in (
         PaymentAttempt.objects.filter(rows_q, status=AttemptStatus.SUCCEEDED)
+        .annotate(lost=Coalesce(Subquery(taken_back), 0))
         .order_by("number")
-        .values_list("invoice_id", "amount_minor", "payment_method", "completed_at")
+        .values_list("invoice_id", "amount_minor", "lost", "payment_method", "completed_at")
     ):
-        charges[invoice_id_].append(Charge(amount, cards.get(method, ""), at))
+        charges[invoice_id_].append(Charge(amount - lost, cards.get(method, ""), at))
     # The credit used comes from CreditUse rows, never from the lines' words: a credit note
     # whose description happens to read "Credit from ..." is not a use of credit.
     applied: dict[int, list[CreditApplied]] = defaultdict(list)

@@ -1,7 +1,8 @@
 """Stripe webhooks: verified on the raw body, stored once per event id, processed by a task.
 
-Processing asks Stripe for the payment intent's (or the refund's) state now instead of trusting
-the event's copy, so duplicated, late or out-of-order deliveries all converge to the same state.
+Processing asks Stripe for the payment intent's (the refund's, the dispute's) state now instead
+of trusting the event's copy, so duplicated, late or out-of-order deliveries all converge to the
+same state.
 """
 
 import logging
@@ -14,7 +15,7 @@ from django.utils import timezone
 
 from retries import Table
 
-from . import gateway, payments, refunds
+from . import disputes, gateway, payments, refunds
 from .models import StripeEvent
 
 logger = logging.getLogger(__name__)
@@ -94,8 +95,22 @@ def stripe_event_process(*, stripe_event_id: str) -> bool:
 REFUND_EVENTS = ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated")
 
 
+# Events whose object is a dispute: processed by asking Stripe for the dispute as it is now.
+DISPUTE_EVENTS = (
+    "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.closed",
+    "charge.dispute.funds_withdrawn",
+    "charge.dispute.funds_reinstated",
+)
+
+
 def _apply(event: StripeEvent) -> None:
-    if event.type in REFUND_EVENTS:
+    if event.type in DISPUTE_EVENTS:
+        dispute = (event.payload.get("data") or {}).get("object") or {}
+        if isinstance(dispute, dict) and isinstance(dispute.get("id"), str):
+            disputes.dispute_changed(stripe_dispute=dispute["id"])
+    elif event.type in REFUND_EVENTS:
         refund = (event.payload.get("data") or {}).get("object") or {}
         if isinstance(refund, dict) and isinstance(refund.get("id"), str):
             metadata = refund.get("metadata")

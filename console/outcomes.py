@@ -246,7 +246,19 @@ def _channel_changed(entry: AuditEntry) -> str:
     )
 
 
+def _dispute_decided(entry: AuditEntry) -> str:
+    after = _after(entry)
+    words = {
+        "another_card": "the merchant is asked for another card; the invoice is past due, "
+        "never retried automatically",
+        "suspend": "the subscription is suspended; the invoice stays owed",
+        "write_off": "the invoice is written off (uncollectible)",
+    }
+    return f"Dispute on {entry.object_label}: {words.get(after.get('decision', ''), 'decided')}."
+
+
 _SAID: dict[str, Callable[[AuditEntry], str | Outcome]] = {
+    "operator.dispute_decided": _dispute_decided,
     "operator.retry_now": _retried,
     "operator.remind_now": _reminded,
     "operator.pause_dunning": _paused,

@@ -14,9 +14,11 @@ from audit.models import AuditEntry
 from billing import payments, refunds, statement, tax_corrections, taxing
 from billing.invoicing import TRANSITIONS
 from billing.models import (
+    DISPUTE_CLOSED,
     OVERDUE,
     UNPAID,
     CloseSetAside,
+    Dispute,
     Dunning,
     Invoice,
     InvoiceKind,
@@ -434,6 +436,7 @@ class AccountDetail:
     vat_id_words: str = ""  # what VIES said of the VAT id, in the merchant's page's words
     # Its invoices that charged VAT on a VAT id VIES had not confirmed, not corrected yet.
     vat_corrections: list[VatCorrection] = field(default_factory=list)
+    disputes: list[Dispute] = field(default_factory=list)  # its card disputes, open first
 
     @property
     def invoice_rows(self) -> list[tuple[Invoice, statement.InvoiceFigures | None]]:
@@ -497,6 +500,7 @@ def account_detail(*, account_id: int, now: datetime) -> AccountDetail | None:
         shopify=shopify_panel(account=account, now=now),
         vat_id_words=vat_id_status_words(account=account),
         vat_corrections=vat_to_give_back(account=account),
+        disputes=disputes_list(account=account),
     )
 
 
@@ -548,3 +552,39 @@ def account_cancellations(*, account: Account) -> list[ScheduledChange]:
         .select_related("subscription__plan", "subscription__edition")
         .order_by("-created_at", "-pk")
     )
+
+
+def disputes_list(*, account: Account | None = None, limit: int = 200) -> list[Dispute]:
+    """Card disputes, open ones first by their evidence deadline (the nearest first), then the
+    lost ones still waiting for an operator's decision, then the rest, newest first."""
+    rows = Dispute.objects.select_related("invoice__account", "invoice__subscription")
+    if account is not None:
+        rows = rows.filter(invoice__account=account)
+    open_ = list(
+        rows.exclude(status__in=DISPUTE_CLOSED).order_by(
+            F("evidence_due_by").asc(nulls_last=True), "pk"
+        )[:limit]
+    )
+    undecided = list(rows.filter(status=Dispute.Status.LOST, decision="").order_by("-closed_at"))
+    rest = list(
+        rows.filter(status__in=DISPUTE_CLOSED)
+        .exclude(status=Dispute.Status.LOST, decision="")
+        .order_by("-created_at", "-pk")[:limit]
+    )
+    return open_ + undecided[:limit] + rest
+
+
+def dispute_actions(dispute: Dispute) -> list[str]:
+    """The decisions left to take on a dispute (a lost one, not decided yet)."""
+    if dispute.status != Dispute.Status.LOST or dispute.decision:
+        return []
+    actions = ["another-card", "write-off"]
+    subscription = dispute.invoice.subscription
+    if subscription is not None and subscription.status in (
+        Subscription.Status.ACTIVE,
+        Subscription.Status.PAST_DUE,
+    ):
+        actions.insert(1, "suspend")
+    if dispute.invoice.status != "disputed_lost":
+        actions = [a for a in actions if a == "suspend"]
+    return actions

@@ -38,6 +38,9 @@ from billing import (
 from billing.models import (
     OVERDUE,
     UNPAID,
+    Dispute,
+    DisputeDecision,
+    DisputeStatus,
     Dunning,
     Invoice,
     InvoiceKind,
@@ -232,6 +235,7 @@ def invoice_mark_paid(
         if invoice.kind != InvoiceKind.INVOICE or invoice.status not in (
             *UNPAID,
             S.UNCOLLECTIBLE,
+            S.DISPUTED_LOST,
         ):
             raise Conflict(f"Invoice {invoice.number} is {invoice.status}: it cannot be paid.")
         invoicing.refuse_while_in_flight(invoice)
@@ -363,6 +367,59 @@ def invoice_release_hold(
         change.after = {"held": ""}
         tasks.collect_later(invoice.pk)  # after the commit, like every task
     return change.entry
+
+
+def dispute_decide(
+    *, dispute: Dispute, decision: str, reason: str, at: datetime | None = None
+) -> AuditEntry:
+    """An operator's decision on an account whose card dispute was lost (its invoice is owed
+    again and nothing charges it): ask the merchant for another card (the invoice becomes past
+    due without a retry schedule: offered to the merchant, never swept), suspend the
+    subscription, or write the invoice off. Once per dispute; each through the service the
+    automatic flows use."""
+    if decision not in (d for d in DisputeDecision.values if d):
+        raise DomainError("Choose a decision.", details={"field": "decision"})
+    with operator_action("operator.dispute_decided", dispute.invoice, reason=reason, at=at) as c:
+        invoice = c.row
+        row = Dispute.objects.select_for_update().get(pk=dispute.pk)
+        if row.status != DisputeStatus.LOST or row.decision:
+            raise Conflict(
+                f"Dispute {row.stripe_dispute_id} is {row.get_status_display()}"
+                + (f", already decided ({row.get_decision_display()})" if row.decision else "")
+                + ": there is nothing to decide."
+            )
+        if decision == DisputeDecision.SUSPEND:
+            _dispute_suspend(invoice, c)
+        elif invoice.status != S.DISPUTED_LOST:
+            raise Conflict(f"Invoice {invoice.number} is {invoice.get_status_display()} now.")
+        elif decision == DisputeDecision.ANOTHER_CARD:
+            invoicing.invoice_transition(
+                invoice=invoice, to=S.PAST_DUE, reason=f"another card asked for: {c.reason}"
+            )
+            notifications.send("dispute_card_requested", invoice.account, invoice=invoice)
+        else:
+            invoicing.invoice_write_off(invoice=invoice, reason=c.reason, at=c.at)
+        Dispute.objects.filter(pk=row.pk).update(decision=decision, decided_at=c.at)
+        c.before = {"dispute": row.stripe_dispute_id, "invoice": S.DISPUTED_LOST}
+        c.after = {"decision": decision, "invoice": invoice.status}
+    return c.entry
+
+
+def _dispute_suspend(invoice: Invoice, change: Change[Invoice]) -> None:
+    subscription = invoice.subscription
+    if subscription is None or subscription.status not in (
+        Subscription.Status.ACTIVE,
+        Subscription.Status.PAST_DUE,
+    ):
+        state = subscription.status if subscription else "gone"
+        raise Conflict(f"The subscription is {state}: it cannot be suspended.")
+    subscription_transition(
+        subscription_id=subscription.pk,
+        to=Subscription.Status.SUSPENDED,
+        reason=f"card dispute lost on {invoice.number}: {change.reason}",
+        at=change.at,
+    )
+    notifications.send("subscription_suspended", invoice.account, invoice=invoice)
 
 
 def subscription_suspend(

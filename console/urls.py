@@ -16,4 +16,7 @@ urlpatterns = [
     path("audit/", views.audit_log, name="audit"),
     path("figures/", views.figures, name="figures"),
     path("vat/", views.vat_to_give_back, name="vat"),
+    path("disputes/", views.disputes, name="disputes"),
+    path("disputes/<int:dispute_id>/evidence/", views.dispute_evidence, name="dispute-evidence"),
+    path("disputes/<int:dispute_id>/<slug:action>/", views.dispute_action, name="dispute-action"),
 ]

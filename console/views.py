@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time
 
 from django.contrib import messages
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -15,7 +16,8 @@ from django.utils import timezone
 from accounts.errors import DomainError
 from accounts.form_tokens import already_done, first_submission
 from accounts.models import Account
-from billing.models import Invoice
+from billing import evidence
+from billing.models import Dispute, Invoice
 from plans.models import Subscription
 
 from . import forms, outcomes, selectors, services
@@ -70,7 +72,13 @@ def account_detail(request, account_id: int):
     return render(
         request,
         "console/account.html",
-        {"d": detail, "actions": actions, "cancellations": cancellations, "tab": "queue"},
+        {
+            "d": detail,
+            "actions": actions,
+            "cancellations": cancellations,
+            "dispute_rows": _dispute_rows(detail.disputes),
+            "tab": "queue",
+        },
     )
 
 
@@ -112,6 +120,31 @@ def vat_to_give_back(request):
         "console/vat.html",
         {"corrections": selectors.vat_to_give_back(), "tab": "vat"},
     )
+
+
+@operator_page()
+def disputes(request):
+    rows = _dispute_rows(selectors.disputes_list())
+    return render(request, "console/disputes.html", {"rows": rows, "tab": "disputes"})
+
+
+def _dispute_rows(disputes: list[Dispute]) -> list[tuple[Dispute, list[tuple[str, str]]]]:
+    """Each dispute with the decisions left on it: (slug, label)."""
+    return [
+        (d, [(slug, DISPUTE_ACTIONS[slug].label) for slug in selectors.dispute_actions(d)])
+        for d in disputes
+    ]
+
+
+@operator_page()
+def dispute_evidence(request, dispute_id: int):
+    dispute = Dispute.objects.filter(pk=dispute_id).first()
+    if dispute is None:
+        return _not_found(request)
+    name, content = evidence.evidence_pack(dispute=dispute)
+    response = HttpResponse(content, content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
 
 
 @operator_page()
@@ -304,6 +337,54 @@ def _act(request, *, action: Action, target, currency: str, back: str, context: 
         "console/confirm.html",
         {"action": action, "form": form, "back": back, **context},
         status=400 if request.method == "POST" else 200,
+    )
+
+
+def _decide(decision: str) -> Callable:
+    return lambda d, data: services.dispute_decide(
+        dispute=d, decision=decision, reason=data["reason"]
+    )
+
+
+DISPUTE_ACTIONS = {
+    "another-card": Action(
+        "Ask for another card",
+        "The invoice becomes past due, without retries: the merchant is emailed that their "
+        "bank reversed the payment and asked to add another card and pay it from the Billing "
+        "& Usage page. Nothing charges it automatically.",
+        forms.ActionForm,
+        _decide("another_card"),
+    ),
+    "suspend": Action(
+        "Suspend the subscription",
+        "Suspends the subscription now, as exhausted retries would; the merchant is told. The "
+        "invoice stays owed.",
+        forms.ActionForm,
+        _decide("suspend"),
+    ),
+    "write-off": Action(
+        "Write off",
+        "Marks the invoice uncollectible: nothing more is asked for it. A later payment out of "
+        "band still settles it.",
+        forms.ActionForm,
+        _decide("write_off"),
+    ),
+}
+
+
+@operator_page(methods=("GET", "POST"))
+def dispute_action(request, dispute_id: int, action: str):
+    dispute = Dispute.objects.select_related("invoice__account").filter(pk=dispute_id).first()
+    if dispute is None or action not in DISPUTE_ACTIONS:
+        return _not_found(request)
+    invoice = dispute.invoice
+    return _act(
+        request,
+        action=DISPUTE_ACTIONS[action],
+        target=dispute,
+        currency=dispute.currency,
+        back=reverse("console:disputes"),
+        context={"invoice": invoice, "account": invoice.account, "tab": "disputes"},
     )
 
 

@@ -16,6 +16,8 @@ class EventType(models.TextChoices):
     INVOICE_PAID = "invoice.paid"
     INVOICE_PAYMENT_FAILED = "invoice.payment_failed"
     INVOICE_REQUIRES_CONFIRMATION = "invoice.requires_confirmation"
+    INVOICE_DISPUTE_OPENED = "invoice.dispute_opened"
+    INVOICE_DISPUTE_CLOSED = "invoice.dispute_closed"
     CREDIT_NOTE_ISSUED = "credit_note.issued"
     SUBSCRIPTION_CHANGED = "subscription.changed"
     SUBSCRIPTION_SUSPENDED = "subscription.suspended"

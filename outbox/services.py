@@ -301,6 +301,26 @@ def invoice_status_emit(invoice) -> int:
     return outbox_emit(account_id=invoice.account_id, type=kind, data=_invoice_data(invoice))
 
 
+def invoice_dispute_emit(invoice, *, dispute, opened: bool) -> int:
+    """A card dispute of one of the invoice's charges was opened, or closed (won or lost)."""
+    kind = EventType.INVOICE_DISPUTE_OPENED if opened else EventType.INVOICE_DISPUTE_CLOSED
+    due = dispute.evidence_due_by
+    data = {
+        **_invoice_data(invoice),
+        "dispute": {
+            "id": dispute.stripe_dispute_id,
+            "status": dispute.status,
+            "reason": dispute.reason,
+            "amount": money(dispute.amount_minor, dispute.currency),
+            "fee": money(dispute.fee_minor, dispute.currency),
+            "evidence_due_by": due.isoformat() if due else None,
+            # Stripe's closed statuses but `lost` leave nothing owed: won for the account.
+            "outcome": None if dispute.is_open else ("lost" if dispute.status == "lost" else "won"),
+        },
+    }
+    return outbox_emit(account_id=invoice.account_id, type=kind, data=data)
+
+
 # Shopify's figures of an account (billing.shopify_figures.webhook_figures), for the payloads
 # that describe a subscription: billing sits above this app and passes them in, lazily, so an
 # account without endpoints never computes them.

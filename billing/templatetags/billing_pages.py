@@ -50,6 +50,7 @@ def status_class(status: str) -> str:
         "open": "info",
         "void": "muted",
         "uncollectible": "bad",
+        "disputed_lost": "bad",
     }.get(status, "muted")
 
 

@@ -40,6 +40,7 @@ import billing.closing.claim
 import billing.closing.price
 import billing.closing.rollover
 import billing.closing.start
+import billing.disputes
 import billing.dunning
 import billing.invoicing
 import billing.payments
@@ -61,9 +62,11 @@ from billing.run import run_billing
 from outbox import delivery as outbox_delivery
 from outbox.models import Delivery
 from plans.models import ScheduledChange, Subscription
+from tests.billing.test_disputes import dispute_event, stripe_dispute
 from tests.billing.test_invoice_tax import DE_VALID_VAT, buyer, issue
 from tests.billing.test_payments import DECLINED, OK, THREE_DS
 from tests.billing.test_refunds import refund_event, stand_in_refund_fails
+from tests.billing.test_statement import emails_sent
 from tests.billing.test_webhooks import deliver, intent_event
 from tests.conftest import client_with_key
 from tests.console.conftest import operators_group
@@ -96,6 +99,7 @@ SERVICE_MODULES: tuple[ModuleType, ...] = (
     billing.invoicing,
     billing.payments,
     billing.refunds,
+    billing.disputes,
     billing.dunning,
     billing.closing.claim,
     billing.closing.start,
@@ -561,6 +565,26 @@ def refund_webhook(w: World):
     return deliver(Client(), refund_event("evt_refund_walk", "refund.failed", w.made["refund"]))
 
 
+def dispute_webhook(w: World):
+    """Stripe says the first invoice's charge is disputed (read back through the gateway: a
+    recorded-shape dispute stands in for Stripe's, which localstripe lacks)."""
+    held = stripe_dispute(w.invoice.attempts.get())
+    # The processing the view queues after its commit runs inside the stand-in's block.
+    with (
+        mock.patch.object(gateway, "dispute_get", lambda **_: gateway.dispute_state(held)),
+        emails_sent(),
+    ):
+        return deliver(Client(), dispute_event("evt_dispute_walk", "created", held))
+
+
+def dispute_lost(w: World) -> None:
+    """The first invoice, paid, then its card dispute lost: owed again, waiting for a decision."""
+    paid(w)
+    attempt = w.invoice.attempts.get()
+    state = gateway.dispute_state(stripe_dispute(attempt, status="lost"))
+    w.made["dispute"] = billing.disputes.dispute_apply(attempt=attempt, state=state, at=HALF)
+
+
 def billing_task(at: datetime) -> Callable[[World], Any]:
     """The periodic task (beat) as of `at`; what it queues runs (eager tasks, on commit)."""
 
@@ -862,6 +886,13 @@ CASES: dict[str, Case] = {
         refund_in_console,
         given=paid,
     ),
+    "operator writes off an invoice whose card dispute was lost": Case(
+        OPERATOR,
+        "operator.dispute_decided",
+        (console.services.dispute_decide, billing.invoicing.invoice_write_off),
+        lambda w: w.act(f"disputes/{w.made['dispute'].pk}/write-off"),
+        given=dispute_lost,
+    ),
     "operator releases a hold": Case(
         OPERATOR,
         "operator.release_hold",
@@ -994,6 +1025,17 @@ CASES: dict[str, Case] = {
         (billing.run.collect_due, billing.refunds.refunds_reconcile),
         lambda w: tasks.payment_collect_due(),
         given=refund_recorded,
+    ),
+    "a Stripe webhook says a charge is disputed": Case(
+        SYSTEM,
+        "dispute.created",
+        (
+            billing.webhooks.stripe_event_process,
+            billing.disputes.dispute_changed,
+            billing.disputes.dispute_apply,
+        ),
+        dispute_webhook,
+        given=paid,
     ),
     "a Stripe webhook says a refund failed: account credit instead": Case(
         SYSTEM,
@@ -1267,6 +1309,7 @@ NOT_WALKED: dict[Callable, str | Composes] = {
     outbox.services.outbox_emit_many: "announces changes to partners; the callers audit them",
     outbox.services.invoices_issued_emit: Composes((billing.invoicing.invoices_issue,)),
     outbox.services.invoice_status_emit: Composes((billing.invoicing.invoice_transition,)),
+    outbox.services.invoice_dispute_emit: Composes((billing.disputes.dispute_apply,)),
     outbox.services.subscription_changed_emit: Composes((billing.changes.subscription_change,)),
     outbox.services.subscription_status_emit: Composes((plans.services.subscription_transition,)),
     outbox.services.threshold_reached_emit: "announces a threshold email (a ThresholdNotice row)",

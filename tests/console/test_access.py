@@ -19,7 +19,11 @@ def console_paths() -> list[str]:
     for pattern in console_urls.urlpatterns:
         assert isinstance(pattern, URLPattern), "no nested includes under /console/"
         route = str(pattern.pattern)
-        for converter, value in [("<int:invoice_id>", "1"), ("<int:account_id>", "1")]:
+        for converter, value in [
+            ("<int:invoice_id>", "1"),
+            ("<int:account_id>", "1"),
+            ("<int:dispute_id>", "1"),
+        ]:
             route = route.replace(converter, value)
         route = route.replace("<slug:action>", "void")
         assert "<" not in route, f"a new converter in {route}: teach this walk about it"
@@ -33,7 +37,7 @@ def test_the_walk_covers_every_console_route():
         p for p in resolver.url_patterns if isinstance(p, URLResolver) and p.app_name == "console"
     ]
     assert len(mounted) == 1
-    assert len(console_paths()) == len(console_urls.urlpatterns) == 8
+    assert len(console_paths()) == len(console_urls.urlpatterns) == 11
     for pattern in console_urls.urlpatterns:
         assert getattr(pattern.callback, "console_page", False), pattern.name
 
@@ -66,6 +70,7 @@ def test_an_operator_gets_every_page(ops, past_due):
         f"/console/accounts/{past_due.account_id}/",
         "/console/figures/",
         "/console/vat/",
+        "/console/disputes/",
     ]:
         assert ops.get(path).status_code == 200, path
     assert ops.get("/console/invoices/999999/").status_code == 404

@@ -15,7 +15,7 @@ from accounts.errors import Conflict, DomainError
 from accounts.models import Account, Membership
 from audit.models import AuditEntry
 from billing import invoicing
-from billing.models import Dunning, Invoice
+from billing.models import Dispute, Dunning, Invoice
 from console import services
 from plans.models import Subscription
 from plans.services import subscription_transition
@@ -59,6 +59,9 @@ ACTIONS = {
     "member_logins_unlock": lambda i, r: services.member_logins_unlock(account=i.account, reason=r),
     "account_channel_change": lambda i, r: services.account_channel_change(
         account=Account.objects.get(pk=i.account_id), to="stripe", reason=r
+    ),
+    "dispute_decide": lambda i, r: services.dispute_decide(
+        dispute=Dispute.objects.get(invoice=i), decision="suspend", reason=r
     ),
 }
 
@@ -109,7 +112,24 @@ def _vat_unconfirmed(invoice: Invoice) -> None:
     buyer(account, tax_id_status="valid", tax_id_checked_at=timezone.now())
 
 
+def _dispute_lost(invoice: Invoice) -> None:
+    """A card dispute of the invoice's charge, lost (as billing.disputes records Stripe's)."""
+    now = timezone.now()
+    Dispute.objects.create(
+        attempt=invoice.attempts.first(),
+        invoice=invoice,
+        stripe_dispute_id="dp_frame",
+        status="lost",
+        amount_minor=invoice.total_minor,
+        currency=invoice.currency,
+        payload={"id": "dp_frame"},
+        created_at=now,
+        updated_at=now,
+    )
+
+
 PREPARE = {
+    "dispute_decide": _dispute_lost,
     "account_channel_change": _shopify_settled,
     "dunning_resume": _paused,
     "invoice_release_hold": _held,
