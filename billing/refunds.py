@@ -130,8 +130,9 @@ def refunds_create(
     (which holds the credited invoice's lock); they are sent after it commits.
 
     Each charge gives at most the smaller of what Stripe says is still refundable on it and
-    what we charged on it less our earlier refunds. Raises RefundTooLarge, in words, when the
-    charges cannot give `amount_minor` back."""
+    what we charged on it less our earlier refunds; nothing while a card dispute is open on it
+    (unless Stripe says it is still refundable). Raises RefundTooLarge, in words, when the
+    charges cannot give `amount_minor` back (ChargeDisputed when a dispute is why)."""
     invoice = note.credited_invoice
     assert invoice is not None  # a credit note always names its invoice
     attempts = PaymentAttempt.objects.in_bulk([c.attempt_id for c in charges])

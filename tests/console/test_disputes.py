@@ -78,7 +78,7 @@ def charged(shop, partner_api, stripe_standin, bill):
 
 def dispute(client, invoice, status="needs_response", event="evt_1", **kw) -> Dispute:
     STRIPE["dp_1"] = stripe_dispute(invoice.attempts.get(status="succeeded"), status=status, **kw)
-    kind = "created" if event == "evt_1" else "closed"
+    kind = "closed" if status in ("won", "lost") else "created"
     with emails_sent():
         assert deliver(client, dispute_event(event, kind, STRIPE["dp_1"])).status_code == 200
     return Dispute.objects.get(stripe_dispute_id="dp_1")
@@ -94,8 +94,15 @@ def lost(ops, charged):
 
 
 def test_the_disputes_page_lists_open_disputes_first_with_the_deadline(ops, charged, shop):
-    dispute(ops, charged)
+    # An older dispute, won, recorded before (a row as billing.disputes writes it).
+    won = dispute(ops, charged, dispute_id="dp_1")
+    Dispute.objects.filter(pk=won.pk).update(stripe_dispute_id="dp_old", status="won")
+    STRIPE.clear()
+    dispute(ops, charged, event="evt_new")
     page = ops.get("/console/disputes/").content.decode()
+    assert page.index('data-dispute-status="needs_response"') < page.index(
+        'data-dispute-status="won"'
+    )
     assert 'aria-current="page">Disputes</a>' in page
     assert 'data-dispute-status="needs_response"' in page
     assert f"{DUE_BY:%b} {DUE_BY.day}, {DUE_BY:%Y} 23:59 UTC" in page
