@@ -21,6 +21,7 @@ class QueueFilter(forms.Form):
         ("held", "Held over the cap (P8), Shopify's included"),
         ("unknown", "Payment outcome unknown"),
         ("refund_failed", "Refund failed or unanswered"),
+        ("dispute", "Card dispute open, or lost and undecided"),
     ]
     SORTS = [
         ("score", "Amount × age"),

@@ -81,13 +81,22 @@ def _attention(kind: str, now: datetime) -> Q:
     refund = Q(
         Exists(Refund.objects.filter(refund_trouble, credit_note__credited_invoice=OuterRef("pk")))
     )
+    # A card dispute that is open (evidence is due) or lost with no decision taken yet.
+    disputed = Q(
+        Exists(
+            Dispute.objects.filter(invoice=OuterRef("pk")).filter(
+                ~Q(status__in=DISPUTE_CLOSED) | Q(status=Dispute.Status.LOST, decision="")
+            )
+        )
+    )
     return {
         "past_due": Q(status=S.PAST_DUE),
         "requires_confirmation": Q(status=S.REQUIRES_CONFIRMATION),
         "held": held,
         "unknown": unknown,
         "refund_failed": refund,
-    }.get(kind, Q(status__in=OVERDUE) | held | unknown | refund)
+        "dispute": disputed,
+    }.get(kind, Q(status__in=OVERDUE) | held | unknown | refund | disputed)
 
 
 def _search(q: str) -> Q:
@@ -164,6 +173,11 @@ def attention_queue(*, filters: dict, page: str | int | None, now: datetime) -> 
     ).values_list("invoice_id", "status", "amount_minor"):
         by_status = stuck.setdefault(invoice_id, {})
         by_status[status] = by_status.get(status, 0) + amount
+    waiting: dict[int, list[Dispute]] = {}
+    for dispute in Dispute.objects.filter(invoice_id__in=page_obj.object_list).filter(
+        ~Q(status__in=DISPUTE_CLOSED) | Q(status=Dispute.Status.LOST, decision="")
+    ):
+        waiting.setdefault(dispute.invoice_id, []).append(dispute)
     page_obj.object_list = [
         _row(
             loaded[pk],
@@ -172,6 +186,7 @@ def attention_queue(*, filters: dict, page: str | int | None, now: datetime) -> 
             figures[pk].amount_due_minor,
             stuck.get(pk, {}),
             figures[pk].refunds,
+            waiting.get(pk, []),
         )
         for pk in page_obj.object_list
     ]
@@ -196,9 +211,11 @@ def _row(
     due: int = 0,
     shopify: dict[str, int] | None = None,
     refunds_made: tuple[statement.RefundRef, ...] = (),
+    disputes_waiting: list[Dispute] | None = None,
 ) -> QueueRow:
     dunning = _dunning(invoice)
     needs = []
+    disputes_waiting = disputes_waiting or []
     if invoice.status in OVERDUE:
         needs.append(invoice.get_status_display())
     shopify = shopify or {}
@@ -213,6 +230,13 @@ def _row(
         needs.append("outcome unknown")
     elif attempt and attempt.status in payments.IN_FLIGHT:
         needs.append("charge waiting for Stripe")
+    for dispute in disputes_waiting:
+        money = format_money(dispute.amount_minor, dispute.currency)
+        if dispute.is_open:
+            due_by = f"{dispute.evidence_due_by:%b %-d, %Y}" if dispute.evidence_due_by else "?"
+            needs.append(f"Card dispute of {money} open: evidence due by {due_by}")
+        else:
+            needs.append(f"Card dispute of {money} lost: decide what happens next")
     for refund in refunds_made:
         money = format_money(refund.amount_minor, invoice.currency)
         if not refund.is_live:

@@ -107,6 +107,10 @@ def test_the_disputes_page_lists_open_disputes_first_with_the_deadline(ops, char
     assert 'data-dispute-status="needs_response"' in page
     assert f"{DUE_BY:%b} {DUE_BY.day}, {DUE_BY:%Y} 23:59 UTC" in page
     assert "$" in page and "fraudulent" in page and "Evidence pack (zip)" in page
+    # The attention queue lists the invoice too, with the deadline, until it is settled.
+    queue = ops.get("/console/?attention=dispute").content.decode()
+    assert charged.number in queue
+    assert "Card dispute of $" in queue and "open: evidence due by Nov 20, 2026" in queue
     account_page = ops.get(f"/console/accounts/{shop.pk}/").content.decode()
     assert 'id="disputes"' in account_page and "needs a response" in account_page
 
@@ -157,6 +161,8 @@ def test_another_card_emails_the_merchant_and_nothing_charges_it(act, lost, char
     assert row.after == {"decision": "another_card", "invoice": "past_due"}
     page = ops.get("/console/disputes/").content.decode()
     assert "ask for another card" in page
+    # Decided: out of the queue's disputes (its past-due status keeps it in the queue).
+    assert charged.number not in ops.get("/console/?attention=dispute").content.decode()
 
 
 def test_suspend_suspends_the_subscription_and_the_invoice_stays_owed(act, lost, charged, shop):
