@@ -385,7 +385,7 @@ def invoice_actions(detail: InvoiceDetail, now: datetime) -> list[str]:
         actions.append("release-hold")
     if invoice.status in OVERDUE:
         actions += ["remind", "resume" if paused else "pause"]
-    if not in_flight and invoice.status in (*UNPAID, S.UNCOLLECTIBLE):
+    if not in_flight and invoice.status in (*UNPAID, S.UNCOLLECTIBLE, S.DISPUTED_LOST):
         actions.append("mark-paid")
     # A credit note may take what earlier ones left of the total, paid or not.
     left = detail.figures.creditable_minor if detail.figures else 0

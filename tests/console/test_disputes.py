@@ -165,6 +165,12 @@ def test_another_card_emails_the_merchant_and_nothing_charges_it(act, lost, char
     assert charged.number not in ops.get("/console/?attention=dispute").content.decode()
 
 
+def test_a_lost_invoice_may_be_marked_paid_or_written_off_from_its_page(ops, lost, charged):
+    page = ops.get(f"/console/invoices/{charged.pk}/").content.decode()
+    assert "Mark paid out of band" in page and "Mark uncollectible" in page
+    assert "Retry now" not in page  # never charged again but by the merchant's choice
+
+
 def test_suspend_suspends_the_subscription_and_the_invoice_stays_owed(act, lost, charged, shop):
     act(f"/console/disputes/{lost.pk}/suspend/", reason="fraud suspected")
     subscription = Subscription.objects.get(account=shop)
