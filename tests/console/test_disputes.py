@@ -201,3 +201,18 @@ def test_an_open_dispute_has_no_decision_to_take(act, ops, charged):
     assert charged.status == "paid"
     row.refresh_from_db()
     assert row.decision == ""
+
+
+def test_after_another_card_the_merchants_new_card_pays_it_once(
+    act, lost, charged, partner_api, stripe_standin
+):
+    act(f"/console/disputes/{lost.pk}/another-card/", reason="bank reversed it")
+    use_card(partner_api, stripe_standin, OK)  # the merchant's new card
+    with emails_sent():
+        payments.invoice_charge(invoice_id=charged.pk, trigger="retry")
+        payments.invoice_charge(invoice_id=charged.pk, trigger="retry")  # a second click
+    charged.refresh_from_db()
+    assert charged.status == "paid"
+    attempts = PaymentAttempt.objects.filter(invoice=charged, status="succeeded")
+    assert sorted(a.amount_minor for a in attempts) == [charged.total_minor] * 2  # old + new
+    assert statement.invoice_figures(charged).amount_due_minor == 0
