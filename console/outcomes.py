@@ -187,11 +187,27 @@ def _credited(entry: AuditEntry) -> str:
         f" for {format_money(amount, invoice.currency)}" if isinstance(amount, int) else ""
     )
     if entry.before == InvoiceStatus.PAID:
+        refund = after.get("refund_to_card")
+        if isinstance(refund, int) and refund > 0:
+            return f"{issued}: {_refund_words(after, refund, invoice.currency)}"
         return f"{issued}: it is the account's credit now, taken off its next invoices."
     if after.get("status") == InvoiceStatus.PAID:
         return f"{issued}: it covers what was due, so invoice {invoice.number} is settled."
     due = statement.invoice_figures(invoice).amount_due_minor
     return f"{issued}: {format_money(due, invoice.currency)} is left to pay on {invoice.number}."
+
+
+def _refund_words(after: dict, refund: int, currency: str) -> str:
+    """Where a paid invoice's credit went: the part back to the card, the rest as credit."""
+    note = Invoice.objects.filter(number=after.get("credit_note")).only("total_minor").first()
+    back = f"{format_money(refund, currency)} goes back to the card (a refund sent to Stripe)"
+    rest = -note.total_minor - refund if note is not None else 0
+    if rest > 0:
+        return (
+            f"{back}; {format_money(rest, currency)} is the account's credit, taken off its "
+            "next invoices."
+        )
+    return f"{back}."
 
 
 def _vat_given_back(entry: AuditEntry) -> str:

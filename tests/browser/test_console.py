@@ -15,7 +15,7 @@ import time_machine
 from django.utils import timezone
 
 from billing import payments
-from billing.models import Invoice
+from billing.models import AccountCredit, Invoice, Refund
 from billing.run import run_billing
 from plans.models import Subscription
 from plans.services import subscription_transition
@@ -200,3 +200,35 @@ def test_an_operator_retries_a_past_due_invoice_after_the_card_was_updated(
     assert "suspended → active" in page.locator("body").inner_text()
     shoot(page, "console-account")
     assert Subscription.objects.get(account=account).status == "active"
+
+
+def test_an_operator_refunds_part_of_a_paid_invoice_to_the_card(
+    suspended_shop, stripe_standin, live_server, page, django_user_model
+):
+    """Issue 26: a credit note of 40.00 on a paid 60.00 invoice, 25.00 of it back to the card
+    and 15.00 left as account credit; the invoice's page says so."""
+    account, invoice = suspended_shop
+    payments.payment_method_set(account=account, stripe_payment_method=stripe_standin.card(OK))
+    payments.invoice_charge(invoice_id=invoice.pk, trigger="retry")
+    assert Invoice.objects.get(pk=invoice.pk).status == "paid"
+    page.set_viewport_size({"width": 1280, "height": 900})
+    log_in_as_operator(page, live_server, django_user_model)
+    page.goto(f"{live_server.url}/console/invoices/{invoice.pk}/")
+    page.get_by_role("link", name="Issue a credit note").click()
+    page.get_by_label("Amount to credit, before tax").fill("40.00")
+    page.get_by_label("Refund to the card, tax included").fill("25.00")
+    page.get_by_label("Description for the customer (printed on the credit note)").fill(
+        "Outage on Nov 12"
+    )
+    page.get_by_label("Reason").fill("Merchant asked for money back, agreed by phone")
+    page.get_by_role("button", name="Confirm: issue a credit note").click()
+    page.get_by_text("goes back to the card").wait_for()
+    message = page.locator("body").inner_text()
+    assert "Credit note 2026-000002 issued for $40.00: $25.00 goes back to the card" in message
+    assert "$15.00 is the account's credit" in message
+    (refund,) = Refund.objects.filter(credit_note__credited_invoice=invoice)
+    assert (refund.amount_minor, refund.status) == (2500, "succeeded")
+    (credit,) = AccountCredit.objects.filter(account=account)
+    assert credit.amount_minor == 1500
+    (intent,) = [i for i in stripe_standin.intents() if i.status == "succeeded"]
+    assert intent.amount == 6000  # one charge; the refund went back on it
