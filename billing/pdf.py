@@ -540,36 +540,31 @@ def _draw_settlement(pdf: _InvoicePdf, document: InvoiceDocument, x: float, widt
         pdf.ln(7)
 
 
-def _draw_notes(pdf: _InvoicePdf, document: InvoiceDocument) -> None:
-    if not document.notes:
+def _draw_block(pdf: _InvoicePdf, title: str, paragraphs, *, space_after: float = 0) -> None:
+    """A titled block of paragraphs (notes, tax mentions), kept off a page's last lines."""
+    if not paragraphs:
         return
     if pdf.will_page_break(14):
         pdf.add_page()
     pdf.set_font(_FONT, "B", 7.5)
     pdf.set_text_color(*_GREY)
-    pdf.cell(pdf.epw, 5, "NOTES", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.cell(pdf.epw, 5, title, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.set_text_color(0, 0, 0)
     pdf.set_font(_FONT, "", 9)
-    for note in document.notes:
-        pdf.multi_cell(pdf.epw, _LINE_H, _pdf_text(note), align="L", new_x=XPos.LMARGIN)
+    for paragraph in paragraphs:
+        pdf.multi_cell(pdf.epw, _LINE_H, _pdf_text(paragraph), align="L", new_x=XPos.LMARGIN)
         pdf.ln(1)
+    if space_after:
+        pdf.ln(space_after)
+
+
+def _draw_notes(pdf: _InvoicePdf, document: InvoiceDocument) -> None:
+    _draw_block(pdf, "NOTES", document.notes)
 
 
 def _draw_mentions(pdf: _InvoicePdf, document: InvoiceDocument) -> None:
     """The tax decision's legal mentions, in a block of their own (reverse charge, ...)."""
-    if not document.mentions:
-        return
-    if pdf.will_page_break(14):
-        pdf.add_page()
-    pdf.set_font(_FONT, "B", 7.5)
-    pdf.set_text_color(*_GREY)
-    pdf.cell(pdf.epw, 5, "TAX", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    pdf.set_text_color(0, 0, 0)
-    pdf.set_font(_FONT, "", 9)
-    for mention in document.mentions:
-        pdf.multi_cell(pdf.epw, _LINE_H, _pdf_text(mention), align="L", new_x=XPos.LMARGIN)
-        pdf.ln(1)
-    pdf.ln(3)
+    _draw_block(pdf, "TAX", document.mentions, space_after=3)
 
 
 def render_invoice_pdf(document: InvoiceDocument) -> bytes:
