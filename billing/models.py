@@ -838,3 +838,90 @@ DISPUTE_CLOSED = (
     DisputeStatus.WARNING_CLOSED,
     DisputeStatus.PREVENTED,
 )
+
+
+class TicketDisputeReason(models.TextChoices):
+    """Why a merchant says a billed ticket should not have been billed."""
+
+    SPAM = "spam"
+    DUPLICATE = "duplicate", "duplicate or merged"
+    AUTO_REPLY_LOOP = "auto_reply_loop", "auto-reply loop"
+    TEST = "test", "test or internal"
+    NOT_A_CUSTOMER = "not_a_customer", "not a customer"
+    OTHER = "other"
+
+
+class TicketDisputeStatus(models.TextChoices):
+    OPEN = "open", "waiting for a decision"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class TicketDisputeOutcome(models.TextChoices):
+    """What an accepted dispute did to the money (billing.ticket_disputes)."""
+
+    NONE = "", "not decided"
+    EXCLUDED = "excluded", "excluded before its period closed: the period is rated without it"
+    CREDITED = "credited", "credited: a credit note gives back what it cost"
+    ALLOWANCE_RESTORED = "allowance_restored", "allowance restored, no charge change"
+
+
+class TicketDispute(models.Model):
+    """A merchant's claim that one billed ticket should not have been billed (spam, a loop, a
+    test...), and its decision. One open dispute per ticket; accepted, the ticket is excluded
+    from billing (metering.UsageExclusion) and, when its period was already invoiced and it
+    made money, credited (billing.ticket_disputes)."""
+
+    Reason = TicketDisputeReason
+    Status = TicketDisputeStatus
+    Outcome = TicketDisputeOutcome
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="ticket_disputes")
+    ticket = models.CharField(max_length=255)
+    reason = models.CharField(max_length=20, choices=TicketDisputeReason.choices)
+    comment = models.CharField(max_length=1000, blank=True)
+    status = models.CharField(
+        max_length=10, choices=TicketDisputeStatus.choices, default=TicketDisputeStatus.OPEN
+    )
+    outcome = models.CharField(
+        max_length=20,
+        choices=TicketDisputeOutcome.choices,
+        default=TicketDisputeOutcome.NONE,
+        blank=True,
+    )
+    filed_by = models.CharField(max_length=200, help_text="Who contested: a member or a key.")
+    decided_by = models.CharField(max_length=200, blank=True)
+    decision = models.CharField(
+        max_length=1000, blank=True, help_text="Why it was accepted or rejected, shown as is."
+    )
+    credit_note = models.ForeignKey(
+        Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    credited_minor = models.BigIntegerField(default=0, help_text="Before tax.")
+    created_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "ticket"],
+                condition=Q(status="open"),
+                name="ticket_dispute_one_open",
+            ),
+            models.CheckConstraint(
+                condition=Q(reason__in=TicketDisputeReason.values), name="ticket_dispute_reason"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=TicketDisputeStatus.values), name="ticket_dispute_status"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["account", "ticket"], name="ticket_dispute_ticket"),
+            models.Index(
+                fields=["created_at"], name="ticket_dispute_queue", condition=Q(status="open")
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"ticket {self.ticket}: {self.status}"

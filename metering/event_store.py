@@ -310,6 +310,21 @@ def delete_charges(
     return recorded
 
 
+def excluded_subjects(subjects: set[tuple[int, str, str]]) -> set[tuple[int, str, str]]:
+    """Which of these subjects are taken out of billing (metering.models.UsageExclusion): one
+    indexed query per batch, on a table that holds only accepted disputes."""
+    if not subjects:
+        return set()
+    from .models import UsageExclusion
+
+    accounts = {account_id for account_id, _, _ in subjects}
+    names = {subject for _, _, subject in subjects}
+    rows = UsageExclusion.objects.filter(account_id__in=accounts, subject__in=names).values_list(
+        "account_id", "subject_kind", "subject"
+    )
+    return {row for row in rows if row in subjects}
+
+
 def insert_charges(rows: list[tuple]) -> None:
     """Insert charge rows given in _CHARGE_COLUMNS order (rules as a list)."""
     if not rows:

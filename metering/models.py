@@ -141,6 +141,8 @@ class ChargeStatus(models.TextChoices):
     # Counted by the rules, but over a hard cap (C2) or a paused AI limit (Z9): recorded,
     # shown, never billed.
     CAPPED = "capped", "recorded, not billed"
+    # Taken out of billing by an accepted dispute (UsageExclusion): kept and shown, never billed.
+    EXCLUDED = "excluded", "excluded after a dispute"
 
 
 class Charge(models.Model):
@@ -198,6 +200,29 @@ class Charge(models.Model):
 
     def __str__(self) -> str:
         return f"{self.meter} {self.subject_kind} {self.subject} #{self.unit} ({self.status})"
+
+
+class UsageExclusion(models.Model):
+    """A subject taken out of billing (today: a ticket whose dispute was accepted, see
+    billing.ticket_disputes). Its events and verdicts are kept; every re-evaluation writes its
+    counted units as `excluded` instead of final or pending, so no close ever bills them and
+    "Why was this billed?" says why."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, db_index=False)
+    subject_kind = models.CharField(max_length=16, choices=SubjectKind.choices)
+    subject = models.CharField(max_length=255)
+    reason = models.CharField(max_length=300, help_text="Why, in the merchant's words.")
+    excluded_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "subject_kind", "subject"], name="exclusion_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject_kind} {self.subject} excluded"
 
 
 class Feature(models.TextChoices):

@@ -17,7 +17,14 @@ from plans.models import Subscription
 from retries import Exponential
 
 from . import event_store, limits, partitions, rules
-from .models import Charge, ChargeStatus, Reevaluation, SubjectKind, TicketMerge
+from .models import (
+    Charge,
+    ChargeStatus,
+    Reevaluation,
+    SubjectKind,
+    TicketMerge,
+    UsageExclusion,
+)
 from .validation import EventError, EventIn, validate_event
 
 logger = logging.getLogger(__name__)
@@ -408,6 +415,30 @@ def reevaluate(
     return {subject: failed.get(subject) for subject in subjects}
 
 
+def tickets_exclude(*, account_id: int, tickets: Sequence[str], reason: str, at: datetime) -> None:
+    """Take tickets out of billing (an accepted dispute, billing.ticket_disputes): their
+    verdicts are kept and shown, their counted units become `excluded`, now and on every later
+    re-evaluation. Re-evaluated here, in the caller's transaction, so the caller reads the
+    period without them; also marked, so a worker that evaluated them from a stale read
+    evaluates them once more."""
+    UsageExclusion.objects.bulk_create(
+        [
+            UsageExclusion(
+                account_id=account_id,
+                subject_kind=SubjectKind.TICKET,
+                subject=ticket,
+                reason=reason[:300],
+                excluded_at=at,
+            )
+            for ticket in tickets
+        ],
+        ignore_conflicts=True,
+    )
+    subjects = [(account_id, SubjectKind.TICKET, ticket) for ticket in tickets]
+    event_store.mark_for_reevaluation(subjects, now=at)
+    reevaluate(subjects=subjects, as_of=at)
+
+
 def _ticket_families(tickets: dict[int, set[str]]) -> dict[int, list[set[str]]]:
     """Each account's tickets, grown by every ticket linked to them by merges (transitively,
     M1), and split into families: the sets evaluated together."""
@@ -527,12 +558,16 @@ def _replace_charges(
     # are and no verdict is added there (metering.partitions).
     horizon = partitions.archive_horizon()
     recorded = event_store.delete_charges(sorted(evaluated), keep_before=horizon)
+    excluded = event_store.excluded_subjects(evaluated)
     rows, touched = [], set()
     for account_id, o, period_start in verdicts:
         if horizon and period_start is not None and period_start < horizon:
             continue
         if period_start is not None:
             touched.add((account_id, o.meter, period_start))
+        status, pending_until = o.status, o.pending_until
+        if o.counted and (account_id, o.subject_kind, o.subject) in excluded:
+            status, pending_until = ChargeStatus.EXCLUDED, None  # kept, shown, never billed
         key = (account_id, o.subject_kind, o.subject, o.meter, o.unit)
         rows.append(
             (
@@ -541,9 +576,9 @@ def _replace_charges(
                 o.subject,
                 o.meter,
                 o.unit,
-                o.status,
+                status,
                 o.billable_at,
-                o.pending_until,
+                pending_until,
                 period_start,
                 list(o.rules),
                 as_of,

@@ -25,6 +25,8 @@ class EventType(models.TextChoices):
     SUBSCRIPTION_ENDED = "subscription.ended"
     USAGE_THRESHOLD_REACHED = "usage.threshold_reached"
     ENTITLEMENT_CHANGED = "entitlement.changed"
+    USAGE_DISPUTE_CREATED = "usage_dispute.created"
+    USAGE_DISPUTE_RESOLVED = "usage_dispute.resolved"
 
 
 class Endpoint(models.Model):

@@ -321,6 +321,29 @@ def invoice_dispute_emit(invoice, *, dispute, opened: bool) -> int:
     return outbox_emit(account_id=invoice.account_id, type=kind, data=data)
 
 
+def usage_dispute_emit(dispute, *, created: bool) -> int:
+    """A merchant contested a billed ticket (`usage_dispute.created`), or it was decided
+    (`usage_dispute.resolved`: accepted or rejected, with what it did to the money)."""
+    kind = EventType.USAGE_DISPUTE_CREATED if created else EventType.USAGE_DISPUTE_RESOLVED
+    note = dispute.credit_note
+    currency = dispute.account.currency
+    data = {
+        "id": dispute.pk,
+        "ticket": dispute.ticket,
+        "reason": dispute.reason,
+        "comment": dispute.comment,
+        "status": dispute.status,
+        "outcome": dispute.outcome or None,
+        "decision": dispute.decision,
+        "decided_by": dispute.decided_by,
+        "credited": money(dispute.credited_minor, currency),
+        "credit_note": note.number if note else None,
+        "created_at": dispute.created_at.isoformat(),
+        "resolved_at": dispute.resolved_at.isoformat() if dispute.resolved_at else None,
+    }
+    return outbox_emit(account_id=dispute.account_id, type=kind, data=data)
+
+
 # Shopify's figures of an account (billing.shopify_figures.webhook_figures), for the payloads
 # that describe a subscription: billing sits above this app and passes them in, lazily, so an
 # account without endpoints never computes them.
