@@ -102,13 +102,12 @@ def ticket_disputes_open_bulk(
     _, reason, comment = _clean("bulk", reason, comment)
     tickets = _tickets_matching(account, requester, start, end)
     if not tickets:
-        raise DomainError(
-            "No billed ticket matches: nothing to contest.", details={"field": "requester"}
-        )
+        raise NotFound("No billed ticket matches: nothing to contest.", code="not_billed")
     if len(tickets) > BULK_MOST:
-        raise DomainError(
+        raise Conflict(
             f"{len(tickets):,} tickets match; a bulk dispute takes at most {BULK_MOST:,}. "
             "Narrow the range, or ask us: a wave this large is one we look at with you.",
+            code="too_many",
             details={"matching": len(tickets), "most": BULK_MOST},
         )
     result = BulkResult()

@@ -3,6 +3,7 @@
 from django.urls import path
 
 from billing import api as billing_api
+from billing import api_ticket_disputes
 from metering import api as metering_api
 from outbox import api as outbox_api
 from plans import api as plans_api
@@ -17,6 +18,21 @@ urlpatterns = [
         "accounts/<slug:slug>/tickets/<str:ticket>/billing",
         metering_api.TicketBillingApi.as_view(),
         name="api-ticket-billing",
+    ),
+    path(
+        "accounts/<slug:slug>/ticket-disputes",
+        api_ticket_disputes.TicketDisputesApi.as_view(),
+        name="api-ticket-disputes",
+    ),
+    path(
+        "accounts/<slug:slug>/ticket-disputes/bulk",
+        api_ticket_disputes.TicketDisputesBulkApi.as_view(),
+        name="api-ticket-disputes-bulk",
+    ),
+    path(
+        "accounts/<slug:slug>/ticket-disputes/<int:dispute_id>",
+        api_ticket_disputes.TicketDisputeApi.as_view(),
+        name="api-ticket-dispute",
     ),
     path(
         "accounts/<slug:slug>/entitlements",

@@ -93,6 +93,7 @@ EVENT_EXAMPLE = OpenApiExample(
 TICKET_NOT_COUNTED = {
     "not_billable": "the rules bill no unit of it (`not_counted` names the rule)",
     "capped": "counted by the rules, but over a hard cap (C2) or a paused AI limit (Z9)",
+    "excluded": "the merchant contested it and the dispute was accepted: never billed",
     "before_subscription": "billable before the account's first subscription began",
     "no_subscription": "billable while the account had no subscription",
 }
@@ -425,6 +426,12 @@ class TicketBillingApi(APIView):
 def _not_counted_reason(entry: dict, outside: selectors.NeverBilled | None) -> dict:
     if outside is not None:
         return {"code": outside.code, "message": outside.message}
+    if any(unit["status"] == "excluded" for unit in entry["units"]):
+        return {
+            "code": "excluded",
+            "message": "Contested by the merchant and accepted: excluded from billing, its "
+            "verdict kept (GET …/ticket-disputes?ticket= says how it was decided).",
+        }
     if any(unit["status"] == "capped" for unit in entry["units"]):
         return {
             "code": "capped",

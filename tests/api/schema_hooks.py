@@ -214,3 +214,42 @@ def events_rejected_in_band(ctx, response, case):
     if response.status_code == 202 and response.json().get("rejected"):
         return None
     return negative_data_rejection(ctx, response, case)
+
+
+@schemathesis.hook("map_case").apply_to(operation_id="ticket_disputes_create")
+def ticket_dispute_within_unstated_rules(context, case):
+    """A ticket id with more than blanks in it; `other` comes with a comment."""
+    if not _is_positive(case) or not isinstance(case.body, dict):
+        return case
+    if isinstance(case.body.get("ticket"), str) and not case.body["ticket"].strip():
+        case.body["ticket"] = "T1"
+    _comment_for_other(case.body)
+    return case
+
+
+@schemathesis.hook("map_case").apply_to(operation_id="ticket_disputes_bulk_create")
+def bulk_dispute_within_unstated_rules(context, case):
+    """A requester with more than blanks in it, or a whole range whose end follows its start;
+    `other` comes with a comment."""
+    if not _is_positive(case) or not isinstance(case.body, dict):
+        return case
+    body = case.body
+    if isinstance(body.get("requester"), str) and not body["requester"].strip():
+        body["requester"] = "ana@example.com"
+    if ("from" in body) != ("to" in body):  # a range is whole or absent
+        body.pop("from", None)
+        body.pop("to", None)
+    start, end = body.get("from"), body.get("to")
+    if isinstance(start, str) and isinstance(end, str):
+        try:
+            if not datetime.fromisoformat(start) < datetime.fromisoformat(end):
+                body["from"], body["to"] = "2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z"
+        except (TypeError, ValueError, OverflowError):
+            pass
+    _comment_for_other(body)
+    return case
+
+
+def _comment_for_other(body: dict) -> None:
+    if body.get("reason") == "other" and not str(body.get("comment") or "").strip():
+        body["comment"] = "Not ours"

@@ -17,7 +17,7 @@ from django.urls import URLPattern, URLResolver
 from rest_framework.test import APIClient
 
 from accounts import services as account_services
-from billing.models import Invoice
+from billing.models import Invoice, TicketDispute
 from billing.run import run_billing
 from billing_portal import api_urls
 from tests.conftest import client_with_key
@@ -54,6 +54,20 @@ CASES = {
     "api-usage": {"GET": ("accounts/{slug}/usage", None, "tenant")},
     "api-ticket-billing": {"GET": ("accounts/{slug}/tickets/T1/billing", None, "tenant")},
     "api-entitlements": {"GET": ("accounts/{slug}/entitlements", None, "tenant")},
+    "api-ticket-disputes": {
+        "GET": ("accounts/{slug}/ticket-disputes", None, "tenant"),
+        "POST": ("accounts/{slug}/ticket-disputes", {"ticket": "T1", "reason": "spam"}, "tenant"),
+    },
+    "api-ticket-disputes-bulk": {
+        "POST": (
+            "accounts/{slug}/ticket-disputes/bulk",
+            {"requester": "a@example.com", "reason": "spam"},
+            "tenant",
+        )
+    },
+    "api-ticket-dispute": {
+        "GET": ("accounts/{slug}/ticket-disputes/{ticket_dispute}", None, "tenant")
+    },
     "api-account-invoices": {"GET": ("accounts/{slug}/invoices", None, "tenant")},
     "api-subscription-start": {
         "POST": ("accounts/{slug}/subscription", {"plan": "pro", "interval": "month"}, "tenant")
@@ -143,6 +157,9 @@ def world(make_account, partner, django_capture_on_commit_callbacks):
             account_id=account.pk, type="subscription.changed", data={"plan": "pro"}
         )
     delivery = Delivery.objects.get(endpoint=endpoint)
+    dispute = TicketDispute.objects.create(
+        account=account, ticket="T1", reason="spam", filed_by="tests", created_at=HALF
+    )
     other = account_services.partner_get_or_create(name="Rival Partners")
     keys = {
         "A": full,
@@ -156,6 +173,7 @@ def world(make_account, partner, django_capture_on_commit_callbacks):
         "change": downgrade.json()["id"],
         "endpoint": endpoint.public_id,
         "delivery": delivery.public_id,
+        "ticket_dispute": dispute.pk,
     }
     return keys, ids
 

@@ -186,6 +186,7 @@ def real_objects(make_account, partner, stripe_standin, shopify_standin, setting
             "delivery_id": Delivery.objects.get().public_id,
             "ticket": "T1",
             "change_id": 1,
+            "dispute_id": 1,
         }
 
 
