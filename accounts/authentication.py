@@ -35,7 +35,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 class KeyScopePermission(permissions.BasePermission):
     """Only an API key gets in (a session login is not a key: 401), and only within its scopes:
     `read` for GET, `write` for anything else; the event stream also takes an `events:write`
-    key, which nothing else takes. A view opts in to that with `ingest = True`."""
+    key, which nothing else takes. A view opts in to that with `ingest = True`; a view that
+    takes another scope beside `write` names it in `also_write_scopes` (the credit notes take
+    `refunds:write`, and check themselves that a refund is asked only by a key holding it)."""
 
     message = "This API key's scopes do not allow this request."
     code = "insufficient_scope"
@@ -53,7 +55,7 @@ def required_scopes(method: str, view) -> tuple[str, ...]:
         return (ApiKeyScope.READ,)
     if getattr(view, "ingest", False):
         return (ApiKeyScope.WRITE, ApiKeyScope.EVENTS_WRITE)
-    return (ApiKeyScope.WRITE,)
+    return (ApiKeyScope.WRITE, *getattr(view, "also_write_scopes", ()))
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):

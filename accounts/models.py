@@ -288,11 +288,14 @@ class Integration(models.Model):
 class ApiKeyScope(models.TextChoices):
     """What a key may do. `read`: every GET. `write`: every other method (events included).
     `events:write`: only `POST /api/v1/events`, for the helpdesk's stream (an ingest-only key
-    that cannot read bills nor change a plan if it leaks from the helpdesk's servers)."""
+    that cannot read bills nor change a plan if it leaks from the helpdesk's servers).
+    `refunds:write`: credit notes that send money back to the card; never a default, since a
+    refund moves money out of the balance: a key holds it only when its partner asked."""
 
     READ = "read"
     WRITE = "write"
     EVENTS_WRITE = "events:write"
+    REFUNDS_WRITE = "refunds:write"
 
 
 def default_scopes() -> list[str]:

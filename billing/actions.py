@@ -16,12 +16,24 @@ from django.utils import timezone
 
 from accounts.errors import DomainError
 from accounts.models import Account
+from audit.services import audit_record
 from metering.limits import apply_limits
 from plans.models import Subscription
 from plans.money import format_money
 from plans.services import subscription_ai_limits_set
 
-from . import changes, gateway, payments, restart, selectors, shopify_billing, statement, tasks
+from . import (
+    changes,
+    gateway,
+    invoicing,
+    payments,
+    refunds,
+    restart,
+    selectors,
+    shopify_billing,
+    statement,
+    tasks,
+)
 from .models import (
     Dunning,
     Invoice,
@@ -171,6 +183,64 @@ def _collect(
         tasks.collect_account_soon(account.pk)
         return None
     return invoice_pay(account=account, invoice=invoice, trigger=trigger)
+
+
+# --- crediting and refunding -----------------------------------------------------------------
+
+
+def invoice_credit(
+    *,
+    invoice: Invoice,
+    amount_minor: int,
+    reason: str,
+    description: str = "",
+    refund_minor: int = 0,
+    at: datetime | None = None,
+) -> Invoice:
+    """A partner credits a final invoice (the API's credit notes): a numbered credit note of
+    `amount_minor` before tax (invoicing.credit_note_issue); on a paid invoice `refund_minor`,
+    tax included, goes back to the card and the rest is account credit. `description` is what
+    the customer reads on the note (the reason when empty); `reason` stays on the audit row
+    `invoice.credited`, which names the partner's key."""
+    if refund_minor:
+        refuse_card_on_shopify(invoice.account, what="refund to")
+    reason = " ".join(reason.split())
+    if not reason:
+        raise DomainError("Say why the invoice is credited.", details={"field": "reason"})
+    # What Stripe says is refundable is read before the transaction: a call to Stripe never
+    # holds the invoice's lock (the refund itself is sent after the commit).
+    charges = refunds.invoice_charges_refundable(invoice=invoice) if refund_minor else None
+    before = invoice.status
+    with transaction.atomic(durable=True):
+        note = invoicing.credit_note_issue(
+            invoice=invoice,
+            amount_minor=amount_minor,
+            description=description or reason,
+            at=at,
+            refund_minor=refund_minor,
+            charges=charges,
+        )
+        invoice.refresh_from_db()
+        after: dict[str, object] = {
+            "status": invoice.status,
+            "credit_note": note.number,
+            "amount": amount_minor,
+            "description": note.description,
+        }
+        if refund_minor:
+            after["refund_to_card"] = refund_minor
+        audit_record(
+            action="invoice.credited",
+            obj=invoice,
+            before=before,
+            after=after,
+            reason=reason[:1000],
+            at=note.issued_at,
+        )
+    # The refunds were sent when the transaction committed (billing.refunds): the note is
+    # read again with their outcome.
+    note.refresh_from_db()
+    return note
 
 
 # --- the subscription -----------------------------------------------------------------------

@@ -21,12 +21,13 @@ from accounts.api_fields import (
     NewestFirstPagination,
     TextField,
     UsStateField,
+    WholeNumberField,
     money,
 )
 from accounts.api_schema import MoneyOut, PeriodOut, paginated
-from accounts.errors import Conflict
+from accounts.errors import Conflict, Forbidden
 from accounts.idempotency import idempotent
-from accounts.models import BillingChannel, TaxIdStatus
+from accounts.models import ApiKeyScope, BillingChannel, TaxIdStatus
 from accounts.selectors import account_get
 from accounts.tax_identity import tax_identity_problems, vat_id_problems
 from accounts.vat import vat_id_compact
@@ -54,6 +55,8 @@ from .models import (
     InvoiceKind,
     InvoiceReason,
     InvoiceStatus,
+    Refund,
+    RefundStatus,
     ShopifyStatus,
     ShopifyUsageRecord,
     UsageRecordStatus,
@@ -105,6 +108,7 @@ def invoice_out(
         "credited": money(figures.credited_minor, currency),
         "amount_paid": money(figures.paid_minor + figures.settled_otherwise_minor, currency),
         "amount_due": money(figures.amount_due_minor, currency),
+        "refunded": money(figures.refunded_minor, currency),
         "note": invoice.note,
         "credited_invoice": invoice.credited_invoice.number if invoice.credited_invoice else None,
         "held": _held(invoice),
@@ -143,9 +147,22 @@ def invoice_out(
         ]
         attempt = payments.confirmation_attempt(invoice=invoice)
         body["confirmation_url"] = payments.confirmation_url(attempt) if attempt else None
+        body["refunds"] = [refund_out(r) for r in selectors.invoice_refunds(invoice=invoice)]
     # One schema, one builder: the answer goes out through the serializer the schema is
     # drawn from, so a field the schema does not name cannot be sent, nor one left out.
     return (InvoiceOut if detail else InvoiceSummaryOut)(body).data
+
+
+def refund_out(refund: Refund) -> dict:
+    return {
+        "id": refund.pk,
+        "credit_note": refund.credit_note.number,
+        "amount": money(refund.amount_minor, refund.currency),
+        "status": refund.status,
+        "failure_reason": refund.failure_reason or None,
+        "created_at": refund.created_at,
+        "completed_at": refund.completed_at,
+    }
 
 
 def _usage_records(invoice_ids: list[int]) -> dict[int, list[dict]]:
@@ -268,6 +285,11 @@ class InvoiceSummaryOut(serializers.Serializer):
     amount_due = MoneyOut(
         help_text="What is left to pay: total less credited and paid; 0 once paid or void."
     )
+    refunded = MoneyOut(
+        help_text="Of its credit notes, what went (or is going) back to the card; a refund "
+        "that failed is not in it (its amount became account credit). 0 on a credit note: "
+        "its `refunds` say where its money went."
+    )
     note = serializers.CharField(allow_blank=True)
     credited_invoice = serializers.CharField(allow_null=True)
     held = HeldOut(allow_null=True, help_text="P8: not charged, over the spending cap.")
@@ -312,11 +334,32 @@ class AttemptOut(serializers.Serializer):
     completed_at = serializers.DateTimeField(allow_null=True)
 
 
+class RefundOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    credit_note = serializers.CharField(help_text="The number of the credit note it is part of.")
+    amount = MoneyOut(help_text="Tax included.")
+    status = serializers.ChoiceField(
+        choices=RefundStatus.choices,
+        help_text="created, sending: being sent to Stripe; unknown: Stripe's answer was lost "
+        "(settled by asking Stripe, never by refunding again); pending: Stripe took it, the "
+        "card's bank has not confirmed it; succeeded; failed or canceled: nothing went back, "
+        "its amount is the account's credit.",
+    )
+    failure_reason = serializers.CharField(allow_null=True, help_text="In words, once failed.")
+    created_at = serializers.DateTimeField()
+    completed_at = serializers.DateTimeField(allow_null=True)
+
+
 class InvoiceOut(InvoiceSummaryOut):
     lines = LineOut(many=True)
     status_history = serializers.ListField(child=StatusChangeOut)
     payment_attempts = AttemptOut(many=True)
     confirmation_url = serializers.URLField(allow_null=True, help_text="F2: the secure page.")
+    refunds = RefundOut(
+        many=True,
+        help_text="Money going back to the card: a credit note's refunds, or an invoice's "
+        "through its credit notes, oldest first, each with its status.",
+    )
 
 
 class ChangeOut(serializers.Serializer):
@@ -641,6 +684,113 @@ class InvoiceRetryApi(APIView):
         return Response(
             invoice_out(selectors.invoice_get(principal=request.user, invoice_id=invoice_id))
         )
+
+
+# --- credit notes and refunds ---------------------------------------------------------------
+
+# The largest amount a credit note takes at the edge; the invoice's own room is the real limit.
+CREDIT_MAX_MINOR = 10**12
+
+
+class CreditNoteIn(serializers.Serializer):
+    amount = WholeNumberField(
+        min_value=1,
+        max_value=CREDIT_MAX_MINOR,
+        help_text="What is credited, before tax, in minor units; the note gives the invoice's "
+        "tax back in proportion. At most what is left to credit on the invoice.",
+    )
+    refund = WholeNumberField(
+        min_value=0,
+        max_value=CREDIT_MAX_MINOR,
+        default=0,
+        help_text="Tax included, minor units: the part of the note going back to the card of "
+        "a paid invoice (at most the note's total; the rest is account credit). Needs a key "
+        "with the `refunds:write` scope.",
+    )
+    reason = TextField(
+        max_length=300,
+        help_text="Why, in plain words: kept in the audit log, and printed on the credit note "
+        "unless `description` is given.",
+    )
+    description = TextField(
+        max_length=300,
+        required=False,
+        allow_blank=True,
+        help_text="What the customer reads on the credit note, when it differs from `reason`.",
+    )
+
+
+class CreditNoteOut(serializers.Serializer):
+    credit_note = InvoiceOut(help_text="The credit note, with its `refunds` and their status.")
+    invoice = InvoiceOut(help_text="The credited invoice, after the note.")
+    account_credit = MoneyOut(
+        help_text="What of the note became the account's credit, taken off its next invoices "
+        "(a paid invoice's credit not refunded, and any refund that failed)."
+    )
+
+
+class InvoiceCreditNotesApi(APIView):
+    """POST: credit a final invoice with a numbered credit note; on a paid invoice part or all
+    of it may go back to the card (a refund)."""
+
+    # A key holding only `refunds:write` may credit here too (a support tool's key); one with
+    # `write` but not `refunds:write` may credit, never refund.
+    also_write_scopes = (ApiKeyScope.REFUNDS_WRITE,)
+
+    @extend_schema(
+        operation_id="invoices_credit_notes_create",
+        request=CreditNoteIn,
+        responses={201: CreditNoteOut},
+        description="On an unpaid invoice the note is netted at once (the next charge asks "
+        "for what is left). On a paid one, `refund` goes back to the card that paid it "
+        "(latest charge first) and the rest becomes account credit; the refund is sent to "
+        "Stripe once the note is committed, and its status follows Stripe's answers "
+        "(webhooks `invoice.refunded`, `invoice.refund_failed`). 403 `insufficient_scope` "
+        "for a refund without the `refunds:write` scope; 409 `not_refundable` when the "
+        "invoice is not paid; 409 `credit_too_large` past what is left to credit and 409 "
+        "`refund_too_large` past the note's total or what the card can get back "
+        "(`details.most`, and the limit in words); 409 `charge_disputed` while the card's "
+        "bank disputes the charge (`details.dispute`: id, reason, status); 409 "
+        "`payment_in_progress`; 409 `stripe_unavailable` when Stripe cannot say what is "
+        "refundable.",
+        examples=[
+            OpenApiExample(
+                "Refund $20.00 of a $30.00 credit",
+                request_only=True,
+                value={"amount": 3000, "refund": 2000, "reason": "Outage on 3 November"},
+            )
+        ],
+    )
+    @idempotent
+    def post(self, request, invoice_id: int):
+        invoice = selectors.invoice_get(principal=request.user, invoice_id=invoice_id)
+        serializer = CreditNoteIn(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        if data["refund"] and not request.user.key.allows(ApiKeyScope.REFUNDS_WRITE):
+            # A refund moves money out of the balance: the scope is asked for, never implied.
+            raise Forbidden(
+                "Refunding to the card needs an API key with the 'refunds:write' scope; this "
+                "key may credit the invoice without a refund (refund 0).",
+                code="insufficient_scope",
+            )
+        note = actions.invoice_credit(
+            invoice=invoice,
+            amount_minor=data["amount"],
+            refund_minor=data["refund"],
+            reason=data["reason"],
+            description=data.get("description", ""),
+        )
+        body = {
+            "credit_note": invoice_out(
+                selectors.invoice_get(principal=request.user, invoice_id=note.pk)
+            ),
+            "invoice": invoice_out(
+                selectors.invoice_get(principal=request.user, invoice_id=invoice_id)
+            ),
+            "account_credit": money(selectors.note_account_credit_minor(note=note), note.currency),
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 # --- the account with its statement ---------------------------------------------------------

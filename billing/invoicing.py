@@ -410,7 +410,10 @@ def credit_note_issue(
         )
         if not 0 < amount_minor <= room:
             raise Conflict(
-                f"A credit note takes between 1 and {room} (minor units, before tax).",
+                f"A credit note takes between 1 and {room} (minor units, before tax): at most "
+                f"{format_money(room, invoice.currency)} of invoice {invoice.number} is left "
+                "to credit, before tax.",
+                code="credit_too_large" if amount_minor > 0 else "conflict",
                 details={"amount_minor": amount_minor, "most": room},
             )
         start, end = phrases.covers_span(phrases.invoice_covers(invoice))

@@ -22,6 +22,7 @@ from django.utils import timezone
 from accounts.errors import Conflict
 from audit.models import Source
 from audit.services import acting_as, audit_record
+from outbox import services as outbox
 from plans.money import format_money
 
 from . import gateway, notifications
@@ -157,13 +158,22 @@ def refunds_create(
         money = format_money(most, invoice.currency)
         if disputed:
             dispute = next(iter(disputed.values()))
+            why = f"reason {dispute.reason}, " if dispute.reason else ""
             raise ChargeDisputed(
                 f"The card's bank disputes the charge of invoice {invoice.number} (Stripe "
-                f"dispute {dispute.stripe_dispute_id}, {dispute.get_status_display()}): it "
-                "cannot be refunded while the dispute is open, as Stripe does not allow it. "
+                f"dispute {dispute.stripe_dispute_id}, {why}{dispute.get_status_display()}): "
+                "it cannot be refunded while the dispute is open, as Stripe does not allow it. "
                 f"At most {money} can go back to the card now; credit the rest as account "
                 "credit, or wait for the dispute's outcome.",
-                details={"refund_minor": amount_minor, "most": most},
+                details={
+                    "refund_minor": amount_minor,
+                    "most": most,
+                    "dispute": {
+                        "id": dispute.stripe_dispute_id,
+                        "reason": dispute.reason,
+                        "status": dispute.status,
+                    },
+                },
             )
         raise RefundTooLarge(
             f"At most {money} of invoice {invoice.number} can go back to the card: we charged "
@@ -289,6 +299,10 @@ def _apply(refund: Refund, result: gateway.RefundResult, at: datetime) -> None:
         row.completed_at = at if status in (R.SUCCEEDED, *RETURNED) else None
         row.save()
         invoice = note.credited_invoice
+        if invoice is not None and status in (R.SUCCEEDED, *RETURNED):
+            # Partners learn where the money went in this transaction: never told of a refund
+            # that was not recorded, nor a recorded one left untold.
+            outbox.invoice_refund_emit(invoice, refund=row)
         if status == R.SUCCEEDED:
             notifications.send(
                 "refund_succeeded",

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet, Sum
 
 from accounts.errors import NotFound
 from accounts.models import Account
@@ -13,7 +13,15 @@ from plans.money import format_money
 
 from . import phrases, statement, taxing
 from .closing import DEFERRED_ON_ANNUAL, late_histories, units_by_period
-from .models import Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, UsageRecordStatus
+from .models import (
+    AccountCredit,
+    Invoice,
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceStatus,
+    Refund,
+    UsageRecordStatus,
+)
 from .pdf import DocumentLine, InvoiceDocument, TaxRow
 from .shopify_figures import shopify_number
 
@@ -61,6 +69,24 @@ def invoice_get(*, principal, invoice_id: int) -> Invoice:
     if invoice is None:
         raise NotFound(f"No invoice {invoice_id}.")
     return invoice
+
+
+def invoice_refunds(*, invoice: Invoice) -> QuerySet[Refund]:
+    """The money going back to the card for a document the caller reached (invoice_get): a
+    credit note's refunds, or an invoice's through its credit notes; oldest first."""
+    return (
+        Refund.objects.filter(Q(credit_note=invoice) | Q(credit_note__credited_invoice=invoice))
+        .select_related("credit_note")
+        .order_by("pk")
+    )
+
+
+def note_account_credit_minor(*, note: Invoice) -> int:
+    """What of a credit note became the account's credit: a paid invoice's credit not
+    refunded, and the amount of any refund of it that failed."""
+    return (
+        AccountCredit.objects.filter(source=note).aggregate(total=Sum("amount_minor"))["total"] or 0
+    )
 
 
 def invoice_document(*, invoice: Invoice) -> InvoiceDocument:

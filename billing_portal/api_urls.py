@@ -69,6 +69,11 @@ urlpatterns = [
         name="api-invoice-retry",
     ),
     path(
+        "invoices/<int:invoice_id>/credit-notes",
+        billing_api.InvoiceCreditNotesApi.as_view(),
+        name="api-invoice-credit-notes",
+    ),
+    path(
         "invoices/<int:invoice_id>/confirmation-link",
         billing_api.InvoiceConfirmationLinkApi.as_view(),
         name="api-invoice-confirmation-link",

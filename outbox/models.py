@@ -18,6 +18,8 @@ class EventType(models.TextChoices):
     INVOICE_REQUIRES_CONFIRMATION = "invoice.requires_confirmation"
     INVOICE_DISPUTE_OPENED = "invoice.dispute_opened"
     INVOICE_DISPUTE_CLOSED = "invoice.dispute_closed"
+    INVOICE_REFUNDED = "invoice.refunded"
+    INVOICE_REFUND_FAILED = "invoice.refund_failed"
     CREDIT_NOTE_ISSUED = "credit_note.issued"
     SUBSCRIPTION_CHANGED = "subscription.changed"
     SUBSCRIPTION_SUSPENDED = "subscription.suspended"

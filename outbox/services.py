@@ -301,6 +301,28 @@ def invoice_status_emit(invoice) -> int:
     return outbox_emit(account_id=invoice.account_id, type=kind, data=_invoice_data(invoice))
 
 
+def invoice_refund_emit(invoice, *, refund) -> int:
+    """A refund of one of the invoice's credit notes reached the card (`invoice.refunded`), or
+    did not (`invoice.refund_failed`: Stripe refused it or the bank returned it; its amount is
+    the account's credit now)."""
+    failed = refund.status in ("failed", "canceled")
+    kind = EventType.INVOICE_REFUND_FAILED if failed else EventType.INVOICE_REFUNDED
+    return outbox_emit(
+        account_id=invoice.account_id,
+        type=kind,
+        data=lambda: {
+            **_invoice_data(invoice),
+            "refund": {
+                "id": refund.pk,
+                "credit_note": refund.credit_note.number,
+                "amount": money(refund.amount_minor, refund.currency),
+                "status": refund.status,
+                "failure_reason": refund.failure_reason or None,
+            },
+        },
+    )
+
+
 def invoice_dispute_emit(invoice, *, dispute, opened: bool) -> int:
     """A card dispute of one of the invoice's charges was opened, or closed (won or lost)."""
     kind = EventType.INVOICE_DISPUTE_OPENED if opened else EventType.INVOICE_DISPUTE_CLOSED

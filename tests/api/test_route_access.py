@@ -81,6 +81,14 @@ CASES = {
     "api-invoice": {"GET": ("invoices/{invoice}", None, "tenant")},
     "api-invoice-pdf": {"GET": ("invoices/{invoice}/pdf", None, "tenant")},
     "api-invoice-retry": {"POST": ("invoices/{invoice}/retry", None, "tenant")},
+    # A refund, which B's key (and any key without `refunds:write`) may not ask for.
+    "api-invoice-credit-notes": {
+        "POST": (
+            "invoices/{invoice}/credit-notes",
+            {"amount": 100, "refund": 100, "reason": "Outage"},
+            "tenant",
+        )
+    },
     "api-invoice-confirmation-link": {
         "POST": ("invoices/{invoice}/confirmation-link", None, "tenant")
     },

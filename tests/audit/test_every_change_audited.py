@@ -533,6 +533,17 @@ def refund_in_console(w: World):
     )
 
 
+def paid_and_refunds_allowed(w: World) -> None:
+    """The first invoice paid, and the partner's key allowed to refund (`refunds:write`)."""
+    paid(w)
+    ApiKey.objects.filter(pk=w.key.pk).update(scopes=["read", "write", "refunds:write"])
+
+
+def refund_by_api(w: World):
+    body = {"amount": 3000, "refund": 2000, "reason": "Outage on 3 November"}
+    return w.api("post", f"invoices/{w.invoice.pk}/credit-notes", body)
+
+
 def refund_recorded(w: World) -> None:
     """A paid invoice credited with a refund that was recorded, never sent (the process died
     after the credit note's commit): the sweep sends it once it is 5 minutes old."""
@@ -761,6 +772,28 @@ CASES: dict[str, Case] = {
             )
         ),
         given=ended,
+    ),
+    "partner credits an invoice with a refund": Case(
+        PARTNER,
+        "invoice.credited",
+        (billing.actions.invoice_credit, billing.invoicing.credit_note_issue),
+        refund_by_api,
+        given=paid_and_refunds_allowed,
+    ),
+    "partner refunds part of a credit to the card": Case(
+        PARTNER,
+        "refund.created",
+        (billing.refunds.invoice_charges_refundable, billing.refunds.refunds_create),
+        refund_by_api,
+        given=paid_and_refunds_allowed,
+    ),
+    # Stripe's answer, recorded after the partner's commit: the system's row.
+    "partner refunds: Stripe's answer is recorded after the commit": Case(
+        SYSTEM,
+        "refund.status",
+        (billing.refunds.refund_send,),
+        refund_by_api,
+        given=paid_and_refunds_allowed,
     ),
     "partner registers a webhook endpoint": Case(
         PARTNER,
@@ -1310,6 +1343,7 @@ NOT_WALKED: dict[Callable, str | Composes] = {
     outbox.services.invoices_issued_emit: Composes((billing.invoicing.invoices_issue,)),
     outbox.services.invoice_status_emit: Composes((billing.invoicing.invoice_transition,)),
     outbox.services.invoice_dispute_emit: Composes((billing.disputes.dispute_apply,)),
+    outbox.services.invoice_refund_emit: Composes((billing.refunds.refund_send,)),
     outbox.services.subscription_changed_emit: Composes((billing.changes.subscription_change,)),
     outbox.services.subscription_status_emit: Composes((plans.services.subscription_transition,)),
     outbox.services.threshold_reached_emit: "announces a threshold email (a ThresholdNotice row)",

@@ -47,7 +47,7 @@ class Command(BaseCommand):
             "--scope",
             action="append",
             choices=ApiKeyScope.values,
-            help="read, write or events:write (repeat; default read and write).",
+            help="read, write, events:write or refunds:write (repeat; default read and write).",
         )
         parser.add_argument("--expires", type=_instant, help="The key stops working then.")
         parser.add_argument("--rotate", metavar="PREFIX", help="Rotate this key (bpk_XXXXXXXX).")
