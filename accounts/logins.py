@@ -107,3 +107,21 @@ def usernames_locked(*, usernames: Iterable[str], now: datetime) -> dict[str, da
         if end is not None:
             locked[username] = end
     return locked
+
+
+# A browser's User-Agent is kept for evidence, cut to what the rows hold (some run to kilobytes).
+USER_AGENT_KEPT = 255
+
+
+def request_origin(request: HttpRequest | None) -> tuple[str | None, str]:
+    """Where a request came from, as the login history and terms acceptances keep it: the
+    client's address (client_address; None when it is no address, e.g. a Unix socket's peer)
+    and its User-Agent, cut to USER_AGENT_KEPT characters."""
+    if request is None:
+        return None, ""
+    address = client_address(request)
+    try:
+        address = str(ip_address(address)) if address else None
+    except ValueError:
+        address = None
+    return address, request.META.get("HTTP_USER_AGENT", "")[:USER_AGENT_KEPT]

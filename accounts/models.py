@@ -371,3 +371,73 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} {self.key}"
+
+
+# --- evidence of who used the account and what they agreed to (issue 26, card disputes) -----
+
+
+class LoginRecord(models.Model):
+    """One successful login (Django's `user_logged_in`): the history a card dispute's evidence
+    pack shows for the account's members. Failures are axes' (`AccessAttempt`). Kept 400 days
+    (accounts.services.login_records_prune, daily), longer than a card network's dispute window."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="login_records"
+    )
+    at = models.DateTimeField()
+    ip_address = models.GenericIPAddressField("IP address", null=True, blank=True)
+    user_agent = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user", "at"], name="login_record_user_at"),
+            models.Index(fields=["at"], name="login_record_at"),  # the prune's range
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} at {self.at:%Y-%m-%d %H:%M} from {self.ip_address or 'unknown'}"
+
+
+class TermsSource(models.TextChoices):
+    """Where the acceptance was given: a member ticking the box on the Payment method page, or
+    a partner's key asserting (PUT payment-method) that its merchant accepted."""
+
+    MERCHANT_PAGE = "merchant_page", "Payment method page"
+    PARTNER_API = "partner_api", "Partner API"
+
+
+class TermsAcceptance(models.Model):
+    """An account's acceptance of the Terms of Service, given with the card it authorises us to
+    charge: the version, the exact words shown, who (a member, or a partner's key), from where.
+    Never changed once written; the evidence a card dispute's pack carries."""
+
+    Source = TermsSource
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="terms_acceptances")
+    source = models.CharField(max_length=16, choices=TermsSource.choices)
+    # The member who ticked the box; kept as a name too, so a deleted user leaves who it was.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="terms_acceptances",
+    )
+    accepted_by = models.CharField(max_length=160, help_text="The member, or the key's label.")
+    version = models.CharField(max_length=40)
+    text = models.TextField(help_text="The words shown next to the box, exactly.")
+    card = models.CharField(max_length=120, blank=True, help_text="The card it authorises.")
+    accepted_at = models.DateTimeField()
+    ip_address = models.GenericIPAddressField("IP address", null=True, blank=True)
+    user_agent = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "accepted_at"], name="terms_account_at")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(source__in=TermsSource.values), name="terms_source_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account.slug}: terms {self.version} by {self.accepted_by}"

@@ -1,11 +1,20 @@
 """Read paths for tenants. Every function here is scoped by a principal or an account."""
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db.models import QuerySet
 
 from .errors import NotFound
-from .models import Account, ApiKey, Integration, Membership, may_manage_billing
+from .models import (
+    Account,
+    ApiKey,
+    Integration,
+    LoginRecord,
+    Membership,
+    TermsAcceptance,
+    may_manage_billing,
+)
 from .principals import accounts_for
 
 
@@ -95,3 +104,17 @@ def api_key_get(*, prefix: str) -> ApiKey:
     if key is None:
         raise NotFound(f"No API key '{prefix}'.")
     return key
+
+
+def terms_acceptance_list(*, account: Account) -> QuerySet[TermsAcceptance]:
+    """The account's acceptances of the Terms of Service, oldest first."""
+    return TermsAcceptance.objects.filter(account=account).order_by("accepted_at", "pk")
+
+
+def member_login_list(*, account: Account, since: datetime) -> QuerySet[LoginRecord]:
+    """The successful logins since `since` of the account's members, oldest first."""
+    return (
+        LoginRecord.objects.filter(user__memberships__account=account, at__gte=since)
+        .select_related("user")
+        .order_by("at", "pk")
+    )

@@ -1,6 +1,8 @@
 """Write paths for tenants, members, stores and API keys."""
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from axes.utils import reset as axes_reset
 from django.core.exceptions import ValidationError
@@ -10,17 +12,20 @@ from django.utils import timezone
 
 from audit.services import audit_record
 
-from . import api_keys, logins
+from . import api_keys, logins, terms
 from .errors import Conflict, DomainError
 from .models import (
     Account,
     ApiKey,
     BillingChannel,
     Integration,
+    LoginRecord,
     Membership,
     Partner,
     ShopifyShop,
     Store,
+    TermsAcceptance,
+    TermsSource,
     default_scopes,
 )
 from .tax_identity import tax_id_status_for, tax_identity_problems, vat_id_problems
@@ -386,3 +391,77 @@ def member_logins_unlock(*, account: Account) -> list[str]:
     for username in usernames:
         axes_reset(username=username)
     return locked
+
+
+# --- login history and terms acceptances (evidence for card disputes) ------------------------
+
+# Logins are kept this long: a card network lets a cardholder dispute a charge for months
+# after it (about 120 days for most reasons), and the evidence pack shows the 90 days before
+# the charge: 400 days covers a yearly plan's charge disputed late, with room to spare.
+LOGIN_HISTORY_KEPT = timedelta(days=400)
+
+
+def login_record(
+    *, user: Any, ip_address: str | None, user_agent: str, at: datetime | None = None
+) -> LoginRecord:
+    """Keep one successful login (the `user_logged_in` receiver, accounts.apps): a record of its
+    own, read by a dispute's evidence pack, not a change anyone decides (no audit row)."""
+    return LoginRecord.objects.create(
+        user=user,
+        at=at or timezone.now(),
+        ip_address=ip_address,
+        user_agent=user_agent[: logins.USER_AGENT_KEPT],
+    )
+
+
+def login_records_prune(*, now: datetime) -> int:
+    """Forget the logins older than LOGIN_HISTORY_KEPT (the daily task); returns how many."""
+    deleted, _ = LoginRecord.objects.filter(at__lt=now - LOGIN_HISTORY_KEPT).delete()
+    return deleted
+
+
+@dataclass(frozen=True)
+class Acceptor:
+    """Who accepts the terms, and from where: a member on the Payment method page (`user`), or
+    a partner's key asserting that its merchant accepted (`key`)."""
+
+    source: str
+    user: Any = None
+    key: ApiKey | None = None
+    ip_address: str | None = None
+    user_agent: str = ""
+
+    @property
+    def name(self) -> str:
+        if self.key is not None:  # named as the audit log names the key
+            return f"API key {self.key.prefix}" + (f" ({self.key.name})" if self.key.name else "")
+        return self.user.get_username() if self.user is not None else ""
+
+
+def terms_accept(*, account: Account, by: Acceptor, card: str = "") -> TermsAcceptance:
+    """Record that `by` accepted the Terms of Service in force for the account, in the words
+    shown (accounts.terms), with the card it authorises. The caller saving that card owns the
+    transaction: the card and its acceptance commit together."""
+    if by.source not in TermsSource.values or (by.user is None) == (by.key is None):
+        raise ValueError("A terms acceptance names a member or a key, and its source.")
+    authorisation = terms.card_authorisation()
+    row = TermsAcceptance.objects.create(
+        account=account,
+        source=by.source,
+        user=by.user,
+        accepted_by=by.name[:160],
+        version=authorisation.version,
+        text=authorisation.text,
+        card=card[:120],
+        accepted_at=timezone.now(),
+        ip_address=by.ip_address,
+        user_agent=by.user_agent[: logins.USER_AGENT_KEPT],
+    )
+    audit_record(
+        action="terms.accepted",
+        obj=row,
+        account_id=account.pk,
+        after={"version": row.version, "card": row.card, "source": row.source},
+        label=account.slug,
+    )
+    return row

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts.errors import DomainError
 from accounts.models import Account
+from accounts.services import Acceptor
 from audit.services import audit_record
 from metering.limits import apply_limits
 from plans.models import Subscription
@@ -367,14 +368,16 @@ class CardSaved:
     unpaid_minor: int
 
 
-def payment_method_save(*, account: Account, stripe_payment_method: str) -> CardSaved:
-    """Save the card (attached at Stripe, made the default), then collect at once what was
-    waiting for one: invoices never attempted and those whose retries stopped for want of a
-    card. What already failed on another card is offered, not charged: the merchant may want
-    to choose."""
+def payment_method_save(
+    *, account: Account, stripe_payment_method: str, accepted_by: Acceptor
+) -> CardSaved:
+    """Save the card (attached at Stripe, made the default) with the terms' acceptance that
+    authorises charging it, then collect at once what was waiting for one: invoices never
+    attempted and those whose retries stopped for want of a card. What already failed on
+    another card is offered, not charged: the merchant may want to choose."""
     refuse_card_on_shopify(account, what="save")
     method = payments.payment_method_set(
-        account=account, stripe_payment_method=stripe_payment_method
+        account=account, stripe_payment_method=stripe_payment_method, accepted_by=accepted_by
     )
     tasks.collect_account_soon(account.pk)
     unpaid = [

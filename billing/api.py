@@ -16,6 +16,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts import logins
 from accounts.api_fields import (
     CountryField,
     NewestFirstPagination,
@@ -27,8 +28,9 @@ from accounts.api_fields import (
 from accounts.api_schema import MoneyOut, PeriodOut, paginated
 from accounts.errors import Conflict, Forbidden
 from accounts.idempotency import idempotent
-from accounts.models import ApiKeyScope, BillingChannel, TaxIdStatus
+from accounts.models import ApiKeyScope, BillingChannel, TaxIdStatus, TermsSource
 from accounts.selectors import account_get
+from accounts.services import Acceptor
 from accounts.tax_identity import tax_identity_problems, vat_id_problems
 from accounts.vat import vat_id_compact
 from metering import api as metering_api
@@ -618,7 +620,9 @@ class PaymentMethodIn(serializers.Serializer):
 
 
 class PaymentMethodApi(APIView):
-    """PUT a card the partner collected with Stripe's own card form; it becomes the default."""
+    """PUT a card the partner collected with Stripe's own card form; it becomes the default.
+    The partner asserts that its merchant accepted the Terms of Service in force with it: the
+    acceptance is recorded under the partner's key (docs/api.md)."""
 
     @extend_schema(
         operation_id="payment_method_set", request=PaymentMethodIn, responses=PaymentMethodOut
@@ -627,9 +631,16 @@ class PaymentMethodApi(APIView):
         account = account_get(principal=request.user, slug=slug)
         serializer = PaymentMethodIn(data=request.data)
         serializer.is_valid(raise_exception=True)
+        ip_address, user_agent = logins.request_origin(request)
         method = actions.payment_method_save(
             account=account,
             stripe_payment_method=serializer.validated_data["stripe_payment_method"],
+            accepted_by=Acceptor(
+                source=TermsSource.PARTNER_API,
+                key=request.auth,
+                ip_address=ip_address,
+                user_agent=user_agent,
+            ),
         ).method
         return Response(
             {

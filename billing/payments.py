@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts.errors import Conflict, DomainError, NotFound
 from accounts.models import Account, BillingChannel
+from accounts.services import Acceptor, terms_accept
 from audit.services import audit_record
 from plans import pricing
 from plans.models import Subscription
@@ -74,9 +75,12 @@ def customer_ensure(*, account: Account) -> str:
     return account.stripe_customer_id
 
 
-def payment_method_set(*, account: Account, stripe_payment_method: str) -> PaymentMethod:
+def payment_method_set(
+    *, account: Account, stripe_payment_method: str, accepted_by: Acceptor | None = None
+) -> PaymentMethod:
     """Attach a card collected by Stripe.js (or a partner's card form) and make it the
-    default for charges."""
+    default for charges; with `accepted_by`, the terms' acceptance that authorises charging it
+    is recorded in the same transaction (none is recorded for a card set up by a command)."""
     customer = customer_ensure(account=account)
     try:
         card = gateway.payment_method_attach(
@@ -108,6 +112,8 @@ def payment_method_set(*, account: Account, stripe_payment_method: str) -> Payme
             after=f"{method} (expires {method.exp_month:02d}/{method.exp_year})",
             label=str(method),
         )
+        if accepted_by is not None:
+            terms_accept(account=account, by=accepted_by, card=f"{method} ({method.stripe_id})")
     return method
 
 

@@ -270,6 +270,11 @@ TAX_SELLER_OSS_REGISTERED = env.bool("TAX_SELLER_OSS_REGISTERED", default=True)
 # Two-letter codes of the US states where the seller is registered to collect sales tax; their
 # rates are plans/tax/us_rates.json (the operator keeps both).
 TAX_SELLER_US_STATES = env.list("TAX_SELLER_US_STATES", default=["WA"])
+# The Terms of Service a merchant accepts when saving a card (accounts.terms): the version in
+# force and where it is published. A new version is accepted with the next card saved;
+# acceptances keep the version and the words shown (docs/payments.md, "Disputes").
+TERMS_VERSION = env.str("TERMS_VERSION", default="2026-01")
+TERMS_URL = env.str("TERMS_URL", default="https://billing.example/terms")
 # VIES's REST API (billing/vies_gateway.py); the demo and tests point it at the stand-in.
 VIES_API_URL = env.str(
     "VIES_API_URL", default="https://ec.europa.eu/taxation_customs/vies/rest-api"
@@ -329,6 +334,8 @@ CELERY_BEAT_SCHEDULE = {
     # Month partitions of events and charges: the next one made, old ones archived past the
     # retention, the parents analyzed (metering.partitions).
     "partitions": {"task": "metering.partitions_maintain", "schedule": 86400.0},
+    # Successful logins older than 400 days forgotten (accounts.services.login_records_prune).
+    "login-history": {"task": "accounts.login_records_prune", "schedule": 86400.0},
     # VAT ids with no VIES answer, or one 30 days old, checked again (billing.tax_checks).
     "vat-ids": {"task": "billing.tax_checks.vat_ids_recheck", "schedule": 86400.0},
     # Proves to /readyz that beat schedules and a worker runs what it sends.

@@ -15,10 +15,12 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts import logins
 from accounts import services as account_services
 from accounts.errors import Conflict, DomainError, NotFound
 from accounts.form_tokens import already_done, first_submission
-from accounts.models import TaxIdStatus
+from accounts.models import TaxIdStatus, TermsSource
+from accounts.terms import card_authorisation
 from metering.validation import EARLIEST
 from plans.money import format_money
 from plans.periods import format_day, format_last_day
@@ -588,8 +590,27 @@ def payment_method(request, access):
             client_secret=gateway.setup_intent_create(customer=customer),
             stripe_js_url=settings.STRIPE_JS_URL,
             publishable_key=settings.STRIPE_PUBLISHABLE_KEY,
+            terms=card_authorisation(),
         )
     return _page(request, access, "billing/payment_method.html", context, tab="payment")
+
+
+def _terms_refusal(request) -> str | None:
+    """Why the card cannot be saved under the terms as posted, or None: the box (whose value
+    is the version the page showed) must be ticked, for the version in force."""
+    terms = card_authorisation()
+    ticked = request.POST.get("terms_version", "")
+    if not ticked:
+        return (
+            "The card was not saved: tick the box authorising us to charge it under the Terms "
+            "of Service, then save it again."
+        )
+    if ticked != terms.version:
+        return (
+            f"The card was not saved: the Terms of Service changed (now version {terms.version})"
+            " since the page was shown. Read them, tick the box and save the card again."
+        )
+    return None
 
 
 @billing_page(change=True, methods=("POST",), back="payment-method", once=True)
@@ -597,12 +618,24 @@ def payment_method_save(request, access, *, back: str):
     if access.account.pays_through_shopify:
         messages.error(request, _NO_CARD_ON_SHOPIFY)
         return redirect(back)
+    refusal = _terms_refusal(request)
+    if refusal is not None:
+        messages.error(request, refusal)
+        return redirect(back)
+    ip_address, user_agent = logins.request_origin(request)
+    accepted_by = account_services.Acceptor(
+        source=TermsSource.MERCHANT_PAGE,
+        user=request.user,
+        ip_address=ip_address,
+        user_agent=user_agent,
+    )
     try:
         saved = actions.payment_method_save(
             account=access.account,
             stripe_payment_method=gateway.setup_intent_payment_method(
                 setup_intent=request.POST.get("setup_intent", "")
             ),
+            accepted_by=accepted_by,
         )
     except (DomainError, gateway.GatewayError) as exc:
         messages.error(request, f"The card was not saved: {exc}")

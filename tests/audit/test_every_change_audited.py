@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.core.management import call_command
 from django.db.models import Max
 from django.test import Client
@@ -495,7 +496,11 @@ def saved_on_page(w: World):
     method = w.standin.card(OK)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(gateway, "setup_intent_payment_method", lambda setup_intent: method)
-        return w.page("/billing/shop/payment-method/save", setup_intent="seti_walk")
+        return w.page(
+            "/billing/shop/payment-method/save",
+            setup_intent="seti_walk",
+            terms_version=settings.TERMS_VERSION,
+        )
 
 
 def link_again(call: Callable[[World], Any]) -> Callable[[World], Any]:
@@ -669,6 +674,9 @@ CASES: dict[str, Case] = {
     "merchant saves a card": Case(
         MERCHANT, "payment_method.saved", (payments.payment_method_set,), saved_on_page
     ),
+    "merchant accepts the terms with the card": Case(
+        MERCHANT, "terms.accepted", (accounts.services.terms_accept,), saved_on_page
+    ),
     "merchant retries a payment": Case(
         MERCHANT,
         "payment_attempt.status",
@@ -744,6 +752,14 @@ CASES: dict[str, Case] = {
         PARTNER,
         "payment_method.saved",
         (payments.payment_method_set,),
+        lambda w: w.api(
+            "put", "accounts/shop/payment-method", {"stripe_payment_method": w.standin.card(OK)}
+        ),
+    ),
+    "partner asserts its merchant accepted the terms with the card": Case(
+        PARTNER,
+        "terms.accepted",
+        (accounts.services.terms_accept,),
         lambda w: w.api(
             "put", "accounts/shop/payment-method", {"stripe_payment_method": w.standin.card(OK)}
         ),
@@ -1279,6 +1295,14 @@ NOT_WALKED: dict[Callable, str | Composes] = {
     payments.confirmation_url: PURE,
     payments.default_payment_method: READS,
     payments.period_charged_minor: READS,
+    accounts.services.login_record: (
+        "keeps one successful login (the user_logged_in signal): the login history is the "
+        "record of its own, evidence for card disputes, not a change anyone decides"
+    ),
+    accounts.services.login_records_prune: (
+        "forgets logins past their 400-day retention (a daily task): housekeeping of that "
+        "history, as partitions past theirs are archived"
+    ),
     payments.customer_ensure: (
         "links the account to its Stripe customer on first need: an id made once and never "
         "changed, no one's decision (shown on the account)"
@@ -1305,7 +1329,9 @@ NOT_WALKED: dict[Callable, str | Composes] = {
         (billing.changes.subscription_cancel_at_period_end,)
     ),
     billing.actions.ai_limits_set: Composes((plans.services.subscription_ai_limits_set,)),
-    billing.actions.payment_method_save: Composes((payments.payment_method_set,)),
+    billing.actions.payment_method_save: Composes(
+        (payments.payment_method_set, accounts.services.terms_accept)
+    ),
     billing.shopify_billing.live_shopify_subscription: READS,
     billing.shopify_billing.return_url: PURE,
     billing.shopify_billing.usage_cap_minor: READS,

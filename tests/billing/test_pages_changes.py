@@ -5,6 +5,7 @@ import re
 from unittest import mock
 
 import pytest
+from django.conf import settings
 
 from accounts.models import Account
 from billing import gateway, payments
@@ -218,7 +219,9 @@ def test_a_saved_card_pays_the_issued_invoice_at_once(
         django_capture_on_commit_callbacks(execute=True),
     ):
         done = logged_in.post(
-            "/billing/shop/payment-method/save", {"setup_intent": "seti_x"}, follow=True
+            "/billing/shop/payment-method/save",
+            {"setup_intent": "seti_x", "terms_version": settings.TERMS_VERSION},
+            follow=True,
         )
     assert "Saved: Visa •••• 4242. It is used for the next payments." in page_of(done)
     invoice = Invoice.objects.get(account=account)
@@ -231,7 +234,9 @@ def test_a_saved_card_offers_to_pay_what_already_failed(logged_in, account, stri
     method = stripe_standin.card(OK)
     with mock.patch.object(gateway, "setup_intent_payment_method", return_value=method):
         done = logged_in.post(
-            "/billing/shop/payment-method/save", {"setup_intent": "seti_x"}, follow=True
+            "/billing/shop/payment-method/save",
+            {"setup_intent": "seti_x", "terms_version": settings.TERMS_VERSION},
+            follow=True,
         )
     page = page_of(done)
     assert "1 unpaid invoice ($60.00) can be paid with it now" in page
@@ -243,7 +248,9 @@ def test_a_card_form_that_did_not_finish_is_a_message_not_a_500(
     stripe_standin,
 ):
     done = logged_in.post(
-        "/billing/shop/payment-method/save", {"setup_intent": "seti_forged"}, follow=True
+        "/billing/shop/payment-method/save",
+        {"setup_intent": "seti_forged", "terms_version": settings.TERMS_VERSION},
+        follow=True,
     )
     assert done.status_code == 200 and "The card was not saved" in page_of(done)
 

@@ -217,6 +217,7 @@ def test_a_three_d_secure_card_update_then_a_confirmed_payment(shop, live_server
         str(datetime.now(UTC).year % 100 + 4)
     )  # never a date that passes
     page.get_by_placeholder("cvc").fill("123")
+    page.get_by_label("By saving this card you authorise").check()
     page.get_by_role("button", name="Save card").click()
     page.get_by_text("Complete authentication").click()  # the bank's 3-D Secure step
     page.get_by_text("It is used for the next payments.").wait_for()
@@ -266,6 +267,7 @@ def test_retry_after_updating_the_card_lifts_the_suspension(
         str(datetime.now(UTC).year % 100 + 4)
     )  # never a date that passes
     page.get_by_placeholder("cvc").fill("123")
+    page.get_by_label("By saving this card you authorise").check()
     page.get_by_role("button", name="Save card").click()
     page.get_by_text("can be paid with it now").wait_for()
     page.get_by_role("button", name="Pay all outstanding").click()

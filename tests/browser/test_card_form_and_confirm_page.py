@@ -42,6 +42,10 @@ def test_the_card_form_takes_a_year_as_yyyy_and_names_a_bad_one(
     page.get_by_placeholder("exp_year").fill(str(year)[:3])  # one digit short
     page.get_by_placeholder("cvc").fill("123")
     page.get_by_role("button", name="Save card").click()
+    # The authorisation first: without the box ticked the card does not go to Stripe.
+    page.get_by_text("Tick the box authorising us to charge the card").wait_for()
+    page.get_by_label("By saving this card you authorise").check()
+    page.get_by_role("button", name="Save card").click()
     page.get_by_text("Your card's expiration year is invalid: type it as YY or YYYY.").wait_for()
     page.get_by_placeholder("exp_year").fill(str(year))
     page.get_by_role("button", name="Save card").click()

@@ -63,6 +63,7 @@ def test_F3_the_merchant_updates_the_card_then_retries_the_payment(
         str(datetime.now(UTC).year % 100 + 4)
     )  # never a date that passes
     page.get_by_placeholder("cvc").fill("123")
+    page.get_by_label("By saving this card you authorise").check()
     page.get_by_role("button", name="Save card").click()
     page.get_by_text("It is used for the next payments.").wait_for()
     page.get_by_role("link", name="Invoices").click()  # the Billing & Usage page's history

@@ -13,9 +13,11 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.core import mail
 
-from accounts.models import Membership
+from accounts.models import ApiKey, Membership, TermsAcceptance
+from accounts.services import login_record
 from audit.models import AuditEntry
 from billing import payments, run, statement
 from billing.models import Dispute, Invoice, PaymentAttempt
@@ -35,6 +37,7 @@ from tests.metering.helpers import ingest
 pytestmark = pytest.mark.django_db
 
 CLOSE = T0 + timedelta(days=30)
+MADE = CLOSE + timedelta(days=10)  # when the operator downloads an evidence pack
 
 
 def tickets(n: int) -> list[dict]:
@@ -115,6 +118,12 @@ def test_the_disputes_page_lists_open_disputes_first_with_the_deadline(ops, char
     assert 'id="disputes"' in account_page and "needs a response" in account_page
 
 
+def evidence_text(ops, row: Dispute) -> str:
+    with time_machine.travel(MADE, tick=False):
+        response = ops.get(f"/console/disputes/{row.pk}/evidence/")
+    return zipfile.ZipFile(io.BytesIO(response.content)).read("account.txt").decode()
+
+
 def test_the_evidence_pack_holds_the_invoice_the_billed_tickets_and_the_logins(
     ops, charged, shop, django_user_model
 ):
@@ -134,9 +143,67 @@ def test_the_evidence_pack_holds_the_invoice_the_billed_tickets_and_the_logins(
     assert tickets_billed == ["T-0", "T-1", "T-2"]
     assert all(r["rules"] for r in rows)  # each unit names the rules that counted it
     text = pack.read("account.txt").decode()
-    assert "no record of their acceptance" in text
     assert "owner@shop.example (owner)" in text
     assert "dp_1" in text and number in text
+
+
+def test_the_evidence_pack_shows_the_terms_accepted_with_the_card(ops, charged, partner):
+    # The charged card was put by the partner's key (the `charged` fixture): its acceptance.
+    acceptance = TermsAcceptance.objects.get(account=charged.account)
+    key = ApiKey.objects.get(partner=partner, name="tests")
+    text = evidence_text(ops, dispute(ops, charged))
+    assert (
+        f"- {acceptance.accepted_at.isoformat()}: version {settings.TERMS_VERSION}, by API key "
+        f"{key.prefix} (tests) through the partner API (the partner asserts its merchant "
+        f"accepted), from 127.0.0.1 (no user agent), with the card {acceptance.card}"
+    ) in text
+    assert (
+        f"  Text shown: By saving this card you authorise {settings.TAX_SELLER_LEGAL_NAME} to "
+        "charge it for this account's invoices under the Terms of Service (version "
+        f"{settings.TERMS_VERSION}, {settings.TERMS_URL})."
+    ) in text
+    assert "No acceptance recorded" not in text
+
+
+def test_a_card_saved_before_acceptances_were_kept_is_said_so(ops, charged):
+    TermsAcceptance.objects.all().delete()  # as for a card saved before this release
+    text = evidence_text(ops, dispute(ops, charged))
+    assert (
+        "Terms of Service: No acceptance recorded (the card was saved before acceptances were "
+        "kept)."
+    ) in text
+
+
+def test_the_evidence_pack_lists_the_members_logins_from_90_days_before_the_charge(
+    ops, charged, shop, make_account, django_user_model
+):
+    owner = django_user_model.objects.create_user("owner@shop.example", password="pw-owner-123")
+    Membership.objects.create(user=owner, account=shop, role=Membership.Role.OWNER)
+    stranger = django_user_model.objects.create_user("someone@elsewhere.example")
+    with time_machine.travel(T0, tick=False):
+        elsewhere = make_account(slug="elsewhere", plan="basic")
+    Membership.objects.create(user=stranger, account=elsewhere, role=Membership.Role.OWNER)
+    charged_at = charged.attempts.get(status="succeeded").completed_at
+    browser = "Mozilla/5.0 (Macintosh) Safari/605.1.15"
+    for user, at, address in [
+        (owner, charged_at - timedelta(days=91), "192.0.2.91"),  # before the window
+        (owner, charged_at - timedelta(days=89), "192.0.2.89"),
+        (owner, charged_at + timedelta(days=2), "192.0.2.2"),
+        (stranger, charged_at - timedelta(days=1), "198.51.100.1"),  # not a member of the shop
+    ]:
+        login_record(user=user, at=at, ip_address=address, user_agent=browser)
+    text = evidence_text(ops, dispute(ops, charged))
+    since = charged_at - timedelta(days=90)
+    section = text.split(f"Members' successful logins from {since.isoformat()} (90 days before")[1]
+    assert f"charge of {charged_at.isoformat()}) to {MADE.isoformat()}, oldest first:" in section
+    listed = [line for line in section.splitlines() if line.startswith("- 20")]
+    assert listed == [
+        f"- {(charged_at - timedelta(days=89)).isoformat()} owner@shop.example from 192.0.2.89 "
+        f"({browser})",
+        f"- {(charged_at + timedelta(days=2)).isoformat()} owner@shop.example from 192.0.2.2 "
+        f"({browser})",
+    ]
+    assert "someone@elsewhere.example" not in text
 
 
 def test_another_card_emails_the_merchant_and_nothing_charges_it(act, lost, charged, ops):
