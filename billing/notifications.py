@@ -24,6 +24,8 @@ SUBJECTS = {
     "refund_succeeded": "Refund for invoice {number}",
     # billing.disputes: a card dispute was lost and an operator asked for another card.
     "dispute_card_requested": "Invoice {number} is due again: your bank reversed its payment",
+    # billing.ticket_disputes: a contested ticket was decided (by an operator or automatically).
+    "ticket_dispute_decided": "Your contested ticket {ticket}: {verdict}",
     "subscription_suspended": "Your subscription is suspended: invoice {number} is unpaid",
     "subscription_reactivated": "Your subscription is active again",
     "subscription_reactivated_by_operator": "Your subscription is active again",

@@ -18,7 +18,15 @@ from datetime import datetime
 from plans.money import format_money
 from plans.periods import format_period
 
-from .models import Invoice, InvoiceKind, InvoiceLine, InvoiceReason
+from .models import (
+    Invoice,
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceReason,
+    TicketDispute,
+    TicketDisputeOutcome,
+    TicketDisputeStatus,
+)
 
 USAGE = "usage"
 FEES = "fees"
@@ -127,3 +135,22 @@ def tax_included_words(invoice: Invoice) -> str:
         return ""
     what = "sales tax" if invoice.tax_treatment in _SALES_TAX_TREATMENTS else "VAT"
     return f"incl. {format_money(abs(invoice.tax_minor), invoice.currency)} {what}"
+
+
+def ticket_dispute_outcome_words(dispute: TicketDispute) -> str:
+    """What a contested ticket came to, as the Why page, the Usage tab, the console and the
+    decision's email say it: "allowance restored, no charge change", "credited $40.00 on
+    credit note 2026-000007", "excluded: this period is rated without it", "rejected: still
+    billed" or "waiting for a decision"."""
+    if dispute.status == TicketDisputeStatus.OPEN:
+        return "waiting for a decision"
+    if dispute.status == TicketDisputeStatus.REJECTED:
+        return "rejected: still billed"
+    if dispute.outcome == TicketDisputeOutcome.CREDITED and dispute.credit_note is not None:
+        # The note's total, its tax included: what the merchant gets back.
+        note = dispute.credit_note
+        amount = format_money(abs(note.total_minor), note.currency)
+        return f"credited {amount} on credit note {note.number}"
+    if dispute.outcome == TicketDisputeOutcome.ALLOWANCE_RESTORED:
+        return "allowance restored, no charge change"
+    return "excluded: this period is rated without it"

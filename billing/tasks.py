@@ -6,7 +6,7 @@ from datetime import datetime
 from celery import shared_task
 from django.db import transaction
 
-from . import payments, run, shopify_webhooks, webhooks
+from . import payments, run, shopify_webhooks, ticket_disputes, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -65,3 +65,11 @@ def payment_process_webhook(stripe_event_id: str) -> bool:
 @shared_task(name="billing.tasks.shopify_process_webhook", acks_late=True)
 def shopify_process_webhook(webhook_id: str) -> bool:
     return shopify_webhooks.shopify_webhook_process(webhook_id=webhook_id)
+
+
+@shared_task(name="billing.ticket_disputes_auto_resolve")
+def ticket_disputes_auto_resolve() -> int:
+    """Periodic (beat): accept the contested tickets whose proof arrived after they were filed
+    (the helpdesk merged them or flagged them as spam). Each is claimed under its row lock, so
+    two runs at once accept it once."""
+    return ticket_disputes.ticket_disputes_auto_resolve()

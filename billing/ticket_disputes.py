@@ -32,7 +32,7 @@ from plans.models import Subscription
 from plans.money import format_money
 from plans.terms import subscription_terms
 
-from . import invoicing
+from . import invoicing, notifications
 from .models import (
     Invoice,
     TicketDispute,
@@ -381,6 +381,19 @@ def _decided(dispute: TicketDispute, at: datetime) -> None:
         label=f"ticket {dispute.ticket}",
     )
     outbox.usage_dispute_emit(dispute, created=False)
+    # Every decision is told, an automatic one too (the merchant learns it was accepted); the
+    # email goes once the transaction commits (notifications.send).
+    note = dispute.credit_note
+    notifications.send(
+        "ticket_dispute_decided",
+        dispute.account,
+        also=notifications.billing_managers(dispute.account),
+        dispute=dispute,
+        ticket=dispute.ticket,
+        verdict="accepted" if dispute.status == TicketDisputeStatus.ACCEPTED else "still billed",
+        automatic=dispute.decided_by == "automatically",
+        credited_minor=abs(note.total_minor) if note is not None else 0,
+    )
 
 
 def _outcome_words(dispute: TicketDispute) -> str:

@@ -334,6 +334,9 @@ CELERY_BEAT_SCHEDULE = {
     # Month partitions of events and charges: the next one made, old ones archived past the
     # retention, the parents analyzed (metering.partitions).
     "partitions": {"task": "metering.partitions_maintain", "schedule": 86400.0},
+    # Contested tickets the helpdesk has since merged or flagged as spam, accepted
+    # (billing.ticket_disputes).
+    "ticket-disputes": {"task": "billing.ticket_disputes_auto_resolve", "schedule": 3600.0},
     # Successful logins older than 400 days forgotten (accounts.services.login_records_prune).
     "login-history": {"task": "accounts.login_records_prune", "schedule": 86400.0},
     # VAT ids with no VIES answer, or one 30 days old, checked again (billing.tax_checks).

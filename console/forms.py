@@ -81,6 +81,25 @@ class ActionForm(forms.Form):
         return reason
 
 
+class TicketRejectForm(ActionForm):
+    """Rejecting a contested ticket: the reason is the merchant's to read (the Why page, the
+    email), and the audit row keeps it too."""
+
+    reason = forms.CharField(
+        label="Why it stays billed (the merchant reads this)",
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        error_messages={"required": "Say why, in words the merchant will read."},
+        validators=[multi_line_text],
+    )
+
+    def clean_reason(self) -> str:
+        reason = " ".join(self.cleaned_data["reason"].split())
+        if not reason:
+            raise forms.ValidationError("Say why, in words the merchant will read.")
+        return reason
+
+
 class PauseForm(ActionForm):
     until = WindowedDateField(
         label="Pause until (date, UTC)", widget=forms.DateInput(attrs={"type": "date"})

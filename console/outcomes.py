@@ -273,7 +273,23 @@ def _dispute_decided(entry: AuditEntry) -> str:
     return f"Dispute on {entry.object_label}: {words.get(after.get('decision', ''), 'decided')}."
 
 
+def _ticket_decided(entry: AuditEntry) -> str:
+    after = _after(entry)
+    ticket = after.get("ticket", "")
+    if after.get("status") == "rejected":
+        return (
+            f"Ticket {ticket}: dispute rejected, it stays billed. The merchant was emailed "
+            "your reason."
+        )
+    return (
+        f"Ticket {ticket}: dispute accepted, {after.get('outcome', 'excluded from billing')}. "
+        "The merchant was emailed."
+    )
+
+
 _SAID: dict[str, Callable[[AuditEntry], str | Outcome]] = {
+    "operator.ticket_dispute_accepted": _ticket_decided,
+    "operator.ticket_dispute_rejected": _ticket_decided,
     "operator.dispute_decided": _dispute_decided,
     "operator.retry_now": _retried,
     "operator.remind_now": _reminded,

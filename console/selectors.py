@@ -26,6 +26,8 @@ from billing.models import (
     PaymentAttempt,
     Refund,
     ShopifyUsageRecord,
+    TicketDispute,
+    TicketDisputeStatus,
     UsageRecordStatus,
 )
 from billing.selectors import late_units_shown
@@ -33,7 +35,8 @@ from billing.shopify_figures import ShopifyPanel, shopify_panel
 from billing.tax_corrections import VatCorrection
 from billing.tax_identity import vat_id_status_words
 from metering import selectors as metering_selectors
-from metering.models import Reevaluation
+from metering.models import Charge, Reevaluation, SubjectKind
+from plans import meters
 from plans.models import ScheduledChange, Subscription, SubscriptionStatusChange
 from plans.money import format_money
 
@@ -612,3 +615,63 @@ def dispute_actions(dispute: Dispute) -> list[str]:
     if dispute.invoice.status != "disputed_lost":
         actions = [a for a in actions if a == "suspend"]
     return actions
+
+
+# --- contested tickets (billing.ticket_disputes) -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class TicketVerdict:
+    """One unit of a contested ticket as metering decided it: what accepting would take out."""
+
+    meter: str
+    status: str
+    period_start: datetime | None
+    rules: list[str]
+
+
+@dataclass
+class TicketDisputeRow:
+    dispute: TicketDispute
+    verdicts: list[TicketVerdict] = field(default_factory=list)
+
+
+@dataclass
+class TicketDisputeQueue:
+    open: list[TicketDisputeRow]  # oldest first: the longest waiting at the top
+    decided: list[TicketDisputeRow]  # the most recently decided first
+
+
+def ticket_disputes_queue(*, limit: int = 200, decided: int = 50) -> TicketDisputeQueue:
+    """Contested tickets waiting for an operator, oldest first, each with its verdicts (two
+    queries for the page, whatever its length), then the last ones decided."""
+    rows = TicketDispute.objects.select_related("account", "credit_note")
+    waiting = [
+        TicketDisputeRow(d)
+        for d in rows.filter(status=TicketDisputeStatus.OPEN).order_by("created_at", "pk")[:limit]
+    ]
+    done = [
+        TicketDisputeRow(d)
+        for d in rows.exclude(status=TicketDisputeStatus.OPEN).order_by(
+            F("resolved_at").desc(nulls_last=True), "-pk"
+        )[:decided]
+    ]
+    by_key = {(r.dispute.account_id, r.dispute.ticket): r for r in waiting}
+    if by_key:
+        charges = Charge.objects.filter(
+            subject_kind=SubjectKind.TICKET,
+            account_id__in={a for a, _ in by_key},
+            subject__in={t for _, t in by_key},
+        ).order_by("meter", "unit")
+        for charge in charges:
+            row = by_key.get((charge.account_id, charge.subject))
+            if row is not None:
+                row.verdicts.append(
+                    TicketVerdict(
+                        meter=meters.meter_heading(charge.meter),
+                        status=charge.get_status_display(),
+                        period_start=charge.period_start,
+                        rules=list(charge.rules),
+                    )
+                )
+    return TicketDisputeQueue(open=waiting, decided=done)

@@ -34,6 +34,7 @@ from billing import (
     shopify_billing,
     tasks,
     tax_corrections,
+    ticket_disputes,
 )
 from billing.models import (
     OVERDUE,
@@ -46,7 +47,9 @@ from billing.models import (
     InvoiceKind,
     InvoiceStatus,
     PaymentAttempt,
+    TicketDispute,
 )
+from billing.phrases import ticket_dispute_outcome_words
 from plans.models import Subscription
 from plans.services import subscription_transition
 
@@ -54,7 +57,7 @@ S = InvoiceStatus
 # A pause is a grace agreed with a customer, not a way to forget an invoice.
 MAX_PAUSE = timedelta(days=90)
 
-Row = TypeVar("Row", Invoice, Subscription)
+Row = TypeVar("Row", Invoice, Subscription, TicketDispute)
 
 
 def _reason(reason: str) -> str:
@@ -65,6 +68,12 @@ def _reason(reason: str) -> str:
 
 
 def _locked(row: Row) -> Row:
+    if isinstance(row, TicketDispute):
+        return (
+            TicketDispute.objects.select_for_update(of=("self",))
+            .select_related("account")
+            .get(pk=row.pk)
+        )
     if isinstance(row, Invoice):
         return (
             Invoice.objects.select_for_update(of=("self",))
@@ -112,6 +121,8 @@ def operator_action(
             after=change.after,
             reason=change.reason,
             at=change.at,
+            # An invoice's row is labelled by its number; a contested ticket by the ticket.
+            label=f"ticket {change.row.ticket}" if isinstance(change.row, TicketDispute) else None,
         )
 
 
@@ -403,6 +414,33 @@ def dispute_decide(
         c.before = {"dispute": row.stripe_dispute_id, "invoice": S.DISPUTED_LOST}
         c.after = {"decision": decision, "invoice": invoice.status}
     return c.entry
+
+
+def ticket_dispute_decide(
+    *, dispute: TicketDispute, accept: bool, reason: str, at: datetime | None = None
+) -> AuditEntry:
+    """Decide a ticket the merchant contested, through the service the automatic acceptance
+    uses (billing.ticket_disputes): accepted, the ticket is excluded from billing (and credited
+    when its invoice charged for it); rejected, it stays billed and `reason` is what the
+    merchant reads. Either way the merchant is emailed. Once per dispute: one decided meanwhile
+    (by another operator, or automatically) is refused."""
+    action = "operator.ticket_dispute_accepted" if accept else "operator.ticket_dispute_rejected"
+    with operator_action(action, dispute, reason=reason, at=at) as change:
+        change.before = {"ticket": change.row.ticket, "status": change.row.status}
+        if accept:
+            decided = ticket_disputes.ticket_dispute_accept(dispute=change.row, at=change.at)
+        else:
+            decided = ticket_disputes.ticket_dispute_reject(
+                dispute=change.row, decision=change.reason, at=change.at
+            )
+        change.row = decided
+        change.after = {
+            "ticket": decided.ticket,
+            "status": decided.status,
+            "outcome": ticket_dispute_outcome_words(decided),
+            "credit_note": decided.credit_note.number if decided.credit_note else None,
+        }
+    return change.entry
 
 
 def _dispute_suspend(invoice: Invoice, change: Change[Invoice]) -> None:

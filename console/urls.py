@@ -19,4 +19,10 @@ urlpatterns = [
     path("disputes/", views.disputes, name="disputes"),
     path("disputes/<int:dispute_id>/evidence/", views.dispute_evidence, name="dispute-evidence"),
     path("disputes/<int:dispute_id>/<slug:action>/", views.dispute_action, name="dispute-action"),
+    path("ticket-disputes/", views.ticket_disputes, name="ticket-disputes"),
+    path(
+        "ticket-disputes/<int:ticket_dispute_id>/<slug:action>/",
+        views.ticket_dispute_action,
+        name="ticket-dispute-action",
+    ),
 ]

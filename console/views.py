@@ -17,7 +17,7 @@ from accounts.errors import DomainError
 from accounts.form_tokens import already_done, first_submission
 from accounts.models import Account
 from billing import evidence
-from billing.models import Dispute, Invoice
+from billing.models import Dispute, Invoice, TicketDispute
 from plans.models import Subscription
 
 from . import forms, outcomes, selectors, services
@@ -385,6 +385,56 @@ def dispute_action(request, dispute_id: int, action: str):
         currency=dispute.currency,
         back=reverse("console:disputes"),
         context={"invoice": invoice, "account": invoice.account, "tab": "disputes"},
+    )
+
+
+@operator_page()
+def ticket_disputes(request):
+    queue = selectors.ticket_disputes_queue()
+    return render(
+        request,
+        "console/ticket_disputes.html",
+        {"queue": queue, "actions": TICKET_DISPUTE_ACTIONS, "tab": "ticket-disputes"},
+    )
+
+
+TICKET_DISPUTE_ACTIONS = {
+    "accept": Action(
+        "Accept",
+        "The ticket is excluded from billing, on every re-evaluation. In its open period the "
+        "period is simply rated without it; once its period was invoiced, a credit note gives "
+        "back what it made (only when it was in overage and removing it lowers the blocks "
+        "billed), otherwise the merchant's allowance is restored with no charge change. The "
+        "merchant is emailed the outcome; your reason stays in the audit log.",
+        forms.ActionForm,
+        lambda d, data: services.ticket_dispute_decide(
+            dispute=d, accept=True, reason=data["reason"]
+        ),
+    ),
+    "reject": Action(
+        "Reject",
+        "The ticket stays billed. The merchant reads your reason on “Why was this billed?” and "
+        "in the email we send them; write it for them.",
+        forms.TicketRejectForm,
+        lambda d, data: services.ticket_dispute_decide(
+            dispute=d, accept=False, reason=data["reason"]
+        ),
+    ),
+}
+
+
+@operator_page(methods=("GET", "POST"))
+def ticket_dispute_action(request, ticket_dispute_id: int, action: str):
+    dispute = TicketDispute.objects.select_related("account").filter(pk=ticket_dispute_id).first()
+    if dispute is None or action not in TICKET_DISPUTE_ACTIONS:
+        return _not_found(request)
+    return _act(
+        request,
+        action=TICKET_DISPUTE_ACTIONS[action],
+        target=dispute,
+        currency=dispute.account.currency,
+        back=reverse("console:ticket-disputes"),
+        context={"account": dispute.account, "ticket_dispute": dispute, "tab": "ticket-disputes"},
     )
 
 

@@ -49,6 +49,8 @@ class MeterUsage:
     forecast_ceiling: int | None
     # From this instant on the forecast projects the period's pace (FORECAST_MIN_ELAPSED).
     forecast_pace_from: datetime
+    # Taken out of billing by an accepted dispute (billing.ticket_disputes): kept, never billed.
+    excluded: int = 0
 
 
 @dataclass(frozen=True)
@@ -214,9 +216,9 @@ def usage_summary(
     late: Mapping[str, int] | None = None,
     terms: pricing.SubscriptionTerms | None = None,
 ) -> PeriodUsage:
-    """Per meter: used, pending, not billed, late, what is included, overage and a forecast
-    that says how it was made. `late` is the caller's late units per meter (F6; 0 without):
-    what was invoiced is billing's to know (billing.selectors.late_units_shown)."""
+    """Per meter: used, pending, not billed, excluded, late, what is included, overage and a
+    forecast that says how it was made. `late` is the caller's late units per meter (F6; 0
+    without): what was invoiced is billing's to know (billing.selectors.late_units_shown)."""
     previous_start, _ = periods.usage_period_containing(
         subscription.billing_anchor, start - timedelta(microseconds=1), subscription.interval
     )
@@ -275,6 +277,7 @@ def usage_summary(
                 forecast_note=forecast.note,
                 forecast_ceiling=ceiling[0] if ceiling else None,
                 forecast_pace_from=start + FORECAST_MIN_ELAPSED,
+                excluded=counts.get((meter, ChargeStatus.EXCLUDED), 0),
             )
         )
     return PeriodUsage(start=start, end=end, currency=account.currency, meters=meters)

@@ -4,11 +4,13 @@ from django import forms
 
 from accounts.countries import country_problem
 from accounts.tax_identity import tax_identity_problems, vat_id_problems
-from accounts.validators import plain_text
+from accounts.validators import InWindow, multi_line_text, plain_text
 from accounts.vat import vat_id_compact
 from plans.models import ScheduledChange
 
 from ..changes import CANCEL_COMMENT_MAX
+from ..models import TicketDisputeReason
+from ..ticket_disputes import COMMENT_MOST
 
 
 class BillingDetailsForm(forms.Form):
@@ -94,6 +96,80 @@ class BillingDetailsForm(forms.Form):
 
 class TicketLookupForm(forms.Form):
     ticket = forms.CharField(label="Ticket id", max_length=255, strip=True)
+
+
+def _reason_field() -> forms.ChoiceField:
+    return forms.ChoiceField(
+        label="Why should it not have been billed?",
+        choices=[("", "Choose a reason")] + list(TicketDisputeReason.choices),
+        error_messages={"required": "Choose why it should not have been billed."},
+    )
+
+
+def _comment_field() -> forms.CharField:
+    return forms.CharField(
+        label="Comment",
+        max_length=COMMENT_MOST,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        validators=[multi_line_text],
+        help_text="What happened, for the person who decides. Needed with “other”.",
+    )
+
+
+class ContestForm(forms.Form):
+    """ "Contest this ticket" on the Why page (billing.ticket_disputes.ticket_dispute_open
+    refuses what cannot be contested, in words shown as this form's error)."""
+
+    ticket = forms.CharField(max_length=255, widget=forms.HiddenInput, validators=[plain_text])
+    reason = _reason_field()
+    comment = _comment_field()
+
+
+# The browser's own date-and-time picker: "2026-11-16T09:30", read as UTC like every time the
+# pages show.
+_MINUTE_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
+
+
+def _moment_field(label: str) -> forms.DateTimeField:
+    return forms.DateTimeField(
+        label=label,
+        required=False,
+        input_formats=_MINUTE_FORMATS,
+        validators=[InWindow()],
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+
+
+class ContestBulkForm(forms.Form):
+    """ "Contest in bulk" on the Usage tab: every billed ticket of one requester (a mail loop)
+    or billable within a time range (a spam wave)."""
+
+    requester = forms.EmailField(
+        label="Requester's email",
+        required=False,
+        help_text="Every billed ticket this address opened, e.g. an auto-responder.",
+    )
+    start = _moment_field("From (UTC)")
+    end = _moment_field("To (UTC)")
+    reason = _reason_field()
+    comment = _comment_field()
+    field_order = ["requester", "start", "end", "reason", "comment"]
+
+    def clean(self):
+        data = super().clean()
+        start, end = data.get("start"), data.get("end")
+        if "start" in self.errors or "end" in self.errors:
+            return data
+        if bool(start) != bool(end):
+            self.add_error("end" if start else "start", "Give both ends of the range.")
+        elif start and end and not start < end:
+            self.add_error("end", "The range ends after it starts.")
+        elif not (start or data.get("requester")) and "requester" not in self.errors:
+            self.add_error(
+                "requester", "Name a requester, or a time range (from and to), to contest."
+            )
+        return data
 
 
 class AiLimitsForm(forms.Form):

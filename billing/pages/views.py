@@ -7,6 +7,7 @@ payment already in flight for an invoice answers `Conflict`, shown as a flash me
 """
 
 import re
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -35,13 +36,21 @@ from .. import (
     shopify_billing,
     shopify_usage,
     tax_identity,
+    ticket_disputes,
 )
 from ..models import Invoice, InvoiceStatus
 from ..pdf import render_invoice_pdf
 from ..selectors import invoice_document
 from . import selectors
 from .access import billing_page
-from .forms import AiLimitsForm, BillingDetailsForm, CancelForm, TicketLookupForm
+from .forms import (
+    AiLimitsForm,
+    BillingDetailsForm,
+    CancelForm,
+    ContestBulkForm,
+    ContestForm,
+    TicketLookupForm,
+)
 
 _MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
 
@@ -91,7 +100,7 @@ def usage(request, access):
     return _usage_page(request, access)
 
 
-def _usage_page(request, access, ai_form=None, status=200):
+def _usage_page(request, access, ai_form=None, bulk_form=None, status=200):
     subscription = subscription_current(account=access.account)
     now = timezone.now()
     data = selectors.usage(
@@ -111,7 +120,15 @@ def _usage_page(request, access, ai_form=None, status=200):
         request,
         access,
         "billing/usage.html",
-        {"u": data, "lookup": TicketLookupForm(), "subscription": subscription, "ai": ai_form},
+        {
+            "u": data,
+            "lookup": TicketLookupForm(),
+            "subscription": subscription,
+            "ai": ai_form,
+            "contested": selectors.contested_tickets(account=access.account),
+            "contested_shown": selectors.CONTESTED_SHOWN,
+            "bulk": bulk_form or ContestBulkForm(),
+        },
         tab="usage",
         status=status,
     )
@@ -150,18 +167,127 @@ def ai_limits(request, access, *, back: str):
 
 @billing_page()
 def why_billed(request, access):
-    """ "Why was this billed?": a ticket's verdict per meter with the rules in words. htmx asks
-    for the fragment; without JavaScript the full page answers."""
-    form = TicketLookupForm(request.GET or None)
-    context = {"lookup": form, "verdicts": None}
-    if form.is_valid():
-        context["ticket"] = form.cleaned_data["ticket"]
-        context["verdicts"] = selectors.ticket_explanation(
-            account=access.account, ticket=form.cleaned_data["ticket"]
+    """ "Why was this billed?": a ticket's verdict per meter with the rules in words, and its
+    disputes. htmx asks for the fragment; without JavaScript the full page answers."""
+    return _why_page(request, access, TicketLookupForm(request.GET or None))
+
+
+def _why_page(request, access, lookup: TicketLookupForm, contest_form=None, status=200):
+    context: dict = {"lookup": lookup, "verdicts": None, "contest": None}
+    if lookup.is_valid():
+        ticket = lookup.cleaned_data["ticket"]
+        verdicts = selectors.ticket_explanation(account=access.account, ticket=ticket)
+        context.update(
+            ticket=ticket,
+            verdicts=verdicts,
+            contest=selectors.ticket_contest(
+                account=access.account, ticket=ticket, verdicts=verdicts
+            ),
+            contest_form=contest_form or ContestForm(initial={"ticket": ticket}),
         )
     if getattr(request, "htmx", False):
-        return render(request, "billing/_why.html", {**context, "account": access.account})
-    return _page(request, access, "billing/why.html", context, tab="usage")
+        return render(
+            request,
+            "billing/_why.html",
+            {**context, "account": access.account, "access": access},
+            status=status,
+        )
+    return _page(request, access, "billing/why.html", context, tab="usage", status=status)
+
+
+@billing_page(change=True, methods=("POST",), back="why")
+def ticket_contest(request, access, *, back: str):
+    """ "Contest this ticket": filed for an operator to decide, or accepted at once when the
+    helpdesk's own events prove it. What cannot be contested (not billed, already contested,
+    its invoice more than 30 days old) is the form's error, in the service's words."""
+    form = ContestForm(request.POST)
+    lookup = TicketLookupForm({"ticket": request.POST.get("ticket", "")})
+    if not form.is_valid():
+        return _why_page(request, access, lookup, contest_form=form, status=400)
+    ticket = form.cleaned_data["ticket"]
+    here = f"{back}?{urlencode({'ticket': ticket})}#disputes"
+    if not first_submission(request):  # claimed after validation (see billing_page)
+        return already_done(request, here)
+    try:
+        dispute = ticket_disputes.ticket_dispute_open(
+            account=access.account,
+            ticket=ticket,
+            reason=form.cleaned_data["reason"],
+            comment=form.cleaned_data["comment"],
+        )
+    except DomainError as exc:
+        form.add_error(_field_of(exc, form), exc.message)
+        return _why_page(request, access, lookup, contest_form=form, status=400)
+    if dispute.status == "accepted":
+        messages.success(request, f"Ticket {ticket} contested and accepted: {dispute.decision}")
+    else:
+        messages.success(
+            request,
+            f"Ticket {ticket} contested: we will look at it and email "
+            f"{access.account.billing_email} the decision. It stays billed until then.",
+        )
+    return redirect(here)
+
+
+def _field_of(exc: DomainError, form) -> str | None:
+    """The visible field a refusal names, or None: the form's own error, above it."""
+    field = exc.details.get("field")
+    if field in form.fields and not form.fields[field].widget.is_hidden:
+        return field
+    return None
+
+
+@billing_page(change=True, methods=("POST",), back="usage")
+def tickets_contest_bulk(request, access, *, back: str):
+    """ "Contest in bulk": each billed ticket of a requester or a time range filed as if
+    alone; the page says how many were filed and which were skipped, and why."""
+    form = ContestBulkForm(request.POST)
+    if not form.is_valid():
+        return _usage_page(request, access, bulk_form=form, status=400)
+    if not first_submission(request):  # claimed after validation (see billing_page)
+        return already_done(request, back + "#contested")
+    data = form.cleaned_data
+    try:
+        result = ticket_disputes.ticket_disputes_open_bulk(
+            account=access.account,
+            reason=data["reason"],
+            comment=data["comment"],
+            requester=data["requester"] or "",
+            start=data["start"],
+            end=data["end"],
+        )
+    except DomainError as exc:
+        form.add_error(_field_of(exc, form), exc.message)
+        return _usage_page(request, access, bulk_form=form, status=400)
+    for level, text in _bulk_words(result):
+        messages.add_message(request, level, text)
+    return redirect(back + "#contested")
+
+
+_SKIPPED_SHOWN = 10  # the rest are counted: a wave's refusals are mostly the same words
+
+
+def _bulk_words(result: ticket_disputes.BulkResult) -> list[tuple[int, str]]:
+    said = []
+    accepted = sum(1 for d in result.opened if d.status == "accepted")
+    if result.opened:
+        n = len(result.opened)
+        text = f"{n} ticket{'s' if n != 1 else ''} contested"
+        if accepted:
+            text += f", {accepted} of them accepted at once (the helpdesk's events prove it)"
+        said.append((messages.SUCCESS, text + "."))
+    if result.skipped:
+        n = len(result.skipped)
+        listed = " ".join(why for _, why in result.skipped[:_SKIPPED_SHOWN])
+        more = n - _SKIPPED_SHOWN
+        said.append(
+            (
+                messages.WARNING,
+                f"{n} ticket{'s' if n != 1 else ''} skipped: {listed}"
+                + (f" And {more} more." if more > 0 else ""),
+            )
+        )
+    return said
 
 
 # --- invoices -------------------------------------------------------------------------------

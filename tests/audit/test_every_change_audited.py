@@ -51,6 +51,7 @@ import billing.run
 import billing.shopify_billing
 import billing.shopify_usage
 import billing.shopify_webhooks
+import billing.ticket_disputes
 import billing.webhooks
 import console.services
 import outbox.services
@@ -68,9 +69,11 @@ from tests.billing.test_invoice_tax import DE_VALID_VAT, buyer, issue
 from tests.billing.test_payments import DECLINED, OK, THREE_DS
 from tests.billing.test_refunds import refund_event, stand_in_refund_fails
 from tests.billing.test_statement import emails_sent
+from tests.billing.test_ticket_disputes import ticket_events
 from tests.billing.test_webhooks import deliver, intent_event
 from tests.conftest import client_with_key
 from tests.console.conftest import operators_group
+from tests.metering.helpers import ingest
 from tests.shopify.test_usage_records import (
     TOKEN,
     app_subscription,
@@ -101,6 +104,7 @@ SERVICE_MODULES: tuple[ModuleType, ...] = (
     billing.payments,
     billing.refunds,
     billing.disputes,
+    billing.ticket_disputes,
     billing.dunning,
     billing.closing.claim,
     billing.closing.start,
@@ -624,6 +628,41 @@ def confirmed_on_the_secure_page(w: World):
     return Client().post(payments.confirmation_path(w.made["attempt"]))
 
 
+LOOP = "loop@vendor.example"
+
+
+def ticket_billed(w: World) -> None:
+    """Ticket T-1, an email from a vendor's auto-responder answered by an agent: billed."""
+    when = HALF - timedelta(hours=2)
+    ingest(w.shop, ticket_events("T-1", when, requester=LOOP), now=when)
+
+
+def ticket_contested(w: World) -> None:
+    """T-1 billed, and contested by the merchant: waiting in the operators' queue."""
+    ticket_billed(w)
+    w.made["ticket_dispute"] = billing.ticket_disputes.ticket_dispute_open(
+        account=w.shop, ticket="T-1", reason="test", comment="Our QA's test"
+    )
+
+
+def contested_as_spam_then_flagged(w: World) -> None:
+    """T-1 contested as spam with no proof yet; the helpdesk flags it as spam afterwards."""
+    ticket_billed(w)
+    billing.ticket_disputes.ticket_dispute_open(account=w.shop, ticket="T-1", reason="spam")
+    flag = {
+        "id": "spam-1",
+        "type": "ticket_updated",
+        "ticket": "T-1",
+        "changes": {"spam": True},
+        "occurred_at": HALF - timedelta(minutes=5),
+    }
+    ingest(w.shop, [flag], now=HALF - timedelta(minutes=5))
+
+
+def ticket_decided_in_console(action: str) -> Callable[[World], Any]:
+    return lambda w: w.act(f"ticket-disputes/{w.made['ticket_dispute'].pk}/{action}")
+
+
 CASES: dict[str, Case] = {
     # The merchant, on the Billing & Usage page.
     "merchant schedules a downgrade": Case(
@@ -704,6 +743,27 @@ CASES: dict[str, Case] = {
         (billing.restart.subscription_restart, plans.services.subscription_create),
         after_the_end(lambda w: w.page("/billing/shop/start/", plan="basic", interval="month")),
         given=lambda w: (card(w), ended(w)),
+    ),
+    "merchant contests a ticket from Why was this billed": Case(
+        MERCHANT,
+        "ticket_dispute.opened",
+        (billing.ticket_disputes.ticket_dispute_open,),
+        lambda w: w.page(
+            "/billing/shop/usage/why/contest", ticket="T-1", reason="test", comment="QA"
+        ),
+        given=ticket_billed,
+    ),
+    "merchant contests a requester's tickets in bulk": Case(
+        MERCHANT,
+        "ticket_dispute.opened",
+        (
+            billing.ticket_disputes.ticket_disputes_open_bulk,
+            billing.ticket_disputes.ticket_dispute_open,
+        ),
+        lambda w: w.page(
+            "/billing/shop/usage/contest-bulk", requester=LOOP, reason="auto_reply_loop"
+        ),
+        given=ticket_billed,
     ),
     # The partner, through the API with its key.
     "partner opens an account": Case(
@@ -991,6 +1051,34 @@ CASES: dict[str, Case] = {
         lambda w: w.act(f"accounts/{bloom(w).pk}/channel", to="stripe"),
         given=shopify_settled,
     ),
+    "operator accepts a contested ticket": Case(
+        OPERATOR,
+        "operator.ticket_dispute_accepted",
+        (console.services.ticket_dispute_decide, billing.ticket_disputes.ticket_dispute_accept),
+        ticket_decided_in_console("accept"),
+        given=ticket_contested,
+    ),
+    "operator accepts a contested ticket: the dispute is accepted": Case(
+        OPERATOR,
+        "ticket_dispute.accepted",
+        (billing.ticket_disputes.ticket_dispute_accept,),
+        ticket_decided_in_console("accept"),
+        given=ticket_contested,
+    ),
+    "operator rejects a contested ticket": Case(
+        OPERATOR,
+        "operator.ticket_dispute_rejected",
+        (console.services.ticket_dispute_decide, billing.ticket_disputes.ticket_dispute_reject),
+        ticket_decided_in_console("reject"),
+        given=ticket_contested,
+    ),
+    "operator rejects a contested ticket: the dispute is rejected": Case(
+        OPERATOR,
+        "ticket_dispute.rejected",
+        (billing.ticket_disputes.ticket_dispute_reject,),
+        ticket_decided_in_console("reject"),
+        given=ticket_contested,
+    ),
     "operator unlocks logins": Case(
         OPERATOR,
         "operator.unlock_logins",
@@ -1085,6 +1173,16 @@ CASES: dict[str, Case] = {
         ),
         dispute_webhook,
         given=paid,
+    ),
+    "the periodic task accepts a contested ticket the helpdesk flagged as spam": Case(
+        SYSTEM,
+        "ticket_dispute.accepted",
+        (
+            billing.ticket_disputes.ticket_disputes_auto_resolve,
+            billing.ticket_disputes.ticket_dispute_accept,
+        ),
+        lambda w: tasks.ticket_disputes_auto_resolve(),
+        given=contested_as_spam_then_flagged,
     ),
     "a Stripe webhook says a refund failed: account credit instead": Case(
         SYSTEM,
@@ -1331,6 +1429,14 @@ NOT_WALKED: dict[Callable, str | Composes] = {
     billing.actions.ai_limits_set: Composes((plans.services.subscription_ai_limits_set,)),
     billing.actions.payment_method_save: Composes(
         (payments.payment_method_set, accounts.services.terms_accept)
+    ),
+    # Partners learn of a contested ticket in the transaction that files or decides it.
+    outbox.services.usage_dispute_emit: Composes(
+        (
+            billing.ticket_disputes.ticket_dispute_open,
+            billing.ticket_disputes.ticket_dispute_accept,
+            billing.ticket_disputes.ticket_dispute_reject,
+        )
     ),
     billing.shopify_billing.live_shopify_subscription: READS,
     billing.shopify_billing.return_url: PURE,

@@ -23,7 +23,7 @@ from pypdf import PdfReader
 
 from accounts.models import Membership
 from billing import changes, invoicing, payments, statement
-from billing.models import Invoice, InvoiceKind, PaymentAttempt, Refund
+from billing.models import Invoice, InvoiceKind, PaymentAttempt, Refund, TicketDispute
 from billing.run import run_billing
 from billing.thresholds import usage_thresholds_notify
 from console import services as console
@@ -339,6 +339,19 @@ def _rich_context(rich) -> dict:
         ),
         "card": "Visa •••• 4242",
         "account_credit_minor": 1000,
+        # ticket_dispute_decided (billing.ticket_disputes): accepted after the close, credited.
+        "dispute": TicketDispute(
+            account=shop,
+            ticket="1204-0",
+            reason="auto_reply_loop",
+            status="accepted",
+            outcome="credited",
+            credited_minor=4000,
+            decision="Accepted: credit note 2026-000999 gives back $40.00 (before tax).",
+            credit_note=Invoice(kind="credit_note", number="2026-000999", total_minor=-4000),
+        ),
+        "credited_minor": 4000,
+        "automatic": False,
     }
 
 

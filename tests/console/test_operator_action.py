@@ -15,7 +15,7 @@ from accounts.errors import Conflict, DomainError
 from accounts.models import Account, Membership
 from audit.models import AuditEntry
 from billing import invoicing
-from billing.models import Dispute, Dunning, Invoice
+from billing.models import Dispute, Dunning, Invoice, TicketDispute
 from console import services
 from plans.models import Subscription
 from plans.services import subscription_transition
@@ -62,6 +62,9 @@ ACTIONS = {
     ),
     "dispute_decide": lambda i, r: services.dispute_decide(
         dispute=Dispute.objects.get(invoice=i), decision="suspend", reason=r
+    ),
+    "ticket_dispute_decide": lambda i, r: services.ticket_dispute_decide(
+        dispute=TicketDispute.objects.get(account_id=i.account_id), accept=False, reason=r
     ),
 }
 
@@ -128,8 +131,20 @@ def _dispute_lost(invoice: Invoice) -> None:
     )
 
 
+def _ticket_contested(invoice: Invoice) -> None:
+    """A ticket of the account its merchant contested, waiting for an operator."""
+    TicketDispute.objects.create(
+        account_id=invoice.account_id,
+        ticket="T-1",
+        reason="spam",
+        filed_by="owner@shop.example",
+        created_at=timezone.now(),
+    )
+
+
 PREPARE = {
     "dispute_decide": _dispute_lost,
+    "ticket_dispute_decide": _ticket_contested,
     "account_channel_change": _shopify_settled,
     "dunning_resume": _paused,
     "invoice_release_hold": _held,

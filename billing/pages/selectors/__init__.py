@@ -5,7 +5,8 @@ One module per page (this package re-exports what the views call, `selectors.x`)
     common     the unpaid statuses, a period's last day, a meter's policy in words
     scheduled  the banner of every tab: changes scheduled for the cycle's end (P7)
     overview   the Overview tab          usage    the Usage tab (with resolutions, Z8 Z9)
-    why        "Why was this billed?"    invoices the Invoices tab and the statement's figures
+    why        "Why was this billed?", and the tickets contested (billing.ticket_disputes)
+    invoices   the Invoices tab and the statement's figures
     plan       the Plan tab, starting again, cancelling at the cycle's end
     cancel     the cancellation's confirmation step
     addons     the Add-ons tab
@@ -43,12 +44,22 @@ from .usage import (
     late_units,
     usage,
 )
-from .why import Verdict, ticket_explanation
+from .why import (
+    CONTESTED_SHOWN,
+    DisputeRow,
+    TicketContest,
+    Verdict,
+    contested_tickets,
+    ticket_contest,
+    ticket_explanation,
+)
 
 __all__ = [
+    "CONTESTED_SHOWN",
     "PICKER_PERIODS",
     "AddOnOption",
     "CancelPreview",
+    "DisputeRow",
     "Ending",
     "InvoiceRow",
     "MeterRow",
@@ -60,11 +71,13 @@ __all__ = [
     "ScheduledRow",
     "ShopifyPanel",
     "StartOption",
+    "TicketContest",
     "Usage",
     "Verdict",
     "account_credit",
     "addon_options",
     "cancel_preview",
+    "contested_tickets",
     "change_words",
     "daily_counts",
     "invoice_for_account",
@@ -80,6 +93,7 @@ __all__ = [
     "start_options",
     "subscription_ended",
     "subscription_ending",
+    "ticket_contest",
     "ticket_explanation",
     "usage",
 ]

@@ -41,6 +41,7 @@ class MeterRow:
     forecast_units: int
     forecast_minor: int
     policy: str
+    excluded: int = 0  # contested and accepted: kept, never billed (billing.ticket_disputes)
     percent: int = 0  # bar width, 0–100
     chart: charts.Chart | None = None
 
@@ -190,7 +191,7 @@ def usage(
             picker.insert(0, option)
     entitlements = metering.entitlements(account=account, subscription=subscription)
     for m in summary.meters:
-        if m.included is None and not (m.used or m.pending or m.not_billed):
+        if m.included is None and not (m.used or m.pending or m.not_billed or m.excluded):
             continue  # neither paid for nor used: nothing to show
         row = MeterRow(
             meter=m.meter,
@@ -199,6 +200,7 @@ def usage(
             used=m.used,
             pending=m.pending,
             not_billed=m.not_billed,
+            excluded=m.excluded,
             late=late.get(m.meter, 0),
             included=m.included,
             overage_units=m.overage_units,
