@@ -273,7 +273,7 @@ TAX_SELLER_US_STATES = env.list("TAX_SELLER_US_STATES", default=["WA"])
 # The Terms of Service a merchant accepts when saving a card (accounts.terms): the version in
 # force and where it is published. A new version is accepted with the next card saved;
 # acceptances keep the version and the words shown (docs/payments.md, "Disputes").
-TERMS_VERSION = env.str("TERMS_VERSION", default="2026-01")
+TERMS_VERSION = env.str("TERMS_VERSION", default="v1")
 TERMS_URL = env.str("TERMS_URL", default="https://billing.example/terms")
 # VIES's REST API (billing/vies_gateway.py); the demo and tests point it at the stand-in.
 VIES_API_URL = env.str(

@@ -766,6 +766,29 @@ CASES: dict[str, Case] = {
         given=ticket_billed,
     ),
     # The partner, through the API with its key.
+    "partner contests a ticket": Case(
+        PARTNER,
+        "ticket_dispute.opened",
+        (billing.ticket_disputes.ticket_dispute_open,),
+        lambda w: w.api(
+            "post", "accounts/shop/ticket-disputes", {"ticket": "T-1", "reason": "test"}
+        ),
+        given=ticket_billed,
+    ),
+    "partner contests a requester's tickets in bulk": Case(
+        PARTNER,
+        "ticket_dispute.opened",
+        (
+            billing.ticket_disputes.ticket_disputes_open_bulk,
+            billing.ticket_disputes.ticket_dispute_open,
+        ),
+        lambda w: w.api(
+            "post",
+            "accounts/shop/ticket-disputes/bulk",
+            {"requester": LOOP, "reason": "auto_reply_loop"},
+        ),
+        given=ticket_billed,
+    ),
     "partner opens an account": Case(
         PARTNER,
         "account.created",
