@@ -26,6 +26,9 @@ SUBJECTS = {
     "dispute_card_requested": "Invoice {number} is due again: your bank reversed its payment",
     # billing.ticket_disputes: a contested ticket was decided (by an operator or automatically).
     "ticket_dispute_decided": "Your contested ticket {ticket}: {verdict}",
+    # billing.spike_guard: usage held for review, once per anomaly (a spike) or batch (a loop).
+    "usage_anomaly": "Unusual usage held for review: {meter_label}",
+    "usage_loop_held": "{held} tickets held for review: a suspected mail loop",
     "subscription_suspended": "Your subscription is suspended: invoice {number} is unpaid",
     "subscription_reactivated": "Your subscription is active again",
     "subscription_reactivated_by_operator": "Your subscription is active again",

@@ -21,6 +21,7 @@ from . import (
     shopify_billing,
     shopify_usage,
     shopify_webhooks,
+    spike_guard,
     webhooks,
 )
 from .thresholds import usage_thresholds_notify
@@ -39,6 +40,7 @@ class BillingRun:
     collection: dict = field(default_factory=dict)
     dunning: dict = field(default_factory=dict)
     shopify_ended: int = 0  # app subscriptions cancelled at Shopify after our end
+    spike_guard: dict = field(default_factory=dict)  # anomalies opened, loops told, released
 
 
 def run_billing(
@@ -51,6 +53,8 @@ def run_billing(
     as_of = as_of or timezone.now()
     run = BillingRun(as_of=as_of)
     run.windows_finalized = metering_services.metering_tick(as_of=as_of)
+    # A spike or a loop is held before any period closes over it (billing.spike_guard).
+    run.spike_guard = spike_guard.spike_guard_tick(as_of=as_of)
     issued = closing.close_all(as_of=as_of)
     run.invoices, run.changes_applied, run.set_aside = (
         issued.invoices,

@@ -6,7 +6,7 @@ from datetime import datetime
 from celery import shared_task
 from django.db import transaction
 
-from . import payments, run, shopify_webhooks, ticket_disputes, webhooks
+from . import payments, run, shopify_webhooks, spike_guard, ticket_disputes, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -73,3 +73,10 @@ def ticket_disputes_auto_resolve() -> int:
     (the helpdesk merged them or flagged them as spam). Each is claimed under its row lock, so
     two runs at once accept it once."""
     return ticket_disputes.ticket_disputes_auto_resolve()
+
+
+@shared_task(name="billing.spike_guard_tick")
+def spike_guard_tick() -> dict[str, int]:
+    """Periodic (beat, hourly): today's and yesterday's usage against the same weekdays,
+    loops told, holds nobody decided on released after 14 days (billing.spike_guard)."""
+    return spike_guard.spike_guard_tick()

@@ -47,7 +47,8 @@ CONTEST_WINDOW = timedelta(days=30)
 # A bulk dispute names at most this many tickets: a wave larger than this is an operator's.
 BULK_MOST = 1000
 COMMENT_MOST = 1000
-_BILLED = (ChargeStatus.FINAL, ChargeStatus.PENDING)
+# Held units (the spike guard) are contested like billed ones: they will be, once released.
+_BILLED = (ChargeStatus.FINAL, ChargeStatus.PENDING, ChargeStatus.HELD)
 
 
 # --- filing ---------------------------------------------------------------------------------
@@ -69,6 +70,18 @@ def ticket_dispute_open(
     if proof:
         dispute = ticket_dispute_accept(dispute=dispute, decision=proof, at=at, automatic=True)
     return dispute
+
+
+def ticket_dispute_from_hold(
+    *, account: Account, ticket: str, reason: str, comment: str, at: datetime
+) -> TicketDispute:
+    """A held ticket excluded by the merchant or an operator (billing.spike_guard): recorded
+    as a dispute accepted at once, so it reads, is told and is credited like any other."""
+    ticket, reason, comment = _clean(ticket, reason, comment)
+    dispute = TicketDispute.objects.filter(
+        account=account, ticket=ticket, status=TicketDisputeStatus.OPEN
+    ).first() or _file(account, ticket, reason, comment, at)
+    return ticket_dispute_accept(dispute=dispute, decision=comment, at=at, notify=False)
 
 
 @dataclass
@@ -310,6 +323,7 @@ def ticket_dispute_accept(
     decision: str = "",
     at: datetime | None = None,
     automatic: bool = False,
+    notify: bool = True,
 ) -> TicketDispute:
     """Exclude the ticket from billing. Before its period's close the period is simply rated
     without it; after, what its units made on the invoice is given back by a credit note
@@ -343,7 +357,7 @@ def ticket_dispute_accept(
         dispute.decided_by = "automatically" if automatic else _actor_label()
         dispute.resolved_at = at
         dispute.save()
-        _decided(dispute, at)
+        _decided(dispute, at, notify=notify)
     return dispute
 
 
@@ -365,7 +379,7 @@ def _actor_label() -> str:
     return actor.label or actor.source
 
 
-def _decided(dispute: TicketDispute, at: datetime) -> None:
+def _decided(dispute: TicketDispute, at: datetime, *, notify: bool = True) -> None:
     audit_record(
         action=f"ticket_dispute.{dispute.status}",
         obj=dispute,
@@ -381,6 +395,8 @@ def _decided(dispute: TicketDispute, at: datetime) -> None:
         label=f"ticket {dispute.ticket}",
     )
     outbox.usage_dispute_emit(dispute, created=False)
+    if not notify:  # held units excluded in bulk (billing.spike_guard): told there, once
+        return
     # Every decision is told, an automatic one too (the merchant learns it was accepted); the
     # email goes once the transaction commits (notifications.send).
     note = dispute.credit_note

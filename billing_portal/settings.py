@@ -337,6 +337,8 @@ CELERY_BEAT_SCHEDULE = {
     # Contested tickets the helpdesk has since merged or flagged as spam, accepted
     # (billing.ticket_disputes).
     "ticket-disputes": {"task": "billing.ticket_disputes_auto_resolve", "schedule": 3600.0},
+    # Usage spikes held, loops told, holds released after 14 days (billing.spike_guard).
+    "spike-guard": {"task": "billing.spike_guard_tick", "schedule": 3600.0},
     # Successful logins older than 400 days forgotten (accounts.services.login_records_prune).
     "login-history": {"task": "accounts.login_records_prune", "schedule": 86400.0},
     # VAT ids with no VIES answer, or one 30 days old, checked again (billing.tax_checks).

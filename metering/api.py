@@ -94,6 +94,8 @@ TICKET_NOT_COUNTED = {
     "not_billable": "the rules bill no unit of it (`not_counted` names the rule)",
     "capped": "counted by the rules, but over a hard cap (C2) or a paused AI limit (Z9)",
     "excluded": "the merchant contested it and the dispute was accepted: never billed",
+    "held": "held for review by the spike guard (a suspected loop or a usage spike): billed only "
+    "once released",
     "before_subscription": "billable before the account's first subscription began",
     "no_subscription": "billable while the account had no subscription",
 }
@@ -431,6 +433,12 @@ def _not_counted_reason(entry: dict, outside: selectors.NeverBilled | None) -> d
             "code": "excluded",
             "message": "Contested by the merchant and accepted: excluded from billing, its "
             "verdict kept (GET …/ticket-disputes?ticket= says how it was decided).",
+        }
+    if any(unit["status"] == "held" for unit in entry["units"]):
+        return {
+            "code": "held",
+            "message": "Held for review (a suspected loop or a usage spike): not billed unless "
+            "released, by the merchant, an operator, or by itself after 14 days.",
         }
     if any(unit["status"] == "capped" for unit in entry["units"]):
         return {

@@ -143,6 +143,8 @@ class ChargeStatus(models.TextChoices):
     CAPPED = "capped", "recorded, not billed"
     # Taken out of billing by an accepted dispute (UsageExclusion): kept and shown, never billed.
     EXCLUDED = "excluded", "excluded after a dispute"
+    # Held for review by the spike guard (UsageHold): not billed until released (metering.holds).
+    HELD = "held", "held for review"
 
 
 class Charge(models.Model):
@@ -223,6 +225,165 @@ class UsageExclusion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject_kind} {self.subject} excluded"
+
+
+class SpikeGuardMode(models.TextChoices):
+    HOLD = "hold", "hold suspicious usage for review"
+    ALERT_ONLY = "alert_only", "alert only: bill it, but tell me"
+
+
+class SpikeGuard(models.Model):
+    """An account's own spike-guard settings (metering.holds); no row means the defaults."""
+
+    Mode = SpikeGuardMode
+
+    account = models.OneToOneField(
+        Account, primary_key=True, on_delete=models.CASCADE, related_name="spike_guard"
+    )
+    mode = models.CharField(
+        max_length=12, choices=SpikeGuardMode.choices, default=SpikeGuardMode.HOLD
+    )
+    loop_tickets = models.PositiveSmallIntegerField(
+        default=10, help_text="A requester (or a subject) opening more tickets than this…"
+    )
+    loop_minutes = models.PositiveSmallIntegerField(
+        default=60, help_text="…within this many minutes."
+    )
+    anomaly_multiplier = models.PositiveSmallIntegerField(
+        default=3, help_text="A day above this many times its usual volume…"
+    )
+    anomaly_margin = models.PositiveIntegerField(
+        default=50, help_text="…and this many units above it, is an anomaly."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.account_id}: {self.mode}"
+
+
+class TicketOrigin(models.Model):
+    """Who opened a counted ticket, about what, and when: what the loop detector counts
+    (metering.holds). One narrow row per counted ticket with a requester."""
+
+    pk = models.CompositePrimaryKey("account_id", "ticket")
+    account = models.ForeignKey(
+        Account, on_delete=models.DO_NOTHING, db_index=False, db_constraint=False
+    )
+    ticket = models.CharField(max_length=255)
+    requester = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    subject = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    first_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "metering_ticket_origin"
+        indexes = [
+            models.Index(
+                fields=["account", "requester", "first_at"],
+                name="origin_requester_idx",
+                condition=Q(requester__isnull=False),
+            ),
+            models.Index(
+                fields=["account", "subject", "first_at"],
+                name="origin_subject_idx",
+                condition=Q(subject__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.ticket} from {self.requester}"
+
+
+class AnomalyStatus(models.TextChoices):
+    OPEN = "open", "held for review"
+    ALERTED = "alerted", "alert only: billed"
+    RELEASED = "released"
+    EXCLUDED = "excluded"
+
+
+class UsageAnomaly(models.Model):
+    """A day whose billable units on one meter are far above the same weekdays' (the daily
+    check, metering.holds): its excess over the usual volume is held until someone looks."""
+
+    Status = AnomalyStatus
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="anomalies")
+    meter = models.CharField(max_length=32, choices=Meter.choices)
+    day = models.DateField(help_text="The UTC day.")
+    observed = models.PositiveIntegerField(help_text="Billable units that day, when checked.")
+    baseline = models.PositiveIntegerField(help_text="The same weekdays' median.")
+    spread = models.PositiveIntegerField(help_text="Their median absolute deviation.")
+    weeks = models.PositiveSmallIntegerField(help_text="How many same weekdays it compared.")
+    held = models.PositiveIntegerField(default=0, help_text="Units held (the excess).")
+    status = models.CharField(max_length=10, choices=AnomalyStatus.choices)
+    opened_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-day", "meter"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "meter", "day"], name="anomaly_once_a_day"),
+        ]
+        indexes = [models.Index(fields=["status"], name="anomaly_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.meter} {self.day}: {self.observed} vs {self.baseline}"
+
+
+class HoldKind(models.TextChoices):
+    LOOP = "loop", "suspected loop"
+    ANOMALY = "anomaly", "usage spike"
+
+
+class UsageHold(models.Model):
+    """Units held out of billing for review (metering.holds): a ticket of a suspected loop
+    (every meter), or one unit of an anomalous day (one meter). Active until released (billed,
+    on the next invoice when its period is closed) or excluded (as an accepted dispute), and
+    released by itself after 14 days."""
+
+    Kind = HoldKind
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, db_index=False)
+    subject_kind = models.CharField(max_length=16, choices=SubjectKind.choices)
+    subject = models.CharField(max_length=255)
+    meter = models.CharField(max_length=32, blank=True, help_text="Empty: every meter.")
+    kind = models.CharField(max_length=10, choices=HoldKind.choices)
+    reason = models.CharField(max_length=300)
+    anomaly = models.ForeignKey(
+        UsageAnomaly, null=True, blank=True, on_delete=models.CASCADE, related_name="holds"
+    )
+    held_at = models.DateTimeField()
+    release_after = models.DateTimeField()
+    released_at = models.DateTimeField(null=True, blank=True)
+    excluded_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=200, blank=True)
+    notified_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the merchant was told (loops: one email a batch)."
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "subject_kind", "subject", "meter"],
+                condition=Q(released_at__isnull=True, excluded_at__isnull=True),
+                name="hold_active_once",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["account", "subject"], name="hold_subject_idx"),
+            models.Index(
+                fields=["release_after"],
+                name="hold_active_idx",
+                condition=Q(released_at__isnull=True, excluded_at__isnull=True),
+            ),
+        ]
+
+    @property
+    def is_active(self) -> bool:
+        return self.released_at is None and self.excluded_at is None
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.subject} {self.meter or 'all meters'}"
 
 
 class Feature(models.TextChoices):

@@ -51,6 +51,9 @@ class MeterUsage:
     forecast_pace_from: datetime
     # Taken out of billing by an accepted dispute (billing.ticket_disputes): kept, never billed.
     excluded: int = 0
+    # Held for review by the spike guard (metering.holds): not billed, not in the forecast,
+    # until released (then billed) or excluded.
+    held: int = 0
 
 
 @dataclass(frozen=True)
@@ -278,6 +281,7 @@ def usage_summary(
                 forecast_ceiling=ceiling[0] if ceiling else None,
                 forecast_pace_from=start + FORECAST_MIN_ELAPSED,
                 excluded=counts.get((meter, ChargeStatus.EXCLUDED), 0),
+                held=counts.get((meter, ChargeStatus.HELD), 0),
             )
         )
     return PeriodUsage(start=start, end=end, currency=account.currency, meters=meters)

@@ -16,7 +16,7 @@ from plans import periods
 from plans.models import Subscription
 from retries import Exponential
 
-from . import event_store, limits, partitions, rules
+from . import event_store, guard, holds, limits, partitions, rules
 from .models import (
     Charge,
     ChargeStatus,
@@ -24,6 +24,7 @@ from .models import (
     SubjectKind,
     TicketMerge,
     UsageExclusion,
+    UsageHold,
 )
 from .validation import EventError, EventIn, validate_event
 
@@ -380,9 +381,11 @@ def reevaluate(
             verdicts.extend(judged)
 
     ticket_events = _load_events("ticket", tickets)  # one query for the whole batch
+    events_of: dict[int, dict[str | None, list[rules.Event]]] = {}
     for account_id, account_families in families.items():
         # Keyed by Event.ticket, optional in the type; every event loaded by ticket has one.
         by_ticket: dict[str | None, list[rules.Event]] = defaultdict(list)
+        events_of[account_id] = by_ticket
         for event in ticket_events.get(account_id, ()):
             by_ticket[event.ticket].append(event)
         for family in account_families:
@@ -410,13 +413,24 @@ def reevaluate(
         for a, ss in by_kind[k].items()
         for s in ss
     }
+    earlier_of_loops = _loops_detect(verdicts, events_of, failed)
     touched_periods = _replace_charges(evaluated - failed.keys(), verdicts, as_of)
+    if earlier_of_loops:  # tickets of a burst evaluated before it was one: held on their next pass
+        event_store.mark_for_reevaluation(earlier_of_loops, now=timezone.now())
     limits.apply_limits(touched=touched_periods, as_of=as_of)
     return {subject: failed.get(subject) for subject in subjects}
 
 
-def tickets_exclude(*, account_id: int, tickets: Sequence[str], reason: str, at: datetime) -> None:
-    """Take tickets out of billing (an accepted dispute, billing.ticket_disputes): their
+def tickets_exclude(
+    *,
+    account_id: int,
+    tickets: Sequence[str],
+    reason: str,
+    at: datetime,
+    kind: str = SubjectKind.TICKET,
+) -> None:
+    """Take tickets (or other subjects of `kind`) out of billing (an accepted dispute,
+    billing.ticket_disputes; excluded held units, billing.spike_guard): their
     verdicts are kept and shown, their counted units become `excluded`, now and on every later
     re-evaluation. Re-evaluated here, in the caller's transaction, so the caller reads the
     period without them; also marked, so a worker that evaluated them from a stale read
@@ -425,7 +439,7 @@ def tickets_exclude(*, account_id: int, tickets: Sequence[str], reason: str, at:
         [
             UsageExclusion(
                 account_id=account_id,
-                subject_kind=SubjectKind.TICKET,
+                subject_kind=kind,
                 subject=ticket,
                 reason=reason[:300],
                 excluded_at=at,
@@ -434,9 +448,37 @@ def tickets_exclude(*, account_id: int, tickets: Sequence[str], reason: str, at:
         ],
         ignore_conflicts=True,
     )
-    subjects = [(account_id, SubjectKind.TICKET, ticket) for ticket in tickets]
+    subjects = [(account_id, kind, ticket) for ticket in tickets]
     event_store.mark_for_reevaluation(subjects, now=at)
     reevaluate(subjects=subjects, as_of=at)
+
+
+def holds_release(*, held: list[UsageHold], by: str, at: datetime) -> list[UsageHold]:
+    """Release held units (metering.holds): they count again, re-evaluated here in the
+    caller's transaction (and queued, for a worker that read them held). Returns the holds
+    that were still active."""
+    released = holds.holds_resolve(holds=held, how="released", by=by, at=at)
+    subjects = sorted({(h.account_id, h.subject_kind, h.subject) for h in released})
+    if subjects:
+        event_store.mark_for_reevaluation(subjects, now=at)
+        reevaluate(subjects=subjects, as_of=at)
+    return released
+
+
+def _loops_detect(verdicts, events_of, failed) -> set[tuple[int, str, str]]:
+    """The loop detector's look at the batch (metering.holds): the origin of each counted
+    ticket, from its own events."""
+    counted: dict[int, set[str]] = defaultdict(set)
+    for account_id, outcome, _ in verdicts:
+        ticket = (account_id, SubjectKind.TICKET, outcome.subject)
+        if outcome.subject_kind == SubjectKind.TICKET and outcome.counted and ticket not in failed:
+            counted[account_id].add(outcome.subject)
+    origins: dict[int, list[guard.Origin]] = {}
+    for account_id, tickets_counted in counted.items():
+        by_ticket = events_of.get(account_id, {})
+        found = [guard.origin_of(t, by_ticket.get(t, ())) for t in sorted(tickets_counted)]
+        origins[account_id] = [o for o in found if o is not None]
+    return holds.loops_detect(origins, at=timezone.now())
 
 
 def _ticket_families(tickets: dict[int, set[str]]) -> dict[int, list[set[str]]]:
@@ -559,6 +601,7 @@ def _replace_charges(
     horizon = partitions.archive_horizon()
     recorded = event_store.delete_charges(sorted(evaluated), keep_before=horizon)
     excluded = event_store.excluded_subjects(evaluated)
+    held = holds.active_holds(evaluated)
     rows, touched = [], set()
     for account_id, o, period_start in verdicts:
         if horizon and period_start is not None and period_start < horizon:
@@ -566,8 +609,11 @@ def _replace_charges(
         if period_start is not None:
             touched.add((account_id, o.meter, period_start))
         status, pending_until = o.status, o.pending_until
-        if o.counted and (account_id, o.subject_kind, o.subject) in excluded:
+        subject = (account_id, o.subject_kind, o.subject)
+        if o.counted and subject in excluded:
             status, pending_until = ChargeStatus.EXCLUDED, None  # kept, shown, never billed
+        elif o.counted and holds.is_held(held, subject, o.meter):
+            status, pending_until = ChargeStatus.HELD, None  # kept, shown, billed once released
         key = (account_id, o.subject_kind, o.subject, o.meter, o.unit)
         rows.append(
             (

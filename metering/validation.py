@@ -66,6 +66,10 @@ _TYPE_FIELDS: dict[str, dict[str, tuple[bool, Any]]] = {
         "public": (False, bool),
         "via_campaign": (False, bool),
         "requires_resolution": (False, bool),
+        # The spike guard's clues (metering.guard): an inbound mail an auto-responder sent
+        # (RFC 3834's Auto-Submitted header, or the helpdesk's own guess), and its subject.
+        "auto_submitted": (False, bool),
+        "subject": (False, str),
     },
     t.INTERNAL_NOTE: {},
     t.FORWARD: {},

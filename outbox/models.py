@@ -26,6 +26,8 @@ class EventType(models.TextChoices):
     SUBSCRIPTION_REACTIVATED = "subscription.reactivated"
     SUBSCRIPTION_ENDED = "subscription.ended"
     USAGE_THRESHOLD_REACHED = "usage.threshold_reached"
+    USAGE_ANOMALY_DETECTED = "usage.anomaly_detected"
+    USAGE_ANOMALY_RESOLVED = "usage.anomaly_resolved"
     ENTITLEMENT_CHANGED = "entitlement.changed"
     USAGE_DISPUTE_CREATED = "usage_dispute.created"
     USAGE_DISPUTE_RESOLVED = "usage_dispute.resolved"

@@ -1454,6 +1454,9 @@ NOT_WALKED: dict[Callable, str | Composes] = {
         (payments.payment_method_set, accounts.services.terms_accept)
     ),
     # Partners learn of a contested ticket in the transaction that files or decides it.
+    billing.ticket_disputes.ticket_dispute_from_hold: Composes(
+        (billing.ticket_disputes.ticket_dispute_accept,)
+    ),
     outbox.services.usage_dispute_emit: Composes(
         (
             billing.ticket_disputes.ticket_dispute_open,

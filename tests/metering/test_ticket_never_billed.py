@@ -159,6 +159,8 @@ def test_the_schema_documents_the_reason(client, catalog):
     assert set(schemas["TicketNotCountedEnum"]["enum"]) == {
         "not_billable",
         "capped",
+        "excluded",
+        "held",
         "before_subscription",
         "no_subscription",
     }
