@@ -21,7 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from accounts.errors import Conflict
+from accounts.errors import Conflict, DomainError
 from accounts.models import Account
 from audit.services import audit_record, current_actor
 from metering import event_store, guard
@@ -31,6 +31,7 @@ from metering.models import (
     AnomalyStatus,
     Charge,
     ChargeStatus,
+    SpikeGuard,
     SpikeGuardMode,
     SubjectKind,
     UsageAnomaly,
@@ -57,6 +58,74 @@ def spike_guard_tick(*, as_of: datetime | None = None) -> dict[str, int]:
         "loops_told": loops_notify(at=as_of),
         "released": holds_release_due(at=as_of),
     }
+
+
+# --- the account's settings ----------------------------------------------------------------
+
+# Each setting's bounds, inclusive (the page's form, the API and this service say the same).
+SETTING_BOUNDS: dict[str, tuple[int, int]] = {
+    "loop_tickets": (2, 1000),
+    "loop_minutes": (5, 1440),
+    "anomaly_multiplier": (2, 20),
+    "anomaly_margin": (10, 100_000),
+}
+SETTING_FIELDS = ("mode", *SETTING_BOUNDS)
+
+
+def spike_guard_settings(*, account: Account) -> SpikeGuard:
+    """The account's settings: its own row, or the defaults (unsaved)."""
+    return guard_settings([account.pk])[account.pk]
+
+
+def spike_guard_settings_save(*, account: Account, **fields) -> SpikeGuard:
+    """Change some of the account's spike-guard settings (the others keep their value); a
+    value out of bounds is refused naming its field. They apply from the next check on."""
+    unknown = sorted(set(fields) - set(SETTING_FIELDS))
+    if unknown:
+        raise DomainError(f"Unknown setting '{unknown[0]}'.", details={"field": unknown[0]})
+    if "mode" in fields and fields["mode"] not in SpikeGuardMode.values:
+        raise DomainError(
+            "mode is 'hold' or 'alert_only'.", code="invalid_setting", details={"field": "mode"}
+        )
+    for field, (low, high) in SETTING_BOUNDS.items():
+        value = fields.get(field)
+        if value is None and field in fields:
+            raise DomainError(f"{field} needs a value.", details={"field": field})
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high
+        ):
+            raise DomainError(
+                f"{field} is a whole number from {low:,} to {high:,}.",
+                code="invalid_setting",
+                details={"field": field},
+            )
+    with transaction.atomic():
+        # Lock the row when there is one; a first save creates it (two first saves at once: the
+        # loser's create fails on the primary key and retries as an update).
+        current = SpikeGuard.objects.select_for_update().filter(account=account).first()
+        if current is None:
+            try:
+                with transaction.atomic():
+                    current = SpikeGuard.objects.create(account=account)
+            except IntegrityError:
+                current = SpikeGuard.objects.select_for_update().get(account=account)
+        before = {f: getattr(current, f) for f in SETTING_FIELDS}
+        for field, value in fields.items():
+            setattr(current, field, value)
+        after = {f: getattr(current, f) for f in SETTING_FIELDS}
+        if after == before:
+            return current
+        current.save()
+        changed = [f for f in SETTING_FIELDS if before[f] != after[f]]
+        audit_record(
+            action="spike_guard.settings_changed",
+            obj=current,
+            before={f: before[f] for f in changed},
+            after={f: after[f] for f in changed},
+            account_id=account.pk,
+            label=account.slug,
+        )
+    return current
 
 
 # --- the daily anomaly check ----------------------------------------------------------------
