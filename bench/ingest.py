@@ -220,12 +220,19 @@ def main() -> None:
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--reeval-workers", type=int, default=2)
     parser.add_argument(
+        "--spike-guard",
+        choices=["on", "off"],
+        default="on",
+        help="The loop detector at ingest (SPIKE_GUARD_LOOPS): off measures what it costs.",
+    )
+    parser.add_argument(
         "--rate",
         type=float,
         help="Pace the client at this many events/s (default: as fast as it can).",
     )
     args = parser.parse_args()
 
+    ENV["SPIKE_GUARD_LOOPS"] = "true" if args.spike_guard == "on" else "false"
     (ROOT / "var").mkdir(exist_ok=True)
     recreate_database()
     raw_key, bodies, batches = prepare(args.accounts, args.events)
@@ -315,6 +322,7 @@ def main() -> None:
         ("raw COPY baseline", f"{copy_rate:,.0f} rows/s"),
         ("end to end / COPY", f"{events / end_to_end / copy_rate:.1%}"),
         ("re-evaluation workers", f"{args.reeval_workers}"),
+        ("loop detector", args.spike_guard),
     ]
     for label, value in rows:
         print(f"{label:<26}{value}")

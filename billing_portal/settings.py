@@ -394,6 +394,9 @@ SHOPIFY_API_SECRET = env.str("SHOPIFY_API_SECRET", default="")
 SHOPIFY_TIMEOUT_SECONDS = env.int("SHOPIFY_TIMEOUT_SECONDS", default=15)
 # Charges on Shopify's usage line stop at this cap per 30-day interval unless the plan or the
 # account says otherwise; the FAQ's "$10,000 approved usage limit".
+# The spike guard's loop detector at ingest (metering.holds); false turns it off (the hourly
+# anomaly check and threshold emails stay). bench/ingest.py --spike-guard off measures its cost.
+SPIKE_GUARD_LOOPS = env.bool("SPIKE_GUARD_LOOPS", default=True)
 SHOPIFY_DEFAULT_CAPPED_AMOUNT_MINOR = env.int(
     "SHOPIFY_DEFAULT_CAPPED_AMOUNT_MINOR", default=1_000_000
 )
