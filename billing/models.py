@@ -242,7 +242,7 @@ class UsageClose(models.Model):
 
 
 class ThresholdNotice(models.Model):
-    """An allowance's 80 % or 100 % email, sent once per period."""
+    """An allowance's 50 %, 80 % or 100 % email, sent once per period."""
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE)
     period_start = models.DateTimeField()

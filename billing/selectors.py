@@ -1,12 +1,14 @@
 """Read paths of billing, scoped by the requesting principal."""
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.db.models import Q, QuerySet, Sum
 
 from accounts.errors import NotFound
 from accounts.models import Account
 from accounts.principals import accounts_for
+from metering.models import AnomalyStatus, HoldKind, SubjectKind, UsageAnomaly, UsageHold
 from plans import periods
 from plans.models import Subscription
 from plans.money import format_money
@@ -245,3 +247,84 @@ def late_units_shown(*, subscription: Subscription, start: datetime) -> dict[str
     if subscription.ended_at is not None or start != subscription.usage_period_start:
         return {}  # an ended subscription has no open period: they wait for a start again
     return late_units_not_invoiced(subscription=subscription)
+
+
+# --- the spike guard's held units (billing.spike_guard) -------------------------------------
+
+# An anomaly decided (or alerted on) longer ago than this is history, not "recent".
+RECENT_ANOMALIES = timedelta(days=30)
+# A loop of thousands of tickets is told by its count; its ticket ids only up to this many.
+LOOP_TICKETS_LISTED = 500
+
+
+@dataclass(frozen=True)
+class LoopHeld:
+    """One reason's active loop holds (one burst, one requester or one subject)."""
+
+    reason: str
+    count: int
+    tickets: list[str]  # the first LOOP_TICKETS_LISTED, oldest hold first
+    held_at: datetime  # the first hold's
+    release_after: datetime  # the earliest automatic release
+
+
+def anomalies_recent(*, account: Account, now: datetime) -> list[UsageAnomaly]:
+    """The account's anomalies still open, and those opened or resolved in the last 30 days;
+    the latest day first."""
+    since = now - RECENT_ANOMALIES
+    return list(
+        UsageAnomaly.objects.filter(account=account)
+        .filter(Q(status=AnomalyStatus.OPEN) | Q(opened_at__gte=since) | Q(resolved_at__gte=since))
+        .order_by("-day", "meter")
+    )
+
+
+def anomaly_get(*, account: Account, anomaly_id: int) -> UsageAnomaly:
+    anomaly = UsageAnomaly.objects.filter(account=account, pk=anomaly_id).first()
+    if anomaly is None:
+        raise NotFound(f"No usage anomaly {anomaly_id} on this account.")
+    return anomaly
+
+
+def loops_held(*, account: Account) -> list[LoopHeld]:
+    """The account's active loop holds grouped by reason, the oldest burst first."""
+    rows = (
+        UsageHold.objects.filter(
+            account=account,
+            kind=HoldKind.LOOP,
+            released_at__isnull=True,
+            excluded_at__isnull=True,
+        )
+        .order_by("held_at", "subject")
+        .values_list("reason", "subject", "held_at", "release_after")
+    )
+    groups: dict[str, list[tuple[str, datetime, datetime]]] = {}
+    for reason, subject, held_at, release_after in rows:
+        groups.setdefault(reason, []).append((subject, held_at, release_after))
+    return [
+        LoopHeld(
+            reason=reason,
+            count=len(held),
+            tickets=[subject for subject, _, _ in held[:LOOP_TICKETS_LISTED]],
+            held_at=held[0][1],
+            release_after=min(r for _, _, r in held),
+        )
+        for reason, held in groups.items()
+    ]
+
+
+def loop_holds_of_tickets(*, account: Account, tickets: list[str]) -> list[UsageHold]:
+    """The active loop holds of these tickets (of this account); NotFound when none is."""
+    holds = list(
+        UsageHold.objects.filter(
+            account=account,
+            kind=HoldKind.LOOP,
+            subject_kind=SubjectKind.TICKET,
+            subject__in=set(tickets),
+            released_at__isnull=True,
+            excluded_at__isnull=True,
+        ).order_by("held_at", "subject")
+    )
+    if not holds:
+        raise NotFound("None of these tickets is held as a suspected loop.", code="not_held")
+    return holds

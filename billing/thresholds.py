@@ -1,4 +1,7 @@
-"""Usage threshold emails: 80 % and 100 % of each monthly allowance, once per period each."""
+"""Usage threshold emails: 50 %, 80 % and 100 % of each monthly allowance, once per period each.
+
+Each run emails the highest threshold reached and not told yet, and marks the lower ones told
+with it: usage that jumps from 40 % to 110 % between two runs gets the 100 % email alone."""
 
 from collections import defaultdict
 from datetime import datetime
@@ -18,12 +21,13 @@ from plans.terms import TermsBook, meter_terms_by_meter
 from .closing import units_by_period
 from .models import ThresholdNotice
 
-THRESHOLDS = (80, 100)
+THRESHOLDS = (50, 80, 100)
 
 
 def usage_thresholds_notify(*, as_of: datetime) -> int:
-    """Email the billing contact when a meter reaches 80 % or 100 % of what the plan or add-on
-    includes this period. A notice row per (account, period, meter, threshold) makes it once."""
+    """Email the billing contact when a meter reaches 50 %, 80 % or 100 % of what the plan or
+    add-on includes this period. A notice row per (account, period, meter, threshold) makes it
+    once."""
     subscriptions = list(
         Subscription.objects.filter(ended_at__isnull=True, plan__isnull=False).select_related(
             "account", "plan"
@@ -77,7 +81,7 @@ def _notify(
                 threshold=threshold,
                 sent_at=as_of,
             )
-            # The lower threshold is implied once the higher one is sent: never email it after.
+            # The lower thresholds are implied once a higher one is sent: never email them after.
             for lower in (t for t in THRESHOLDS if t < threshold):
                 ThresholdNotice.objects.get_or_create(
                     account=account,

@@ -3,7 +3,7 @@
 from django.urls import path
 
 from billing import api as billing_api
-from billing import api_ticket_disputes
+from billing import api_spike_guard, api_ticket_disputes
 from metering import api as metering_api
 from outbox import api as outbox_api
 from plans import api as plans_api
@@ -33,6 +33,36 @@ urlpatterns = [
         "accounts/<slug:slug>/ticket-disputes/<int:dispute_id>",
         api_ticket_disputes.TicketDisputeApi.as_view(),
         name="api-ticket-dispute",
+    ),
+    path(
+        "accounts/<slug:slug>/held-usage",
+        api_spike_guard.HeldUsageApi.as_view(),
+        name="api-held-usage",
+    ),
+    path(
+        "accounts/<slug:slug>/held-usage/release",
+        api_spike_guard.HeldUsageReleaseApi.as_view(),
+        name="api-held-usage-release",
+    ),
+    path(
+        "accounts/<slug:slug>/held-usage/exclude",
+        api_spike_guard.HeldUsageExcludeApi.as_view(),
+        name="api-held-usage-exclude",
+    ),
+    path(
+        "accounts/<slug:slug>/anomalies/<int:anomaly_id>/release",
+        api_spike_guard.AnomalyReleaseApi.as_view(),
+        name="api-anomaly-release",
+    ),
+    path(
+        "accounts/<slug:slug>/anomalies/<int:anomaly_id>/exclude",
+        api_spike_guard.AnomalyExcludeApi.as_view(),
+        name="api-anomaly-exclude",
+    ),
+    path(
+        "accounts/<slug:slug>/spike-guard",
+        api_spike_guard.SpikeGuardApi.as_view(),
+        name="api-spike-guard",
     ),
     path(
         "accounts/<slug:slug>/entitlements",

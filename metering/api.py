@@ -262,6 +262,16 @@ _MeterUsageOut = inline_serializer(
             "and not invoiced yet: the open period's invoice bills them as late usage (F6). "
             "Always 0 for a period that is not the open one."
         ),
+        "held": serializers.IntegerField(
+            help_text="Units held for review by the spike guard (a suspected loop or a usage "
+            "spike, see `held-usage`): not billed and not in `used` or the forecast until "
+            "released (then billed: in this period while it is open, else as late usage on the "
+            "next invoice) or excluded."
+        ),
+        "excluded": serializers.IntegerField(
+            help_text="Units of tickets the merchant contested with the dispute accepted (or "
+            "held units excluded after review): kept, never billed, not in `used`."
+        ),
         "included": serializers.IntegerField(allow_null=True),
         "overage_units": serializers.IntegerField(),
         "overage_amount": MoneyOut(),
@@ -332,6 +342,8 @@ class UsageApi(APIView):
                         "pending": m.pending,
                         "not_billed": m.not_billed,
                         "late": m.late,
+                        "held": m.held,
+                        "excluded": m.excluded,
                         "included": m.included,
                         "overage_units": m.overage_units,
                         "overage_amount": money(m.overage_amount_minor, currency),

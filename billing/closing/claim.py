@@ -18,7 +18,7 @@ from retries import Table
 from .. import tax_checks
 from ..invoicing import invoices_issue
 from ..models import CloseSetAside, Invoice, InvoiceReason, UsageClose
-from .price import _price_close, late_histories, units_by_period
+from .price import _price_close, late_histories, released_units, units_by_period
 from .rollover import _advance, _apply_scheduled_changes, _end_subscription
 from .start import subscription_start_invoice
 
@@ -209,8 +209,11 @@ def periods_close(
             [(s.account_id, s.usage_period_start) for s in subscriptions]
             + [(s.account_id, c.period_start) for s in subscriptions for c in earlier[s.pk]]
         )
+        released = released_units(subscriptions, earlier)
         closes = [
-            _price_close(s, book, addons[s.pk], scheduled[s.pk], earlier[s.pk], units, as_of)
+            _price_close(
+                s, book, addons[s.pk], scheduled[s.pk], earlier[s.pk], units, as_of, released
+            )
             for s in subscriptions
         ]
         invoices = invoices_issue(drafts=[c.draft for c in closes], at=as_of)

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from django.db.models import Count, Q
 
-from metering.models import Charge, ChargeStatus
+from metering.models import Charge, ChargeStatus, UsageHold
 from plans import periods, pricing
 from plans.models import ScheduledChange, Subscription
 
@@ -51,6 +51,55 @@ def units_by_period(
     for account_id, start, meter, n in rows:
         result[(account_id, start)][meter] = n
     return result
+
+
+# (account, usage period start, meter) → units
+Released = dict[tuple[int, datetime, str], int]
+
+
+def released_units(
+    subscriptions: list[Subscription], earlier: dict[int, list[UsageClose]]
+) -> Released:
+    """Per (account, earlier period, meter), the final units of subjects whose spike-guard hold
+    was released since the subscription's last close: late usage that was held for review,
+    not late events (the line says so). One query, two when any hold was released."""
+    since = {
+        s.account_id: max(c.closed_at for c in earlier[s.pk])
+        for s in subscriptions
+        if earlier.get(s.pk)
+    }
+    if not since:
+        return {}
+    holds = [
+        (account_id, kind, subject, meter)
+        for account_id, kind, subject, meter, released_at in UsageHold.objects.filter(
+            account_id__in=list(since), released_at__gt=min(since.values())
+        ).values_list("account_id", "subject_kind", "subject", "meter", "released_at")
+        if released_at is not None and released_at > since[account_id]
+    ]
+    if not holds:
+        return {}
+    held_meters: dict[tuple[int, str, str], set[str]] = defaultdict(set)
+    for account_id, kind, subject, meter in holds:
+        held_meters[(account_id, kind, subject)].add(meter)
+    starts = {(s.account_id, c.period_start) for s in subscriptions for c in earlier.get(s.pk, [])}
+    rows = Charge.objects.filter(
+        account_id__in={a for a, _, _ in held_meters},
+        subject__in={subject for _, _, subject in held_meters},
+        period_start__in={start for _, start in starts},
+        status=ChargeStatus.FINAL,
+    ).values_list("account_id", "subject_kind", "subject", "meter", "period_start")
+    released: Released = defaultdict(int)
+    for account_id, kind, subject, meter, start in rows:
+        meters = held_meters.get((account_id, kind, subject))
+        if (
+            start is not None
+            and meters
+            and ("" in meters or meter in meters)
+            and (account_id, start) in starts
+        ):
+            released[(account_id, start, meter)] += 1
+    return dict(released)
 
 
 def late_lookback(closes: list[UsageClose]) -> list[UsageClose]:
@@ -118,7 +167,9 @@ class _Close:
     updated_closes: list[UsageClose]
 
 
-def _price_close(subscription, book, addons, scheduled, earlier, units, as_of) -> _Close:
+def _price_close(
+    subscription, book, addons, scheduled, earlier, units, as_of, released: Released | None = None
+) -> _Close:
     closed = pricing.Period(
         start=subscription.usage_period_start, end=subscription.usage_period_end
     )
@@ -148,7 +199,7 @@ def _price_close(subscription, book, addons, scheduled, earlier, units, as_of) -
             for meter in DEFERRED_ON_ANNUAL:
                 if meter in counted or meter in close.billed_units:
                     close.billed_units[meter] = counted.get(meter, 0)
-    late, late_closes = _late_usage(history, earlier, deferred)
+    late, late_closes = _late_usage(history, earlier, deferred, released or {})
     changes = [c for c in scheduled if c.effective_at <= closed.end] if cycle_ends else []
     next_cycle = next_terms = None
     ends = any(c.cancel for c in changes)  # the subscription ends here: no next cycle, no fee
@@ -226,9 +277,12 @@ class _History:
         return self._terms[close.pk]
 
 
-def _late_usage(history: _History, earlier: list[UsageClose], deferred: list[UsageClose]):
+def _late_usage(
+    history: _History, earlier: list[UsageClose], deferred: list[UsageClose], released: Released
+):
     """F6: units of already-invoiced periods that became final since, per meter, priced as
-    the difference of that period's overage on the terms that period had (its snapshot).
+    the difference of that period's overage on the terms that period had (its snapshot); those
+    released from a spike-guard hold are counted apart, for the line's words.
     Voice/SMS months of the running annual cycle are not late: the cycle-end invoice prices
     them whole (P4). Automated resolutions are settled per allocation term (Z9)."""
     deferred_ids = {c.pk for c in deferred}
@@ -258,6 +312,7 @@ def _late_usage(history: _History, earlier: list[UsageClose], deferred: list[Usa
                         terms=by_meter[meter],
                         billed_units=close.billed_units.get(meter, 0),
                         units=changed[meter],
+                        released=released.get((history.account_id, close.period_start, meter), 0),
                     )
                 )
             close.billed_units[meter] = changed[meter]

@@ -18,7 +18,7 @@ Inputs: frozen, keyword-only dataclasses that services build from catalog and su
     a whole-valued Decimal (catalog columns); per-unit prices take a Decimal or an int.
     SubscriptionTerms(plan=None, addons=(), edition=None)   one interval, one currency
     UsageMonth(period, used, terms)       one month of a Voice/SMS meter on an annual cycle (P4)
-    LateUsage(period, terms, billed_units, units)            an already-invoiced period (F6)
+    LateUsage(period, terms, billed_units, units, released)  an already-invoiced period (F6)
 
 Output
     Line(kind, description, meter, quantity, unit_price_minor, amount_minor, rules,

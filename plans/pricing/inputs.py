@@ -249,7 +249,11 @@ class LateUsage:
     terms: MeterTerms  # that period's terms (for resolutions: resolution_terms of that term)
     billed_units: int
     units: int
+    # Of the late units, those the spike guard held and someone released since (the line
+    # says so): at most units - billed_units.
+    released: int = 0
 
     def __post_init__(self) -> None:
         _count(self.billed_units, "billed_units")
         _count(self.units, "units")
+        _count(self.released, "released")

@@ -35,9 +35,7 @@ def late_usage_line(*, late: LateUsage) -> Line | None:
     if owed > billed:
         return _line(
             kind="late_usage",
-            description=(
-                f"Late usage, {label}: {late.units - late.billed_units:,} units after invoicing"
-            ),
+            description=_late_words(late, label),
             meter=terms.meter,
             quantity=owed - billed,
             unit_price=price,
@@ -54,3 +52,18 @@ def late_usage_line(*, late: LateUsage) -> Line | None:
         period=late.period,
         rules=("F5", *rules),
     )
+
+
+def _late_words(late: LateUsage, label: str) -> str:
+    """What the late units are: counted after the invoice, released after review (held by the
+    spike guard, then released), or both."""
+    added = late.units - late.billed_units
+    released = min(late.released, added)
+    if released == added:
+        return f"Usage released after review, {label}: {added:,} units"
+    if released:
+        return (
+            f"Late usage, {label}: {added:,} units after invoicing, {released:,} of them "
+            "released after review"
+        )
+    return f"Late usage, {label}: {added:,} units after invoicing"

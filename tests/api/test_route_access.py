@@ -20,6 +20,7 @@ from accounts import services as account_services
 from billing.models import Invoice, TicketDispute
 from billing.run import run_billing
 from billing_portal import api_urls
+from metering.models import UsageAnomaly
 from tests.conftest import client_with_key
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -67,6 +68,23 @@ CASES = {
     },
     "api-ticket-dispute": {
         "GET": ("accounts/{slug}/ticket-disputes/{ticket_dispute}", None, "tenant")
+    },
+    "api-held-usage": {"GET": ("accounts/{slug}/held-usage", None, "tenant")},
+    "api-held-usage-release": {
+        "POST": ("accounts/{slug}/held-usage/release", {"tickets": ["T1"]}, "tenant")
+    },
+    "api-held-usage-exclude": {
+        "POST": ("accounts/{slug}/held-usage/exclude", {"tickets": ["T1"]}, "tenant")
+    },
+    "api-anomaly-release": {
+        "POST": ("accounts/{slug}/anomalies/{anomaly}/release", None, "tenant")
+    },
+    "api-anomaly-exclude": {
+        "POST": ("accounts/{slug}/anomalies/{anomaly}/exclude", None, "tenant")
+    },
+    "api-spike-guard": {
+        "GET": ("accounts/{slug}/spike-guard", None, "tenant"),
+        "PATCH": ("accounts/{slug}/spike-guard", {"loop_tickets": 20}, "tenant"),
     },
     "api-account-invoices": {"GET": ("accounts/{slug}/invoices", None, "tenant")},
     "api-subscription-start": {
@@ -168,6 +186,17 @@ def world(make_account, partner, django_capture_on_commit_callbacks):
     dispute = TicketDispute.objects.create(
         account=account, ticket="T1", reason="spam", filed_by="tests", created_at=HALF
     )
+    anomaly = UsageAnomaly.objects.create(
+        account=account,
+        meter="helpdesk_tickets",
+        day=HALF.date(),
+        observed=400,
+        baseline=40,
+        spread=2,
+        weeks=8,
+        status="open",
+        opened_at=HALF,
+    )
     other = account_services.partner_get_or_create(name="Rival Partners")
     keys = {
         "A": full,
@@ -182,6 +211,7 @@ def world(make_account, partner, django_capture_on_commit_callbacks):
         "endpoint": endpoint.public_id,
         "delivery": delivery.public_id,
         "ticket_dispute": dispute.pk,
+        "anomaly": anomaly.pk,
     }
     return keys, ids
 

@@ -54,6 +54,8 @@ from schemathesis.specs.openapi.checks import (
 from accounts import services as account_services
 from billing.models import Invoice
 from billing.run import run_billing
+from metering.holds import holds_create
+from metering.models import UsageAnomaly
 from outbox import services as outbox_services
 from outbox.models import Delivery
 from tests.api import schema_hooks
@@ -181,6 +183,20 @@ def real_objects(make_account, partner, stripe_standin, shopify_standin, setting
             partner=partner, url="https://hooks.example/f"
         )
         outbox_services.outbox_emit(account_id=account.pk, type="entitlement.changed", data={})
+        # A usage spike open for review, and ticket T1 held as a suspected loop.
+        now = T0 + timedelta(days=10)
+        anomaly = UsageAnomaly.objects.create(
+            account=account,
+            meter="helpdesk_tickets",
+            day=now.date(),
+            observed=400,
+            baseline=40,
+            spread=2,
+            weeks=8,
+            status="open",
+            opened_at=now,
+        )
+        holds_create({(account.pk, "ticket", "T1"): "Suspected loop"}, at=now)
         yield {
             "slug": "shop",
             "invoice_id": Invoice.objects.filter(account=account).first().pk,
@@ -189,6 +205,7 @@ def real_objects(make_account, partner, stripe_standin, shopify_standin, setting
             "ticket": "T1",
             "change_id": 1,
             "dispute_id": 1,
+            "anomaly_id": anomaly.pk,
         }
 
 

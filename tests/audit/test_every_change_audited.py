@@ -51,9 +51,13 @@ import billing.run
 import billing.shopify_billing
 import billing.shopify_usage
 import billing.shopify_webhooks
+import billing.spike_guard
 import billing.ticket_disputes
 import billing.webhooks
 import console.services
+import metering.event_store
+import metering.holds
+import metering.services
 import outbox.services
 import plans.services
 from accounts.models import Account, ApiKey, Membership
@@ -61,6 +65,7 @@ from audit.models import AuditEntry, Source
 from billing import gateway, payments, tasks
 from billing.models import Dunning, Invoice, PaymentAttempt, Refund
 from billing.run import run_billing
+from metering.models import UsageAnomaly
 from outbox import delivery as outbox_delivery
 from outbox.models import Delivery
 from plans.models import ScheduledChange, Subscription
@@ -663,6 +668,41 @@ def ticket_decided_in_console(action: str) -> Callable[[World], Any]:
     return lambda w: w.act(f"ticket-disputes/{w.made['ticket_dispute'].pk}/{action}")
 
 
+def _held(w: World, reason: str, **hold) -> None:
+    """T-1 billed, then held by the spike guard (and re-evaluated: its unit reads `held`)."""
+    ticket_billed(w)
+    subjects = sorted(
+        metering.holds.holds_create({(w.shop.pk, "ticket", "T-1"): reason}, at=HALF, **hold)
+    )
+    metering.event_store.mark_for_reevaluation(subjects, now=HALF)
+    metering.services.reevaluate(subjects=subjects, as_of=HALF)
+
+
+def held_as_a_loop(w: World) -> None:
+    _held(w, f"Suspected loop: more than 10 tickets from {LOOP} within 60 minutes.")
+
+
+def held_by_a_spike(w: World) -> None:
+    anomaly = UsageAnomaly.objects.create(
+        account=w.shop,
+        meter="helpdesk_tickets",
+        day=HALF.date(),
+        observed=400,
+        baseline=40,
+        spread=2,
+        weeks=8,
+        held=1,
+        status="open",
+        opened_at=HALF,
+    )
+    w.made["anomaly"] = anomaly
+    _held(w, "Usage spike", meter="helpdesk_tickets", kind="anomaly", anomaly=anomaly)
+
+
+def spike_decided_by_api(action: str) -> Callable[[World], Any]:
+    return lambda w: w.api("post", f"accounts/shop/anomalies/{w.made['anomaly'].pk}/{action}")
+
+
 CASES: dict[str, Case] = {
     # The merchant, on the Billing & Usage page.
     "merchant schedules a downgrade": Case(
@@ -788,6 +828,40 @@ CASES: dict[str, Case] = {
             {"requester": LOOP, "reason": "auto_reply_loop"},
         ),
         given=ticket_billed,
+    ),
+    "partner releases a usage spike": Case(
+        PARTNER,
+        "usage.anomaly_released",
+        (billing.spike_guard.anomaly_release, billing.spike_guard.holds_release),
+        spike_decided_by_api("release"),
+        given=held_by_a_spike,
+    ),
+    "partner excludes a usage spike": Case(
+        PARTNER,
+        "usage.anomaly_excluded",
+        (billing.spike_guard.anomaly_exclude, billing.spike_guard.holds_exclude),
+        spike_decided_by_api("exclude"),
+        given=held_by_a_spike,
+    ),
+    "partner releases tickets held as a loop": Case(
+        PARTNER,
+        "usage.hold_released",
+        (billing.spike_guard.holds_release,),
+        lambda w: w.api("post", "accounts/shop/held-usage/release", {"tickets": ["T-1"]}),
+        given=held_as_a_loop,
+    ),
+    "partner excludes tickets held as a loop": Case(
+        PARTNER,
+        "usage.hold_excluded",
+        (billing.spike_guard.holds_exclude,),
+        lambda w: w.api("post", "accounts/shop/held-usage/exclude", {"tickets": ["T-1"]}),
+        given=held_as_a_loop,
+    ),
+    "partner changes the spike guard's settings": Case(
+        PARTNER,
+        "spike_guard.settings_changed",
+        (billing.spike_guard.spike_guard_settings_save,),
+        lambda w: w.api("patch", "accounts/shop/spike-guard", {"mode": "alert_only"}),
     ),
     "partner opens an account": Case(
         PARTNER,
@@ -1431,6 +1505,7 @@ NOT_WALKED: dict[Callable, str | Composes] = {
     billing.closing.price.final_units: READS,
     billing.closing.price.late_histories: READS,
     billing.closing.price.late_lookback: PURE,
+    billing.closing.price.released_units: READS,
     billing.closing.price.units_by_period: READS,
     billing.webhooks.webhook_receive: (
         "stores Stripe's event as received (unique Stripe id, payload and time kept): the "

@@ -121,7 +121,11 @@ def test_P2_a_spam_wave_on_a_tuesday_is_held_beyond_the_usual_tuesday(
         run_billing(as_of=datetime(2027, 1, 1, tzinfo=UTC))
     december = Invoice.objects.get(account=shop, reason="period_close", period_start__month=12)
     [late] = [line for line in december.lines.all() if line.kind == "late_usage"]
-    assert late.amount_minor == BASIC_BLOCK and "F6" in late.rules
+    assert late.amount_minor == BASIC_BLOCK and late.rules == ["F6", "P2"]
+    # The line says why November's units come now: released after review, not late events.
+    assert late.description == (
+        "Usage released after review, helpdesk tickets, November 2026: 360 units"
+    )
 
 
 def test_excluded_held_units_are_never_billed_and_read_as_accepted_disputes(

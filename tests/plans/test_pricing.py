@@ -1134,6 +1134,30 @@ def test_F6_late_usage_is_its_own_line_on_the_next_invoice():
         price_period_close(terms=sub(plan("basic")), closed=OCT, cycle=OCT, usage={}, late=[late])
 
 
+@pytest.mark.parametrize(
+    ("released", "words"),
+    [
+        (0, "Late usage, helpdesk tickets, October 2026: 130 units after invoicing"),
+        (
+            30,
+            "Late usage, helpdesk tickets, October 2026: 130 units after invoicing, 30 of them "
+            "released after review",
+        ),
+        (130, "Usage released after review, helpdesk tickets, October 2026: 130 units"),
+        (200, "Usage released after review, helpdesk tickets, October 2026: 130 units"),
+    ],
+)
+def test_F6_late_units_released_after_review_say_so(released, words):
+    """Units the spike guard held and someone released after the close are late usage too,
+    priced the same (F6, P2); the line says why they come now."""
+    late = LateUsage(
+        period=OCT, terms=plan("basic").helpdesk, billed_units=250, units=380, released=released
+    )
+    line = late_usage_line(late=late)
+    assert (line.kind, line.amount_minor, line.rules) == ("late_usage", 4_000, ("F6", "P2"))
+    assert line.description == words
+
+
 def test_F6_late_resolutions_use_the_terms_running_total():
     terms = resolution_terms(edition=edition("professional", 7))  # limit 840, 2 $ beyond
     line = late_usage_line(late=LateUsage(period=OCT, terms=terms, billed_units=900, units=910))
