@@ -463,7 +463,7 @@ def _anomaly_decide(anomaly: UsageAnomaly, decide, at: datetime | None) -> Usage
         anomaly = UsageAnomaly.objects.select_for_update().get(pk=anomaly.pk)
         if anomaly.status != AnomalyStatus.OPEN:
             raise Conflict(
-                f"This spike was {anomaly.get_status_display()} already.", code="decided"
+                f"This spike was {anomaly.get_status_display().lower()} already.", code="decided"
             )
         decide(holds=list(anomaly.holds.all()), at=at, by=_actor_label())
         anomaly.refresh_from_db()

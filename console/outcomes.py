@@ -287,7 +287,21 @@ def _ticket_decided(entry: AuditEntry) -> str:
     )
 
 
+def _usage_decided(entry: AuditEntry) -> str:
+    after = _after(entry)
+    held = after.get("held", 0)
+    units = f"{held:,} held unit{'s' if held != 1 else ''}"
+    if after.get("status") == "released":
+        return (
+            f"Released: {units} of {entry.object_label} billed, on their period or as late "
+            "usage on the next invoice."
+        )
+    return f"Excluded: {units} of {entry.object_label} never billed."
+
+
 _SAID: dict[str, Callable[[AuditEntry], str | Outcome]] = {
+    "operator.usage_released": _usage_decided,
+    "operator.usage_excluded": _usage_decided,
     "operator.ticket_dispute_accepted": _ticket_decided,
     "operator.ticket_dispute_rejected": _ticket_decided,
     "operator.dispute_decided": _dispute_decided,

@@ -6,7 +6,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Exists, F, OuterRef, Prefetch, Q
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q
+from django.db.models.functions import Coalesce
 
 from accounts import logins
 from accounts.models import Account, Membership
@@ -35,7 +36,14 @@ from billing.shopify_figures import ShopifyPanel, shopify_panel
 from billing.tax_corrections import VatCorrection
 from billing.tax_identity import vat_id_status_words
 from metering import selectors as metering_selectors
-from metering.models import Charge, Reevaluation, SubjectKind
+from metering.models import (
+    AnomalyStatus,
+    Charge,
+    Reevaluation,
+    SubjectKind,
+    UsageAnomaly,
+    UsageHold,
+)
 from plans import meters
 from plans.models import ScheduledChange, Subscription, SubscriptionStatusChange
 from plans.money import format_money
@@ -675,3 +683,123 @@ def ticket_disputes_queue(*, limit: int = 200, decided: int = 50) -> TicketDispu
                     )
                 )
     return TicketDisputeQueue(open=waiting, decided=done)
+
+
+# --- held usage (billing.spike_guard) ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeldLoopRow:
+    """One account's active loop holds sharing a reason (one burst), decided together."""
+
+    account: Account
+    key: int  # the oldest hold: the console's actions act on its group
+    reason: str
+    count: int
+    tickets: list[str]
+    held_at: datetime
+    release_after: datetime
+
+
+@dataclass(frozen=True)
+class HeldDecidedRow:
+    account: Account
+    what: str
+    count: int
+    status: str  # released | excluded
+    by: str
+    at: datetime
+
+
+@dataclass
+class HeldUsageQueue:
+    anomalies: list[UsageAnomaly]  # open, oldest first (account selected)
+    loops: list[HeldLoopRow]  # oldest first
+    decided: list[HeldDecidedRow]  # the most recently decided first
+
+
+HELD_TICKETS_SHOWN = 5
+
+
+def held_usage_queue(*, limit: int = 200, decided: int = 50) -> HeldUsageQueue:
+    """Units held for review across accounts, the longest waiting first: open spikes, then
+    loop holds grouped by account and reason; then the last decisions (spikes, and loop holds
+    decided together). A few queries, whatever the length."""
+    anomalies = list(
+        UsageAnomaly.objects.filter(status=AnomalyStatus.OPEN)
+        .select_related("account")
+        .order_by("opened_at", "pk")[:limit]
+    )
+    groups: dict[tuple[int, str], list[UsageHold]] = {}
+    active = UsageHold.objects.filter(
+        kind=UsageHold.Kind.LOOP, released_at__isnull=True, excluded_at__isnull=True
+    ).order_by("held_at", "pk")
+    for hold in active:
+        groups.setdefault((hold.account_id, hold.reason), []).append(hold)
+    loops_decided = _decided_loops(decided)
+    accounts = Account.objects.in_bulk({a for a, _ in groups} | {k[0] for k in loops_decided})
+    loops = sorted(
+        (
+            HeldLoopRow(
+                account=accounts[account_id],
+                key=rows[0].pk,
+                reason=reason,
+                count=len(rows),
+                tickets=[h.subject for h in rows[:HELD_TICKETS_SHOWN]],
+                held_at=rows[0].held_at,
+                release_after=min(h.release_after for h in rows),
+            )
+            for (account_id, reason), rows in groups.items()
+        ),
+        key=lambda row: (row.held_at, row.key),
+    )[:limit]
+    spikes = list(
+        UsageAnomaly.objects.filter(
+            status__in=(AnomalyStatus.RELEASED, AnomalyStatus.EXCLUDED),
+            resolved_at__isnull=False,
+        )
+        .select_related("account")
+        .order_by("-resolved_at", "-pk")[:decided]
+    )
+    held = dict(
+        UsageHold.objects.filter(anomaly__in=spikes)
+        .values("anomaly_id")
+        .annotate(n=Count("pk"))
+        .values_list("anomaly_id", "n")
+    )
+    done = [
+        HeldDecidedRow(
+            account=a.account,
+            what=f"Spike: {a.observed:,} {meters.meter_heading(a.meter).lower()} on "
+            f"{a.day:%a %-d %b %Y} against a usual {a.baseline:,}",
+            count=held.get(a.pk, 0),
+            status=a.status,
+            by=a.resolved_by,
+            at=a.resolved_at or a.opened_at,  # resolved: never None here
+        )
+        for a in spikes
+    ]
+    for (account_id, reason, status, at, by), n in loops_decided.items():
+        done.append(HeldDecidedRow(accounts[account_id], reason, n, status, by, at))
+    done.sort(key=lambda row: row.at, reverse=True)
+    return HeldUsageQueue(anomalies=anomalies, loops=loops, decided=done[:decided])
+
+
+def _decided_loops(most: int) -> dict[tuple[int, str, str, datetime, str], int]:
+    """Loop holds decided lately, counted per decision (account, reason, how, when, who):
+    one decision ends a burst's holds at one moment."""
+    rows: dict[tuple[int, str, str, datetime, str], int] = {}
+    recent = (
+        UsageHold.objects.filter(kind=UsageHold.Kind.LOOP)
+        .filter(Q(released_at__isnull=False) | Q(excluded_at__isnull=False))
+        .annotate(decided_at=Coalesce("released_at", "excluded_at"))
+        .order_by("-decided_at", "-pk")
+        .values_list("account_id", "reason", "released_at", "decided_at", "resolved_by")
+    )
+    # Bursts are large: read a bounded number of rows, enough for `most` decisions of
+    # ordinary sizes.
+    for account_id, reason, released_at, decided_at, by in recent[: most * 100]:
+        status = "released" if released_at else "excluded"
+        key = (account_id, reason, status, decided_at, by)
+        rows[key] = rows.get(key, 0) + 1
+    return rows

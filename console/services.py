@@ -32,6 +32,7 @@ from billing import (
     payments,
     refunds,
     shopify_billing,
+    spike_guard,
     tasks,
     tax_corrections,
     ticket_disputes,
@@ -50,6 +51,8 @@ from billing.models import (
     TicketDispute,
 )
 from billing.phrases import ticket_dispute_outcome_words
+from metering import selectors as metering_selectors
+from metering.models import UsageAnomaly, UsageHold
 from plans.models import Subscription
 from plans.services import subscription_transition
 
@@ -57,7 +60,7 @@ S = InvoiceStatus
 # A pause is a grace agreed with a customer, not a way to forget an invoice.
 MAX_PAUSE = timedelta(days=90)
 
-Row = TypeVar("Row", Invoice, Subscription, TicketDispute)
+Row = TypeVar("Row", Invoice, Subscription, TicketDispute, UsageAnomaly, UsageHold)
 
 
 def _reason(reason: str) -> str:
@@ -68,6 +71,8 @@ def _reason(reason: str) -> str:
 
 
 def _locked(row: Row) -> Row:
+    if isinstance(row, UsageAnomaly | UsageHold):
+        return type(row).objects.select_for_update(of=("self",)).get(pk=row.pk)
     if isinstance(row, TicketDispute):
         return (
             TicketDispute.objects.select_for_update(of=("self",))
@@ -121,9 +126,20 @@ def operator_action(
             after=change.after,
             reason=change.reason,
             at=change.at,
-            # An invoice's row is labelled by its number; a contested ticket by the ticket.
-            label=f"ticket {change.row.ticket}" if isinstance(change.row, TicketDispute) else None,
+            label=_label(change.row),
         )
+
+
+def _label(row: Row) -> str | None:
+    """An invoice's row is labelled by its number (None: audit's default); a contested
+    ticket by the ticket, a spike by its meter and day, a loop's holds by their first one."""
+    if isinstance(row, TicketDispute):
+        return f"ticket {row.ticket}"
+    if isinstance(row, UsageAnomaly):
+        return f"{row.meter} {row.day.isoformat()}"
+    if isinstance(row, UsageHold):
+        return f"loop holds from {row.subject_kind} {row.subject}"
+    return None
 
 
 def invoice_retry_now(*, invoice: Invoice, reason: str, at: datetime | None = None) -> AuditEntry:
@@ -439,6 +455,51 @@ def ticket_dispute_decide(
             "status": decided.status,
             "outcome": ticket_dispute_outcome_words(decided),
             "credit_note": decided.credit_note.number if decided.credit_note else None,
+        }
+    return change.entry
+
+
+def held_anomaly_decide(
+    *, anomaly: UsageAnomaly, release: bool, reason: str, at: datetime | None = None
+) -> AuditEntry:
+    """Release (billed: on its period, or as late usage on the next invoice when its period
+    closed) or exclude (never billed) a spike's held units, through the merchant's own
+    service (billing.spike_guard). Once: a spike decided meanwhile (by the merchant, another
+    operator, or after 14 days) is refused."""
+    action = "operator.usage_released" if release else "operator.usage_excluded"
+    with operator_action(action, anomaly, reason=reason, at=at) as change:
+        change.before = {"status": change.row.status, "held": change.row.held}
+        decide = spike_guard.anomaly_release if release else spike_guard.anomaly_exclude
+        change.row = decide(anomaly=change.row, at=change.at)
+        change.after = {
+            "status": change.row.status,
+            "held": change.before["held"],
+            "meter": change.row.meter,
+            "day": change.row.day.isoformat(),
+        }
+    return change.entry
+
+
+def held_loop_decide(
+    *, hold: UsageHold, release: bool, reason: str, at: datetime | None = None
+) -> AuditEntry:
+    """Release or exclude a suspected loop's held tickets: every active loop hold of the
+    account with this hold's reason (one burst), through billing.spike_guard. Refused once
+    they were decided."""
+    action = "operator.usage_released" if release else "operator.usage_excluded"
+    with operator_action(action, hold, reason=reason, at=at) as change:
+        holds = metering_selectors.loop_hold_group(
+            account_id=change.row.account_id, hold_id=change.row.pk
+        )
+        if not holds:
+            raise Conflict("These held tickets were decided already.", code="decided")
+        change.before = {"status": "held", "held": len(holds), "reason": change.row.reason}
+        decide = spike_guard.holds_release if release else spike_guard.holds_exclude
+        decided = decide(holds=holds, at=change.at)
+        change.after = {
+            "status": "released" if release else "excluded",
+            "held": len(decided),
+            "tickets": [h.subject for h in decided[:20]],
         }
     return change.entry
 

@@ -25,4 +25,15 @@ urlpatterns = [
         views.ticket_dispute_action,
         name="ticket-dispute-action",
     ),
+    path("held-usage/", views.held_usage, name="held-usage"),
+    path(
+        "held-usage/spikes/<int:anomaly_id>/<slug:action>/",
+        views.held_anomaly_action,
+        name="held-anomaly-action",
+    ),
+    path(
+        "held-usage/loops/<int:hold_id>/<slug:action>/",
+        views.held_loop_action,
+        name="held-loop-action",
+    ),
 ]

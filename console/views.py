@@ -18,6 +18,9 @@ from accounts.form_tokens import already_done, first_submission
 from accounts.models import Account
 from billing import evidence
 from billing.models import Dispute, Invoice, TicketDispute
+from metering.holds import HOLD_DAYS
+from metering.models import UsageAnomaly, UsageHold
+from plans.meters import meter_label
 from plans.models import Subscription
 
 from . import forms, outcomes, selectors, services
@@ -435,6 +438,98 @@ def ticket_dispute_action(request, ticket_dispute_id: int, action: str):
         currency=dispute.account.currency,
         back=reverse("console:ticket-disputes"),
         context={"account": dispute.account, "ticket_dispute": dispute, "tab": "ticket-disputes"},
+    )
+
+
+@operator_page()
+def held_usage(request):
+    queue = selectors.held_usage_queue()
+    return render(
+        request,
+        "console/held_usage.html",
+        {"queue": queue, "tab": "held-usage", "hold_days": HOLD_DAYS.days},
+    )
+
+
+_RELEASE = (
+    "The held units count again: billed on their period while it is open, or as late usage "
+    "on the account's next invoice once it closed. The merchant sees the decision, with your "
+    "name, on the Usage tab; your reason stays in the audit log."
+)
+_EXCLUDE = (
+    "The held units are never billed: each held ticket becomes an accepted dispute (it was "
+    "never billed, so nothing is credited). The merchant sees the decision, with your name, "
+    "on the Usage tab; your reason stays in the audit log."
+)
+HELD_ANOMALY_ACTIONS = {
+    "release": Action(
+        "Release",
+        _RELEASE,
+        forms.ActionForm,
+        lambda a, d: services.held_anomaly_decide(anomaly=a, release=True, reason=d["reason"]),
+    ),
+    "exclude": Action(
+        "Exclude",
+        _EXCLUDE,
+        forms.ActionForm,
+        lambda a, d: services.held_anomaly_decide(anomaly=a, release=False, reason=d["reason"]),
+    ),
+}
+HELD_LOOP_ACTIONS = {
+    "release": Action(
+        "Release",
+        _RELEASE,
+        forms.ActionForm,
+        lambda h, d: services.held_loop_decide(hold=h, release=True, reason=d["reason"]),
+    ),
+    "exclude": Action(
+        "Exclude",
+        _EXCLUDE,
+        forms.ActionForm,
+        lambda h, d: services.held_loop_decide(hold=h, release=False, reason=d["reason"]),
+    ),
+}
+
+
+@operator_page(methods=("GET", "POST"))
+def held_anomaly_action(request, anomaly_id: int, action: str):
+    anomaly = UsageAnomaly.objects.select_related("account").filter(pk=anomaly_id).first()
+    if anomaly is None or action not in HELD_ANOMALY_ACTIONS:
+        return _not_found(request)
+    what = (
+        f"{anomaly.held:,} {meter_label(anomaly.meter).lower()} held from "
+        f"{anomaly.day:%a %-d %b %Y} ({anomaly.observed:,} against a usual {anomaly.baseline:,})"
+    )
+    return _act(
+        request,
+        action=HELD_ANOMALY_ACTIONS[action],
+        target=anomaly,
+        currency=anomaly.account.currency,
+        back=reverse("console:held-usage"),
+        context={"account": anomaly.account, "held_what": what, "tab": "held-usage"},
+    )
+
+
+@operator_page(methods=("GET", "POST"))
+def held_loop_action(request, hold_id: int, action: str):
+    hold = (
+        UsageHold.objects.select_related("account")
+        .filter(pk=hold_id, kind=UsageHold.Kind.LOOP)
+        .first()
+    )
+    if hold is None or action not in HELD_LOOP_ACTIONS:
+        return _not_found(request)
+    return _act(
+        request,
+        action=HELD_LOOP_ACTIONS[action],
+        target=hold,
+        currency=hold.account.currency,
+        back=reverse("console:held-usage"),
+        context={
+            "account": hold.account,
+            "held_what": f"held tickets of a suspected loop ({hold.reason})",
+            "tab": "held-usage",
+        },
     )
 
 

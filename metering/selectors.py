@@ -14,7 +14,7 @@ from plans import periods, pricing
 from plans.models import Subscription
 from plans.terms import allocation_term, meter_terms_by_meter, subscription_terms
 
-from .models import Charge, ChargeStatus, Entitlement, Feature, SubjectKind, UsageDay
+from .models import Charge, ChargeStatus, Entitlement, Feature, SubjectKind, UsageDay, UsageHold
 from .rules import types as t
 
 # A pace needs time behind it: 34 seconds into a month, one SMS "projects" to 1.9 million.
@@ -421,3 +421,27 @@ def entitlements(*, account: Account, subscription: Subscription | None) -> dict
             "reason": "Unpaid invoice.",
         }
     return states
+
+
+def loop_hold_group(*, account_id: int, hold_id: int) -> list[UsageHold]:
+    """The account's active loop holds that share this hold's reason: one burst, which the
+    pages and the console release or exclude together. Empty when the hold is another
+    account's, not a loop's, or decided already."""
+    hold = UsageHold.objects.filter(
+        pk=hold_id,
+        account_id=account_id,
+        kind=UsageHold.Kind.LOOP,
+        released_at__isnull=True,
+        excluded_at__isnull=True,
+    ).first()
+    if hold is None:
+        return []
+    return list(
+        UsageHold.objects.filter(
+            account_id=account_id,
+            kind=UsageHold.Kind.LOOP,
+            reason=hold.reason,
+            released_at__isnull=True,
+            excluded_at__isnull=True,
+        ).order_by("held_at", "pk")
+    )

@@ -6,10 +6,12 @@ from accounts.countries import country_problem
 from accounts.tax_identity import tax_identity_problems, vat_id_problems
 from accounts.validators import InWindow, multi_line_text, plain_text
 from accounts.vat import vat_id_compact
+from metering.models import SpikeGuard
 from plans.models import ScheduledChange
 
 from ..changes import CANCEL_COMMENT_MAX
 from ..models import TicketDisputeReason
+from ..spike_guard import SETTING_BOUNDS
 from ..ticket_disputes import COMMENT_MOST
 
 
@@ -207,3 +209,72 @@ class CancelForm(forms.Form):
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
     )
+
+
+def _bounded(label: str, name: str, unit: str, help_text: str) -> forms.IntegerField:
+    """A spike-guard number within billing.spike_guard.SETTING_BOUNDS, its default said."""
+    low, high = SETTING_BOUNDS[name]
+    default = getattr(SpikeGuard(), name)  # an unsaved row holds the defaults
+    within = f"Between {low:,} and {high:,} {unit}."
+    return forms.IntegerField(
+        label=label,
+        min_value=low,
+        max_value=high,
+        help_text=f"{help_text} Default {default:,}; {within[0].lower()}{within[1:]}",
+        error_messages={
+            "required": f"Give a number. {within}",
+            "invalid": f"A whole number. {within}",
+            "min_value": f"At least {low:,} {unit}. {within}",
+            "max_value": f"At most {high:,} {unit}. {within}",
+        },
+    )
+
+
+class SpikeGuardForm(forms.Form):
+    """The Usage tab's spike-guard settings (billing.spike_guard.spike_guard_settings_save)."""
+
+    mode = forms.ChoiceField(
+        label="When usage looks wrong",
+        choices=[
+            ("hold", "Hold it for review: not billed until I release it (or 14 days pass)"),
+            ("alert_only", "Alert only: bill it, but tell me"),
+        ],
+        widget=forms.RadioSelect,
+        error_messages={"required": "Choose hold or alert only."},
+    )
+    loop_tickets = _bounded(
+        "Loop: more than this many tickets",
+        "loop_tickets",
+        "tickets",
+        "From one requester, or on one subject…",
+    )
+    loop_minutes = _bounded(
+        "…within this many minutes", "loop_minutes", "minutes", "The loop's window."
+    )
+    anomaly_multiplier = _bounded(
+        "Spike: a day above this many times its usual volume…",
+        "anomaly_multiplier",
+        "times",
+        "The usual: the median of the same weekdays of the last 4 to 8 weeks.",
+    )
+    anomaly_margin = _bounded(
+        "…and this many units above it",
+        "anomaly_margin",
+        "units",
+        "So a quiet account's small days do not trip it.",
+    )
+
+
+class HeldDecisionForm(forms.Form):
+    """Release or exclude held units: a spike (`anomaly`) or a loop's holds (`hold`: the oldest
+    of the group, which is every active loop hold with its reason)."""
+
+    decision = forms.ChoiceField(choices=[("release", "Release"), ("exclude", "Exclude")])
+    anomaly = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    hold = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+    def clean(self):
+        data = super().clean()
+        if bool(data.get("anomaly")) == bool(data.get("hold")):
+            raise forms.ValidationError("Choose one spike or one group of held tickets.")
+        return data

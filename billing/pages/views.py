@@ -22,7 +22,10 @@ from accounts.errors import Conflict, DomainError, NotFound
 from accounts.form_tokens import already_done, first_submission
 from accounts.models import TaxIdStatus, TermsSource
 from accounts.terms import card_authorisation
+from metering import selectors as metering_selectors
+from metering.models import UsageAnomaly
 from metering.validation import EARLIEST
+from plans.meters import meter_label
 from plans.money import format_money
 from plans.periods import format_day, format_last_day
 from plans.selectors import subscription_course, subscription_current
@@ -35,6 +38,7 @@ from .. import (
     restart,
     shopify_billing,
     shopify_usage,
+    spike_guard,
     tax_identity,
     ticket_disputes,
 )
@@ -49,6 +53,8 @@ from .forms import (
     CancelForm,
     ContestBulkForm,
     ContestForm,
+    HeldDecisionForm,
+    SpikeGuardForm,
     TicketLookupForm,
 )
 
@@ -73,7 +79,12 @@ def _page(request, access, template: str, context: dict, *, tab: str, status: in
     }
     if "subscription" not in context:
         base["subscription"] = subscription_current(account=access.account)
-    return render(request, template, {**base, **context}, status=status)
+    page = {**base, **context}
+    # Units held for review (or spikes billed under "alert only") are said on every tab.
+    page["held_banners"] = selectors.held_banners(
+        account=access.account, subscription=page["subscription"], now=timezone.now()
+    )
+    return render(request, template, page, status=status)
 
 
 # --- overview -------------------------------------------------------------------------------
@@ -100,7 +111,7 @@ def usage(request, access):
     return _usage_page(request, access)
 
 
-def _usage_page(request, access, ai_form=None, bulk_form=None, status=200):
+def _usage_page(request, access, ai_form=None, bulk_form=None, guard_form=None, status=200):
     subscription = subscription_current(account=access.account)
     now = timezone.now()
     data = selectors.usage(
@@ -128,6 +139,8 @@ def _usage_page(request, access, ai_form=None, bulk_form=None, status=200):
             "contested": selectors.contested_tickets(account=access.account),
             "contested_shown": selectors.CONTESTED_SHOWN,
             "bulk": bulk_form or ContestBulkForm(),
+            "held": selectors.held_usage(account=access.account),
+            "guard": guard_form or _guard_form(access),
         },
         tab="usage",
         status=status,
@@ -165,6 +178,81 @@ def ai_limits(request, access, *, back: str):
     return redirect(back + "#resolutions")
 
 
+def _guard_form(access) -> SpikeGuardForm:
+    saved = spike_guard.spike_guard_settings(account=access.account)
+    return SpikeGuardForm(
+        initial={name: getattr(saved, name) for name in SpikeGuardForm.base_fields}
+    )
+
+
+@billing_page(change=True, methods=("POST",), back="usage", once=True)
+def held_decide(request, access, *, back: str):
+    """Release (bill) or exclude (never bill) units held for review: one spike, or one loop's
+    held tickets, through billing.spike_guard. One already decided (by someone else, or after
+    14 days) is said, never decided twice."""
+    here = back + "#held"
+    form = HeldDecisionForm(request.POST)
+    if not form.is_valid():
+        messages.error(
+            request, " ".join(str(e) for e in form.non_field_errors()) or "Choose what to decide."
+        )
+        return redirect(here)
+    release = form.cleaned_data["decision"] == "release"
+    if form.cleaned_data["anomaly"]:
+        anomaly = UsageAnomaly.objects.filter(
+            account=access.account, pk=form.cleaned_data["anomaly"]
+        ).first()
+        if anomaly is None:
+            return render(request, "404.html", status=404)
+        what = f"{anomaly.held:,} {meter_label(anomaly.meter).lower()}"
+        try:
+            decide = spike_guard.anomaly_release if release else spike_guard.anomaly_exclude
+            decide(anomaly=anomaly)
+        except Conflict as exc:
+            messages.error(request, exc.message)
+            return redirect(here)
+    else:
+        holds = metering_selectors.loop_hold_group(
+            account_id=access.account.pk, hold_id=form.cleaned_data["hold"]
+        )
+        decided = (
+            (spike_guard.holds_release if release else spike_guard.holds_exclude)(holds=holds)
+            if holds
+            else []
+        )
+        if not decided:
+            messages.error(request, "These tickets were decided already: nothing more to do.")
+            return redirect(here)
+        what = f"{len(decided):,} ticket{'s' if len(decided) != 1 else ''}"
+    if release:
+        messages.success(
+            request,
+            f"Released: {what} billed, on this period, or on the next invoice where their "
+            "period is closed.",
+        )
+    else:
+        messages.success(request, f"Excluded: {what} never billed.")
+    return redirect(here)
+
+
+@billing_page(change=True, methods=("POST",), back="usage")
+def spike_guard_settings(request, access, *, back: str):
+    """The spike guard's settings: hold or alert only, the loop's window, the spike's k and c.
+    Out of bounds, the form comes back saying what to fix."""
+    form = SpikeGuardForm(request.POST)
+    if not form.is_valid():
+        return _usage_page(request, access, guard_form=form, status=400)
+    if not first_submission(request):  # claimed after validation (see billing_page)
+        return already_done(request, back + "#spike-guard")
+    try:
+        spike_guard.spike_guard_settings_save(account=access.account, **form.cleaned_data)
+    except DomainError as exc:
+        form.add_error(_field_of(exc, form), exc.message)
+        return _usage_page(request, access, guard_form=form, status=400)
+    messages.success(request, "Saved: the spike guard uses these settings from now on.")
+    return redirect(back + "#spike-guard")
+
+
 @billing_page()
 def why_billed(request, access):
     """ "Why was this billed?": a ticket's verdict per meter with the rules in words, and its
@@ -184,6 +272,7 @@ def _why_page(request, access, lookup: TicketLookupForm, contest_form=None, stat
                 account=access.account, ticket=ticket, verdicts=verdicts
             ),
             contest_form=contest_form or ContestForm(initial={"ticket": ticket}),
+            holds=selectors.ticket_holds(account=access.account, ticket=ticket),
         )
     if getattr(request, "htmx", False):
         return render(

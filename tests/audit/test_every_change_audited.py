@@ -65,7 +65,7 @@ from audit.models import AuditEntry, Source
 from billing import gateway, payments, tasks
 from billing.models import Dunning, Invoice, PaymentAttempt, Refund
 from billing.run import run_billing
-from metering.models import UsageAnomaly
+from metering.models import UsageAnomaly, UsageDay, UsageHold
 from outbox import delivery as outbox_delivery
 from outbox.models import Delivery
 from plans.models import ScheduledChange, Subscription
@@ -110,6 +110,7 @@ SERVICE_MODULES: tuple[ModuleType, ...] = (
     billing.refunds,
     billing.disputes,
     billing.ticket_disputes,
+    billing.spike_guard,
     billing.dunning,
     billing.closing.claim,
     billing.closing.start,
@@ -703,8 +704,112 @@ def spike_decided_by_api(action: str) -> Callable[[World], Any]:
     return lambda w: w.api("post", f"accounts/shop/anomalies/{w.made['anomaly'].pk}/{action}")
 
 
+def held_decided_on_page(decision: str, what: str) -> Callable[[World], Any]:
+    """Release or Exclude on the Usage tab's "Held for review" card: the spike, or the loop's
+    holds (their group's first hold)."""
+
+    def post(w: World):
+        if what == "anomaly":
+            return w.page(
+                "/billing/shop/usage/held", anomaly=w.made["anomaly"].pk, decision=decision
+            )
+        hold = UsageHold.objects.get(account=w.shop, kind="loop")
+        return w.page("/billing/shop/usage/held", hold=hold.pk, decision=decision)
+
+    return post
+
+
+def held_decided_in_console(action: str, what: str) -> Callable[[World], Any]:
+    def post(w: World):
+        if what == "anomaly":
+            return w.act(f"held-usage/spikes/{w.made['anomaly'].pk}/{action}")
+        hold = UsageHold.objects.get(account=w.shop, kind="loop")
+        return w.act(f"held-usage/loops/{hold.pk}/{action}")
+
+    return post
+
+
+def held_15_days_ago(w: World) -> None:
+    """T-1 held as a loop 15 days ago, nobody decided: due for release."""
+    with time_machine.travel(HALF - timedelta(days=15), tick=False):
+        ticket_billed(w)
+        subjects = sorted(
+            metering.holds.holds_create(
+                {(w.shop.pk, "ticket", "T-1"): "Suspected loop: more than 10 tickets."},
+                at=HALF - timedelta(days=15),
+            )
+        )
+        metering.event_store.mark_for_reevaluation(subjects, now=HALF - timedelta(days=15))
+        metering.services.reevaluate(subjects=subjects, as_of=HALF - timedelta(days=15))
+
+
+# Monday Dec 28 (the shop opened Nov 1: its 8 Mondays before are history), 13:00.
+SPIKE_CHECKED = datetime(2026, 12, 28, 13, tzinfo=UTC)
+
+
+def mondays_then_a_spike(w: World) -> None:
+    """40 helpdesk tickets on each Monday since the shop opened, 400 on Monday Dec 28: a
+    spike, in December's overage (Basic includes 300)."""
+    for k in range(9):
+        day = (SPIKE_CHECKED - timedelta(weeks=k)).date()
+        UsageDay.objects.create(
+            account=w.shop,
+            period_start=datetime(day.year, day.month, 1, tzinfo=UTC),
+            meter="helpdesk_tickets",
+            day=day,
+            status="final",
+            units=400 if k == 0 else 40,
+        )
+
+
+def spike_check(w: World):
+    with time_machine.travel(SPIKE_CHECKED, tick=False):
+        return tasks.spike_guard_tick()
+
+
 CASES: dict[str, Case] = {
     # The merchant, on the Billing & Usage page.
+    "merchant releases a usage spike on the Usage tab": Case(
+        MERCHANT,
+        "usage.anomaly_released",
+        (billing.spike_guard.anomaly_release, billing.spike_guard.holds_release),
+        held_decided_on_page("release", "anomaly"),
+        given=held_by_a_spike,
+    ),
+    "merchant excludes a usage spike on the Usage tab": Case(
+        MERCHANT,
+        "usage.anomaly_excluded",
+        (billing.spike_guard.anomaly_exclude, billing.spike_guard.holds_exclude),
+        held_decided_on_page("exclude", "anomaly"),
+        given=held_by_a_spike,
+    ),
+    "merchant releases a loop's held tickets on the Usage tab": Case(
+        MERCHANT,
+        "usage.hold_released",
+        (billing.spike_guard.holds_release,),
+        held_decided_on_page("release", "loop"),
+        given=held_as_a_loop,
+    ),
+    "merchant excludes a loop's held tickets on the Usage tab": Case(
+        MERCHANT,
+        "usage.hold_excluded",
+        (billing.spike_guard.holds_exclude,),
+        held_decided_on_page("exclude", "loop"),
+        given=held_as_a_loop,
+    ),
+    "merchant changes the spike guard's settings on the Usage tab": Case(
+        MERCHANT,
+        "spike_guard.settings_changed",
+        (billing.spike_guard.spike_guard_settings_save,),
+        lambda w: w.page(
+            "/billing/shop/usage/spike-guard",
+            mode="alert_only",
+            loop_tickets=25,
+            loop_minutes=30,
+            anomaly_multiplier=4,
+            anomaly_margin=200,
+        ),
+    ),
     "merchant schedules a downgrade": Case(
         MERCHANT,
         "subscription.change_scheduled",
@@ -1176,6 +1281,34 @@ CASES: dict[str, Case] = {
         ticket_decided_in_console("reject"),
         given=ticket_contested,
     ),
+    "operator releases a usage spike": Case(
+        OPERATOR,
+        "operator.usage_released",
+        (console.services.held_anomaly_decide, billing.spike_guard.anomaly_release),
+        held_decided_in_console("release", "anomaly"),
+        given=held_by_a_spike,
+    ),
+    "operator releases a usage spike: the spike is released": Case(
+        OPERATOR,
+        "usage.anomaly_released",
+        (billing.spike_guard.anomaly_release, billing.spike_guard.holds_release),
+        held_decided_in_console("release", "anomaly"),
+        given=held_by_a_spike,
+    ),
+    "operator excludes a loop's held tickets": Case(
+        OPERATOR,
+        "operator.usage_excluded",
+        (console.services.held_loop_decide, billing.spike_guard.holds_exclude),
+        held_decided_in_console("exclude", "loop"),
+        given=held_as_a_loop,
+    ),
+    "operator excludes a loop's held tickets: the hold is excluded": Case(
+        OPERATOR,
+        "usage.hold_excluded",
+        (billing.spike_guard.holds_exclude,),
+        held_decided_in_console("exclude", "loop"),
+        given=held_as_a_loop,
+    ),
     "operator unlocks logins": Case(
         OPERATOR,
         "operator.unlock_logins",
@@ -1270,6 +1403,24 @@ CASES: dict[str, Case] = {
         ),
         dispute_webhook,
         given=paid,
+    ),
+    "the periodic task releases units held 14 days with no decision": Case(
+        SYSTEM,
+        "usage.hold_released",
+        (
+            billing.spike_guard.spike_guard_tick,
+            billing.spike_guard.holds_release_due,
+            billing.spike_guard.holds_release,
+        ),
+        lambda w: tasks.spike_guard_tick(),
+        given=held_15_days_ago,
+    ),
+    "the periodic task holds a usage spike": Case(
+        SYSTEM,
+        "usage.anomaly_opened",
+        (billing.spike_guard.spike_guard_tick, billing.spike_guard.anomalies_check),
+        spike_check,
+        given=mondays_then_a_spike,
     ),
     "the periodic task accepts a contested ticket the helpdesk flagged as spam": Case(
         SYSTEM,
@@ -1527,6 +1678,12 @@ NOT_WALKED: dict[Callable, str | Composes] = {
     billing.actions.ai_limits_set: Composes((plans.services.subscription_ai_limits_set,)),
     billing.actions.payment_method_save: Composes(
         (payments.payment_method_set, accounts.services.terms_accept)
+    ),
+    billing.spike_guard.spike_guard_settings: READS,
+    billing.spike_guard.anomaly_words: PURE,
+    billing.spike_guard.loops_notify: (
+        "tells the merchant (one email) and partners of the loop holds made at ingest, and marks "
+        "them told: the holds change no billing state until released or excluded (walked)"
     ),
     # Partners learn of a contested ticket in the transaction that files or decides it.
     billing.ticket_disputes.ticket_dispute_from_hold: Composes(

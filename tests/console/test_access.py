@@ -24,6 +24,8 @@ def console_paths() -> list[str]:
             ("<int:account_id>", "1"),
             ("<int:dispute_id>", "1"),
             ("<int:ticket_dispute_id>", "1"),
+            ("<int:anomaly_id>", "1"),
+            ("<int:hold_id>", "1"),
         ]:
             route = route.replace(converter, value)
         route = route.replace("<slug:action>", "void")
@@ -38,7 +40,7 @@ def test_the_walk_covers_every_console_route():
         p for p in resolver.url_patterns if isinstance(p, URLResolver) and p.app_name == "console"
     ]
     assert len(mounted) == 1
-    assert len(console_paths()) == len(console_urls.urlpatterns) == 13
+    assert len(console_paths()) == len(console_urls.urlpatterns) == 16
     for pattern in console_urls.urlpatterns:
         assert getattr(pattern.callback, "console_page", False), pattern.name
 

@@ -17,6 +17,7 @@ from audit.models import AuditEntry
 from billing import invoicing
 from billing.models import Dispute, Dunning, Invoice, TicketDispute
 from console import services
+from metering.models import UsageAnomaly, UsageHold
 from plans.models import Subscription
 from plans.services import subscription_transition
 from tests.billing.test_invoice_tax import DE_VALID_VAT, buyer, issue
@@ -65,6 +66,12 @@ ACTIONS = {
     ),
     "ticket_dispute_decide": lambda i, r: services.ticket_dispute_decide(
         dispute=TicketDispute.objects.get(account_id=i.account_id), accept=False, reason=r
+    ),
+    "held_anomaly_decide": lambda i, r: services.held_anomaly_decide(
+        anomaly=UsageAnomaly.objects.get(account_id=i.account_id), release=True, reason=r
+    ),
+    "held_loop_decide": lambda i, r: services.held_loop_decide(
+        hold=UsageHold.objects.get(account_id=i.account_id), release=False, reason=r
     ),
 }
 
@@ -142,7 +149,38 @@ def _ticket_contested(invoice: Invoice) -> None:
     )
 
 
+def _spike_open(invoice: Invoice) -> None:
+    """A day of the account's usage held as a spike, waiting for a decision."""
+    UsageAnomaly.objects.create(
+        account_id=invoice.account_id,
+        meter="helpdesk_tickets",
+        day=timezone.now().date(),
+        observed=400,
+        baseline=40,
+        spread=2,
+        weeks=8,
+        held=0,
+        status="open",
+        opened_at=timezone.now(),
+    )
+
+
+def _loop_held(invoice: Invoice) -> None:
+    """A ticket of the account held as part of a suspected loop."""
+    UsageHold.objects.create(
+        account_id=invoice.account_id,
+        subject_kind="ticket",
+        subject="L-1",
+        kind="loop",
+        reason="Suspected loop: more than 10 tickets from a@b.example within 60 minutes.",
+        held_at=timezone.now(),
+        release_after=timezone.now() + timedelta(days=14),
+    )
+
+
 PREPARE = {
+    "held_anomaly_decide": _spike_open,
+    "held_loop_decide": _loop_held,
     "dispute_decide": _dispute_lost,
     "ticket_dispute_decide": _ticket_contested,
     "account_channel_change": _shopify_settled,

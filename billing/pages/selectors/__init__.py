@@ -6,6 +6,7 @@ One module per page (this package re-exports what the views call, `selectors.x`)
     scheduled  the banner of every tab: changes scheduled for the cycle's end (P7)
     overview   the Overview tab          usage    the Usage tab (with resolutions, Z8 Z9)
     why        "Why was this billed?", and the tickets contested (billing.ticket_disputes)
+    held       units held for review (billing.spike_guard): the banner, the card, Why
     invoices   the Invoices tab and the statement's figures
     plan       the Plan tab, starting again, cancelling at the cycle's end
     cancel     the cancellation's confirmation step
@@ -17,6 +18,14 @@ from ...shopify_figures import RecordRow, ShopifyPanel, invoice_records, shopify
 from .addons import AddOnOption, addon_options
 from .cancel import CancelPreview, cancel_preview
 from .common import S, last_day
+from .held import (
+    HeldBanner,
+    HeldUsage,
+    TicketHold,
+    held_banners,
+    held_usage,
+    ticket_holds,
+)
 from .invoices import (
     InvoiceRow,
     account_credit,
@@ -61,6 +70,8 @@ __all__ = [
     "CancelPreview",
     "DisputeRow",
     "Ending",
+    "HeldBanner",
+    "HeldUsage",
     "InvoiceRow",
     "MeterRow",
     "Overview",
@@ -72,6 +83,7 @@ __all__ = [
     "ShopifyPanel",
     "StartOption",
     "TicketContest",
+    "TicketHold",
     "Usage",
     "Verdict",
     "account_credit",
@@ -80,6 +92,8 @@ __all__ = [
     "contested_tickets",
     "change_words",
     "daily_counts",
+    "held_banners",
+    "held_usage",
     "invoice_for_account",
     "invoice_records",
     "invoice_rows",
@@ -95,5 +109,6 @@ __all__ = [
     "subscription_ending",
     "ticket_contest",
     "ticket_explanation",
+    "ticket_holds",
     "usage",
 ]

@@ -42,6 +42,7 @@ class MeterRow:
     forecast_minor: int
     policy: str
     excluded: int = 0  # contested and accepted: kept, never billed (billing.ticket_disputes)
+    held: int = 0  # held for review by the spike guard: not billed, not forecast, until released
     percent: int = 0  # bar width, 0–100
     chart: charts.Chart | None = None
 
@@ -191,7 +192,7 @@ def usage(
             picker.insert(0, option)
     entitlements = metering.entitlements(account=account, subscription=subscription)
     for m in summary.meters:
-        if m.included is None and not (m.used or m.pending or m.not_billed or m.excluded):
+        if m.included is None and not (m.used or m.pending or m.not_billed or m.excluded or m.held):
             continue  # neither paid for nor used: nothing to show
         row = MeterRow(
             meter=m.meter,
@@ -201,6 +202,7 @@ def usage(
             pending=m.pending,
             not_billed=m.not_billed,
             excluded=m.excluded,
+            held=m.held,
             late=late.get(m.meter, 0),
             included=m.included,
             overage_units=m.overage_units,

@@ -28,6 +28,7 @@ class Verdict:
     period_start: datetime | None
     rules: list[tuple[str, str]]  # (id, words)
     excluded: bool = False  # counted by the rules, then excluded after a dispute
+    held: bool = False  # counted by the rules, held for review (billing.spike_guard)
 
 
 def ticket_explanation(*, account: Account, ticket: str) -> list[Verdict]:
@@ -43,6 +44,7 @@ def ticket_explanation(*, account: Account, ticket: str) -> list[Verdict]:
             period_start=charge.period_start,
             rules=[(rule, rule_words(rule)) for rule in charge.rules],
             excluded=charge.status == ChargeStatus.EXCLUDED,
+            held=charge.status == ChargeStatus.HELD,
         )
         for charge in metering.ticket_billing(account=account, ticket=ticket)
     ]
