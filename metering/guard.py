@@ -37,25 +37,34 @@ class Origin:
 
 def origin_of(ticket: str, events: Sequence[Event]) -> Origin | None:
     """The ticket's origin from its own events (sorted or not), or None without any."""
-    mine = sorted((e for e in events if e.ticket == ticket), key=lambda e: (e.occurred_at, e.id))
-    if not mine:
+    earliest = first_inbound = None
+    automated = answered_by_rule = answered_by_agent = False
+    requester = None
+    for e in events:  # one pass, no sort: this runs for every newly counted ticket
+        if e.ticket != ticket:
+            continue
+        key = (e.occurred_at, e.id)
+        if earliest is None or key < (earliest.occurred_at, earliest.id):
+            earliest = e
+        requester = requester or e.customer
+        if e.type != MESSAGE:
+            continue
+        if e.author == "customer":
+            if first_inbound is None or key < (first_inbound.occurred_at, first_inbound.id):
+                first_inbound = e
+            automated = automated or e.attrs.get("auto_submitted") is True
+        elif e.author in ("agent", "rule") and e.attrs.get("public", True):
+            answered_by_rule = answered_by_rule or e.author == "rule"
+            answered_by_agent = answered_by_agent or e.author == "agent"
+    if earliest is None:
         return None
-    inbound = [e for e in mine if e.type == MESSAGE and e.author == "customer"]
-    first = inbound[0] if inbound else mine[0]
-    answers = [
-        e
-        for e in mine
-        if e.type == MESSAGE and e.author in ("agent", "rule") and e.attrs.get("public", True)
-    ]
-    automated = any(e.attrs.get("auto_submitted") is True for e in inbound)
+    first = first_inbound or earliest
     return Origin(
         ticket=ticket,
-        requester=first.customer or next((e.customer for e in mine if e.customer), None),
+        requester=first.customer or requester,
         subject=normalized_subject(first.attrs.get("subject")),
-        first_at=mine[0].occurred_at,
-        automated_answered_by_rule=automated
-        and bool(answers)
-        and all(e.author == "rule" for e in answers),
+        first_at=earliest.occurred_at,
+        automated_answered_by_rule=automated and answered_by_rule and not answered_by_agent,
     )
 
 

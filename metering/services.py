@@ -414,8 +414,9 @@ def reevaluate(
         for a, ss in by_kind[k].items()
         for s in ss
     }
-    earlier_of_loops = _loops_detect(verdicts, events_of, failed)
-    touched_periods = _replace_charges(evaluated - failed.keys(), verdicts, as_of)
+    touched_periods, earlier_of_loops = _replace_charges(
+        evaluated - failed.keys(), verdicts, as_of, events_of
+    )
     if earlier_of_loops:  # tickets of a burst evaluated before it was one: held on their next pass
         event_store.mark_for_reevaluation(earlier_of_loops, now=timezone.now())
     limits.apply_limits(touched=touched_periods, as_of=as_of)
@@ -466,18 +467,23 @@ def holds_release(*, held: list[UsageHold], by: str, at: datetime) -> list[Usage
     return released
 
 
-def _loops_detect(verdicts, events_of, failed) -> set[tuple[int, str, str]]:
-    """The loop detector's look at the batch (metering.holds): the origin of each counted
-    ticket, from its own events."""
+def _loops_detect(verdicts, events_of, recorded) -> set[tuple[int, str, str]]:
+    """The loop detector's look at the batch (metering.holds): the origin of each ticket
+    counted for the first time, from its own events. A ticket counted before was looked at
+    then; a burst it belongs to is found by whichever of its tickets comes last."""
     if not settings.SPIKE_GUARD_LOOPS:
         return set()
-    counted: dict[int, set[str]] = defaultdict(set)
+    before = {(a, s) for a, k, s, _, unit in recorded if k == SubjectKind.TICKET and unit}
+    new: dict[int, set[str]] = defaultdict(set)
     for account_id, outcome, _ in verdicts:
-        ticket = (account_id, SubjectKind.TICKET, outcome.subject)
-        if outcome.subject_kind == SubjectKind.TICKET and outcome.counted and ticket not in failed:
-            counted[account_id].add(outcome.subject)
+        if (
+            outcome.subject_kind == SubjectKind.TICKET
+            and outcome.counted
+            and (account_id, outcome.subject) not in before
+        ):
+            new[account_id].add(outcome.subject)
     origins: dict[int, list[guard.Origin]] = {}
-    for account_id, tickets_counted in counted.items():
+    for account_id, tickets_counted in new.items():
         by_ticket = events_of.get(account_id, {})
         found = [guard.origin_of(t, by_ticket.get(t, ())) for t in sorted(tickets_counted)]
         origins[account_id] = [o for o in found if o is not None]
@@ -595,14 +601,18 @@ def _replace_charges(
     evaluated: set[tuple[int, str, str]],
     verdicts: list[tuple[int, rules.Outcome, datetime | None]],
     as_of: datetime,
-) -> set[tuple[int, str, datetime]]:
+    events_of: dict,
+) -> tuple[set[tuple[int, str, datetime]], set[tuple[int, str, str]]]:
     """Swap the subjects' charge rows for the new verdicts (each with its usage period); return
     the (account, meter, period) triples that now hold counted units (limits are re-applied to
-    those)."""
+    those), and the tickets the loop detector held outside the batch."""
     # Usage of a period before the archive horizon is closed for good: its rows stay as they
     # are and no verdict is added there (metering.partitions).
     horizon = partitions.archive_horizon()
     recorded = event_store.delete_charges(sorted(evaluated), keep_before=horizon)
+    # Between the old rows and the new: the detector sees which tickets are counted for the
+    # first time, and what it holds is written held below.
+    earlier_of_loops = _loops_detect(verdicts, events_of, recorded)
     excluded = event_store.excluded_subjects(evaluated)
     held = holds.active_holds(evaluated)
     rows, touched = [], set()
@@ -636,4 +646,4 @@ def _replace_charges(
             )
         )
     event_store.insert_charges(rows)
-    return touched
+    return touched, earlier_of_loops
