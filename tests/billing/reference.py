@@ -11,8 +11,10 @@ end, each month on its own tier (P4), upgrades now and prorated to the second, m
 turning the current month into an annual cycle (P6), downgrades, lateral moves and year → month
 at the cycle's end, the latest request for an item replacing what was scheduled for it (P7),
 late units re-rated on the terms of their own month (F6), resolutions over the allocation
-term's running total (Z8, Z9). Periods follow the anchor's day, clamped to shorter months
-(Jan 31 → Feb 29 → Mar 31).
+term's running total (Z8, Z9), units held for review (the spike guard: not billed while held;
+released, they count again, in their month or as late usage of it; excluded, never; released by
+themselves HOLD_DAYS after they were held, by the first billing run from then on). Periods
+follow the anchor's day, clamped to shorter months (Jan 31 → Feb 29 → Mar 31).
 
 Money is integer cents; a prorated amount is rounded once, half up (P9), a credit half away
 from zero.
@@ -26,7 +28,7 @@ otherwise (OSS), Washington's sales tax in WA, nothing elsewhere in the US or ou
 
 import calendar
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from fractions import Fraction
 
 # catalog.md, USD cents: monthly fee, tickets included, overage kind, overage price, block size
@@ -76,6 +78,7 @@ HELPDESK = "helpdesk_tickets"
 RESOLUTIONS = "automated_resolutions"
 METERS = [HELPDESK, RESOLUTIONS] + [meter for meter, _, _ in ADDONS.values()]
 LOOKBACK = 12  # closes whose late usage is still billed (docs/pricing.md, F6)
+HOLD_DAYS = timedelta(days=14)  # held units nobody decided on are released after this
 
 
 def add_months(anchor: datetime, months: int) -> datetime:
@@ -214,6 +217,8 @@ class Account:
     cycles_ended: set = field(default_factory=set)  # cycles whose end invoice went out
     resolutions_charged: dict[int, int] = field(default_factory=dict)  # per allocation term
     invoices: list[tuple[str, datetime, int]] = field(default_factory=list)
+    # Held for review: key -> (month, meter, units, released by itself from this instant).
+    held: dict[int, tuple[int, str, int, datetime]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.invoices.append(("subscription_start", self.anchor, self.terms.fees()))
@@ -243,6 +248,28 @@ class Account:
 
     def used(self, month: int, meter: str) -> int:
         return self.counts.get(month, {}).get(meter, 0)
+
+    # --- held units ------------------------------------------------------------------------
+
+    def hold(self, key: int, month: int, meter: str, units: int, *, at: datetime) -> None:
+        """Counted units held for review at `at`: out of their month's count until decided."""
+        self.count(month, meter, -units)
+        self.held[key] = (month, meter, units, at + HOLD_DAYS)
+
+    def release(self, key: int) -> None:
+        """Counted again: billed with their month when it is open, else as late usage (F6)."""
+        month, meter, units, _ = self.held.pop(key)
+        self.count(month, meter, units)
+
+    def exclude(self, key: int) -> None:
+        """Never billed."""
+        del self.held[key]
+
+    def run(self, at: datetime) -> None:
+        """What a billing run does first: release the holds nobody decided on in time."""
+        for key, (*_, due) in sorted(self.held.items()):
+            if due <= at:
+                self.release(key)
 
     # --- P6, P7 ---------------------------------------------------------------------------
 

@@ -26,9 +26,12 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from accounts.errors import DomainError
 from accounts.models import Account
-from billing import changes, payments
+from billing import changes, payments, spike_guard
 from billing.models import Dunning, Invoice, PaymentAttempt, PaymentMethod
 from billing.run import run_billing
+from metering import event_store, holds
+from metering import services as metering_services
+from metering.models import Charge, UsageHold
 from plans.models import Subscription
 from tests.billing import reference
 from tests.billing.charges import counted
@@ -78,6 +81,12 @@ def _identify(account, buyer: reference.Buyer, at: datetime) -> None:
     )
 
 
+def counted_statuses(account, tickets: list[str]) -> list[str]:
+    return list(
+        Charge.objects.filter(account=account, subject__in=tickets).values_list("status", flat=True)
+    )
+
+
 def _invoices(account) -> dict[int, tuple]:
     return {
         invoice.pk: (
@@ -111,6 +120,7 @@ def test_F6_P1_P4_P6_P7_Z9_F5_histories_are_billed_as_the_reference_bills_them(
             self.opened = False
             self.card = None  # None, OK or DECLINED: the saved card
             self.batches: list[list[dict]] = []
+            self.held: dict[int, list[str]] = {}  # the model's hold key -> its tickets
             self.paid_before: set[int] = set()
 
         # --- opening ---------------------------------------------------------------------
@@ -184,15 +194,20 @@ def test_F6_P1_P4_P6_P7_Z9_F5_histories_are_billed_as_the_reference_bills_them(
         def send_tickets(self, tickets, back):
             """Real events through ingest: a customer writes, an agent answers (H1); an
             earlier month's arrive late (F6)."""
+            self._send(tickets, back)
+
+        def _send(self, tickets: int, back: int) -> tuple[int, list[str]] | None:
+            """Ingest `tickets` tickets of the month `back` months before the open one: the
+            month and the tickets, or None when there is no such month (or time) left."""
             month = self.model.month - back
             if back == 0:
                 at = self.clock
                 if at + timedelta(minutes=1) >= self._month_end():
-                    return
+                    return None
             elif month >= 0:
                 at = self.model.start(month) + timedelta(hours=5)
             else:
-                return
+                return None
             prefix = f"{self.slug}-b{len(self.batches)}"
             batch = []
             for i in range(tickets):
@@ -212,6 +227,68 @@ def test_F6_P1_P4_P6_P7_Z9_F5_histories_are_billed_as_the_reference_bills_them(
             self.batches.append(batch)
             self.model.count(month, reference.HELPDESK, tickets)
             seen["ingested tickets"] += tickets
+            return month, [f"{prefix}-{i}" for i in range(tickets)]
+
+        @precondition(lambda self: self.opened and not self.model.terms.edition)
+        @rule(tickets=st.integers(1, 3), back=st.integers(0, 2))
+        def held_for_review(self, tickets, back):
+            """Tickets the spike guard holds as they arrive (a suspected loop: every meter of
+            them), re-evaluated as it does (billing.spike_guard): not billed while held."""
+            sent = self._send(tickets, back)
+            if sent is None:
+                return
+            month, ids = sent
+            with time_machine.travel(self.clock, tick=False):
+                subjects = sorted(
+                    holds.holds_create(
+                        {(self.account.pk, "ticket", t): "Suspected loop (tests)" for t in ids},
+                        at=self.clock,
+                    )
+                )
+                event_store.mark_for_reevaluation(subjects, now=self.clock)
+                metering_services.reevaluate(subjects=subjects, as_of=self.clock)
+            assert set(counted_statuses(self.account, ids)) == {"held"}
+            key = len(self.batches) - 1
+            self.held[key] = ids
+            self.model.hold(key, month, reference.HELPDESK, tickets, at=self.clock)
+            seen["held tickets"] += tickets
+
+        @precondition(lambda self: self.opened and self.model.held)
+        @rule(data=st.data())
+        def release_held(self, data):
+            """The merchant releases held tickets: billed, in their month or late on the next
+            close (F6)."""
+            self._decide(data, release=True)
+
+        @precondition(lambda self: self.opened and self.model.held)
+        @rule(data=st.data())
+        def exclude_held(self, data):
+            """The merchant excludes held tickets: never billed (accepted ticket disputes)."""
+            self._decide(data, release=False)
+
+        def _decide(self, data, *, release: bool) -> None:
+            key = data.draw(st.sampled_from(sorted(self.model.held)))
+            active = list(
+                UsageHold.objects.filter(
+                    account=self.account,
+                    subject__in=self.held[key],
+                    released_at__isnull=True,
+                    excluded_at__isnull=True,
+                )
+            )
+            assert len(active) == len(self.held[key])
+            with time_machine.travel(self.clock, tick=False):
+                if release:
+                    spike_guard.holds_release(holds=active, at=self.clock, by="tests")
+                else:
+                    spike_guard.holds_exclude(holds=active, at=self.clock, by="tests")
+            late = self.model.held[key][0] < self.model.month
+            (self.model.release if release else self.model.exclude)(key)
+            wanted = "final" if release else "excluded"
+            assert set(counted_statuses(self.account, self.held[key])) == {wanted}
+            seen[
+                ("released" if release else "excluded") + (" after the close" if late else "")
+            ] += len(self.held[key])
 
         @precondition(lambda self: self.opened and self.batches)
         @rule(data=st.data())
@@ -316,8 +393,16 @@ def test_F6_P1_P4_P6_P7_Z9_F5_histories_are_billed_as_the_reference_bills_them(
                 return
             seen["leap day runs"] += at.date() == LEAP_DAY.date()
             self.clock = at
+            self._model_run(at)
             ours = self._ours(run_billing(as_of=at).invoices)
             assert not ours
+
+        def _model_run(self, at: datetime) -> None:
+            held = sum(units for _, _, units, _ in self.model.held.values())
+            self.model.run(at)
+            seen["released after 14 days"] += held - sum(
+                units for _, _, units, _ in self.model.held.values()
+            )
 
         def _ours(self, invoice_ids) -> list[int]:
             return list(Invoice.objects.filter(pk__in=invoice_ids, account=self.account))
@@ -327,6 +412,7 @@ def test_F6_P1_P4_P6_P7_Z9_F5_histories_are_billed_as_the_reference_bills_them(
         def close(self):
             end = self._month_end()
             self.clock = end
+            self._model_run(end)
             run_billing(as_of=end)
             self.model.close()
             seen["leap day closes"] += end.date() == LEAP_DAY.date()
@@ -408,6 +494,8 @@ def test_F6_P1_P4_P6_P7_Z9_F5_histories_are_billed_as_the_reference_bills_them(
                 PaymentMethod.objects.filter(account=self.account).update(is_default=False)
                 Dunning.objects.filter(invoice__account=self.account).delete()
             Subscription.objects.filter(account=self.account).update(ended_at=self.clock)
+            # Out of the next histories' billing runs (which release holds that are due).
+            UsageHold.objects.filter(account=self.account).delete()
 
     History.TestCase.settings = settings(
         max_examples=HISTORIES,
@@ -436,6 +524,12 @@ def test_F6_P1_P4_P6_P7_Z9_F5_histories_are_billed_as_the_reference_bills_them(
                     "superseded",
                     "late units",
                     "ingested tickets",
+                    "held tickets",
+                    "released",
+                    "released after the close",
+                    "excluded",
+                    "excluded after the close",
+                    "released after 14 days",
                     "replayed events",
                     "leap day runs",
                     "leap day closes",
@@ -445,3 +539,82 @@ def test_F6_P1_P4_P6_P7_Z9_F5_histories_are_billed_as_the_reference_bills_them(
             )
         )
     assert seen["histories"] >= min(HISTORIES, 200)
+
+
+def _held_history(make_account, decide: str) -> tuple[Account, reference.Account]:
+    """Basic, monthly from Oct 1: 290 tickets in October, then 20 more held for review on Oct
+    20 (a loop); October closes without them; on Nov 3 the merchant decides (`decide`), and
+    November closes. Driven on both sides, as the random histories are."""
+    anchor = ANCHORS[0]
+    terms = reference.Terms(plan="basic", interval="month")
+    with time_machine.travel(anchor, tick=False):
+        account = make_account(slug="held", plan="basic")
+    _identify(account, BUYERS[0], anchor)
+    run_billing(as_of=anchor)
+    model = reference.Account(anchor=anchor, terms=terms)
+    counted(account, reference.HELPDESK, 290, anchor + timedelta(days=2))
+    model.count(0, reference.HELPDESK, 290)
+    at = anchor + timedelta(days=19)
+    events = [
+        {
+            "id": f"L{i}-{who}",
+            "type": "message",
+            "ticket": f"L{i}",
+            "channel": "email",
+            "author": who,
+            "occurred_at": at + timedelta(minutes=i, seconds=30 * (who == "agent")),
+        }
+        for i in range(20)
+        for who in ("customer", "agent")
+    ]
+    ingest(account, events, now=at + timedelta(hours=1))
+    model.count(0, reference.HELPDESK, 20)
+    tickets = [f"L{i}" for i in range(20)]
+    with time_machine.travel(at + timedelta(hours=1), tick=False):
+        subjects = sorted(
+            holds.holds_create(
+                {(account.pk, "ticket", t): "Suspected loop (tests)" for t in tickets},
+                at=at + timedelta(hours=1),
+            )
+        )
+        event_store.mark_for_reevaluation(subjects, now=at + timedelta(hours=1))
+        metering_services.reevaluate(subjects=subjects, as_of=at + timedelta(hours=1))
+    model.hold(0, 0, reference.HELPDESK, 20, at=at + timedelta(hours=1))
+    for month in (1, 2):
+        end = model.start(month)
+        model.run(end)
+        run_billing(as_of=end)
+        model.close()
+        if month == 1:
+            decided_at = end + timedelta(days=2)
+            active = list(UsageHold.objects.filter(account=account))
+            with time_machine.travel(decided_at, tick=False):
+                if decide == "release":
+                    spike_guard.holds_release(holds=active, at=decided_at, by="tests")
+                    model.release(0)
+                else:
+                    spike_guard.holds_exclude(holds=active, at=decided_at, by="tests")
+                    model.exclude(0)
+    return account, model
+
+
+@pytest.mark.clock_free
+@pytest.mark.django_db
+@pytest.mark.parametrize("decide", ["release", "exclude"])
+def test_F6_held_units_decided_after_the_close_are_billed_as_the_reference_bills_them(
+    make_account, vies_standin, eu_seller, decide
+):
+    """October's 310 tickets, 20 of them held through its close: October bills 290 (within
+    300), and November bills the 20 as late usage (one block, $40) once released, or nothing
+    once excluded, as the reference says."""
+    account, model = _held_history(make_account, decide)
+    got = sorted(tuple(figures) for *figures, _ in _invoices(account).values())
+    assert got == sorted(model.taxed_invoices())
+    november = Invoice.objects.get(account=account, reason="period_close", period_start__month=11)
+    late = [line for line in november.lines.all() if line.kind == "late_usage"]
+    if decide == "release":
+        assert [(line.amount_minor, line.description) for line in late] == [
+            (4000, "Usage released after review, helpdesk tickets, October 2026: 20 units")
+        ]
+    else:
+        assert late == []
