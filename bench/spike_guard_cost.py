@@ -4,7 +4,9 @@ Re-evaluates every ticket of an ingest bench's database (run bench/ingest.py fir
 database is kept until its next run) in batches of 2,000, with the detector off then on,
 alternating, several rounds; each batch in a transaction rolled back, so every pass sees the
 same rows, and with the tickets' verdicts and origins deleted first, so each is counted for
-the first time, as at ingest (the only time the detector looks at a ticket). On a loaded machine the ingest bench's end-to-end figure moves by a third between
+the first time, as at ingest (the only time the detector looks at a ticket).
+
+On a loaded machine the ingest bench's end-to-end figure moves by a third between
 runs of the same code; this isolates the one step the detector changes and takes the best
 round of each, so the cost is read to a few percent.
 

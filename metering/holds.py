@@ -128,6 +128,13 @@ _ORIGINS_UPSERT = (
     "INSERT INTO metering_ticket_origin (account_id, ticket, requester, subject, first_at) "
     "VALUES (%s, %s, %s, %s, %s)" + _ORIGIN_CONFLICT
 )
+_CROWDED_PG = {
+    field: "SELECT w.a, w.v FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], "
+    "%s::timestamptz[], %s::int[]) AS w(a, v, lo, hi, n) WHERE (SELECT count(*) FROM "
+    "(SELECT 1 FROM metering_ticket_origin o WHERE o.account_id = w.a AND o." + field + " = w.v "
+    "AND o.first_at BETWEEN w.lo AND w.hi LIMIT w.n + 1) AS within) > w.n"
+    for field in ("requester", "subject")
+}
 _NEIGHBOURS_PG = {
     field: "SELECT o.account_id, o." + field + ", o.ticket, o.first_at "
     "FROM metering_ticket_origin o JOIN unnest(%s::bigint[], %s::text[], "
@@ -162,6 +169,21 @@ def _neighbours(
     keys = sorted(spans)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
+            # First only the keys with more than N tickets in their whole span (a window of M
+            # minutes holding more than N lies within it): in steady traffic, none.
+            cursor.execute(
+                _CROWDED_PG[field],
+                [
+                    [a for a, _ in keys],
+                    [v for _, v in keys],
+                    [spans[k][0] for k in keys],
+                    [spans[k][1] for k in keys],
+                    [settings[a].loop_tickets for a, _ in keys],
+                ],
+            )
+            keys = sorted((a, v) for a, v in cursor.fetchall())
+            if not keys:
+                return {}
             cursor.execute(
                 _NEIGHBOURS_PG[field],
                 [
