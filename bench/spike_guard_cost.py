@@ -37,11 +37,11 @@ def main() -> None:
 
     django.setup()
     from django.conf import settings
-    from django.db import transaction
+    from django.db import connection, transaction
     from django.utils import timezone
 
     from metering import event_store, services
-    from metering.models import Charge, SubjectKind, TicketOrigin
+    from metering.models import Charge, SubjectKind
 
     subjects = sorted(
         Charge.objects.filter(subject_kind=SubjectKind.TICKET)
@@ -60,7 +60,8 @@ def main() -> None:
                     # As at first ingest: no earlier verdict, no origin recorded, so every
                     # ticket is counted for the first time (the detector's worst case).
                     event_store.delete_charges(batch)
-                    TicketOrigin.objects.filter(ticket__in=[s for _, _, s in batch]).delete()
+                    with connection.cursor() as cursor:  # no dead rows left, as at ingest
+                        cursor.execute("TRUNCATE metering_ticket_origin")
                     services.reevaluate(subjects=batch, as_of=as_of)
                     transaction.set_rollback(True)
             seconds[loops].append(time.perf_counter() - started)
