@@ -263,7 +263,13 @@ def holds_resolve(*, holds: list[UsageHold], how: str, by: str, at: datetime) ->
     the subjects: billing.spike_guard); the caller re-evaluates their subjects
     (services.holds_release). Returns the holds that were still active (the others were
     decided already)."""
-    active = [h for h in holds if h.is_active]
+    # Locked and read again: of two decisions at once (two tabs, the page and the console),
+    # the second finds these holds decided and changes nothing.
+    active = list(
+        UsageHold.objects.select_for_update()
+        .filter(pk__in=[h.pk for h in holds], released_at__isnull=True, excluded_at__isnull=True)
+        .order_by("pk")
+    )
     if not active:
         return []
     field = "released_at" if how == "released" else "excluded_at"

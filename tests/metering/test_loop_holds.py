@@ -158,3 +158,32 @@ def test_alert_only_accounts_are_never_held(shop):
         ingest(shop, events, now=T0 + timedelta(hours=1))
     assert statuses(shop, "L") == ["final"] * 30
     assert not UsageHold.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_releases_at_once_release_each_hold_once(make_account):
+    from billing import spike_guard
+    from tests.billing.test_money_safety import in_threads
+
+    with time_machine.travel(T0 - timedelta(days=9), tick=False):
+        shop = make_account(slug="shop", plan="basic")
+    events = []
+    for i in range(12):
+        events += answered(
+            f"L{i}", T0 + timedelta(minutes=i), requester="loop@x.example", author="rule"
+        )
+    with time_machine.travel(T0 + timedelta(hours=1), tick=False):
+        ingest(shop, events, now=T0 + timedelta(hours=1))
+    assert statuses(shop, "L") == ["held"] * 12
+
+    def release(i):
+        return spike_guard.holds_release(
+            holds=list(UsageHold.objects.filter(account=shop)), by=f"tab {i}"
+        )
+
+    results = in_threads(2, release)
+    assert sorted(len(r) for r in results) == [0, 12], results
+    assert statuses(shop, "L") == ["final"] * 12
+    from audit.models import AuditEntry
+
+    assert AuditEntry.objects.filter(action="usage.hold_released").count() == 12
