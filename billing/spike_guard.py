@@ -134,28 +134,48 @@ def spike_guard_settings_save(*, account: Account, **fields) -> SpikeGuard:
 def anomalies_check(*, as_of: datetime, account_ids: list[int] | None = None) -> list[UsageAnomaly]:
     """Open (or widen) the anomalies of today and yesterday (a spike late in the evening is
     still caught by the first run after midnight, before that run closes the period); returns
-    those opened or widened now."""
+    those opened or widened now.
+
+    Runs hourly over every account, and before each close: two light queries when nothing is
+    unusual. The first finds the (account, meter, day) whose units could be an anomaly at all
+    (more than the smallest margin an account may set: a day is one only above baseline + c);
+    only those read their history and their subscription."""
     today = as_of.astimezone(UTC).date()
-    subscriptions = {
-        s.account_id: s
-        for s in Subscription.objects.filter(ended_at__isnull=True).select_related("account")
-        if account_ids is None or s.account_id in account_ids
-    }
-    if not subscriptions:
-        return []
     targets = (today, today - timedelta(days=1))
+    live = Subscription.objects.filter(ended_at__isnull=True)
+    if account_ids is not None:
+        live = live.filter(account_id__in=account_ids)
+    # A day belongs to a usage period that began at most a month before it.
+    recent = datetime.combine(today - timedelta(days=32), time.min, tzinfo=UTC)
+    busy = set(
+        UsageDay.objects.filter(
+            account_id__in=live.values("account_id"),
+            period_start__gte=recent,
+            day__in=targets,
+            status__in=_VOLUME,
+        )
+        .values_list("account_id", "meter", "day")
+        .annotate(units=Sum("units"))
+        .filter(units__gt=SETTING_BOUNDS["anomaly_margin"][0])
+        .values_list("account_id", "meter")
+    )
+    if not busy:
+        return []
+    accounts = {a for a, _ in busy}
+    subscriptions = {
+        s.account_id: s for s in live.filter(account_id__in=accounts).select_related("account")
+    }
     days = {t - timedelta(weeks=k) for t in targets for k in range(guard.MAX_WEEKS + 1)}
     rows = (
-        UsageDay.objects.filter(
-            account_id__in=list(subscriptions), day__in=sorted(days), status__in=_VOLUME
-        )
+        UsageDay.objects.filter(account_id__in=accounts, day__in=sorted(days), status__in=_VOLUME)
         .values_list("account_id", "meter", "day")
         .annotate(units=Sum("units"))
     )
     volume: dict[tuple[int, str], dict[date, int]] = defaultdict(dict)
     for account_id, meter, day, units in rows:
-        volume[(account_id, meter)][day] = units
-    settings = guard_settings(subscriptions)
+        if (account_id, meter) in busy:
+            volume[(account_id, meter)][day] = units
+    settings = guard_settings(accounts)
     changed = []
     for (account_id, meter), by_day in sorted(volume.items()):
         subscription = subscriptions[account_id]
