@@ -26,7 +26,7 @@ _OUTCOMES = "; ".join(
 
 class TicketDisputeIn(serializers.Serializer):
     ticket = TextField(max_length=255, help_text="The helpdesk's ticket id, as its events name it.")
-    reason = serializers.ChoiceField(choices=TicketDisputeReason.values, help_text=_REASONS)
+    reason = serializers.ChoiceField(choices=TicketDisputeReason.choices, help_text=_REASONS)
     comment = TextField(
         max_length=ticket_disputes.COMMENT_MOST,
         required=False,
@@ -45,7 +45,7 @@ class TicketDisputesBulkIn(serializers.Serializer):
         help_text="Every billed ticket of this requester (the events' `customer`).",
     )
     # `from`/`to` are Python keywords: declared below under their wire names.
-    reason = serializers.ChoiceField(choices=TicketDisputeReason.values, help_text=_REASONS)
+    reason = serializers.ChoiceField(choices=TicketDisputeReason.choices, help_text=_REASONS)
     comment = TextField(
         max_length=ticket_disputes.COMMENT_MOST, required=False, allow_blank=True, default=""
     )
@@ -79,7 +79,7 @@ class TicketDisputesBulkChoice(OpenApiSerializerExtension):
 class TicketDisputeOut(serializers.Serializer):
     id = serializers.IntegerField()
     ticket = serializers.CharField()
-    reason = serializers.ChoiceField(choices=TicketDisputeReason.values, help_text=_REASONS)
+    reason = serializers.ChoiceField(choices=TicketDisputeReason.choices, help_text=_REASONS)
     comment = serializers.CharField(allow_blank=True)
     status = serializers.ChoiceField(
         choices=TicketDisputeStatus.values,

@@ -462,6 +462,8 @@ SPECTACULAR_SETTINGS = {
         "AttemptStatusEnum": "billing.models.AttemptStatus",
         "PausableStateEnum": [("active", "active"), ("paused", "paused")],
         "TicketNotCountedEnum": "metering.api.TICKET_NOT_COUNTED_CODES",
+        "TicketDisputeReasonEnum": "billing.models.TicketDisputeReason",
+        "InvoiceReasonEnum": "billing.models.InvoiceReason",
         # Requests offer month and year; answers show every interval (30d on Shopify).
         "IntervalEnum": "plans.models.Interval",
         "IntervalInEnum": "plans.api.INTERVALS_IN",
