@@ -7,7 +7,7 @@ The baseline, in the same run: one hand-written SQL aggregate over the same char
 
     .venv/bin/python bench/close_periods.py [--accounts 10000] [--charges 1000000]
 
-It uses its own database (bench_close, dropped and made anew).
+It uses its own database (bench_close, or BENCH_DB; dropped and made anew).
 """
 
 import argparse
@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
-DB_NAME = "bench_close"
+DB_NAME = os.environ.get("BENCH_DB", "bench_close")
 os.environ.update(DATABASE_URL=f"{PG}/{DB_NAME}", DEBUG="false")
 os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_portal.settings")
