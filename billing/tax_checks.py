@@ -9,7 +9,8 @@
 - `vat_id_check_due(...)`: whether an account's answer is missing or older than 30 days (the
   issue path asks before it freezes a tax decision); `vat_ids_recheck_task`, daily (beat),
   queues a check of every id that is due.
-- `seller_tax()` and the system check `tax.E001`...: the seller entity from settings.
+- `seller_tax()` and the system check `tax.E001`...: the seller entity from settings;
+  `check --deploy` also warns (`tax.W001`) while it is the demo's made-up company.
 """
 
 from __future__ import annotations
@@ -187,6 +188,32 @@ def _us_rate_table(*, databases: Sequence[str] | None) -> tuple[RateTable, str]:
                 "or remove the state."
             )
     return us_rates(), "plans/tax/us_rates.json: add it (with its source) or remove the state."
+
+
+# The settings' defaults (billing_portal/settings.py): the demo's made-up company. They pass
+# every check above, so a deployment that never set its own would print a company that does
+# not exist, and a VAT id that is not its own, on every invoice it issues.
+DEMO_SELLER = {
+    "TAX_SELLER_LEGAL_NAME": "Helpdesk Billing SAS",
+    "TAX_SELLER_VAT_ID": "FR11123456782",
+}
+
+
+@checks.register("tax", deploy=True)
+def seller_demo_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """`check --deploy`: the seller is still the demo's made-up company."""
+    left = [name for name, demo in DEMO_SELLER.items() if getattr(settings, name) == demo]
+    if not left:
+        return []
+    return [
+        checks.Warning(
+            f"The seller is the demo's made-up company ({', '.join(left)} left at the "
+            "default): every invoice would name it.",
+            hint="Set TAX_SELLER_* to your legal entity (docs/tax.md, "
+            "'What a deployment configures').",
+            id="tax.W001",
+        )
+    ]
 
 
 @checks.register("tax")

@@ -16,6 +16,9 @@ PRODUCTION = {
     "SECURE_HSTS_PRELOAD": "true",
     "SESSION_COOKIE_SECURE": "true",
     "CSRF_COOKIE_SECURE": "true",
+    # The deployment's own legal entity, not the demo's made-up one (tax.W001).
+    "TAX_SELLER_LEGAL_NAME": "Exemple Logiciels SAS",
+    "TAX_SELLER_VAT_ID": "FR40303265045",
 }
 
 
@@ -42,6 +45,7 @@ def test_check_deploy_flags_the_development_defaults():
     result = check_deploy({})
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stdout + result.stderr
+    assert "tax.W001" in result.stdout + result.stderr
 
 
 def serve(extra: dict) -> subprocess.CompletedProcess:
