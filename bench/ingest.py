@@ -10,8 +10,12 @@ bare table with the event columns — the fastest way those rows can reach the d
 
     .venv/bin/python bench/ingest.py [--events 200000] [--accounts 50] [--clients 3]
 
-It uses its own database (bench_ingest, or BENCH_DB; dropped and made anew) and Redis db 14
-(or BENCH_REDIS): give each concurrent run its own.
+It runs three times (`--runs`) and prints each run and the median (by end to end / COPY), with
+the CPU time per event of each component: the web (gunicorn and its workers), the database
+(PostgreSQL's backends serving the bench's database) and the re-evaluation workers (Celery).
+The data is prepared once in its own database (bench_ingest, or BENCH_DB), and each run works
+on a fresh copy of it; every database it made is dropped at the end. Redis db 14 (or
+BENCH_REDIS), port 8765 (or BENCH_PORT): give each concurrent bench its own.
 """
 
 import argparse
@@ -29,7 +33,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+from bench import measure  # noqa: E402
+
+PG = measure.PG
 DB_NAME = os.environ.get("BENCH_DB", "bench_ingest")
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/14")
 PORT = int(os.environ.get("BENCH_PORT", "8765"))
@@ -47,11 +53,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_portal.settings")
 
 
 def recreate_database() -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
+    measure.database_create(DB_NAME)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=ENV, check=True)
 
 
@@ -103,7 +105,7 @@ def prepare(accounts: int, events: int) -> tuple[str, list[bytes], list[list]]:
     return raw_key, [json.dumps({"events": b}).encode() for b in batches], batches
 
 
-def copy_baseline(batches: list[list]) -> float:
+def copy_baseline(database: str, batches: list[list]) -> float:
     """Rows per second of raw COPY of the same rows into a bare table with the same columns."""
     import psycopg
 
@@ -125,7 +127,7 @@ def copy_baseline(batches: list[list]) -> float:
         for batch in batches
         for e in batch
     ]
-    with psycopg.connect(f"{PG}/{DB_NAME}") as conn:
+    with psycopg.connect(f"{PG}/{database}") as conn:
         conn.execute(
             "CREATE TABLE bench_copy (account_id bigint, event_id text, type text, "
             "occurred_at timestamptz, received_at timestamptz, ticket text, session text, "
@@ -142,18 +144,18 @@ def copy_baseline(batches: list[list]) -> float:
     return len(rows) / elapsed
 
 
-def queue_length() -> int:
+def queue_length(database: str) -> int:
     import psycopg
 
-    with psycopg.connect(f"{PG}/{DB_NAME}") as conn:
+    with psycopg.connect(f"{PG}/{database}") as conn:
         return conn.execute("SELECT count(*) FROM metering_reevaluation").fetchone()[0]
 
 
-def start(cmd: list[str], log: str) -> subprocess.Popen:
+def start(cmd: list[str], log: str, env: dict) -> subprocess.Popen:
     return subprocess.Popen(
         cmd,
         cwd=ROOT,
-        env=ENV,
+        env=env,
         stdout=open(log, "w"),
         stderr=subprocess.STDOUT,  # noqa: SIM115
     )
@@ -212,9 +214,129 @@ def post_all(
     return time.perf_counter() - started, totals["accepted"], totals["errors"]
 
 
+def run_once(args, database: str, raw_key: str, bodies: list[bytes], batches: list[list]) -> dict:
+    """One measured run on a fresh copy of the prepared database: COPY baseline, then the
+    portal's web and workers started, every batch posted, the clock stopped once the
+    re-evaluation queue is empty."""
+    import redis
+
+    measure.database_create(database, template=DB_NAME)
+    events = sum(len(b) for b in batches)
+    copy_rate = copy_baseline(database, batches)
+    redis.Redis.from_url(REDIS).flushdb()
+    env = {**ENV, "DATABASE_URL": f"{PG}/{database}"}
+    bin_dir = Path(sys.executable).parent
+    celery_log = ROOT / "var" / "bench-celery.log"
+    web = start(
+        [
+            str(bin_dir / "gunicorn"),
+            "billing_portal.wsgi",
+            "-b",
+            f"127.0.0.1:{PORT}",
+            "-w",
+            str(args.web_workers),
+            "--log-level",
+            "warning",
+        ],
+        str(ROOT / "var" / "bench-gunicorn.log"),
+        env,
+    )
+    worker = start(
+        [
+            str(bin_dir / "celery"),
+            "-A",
+            "billing_portal",
+            "worker",
+            "-Q",
+            "ingest",
+            "-c",
+            str(args.reeval_workers),
+            "--loglevel",
+            "info",  # for its "ready" line: the clock starts once the workers are up
+        ],
+        str(celery_log),
+        env,
+    )
+    try:
+        wait_for_http()
+        wait_for_celery(celery_log)
+        lags: list[tuple[float, int]] = []
+        sampling = True
+
+        def sample() -> None:
+            t0 = time.perf_counter()
+            while sampling:
+                lags.append((time.perf_counter() - t0, queue_length(database)))
+                time.sleep(0.5)
+
+        cpu_before = (
+            measure.tree_cpu(web.pid),
+            measure.tree_cpu(worker.pid),
+            measure.backends_cpu(database),
+        )
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        started = time.perf_counter()
+        ingest_seconds, accepted, errors = post_all(raw_key, bodies, args.clients, args.rate)
+        stored_at = time.perf_counter()
+        while queue_length(database) > 0 and time.perf_counter() - stored_at < 600:
+            time.sleep(0.1)
+        end_to_end = time.perf_counter() - started
+        sampling = False
+        sampler.join()
+        cpu_after = (
+            measure.tree_cpu(web.pid),
+            measure.tree_cpu(worker.pid),
+            measure.backends_cpu(database),
+        )
+    finally:
+        web.terminate()
+        worker.terminate()
+        web.wait()
+        worker.wait()
+
+    import psycopg
+
+    with psycopg.connect(f"{PG}/{database}") as conn:
+        charges = conn.execute("SELECT count(*) FROM metering_charge").fetchone()[0]
+        stored = conn.execute("SELECT count(*) FROM metering_event").fetchone()[0]
+    measure.database_drop(database)
+    if errors or stored != events:
+        raise SystemExit("some batches failed: see var/bench-gunicorn.log")
+    thirds = [
+        [q for t, q in lags if k * ingest_seconds / 3 <= t < (k + 1) * ingest_seconds / 3]
+        for k in range(3)
+    ]
+    per_event = 1e6 / events
+    return {
+        "events": events,
+        "accepted": accepted,
+        "charges": charges,
+        "http": events / ingest_seconds,
+        "end_to_end": events / end_to_end,
+        "drain": end_to_end - ingest_seconds,
+        "copy": copy_rate,
+        "ratio": events / end_to_end / copy_rate,
+        "web_us": (cpu_after[0] - cpu_before[0]) * per_event,
+        "workers_us": (cpu_after[1] - cpu_before[1]) * per_event,
+        "db_us": measure.backends_spent(cpu_before[2], cpu_after[2]) * per_event,
+        "queue_max": max((q for _, q in lags), default=0),
+        "queue_thirds": [sum(q) / max(len(q), 1) for q in thirds],
+    }
+
+
+def wait_for_celery(log: Path) -> None:
+    for _ in range(300):
+        if log.exists() and " ready." in log.read_text(errors="replace"):
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"the Celery worker did not start (see {log})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--accounts", type=int, default=50)
     parser.add_argument("--clients", type=int, default=3)
     parser.add_argument("--web-workers", type=int, default=2)
@@ -235,105 +357,49 @@ def main() -> None:
     ENV["SPIKE_GUARD_LOOPS"] = "true" if args.spike_guard == "on" else "false"
     (ROOT / "var").mkdir(exist_ok=True)
     recreate_database()
-    raw_key, bodies, batches = prepare(args.accounts, args.events)
-    events = sum(len(b) for b in batches)
-    copy_rate = copy_baseline(batches)
-
-    import redis
-
-    redis.Redis.from_url(REDIS).flushdb()
-    bin_dir = Path(sys.executable).parent
-    web = start(
-        [
-            str(bin_dir / "gunicorn"),
-            "billing_portal.wsgi",
-            "-b",
-            f"127.0.0.1:{PORT}",
-            "-w",
-            str(args.web_workers),
-            "--log-level",
-            "warning",
-        ],
-        str(ROOT / "var" / "bench-gunicorn.log"),
-    )
-    worker = start(
-        [
-            str(bin_dir / "celery"),
-            "-A",
-            "billing_portal",
-            "worker",
-            "-Q",
-            "ingest",
-            "-c",
-            str(args.reeval_workers),
-            "--loglevel",
-            "warning",
-        ],
-        str(ROOT / "var" / "bench-celery.log"),
-    )
     try:
-        wait_for_http()
-        lags: list[tuple[float, int]] = []
-        sampling = True
+        raw_key, bodies, batches = prepare(args.accounts, args.events)
+        from django.db import connections
 
-        def sample() -> None:
-            t0 = time.perf_counter()
-            while sampling:
-                lags.append((time.perf_counter() - t0, queue_length()))
-                time.sleep(0.5)
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        started = time.perf_counter()
-        ingest_seconds, accepted, errors = post_all(raw_key, bodies, args.clients, args.rate)
-        stored_at = time.perf_counter()
-        while queue_length() > 0 and time.perf_counter() - stored_at < 600:
-            time.sleep(0.1)
-        end_to_end = time.perf_counter() - started
-        sampling = False
-        sampler.join()
+        connections.close_all()  # a template database must have no connection
+        runs = [
+            run_once(args, f"{DB_NAME}_run", raw_key, bodies, batches) for _ in range(args.runs)
+        ]
     finally:
-        web.terminate()
-        worker.terminate()
-        web.wait()
-        worker.wait()
-
-    import psycopg
-
-    with psycopg.connect(f"{PG}/{DB_NAME}") as conn:
-        charges = conn.execute("SELECT count(*) FROM metering_charge").fetchone()[0]
-        stored = conn.execute("SELECT count(*) FROM metering_event").fetchone()[0]
-    drain = end_to_end - ingest_seconds
-    thirds = [
-        [q for t, q in lags if k * ingest_seconds / 3 <= t < (k + 1) * ingest_seconds / 3]
-        for k in range(3)
-    ]
-    means = ", ".join(f"{sum(q) / max(len(q), 1):,.0f}" for q in thirds)
-    rows = [
-        (
-            "events posted",
-            f"{events:,} in {len(bodies)} batches of <= 1,000, {args.clients} clients",
-        ),
-        ("events stored", f"{stored:,} (accepted {accepted:,}, HTTP errors {errors})"),
-        ("charge rows written", f"{charges:,}"),
-        ("HTTP ingest", f"{events / ingest_seconds:,.0f} events/s ({ingest_seconds:.1f} s)"),
-        ("end to end (queue empty)", f"{events / end_to_end:,.0f} events/s ({end_to_end:.1f} s)"),
-        ("queue drain after ingest", f"{drain:.1f} s"),
-        ("raw COPY baseline", f"{copy_rate:,.0f} rows/s"),
-        ("end to end / COPY", f"{events / end_to_end / copy_rate:.1%}"),
-        ("re-evaluation workers", f"{args.reeval_workers}"),
-        ("loop detector", args.spike_guard),
-    ]
-    for label, value in rows:
-        print(f"{label:<26}{value}")
+        measure.database_drop(f"{DB_NAME}_run")
+        measure.database_drop(DB_NAME)
+    first = runs[0]
     print(
-        f"{'re-evaluation queue':<26}max {max((q for _, q in lags), default=0):,} subjects; "
-        f"mean by third of the ingest: {means}"
+        f"{first['events']:,} events in {len(bodies)} batches of <= 1,000, {args.clients} "
+        f"clients; {args.web_workers} web workers, {args.reeval_workers} re-evaluation workers; "
+        f"loop detector {args.spike_guard}"
+        + (f"; paced at {args.rate:,.0f} events/s" if args.rate else "")
     )
-    if args.rate:
-        print(f"{'paced at':<26}{args.rate:,.0f} events/s")
-    if errors or stored != events:
-        raise SystemExit("some batches failed: see var/bench-gunicorn.log")
+    print(f"charge rows written: {first['charges']:,}")
+    whole = "{:,.0f}".format
+    micro = "{:,.1f}".format
+    measure.print_runs(
+        runs,
+        [
+            ("", "run", str),
+            ("HTTP ev/s", "http", whole),
+            ("end-to-end ev/s", "end_to_end", whole),
+            ("COPY rows/s", "copy", whole),
+            ("e2e / COPY", "ratio", "{:.1%}".format),
+            ("drain s", "drain", "{:.1f}".format),
+            ("web µs/ev", "web_us", micro),
+            ("db µs/ev", "db_us", micro),
+            ("workers µs/ev", "workers_us", micro),
+            ("queue max", "queue_max", whole),
+        ],
+        key="ratio",
+    )
+    thirds = ", ".join(f"{q:,.0f}" for q in measure.median_run(runs, "ratio")["queue_thirds"])
+    print(f"re-evaluation queue of the median run, mean by third of the ingest: {thirds} subjects")
+    print(
+        "CPU µs per event: web = gunicorn and its workers, db = PostgreSQL's backends for the "
+        "bench's database, workers = the Celery re-evaluation workers"
+    )
 
 
 if __name__ == "__main__":
