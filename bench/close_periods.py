@@ -7,7 +7,11 @@ The baseline, in the same run: one hand-written SQL aggregate over the same char
 
     .venv/bin/python bench/close_periods.py [--accounts 10000] [--charges 1000000]
 
-It uses its own database (bench_close, or BENCH_DB; dropped and made anew).
+It runs three times (`--runs`) and prints each run and the median (by run_billing / baseline),
+with the CPU time per invoice of each component: the worker (this process, running run_billing)
+and the database (PostgreSQL's backend serving it). The data is prepared once in its own
+database (bench_close, or BENCH_DB), and each run closes a fresh copy of it; every database it
+made is dropped at the end.
 """
 
 import argparse
@@ -22,7 +26,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+from bench import measure  # noqa: E402
+
+PG = measure.PG
 DB_NAME = os.environ.get("BENCH_DB", "bench_close")
 os.environ.update(DATABASE_URL=f"{PG}/{DB_NAME}", DEBUG="false")
 os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
@@ -36,11 +42,7 @@ METERS = ["helpdesk_tickets"] * 6 + ["voice_tickets", "sms_tickets", "automated_
 
 
 def recreate_database() -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
+    measure.database_create(DB_NAME)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, check=True)
 
 
@@ -138,10 +140,10 @@ def populate(accounts: int, charges: int) -> None:
         cursor.execute("ANALYZE")
 
 
-def sql_baseline() -> tuple[float, int]:
+def sql_baseline(database: str) -> tuple[float, int]:
     import psycopg
 
-    with psycopg.connect(f"{PG}/{DB_NAME}") as conn:
+    with psycopg.connect(f"{PG}/{database}") as conn:
         started = time.perf_counter()
         rows = conn.execute(
             "SELECT account_id, meter, count(*) FROM metering_charge "
@@ -151,50 +153,98 @@ def sql_baseline() -> tuple[float, int]:
         return time.perf_counter() - started, len(rows)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--accounts", type=int, default=10_000)
-    parser.add_argument("--charges", type=int, default=1_000_000)
-    args = parser.parse_args()
-    recreate_database()
-    setup_started = time.perf_counter()
-    populate(args.accounts, args.charges)
-    setup = time.perf_counter() - setup_started
-    baseline, groups = sql_baseline()
+def run_once(database: str, accounts: int) -> dict:
+    """One measured close on a fresh copy of the prepared database."""
+    from django.db import connection, connections
 
     from billing.models import Invoice
     from billing.run import run_billing
     from metering.services import usage_days_fold
 
+    connections.close_all()  # a template database must have no connection
+    measure.database_create(database, template=DB_NAME)
+    connection.settings_dict["NAME"] = database  # Django connects to the copy from here on
+    sql_baseline(database)  # once to warm the copy's cache, as run_billing finds it
+    baseline, groups = sql_baseline(database)
     # The month's charges arrived in one COPY here, so the per-day counters hold one appended
     # batch for the whole month; in production the 5-minute fold merges them as they come.
     # Folded (and timed) apart, so that what is timed is the close.
     fold_started = time.perf_counter()
     usage_days_fold()
     fold = time.perf_counter() - fold_started
-
+    connection.ensure_connection()
+    database_before, worker_before = measure.backends_cpu(database), measure.own_cpu()
     started = time.perf_counter()
     run = run_billing(as_of=END)
     elapsed = time.perf_counter() - started
+    worker = measure.own_cpu() - worker_before
+    database_cpu = measure.backends_spent(database_before, measure.backends_cpu(database))
     closes = Invoice.objects.filter(reason="period_close").count()
     overage = (
         Invoice.objects.filter(reason="period_close", lines__kind="overage").distinct().count()
     )
-    rows = [
-        ("accounts / charge rows", f"{args.accounts:,} / {args.charges:,} (setup {setup:.0f} s)"),
-        ("invoices issued", f"{len(run.invoices):,} ({closes:,} closes, {overage:,} with overage)"),
-        ("per-day counters folded", f"{fold:.1f} s (the month's appended rows, before the close)"),
-        ("run_billing", f"{elapsed:.1f} s = {len(run.invoices) / elapsed:,.0f} invoices/s"),
-        (
-            "SQL aggregate baseline",
-            f"{baseline * 1000:,.0f} ms for {groups:,} (account, meter) groups",
-        ),
-        ("run_billing / baseline", f"{elapsed / baseline:,.0f}×"),
-    ]
-    for label, value in rows:
-        print(f"{label:<25}{value}")
-    if closes != args.accounts:
+    connections.close_all()
+    connection.settings_dict["NAME"] = DB_NAME
+    measure.database_drop(database)
+    if closes != accounts:
         raise SystemExit("not every account was closed")
+    invoices = len(run.invoices)
+    return {
+        "invoices": invoices,
+        "overage": overage,
+        "fold": fold,
+        "seconds": elapsed,
+        "rate": invoices / elapsed,
+        "baseline_ms": baseline * 1000,
+        "groups": groups,
+        "ratio": elapsed / baseline,
+        "worker_us": worker * 1e6 / invoices,
+        "db_us": database_cpu * 1e6 / invoices,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=10_000)
+    parser.add_argument("--charges", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    recreate_database()
+    try:
+        setup_started = time.perf_counter()
+        populate(args.accounts, args.charges)
+        setup = time.perf_counter() - setup_started
+        runs = [run_once(f"{DB_NAME}_run", args.accounts) for _ in range(args.runs)]
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        measure.database_drop(f"{DB_NAME}_run")
+        measure.database_drop(DB_NAME)
+    first = runs[0]
+    print(
+        f"{args.accounts:,} accounts, {args.charges:,} charge rows (setup {setup:.0f} s); "
+        f"{first['invoices']:,} invoices issued per run, {first['overage']:,} with overage; "
+        f"per-day counters folded before each close in {first['fold']:.1f} s"
+    )
+    measure.print_runs(
+        runs,
+        [
+            ("", "run", str),
+            ("run_billing s", "seconds", "{:.2f}".format),
+            ("invoices/s", "rate", "{:,.0f}".format),
+            ("baseline ms", "baseline_ms", "{:,.0f}".format),
+            ("run / baseline", "ratio", "{:,.1f}×".format),
+            ("worker µs/inv", "worker_us", "{:,.0f}".format),
+            ("db µs/inv", "db_us", "{:,.0f}".format),
+        ],
+        key="ratio",
+    )
+    print(
+        f"baseline: one SQL aggregate, count(*) GROUP BY account, meter over the period's "
+        f"charges ({first['groups']:,} groups); CPU µs per invoice: worker = this process "
+        "running run_billing, db = PostgreSQL's backend serving it"
+    )
 
 
 if __name__ == "__main__":
