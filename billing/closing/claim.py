@@ -2,7 +2,7 @@
 batch in one transaction, and setting aside the ones that fail."""
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Exists, OuterRef
 
-from accounts.models import Account
+from accounts.models import Account, TaxIdStatus
 from plans.models import ScheduledChange, Subscription, SubscriptionAddOn
 from plans.terms import TermsBook
 from retries import Table
@@ -99,6 +99,11 @@ def close_all(*, as_of: datetime) -> Issued:
             issued.changes_applied += applied
 
 
+# Consecutive "unavailable" answers from one member state's VIES after which a billing run stops
+# asking about that state's ids.
+VIES_GIVE_UP_AFTER = 2
+
+
 def vat_ids_recheck_before_issue(*, as_of: datetime) -> int:
     """Ask VIES again, before their invoices are issued, about the VAT ids of the accounts due
     for a close whose last answer is missing or 30 days old (the daily sweep catches most;
@@ -113,10 +118,19 @@ def vat_ids_recheck_before_issue(*, as_of: datetime) -> int:
         .only("id", "vat_id", "tax_id_status", "tax_id_checked_at")
     )
     checked = 0
+    unavailable: Counter[str] = Counter()  # VIES answers "unavailable" by member state
     for account in candidates:
-        if tax_checks.vat_id_check_due(account=account, now=as_of):
-            tax_checks.vat_id_check(account_id=account.pk)
-            checked += 1
+        if not tax_checks.vat_id_check_due(account=account, now=as_of):
+            continue
+        state = account.vat_id[:2].upper()
+        if unavailable[state] >= VIES_GIVE_UP_AFTER:
+            # That member state's VIES is down: asking each of its ids in turn would hold the
+            # close up a timeout each. They keep their last answer, which the decision says,
+            # and the daily re-check asks again.
+            continue
+        outcome = tax_checks.vat_id_check(account_id=account.pk)
+        checked += 1
+        unavailable[state] = unavailable[state] + 1 if outcome == TaxIdStatus.UNAVAILABLE else 0
     return checked
 
 

@@ -250,10 +250,10 @@ def test_the_suites_seller_is_a_us_company_and_charges_its_buyers_nothing(make_a
     assert invoice.tax_treatment == "us_not_registered"
 
 
-def account_due_for_a_close(make_account) -> tuple[Account, object]:
+def account_due_for_a_close(make_account, slug: str = "shop") -> tuple[Account, object]:
     """A German account with a valid VAT id last confirmed 40 days before its period's close
     (the period is the one under way now: the close is computed from it, not from a date)."""
-    account = make_account(currency="EUR")
+    account = make_account(slug, currency="EUR")
     close_at = account.subscriptions.get().usage_period_end + DAY
     return buyer(
         account,
@@ -280,6 +280,22 @@ def test_vies_down_before_a_close_keeps_the_last_good_answer(make_account, vies_
     account.refresh_from_db()
     assert (account.tax_id_status, account.tax_id_checked_at) == ("valid", close_at - 40 * DAY)
     assert issue(account, 10000, at=close_at).tax_treatment == "reverse_charge"
+
+
+def test_a_member_states_vies_down_is_asked_twice_per_close_not_once_per_account(
+    make_account, vies_standin
+):
+    """Four German ids due for a re-check while Germany's VIES is down: the run asks about two,
+    gives up on that state for this run (each try can cost VIES_TIMEOUT_SECONDS), and every
+    account keeps its last good answer."""
+    due = [account_due_for_a_close(make_account, f"shop-{n}") for n in range(4)]
+    close_at = max(at for _, at in due)
+    vies_standin.mode("down")
+    assert vat_ids_recheck_before_issue(as_of=close_at) == 2
+    assert len(vies_standin.checks()) == 2
+    for account, _ in due:
+        account.refresh_from_db()
+        assert account.tax_id_status == "valid"
 
 
 # --- VAT charged while VIES was down, given back once it confirms the id ----------------------
