@@ -46,15 +46,18 @@ def recreate_database() -> None:
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, check=True)
 
 
-def populate(accounts: int, charges: int) -> None:
-    """Accounts with subscriptions that started on Oct 1, their first invoice, and the
-    period's charge rows, written with COPY (the setup is not what is measured)."""
+def populate(accounts: int, charges: int, history_months: int, history_charges: int) -> None:
+    """Accounts with subscriptions that started on Oct 1 (or `history_months` before, with
+    `history_charges` charge rows over those months, each month closed in turn), their
+    invoices so far, and the period's charge rows, written with COPY (the setup is not what is
+    measured)."""
     import django
 
     django.setup()
     from django.db import connection
 
     from accounts.models import Account, Partner
+    from bench.history import history_fill
     from billing.run import run_billing
     from metering import partitions
     from plans.catalog import catalog_load
@@ -65,6 +68,7 @@ def populate(accounts: int, charges: int) -> None:
         partitions.partitions_ensure(now=START)
     catalog_load()
     rng = random.Random(7)
+    first = partitions.month_add(START, -history_months)
     partner = Partner.objects.create(name="bench")
     Account.objects.bulk_create(
         [
@@ -85,12 +89,12 @@ def populate(accounts: int, charges: int) -> None:
             account_id=account_id,
             plan=plans[rng.choice(PLANS)],
             interval="month",
-            billing_anchor=START,
-            current_period_start=START,
+            billing_anchor=first,
+            current_period_start=first,
             current_period_end=END,
-            usage_period_start=START,
+            usage_period_start=first,
             usage_period_end=END,
-            started_at=START,
+            started_at=first,
         )
         for account_id in ids
     ]
@@ -106,11 +110,21 @@ def populate(accounts: int, charges: int) -> None:
                         subscription=subscription,
                         addon=addons[code],
                         tier=tiers[(code, tier)],
-                        started_at=START,
+                        started_at=first,
                     )
                 )
     SubscriptionAddOn.objects.bulk_create(items, batch_size=5000)
-    run_billing(as_of=START)  # the first invoices (P1), so that what is timed is the close alone
+    if history_months:
+        history_fill(
+            account_ids=ids,
+            before=START,
+            months=history_months,
+            charges=history_charges,
+            events=False,
+        )
+    run_billing(as_of=first)  # the first invoices (P1), so that what is timed is the close alone
+    for month in range(1, history_months + 1):
+        run_billing(as_of=partitions.month_add(first, month))  # the history's closes
     span = int((END - START).total_seconds()) - 1
     with (
         connection.cursor() as cursor,
@@ -208,11 +222,23 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=10_000)
     parser.add_argument("--charges", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--history-months",
+        type=int,
+        default=0,
+        help="Months closed before the measured one (24: two years of history).",
+    )
+    parser.add_argument(
+        "--history-charges",
+        type=int,
+        default=10_000_000,
+        help="Charge rows spread over those months (with --history-months).",
+    )
     args = parser.parse_args()
     recreate_database()
     try:
         setup_started = time.perf_counter()
-        populate(args.accounts, args.charges)
+        populate(args.accounts, args.charges, args.history_months, args.history_charges)
         setup = time.perf_counter() - setup_started
         runs = [run_once(f"{DB_NAME}_run", args.accounts) for _ in range(args.runs)]
     finally:
@@ -224,7 +250,13 @@ def main() -> None:
     first = runs[0]
     print(
         f"{args.accounts:,} accounts, {args.charges:,} charge rows (setup {setup:.0f} s); "
-        f"{first['invoices']:,} invoices issued per run, {first['overage']:,} with overage; "
+        + (
+            f"behind them {args.history_months} closed months with "
+            f"{args.history_charges:,} charge rows; "
+            if args.history_months
+            else ""
+        )
+        + f"{first['invoices']:,} invoices issued per run, {first['overage']:,} with overage; "
         f"per-day counters folded before each close in {first['fold']:.1f} s"
     )
     measure.print_runs(

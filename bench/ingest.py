@@ -57,13 +57,18 @@ def recreate_database() -> None:
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=ENV, check=True)
 
 
-def prepare(accounts: int, events: int) -> tuple[str, list[bytes], list[list]]:
-    """Accounts, a partner key, and pre-encoded batches (the client must not be the bottleneck)."""
+def prepare(
+    accounts: int, events: int, history_months: int, history_charges: int
+) -> tuple[str, list[bytes], list[list]]:
+    """Accounts, a partner key, and pre-encoded batches (the client must not be the bottleneck);
+    with `history_months`, that many months of past tickets behind the accounts
+    (`history_charges` of them, each with its event and charge)."""
     import django
 
     django.setup()
     from accounts import services as account_services
-    from metering import simulator
+    from bench.history import history_fill
+    from metering import partitions, simulator
     from plans import services as plan_services
     from plans.catalog import catalog_load
 
@@ -89,6 +94,16 @@ def prepare(accounts: int, events: int) -> tuple[str, list[bytes], list[list]]:
             ],
         )
         slugs.append(slug)
+    if history_months:
+        from accounts.models import Account
+
+        history_fill(
+            account_ids=list(Account.objects.filter(slug__in=slugs).values_list("pk", flat=True)),
+            before=partitions.month_add(since, 0),
+            months=history_months,
+            charges=history_charges,
+            events=True,
+        )
     _, raw_key = account_services.api_key_create(partner=partner, name="bench")
     per_account = max(1, events // accounts * 10 // 22)  # about 2.2 events per story
     stream = []
@@ -298,8 +313,12 @@ def run_once(args, database: str, raw_key: str, bodies: list[bytes], batches: li
     import psycopg
 
     with psycopg.connect(f"{PG}/{database}") as conn:
-        charges = conn.execute("SELECT count(*) FROM metering_charge").fetchone()[0]
-        stored = conn.execute("SELECT count(*) FROM metering_event").fetchone()[0]
+        charges = conn.execute(
+            "SELECT count(*) FROM metering_charge WHERE subject NOT LIKE 'hist-%'"
+        ).fetchone()[0]
+        stored = conn.execute(
+            "SELECT count(*) FROM metering_event WHERE event_id NOT LIKE 'hist-%'"
+        ).fetchone()[0]
     measure.database_drop(database)
     if errors or stored != events:
         raise SystemExit("some batches failed: see var/bench-gunicorn.log")
@@ -337,6 +356,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--history-months",
+        type=int,
+        default=0,
+        help="Months of past tickets behind the accounts (24: two years of history).",
+    )
+    parser.add_argument(
+        "--history-charges",
+        type=int,
+        default=10_000_000,
+        help="Past tickets over those months, each with its event and charge row.",
+    )
     parser.add_argument("--accounts", type=int, default=50)
     parser.add_argument("--clients", type=int, default=3)
     parser.add_argument("--web-workers", type=int, default=2)
@@ -358,7 +389,9 @@ def main() -> None:
     (ROOT / "var").mkdir(exist_ok=True)
     recreate_database()
     try:
-        raw_key, bodies, batches = prepare(args.accounts, args.events)
+        raw_key, bodies, batches = prepare(
+            args.accounts, args.events, args.history_months, args.history_charges
+        )
         from django.db import connections
 
         connections.close_all()  # a template database must have no connection
@@ -373,6 +406,12 @@ def main() -> None:
         f"{first['events']:,} events in {len(bodies)} batches of <= 1,000, {args.clients} "
         f"clients; {args.web_workers} web workers, {args.reeval_workers} re-evaluation workers; "
         f"loop detector {args.spike_guard}"
+        + (
+            f"; behind them {args.history_months} months with {args.history_charges:,} past "
+            "tickets (event and charge each)"
+            if args.history_months
+            else ""
+        )
         + (f"; paced at {args.rate:,.0f} events/s" if args.rate else "")
     )
     print(f"charge rows written: {first['charges']:,}")

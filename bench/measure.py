@@ -21,7 +21,10 @@ def database_create(name: str, *, template: str | None = None) -> None:
 
     with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
+        # FILE_COPY: the template's files copied whole, seconds even for gigabytes (the
+        # default strategy writes every block to the WAL).
+        copy = f" TEMPLATE {template} STRATEGY FILE_COPY" if template else ""
+        conn.execute(f"CREATE DATABASE {name}{copy}")
 
 
 def database_drop(name: str) -> None:
