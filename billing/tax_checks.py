@@ -10,7 +10,8 @@
   issue path asks before it freezes a tax decision); `vat_ids_recheck_task`, daily (beat),
   queues a check of every id that is due.
 - `seller_tax()` and the system check `tax.E001`...: the seller entity from settings;
-  `check --deploy` also warns (`tax.W001`) while it is the demo's made-up company.
+  `check --deploy` also warns (`tax.W001`) while it is the demo's made-up company. Every
+  server and worker refuses to start on `seller_problems()` (billing_portal/startup.py).
 """
 
 from __future__ import annotations

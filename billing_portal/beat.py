@@ -18,7 +18,7 @@ import redis
 from celery.beat import PersistentScheduler
 from django.conf import settings
 
-from billing_portal.startup import exit_on_insecure_secret_key
+from billing_portal.startup import exit_on_incomplete_seller, exit_on_insecure_secret_key
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +37,11 @@ _RELEASE = (
 class LockedScheduler(PersistentScheduler):
     def __init__(self, *args, **kwargs):
         # Beat signs nothing itself, but it is a production process like the workers: it
-        # exits at once without DEBUG and with a weak SECRET_KEY, before any task is sent.
-        # `celery beat` builds its scheduler before the loop (and before its banner).
+        # exits at once without DEBUG and with a weak SECRET_KEY, or with an incomplete seller,
+        # before any task is sent. `celery beat` builds its scheduler before the loop (and
+        # before its banner).
         exit_on_insecure_secret_key()
+        exit_on_incomplete_seller()
         self.lock_ttl = float(settings.BEAT_LOCK_TTL)
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
         self.holding = False

@@ -16,20 +16,21 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-class RefuseInsecureSecretKey(bootsteps.Step):
-    """A worker exits (status 1) without DEBUG and with a weak SECRET_KEY. A bootstep, not a
-    `worker_init` receiver: Celery only logs a receiver's exception and the worker went on to
-    consume. Steps are built while the worker is constructed, before the pool starts or the
-    broker is asked for anything."""
+class RefuseToStart(bootsteps.Step):
+    """A worker exits (status 1) without DEBUG and with a weak SECRET_KEY, or with the seller's
+    tax settings incomplete or malformed. A bootstep, not a `worker_init` receiver: Celery only
+    logs a receiver's exception and the worker went on to consume. Steps are built while the
+    worker is constructed, before the pool starts or the broker is asked for anything."""
 
     def __init__(self, parent, **kwargs) -> None:
-        from billing_portal.startup import exit_on_insecure_secret_key
+        from billing_portal.startup import exit_on_incomplete_seller, exit_on_insecure_secret_key
 
         exit_on_insecure_secret_key()
+        exit_on_incomplete_seller()  # sets Django up if Celery's fix-up has not yet
         super().__init__(parent, **kwargs)
 
 
-app.steps["worker"].add(RefuseInsecureSecretKey)
+app.steps["worker"].add(RefuseToStart)
 
 
 @task_failure.connect

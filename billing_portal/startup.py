@@ -7,8 +7,14 @@ gunicorn's master (deploy/gunicorn.conf.py) and any WSGI/ASGI server importing t
 of billing_portal/celery.py, built before the pool or the broker connection) and beat (its
 scheduler, billing_portal/beat.py). Celery signals would not do: Celery logs a receiver's
 exception and starts anyway.
+
+Two refusals: a weak SECRET_KEY without DEBUG (before the apps load: it needs only the
+settings), and an incomplete or malformed seller, DEBUG or not (after: billing.tax_checks
+imports models).
 """
 
+import django
+from django.apps import apps
 from django.conf import settings
 from django.core.checks.security.base import (
     SECRET_KEY_INSECURE_PREFIX,
@@ -65,5 +71,34 @@ def exit_on_insecure_secret_key() -> None:
     no traceback to read through."""
     try:
         refuse_insecure_secret_key()
+    except ImproperlyConfigured as refused:
+        raise SystemExit(f"Refusing to start: {refused}") from None
+
+
+def refuse_incomplete_seller() -> None:
+    """Every invoice and credit note prints the seller and decides its tax from it (issue 25):
+    no server or worker starts with TAX_SELLER_* incomplete or malformed, DEBUG or not (the
+    demo's seller, the settings' default, passes). The problems are the system check's
+    (tax.E001...), read without a database: registered US states are checked against the
+    packaged rate file, which is what a fresh database holds. Loads the apps if the process
+    has not yet."""
+    if not apps.ready:
+        # gunicorn's master and manage.py call this before Django is set up; a Celery worker
+        # or beat has usually been set up by Celery's Django fix-up already.
+        django.setup()
+    from billing.tax_checks import seller_problems
+
+    problems = seller_problems(databases=None)
+    if problems:
+        # One line whatever the settings hold (a VAT id is echoed as it was typed).
+        said = " ".join(" ".join(problems).split())
+        raise ImproperlyConfigured(f"{said} See docs/tax.md, 'What a deployment configures'.")
+
+
+def exit_on_incomplete_seller() -> None:
+    """For a command's entry point: the seller's refusal as one line on stderr and exit status
+    1, as `exit_on_insecure_secret_key`."""
+    try:
+        refuse_incomplete_seller()
     except ImproperlyConfigured as refused:
         raise SystemExit(f"Refusing to start: {refused}") from None

@@ -27,13 +27,17 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss request_id=%({x-request-id
 
 
 def on_starting(server):
-    """Without DEBUG and with a weak SECRET_KEY, the master exits (status 1, one line on stderr)
-    before it binds the port or starts a worker. wsgi.py refuses too, for a server started
-    without this file: there each worker fails to boot and gunicorn stops (non-zero)."""
+    """Without DEBUG and with a weak SECRET_KEY, or with the seller's tax settings incomplete
+    or malformed, the master exits (status 1, one line on stderr) before it binds the port or
+    starts a worker. wsgi.py refuses too, for a server started without this file: there each
+    worker fails to boot and gunicorn stops (non-zero)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_portal.settings")
-    from billing_portal.startup import exit_on_insecure_secret_key
+    from billing_portal.startup import exit_on_incomplete_seller, exit_on_insecure_secret_key
 
     exit_on_insecure_secret_key()
+    # Sets Django up in the master (the seller's check needs the apps): the workers it forks
+    # start with the apps loaded, and the check reads no database.
+    exit_on_incomplete_seller()
 
 
 def child_exit(server, worker):
