@@ -1,11 +1,13 @@
 """Write paths of metering: ingest events, re-evaluate subjects, apply hard caps."""
 
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import redis
 from celery import current_app
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
@@ -27,7 +29,7 @@ from .models import (
     UsageExclusion,
     UsageHold,
 )
-from .validation import EventError, EventIn, validate_event
+from .validation import EventError, EventIn, validate_events
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +39,11 @@ REEVALUATION_BATCH = 2000
 LEASE = timedelta(minutes=5)
 # A subject that cannot be evaluated is tried again after 1, 2, 4, … minutes, at most 6 hours.
 RETRY_BACKOFF = Exponential(first=timedelta(minutes=1), cap=timedelta(hours=6))
-# tasks.reevaluate_pending_task, queued by name after an ingest commits.
+# tasks.reevaluate_pending_task, queued by name after an ingest commits, unless one is queued
+# already: a flag in the broker's Redis says so for this long at most (`_enqueue_reevaluation`).
 REEVALUATE_PENDING_TASK = "metering.reevaluate_pending"
+REEVALUATION_QUEUED_FLAG = "metering:reevaluate-pending:queued"
+REEVALUATION_QUEUED_SECONDS = 10
 # The database or its connection failing is no subject's fault: such a batch is released whole
 # and retried, never set aside subject by subject.
 _NOT_THE_SUBJECTS_FAULT = (OperationalError, InterfaceError)
@@ -69,8 +74,7 @@ def events_ingest(
     now = now or timezone.now()
     result = IngestResult()
     valid: list[tuple[int, EventIn]] = []
-    for index, raw in enumerate(raw_events):
-        checked = validate_event(raw, now=now)
+    for index, checked in enumerate(validate_events(raw_events, now=now)):
         if isinstance(checked, EventError):
             result.reject(index, checked)
         elif fixed_account is None and checked.account is None:
@@ -78,7 +82,8 @@ def events_ingest(
         else:
             valid.append((index, checked))
     reach = _resolve_accounts(valid, accounts, fixed_account)
-    rows, seen = [], set()
+    rows: list[tuple] = []
+    seen: set[tuple[int, str]] = set()
     for index, event in valid:
         slug = event.account
         if not slug:
@@ -92,25 +97,15 @@ def events_ingest(
         if event.occurred_at < counts_from:
             result.reject(index, _before_subscription(counts_from))
             continue
-        if (account_id, event.id) in seen:
+        key = (account_id, event.id)
+        if key in seen:
             result.duplicates += 1  # the same id twice in one batch: stored once
             continue
-        seen.add((account_id, event.id))
-        rows.append(
-            (
-                account_id,
-                event.id,
-                event.type,
-                event.occurred_at,
-                now,
-                event.ticket,
-                event.session,
-                event.customer,
-                event.channel,
-                event.author,
-                event.attrs,
-            )
-        )
+        seen.add(key)
+        # event_store's row: EventIn's fields in their order, the account's id for its slug
+        # and the time received after occurred_at.
+        _, event_id, kind, occurred_at, *rest = event
+        rows.append((account_id, event_id, kind, occurred_at, now, *rest))
     inserted = _store(rows, now)
     result.accepted = len(inserted)
     result.duplicates += len(rows) - len(inserted)
@@ -203,19 +198,73 @@ def _schedule_reevaluation() -> None:
 
 
 def _enqueue_reevaluation() -> None:
-    """Ask a worker to drain the queue now; a failure here never fails the ingest.
+    """Ask a worker to drain the queue now, unless a task asked for earlier has not started
+    yet; a failure here never fails the ingest.
 
     The queue is the database's (`Reevaluation` rows, written with the events): with the broker
     down, the subjects wait there for the periodic sweep (beat's `metering.finalize_windows`,
     and `run_billing`), and the sender still gets its 202. No retry: a broker that is down
     would hold every ingest request for its connection timeouts.
+
+    One task waiting is enough, and sending one costs more than storing a small batch, so a
+    flag in the broker's Redis (`SET NX`, REEVALUATION_QUEUED_SECONDS) says one is queued, and
+    the task clears it as it starts (`reevaluate_queued`), before it claims anything. Nothing
+    is lost by skipping: these events were committed before the flag was read, and the task
+    that set it starts after that, so it claims them; its drain runs until the queue is empty,
+    and events committed after its start find the flag cleared and send a task of their own.
+    Should that task never start (the broker lost it, its worker died before it started), the
+    flag expires within seconds and the next ingest sends another, and beat's sweep drains the
+    database queue every five minutes whatever happened to the broker.
     """
+    flag = _queued_flag()
+    try:
+        if flag is not None and not flag.set(
+            REEVALUATION_QUEUED_FLAG, 1, nx=True, ex=REEVALUATION_QUEUED_SECONDS
+        ):
+            return  # a task is queued and has not started: it will claim these events
+    except redis.RedisError:
+        flag = None  # cannot tell: send one, as without a flag
     try:
         # By name: tasks.py imports this module, never the other way round (metering.apps
         # registers the task in every process, so an in-process run still runs it here).
         current_app.tasks[REEVALUATE_PENDING_TASK].apply_async(retry=False)
     except Exception:
         logger.exception("Could not queue re-evaluation; the periodic sweep will pick it up")
+        if flag is not None:
+            with contextlib.suppress(redis.RedisError):  # else it expires by itself
+                flag.delete(REEVALUATION_QUEUED_FLAG)
+
+
+# One client per broker URL and process (tests point Celery at other brokers).
+_flag_clients: dict[str, redis.Redis] = {}
+
+
+def _queued_flag() -> redis.Redis | None:
+    """The broker's Redis, where the queued-task flag lives beside the queue it speaks of (a
+    Redis restart loses both together); None with another broker (the in-process demo)."""
+    url = str(current_app.conf.broker_url or "")
+    if not url.startswith(("redis://", "rediss://")):
+        return None
+    client = _flag_clients.get(url)
+    if client is None:
+        # Short timeouts: a Redis that does not answer must not hold the ingest's answer.
+        client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        _flag_clients[url] = client
+    return client
+
+
+def reevaluate_queued() -> int:
+    """The queued task's work: clear the flag that says it is queued (`_enqueue_reevaluation`),
+    then drain the queue. Cleared first, so that events committed from now on send a task of
+    their own, while those committed before are claimed by this drain."""
+    flag = _queued_flag()
+    if flag is not None:
+        try:
+            flag.delete(REEVALUATION_QUEUED_FLAG)
+        except redis.RedisError:
+            # It expires by itself; until then ingests rely on tasks already queued and beat.
+            logger.warning("Could not clear the re-evaluation flag", exc_info=True)
+    return reevaluate_all_pending()
 
 
 def reevaluate_pending(*, as_of: datetime | None = None, limit: int = REEVALUATION_BATCH) -> int:

@@ -8,8 +8,10 @@ from . import services
 
 @shared_task(name="metering.reevaluate_pending")
 def reevaluate_pending_task() -> int:
-    """Drain the re-evaluation queue in batches; concurrent workers claim disjoint batches."""
-    return services.reevaluate_all_pending()
+    """Drain the re-evaluation queue in batches; concurrent workers claim disjoint batches.
+    First says it is no longer queued, so that later ingests queue another
+    (services._enqueue_reevaluation)."""
+    return services.reevaluate_queued()
 
 
 @shared_task(name="metering.finalize_windows")

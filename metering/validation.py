@@ -10,14 +10,15 @@ whole batch at the database or, later, every re-evaluation of its ticket.
 
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from math import isfinite
-from typing import Any, TypeGuard
+from typing import Any, NamedTuple, TypeGuard
 
 from accounts.input_rules import EARLIEST, MAX_CLOCK_SKEW
 
+from . import json_codec
 from .rules import types as t
 
 # Every string field is capped: ids and names at the width of their column.
@@ -153,9 +154,9 @@ _NEEDS_SESSION = {t.CAMPAIGN_CLICK, t.AI_SESSION_EVENT}
 _TYPES = frozenset(_TYPE_FIELDS)
 
 
-@dataclass(frozen=True, slots=True)
-class EventIn:
-    """A valid event, ready to store."""
+class EventIn(NamedTuple):
+    """A valid event, ready to store. (A named tuple: made a thousand times a batch, it costs
+    a third of a frozen dataclass, and is as immutable.)"""
 
     account: str | None
     id: str
@@ -166,7 +167,7 @@ class EventIn:
     customer: str | None
     channel: str | None
     author: str | None
-    attrs: dict[str, Any] = field(default_factory=dict)
+    attrs: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,8 +264,113 @@ def _not_allowed(name: str, value: Any, allowed: frozenset) -> EventError:
     return EventError(name, f"'{name}' must be one of: {options}; got {_kind_of(value)}.")
 
 
+def validate_events(raw_events: Iterable[Any], *, now: datetime) -> list[EventIn | EventError]:
+    """Check each event of a batch alone (`validate_event`), in one pass."""
+    latest = now + MAX_CLOCK_SKEW
+    checked: list[EventIn | EventError] = []
+    for raw in raw_events:
+        event = _valid_event(raw, latest) if type(raw) is dict else None
+        checked.append(event or _checked_field_by_field(raw, now=now))
+    return checked
+
+
 def validate_event(raw: Any, *, now: datetime) -> EventIn | EventError:
     """Check one event of a batch; `now` bounds how far in the future it may be stamped."""
+    event = _valid_event(raw, now + MAX_CLOCK_SKEW) if type(raw) is dict else None
+    return event or _checked_field_by_field(raw, now=now)
+
+
+# What each type needs beyond the common fields, for the one-pass check: (ticket required,
+# session required, channel required, author required, its own fields as (name, required,
+# rule)), in _TYPE_FIELDS' order so that attrs come out as the field-by-field check makes them.
+_PLANS = {
+    kind: (
+        kind in t.TICKET_EVENT_TYPES,
+        kind in _NEEDS_SESSION,
+        kind in _NEEDS_CHANNEL,
+        kind in _NEEDS_AUTHOR,
+        tuple((name, required, rule) for name, (required, rule) in fields.items()),
+    )
+    for kind, fields in _TYPE_FIELDS.items()
+}
+
+
+def _plain(value: Any) -> TypeGuard[str]:
+    """An id or a name the one-pass check may take as it is: a printable string of 1 to MAX_ID
+    characters. Printable excludes every control character and lone surrogate (and a few
+    characters `identifier` accepts, such as a no-break space: those go the long way)."""
+    return type(value) is str and value.isprintable() and 0 < len(value) <= MAX_ID
+
+
+def _valid_event(raw: dict, latest: datetime) -> EventIn | None:
+    """The event, when it is valid in its usual form; None to have `_checked_field_by_field`
+    decide (and name the first problem).
+
+    The hot path: each field read once, no error words built. It accepts only what the
+    field-by-field check accepts, and makes the same EventIn of it (`test_validation_fast`
+    compares the two); anything unusual (an integer id, a timestamp in another form, a name
+    with a no-break space) is left to the other.
+    """
+    get = raw.get
+    event_id, kind, stamp = get("id"), get("type"), get("occurred_at")
+    if not _plain(event_id) or type(kind) is not str or type(stamp) is not str:
+        return None
+    plan = _PLANS.get(kind)
+    if plan is None or not (20 <= len(stamp) <= MAX_TIMESTAMP and stamp.isprintable()):
+        return None
+    try:
+        parsed = datetime.fromisoformat(stamp)
+        if parsed.utcoffset() is None:
+            return None
+        occurred_at = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+    if not EARLIEST <= occurred_at <= latest:
+        return None
+    needs_ticket, needs_session, needs_channel, needs_author, own_fields = plan
+    # Each common field: absent (None) where its type may go without it, or plain / allowed.
+    account, ticket, session = get("account"), get("ticket"), get("session")
+    customer, channel, author = get("customer"), get("channel"), get("author")
+    if account is not None and not _plain(account):
+        return None
+    if customer is not None and not _plain(customer):
+        return None
+    if (needs_ticket if ticket is None else not _plain(ticket)) or (
+        needs_session if session is None else not _plain(session)
+    ):
+        return None
+    if (needs_channel if channel is None else not _allowed(channel, CHANNELS)) or (
+        needs_author if author is None else not _allowed(author, AUTHORS)
+    ):
+        return None
+    attrs: dict[str, Any] = {}
+    for name, required, rule in own_fields:
+        value = get(name)
+        if value is None:
+            if required:
+                return None
+            continue
+        if rule is bool:
+            if type(value) is not bool:
+                return None
+        elif rule is str:
+            if not _plain(value):
+                return None
+        elif rule is dict:
+            if _free_form_error(name, value) is not None:
+                return None
+        elif not _allowed(value, rule):
+            return None
+        attrs[name] = value
+    if kind == t.TICKET_MERGED and attrs["into"] == ticket:
+        return None
+    return EventIn(
+        account, event_id, kind, occurred_at, ticket, session, customer, channel, author, attrs
+    )
+
+
+def _checked_field_by_field(raw: Any, *, now: datetime) -> EventIn | EventError:
+    """The event, or the first reason it cannot be stored, field by field."""
     if not isinstance(raw, Mapping):
         if isinstance(raw, Unreadable):
             return EventError("event", raw.reason)
@@ -419,8 +525,8 @@ def _refuse_constant(name: str) -> Any:
 
 def parse_json(text: str) -> Any:
     """A JSON document; NaN and Infinity are refused (ValueError), and so is nesting deeper than
-    Python's parser follows (RecursionError)."""
-    return json.loads(text, parse_constant=_refuse_constant)
+    Python's parser follows (RecursionError). Read by orjson where it agrees (`json_codec`)."""
+    return json_codec.loads(text)
 
 
 def parse_batch(text: str) -> Any:
