@@ -227,6 +227,36 @@ class TaxRateOut(serializers.Serializer):
     )
 
 
+class NationalTaxRateOut(serializers.Serializer):
+    # DRF's metaclass pops declared fields off the class (see TaxRateOut).
+    label = serializers.CharField(  # type: ignore[assignment]
+        help_text="The label of the `tax[]` entry this converts."
+    )
+    tax_amount = MoneyOut(help_text="That entry's tax in euros, rounded half up once.")
+
+
+class EcbRateOut(serializers.Serializer):
+    # Field.source too, like `label` above: popped by DRF's metaclass, seen by mypy.
+    source = serializers.ChoiceField(choices=[("ECB", "ECB")])  # type: ignore[assignment]
+    currency = serializers.CharField(help_text="The invoice's currency.")
+    units_per_eur = serializers.CharField(
+        help_text='Units of `currency` for one euro, as a decimal string: "1.0856".'
+    )
+    published_on = serializers.DateField(
+        help_text="The day ECB published the rate: the latest on or before the issue date."
+    )
+
+
+class VatInEurOut(serializers.Serializer):
+    tax_total = MoneyOut(help_text="The VAT due in euros: the sum of `tax[].tax_amount`.")
+    tax = NationalTaxRateOut(many=True)
+    exchange_rate = EcbRateOut(
+        allow_null=True,
+        help_text="The ECB euro reference rate used; null when no rate was known at issue "
+        '(the invoice says "VAT in EUR: rate unavailable" and `tax_total` is 0).',
+    )
+
+
 class InvoiceSummaryOut(serializers.Serializer):
     id = serializers.IntegerField()
     number = serializers.CharField(allow_null=True)
@@ -277,6 +307,13 @@ class InvoiceSummaryOut(serializers.Serializer):
     vat_id_unconfirmed = serializers.BooleanField(
         help_text="VAT was charged because VIES had not confirmed the buyer's VAT id at issue; "
         "a credit note follows once it does."
+    )
+    vat_in_eur = VatInEurOut(
+        allow_null=True,
+        help_text="The VAT also stated in euros (Article 230 of Directive 2006/112/EC): on a "
+        "document that charges VAT, from a euro-area seller, in another currency than the "
+        "euro; converted at the ECB rate frozen at issue (a credit note: its invoice's). "
+        "Null otherwise.",
     )
     total = MoneyOut(
         help_text="What is owed as issued: subtotal plus tax_total, less the account credit "

@@ -110,6 +110,9 @@ class InvoiceDocument:
     credit_applied: tuple[tuple[str, int], ...] = ()
     # The legal mentions of the decision (reverse charge, outside the EU, OSS, ...).
     mentions: tuple[str, ...] = ()
+    # The VAT in the seller's national currency on a document in another one (Article 230):
+    # "VAT due in EUR: €60.61 (ECB rate 1 EUR = 1.0856 USD of 2026-12-04)", under the total tax.
+    national_vat: str = ""
 
 
 USAGE_STATEMENT_TITLE = "Usage statement"
@@ -445,6 +448,7 @@ def _draw_lines(pdf: _InvoicePdf, document: InvoiceDocument) -> None:
 
 def _draw_total(pdf: _InvoicePdf, document: InvoiceDocument) -> None:
     rows = 0 if document.subtotal_minor is None else 3 + len(document.tax_rows)
+    rows += 2 if document.national_vat else 0
     below = 6 * (rows + len(document.credit_applied) + len(document.settlement)) + (
         7 if document.amount_due_minor is not None else 0
     )
@@ -508,6 +512,12 @@ def _draw_tax_breakdown(
     pdf.cell(width * 0.6, 6, "Total tax")
     pdf.cell(width * 0.4, 6, _money_text(document.tax_minor, currency), align="R")
     pdf.ln(7)
+    if document.national_vat:
+        pdf.set_x(x)
+        pdf.set_font(_FONT, "", 8)
+        pdf.multi_cell(width, 4, _pdf_text(document.national_vat), align="R", new_x=XPos.LMARGIN)
+        pdf.set_font(_FONT, "", 9.5)
+        pdf.ln(2)
 
 
 def _draw_credit_applied(

@@ -167,7 +167,13 @@ def _tax_parts(invoice: Invoice, lines: list[InvoiceLine]) -> dict:
             (line.description, line.amount_minor) for line in lines if line.is_settlement
         ),
         "mentions": tuple(invoice.tax_decision.get("mentions", ())),
+        "national_vat": _national_vat_sentence(invoice),
     }
+
+
+def _national_vat_sentence(invoice: Invoice) -> str:
+    national = taxing.stored_national_vat(invoice)
+    return national.sentence() if national is not None else ""
 
 
 _RECORD_STATUS_WORDS: dict[str, str] = {

@@ -125,10 +125,13 @@ def vat_correction_issue(*, invoice: Invoice, reason: str, at: datetime | None =
             tax_minor=-invoice.tax_minor,
             total_minor=-invoice.tax_minor,
         )
+        national = taxing.stored_national_vat(invoice)
         tax = taxing.InvoiceTax(
             decision=TaxDecision.from_data(invoice.tax_decision),
             breakdown=breakdown,
             parties=invoice.parties,
+            # The invoice's whole VAT given back: its euros too, at its frozen rate.
+            national=national.negative() if national is not None else None,
         )
         (note,) = invoices_issue(
             drafts=[

@@ -8,6 +8,7 @@ settings, and turns stored JSON back into the pure values."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -18,7 +19,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from accounts.models import Account
-from plans.selectors import tax_rate_tables
+from plans.selectors import ecb_rate_on, tax_rate_tables
 from plans.tax import (
     BuyerTax,
     RateTotal,
@@ -29,8 +30,22 @@ from plans.tax import (
     invoice_tax,
     tax_decide,
 )
+from plans.tax.national import (
+    EcbRate,
+    NationalVat,
+    credit_note_national_vat,
+    national_currency,
+    national_vat,
+    rate_usable,
+    states_vat,
+)
 
 from .tax_checks import seller_tax
+
+logger = logging.getLogger(__name__)
+
+# The key of the VAT in the national currency in an invoice's frozen `tax_decision`.
+NATIONAL_VAT: Final = "vat_national"
 
 
 @dataclass(frozen=True)
@@ -40,15 +55,20 @@ class InvoiceTax:
     decision: TaxDecision | None  # None: a credit note of an invoice issued before tax
     breakdown: TaxBreakdown
     parties: dict[str, Any]
+    # The VAT in the seller's national currency (Article 230), on a document in another one.
+    national: NationalVat | None = None
 
     def fields(self) -> dict[str, Any]:
         """The invoice's frozen tax fields."""
         decision = self.decision
+        frozen = decision.as_data() if decision else {}
+        if self.national is not None:
+            frozen[NATIONAL_VAT] = self.national.as_data()
         return {
             "subtotal_minor": self.breakdown.subtotal_minor,
             "tax_minor": self.breakdown.tax_minor,
             "tax_treatment": str(decision.treatment) if decision else "",
-            "tax_decision": decision.as_data() if decision else {},
+            "tax_decision": frozen,
             "tax_rates": rates_data(self.breakdown),
             "vat_id_unconfirmed": bool(decision and decision.vat_id_unconfirmed),
             "parties": self.parties,
@@ -102,6 +122,7 @@ def invoices_tax(
     seller = seller_tax()
     eu_table, us_table = tax_rate_tables()  # the versioned table, read once per batch
     decisions: dict[tuple, TaxDecision] = {}
+    ecb_rates: dict[str, EcbRate | None] = {}  # per currency, looked up once per batch
     taxes = []
     for account_id, amounts in drafts:
         account = accounts[account_id]
@@ -118,14 +139,47 @@ def invoices_tax(
                 us_rate_table=us_table,
             )
             decisions[key] = decision
+        breakdown = invoice_tax(decision=decision, amounts_minor=amounts)
+        national = None
+        # An account's currency is its invoices' (fixed at creation).
+        if states_vat(decision=decision, seller_country=seller.country, currency=account.currency):
+            if account.currency not in ecb_rates:
+                ecb_rates[account.currency] = _ecb_rate(account.currency, on)
+            national = national_vat(
+                breakdown=breakdown,
+                currency=account.currency,
+                rate=ecb_rates[account.currency],
+                national=national_currency(seller.country) or "EUR",
+            )
         taxes.append(
             InvoiceTax(
                 decision=decision,
-                breakdown=invoice_tax(decision=decision, amounts_minor=amounts),
+                breakdown=breakdown,
                 parties=parties(account),
+                national=national,
             )
         )
     return taxes
+
+
+def _ecb_rate(currency: str, on: date) -> EcbRate | None:
+    """The ECB rate an invoice of `on` converts its VAT at, or None: never a reason not to
+    issue (the invoice says the rate was unavailable; the operator is told here)."""
+    rate = rate_usable(ecb_rate_on(currency=currency, on=on), on=on)
+    if rate is None:
+        logger.warning(
+            "No ECB rate for %s on or shortly before %s: invoices state 'VAT in EUR: rate "
+            "unavailable' (is the daily plans.ecb_rates_fetch task loading rates?)",
+            currency,
+            on.isoformat(),
+        )
+    return rate
+
+
+def stored_national_vat(invoice) -> NationalVat | None:
+    """The VAT in the national currency frozen on an issued document, if it states one."""
+    data = (invoice.tax_decision or {}).get(NATIONAL_VAT)
+    return NationalVat.from_data(data) if data else None
 
 
 # --- What is stored on the invoice, and back -------------------------------------------------
@@ -204,7 +258,46 @@ def credit_note_tax_for(
         if invoice.tax_decision
         else None  # an invoice issued before tax: its notes carry none either
     )
-    return InvoiceTax(decision=decision, breakdown=negative, parties=invoice.parties)
+    national = stored_national_vat(invoice)
+    if national is not None and credited.tax_minor:
+        national = _credited_national(
+            invoice_national=national,
+            invoice_currency=invoice.currency,
+            breakdown=breakdown,
+            credited_before_minor=credited_before_minor,
+            amount_minor=amount_minor,
+        )
+    else:
+        national = None  # no tax given back: no VAT to state
+    return InvoiceTax(
+        decision=decision, breakdown=negative, parties=invoice.parties, national=national
+    )
+
+
+def _credited_national(
+    *,
+    invoice_national: NationalVat,
+    invoice_currency: str,
+    breakdown: TaxBreakdown,
+    credited_before_minor: int,
+    amount_minor: int,
+) -> NationalVat:
+    """A note's VAT in the national currency, at the invoice's frozen rate: the euros of the
+    tax credited with this note less those credited before, rate by rate."""
+
+    def credited_so_far(amount: int) -> list[int]:
+        if amount == 0:
+            return [0] * len(breakdown.per_rate)
+        so_far = credit_note_tax(invoice=breakdown, credit_minor=amount, credited_before_minor=0)
+        return [row.tax_minor for row in so_far.per_rate]
+
+    return credit_note_national_vat(
+        invoice=invoice_national,
+        invoice_currency=invoice_currency,
+        tax_before=credited_so_far(credited_before_minor),
+        tax_after=credited_so_far(credited_before_minor + amount_minor),
+        labels=[row.rate.label for row in breakdown.per_rate],
+    )
 
 
 def credit_note_room(

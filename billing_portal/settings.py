@@ -280,6 +280,12 @@ VIES_API_URL = env.str(
     "VIES_API_URL", default="https://ec.europa.eu/taxation_customs/vies/rest-api"
 )
 VIES_TIMEOUT_SECONDS = env.int("VIES_TIMEOUT_SECONDS", default=10)
+# The ECB's euro reference rates (plans.ecb_gateway), loaded daily: VAT stated in euros on
+# invoices in another currency (docs/tax.md); the demo and tests point it at the stand-in.
+ECB_RATES_URL = env.str(
+    "ECB_RATES_URL", default="https://www.ecb.europa.eu/stats/eurofxref/eurofxref-daily.xml"
+)
+ECB_TIMEOUT_SECONDS = env.int("ECB_TIMEOUT_SECONDS", default=10)
 
 # --- Celery: no broker means tasks run in-process (the embedded demo defaults).
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
@@ -343,6 +349,9 @@ CELERY_BEAT_SCHEDULE = {
     "login-history": {"task": "accounts.login_records_prune", "schedule": 86400.0},
     # VAT ids with no VIES answer, or one 30 days old, checked again (billing.tax_checks).
     "vat-ids": {"task": "billing.tax_checks.vat_ids_recheck", "schedule": 86400.0},
+    # The ECB's euro reference rates of the day (published around 16:00 CET), for VAT stated
+    # in euros (plans.tasks); every 6 hours, so a failed fetch is tried again the same day.
+    "ecb-rates": {"task": "plans.ecb_rates_fetch", "schedule": 21600.0},
     # Proves to /readyz that beat schedules and a worker runs what it sends.
     "heartbeat": {
         "task": "operations.heartbeat",

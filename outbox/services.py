@@ -251,6 +251,31 @@ def invoice_tax_data(invoice) -> dict:
         "tax_treatment": invoice.tax_treatment,
         "tax_mentions": list(invoice.tax_decision.get("mentions", ())),
         "vat_id_unconfirmed": invoice.vat_id_unconfirmed,
+        "vat_in_eur": _vat_national(invoice.tax_decision.get("vat_national")),
+    }
+
+
+def _vat_national(data: dict | None) -> dict | None:
+    """The VAT in the seller's national currency frozen at issue (Article 230; docs/tax.md),
+    None when the document states none; `exchange_rate` None: no rate was known at issue."""
+    if not data:
+        return None
+    currency = data["currency"]
+    rate = data["rate"]
+    return {
+        "tax_total": money(data["tax_minor"], currency),
+        "tax": [
+            {"label": row["label"], "tax_amount": money(row["tax_minor"], currency)}
+            for row in data["per_rate"]
+        ],
+        "exchange_rate": None
+        if rate is None
+        else {
+            "source": "ECB",
+            "currency": rate["currency"],
+            "units_per_eur": rate["units_per_eur"],
+            "published_on": rate["published_on"],
+        },
     }
 
 

@@ -590,3 +590,32 @@ class TaxRateEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.code} from {self.effective_from}: {self.rate} %"
+
+
+class ExchangeRate(models.Model):
+    """One ECB euro reference rate (docs/tax.md, "VAT in euros"): `units_per_eur` of `currency`
+    for one euro, as published on `published_on`. Loaded by the daily task and by
+    `manage.py ecb_rates_load`, each new row audited; a published rate is never changed.
+    Seeded from the packaged plans/tax/ecb_rates.xml by migration 0008."""
+
+    published_on = models.DateField()
+    currency = models.CharField(max_length=3)
+    units_per_eur = models.DecimalField(max_digits=16, decimal_places=6)
+    source = models.TextField(help_text="Where the rate was read (the URL or file).")
+    loaded_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["currency", "published_on"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["currency", "published_on"], name="exchangerate_one_per_day"
+            ),
+            models.CheckConstraint(condition=Q(units_per_eur__gt=0), name="exchangerate_positive"),
+            models.CheckConstraint(
+                condition=Q(currency__regex=r"^[A-Z]{3}$"), name="exchangerate_currency"
+            ),
+            models.CheckConstraint(condition=~Q(source=""), name="exchangerate_has_source"),
+        ]
+
+    def __str__(self) -> str:
+        return f"1 EUR = {self.units_per_eur} {self.currency} on {self.published_on}"

@@ -1,8 +1,8 @@
-"""Read paths for the catalog, subscriptions and the tax rate table."""
+"""Read paths for the catalog, subscriptions, the tax rate table and the ECB exchange rates."""
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
 
@@ -15,6 +15,7 @@ from .models import (
     AddOnTier,
     Allowance,
     Edition,
+    ExchangeRate,
     Plan,
     Price,
     ScheduledChange,
@@ -23,6 +24,7 @@ from .models import (
     TaxRateKind,
 )
 from .tax import RateEntry, RateTable, eu_rates, us_rates
+from .tax.national import EcbRate
 
 _PUBLIC_PRICES = Prefetch("price_set", queryset=Price.objects.filter(account__isnull=True))
 _PUBLIC_ALLOWANCES = Prefetch(
@@ -140,3 +142,20 @@ def _plain(rate: Decimal) -> Decimal:
     # The column keeps 3 decimals (20.000); the files and the printed labels say 20 and 25.5,
     # and a frozen decision stores the rate as text: the same rate, written the same way.
     return rate.quantize(Decimal(1)) if rate == rate.to_integral() else rate.normalize()
+
+
+def ecb_rate_on(*, currency: str, on: date) -> EcbRate | None:
+    """The latest ECB euro reference rate of `currency` published on or before `on`, if any
+    (Article 230: the latest rate published at the chargeable event)."""
+    row = (
+        ExchangeRate.objects.filter(currency=currency, published_on__lte=on)
+        .order_by("-published_on")
+        .first()
+    )
+    if row is None:
+        return None
+    return EcbRate(
+        currency=row.currency,
+        units_per_eur=row.units_per_eur.normalize(),
+        published_on=row.published_on,
+    )

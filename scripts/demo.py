@@ -80,6 +80,8 @@ def env_file_write(
         "SHOPIFY_API_SECRET": DEMO_SHOPIFY_API_SECRET,
         # VAT ids are checked against the VIES stand-in, never the EU's service.
         "VIES_API_URL": f"http://127.0.0.1:{vies_port}",
+        # The ECB's daily rates file too (VAT in euros on USD invoices): the same stand-in.
+        "ECB_RATES_URL": f"http://127.0.0.1:{vies_port}/ecb/eurofxref-daily.xml",
     }
     lines = [
         f"# Written by `make demo PORT={port} STRIPE_PORT={stripe_port} "
@@ -194,6 +196,8 @@ def run(
         children.append(vies)
         vies_health = urllib.request.Request(f"http://127.0.0.1:{vies_port}/health")  # noqa: S310
         standin_wait(vies, port=vies_port, name="VIES", request=vies_health)
+        # The day's ECB rates, before the first invoice (beat loads them every 6 hours after).
+        manage("ecb_rates_load", values["ECB_RATES_URL"], env=env)
         manage("demo_setup", env=env)
         children.append(spawn("manage.py", "demo_scheduler", env=env))
         server = spawn("manage.py", "runserver", "--noreload", f"127.0.0.1:{port}", env=env)

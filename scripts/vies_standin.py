@@ -24,6 +24,17 @@ tests and the demo (never part of VIES):
     POST /_config/reset                 normal mode, the log of checks emptied
     GET  /_config/checks                the checks received so far (their JSON bodies)
 
+It also stands in for the ECB's daily reference rates file (plans.ecb_gateway; one stand-in
+process for the EU's two services, rather than one more port for the demo to start):
+
+    GET  /ecb/eurofxref-daily.xml       the file, in ECB's format (application/xml)
+    POST /_config/ecb {"xml": "...", "status": 200}
+         serve this text (and status) instead, until reset
+
+By default it serves the packaged plans/tax/ecb_rates.xml (ECB's real rates of 2024-06-28)
+dated to the latest weekday on or before today (UTC), as ECB publishes a file each working
+day: a demo's invoice finds a recent rate. The date is the stand-in's, the rates that day's.
+
     python scripts/vies_standin.py --port 8430
 """
 
@@ -32,10 +43,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import re
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+ECB_SEED = Path(__file__).resolve().parent.parent / "plans" / "tax" / "ecb_rates.xml"
 
 # Made-up companies with ids whose check digits are right (python-stdnum accepts them).
 REGISTERED = {
@@ -56,6 +71,7 @@ class State:
         self.mode = "normal"
         self.times: int | None = None
         self.checks: list[dict[str, Any]] = []
+        self.ecb: tuple[int, str] | None = None  # (status, text) set by a test
 
     def mode_for_next_check(self) -> str:
         with self.lock:
@@ -90,6 +106,13 @@ def answer(body: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def ecb_daily(today: date) -> str:
+    """The packaged day of ECB rates, dated to the latest weekday on or before `today`."""
+    day = today - timedelta(days=max(0, today.weekday() - 4))
+    text = ECB_SEED.read_text(encoding="utf-8")
+    return re.sub(r"time='\d{4}-\d{2}-\d{2}'", f"time='{day.isoformat()}'", text)
+
+
 class Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
@@ -107,8 +130,19 @@ class Handler(BaseHTTPRequestHandler):
             return {}
         return body if isinstance(body, dict) else {}
 
+    def _send_xml(self, status: int, text: str) -> None:
+        data = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        if self.path == "/health":
+        if self.path == "/ecb/eurofxref-daily.xml":
+            status, text = STATE.ecb or (200, ecb_daily(datetime.now(UTC).date()))
+            self._send_xml(status, text)
+        elif self.path == "/health":
             self._send(200, {"ok": True})
         elif self.path == "/_config/checks":
             self._send(200, {"checks": STATE.checks})
@@ -119,6 +153,9 @@ class Handler(BaseHTTPRequestHandler):
         body = self._body()
         if self.path == "/_config/reset":
             STATE.reset()
+            self._send(200, {"ok": True})
+        elif self.path == "/_config/ecb":
+            STATE.ecb = (int(body.get("status", 200)), str(body.get("xml", "")))
             self._send(200, {"ok": True})
         elif self.path == "/_config/mode":
             STATE.mode = str(body.get("mode", "normal"))

@@ -58,6 +58,7 @@ def _vies_offline(settings):
     """VIES is never asked on the internet: without the `vies_standin` fixture, a check (a
     saved VAT id's, after the commit) finds a closed loopback port, i.e. VIES down."""
     settings.VIES_API_URL = "http://127.0.0.1:9"
+    settings.ECB_RATES_URL = "http://127.0.0.1:9/ecb/eurofxref-daily.xml"  # nor the ECB
 
 
 @pytest.fixture
@@ -222,5 +223,6 @@ def vies_server():
 def vies_standin(vies_server, settings):
     """VIES calls go to the loopback stand-in (scripts/vies_standin.py), reset for each test."""
     settings.VIES_API_URL = vies_server.url
+    settings.ECB_RATES_URL = vies_server.ecb_url  # the same stand-in serves ECB's file
     vies_server.reset()
     return vies_server

@@ -42,6 +42,16 @@ class ViesStandIn:
     def checks(self) -> list[dict]:
         return self._call("/_config/checks")["checks"]
 
+    @property
+    def ecb_url(self) -> str:
+        """Where the stand-in serves ECB's daily rates file (ECB_RATES_URL)."""
+        return f"{self.url}/ecb/eurofxref-daily.xml"
+
+    def ecb_serve(self, xml: str, *, status: int = 200) -> None:
+        """Serve this text as ECB's daily file until the next reset (the packaged day
+        otherwise)."""
+        self._call("/_config/ecb", {"xml": xml, "status": status})
+
 
 def start() -> tuple[subprocess.Popen, ViesStandIn]:
     port = free_port()

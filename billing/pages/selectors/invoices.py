@@ -7,7 +7,7 @@ from django.db.models import Prefetch
 
 from accounts.models import Account
 
-from ... import phrases, statement
+from ... import phrases, statement, taxing
 from ...models import Invoice, InvoiceKind, PaymentAttempt
 from ...payments import confirmation_path, default_payment_method
 from ...statement import InvoiceFigures
@@ -33,6 +33,7 @@ class InvoiceTaxView:
     tax_minor: int
     total_incl_tax_minor: int
     mentions: tuple[str, ...]
+    national_vat: str = ""  # "VAT due in EUR: €60.61 (ECB rate …)" (docs/tax.md)
 
 
 def invoice_tax_view(invoice: Invoice) -> InvoiceTaxView | None:
@@ -40,6 +41,7 @@ def invoice_tax_view(invoice: Invoice) -> InvoiceTaxView | None:
     the tax on its charges; the page says so once, above the list)."""
     if not invoice.tax_rates:
         return None
+    national = taxing.stored_national_vat(invoice)
     return InvoiceTaxView(
         seller=invoice.parties.get("seller", {}),
         buyer=invoice.parties.get("buyer", {}),
@@ -54,6 +56,7 @@ def invoice_tax_view(invoice: Invoice) -> InvoiceTaxView | None:
         # What the supply costs with its tax; `total_minor` is what is owed, account credit off.
         total_incl_tax_minor=invoice.subtotal_minor + invoice.tax_minor,
         mentions=tuple(invoice.tax_decision.get("mentions", ())),
+        national_vat=national.sentence() if national is not None else "",
     )
 
 
