@@ -14,7 +14,7 @@ Where the two differ, the standard library's answer is the one the API promises:
   ignored;
 - orjson reads an integer past 64 bits as a float, where the standard parser keeps it exact
   (a ticket id of 25 digits must stay that id): a text holding 19 digits in a row anywhere
-  goes to the standard parser, found by one C pass over its bytes (a tenth of orjson's read).
+  goes to the standard parser, found by one C pass over its bytes (a quarter of orjson's read).
 """
 
 import json

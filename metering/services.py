@@ -1,6 +1,7 @@
 """Write paths of metering: ingest events, re-evaluate subjects, apply hard caps."""
 
 import contextlib
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -167,9 +168,16 @@ def _resolve_accounts(
     for slug, pk, created_at, anchor, started_at, interval in rows:
         counts_from = created_at
         if started_at is not None:
-            counts_from, _ = periods.usage_period_containing(anchor, started_at, interval)
+            counts_from = _first_period_start(anchor, started_at, interval)
         reach[slug] = (pk, counts_from)
     return reach
+
+
+@functools.lru_cache(maxsize=4096)
+def _first_period_start(anchor: datetime, started_at: datetime, interval: str) -> datetime:
+    """The start of the usage period a subscription began in. Remembered per process: a pure
+    function of its arguments, asked again for every account of every batch (16 µs a time)."""
+    return periods.usage_period_containing(anchor, started_at, interval)[0]
 
 
 def _before_subscription(counts_from: datetime) -> EventError:
