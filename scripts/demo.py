@@ -80,8 +80,9 @@ def env_file_write(
         "SHOPIFY_API_SECRET": DEMO_SHOPIFY_API_SECRET,
         # VAT ids are checked against the VIES stand-in, never the EU's service.
         "VIES_API_URL": f"http://127.0.0.1:{vies_port}",
-        # The ECB's daily rates file too (VAT in euros on USD invoices): the same stand-in.
-        "ECB_RATES_URL": f"http://127.0.0.1:{vies_port}/ecb/eurofxref-daily.xml",
+        # The ECB's rates too (VAT in euros on USD invoices): the same stand-in, its 90-day
+        # file, so that an advance of the demo's clock loads every day it jumps over.
+        "ECB_RATES_URL": f"http://127.0.0.1:{vies_port}/ecb/eurofxref-hist-90d.xml",
     }
     lines = [
         f"# Written by `make demo PORT={port} STRIPE_PORT={stripe_port} "
@@ -192,7 +193,14 @@ def run(
         health = urllib.request.Request(f"http://127.0.0.1:{shopify_port}/_standin/health")  # noqa: S310
         standin_wait(shopify, port=shopify_port, name="Shopify", request=health)
         # VIES's stand-in: the demo merchants' VAT ids are asked at setup and before closes.
-        vies = spawn("scripts/vies_standin.py", "--port", str(vies_port), env=env)
+        vies = spawn(
+            "scripts/vies_standin.py",
+            "--port",
+            str(vies_port),
+            "--clock-file",  # ECB's files dated by the demo's clock
+            values["DEMO_CLOCK_FILE"],
+            env=env,
+        )
         children.append(vies)
         vies_health = urllib.request.Request(f"http://127.0.0.1:{vies_port}/health")  # noqa: S310
         standin_wait(vies, port=vies_port, name="VIES", request=vies_health)

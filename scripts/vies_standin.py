@@ -24,16 +24,18 @@ tests and the demo (never part of VIES):
     POST /_config/reset                 normal mode, the log of checks emptied
     GET  /_config/checks                the checks received so far (their JSON bodies)
 
-It also stands in for the ECB's daily reference rates file (plans.ecb_gateway; one stand-in
-process for the EU's two services, rather than one more port for the demo to start):
+It also stands in for the ECB's reference rates files (plans.ecb_gateway; one stand-in process
+for the EU's two services, rather than one more port for the demo to start):
 
-    GET  /ecb/eurofxref-daily.xml       the file, in ECB's format (application/xml)
+    GET  /ecb/eurofxref-daily.xml       the day's file, in ECB's format (application/xml)
+    GET  /ecb/eurofxref-hist-90d.xml    the same format, every weekday of the last 90 days
     POST /_config/ecb {"xml": "...", "status": 200}
-         serve this text (and status) instead, until reset
+         serve this text (and status) at both instead, until reset
 
-By default it serves the packaged plans/tax/ecb_rates.xml (ECB's real rates of 2024-06-28)
-dated to the latest weekday on or before today (UTC), as ECB publishes a file each working
-day: a demo's invoice finds a recent rate. The date is the stand-in's, the rates that day's.
+By default each day is the packaged plans/tax/ecb_rates.xml (ECB's real rates of 2024-06-28)
+dated to a weekday on or before today (UTC, plus the demo's offset with --clock-file), as ECB
+publishes a file each working day: a demo's invoice finds a recent rate. The dates are the
+stand-in's, the rates that one day's.
 
     python scripts/vies_standin.py --port 8430
 """
@@ -84,6 +86,7 @@ class State:
 
 
 STATE = State()
+CLOCK_FILE: Path | None = None
 
 
 def answer(body: dict[str, Any]) -> dict[str, Any]:
@@ -106,11 +109,33 @@ def answer(body: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def ecb_daily(today: date) -> str:
-    """The packaged day of ECB rates, dated to the latest weekday on or before `today`."""
-    day = today - timedelta(days=max(0, today.weekday() - 4))
+_DAY = re.compile(r"(<Cube time='\d{4}-\d{2}-\d{2}'>.*?</Cube>)\s*(?=</Cube>)", re.S)
+
+
+def ecb_file(today: date, *, days: int = 1) -> str:
+    """The packaged day of ECB rates, once per weekday of the `days` days up to `today`,
+    newest first (ECB's daily file is one day; its 90-day file the same shape, 90 days)."""
     text = ECB_SEED.read_text(encoding="utf-8")
-    return re.sub(r"time='\d{4}-\d{2}-\d{2}'", f"time='{day.isoformat()}'", text)
+    (cube,) = _DAY.findall(text)
+    latest = today - timedelta(days=max(0, today.weekday() - 4))  # Friday's on a weekend
+    span = (latest - timedelta(days=n) for n in range(days))
+    weekdays = [day for day in span if day.weekday() < 5]
+    dated = "\n".join(
+        re.sub(r"time='[^']*'", f"time='{day.isoformat()}'", cube) for day in weekdays
+    )
+    return _DAY.sub(lambda _: dated, text)
+
+
+def standin_today(clock_file: Path | None) -> date:
+    """Today (UTC) as the stand-in's users see it: the demo's clock moves by its file's offset
+    (seconds, as billing_portal.demo_clock writes it)."""
+    offset = 0.0
+    if clock_file is not None:
+        try:
+            offset = float(clock_file.read_text().strip() or 0)
+        except (FileNotFoundError, ValueError):
+            offset = 0.0
+    return (datetime.now(UTC) + timedelta(seconds=offset)).date()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -139,8 +164,10 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        if self.path == "/ecb/eurofxref-daily.xml":
-            status, text = STATE.ecb or (200, ecb_daily(datetime.now(UTC).date()))
+        if self.path in ("/ecb/eurofxref-daily.xml", "/ecb/eurofxref-hist-90d.xml"):
+            days = 1 if self.path.endswith("daily.xml") else 90
+            today = standin_today(CLOCK_FILE)
+            status, text = STATE.ecb or (200, ecb_file(today, days=days))
             self._send_xml(status, text)
         elif self.path == "/health":
             self._send(200, {"ok": True})
@@ -181,7 +208,12 @@ class Handler(BaseHTTPRequestHandler):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8430)
+    parser.add_argument(
+        "--clock-file", type=Path, help="The demo's clock offset (ECB's files are dated by it)."
+    )
     args = parser.parse_args()
+    global CLOCK_FILE
+    CLOCK_FILE = args.clock_file
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.serve_forever()
 

@@ -2,9 +2,11 @@
 README's commands beside it, the demo clock, the sent-mail page."""
 
 import io
+import json
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -157,6 +159,15 @@ def test_demo_serves_on_the_ports_asked_and_fast_forwards_to_a_paid_invoice(tmp_
         new_invoices = [line for line in advanced.stdout.splitlines() if "demo-store" in line]
         assert new_invoices and all(line.endswith("paid") for line in new_invoices), advanced.stdout
         assert any((tmp_path / "var" / "mail").glob("*.log"))  # mail where the README says
+        # The French seller's USD invoice states its VAT in euros too, at an ECB rate the
+        # stand-in dated by the demo's clock (loaded by the advance): never "rate unavailable".
+        with sqlite3.connect(tmp_path / "var" / "db.sqlite3") as db:
+            (decision,) = db.execute(
+                "SELECT i.tax_decision FROM billing_invoice i JOIN accounts_account a "
+                "ON a.id = i.account_id WHERE a.slug = 'demo-store' AND a.currency = 'USD' "
+                "AND i.tax_treatment = 'domestic' ORDER BY i.id DESC LIMIT 1"
+            ).fetchone()
+        assert json.loads(decision)["vat_national"]["rate"]["currency"] == "USD"
 
         # A second advance moves the clock 31 days more, not 62: the clock file says 62 days.
         again = manage(tmp_path, "demo_advance", "--days", "31")

@@ -12,6 +12,7 @@ from billing.models import Invoice
 from billing.run import run_billing
 from billing_portal import demo_clock
 from plans.money import format_money
+from plans.tasks import ecb_rates_fetch_task
 
 
 class Command(BaseCommand):
@@ -36,6 +37,9 @@ class Command(BaseCommand):
         now = before + timedelta(days=days)
         demo_clock.offset_write(path, demo_clock.offset_read(path) + timedelta(days=days))
         demo_clock.install(path)  # this process reads the new offset at once
+        # The ECB rates of the days jumped over (the stand-in dates its files by the demo's
+        # clock), before their invoices convert their VAT to euros; a failure is only logged.
+        ecb_rates_fetch_task()
         issued_before = set(Invoice.objects.values_list("pk", flat=True))
         # Day by day, as the scheduler would have seen them: a 31-day jump crosses a period end,
         # and dunning counts its retries and reminders in days.
