@@ -600,20 +600,8 @@ def _load_events(
         session_types = (rules.types.CAMPAIGN_CLICK, rules.types.AI_SESSION_EVENT)
         rows = event_store.load_events(by, pairs, session_types, exclude=True)
     result: dict[int, list[rules.Event]] = defaultdict(list)
-    for account_id, event_id, kind, at, ticket, customer, channel, author, session, attrs in rows:
-        result[account_id].append(
-            rules.Event(
-                id=event_id,
-                type=kind,
-                occurred_at=at,
-                ticket=ticket,
-                customer=customer,
-                channel=channel,
-                author=author,
-                session=session,
-                attrs=attrs,
-            )
-        )
+    for row in rows:  # (account id, *the event's fields in order)
+        result[row[0]].append(rules.stored_event(row[1:]))
     return result
 
 
@@ -660,13 +648,15 @@ def _replace_charges(
     as_of: datetime,
     events_of: dict,
 ) -> tuple[set[tuple[int, str, datetime]], set[tuple[int, str, str]]]:
-    """Swap the subjects' charge rows for the new verdicts (each with its usage period); return
+    """Turn the subjects' charge rows into the new verdicts (each with its usage period); return
     the (account, meter, period) triples that now hold counted units (limits are re-applied to
     those), and the tickets the loop detector held outside the batch."""
     # Usage of a period before the archive horizon is closed for good: its rows stay as they
     # are and no verdict is added there (metering.partitions).
     horizon = partitions.archive_horizon()
-    recorded = event_store.delete_charges(sorted(evaluated), keep_before=horizon)
+    existing = event_store.charges_read(sorted(evaluated), keep_before=horizon)
+    # When each unit was first recorded, whatever period its row is in now.
+    recorded = {row[1:6]: row[11] for row in existing}
     # Between the old rows and the new: the detector sees which tickets are counted for the
     # first time, and what it holds is written held below.
     earlier_of_loops = _loops_detect(verdicts, events_of, recorded)
@@ -702,5 +692,5 @@ def _replace_charges(
                 recorded.get(key, as_of),
             )
         )
-    event_store.insert_charges(rows)
+    event_store.charges_write(existing, rows)
     return touched, earlier_of_loops

@@ -29,6 +29,7 @@ from .types import (
     VOICE_TICKETS,
     Event,
     Outcome,
+    stored_event,
 )
 
 __all__ = [
@@ -55,4 +56,5 @@ __all__ = [
     "evaluate_ai_session",
     "evaluate_browser_session",
     "evaluate_tickets",
+    "stored_event",
 ]

@@ -6,8 +6,8 @@ Django code that stores their results both import these names.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -104,6 +104,23 @@ class Event:
     def attr(self, name: str, default: Any = None) -> Any:
         """A type-specific field, or `default` when the sender left it out."""
         return self.attrs.get(name, default)
+
+
+# Event's slots, in field order, for stored_event.
+_EVENT_SLOTS = tuple(Event.__dict__[f.name] for f in fields(Event))
+
+
+def stored_event(values: Sequence[Any]) -> Event:
+    """An event read back from storage, its fields in Event's order (id first).
+
+    Checked once, when it was received (metering.validation; a timestamptz column never
+    holds a naive time): __post_init__'s checks are skipped here, and the frozen dataclass's
+    __init__ with them, since re-evaluation builds every event of a subject again on each
+    pass. The event is the same value Event(...) would give."""
+    event = object.__new__(Event)
+    for slot, value in zip(_EVENT_SLOTS, values, strict=True):
+        slot.__set__(event, value)
+    return event
 
 
 @dataclass(frozen=True, slots=True)
