@@ -1,13 +1,14 @@
 """Claiming the subscriptions whose period ended (SKIP LOCKED, batch by batch), closing each
 batch in one transaction, and setting aside the ones that fail."""
 
+import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Exists, OuterRef
 
 from accounts.models import Account, TaxIdStatus
@@ -247,7 +248,7 @@ def periods_close(
         )
         CloseSetAside.objects.filter(subscription__in=subscriptions).delete()
         updated = {close.pk: close for c in closes for close in c.updated_closes}
-        UsageClose.objects.bulk_update(list(updated.values()), ["billed_units"])
+        _billed_units_save(list(updated.values()))
         for c, invoice in zip(closes, invoices, strict=True):
             if any(change.cancel for change in c.changes):
                 _end_subscription(c.subscription, c.changes, at=c.closed.end, invoice=invoice)
@@ -255,13 +256,41 @@ def periods_close(
             if c.changes:
                 _apply_scheduled_changes(c.subscription, c.changes, at=c.closed.end)
             _advance(c.subscription, closed_end=c.closed.end, next_cycle=c.next_cycle)
-        Subscription.objects.bulk_update(
-            [c.subscription for c in closes],
-            [
-                "usage_period_start",
-                "usage_period_end",
-                "current_period_start",
-                "current_period_end",
-            ],
-        )
+        _periods_save([c.subscription for c in closes])
         return [(invoice, len(c.changes)) for c, invoice in zip(closes, invoices, strict=True)]
+
+
+_PERIODS = ("usage_period_start", "usage_period_end", "current_period_start", "current_period_end")
+
+
+def _periods_save(subscriptions: list[Subscription]) -> None:
+    """Store the subscriptions' four periods, one statement for the batch. On PostgreSQL an
+    `UPDATE … FROM unnest`: the ORM's bulk_update builds a CASE per field and row, and
+    compiling it cost more than the rest of the close (6.3 s against 0.29 s for 10,000)."""
+    if connection.vendor != "postgresql":
+        Subscription.objects.bulk_update(subscriptions, list(_PERIODS))
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE plans_subscription s SET usage_period_start = v.us, usage_period_end = v.ue, "
+            "current_period_start = v.cs, current_period_end = v.ce "
+            "FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[], "
+            "%s::timestamptz[]) AS v(id, us, ue, cs, ce) WHERE s.id = v.id",
+            [[s.pk for s in subscriptions]]
+            + [[getattr(s, field) for s in subscriptions] for field in _PERIODS],
+        )
+
+
+def _billed_units_save(closes: list[UsageClose]) -> None:
+    """Store the closes' `billed_units` that late usage moved, one statement (as above)."""
+    if not closes:
+        return
+    if connection.vendor != "postgresql":
+        UsageClose.objects.bulk_update(closes, ["billed_units"])
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE billing_usageclose u SET billed_units = v.billed_units "
+            "FROM unnest(%s::bigint[], %s::jsonb[]) AS v(id, billed_units) WHERE u.id = v.id",
+            [[c.pk for c in closes], [json.dumps(c.billed_units) for c in closes]],
+        )
