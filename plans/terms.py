@@ -57,6 +57,10 @@ class TermsBook:
         self.allowances = {
             (*_owner_key(a), a.account_id, a.meter): a for a in Allowance.objects.filter(scope)
         }
+        # The accounts with negotiated rows: every other account pays the catalog, so its terms
+        # are those of any account on the same plan and add-ons (built once, see _built).
+        self._negotiated = {key[2] for key in (*self.prices, *self.allowances)} - {None}
+        self._built: dict[tuple, pricing.SubscriptionTerms] = {}
 
     def price(
         self, owner: tuple[str, int], account_id: int, currency: str, interval: str, component: str
@@ -103,15 +107,52 @@ class TermsBook:
         tiers: dict[AddOn, AddOnTier | None] | None = None,
     ) -> pricing.SubscriptionTerms:
         """The subscription's terms with these add-ons; the keyword arguments price a change
-        instead: another plan, interval, or add-on tiers (None removes an add-on)."""
-        account_id = subscription.account_id
-        currency = subscription.account.currency
+        instead: another plan, interval, or add-on tiers (None removes an add-on).
+
+        Built once per book for each combination of what they depend on: closing thousands of
+        subscriptions builds as many terms as there are plans, add-on tiers and negotiated
+        accounts among them."""
         # Pricing's words are the catalog's intervals: a 30d cycle pays the monthly prices
         # per period (periods.price_interval); pricing checks them again when it is built.
         interval = cast(pricing.Interval, periods.price_interval(interval or subscription.interval))
-        plan_terms = edition_terms = None
         if subscription.plan_id:
             plan = plan or subscription.plan
+            assert plan is not None  # plan_id is set
+        # None as a tier removes the add-on in the change being priced.
+        chosen: dict[AddOn, AddOnTier | None] = dict(addons)
+        chosen.update(tiers or {})
+        key = (
+            subscription.account_id if subscription.account_id in self._negotiated else None,
+            subscription.account.currency,
+            interval,
+            plan.pk if subscription.plan_id and plan is not None else None,
+            # An edition's terms carry the subscription's own agents and commitment.
+            None
+            if subscription.plan_id
+            else (
+                subscription.edition_id,
+                subscription.full_agents,
+                subscription.light_agents,
+                subscription.commitment_units,
+                subscription.ai_at_limit,
+            ),
+            tuple(sorted((a.pk, t.pk) for a, t in chosen.items() if t is not None)),
+        )
+        if key not in self._built:
+            self._built[key] = self._build(subscription, chosen, plan, interval)
+        return self._built[key]
+
+    def _build(
+        self,
+        subscription: Subscription,
+        chosen: dict[AddOn, AddOnTier | None],
+        plan: Plan | None,
+        interval: pricing.Interval,
+    ) -> pricing.SubscriptionTerms:
+        account_id = subscription.account_id
+        currency = subscription.account.currency
+        plan_terms = edition_terms = None
+        if subscription.plan_id:
             assert plan is not None  # plan_id is set
             owner = ("plan", plan.pk)
             plan_terms = pricing.PlanTerms(
@@ -150,9 +191,6 @@ class TermsBook:
                 overage_unit_minor=monthly(Price.Component.OVERAGE),
                 at_limit=cast(pricing.AtLimit, subscription.ai_at_limit),
             )
-        # None as a tier removes the add-on in the change being priced.
-        chosen: dict[AddOn, AddOnTier | None] = dict(addons)
-        chosen.update(tiers or {})
         addon_terms = tuple(
             pricing.AddOnTerms(
                 addon=addon.code,
