@@ -14,6 +14,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from .bulk import copy_insert
 from .models import AuditEntry, Source
 
 
@@ -87,8 +88,8 @@ def audit_record(**fields) -> AuditEntry:
 
 
 def audit_record_many(entries: Iterable[AuditEntry]) -> None:
-    """Append many rows in one statement: the close path writes a batch's rows at once."""
-    AuditEntry.objects.bulk_create(list(entries), batch_size=2000)
+    """Append many rows in one COPY: the close path writes a batch's rows at once."""
+    copy_insert(list(entries))
 
 
 def acting_for_this_request(*, source: str, label: str) -> None:

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from accounts.errors import Conflict, DomainError
 from accounts.models import Account
+from audit.bulk import copy_insert
 from audit.services import audit_entry, audit_record_many
 from audit.transitions import status_transition
 from outbox import services as outbox
@@ -161,7 +162,7 @@ def invoices_issue(*, drafts: Sequence[InvoiceDraft], at: datetime) -> list[Invo
                 **tax.fields(),
             )
         )
-    Invoice.objects.bulk_create(invoices)
+    copy_insert(invoices)
     AccountCredit.objects.bulk_create(
         [
             AccountCredit(
@@ -177,30 +178,28 @@ def invoices_issue(*, drafts: Sequence[InvoiceDraft], at: datetime) -> list[Invo
             if amount
         ]
     )
-    lines = InvoiceLine.objects.bulk_create(
-        [
-            InvoiceLine(
-                invoice=invoice,
-                position=position,
-                kind=line.kind,
-                description=line.description,
-                meter=line.meter or "",
-                quantity=line.quantity,
-                unit_price_minor=line.unit_price_minor,
-                amount_minor=line.amount_minor,
-                rules=list(line.rules),
-                period_start=line.period_start,
-                period_end=line.period_end,
-                is_settlement=position > count,
-            )
-            for invoice, draft, count in zip(invoices, drafts, taxable, strict=True)
-            for position, line in enumerate(draft.lines, start=1)
-        ],
-        batch_size=2000,
-    )
+    lines = [
+        InvoiceLine(
+            invoice=invoice,
+            position=position,
+            kind=line.kind,
+            description=line.description,
+            meter=line.meter or "",
+            quantity=line.quantity,
+            unit_price_minor=line.unit_price_minor,
+            amount_minor=line.amount_minor,
+            rules=list(line.rules),
+            period_start=line.period_start,
+            period_end=line.period_end,
+            is_settlement=position > count,
+        )
+        for invoice, draft, count in zip(invoices, drafts, taxable, strict=True)
+        for position, line in enumerate(draft.lines, start=1)
+    ]
+    copy_insert(lines)
     if uses:
-        # The lines exist now (bulk_create on PostgreSQL sets their pks): link each use to its
-        # invoice and credit line, by the draft's index and the line's position.
+        # The lines exist now (copy_insert sets their pks): link each use to its invoice and
+        # credit line, by the draft's index and the line's position.
         by_position = {(line.invoice_id, line.position): line for line in lines}
         CreditUse.objects.bulk_create(
             [
@@ -214,7 +213,7 @@ def invoices_issue(*, drafts: Sequence[InvoiceDraft], at: datetime) -> list[Invo
                 for use in uses
             ]
         )
-    InvoiceStatusChange.objects.bulk_create(
+    copy_insert(
         [
             InvoiceStatusChange(
                 invoice=invoice,
@@ -224,8 +223,7 @@ def invoices_issue(*, drafts: Sequence[InvoiceDraft], at: datetime) -> list[Invo
                 reason="nothing to pay" if invoice.status == S.PAID else "issued",
             )
             for invoice in invoices
-        ],
-        batch_size=2000,
+        ]
     )
     outbox.invoices_issued_emit(invoices)
     audit_record_many(

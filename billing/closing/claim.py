@@ -12,6 +12,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Exists, OuterRef
 
 from accounts.models import Account, TaxIdStatus
+from audit.bulk import copy_insert
 from plans.models import ScheduledChange, Subscription, SubscriptionAddOn
 from plans.terms import TermsBook
 from retries import Table
@@ -232,7 +233,7 @@ def periods_close(
             for s in subscriptions
         ]
         invoices = invoices_issue(drafts=[c.draft for c in closes], at=as_of)
-        UsageClose.objects.bulk_create(
+        copy_insert(
             [
                 UsageClose(
                     subscription=c.subscription,

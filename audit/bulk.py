@@ -1,0 +1,96 @@
+"""Inserting many rows at once by COPY, for the append-only writers of a batch (the audit log
+here, invoices and their rows at a period close).
+
+`bulk_create` on PostgreSQL binds its values on the client: every value of every row is quoted
+into the SQL text (a regular expression per string), so that closing 2,000 periods spent 2.6 s
+in its five INSERTs (invoices, lines, closes, status changes, audit rows), mostly quoting.
+COPY sends the rows as they are. The ids are taken from the table's sequence first, so the
+caller gets its objects back with their pks, in order, as bulk_create gives them."""
+
+from collections.abc import Sequence
+
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.models import NOT_PROVIDED, Field, ForeignKey, Model
+from django.db.models.expressions import DatabaseDefault
+
+# Columns whose values of the types below the ORM sends unchanged.
+_PLAIN_COLUMNS = frozenset(
+    {
+        "AutoField",
+        "BigAutoField",
+        "BigIntegerField",
+        "BooleanField",
+        "CharField",
+        "IntegerField",
+        "PositiveBigIntegerField",
+        "PositiveIntegerField",
+        "PositiveSmallIntegerField",
+        "SmallAutoField",
+        "SmallIntegerField",
+        "TextField",
+    }
+)
+_PLAIN_VALUES = frozenset({str, int, bool, type(None)})
+
+
+def copy_insert(objs: Sequence[Model], *, batch_size: int = 2000) -> None:
+    """Insert unsaved instances of one model, setting their pks (bulk_create off PostgreSQL).
+    Model defaults are applied (the instances carry them); database defaults are not
+    supported: such a model goes through bulk_create."""
+    if not objs:
+        return
+    model = type(objs[0])
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if not f.generated]
+    defaulted = [f for f in fields if f.db_default is not NOT_PROVIDED]
+    if connection.vendor != "postgresql" or any(
+        isinstance(getattr(obj, f.attname), DatabaseDefault) for obj in objs for f in defaulted
+    ):
+        model._default_manager.bulk_create(objs, batch_size=batch_size)
+        return
+    pk = meta.pk
+    assert pk is not None
+    db = connections[DEFAULT_DB_ALIAS]  # not the proxy: it is asked once per value below
+    with db.cursor() as cursor:
+        missing = [obj for obj in objs if obj.pk is None]
+        if missing:
+            # One call for all the ids, in order: the objects get ascending pks, as with
+            # bulk_create. A rollback leaves a gap in the sequence, never in what it numbers.
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                [meta.db_table, pk.column, len(missing)],
+            )
+            for obj, (value,) in zip(missing, cursor.fetchall(), strict=True):
+                obj.pk = value
+        relations = [f for f in fields if f.is_relation]
+        for obj in objs:
+            if any(getattr(obj, f.attname) is None for f in relations):
+                # A related object saved after it was assigned: its pk into the column, as
+                # bulk_create does.
+                obj._prepare_related_fields_for_save(  # type: ignore[attr-defined]
+                    operation_name="copy_insert"
+                )
+        columns = ", ".join(db.ops.quote_name(f.column) for f in fields)
+        table = db.ops.quote_name(meta.db_table)
+        # Most values go as they are (a string in a text column); the others are prepared as
+        # the ORM prepares them (JSON, dates, decimals, auto_now_add, lazy strings, enums).
+        plain = [_column_type(f) in _PLAIN_COLUMNS for f in fields]
+        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for obj in objs:
+                row = []
+                for f, as_is in zip(fields, plain, strict=True):
+                    value = getattr(obj, f.attname)
+                    if not (as_is and type(value) in _PLAIN_VALUES):
+                        value = f.get_db_prep_save(f.pre_save(obj, True), db)
+                    row.append(value)
+                copy.write_row(row)
+    for obj in objs:
+        obj._state.adding = False
+        obj._state.db = db.alias
+
+
+def _column_type(field: Field) -> str:
+    """The field's own type, or for a foreign key the type of the column it points to."""
+    if isinstance(field, ForeignKey):
+        return field.target_field.get_internal_type()
+    return field.get_internal_type()
