@@ -233,7 +233,9 @@ def finish_reevaluations(claims: list[tuple], *, done: bool) -> None:
             + ' ORDER BY r.account_id, r.kind COLLATE "C", r.subject COLLATE "C"'
             + " FOR UPDATE OF r"
         )
-        _run(action.format(rows=rows), [[c[0] for c in ordered], [c[1] for c in ordered]])
+        ids = _ARRAY_OF["int8"](c[0] for c in ordered)
+        versions = _ARRAY_OF["int8"](c[1] for c in ordered)
+        _run(action.format(rows=rows), [ids, versions])
         return
     with connection.cursor() as cursor:
         if done:
@@ -295,9 +297,12 @@ def _run(sql: str, params: list) -> list[tuple]:
     the client) and rows come back in binary through psycopg's own C loaders: Django reads a
     timestamptz through a pure-Python loader (726 ms against psycopg's 170 ms for 200k
     values). jsonb comes back parsed, and timestamps in the session's zone, which Django sets
-    to UTC. Not prepared: the plans below depend on the size of their arrays."""
+    to UTC. Not prepared: the plans below depend on the size of their arrays. Arrays made with
+    _ARRAY_OF are dumped as their type says, without a look at every item."""
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        for array, dumper in _TYPED_ARRAYS.values():
+            cursor.adapters.register_dumper(array, dumper)
         cursor.execute(sql, params, prepare=False, binary=True)
         return cursor.fetchall() if cursor.description else []
 
@@ -319,7 +324,8 @@ def load_events(
             f"ON e.account_id = w.account_id AND e.{by} = w.key "
             f"WHERE {negate}(e.type = ANY(%s::text[]))"
         )
-        return _run(sql, [list(accounts), list(keys), list(types)])
+        params = [_ARRAY_OF["int8"](accounts), _ARRAY_OF["text"](keys), _ARRAY_OF["text"](types)]
+        return _run(sql, params)
     from django.db.models import Q
 
     condition = Q()
@@ -376,9 +382,14 @@ def charges_read_statement(
     subjects: list[tuple[int, str, str]], *, keep_before: datetime | None
 ) -> tuple[str, list]:
     """The SQL and parameters of charges_read on PostgreSQL (the EXPLAIN test reads its plan)."""
-    accounts, kinds, keys = (list(c) for c in zip(*subjects, strict=True))
     sql = _CHARGES_READ.format(kept=_KEPT if keep_before else "")
-    return sql, [accounts, kinds, keys, *([keep_before] if keep_before else [])]
+    return sql, [*_subject_arrays(subjects), *([keep_before] if keep_before else [])]
+
+
+def _subject_arrays(subjects: Iterable[tuple[int, str, str]]) -> list[list]:
+    """(account, kind, subject) triples as three typed arrays, for `unnest`."""
+    accounts, kinds, keys = zip(*subjects, strict=True)
+    return [_ARRAY_OF["int8"](accounts), _ARRAY_OF["text"](kinds), _ARRAY_OF["text"](keys)]
 
 
 def charges_read(
@@ -431,7 +442,7 @@ def _charges_delete(ids: list[int]) -> None:
     if not ids:
         return
     if connection.vendor == "postgresql":
-        _run(_CHARGES_DELETE, [ids])
+        _run(_CHARGES_DELETE, [_ARRAY_OF["int8"](ids)])
         return
     from .models import Charge
 
@@ -444,9 +455,18 @@ def _charges_update(rows: list[tuple]) -> None:
     if not rows:
         return
     if connection.vendor == "postgresql":
-        columns = [list(column) for column in zip(*rows, strict=True)]
-        columns[4] = [json.dumps(rules) for rules in columns[4]]
-        _run(_CHARGES_UPDATE, [*columns, columns[0]])
+        ids, statuses, billable, pending, rules, evaluated, recorded = zip(*rows, strict=True)
+        times = _ARRAY_OF["timestamptz"]
+        params = [
+            _ARRAY_OF["int8"](ids),
+            _ARRAY_OF["text"](statuses),
+            times(billable),
+            times(pending),
+            _ARRAY_OF["text"](json.dumps(r) for r in rules),
+            times(evaluated),
+            times(recorded),
+        ]
+        _run(_CHARGES_UPDATE, [*params, params[0]])
         return
     from .models import Charge
 
@@ -475,12 +495,11 @@ def excluded_subjects(subjects: set[tuple[int, str, str]]) -> set[tuple[int, str
         return set()
     if connection.vendor == "postgresql":
         # The batch as arrays: Django's cursor would spell its 2,000 names out as SQL.
-        columns = [list(column) for column in zip(*subjects, strict=True)]
         found = _run(
             "SELECT x.account_id, x.subject_kind, x.subject FROM metering_usageexclusion x "
             "JOIN unnest(%s::bigint[], %s::text[], %s::text[]) AS s(account_id, kind, subject) "
             "ON x.account_id = s.account_id AND x.subject_kind = s.kind AND x.subject = s.subject",
-            columns,
+            _subject_arrays(subjects),
         )
         return set(found)
     from .models import UsageExclusion
