@@ -8,9 +8,11 @@ COPY sends the rows as they are. The ids are taken from the table's sequence fir
 caller gets its objects back with their pks, in order, as bulk_create gives them."""
 
 from collections.abc import Sequence
+from datetime import datetime
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
-from django.db.models import NOT_PROVIDED, Field, ForeignKey, Model
+from django.db.models import NOT_PROVIDED, DateTimeField, Field, ForeignKey, Model
 from django.db.models.expressions import DatabaseDefault
 
 # Columns whose values of the types below the ORM sends unchanged.
@@ -75,12 +77,21 @@ def copy_insert(objs: Sequence[Model], *, batch_size: int = 2000) -> None:
         # Most values go as they are (a string in a text column); the others are prepared as
         # the ORM prepares them (JSON, dates, decimals, auto_now_add, lazy strings, enums).
         plain = [_column_type(f) in _PLAIN_COLUMNS for f in fields]
+        # An aware datetime too: with USE_TZ the ORM hands it to psycopg unchanged (it only
+        # warns about and converts naive ones), unless the field sets itself on save.
+        instants = [
+            settings.USE_TZ and type(f) is DateTimeField and not (f.auto_now or f.auto_now_add)
+            for f in fields
+        ]
         with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
             for obj in objs:
                 row = []
-                for f, as_is in zip(fields, plain, strict=True):
+                for f, as_is, instant in zip(fields, plain, instants, strict=True):
                     value = getattr(obj, f.attname)
-                    if not (as_is and type(value) in _PLAIN_VALUES):
+                    if not (
+                        (as_is and type(value) in _PLAIN_VALUES)
+                        or (instant and type(value) is datetime and value.utcoffset() is not None)
+                    ):
                         value = f.get_db_prep_save(f.pre_save(obj, True), db)
                     row.append(value)
                 copy.write_row(row)
