@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import connection
 from django.db.models import Count, Q
 
 from metering.models import Charge, ChargeStatus, UsageHold
@@ -33,24 +34,50 @@ def final_units(subscription: Subscription, start: datetime) -> dict[str, int]:
 def units_by_period(
     pairs: Iterable[tuple[int, datetime]],
 ) -> dict[tuple[int, datetime], dict[str, int]]:
-    """Final units per meter for many (account, usage period start) pairs, in one query."""
+    """Final units per meter for many (account, usage period start) pairs, in one query.
+
+    Counted from the charge rows themselves, not from the per-day counters (UsageDay): those
+    outlive an archived month's charges and can be written apart from them, and a close bills
+    exactly the final charges it sees committed."""
+    wanted = set(pairs)
+    if not wanted:
+        return {}
+    result: dict[tuple[int, datetime], dict[str, int]] = defaultdict(dict)
+    for account_id, start, meter, n in _final_unit_rows(wanted):
+        result[(account_id, start)][meter] = n
+    return result
+
+
+def _final_unit_rows(pairs: set[tuple[int, datetime]]) -> Iterable[tuple[int, datetime, str, int]]:
     by_start: dict[datetime, set[int]] = defaultdict(set)
     for account_id, start in pairs:
         by_start[start].add(account_id)
-    if not by_start:
-        return {}
+    if connection.vendor == "postgresql":
+        # One array of accounts per period start: the ORM's IN lists (a parameter per account)
+        # took longer to build and bind than the database to answer. The same conditions as
+        # theirs: a join on unnest'ed (account, start) pairs cost the database half as much
+        # again in the close bench. The text holds placeholders only.
+        where = " OR ".join(
+            ["(period_start = %s AND account_id = ANY(%s::bigint[]))"] * len(by_start)
+        )
+        params: list = [ChargeStatus.FINAL.value]
+        for start, account_ids in by_start.items():
+            params += [start, sorted(account_ids)]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT account_id, period_start, meter, count(*) FROM metering_charge "  # noqa: S608
+                f"WHERE status = %s AND ({where}) GROUP BY account_id, period_start, meter",
+                params,
+            )
+            return cursor.fetchall()
     condition = Q()
-    for start, accounts in by_start.items():
-        condition |= Q(period_start=start, account_id__in=accounts)
-    rows = (
+    for start, account_ids in by_start.items():
+        condition |= Q(period_start=start, account_id__in=account_ids)
+    return (
         Charge.objects.filter(condition, status=ChargeStatus.FINAL)
         .values_list("account_id", "period_start", "meter")
         .annotate(n=Count("id"))
     )
-    result: dict[tuple[int, datetime], dict[str, int]] = defaultdict(dict)
-    for account_id, start, meter, n in rows:
-        result[(account_id, start)][meter] = n
-    return result
 
 
 # (account, usage period start, meter) → units
