@@ -82,7 +82,7 @@ def _insert_events_copy(rows: list[EventRow]) -> list[EventRow]:
         f"INSERT INTO metering_event ({columns}) SELECT {_EVENT_SELECT} FROM e "
         "JOIN new USING (account_id, event_id) RETURNING account_id, event_id"
     )
-    inserted = set(_execute_binary(move, arrays))
+    inserted = set(_run(move, arrays, prepare=None))
     return [row for row in rows if (row[0], row[1]) in inserted]
 
 
@@ -104,17 +104,23 @@ _TYPED_ARRAYS = {kind: _typed_array(kind) for kind in ("int8", "text", "timestam
 _ARRAY_OF = {kind: array for kind, (array, _) in _TYPED_ARRAYS.items()}
 
 
-def _execute_binary(sql: str, params: list) -> list[tuple]:
-    """Run one statement with its parameters bound by the server in binary (`%b`), and return
-    its rows. Django's cursors bind on the client, spelling each array item out as SQL text;
-    this one is a plain psycopg cursor on Django's connection (same transaction), its errors
-    turned into Django's as any cursor's are (a deadlock is still OperationalError, 40P01).
-    Arrays made with _ARRAY_OF are dumped as their type says."""
+def _run(sql: str, params: list, *, prepare: bool | None = False) -> list[tuple]:
+    """Run one statement on a plain psycopg cursor of Django's connection (same transaction;
+    its errors turned into Django's, so an outage or a deadlock is still OperationalError) and
+    return its rows.
+
+    Parameters are bound by the server (Django's cursors spell each array item out as SQL on
+    the client; arrays made with _ARRAY_OF are dumped as their type says, without a look at
+    every item) and rows come back in binary through psycopg's own C loaders: Django reads a
+    timestamptz through a pure-Python loader (726 ms against psycopg's 170 ms for 200k
+    values). jsonb comes back parsed, and timestamps in the session's zone, which Django sets
+    to UTC. Not prepared by default: re-evaluation's plans depend on the size of their arrays;
+    ingest's constant statements pass `prepare=None` (psycopg prepares what repeats)."""
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         for array, dumper in _TYPED_ARRAYS.values():
             cursor.adapters.register_dumper(array, dumper)
-        cursor.execute(sql, params)
+        cursor.execute(sql, params, prepare=prepare, binary=True)
         return cursor.fetchall() if cursor.description else []
 
 
@@ -156,11 +162,12 @@ def mark_for_reevaluation(subjects: Iterable[tuple[int, str, str]], *, now: date
     )
     if connection.vendor == "postgresql":
         accounts, kinds, keys = zip(*marks, strict=True)
-        _execute_binary(
+        _run(
             f"INSERT INTO metering_reevaluation ({columns}) SELECT a, k, s, %b, 0, 0 "
             "FROM unnest(%b::bigint[], %b::text[], %b::text[]) AS m(a, k, s) "
             'ORDER BY a, k COLLATE "C", s COLLATE "C"' + upsert,
             [now, _ARRAY_OF["int8"](accounts), _ARRAY_OF["text"](kinds), _ARRAY_OF["text"](keys)],
+            prepare=None,
         )
         return
     with connection.cursor() as cursor:
@@ -286,25 +293,6 @@ _LOAD_COLUMNS = (
     "session",
     "attrs",
 )
-
-
-def _run(sql: str, params: list) -> list[tuple]:
-    """Run one statement of re-evaluation on a plain psycopg cursor of Django's connection
-    (same transaction; its errors turned into Django's, so an outage is still OperationalError)
-    and return its rows.
-
-    Parameters are bound by the server (Django's cursors spell each array item out as SQL on
-    the client) and rows come back in binary through psycopg's own C loaders: Django reads a
-    timestamptz through a pure-Python loader (726 ms against psycopg's 170 ms for 200k
-    values). jsonb comes back parsed, and timestamps in the session's zone, which Django sets
-    to UTC. Not prepared: the plans below depend on the size of their arrays. Arrays made with
-    _ARRAY_OF are dumped as their type says, without a look at every item."""
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        for array, dumper in _TYPED_ARRAYS.values():
-            cursor.adapters.register_dumper(array, dumper)
-        cursor.execute(sql, params, prepare=False, binary=True)
-        return cursor.fetchall() if cursor.description else []
 
 
 def load_events(
