@@ -28,7 +28,7 @@ from billing.tasks import payment_collect_invoice
 from tests.billing.test_money_safety import issued_unpaid
 from tests.chaos.kill_points import POINTS, clock_env
 from tests.chaos.test_money_chaos import everywhere, succeeded_per_invoice, sweep_until_settled
-from tests.metering.helpers import celery_configured
+from tests.metering.helpers import redis_broker
 from tests.metering.test_celery_redis import REDIS_URL
 
 from .conftest import repetitions
@@ -124,16 +124,8 @@ def running_worker(env: dict[str, str], log: Path) -> Iterator[Worker]:
 @pytest.fixture
 def broker():
     """The test's Redis, empty, as the broker of this process's tasks (not run in-process)."""
-    redis = pytest.importorskip("redis")
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.flushdb()
-    except redis.ConnectionError:
-        pytest.fail(f"Redis is not reachable at {REDIS_URL}: the suite needs it (see README)")
-    with celery_configured(broker_url=REDIS_URL, task_always_eager=False):
+    with redis_broker(REDIS_URL) as client:
         yield client
-    # A killed worker's unacknowledged tasks stay in Redis until the visibility timeout: gone.
-    client.flushdb()
 
 
 def enqueue_charges(broker, invoices: list[Invoice]) -> None:

@@ -55,3 +55,21 @@ def celery_configured(**values) -> Iterator[None]:
     finally:
         app.conf.update(saved)
         drop_pools()
+
+
+@contextmanager
+def redis_broker(url: str) -> Iterator[object]:
+    """The test's Redis at `url`, emptied, as this process's Celery broker (tasks sent there are
+    left for the test, not run in-process); emptied again after: a killed worker's
+    unacknowledged tasks would otherwise wait there for the visibility timeout."""
+    import pytest
+
+    redis = pytest.importorskip("redis")
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.flushdb()
+    except redis.ConnectionError:
+        pytest.fail(f"Redis is not reachable at {url}: the suite needs it (see README)")
+    with celery_configured(broker_url=url, task_always_eager=False):
+        yield client
+    client.flushdb()

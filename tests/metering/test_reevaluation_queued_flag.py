@@ -11,7 +11,7 @@ from metering import services
 from metering.models import Charge, Reevaluation
 from metering.tasks import reevaluate_pending_task
 
-from .helpers import celery_configured
+from .helpers import redis_broker
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
@@ -20,15 +20,8 @@ NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
 @pytest.fixture
 def broker():
     """Tasks sent to Redis and left there (no worker): the test runs them itself."""
-    redis = pytest.importorskip("redis")
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.flushdb()
-    except redis.ConnectionError:
-        pytest.fail(f"Redis is not reachable at {REDIS_URL}: the suite needs it (see README)")
-    with celery_configured(broker_url=REDIS_URL, task_always_eager=False):
+    with redis_broker(REDIS_URL) as client:
         yield client
-    client.flushdb()
 
 
 def queued(client) -> int:
