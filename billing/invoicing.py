@@ -287,7 +287,9 @@ def _apply_credits(
     for credit in (
         AccountCredit.objects.select_for_update()
         .select_related("source")
-        .filter(account_id__in={drafts[i].account_id for i in invoices}, remaining_minor__gt=0)
+        .filter(
+            account_id__any=list({drafts[i].account_id for i in invoices}), remaining_minor__gt=0
+        )
         .order_by("created_at", "pk")
     ):
         credits.setdefault((credit.account_id, credit.currency), []).append(credit)

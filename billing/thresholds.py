@@ -56,7 +56,7 @@ def usage_thresholds_notify(*, as_of: datetime) -> int:
     sent = {
         (account_id, start, meter, threshold)
         for account_id, start, meter, threshold in ThresholdNotice.objects.filter(
-            account_id__in={account_id for account_id, _ in units},
+            account_id__any=list({account_id for account_id, _ in units}),
             period_start__in={start for _, start in units},
         ).values_list("account_id", "period_start", "meter", "threshold")
         if (account_id, start) in units
@@ -65,7 +65,7 @@ def usage_thresholds_notify(*, as_of: datetime) -> int:
     units = _kept(units, lambda key, meter, used: (*key, meter, THRESHOLDS[-1]) not in sent)
     subscriptions = [
         s
-        for s in live.filter(account_id__in={account_id for account_id, _ in units})
+        for s in live.filter(account_id__any=list({account_id for account_id, _ in units}))
         .select_related("account", "plan")
         .order_by("pk")
         if (s.account_id, s.usage_period_start) in units
@@ -74,9 +74,9 @@ def usage_thresholds_notify(*, as_of: datetime) -> int:
         return 0
     book = TermsBook(s.account_id for s in subscriptions)
     addons = defaultdict(list)
-    for item in SubscriptionAddOn.objects.filter(subscription__in=subscriptions).select_related(
-        "addon", "tier"
-    ):
+    for item in SubscriptionAddOn.objects.filter(
+        subscription_id__any=[s.pk for s in subscriptions]
+    ).select_related("addon", "tier"):
         addons[item.subscription_id].append((item.addon, item.tier))
     count = 0
     for subscription in subscriptions:
@@ -122,7 +122,7 @@ def _units_this_period(pairs: Iterable[tuple[int, datetime]]) -> Units:
         return {}
     condition = Q()
     for start, accounts in by_start.items():
-        condition |= Q(period_start=start, account_id__in=accounts)
+        condition |= Q(period_start=start, account_id__any=list(accounts))
     rows = (
         UsageDay.objects.filter(condition, status=ChargeStatus.FINAL)
         .values_list("account_id", "period_start", "meter")

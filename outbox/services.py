@@ -151,7 +151,7 @@ def outbox_emit_many(*, events: Iterable[Pending], at: datetime | None = None) -
     # One query: which live endpoints listen to which of these accounts.
     routes = list(
         Endpoint.objects.filter(
-            deleted_at__isnull=True, partner__accounts__pk__in=account_ids
+            deleted_at__isnull=True, partner__accounts__pk__any=list(account_ids)
         ).values_list("pk", "partner__accounts__pk", "partner__accounts__slug")
     )
     if not routes:

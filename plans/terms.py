@@ -49,7 +49,7 @@ class TermsBook:
     """The prices and allowances of the catalog, and of the given accounts, in memory."""
 
     def __init__(self, account_ids: Iterable[int] = ()):
-        scope = Q(account__isnull=True) | Q(account_id__in=list(account_ids))
+        scope = Q(account__isnull=True) | Q(account_id__any=list(set(account_ids)))
         self.prices = {
             (*_owner_key(p), p.account_id, p.currency, p.interval, p.component): p.unit_amount_minor
             for p in Price.objects.filter(scope)

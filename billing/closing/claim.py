@@ -205,16 +205,17 @@ def periods_close(
         )
         if not subscriptions:
             return []
+        ids = [s.pk for s in subscriptions]
         book = TermsBook(s.account_id for s in subscriptions)
         addons: dict[int, list] = defaultdict(list)
-        for item in SubscriptionAddOn.objects.filter(subscription__in=subscriptions).select_related(
+        for item in SubscriptionAddOn.objects.filter(subscription_id__any=ids).select_related(
             "addon", "tier"
         ):
             addons[item.subscription_id].append((item.addon, item.tier))
         scheduled: dict[int, list[ScheduledChange]] = defaultdict(list)
         for change in (
             ScheduledChange.objects.filter(
-                subscription__in=subscriptions, status=ScheduledChange.Status.SCHEDULED
+                subscription_id__any=ids, status=ScheduledChange.Status.SCHEDULED
             )
             .select_related("plan", "addon", "addon_tier")
             .order_by("created_at", "pk")
@@ -247,7 +248,7 @@ def periods_close(
                 for c, invoice in zip(closes, invoices, strict=True)
             ]
         )
-        CloseSetAside.objects.filter(subscription__in=subscriptions).delete()
+        CloseSetAside.objects.filter(subscription_id__any=ids).delete()
         updated = {close.pk: close for c in closes for close in c.updated_closes}
         _billed_units_save(list(updated.values()))
         for c, invoice in zip(closes, invoices, strict=True):

@@ -100,7 +100,7 @@ def released_units(
     holds = [
         (account_id, kind, subject, meter)
         for account_id, kind, subject, meter, released_at in UsageHold.objects.filter(
-            account_id__in=list(since), released_at__gt=min(since.values())
+            account_id__any=list(since), released_at__gt=min(since.values())
         ).values_list("account_id", "subject_kind", "subject", "meter", "released_at")
         if released_at is not None and released_at > since[account_id]
     ]
@@ -153,14 +153,16 @@ def late_histories(subscriptions: list[Subscription]) -> dict[int, list[UsageClo
     owner = {s.pk: s.pk for s in subscriptions}
     live_of_account = {s.account_id: s.pk for s in subscriptions}
     ended = dict(
-        Subscription.objects.filter(account_id__in=live_of_account, ended_at__isnull=False)
-        .exclude(pk__in=owner)
+        Subscription.objects.filter(account_id__any=list(live_of_account), ended_at__isnull=False)
+        .exclude(pk__any=list(owner))
         .values_list("pk", "account_id")
     )
     for pk, account_id in ended.items():
         owner[pk] = live_of_account[account_id]
     history: dict[int, list[UsageClose]] = defaultdict(list)
-    for close in UsageClose.objects.filter(subscription_id__in=owner).order_by("-period_start"):
+    for close in UsageClose.objects.filter(subscription_id__any=list(owner)).order_by(
+        "-period_start"
+    ):
         # An ended subscription's close without a terms snapshot (written before they were
         # kept) would be priced on the new subscription's terms: it stays as billed.
         if close.subscription_id in ended and not close.terms:
