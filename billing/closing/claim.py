@@ -12,7 +12,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Exists, OuterRef
 
 from accounts.models import Account, TaxIdStatus
-from audit.bulk import copy_insert
+from audit.bulk import collector_paused, copy_insert
 from plans.models import ScheduledChange, Subscription, SubscriptionAddOn
 from plans.terms import TermsBook
 from retries import Table
@@ -194,7 +194,7 @@ def periods_close(
 
     The subscriptions are locked with SKIP LOCKED, so concurrent runs take disjoint batches;
     everything they need is read in a handful of grouped queries and written in bulk."""
-    with transaction.atomic(durable=True):
+    with collector_paused(), transaction.atomic(durable=True):
         due = _due_closes(as_of)
         if only is not None:
             due = due.filter(pk=only)
