@@ -15,6 +15,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
+from audit.bulk import collector_paused
 from accounts.models import Account
 from plans import periods
 from plans.models import Subscription
@@ -286,7 +287,10 @@ def reevaluate_pending(*, as_of: datetime | None = None, limit: int = REEVALUATI
     if not claims:
         return 0
     try:
-        failed = _reevaluate_claims(claims, as_of=as_of)
+        # Thousands of events, verdicts and charge rows live until the batch commits: the
+        # cycle collector would walk them (and the whole application) again and again.
+        with collector_paused():
+            failed = _reevaluate_claims(claims, as_of=as_of)
     except BaseException:
         event_store.finish_reevaluations(claims, done=False)  # let another pass retry them
         raise
