@@ -247,6 +247,8 @@ def run_once(args, database: str, raw_key: str, bodies: list[bytes], batches: li
     web = start(
         [
             str(bin_dir / "gunicorn"),
+            "-c",  # the deployment's own settings; the bench sets the address and workers
+            str(ROOT / "deploy" / "gunicorn.conf.py"),
             "billing_portal.wsgi",
             "-b",
             f"127.0.0.1:{PORT}",

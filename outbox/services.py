@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
+from functools import cache, partial
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -301,7 +301,8 @@ def invoices_issued_emit(invoices) -> int:
     """A batch of invoices and credit notes was issued (invoice 0 → also paid at once)."""
     events = []
     for invoice in invoices:
-        data = _invoice_data(invoice)
+        # Built only for accounts an endpoint listens to (once, for both events of a paid one).
+        data = cache(partial(_invoice_data, invoice))
         if invoice.kind == "credit_note":
             events.append(Pending(invoice.account_id, EventType.CREDIT_NOTE_ISSUED, data))
             continue
