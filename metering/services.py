@@ -15,8 +15,8 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from audit.bulk import collector_paused
 from accounts.models import Account
+from audit.bulk import collector_paused
 from plans import periods
 from plans.models import Subscription
 from retries import Exponential

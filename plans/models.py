@@ -366,7 +366,15 @@ class Subscription(models.Model):
                 violation_error_message="This account already has a live subscription.",
             ),
         ]
-        indexes = [models.Index(fields=["current_period_end"], name="subscription_due_idx")]
+        indexes = [
+            # The close's question, every run: which live subscriptions' usage period has
+            # ended (billing.closing). Partial: ended subscriptions pile up and are never due.
+            models.Index(
+                fields=["usage_period_end"],
+                condition=Q(ended_at__isnull=True),
+                name="subscription_close_due_idx",
+            )
+        ]
 
     @property
     def offer(self) -> "Plan | Edition":

@@ -34,10 +34,8 @@ def test_any_finds_what_in_finds():
     assert by_any == by_in == {"a", "o'brien"}
     # Text values, quotes included, and an excluded set.
     labels = ["o'brien", "d"]
-    assert set(AuditEntry.objects.filter(object_label__any=labels).values_list("pk", flat=True)) == {
-        made[2].pk,
-        made[3].pk,
-    }
+    found = AuditEntry.objects.filter(object_label__any=labels).values_list("pk", flat=True)
+    assert set(found) == {made[2].pk, made[3].pk}
     assert AuditEntry.objects.exclude(pk__any=ids).count() == 2
     # An empty list finds nothing (and is not an error).
     assert not AuditEntry.objects.filter(pk__any=[]).exists()
