@@ -52,3 +52,25 @@ def test_rows_read_back_as_written_with_their_pks_in_order():
 def test_nothing_to_insert_is_no_statement(django_assert_num_queries):
     with django_assert_num_queries(0):
         copy_insert([])
+
+
+@pytest.mark.django_db
+def test_json_documents_read_back_as_bulk_create_writes_them():
+    documents = [
+        {"b": [1, 2.5, None, True], "a": {"nested": "é ☃ \"quoted\" \\ back"}},
+        {1: "an int key", "2": 3},  # the ORM's encoder writes int keys as strings
+        ["a", "list"],
+        "a string",
+        0,
+    ]
+    copied = [entry(n, after=document) for n, document in enumerate(documents)]
+    created = [entry(n, after=document) for n, document in enumerate(documents)]
+    copy_insert(copied)
+    AuditEntry.objects.bulk_create(created)
+    read = dict(AuditEntry.objects.values_list("pk", "after"))
+    for by_copy, by_orm in zip(copied, created, strict=True):
+        assert read[by_copy.pk] == read[by_orm.pk]
+    # None is SQL NULL, as the ORM stores it, not a JSON null.
+    (empty,) = [entry(9, after=None)]
+    copy_insert([empty])
+    assert AuditEntry.objects.filter(pk=empty.pk, after__isnull=True).exists()

@@ -1657,6 +1657,7 @@ NOT_WALKED: dict[Callable, str | Composes] = {
         "changed, no one's decision (shown on the account)"
     ),
     billing.closing.price.final_units: READS,
+    billing.closing.price.final_units_statement: READS,
     billing.closing.price.late_histories: READS,
     billing.closing.price.late_lookback: PURE,
     billing.closing.price.released_units: READS,
