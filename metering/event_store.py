@@ -70,10 +70,10 @@ def _insert_events_copy(rows: list[EventRow]) -> list[EventRow]:
     # in any order (the chaos suite). The column lists are constants of this module, never input.
     columns = ", ".join(_EVENT_COLUMNS)
     arrays = [
-        _ARRAY_OF[kind](column)
+        ARRAY_OF[kind](column)
         for kind, column in zip(_EVENT_TYPES, zip(*rows, strict=True), strict=True)
     ]
-    arrays[-1] = _ARRAY_OF["text"](dumps(attrs) for attrs in arrays[-1])
+    arrays[-1] = ARRAY_OF["text"](dumps(attrs) for attrs in arrays[-1])
     move = (
         f"WITH e AS (SELECT * FROM unnest({_UNNEST_ARRAYS}) AS e({columns})), "
         "new AS (INSERT INTO metering_event_key (account_id, event_id, received_at) "
@@ -82,7 +82,7 @@ def _insert_events_copy(rows: list[EventRow]) -> list[EventRow]:
         f"INSERT INTO metering_event ({columns}) SELECT {_EVENT_SELECT} FROM e "
         "JOIN new USING (account_id, event_id) RETURNING account_id, event_id"
     )
-    inserted = set(_run(move, arrays, prepare=None))
+    inserted = set(statement_run(move, arrays, prepare=None))
     return [row for row in rows if (row[0], row[1]) in inserted]
 
 
@@ -101,16 +101,16 @@ def _typed_array(kind: str) -> tuple[type[list], type[ListBinaryDumper]]:
 
 
 _TYPED_ARRAYS = {kind: _typed_array(kind) for kind in ("int8", "text", "timestamptz")}
-_ARRAY_OF = {kind: array for kind, (array, _) in _TYPED_ARRAYS.items()}
+ARRAY_OF = {kind: array for kind, (array, _) in _TYPED_ARRAYS.items()}
 
 
-def _run(sql: str, params: list, *, prepare: bool | None = False) -> list[tuple]:
+def statement_run(sql: str, params: list, *, prepare: bool | None = False) -> list[tuple]:
     """Run one statement on a plain psycopg cursor of Django's connection (same transaction;
     its errors turned into Django's, so an outage or a deadlock is still OperationalError) and
     return its rows.
 
     Parameters are bound by the server (Django's cursors spell each array item out as SQL on
-    the client; arrays made with _ARRAY_OF are dumped as their type says, without a look at
+    the client; arrays made with ARRAY_OF are dumped as their type says, without a look at
     every item) and rows come back in binary through psycopg's own C loaders: Django reads a
     timestamptz through a pure-Python loader (726 ms against psycopg's 170 ms for 200k
     values). jsonb comes back parsed, and timestamps in the session's zone, which Django sets
@@ -162,11 +162,11 @@ def mark_for_reevaluation(subjects: Iterable[tuple[int, str, str]], *, now: date
     )
     if connection.vendor == "postgresql":
         accounts, kinds, keys = zip(*marks, strict=True)
-        _run(
+        statement_run(
             f"INSERT INTO metering_reevaluation ({columns}) SELECT a, k, s, %b, 0, 0 "
             "FROM unnest(%b::bigint[], %b::text[], %b::text[]) AS m(a, k, s) "
             'ORDER BY a, k COLLATE "C", s COLLATE "C"' + upsert,
-            [now, _ARRAY_OF["int8"](accounts), _ARRAY_OF["text"](kinds), _ARRAY_OF["text"](keys)],
+            [now, ARRAY_OF["int8"](accounts), ARRAY_OF["text"](kinds), ARRAY_OF["text"](keys)],
             prepare=None,
         )
         return
@@ -240,9 +240,9 @@ def finish_reevaluations(claims: list[tuple], *, done: bool) -> None:
             + ' ORDER BY r.account_id, r.kind COLLATE "C", r.subject COLLATE "C"'
             + " FOR UPDATE OF r"
         )
-        ids = _ARRAY_OF["int8"](c[0] for c in ordered)
-        versions = _ARRAY_OF["int8"](c[1] for c in ordered)
-        _run(action.format(rows=rows), [ids, versions])
+        ids = ARRAY_OF["int8"](c[0] for c in ordered)
+        versions = ARRAY_OF["int8"](c[1] for c in ordered)
+        statement_run(action.format(rows=rows), [ids, versions])
         return
     with connection.cursor() as cursor:
         if done:
@@ -312,8 +312,8 @@ def load_events(
             f"ON e.account_id = w.account_id AND e.{by} = w.key "
             f"WHERE {negate}(e.type = ANY(%s::text[]))"
         )
-        params = [_ARRAY_OF["int8"](accounts), _ARRAY_OF["text"](keys), _ARRAY_OF["text"](types)]
-        return _run(sql, params)
+        params = [ARRAY_OF["int8"](accounts), ARRAY_OF["text"](keys), ARRAY_OF["text"](types)]
+        return statement_run(sql, params)
     from django.db.models import Q
 
     condition = Q()
@@ -377,7 +377,7 @@ def charges_read_statement(
 def _subject_arrays(subjects: Iterable[tuple[int, str, str]]) -> list[list]:
     """(account, kind, subject) triples as three typed arrays, for `unnest`."""
     accounts, kinds, keys = zip(*subjects, strict=True)
-    return [_ARRAY_OF["int8"](accounts), _ARRAY_OF["text"](kinds), _ARRAY_OF["text"](keys)]
+    return [ARRAY_OF["int8"](accounts), ARRAY_OF["text"](kinds), ARRAY_OF["text"](keys)]
 
 
 def charges_read(
@@ -388,7 +388,7 @@ def charges_read(
     if not subjects:
         return []
     if connection.vendor == "postgresql":
-        return _run(*charges_read_statement(subjects, keep_before=keep_before))
+        return statement_run(*charges_read_statement(subjects, keep_before=keep_before))
     from django.db.models import Q
 
     from .models import Charge
@@ -430,7 +430,7 @@ def _charges_delete(ids: list[int]) -> None:
     if not ids:
         return
     if connection.vendor == "postgresql":
-        _run(_CHARGES_DELETE, [_ARRAY_OF["int8"](ids)])
+        statement_run(_CHARGES_DELETE, [ARRAY_OF["int8"](ids)])
         return
     from .models import Charge
 
@@ -444,17 +444,17 @@ def _charges_update(rows: list[tuple]) -> None:
         return
     if connection.vendor == "postgresql":
         ids, statuses, billable, pending, rules, evaluated, recorded = zip(*rows, strict=True)
-        times = _ARRAY_OF["timestamptz"]
+        times = ARRAY_OF["timestamptz"]
         params = [
-            _ARRAY_OF["int8"](ids),
-            _ARRAY_OF["text"](statuses),
+            ARRAY_OF["int8"](ids),
+            ARRAY_OF["text"](statuses),
             times(billable),
             times(pending),
-            _ARRAY_OF["text"](json.dumps(r) for r in rules),
+            ARRAY_OF["text"](json.dumps(r) for r in rules),
             times(evaluated),
             times(recorded),
         ]
-        _run(_CHARGES_UPDATE, [*params, params[0]])
+        statement_run(_CHARGES_UPDATE, [*params, params[0]])
         return
     from .models import Charge
 
@@ -483,7 +483,7 @@ def excluded_subjects(subjects: set[tuple[int, str, str]]) -> set[tuple[int, str
         return set()
     if connection.vendor == "postgresql":
         # The batch as arrays: Django's cursor would spell its 2,000 names out as SQL.
-        found = _run(
+        found = statement_run(
             "SELECT x.account_id, x.subject_kind, x.subject FROM metering_usageexclusion x "
             "JOIN unnest(%s::bigint[], %s::text[], %s::text[]) AS s(account_id, kind, subject) "
             "ON x.account_id = s.account_id AND x.subject_kind = s.kind AND x.subject = s.subject",

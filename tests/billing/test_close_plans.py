@@ -48,7 +48,7 @@ def plan_nodes(plan: dict) -> list[dict]:
 
 
 def explain(sql: str, params: list) -> list[dict]:
-    ((plan,),) = event_store._run("EXPLAIN (FORMAT JSON) " + sql, params)
+    ((plan,),) = event_store.statement_run("EXPLAIN (FORMAT JSON) " + sql, params)
     return plan_nodes(plan[0])
 
 

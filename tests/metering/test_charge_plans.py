@@ -29,7 +29,7 @@ def scans(sql: str, params: list) -> list[tuple[str, str]]:
     """(node type, partition) of every scan of a charge partition that holds rows, in the
     statement's plan. An empty partition (next month's) may be read by a Seq Scan: it has no
     page to read, and the planner knows it."""
-    ((plan,),) = event_store._run("EXPLAIN (FORMAT JSON) " + sql, params)
+    ((plan,),) = event_store.statement_run("EXPLAIN (FORMAT JSON) " + sql, params)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT relname FROM pg_class WHERE relname LIKE 'metering\\_charge\\_%' "
