@@ -57,7 +57,7 @@ def test_nothing_to_insert_is_no_statement(django_assert_num_queries):
 @pytest.mark.django_db
 def test_json_documents_read_back_as_bulk_create_writes_them():
     documents = [
-        {"b": [1, 2.5, None, True], "a": {"nested": "é ☃ \"quoted\" \\ back"}},
+        {"b": [1, 2.5, None, True], "a": {"nested": 'é ☃ "quoted" \\ back'}},
         {1: "an int key", "2": 3},  # the ORM's encoder writes int keys as strings
         ["a", "list"],
         "a string",

@@ -92,3 +92,11 @@ def test_a_session_in_another_zone_still_reads_the_same_instant():
         finally:
             cursor.execute("SET TIME ZONE 'UTC'")
     assert at == AT and at.tzinfo is UTC
+
+
+@postgres_only
+@pytest.mark.django_db
+def test_sessions_compile_no_plan_just_in_time():
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone() == ("off",)
