@@ -93,7 +93,7 @@ def copy_insert(objs: Sequence[Model], *, batch_size: int = 2000) -> None:
         # JSON documents (no encoder of their own) written as JSON text by orjson: psycopg's
         # Jsonb runs the standard library's encoder, several times slower. None stays SQL
         # NULL, as the ORM stores it; what orjson cannot write goes the ORM's way.
-        documents = [i for i in prepared if type(fields[i]) is JSONField and not fields[i].encoder]
+        documents = [i for i in prepared if _plain_json(fields[i])]
         prepared = [i for i in prepared if i not in documents]
         values_of = attrgetter(*(f.attname for f in fields))  # one C call per object
         sql = f"COPY {table} ({columns}) FROM STDIN"
@@ -143,6 +143,11 @@ def collector_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+def _plain_json(field: Field) -> bool:
+    """A JSONField of Django's own, with no encoder of its own."""
+    return isinstance(field, JSONField) and type(field) is JSONField and not field.encoder
 
 
 def _prepare(field: Field, obj: Model, db):
