@@ -5,6 +5,7 @@ are PostgreSQL's, read by EXPLAIN after a few thousand rows and ANALYZE: a plan 
 whole table is cheap on a small one and grows with it.
 """
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -53,8 +54,6 @@ def explain(sql: str, params: list) -> list[dict]:
 
 
 def explain_queryset(queryset) -> list[dict]:
-    import json
-
     return plan_nodes(json.loads(queryset.explain(format="json"))[0])
 
 
