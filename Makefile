@@ -39,10 +39,14 @@ demo-advance: $(STAMP)
 	$(BIN)/python manage.py demo_advance --days $(DAYS)
 
 ## Run the whole test suite (PostgreSQL and Redis on loopback). It ends with its 40 slowest tests:
-## where to look first when the suite grows past its 15 minutes.
+## where to look first when the suite grows past its 15 minutes. It runs on every core
+## (pytest-xdist: each worker its own test database and Redis database, tests/conftest.py);
+## `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= auto
 test: $(STAMP)
 	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) \
-	  SECRET_KEY=$(TEST_SECRET_KEY) $(BIN)/pytest --durations=40 $(if $(CLOCK),--clock $(CLOCK) -m "not clock_free")
+	  SECRET_KEY=$(TEST_SECRET_KEY) $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal --durations=40 \
+	  $(if $(CLOCK),--clock $(CLOCK) -m "not clock_free")
 
 ## The reference-biller histories at length (random, HISTORIES of them; CI runs a fixed 200).
 HISTORIES ?= 2000

@@ -1,13 +1,16 @@
 """Shared fixtures: the catalog, the three personas, and API clients holding keys."""
 
+import os
 from datetime import UTC, datetime
 
+import celery
 import pytest
 from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
 from accounts import services as account_services
 from accounts.models import Membership
+from billing_portal.celery import app as celery_app
 from plans import services as plan_services
 from plans.catalog import catalog_load
 from plans.selectors import tax_rate_tables_forget
@@ -15,6 +18,25 @@ from plans.selectors import tax_rate_tables_forget
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 pytest_plugins = ["tests.clock"]
+
+
+def redis_url_of_worker(url: str, worker: str | None) -> str:
+    """The Redis database a pytest-xdist worker uses: the one `url` names for gw0 (and without
+    xdist), then one down for each further worker (gw1 on 14 when gw0 is on 15), so that two
+    workers never flush or read each other's keys. pytest-django gives each worker its own
+    test database the same way (a `_gw0` suffix)."""
+    if not worker:
+        return url
+    base, _, db = url.rpartition("/")
+    return f"{base}/{(int(db or 0) - int(worker.removeprefix('gw'))) % 16}"
+
+
+# Test modules read TEST_REDIS_URL when they are imported, which is after this conftest.
+os.environ["TEST_REDIS_URL"] = redis_url_of_worker(
+    os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+    os.environ.get("PYTEST_XDIST_WORKER"),
+)
+
 
 # django-axes checks every authenticate() against the request it came with and refuses a call
 # without one, which Client.login() makes: tests log in as a browser on loopback would, counted
@@ -51,6 +73,23 @@ def _us_seller(settings):
     # Each test reads the rate table its own transaction holds, not one an earlier test
     # loaded (and rolled back) and this process kept for a minute.
     tax_rate_tables_forget()
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Django's PBKDF2 takes 0.24 s a password here by design; a test user and each login paid
+    it, 13 % of the suite. Tests of passwords check what they accept and refuse, not the hash."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _portal_celery_app_stays_current():
+    """Shared tasks go through Celery's current app: a test that made another one current (a
+    `Celery(...)` built with its default set_as_current) would send every later test's tasks
+    to that app's broker instead of running them in-process, and which tests failed would
+    depend on the order they ran in."""
+    yield
+    assert celery.current_app._get_current_object() is celery_app, "another Celery app is current"
 
 
 @pytest.fixture(autouse=True)

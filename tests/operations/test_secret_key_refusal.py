@@ -230,7 +230,9 @@ def test_a_good_secret_key_starts_each_process(kind, tmp_path, redis_db):
             url = f"http://127.0.0.1:{port}/healthz"
             wait_for(process, lambda: get(url) == 200, "/healthz answering 200")
         elif kind == "worker":
-            probe = Celery("probe", broker=REDIS_URL)
+            # Not the current app: shared tasks sent later in this process would go to this
+            # probe's broker (closed below) instead of the portal's in-process Celery.
+            probe = Celery("probe", broker=REDIS_URL, set_as_current=False)
             name = f"refusal-{port}@{os.uname().nodename}"
             wait_for(
                 process,

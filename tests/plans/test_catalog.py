@@ -4,6 +4,8 @@ from decimal import Decimal
 from io import StringIO
 
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from plans.models import AddOnTier, Allowance, Edition, Plan, Price, Subscription
 from plans.services import resolve_offer
@@ -39,6 +41,31 @@ def test_loading_twice_leaves_the_same_rows(db):
     first = snapshot()
     call_command("load_catalog", stdout=StringIO())
     assert snapshot() == first
+
+
+def test_loading_again_restores_the_files_amounts_and_keeps_the_operators_rows(make_account):
+    """An edited catalog price goes back to the file's amount; an account's negotiated price
+    and a row the file does not name are left alone, in one pass of a few statements."""
+    account = make_account(slug="negotiated")
+    basic = Plan.objects.get(code="basic")
+    Price.objects.filter(plan=basic, account=None, interval="month", component="fee").update(
+        unit_amount_minor=1
+    )
+    Allowance.objects.filter(plan=basic, account=None).update(included=7)
+    negotiated = Price.objects.create(
+        plan=basic, account=account, currency="USD", interval="month", unit_amount_minor=4200
+    )
+    extra = Price.objects.create(
+        plan=Plan.objects.get(code="enterprise"), currency="USD", unit_amount_minor=99
+    )
+    with CaptureQueriesContext(connection) as queries:
+        call_command("load_catalog", stdout=StringIO())
+    assert price("basic", "month", "fee") == price("basic", "month", "fee", currency="EUR") == 6000
+    assert Allowance.objects.get(plan=basic, account=None).included == 300
+    negotiated.refresh_from_db()
+    extra.refresh_from_db()
+    assert (negotiated.unit_amount_minor, extra.unit_amount_minor) == (4200, 99)
+    assert len(queries) < 20
 
 
 def price(plan: str, interval: str, component: str, currency: str = "USD") -> Decimal:
