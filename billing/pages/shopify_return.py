@@ -65,7 +65,9 @@ def shopify_returned(request, access):
         elif was["cap_requested_minor"]:
             messages.info(request, f"The higher cap is not approved yet: the cap stays {cap}.")
         else:
-            messages.info(request, "Your subscription through Shopify is active.")
+            # Shopify's webhook may have activated it while the merchant was on their way
+            # back (it often arrives first): the merchant just approved, and reads so.
+            messages.success(request, _WORDS[ShopifyStatus.ACTIVE][1])
         return redirect(overview)
     level, words = _WORDS.get(
         row.status, (messages.INFO, f"Shopify says the subscription is {row.get_status_display()}.")

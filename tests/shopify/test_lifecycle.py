@@ -85,6 +85,26 @@ def test_the_return_redirect_alone_starts_nothing(stand_in, client, django_user_
     assert ours(account) is not None and ours(account).interval == periods.DAYS_30
 
 
+def test_back_after_shopifys_webhook_activated_it_the_page_still_says_approved(
+    stand_in, client, django_user_model
+):
+    """Shopify's webhook often reaches us before the merchant's browser does: the return page
+    then finds the subscription active already, and says what the merchant just did."""
+    account = open_account(stand_in)
+    row = newest(account)
+    user = django_user_model.objects.create_user("owner", "owner@bloom.example", "pw-long-enough")
+    Membership.objects.create(user=user, account=account, role=Membership.Role.OWNER)
+    client.force_login(user)
+    before = sent(stand_in)
+    back = stand_in.approve(row.confirmation_url)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert deliver(stand_in, after=before) == [200]
+    assert newest(account).status == ShopifyStatus.ACTIVE and ours(account) is not None
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        answer = client.get(back[back.index("/billing/") :], follow=True)
+    assert "Shopify approved your subscription: it is active." in answer.content.decode()
+
+
 def test_declined_maps_to_declined_with_an_email_and_nothing_of_ours(stand_in):
     account = open_account(stand_in)
     row = newest(account)
