@@ -41,11 +41,13 @@ demo-advance: $(STAMP)
 ## Run the whole test suite (PostgreSQL and Redis on loopback). It ends with its 40 slowest tests:
 ## where to look first when the suite grows past its 15 minutes. It runs on every core
 ## (pytest-xdist: each worker its own test database and Redis database, tests/conftest.py);
-## `make test TEST_WORKERS=0` runs it in one process.
+## `make test TEST_WORKERS=0` runs it in one process. `--dist load` hands each worker tests in
+## collection order, which pytest-django sorts so that tests sharing the migrated data (the ECB
+## seed rates, say) run before any test whose flush empties every table; work stealing broke it.
 TEST_WORKERS ?= auto
 test: $(STAMP)
 	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) \
-	  SECRET_KEY=$(TEST_SECRET_KEY) $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal --durations=40 \
+	  SECRET_KEY=$(TEST_SECRET_KEY) $(BIN)/pytest -n $(TEST_WORKERS) --dist load --durations=40 \
 	  $(if $(CLOCK),--clock $(CLOCK) -m "not clock_free")
 
 ## The reference-biller histories at length (random, HISTORIES of them; CI runs a fixed 200).
