@@ -67,6 +67,8 @@ def _exact(value: object, what: str) -> Fraction:
 
 def round_minor(value: Decimal | Fraction | int) -> int:
     """Round an exact amount of minor units half up (away from zero) to an int (P9)."""
+    if type(value) is int:
+        return value  # already whole (bool, an int subclass, is refused below)
     exact = _exact(value, "value")
     magnitude = abs(exact)
     # floor(m + 1/2) in integers: a credit of -2.5 becomes -3, the mirror of a charge of 2.5.

@@ -13,6 +13,7 @@ from django.db.models import Exists, OuterRef
 
 from accounts.models import Account, TaxIdStatus
 from audit.bulk import collector_paused, copy_insert
+from audit.sql import IntArray, TimestamptzArray
 from plans.models import ScheduledChange, Subscription, SubscriptionAddOn
 from plans.terms import TermsBook
 from retries import Table
@@ -278,8 +279,8 @@ def _periods_save(subscriptions: list[Subscription]) -> None:
             "current_period_start = v.cs, current_period_end = v.ce "
             "FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[], "
             "%s::timestamptz[]) AS v(id, us, ue, cs, ce) WHERE s.id = v.id",
-            [[s.pk for s in subscriptions]]
-            + [[getattr(s, field) for s in subscriptions] for field in _PERIODS],
+            [IntArray(s.pk for s in subscriptions)]
+            + [TimestamptzArray(getattr(s, field) for s in subscriptions) for field in _PERIODS],
         )
 
 
@@ -294,5 +295,5 @@ def _billed_units_save(closes: list[UsageClose]) -> None:
         cursor.execute(
             "UPDATE billing_usageclose u SET billed_units = v.billed_units "
             "FROM unnest(%s::bigint[], %s::jsonb[]) AS v(id, billed_units) WHERE u.id = v.id",
-            [[c.pk for c in closes], [json.dumps(c.billed_units) for c in closes]],
+            [IntArray(c.pk for c in closes), [json.dumps(c.billed_units) for c in closes]],
         )

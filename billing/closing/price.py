@@ -9,6 +9,7 @@ from datetime import datetime
 from django.db import connection
 from django.db.models import Count, Q
 
+from audit.sql import IntArray
 from metering.models import Charge, ChargeStatus, UsageHold
 from plans import periods, pricing
 from plans.models import ScheduledChange, Subscription
@@ -78,7 +79,7 @@ def final_units_statement(by_start: dict[datetime, set[int]]) -> tuple[str, list
     where = " OR ".join(["(period_start = %s AND account_id = ANY(%s::bigint[]))"] * len(by_start))
     params: list = [ChargeStatus.FINAL.value]
     for start, account_ids in by_start.items():
-        params += [start, sorted(account_ids)]
+        params += [start, IntArray(sorted(account_ids))]
     sql = (
         "SELECT account_id, period_start, meter, count(*) FROM metering_charge "  # noqa: S608
         f"WHERE status = %s AND ({where}) GROUP BY account_id, period_start, meter"

@@ -66,9 +66,15 @@ def _price(value: object, field: str) -> Decimal:
     return price
 
 
+_CHOICES: dict[object, tuple[object, ...]] = {}
+
+
 def _choice(value: object, options: object, field: str) -> None:
-    if value not in get_args(options):
-        raise PricingError(f"{field} must be one of {get_args(options)}, got {value!r}")
+    allowed = _CHOICES.get(options)
+    if allowed is None:
+        allowed = _CHOICES[options] = get_args(options)
+    if value not in allowed:
+        raise PricingError(f"{field} must be one of {allowed}, got {value!r}")
 
 
 def _aware(value: object, field: str) -> datetime:

@@ -38,7 +38,7 @@ class Line:
             raise PricingError("unit_price_minor must be a finite Decimal")
         if isinstance(self.amount_minor, bool) or not isinstance(self.amount_minor, int):
             raise PricingError("amount_minor must be an int")
-        if self.amount_minor != round_minor(self.quantity * Fraction(self.unit_price_minor)):
+        if self.amount_minor != round_minor(_exact_amount(self.quantity, self.unit_price_minor)):
             raise PricingError("amount_minor must be quantity x unit_price_minor, rounded (P9)")
         # Credits are their own kind, so a charge can never hide a negative amount.
         if (self.amount_minor < 0) if self.kind != "credit" else (self.amount_minor > 0):
@@ -46,6 +46,15 @@ class Line:
         if not self.rules or not all(isinstance(r, str) for r in self.rules):
             raise PricingError("a line cites at least one rule id")
         Period(start=self.period_start, end=self.period_end)
+
+
+def _exact_amount(quantity: int, unit_price: Decimal) -> int | Fraction:
+    """quantity × unit_price, exactly: an int for a whole unit price (most are), else a
+    Fraction (Fraction(Decimal) for every line was a tenth of the pricing of a close)."""
+    numerator, denominator = unit_price.as_integer_ratio()
+    if denominator == 1:
+        return quantity * numerator
+    return Fraction(quantity * numerator, denominator)
 
 
 def _line(
@@ -58,7 +67,7 @@ def _line(
     period: Period,
     rules: tuple[str, ...],
 ) -> Line:
-    exact = quantity * Fraction(unit_price)
+    exact = _exact_amount(quantity, unit_price)
     if exact.denominator != 1:
         rules = (*rules, "P9")  # the line's amount was rounded: say which rule did it
     return Line(

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditEntry
-from audit.sql import UtcTimestamptzLoader
+from audit.sql import IntArray, TimestamptzArray, UtcTimestamptzLoader
 
 AT = datetime(2026, 11, 1, 12, 30, 15, 123456, tzinfo=UTC)
 postgres_only = pytest.mark.skipif(
@@ -100,3 +100,28 @@ def test_sessions_compile_no_plan_just_in_time():
     with connection.cursor() as cursor:
         cursor.execute("SHOW jit")
         assert cursor.fetchone() == ("off",)
+
+
+@postgres_only
+@pytest.mark.django_db
+def test_typed_arrays_reach_the_database_as_the_same_values():
+    paris = timezone(timedelta(hours=1))
+    ids = IntArray([1, 0, -5, 10**15])
+    instants = TimestamptzArray([AT, None, datetime(1, 1, 1, tzinfo=UTC), AT.astimezone(paris)])
+    with CaptureQueriesContext(connection) as captured, connection.cursor() as cursor:
+        cursor.execute("SELECT %s::bigint[], %s::timestamptz[]", [ids, instants])
+        assert cursor.fetchone() == (list(ids), list(instants))
+        cursor.execute("SELECT cardinality(%s::bigint[])", [IntArray()])
+        assert cursor.fetchone() == (0,)
+    # One literal each, not an ARRAY[...] of quoted items.
+    assert "'{1,0,-5,1000000000000000}'" in captured.captured_queries[0]["sql"]
+
+
+@postgres_only
+@pytest.mark.django_db
+def test_any_of_ids_sends_them_as_one_literal():
+    made = entries("a", "b")
+    with CaptureQueriesContext(connection) as captured:
+        found = list(AuditEntry.objects.filter(pk__any=[made[1].pk]).values_list("object_label"))
+    assert found == [("b",)]
+    assert f"'{{{made[1].pk}}}'::bigint[]" in captured.captured_queries[0]["sql"]
