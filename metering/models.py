@@ -472,3 +472,37 @@ class ArchivedPartition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.table} {self.month:%Y-%m}: {self.rows} rows"
+
+
+class EventSpan(models.Model):
+    """When a subject's events begin: the earliest `received_at` among them.
+
+    Re-evaluation reads a subject's events from that month's partition on: a ticket's events
+    may lie in any month after its first, so without it every month was probed for every
+    subject (28 index probes a subject with two years kept). On PostgreSQL a trigger on
+    `metering_event` keeps it, whatever writes the events; it only ever moves earlier, and a
+    subject without a row is read in every month. The SQLite demo keeps no spans."""
+
+    pk = models.CompositePrimaryKey("account_id", "kind", "subject")
+    account_id = models.BigIntegerField()  # no foreign key: a lower bound, never a fact to show
+    kind = models.CharField(max_length=16, choices=SubjectKind.choices)
+    subject = models.CharField(max_length=255)
+    since = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.subject} since {self.since:%Y-%m-%d}"
+
+
+class ChargeSpan(models.Model):
+    """When a subject's charge rows begin: the earliest `period_start` among them (rows with
+    no period, in the default partition, are always read). Kept as EventSpan is, by a trigger
+    on `metering_charge`; re-evaluation reads a subject's charges from that period's month on."""
+
+    pk = models.CompositePrimaryKey("account_id", "kind", "subject")
+    account_id = models.BigIntegerField()
+    kind = models.CharField(max_length=16, choices=SubjectKind.choices)
+    subject = models.CharField(max_length=255)
+    since = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.subject} since {self.since:%Y-%m-%d}"

@@ -29,6 +29,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from .models import ArchivedPartition
+from .spans import spans_extend
 
 TABLES = {"metering_event": "received_at", "metering_charge": "period_start"}
 _NAME = re.compile(r"^(?P<table>metering_\w+?)_p(?P<year>\d{4})_(?P<month>\d{2})$")
@@ -259,6 +260,7 @@ def partition_restore(record: ArchivedPartition) -> int:
                 f"SELECT account_id, event_id, received_at FROM {partition.name} "
                 "ON CONFLICT DO NOTHING"
             )
+        spans_extend(cursor, table=record.table, rows=partition.name)
         record.restored_at = timezone.now()
         record.save(update_fields=["restored_at"])
     return rows

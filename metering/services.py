@@ -442,7 +442,7 @@ def reevaluate(
         else:
             verdicts.extend(judged)
 
-    ticket_events = _load_events("ticket", tickets)  # one query for the whole batch
+    ticket_events = _load_events("ticket", SubjectKind.TICKET, tickets)  # one query for the batch
     events_of: dict[int, dict[str | None, list[rules.Event]]] = {}
     for account_id, account_families in families.items():
         # Keyed by Event.ticket, optional in the type; every event loaded by ticket has one.
@@ -460,7 +460,7 @@ def reevaluate(
         wanted = by_kind[kind]
         if not wanted:
             continue
-        events = _load_events("session", wanted, event_type=event_type)
+        events = _load_events("session", kind, wanted, event_type=event_type)
         for account_id, sessions in wanted.items():
             grouped: dict[str | None, list[rules.Event]] = defaultdict(list)
             for event in events.get(account_id, ()):
@@ -594,15 +594,15 @@ def _ticket_families(tickets: dict[int, set[str]]) -> dict[int, list[set[str]]]:
 
 
 def _load_events(
-    by: str, wanted: dict[int, set[str]], event_type: str | None = None
+    by: str, kind: str, wanted: dict[int, set[str]], event_type: str | None = None
 ) -> dict[int, list[rules.Event]]:
     """All events of the wanted tickets or sessions, as rule-engine events, per account."""
     pairs = [(account_id, key) for account_id, keys in wanted.items() for key in keys]
     if event_type:
-        rows = event_store.load_events(by, pairs, (event_type,), exclude=False)
+        rows = event_store.load_events(by, kind, pairs, (event_type,), exclude=False)
     else:  # a ticket's own events: everything but the two session-scoped types
         session_types = (rules.types.CAMPAIGN_CLICK, rules.types.AI_SESSION_EVENT)
-        rows = event_store.load_events(by, pairs, session_types, exclude=True)
+        rows = event_store.load_events(by, kind, pairs, session_types, exclude=True)
     result: dict[int, list[rules.Event]] = defaultdict(list)
     for row in rows:  # (account id, *the event's fields in order)
         result[row[0]].append(rules.stored_event(row[1:]))
