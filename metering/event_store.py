@@ -7,7 +7,7 @@ Elsewhere (the SQLite demo) the ORM does the same job more slowly.
 """
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 import psycopg
@@ -362,21 +362,20 @@ _STORED_COLUMNS = (
     "rules",
     "recorded_at",
 )
-# One probe of the unique index per subject: it leads with (account, kind, subject), in
-# each monthly partition from the subject's first period on (metering.models.ChargeSpan; rows
-# with no period, in the default partition, are always read; a subject without a span has no
-# row with a period). A join of the subjects' array with the table let the planner hash
-# the whole table instead, 48 ms per batch of 2,000 subjects however few rows they had, and
-# growing with the table (508 ms with other statistics). OFFSET 0 keeps the LATERAL subquery
-# from being flattened back into that join.
+# One probe of the unique index per subject: it leads with (account, kind, subject), in each
+# monthly partition from the subject's `since` on (rows with no period, in the default
+# partition, are always read; without a `since`, every month is). A parameter of the LATERAL
+# subquery, so PostgreSQL prunes the months before it as it runs. A join of the subjects'
+# array with the table let the planner hash the whole table instead, 48 ms per batch of 2,000
+# subjects however few rows they had, and growing with the table (508 ms with other
+# statistics). OFFSET 0 keeps the LATERAL subquery from being flattened back into that join.
 _CHARGES_READ = (
     f"SELECT c.id, {', '.join('c.' + column for column in _STORED_COLUMNS)} "
-    "FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS s(account_id, kind, subject) "
-    "LEFT JOIN metering_chargespan sp "
-    "ON sp.account_id = s.account_id AND sp.kind = s.kind AND sp.subject = s.subject "
+    "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[]) "
+    "AS s(account_id, kind, subject, since) "
     "CROSS JOIN LATERAL (SELECT * FROM metering_charge c WHERE c.account_id = s.account_id "
     "AND c.subject_kind = s.kind AND c.subject = s.subject "
-    "AND (c.period_start IS NULL OR c.period_start >= coalesce(sp.since, 'infinity')){kept} "
+    "AND (c.period_start IS NULL OR c.period_start >= coalesce(s.since, '-infinity')){kept} "
     "OFFSET 0) AS c"
 )
 _KEPT = " AND (c.period_start IS NULL OR c.period_start >= %s)"
@@ -393,12 +392,19 @@ _CHARGES_UPDATE = (
 )
 
 
+Subject = tuple[int, str, str]  # (account id, kind, subject)
+
+
 def charges_read_statement(
-    subjects: list[tuple[int, str, str]], *, keep_before: datetime | None
+    subjects: list[Subject],
+    *,
+    keep_before: datetime | None,
+    since: Mapping[Subject, datetime] | None = None,
 ) -> tuple[str, list]:
     """The SQL and parameters of charges_read on PostgreSQL (the EXPLAIN test reads its plan)."""
     sql = _CHARGES_READ.format(kept=_KEPT if keep_before else "")
-    return sql, [*_subject_arrays(subjects), *([keep_before] if keep_before else [])]
+    starts = ARRAY_OF["timestamptz"]((since or {}).get(subject) for subject in subjects)
+    return sql, [*_subject_arrays(subjects), starts, *([keep_before] if keep_before else [])]
 
 
 def _subject_arrays(subjects: Iterable[tuple[int, str, str]]) -> list[list]:
@@ -408,14 +414,22 @@ def _subject_arrays(subjects: Iterable[tuple[int, str, str]]) -> list[list]:
 
 
 def charges_read(
-    subjects: list[tuple[int, str, str]], *, keep_before: datetime | None = None
+    subjects: list[Subject],
+    *,
+    keep_before: datetime | None = None,
+    since: Mapping[Subject, datetime] | None = None,
 ) -> list[tuple]:
     """The subjects' charge rows: (id, *_STORED_COLUMNS), rules as a list. Rows of a period
-    before `keep_before` (the archive horizon) are left out: usage there is closed for good."""
+    before `keep_before` (the archive horizon) are left out: usage there is closed for good.
+    `since`, per subject, is where its rows with a period may begin: the caller knows that no
+    row of the subject lies in a period starting before it (PostgreSQL then reads only those
+    months; elsewhere every row is read, which finds the same)."""
     if not subjects:
         return []
     if connection.vendor == "postgresql":
-        return statement_run(*charges_read_statement(subjects, keep_before=keep_before))
+        return statement_run(
+            *charges_read_statement(subjects, keep_before=keep_before, since=since)
+        )
     from django.db.models import Q
 
     from .models import Charge

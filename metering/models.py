@@ -481,25 +481,13 @@ class EventSpan(models.Model):
     may lie in any month after its first, so without it every month was probed for every
     subject (28 index probes a subject with two years kept). On PostgreSQL a trigger on
     `metering_event` keeps it, whatever writes the events; it only ever moves earlier, and a
-    subject without a row is read in every month. The SQLite demo keeps no spans."""
+    subject without a row is read in every month. The SQLite demo keeps no spans.
+
+    Charge rows need no table of their own: they are read once the events are, and none lies
+    in a usage period that ends before the subject's first event (metering.services)."""
 
     pk = models.CompositePrimaryKey("account_id", "kind", "subject")
     account_id = models.BigIntegerField()  # no foreign key: a lower bound, never a fact to show
-    kind = models.CharField(max_length=16, choices=SubjectKind.choices)
-    subject = models.CharField(max_length=255)
-    since = models.DateTimeField()
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.subject} since {self.since:%Y-%m-%d}"
-
-
-class ChargeSpan(models.Model):
-    """When a subject's charge rows begin: the earliest `period_start` among them (rows with
-    no period, in the default partition, are always read). Kept as EventSpan is, by a trigger
-    on `metering_charge`; re-evaluation reads a subject's charges from that period's month on."""
-
-    pk = models.CompositePrimaryKey("account_id", "kind", "subject")
-    account_id = models.BigIntegerField()
     kind = models.CharField(max_length=16, choices=SubjectKind.choices)
     subject = models.CharField(max_length=255)
     since = models.DateTimeField()

@@ -260,7 +260,7 @@ def partition_restore(record: ArchivedPartition) -> int:
                 f"SELECT account_id, event_id, received_at FROM {partition.name} "
                 "ON CONFLICT DO NOTHING"
             )
-        spans_extend(cursor, table=record.table, rows=partition.name)
+            spans_extend(cursor, rows=partition.name)
         record.restored_at = timezone.now()
         record.save(update_fields=["restored_at"])
     return rows

@@ -6,7 +6,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import redis
 from celery import current_app
@@ -414,6 +414,8 @@ def reevaluate(
     anchors = _anchors({account_id for account_id, _, _ in subjects})
     verdicts: list[tuple[int, rules.Outcome, datetime | None]] = []
     failed: dict[tuple[int, str, str], str] = {}
+    # Where each subject's charge rows may begin (_charges_since): its evaluation's events.
+    first_events: dict[tuple[int, str, str], datetime] = {}
     last_period: dict[tuple[int, datetime], tuple[datetime, datetime]] = {}
 
     def period_of(account_id: int, billable_at: datetime | None) -> datetime | None:
@@ -452,6 +454,11 @@ def reevaluate(
             by_ticket[event.ticket].append(event)
         for family in account_families:
             family_events = [e for ticket in family for e in by_ticket.get(ticket, ())]
+            if family_events:
+                first = min(e.occurred_at for e in family_events)
+                first_events.update(
+                    ((account_id, SubjectKind.TICKET, ticket), first) for ticket in family
+                )
             judge(account_id, SubjectKind.TICKET, family, rules.evaluate_tickets, family_events)
     for kind, evaluate, event_type in (
         (SubjectKind.AI_SESSION, rules.evaluate_ai_session, rules.types.AI_SESSION_EVENT),
@@ -466,7 +473,12 @@ def reevaluate(
             for event in events.get(account_id, ()):
                 grouped[event.session].append(event)
             for session in sessions:
-                judge(account_id, kind, {session}, evaluate, grouped.get(session, []))
+                session_events = grouped.get(session, [])
+                if session_events:
+                    first_events[(account_id, kind, session)] = min(
+                        e.occurred_at for e in session_events
+                    )
+                judge(account_id, kind, {session}, evaluate, session_events)
     evaluated = {
         (account_id, SubjectKind.TICKET, t) for account_id, ts in tickets.items() for t in ts
     } | {
@@ -476,7 +488,7 @@ def reevaluate(
         for s in ss
     }
     touched_periods, earlier_of_loops = _replace_charges(
-        evaluated - failed.keys(), verdicts, as_of, events_of
+        evaluated - failed.keys(), verdicts, as_of, events_of, _charges_since(first_events)
     )
     if earlier_of_loops:  # tickets of a burst evaluated before it was one: held on their next pass
         event_store.mark_for_reevaluation(earlier_of_loops, now=timezone.now())
@@ -646,11 +658,34 @@ def cycle_at(anchors: list[_Cycle], at: datetime) -> tuple[datetime, str]:
     return anchors[-1][1], anchors[-1][2]
 
 
+# Longer than any usage period (a month, or 30 days: plans.periods), with room to spare.
+_LONGEST_PERIOD = timedelta(days=62)
+_EARLIEST_BOUND = datetime.min.replace(tzinfo=UTC) + _LONGEST_PERIOD
+
+
+def _charges_since(
+    first_events: dict[tuple[int, str, str], datetime],
+) -> dict[tuple[int, str, str], datetime]:
+    """Where each subject's charge rows with a period may begin, from the earliest event of
+    its evaluation. A unit becomes billable at or after an event of the subject's family (an
+    event's time, or the end of a window one opened), its row goes to the usage period holding
+    that instant, and every earlier evaluation of the subject saw a subset of today's events
+    (events are never deleted before the archive horizon, and families only grow). So no row
+    of the subject lies in a period starting more than a period before its first event; the
+    read skips the months before that (with two years kept: 28 index probes a subject)."""
+    return {
+        subject: first - _LONGEST_PERIOD
+        for subject, first in first_events.items()
+        if first >= _EARLIEST_BOUND  # a date of year 1 (stored before ingest refused it)
+    }
+
+
 def _replace_charges(
     evaluated: set[tuple[int, str, str]],
     verdicts: list[tuple[int, rules.Outcome, datetime | None]],
     as_of: datetime,
     events_of: dict,
+    since: dict[tuple[int, str, str], datetime],
 ) -> tuple[set[tuple[int, str, datetime]], set[tuple[int, str, str]]]:
     """Turn the subjects' charge rows into the new verdicts (each with its usage period); return
     the (account, meter, period) triples that now hold counted units (limits are re-applied to
@@ -658,7 +693,7 @@ def _replace_charges(
     # Usage of a period before the archive horizon is closed for good: its rows stay as they
     # are and no verdict is added there (metering.partitions).
     horizon = partitions.archive_horizon()
-    existing = event_store.charges_read(sorted(evaluated), keep_before=horizon)
+    existing = event_store.charges_read(sorted(evaluated), keep_before=horizon, since=since)
     # When each unit was first recorded, whatever period its row is in now.
     recorded = {row[1:6]: row[11] for row in existing}
     # Between the old rows and the new: the detector sees which tickets are counted for the

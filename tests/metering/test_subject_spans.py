@@ -1,6 +1,7 @@
 """Re-evaluation reads a subject's events and charges from where they begin (issue 28, costs
-flat as tables grow): EventSpan and ChargeSpan, kept by triggers, bound the months probed, and
-what a bounded read finds is exactly what a read of every month finds.
+flat as tables grow): EventSpan, kept by a trigger, bounds the months of events probed, the
+subject's first event those of its charges, and what a bounded read finds is exactly what a
+read of every month finds.
 
 Months in 2024, as in test_partitions: their partitions exist only when a test makes them."""
 
@@ -11,7 +12,7 @@ import time_machine
 from django.db import connection
 
 from metering import event_store, partitions, services
-from metering.models import Charge, ChargeSpan, Event, EventSpan
+from metering.models import Charge, Event, EventSpan
 
 from .helpers import ingest
 from .test_partitions import make_months, ticket
@@ -57,21 +58,18 @@ def reply(name: str, at: datetime, n: int) -> dict:
     }
 
 
-def test_spans_begin_at_the_first_event_and_the_first_period(shop):
+def test_spans_begin_at_the_first_event_received(shop):
     ingest(shop, ticket("OLD", AUGUST + timedelta(days=3)), now=AUGUST + timedelta(days=3, hours=2))
     later = OCTOBER + timedelta(days=5)
     ingest(shop, [reply("OLD", later, 2)], now=later + timedelta(minutes=1))
     ingest(shop, ticket("NEW", later), now=later + timedelta(hours=2))
     assert span(EventSpan, shop, "OLD") == AUGUST + timedelta(days=3, hours=2)
     assert span(EventSpan, shop, "NEW") == later + timedelta(hours=2)
-    # Charges go by their usage period's start (the account's periods start on the 1st).
-    assert span(ChargeSpan, shop, "OLD") == AUGUST
-    assert span(ChargeSpan, shop, "NEW") == OCTOBER
 
 
 def test_a_ticket_answered_months_later_is_evaluated_from_all_its_events(shop):
     """The bounded read finds what a read of every month finds: the same verdicts once every
-    month is read (no event span: every month; a charge span moved back past them all)."""
+    month is read (no span: every month)."""
     ingest(shop, ticket("OLD", AUGUST + timedelta(days=3)), now=AUGUST + timedelta(days=3, hours=2))
     later = OCTOBER + timedelta(days=5)
     ingest(shop, [reply("OLD", later, 2)], now=later)
@@ -83,12 +81,15 @@ def test_a_ticket_answered_months_later_is_evaluated_from_all_its_events(shop):
     )
     assert sorted(row[1] for row in events) == ["NEW-a", "NEW-c", "OLD-a", "OLD-c", "OLD-r2"]
     EventSpan.objects.all().delete()
-    ChargeSpan.objects.update(since=datetime(2000, 1, 1, tzinfo=UTC))
     as_of = later + timedelta(days=1)
     services.reevaluate(
         subjects=[(shop.pk, "ticket", "OLD"), (shop.pk, "ticket", "NEW")], as_of=as_of
     )
     assert charges(shop) == bounded
+    # The charge read from a month before the first event finds every row a full read finds.
+    subjects = [(shop.pk, "ticket", "OLD"), (shop.pk, "ticket", "NEW")]
+    since = services._charges_since({subjects[0]: AUGUST + timedelta(days=3)})
+    assert event_store.charges_read(subjects, since=since) == event_store.charges_read(subjects)
 
 
 def test_an_event_received_earlier_but_stored_later_moves_the_span_back(shop):
@@ -103,8 +104,6 @@ def test_an_event_received_earlier_but_stored_later_moves_the_span_back(shop):
     # A row moved by an update, the rare way: the row trigger.
     Event.objects.filter(event_id="T-late").update(received_at=JULY + timedelta(days=1))
     assert span(EventSpan, shop, "T") == JULY + timedelta(days=1)
-    Charge.objects.filter(subject="T", period_start__isnull=False).update(period_start=JULY)
-    assert span(ChargeSpan, shop, "T") == JULY
     events = event_store.load_events("ticket", "ticket", [(shop.pk, "T")], ("ai_session",), True)
     assert "T-late" in {row[1] for row in events}
 
@@ -161,10 +160,14 @@ def test_a_new_ticket_is_read_from_its_own_month_only(shop):
     assert {f"metering_event_p2024_{m:02}" for m in range(7, 12)} <= months_probed(
         *read, "metering_event"
     )
-    read = event_store.charges_read_statement([(shop.pk, "ticket", "FRESH")], keep_before=None)
+    fresh_subject = (shop.pk, "ticket", "FRESH")
+    since = services._charges_since({fresh_subject: OCTOBER + timedelta(days=4)})
+    read = event_store.charges_read_statement([fresh_subject], keep_before=None, since=since)
     probed = months_probed(*read, "metering_charge")
     assert "metering_charge_p2024_10" in probed
-    assert not probed & {name.format("metering_charge") for name in before}
+    # A period may begin up to a period before the first event: August and September are
+    # still read, July no more.
+    assert "metering_charge_p2024_07" not in probed
 
 
 def test_a_restored_month_moves_the_spans_back(shop, tmp_path):
