@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from accounts.errors import Conflict, DomainError
 from accounts.models import Account
-from audit.bulk import copy_insert
+from audit.bulk import copy_insert, copy_rows
 from audit.services import audit_entry, audit_record_many
 from audit.transitions import status_transition
 from outbox import services as outbox
@@ -178,52 +178,78 @@ def invoices_issue(*, drafts: Sequence[InvoiceDraft], at: datetime) -> list[Invo
             if amount
         ]
     )
-    lines = [
-        InvoiceLine(
-            invoice=invoice,
-            position=position,
-            kind=line.kind,
-            description=line.description,
-            meter=line.meter or "",
-            quantity=line.quantity,
-            unit_price_minor=line.unit_price_minor,
-            amount_minor=line.amount_minor,
-            rules=list(line.rules),
-            period_start=line.period_start,
-            period_end=line.period_end,
-            is_settlement=position > count,
-        )
+    line_fields = (
+        "invoice_id",
+        "position",
+        "kind",
+        "description",
+        "meter",
+        "quantity",
+        "unit_price_minor",
+        "amount_minor",
+        "rules",
+        "period_start",
+        "period_end",
+        "is_settlement",
+    )
+    positions = [
+        (invoice.pk, position, line, position > count)
         for invoice, draft, count in zip(invoices, drafts, taxable, strict=True)
         for position, line in enumerate(draft.lines, start=1)
     ]
-    copy_insert(lines)
+    line_ids = copy_rows(
+        InvoiceLine,
+        line_fields,
+        [
+            (
+                invoice_id,
+                position,
+                line.kind,
+                line.description,
+                line.meter or "",
+                line.quantity,
+                line.unit_price_minor,
+                line.amount_minor,
+                list(line.rules),
+                line.period_start,
+                line.period_end,
+                settlement,
+            )
+            for invoice_id, position, line, settlement in positions
+        ],
+    )
     if uses:
-        # The lines exist now (copy_insert sets their pks): link each use to its invoice and
-        # credit line, by the draft's index and the line's position.
-        by_position = {(line.invoice_id, line.position): line for line in lines}
+        # Link each use to its invoice and credit line, by the draft's index and the line's
+        # position (the lines' ids came back in their order).
+        by_position = {
+            (invoice_id, position): line_id
+            for (invoice_id, position, _, _), line_id in zip(positions, line_ids, strict=True)
+        }
         CreditUse.objects.bulk_create(
             [
                 CreditUse(
                     credit=use.credit,
                     invoice=invoices[use.draft],
-                    line=by_position[(invoices[use.draft].pk, use.position)],
+                    line_id=by_position[(invoices[use.draft].pk, use.position)],
                     amount_minor=use.amount_minor,
                     created_at=at,
                 )
                 for use in uses
             ]
         )
-    copy_insert(
+    copy_rows(
+        InvoiceStatusChange,
+        ("invoice_id", "from_status", "to_status", "at", "reason"),
         [
-            InvoiceStatusChange(
-                invoice=invoice,
-                from_status=S.DRAFT,
-                to_status=invoice.status,
-                at=at,
-                reason="nothing to pay" if invoice.status == S.PAID else "issued",
+            (
+                invoice.pk,
+                S.DRAFT,
+                invoice.status,
+                at,
+                "nothing to pay" if invoice.status == S.PAID else "issued",
             )
             for invoice in invoices
-        ]
+        ],
     )
     outbox.invoices_issued_emit(invoices)
     audit_record_many(

@@ -12,7 +12,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Exists, OuterRef
 
 from accounts.models import Account, TaxIdStatus
-from audit.bulk import collector_paused, copy_insert
+from audit.bulk import collector_paused, copy_rows
 from audit.sql import IntArray, TimestamptzArray
 from plans.models import ScheduledChange, Subscription, SubscriptionAddOn
 from plans.terms import TermsBook
@@ -235,19 +235,22 @@ def periods_close(
             for s in subscriptions
         ]
         invoices = invoices_issue(drafts=[c.draft for c in closes], at=as_of)
-        copy_insert(
+        copy_rows(
+            UsageClose,
+            (
+                "subscription_id",
+                "period_start",
+                "period_end",
+                "closed_at",
+                "invoice_id",
+                "billed_units",
+                "terms",
+            ),
             [
-                UsageClose(
-                    subscription=c.subscription,
-                    period_start=c.closed.start,
-                    period_end=c.closed.end,
-                    closed_at=as_of,
-                    invoice=invoice,
-                    billed_units=c.usage,
-                    terms=c.snapshot,
-                )
+                (c.subscription.pk, c.closed.start, c.closed.end, as_of, invoice.pk)
+                + (c.usage, c.snapshot)
                 for c, invoice in zip(closes, invoices, strict=True)
-            ]
+            ],
         )
         CloseSetAside.objects.filter(subscription_id__any=ids).delete()
         updated = {close.pk: close for c in closes for close in c.updated_closes}

@@ -3,8 +3,9 @@
 from datetime import UTC, datetime
 
 import pytest
+from django.db import connection
 
-from audit.bulk import copy_insert
+from audit.bulk import copy_insert, copy_rows
 from audit.models import AuditEntry, Source
 from billing.models import InvoiceReason
 
@@ -43,6 +44,10 @@ def test_rows_read_back_as_written_with_their_pks_in_order():
             written.after,
             str(written.reason),
         )
+    # The choice is stored as its text, as the ORM stores it.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT source FROM audit_auditentry WHERE id = %s", [entries[2].pk])
+        assert cursor.fetchone() == ("operator",)
     # The sequence goes on after the ids taken: the next ordinary insert does not collide.
     later = AuditEntry.objects.create(at=AT, action="x", object_type="invoice", object_id=4)
     assert later.pk > max(pks)
@@ -74,3 +79,28 @@ def test_json_documents_read_back_as_bulk_create_writes_them():
     (empty,) = [entry(9, after=None)]
     copy_insert([empty])
     assert AuditEntry.objects.filter(pk=empty.pk, after__isnull=True).exists()
+
+
+@pytest.mark.django_db
+def test_copy_rows_writes_what_the_orm_writes_and_returns_ids_in_order():
+    fields = ("at", "source", "actor", "action", "object_type", "object_id", "object_label")
+    fields += ("after", "before", "reason")
+    rows = [
+        (AT, Source.OPERATOR, "ops", "invoice.issued", "invoice", 1, "2026-000001")
+        + ({"lines": [1, 2], "é": "☃"}, None, ""),
+        (AT, "system", "", "invoice.paid", "invoice", 2, "")
+        + (None, "open", 'it\'s \\ "odd"\n\ttab'),
+    ]
+    ids = copy_rows(AuditEntry, fields, rows)
+    assert len(ids) == 2 and ids == sorted(ids)
+    stored = {e.pk: e for e in AuditEntry.objects.filter(pk__in=ids)}
+    for id_, row in zip(ids, rows, strict=True):
+        read = stored[id_]
+        assert tuple(getattr(read, field) for field in fields) == row
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT source, after IS NULL FROM audit_auditentry WHERE id = ANY(%s) ORDER BY id",
+            [ids],
+        )
+        assert cursor.fetchall() == [("operator", False), ("system", True)]
+    assert copy_rows(AuditEntry, fields, []) == []
