@@ -658,8 +658,8 @@ def cycle_at(anchors: list[_Cycle], at: datetime) -> tuple[datetime, str]:
     return anchors[-1][1], anchors[-1][2]
 
 
-# Longer than any usage period (a month, or 30 days: plans.periods), with room to spare.
-_LONGEST_PERIOD = timedelta(days=62)
+# Longer than any usage period (a month is at most 31 days, a 30-day one 30: plans.periods).
+_LONGEST_PERIOD = timedelta(days=32)
 _EARLIEST_BOUND = datetime.min.replace(tzinfo=UTC) + _LONGEST_PERIOD
 
 

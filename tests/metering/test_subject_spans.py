@@ -5,12 +5,15 @@ read of every month finds.
 
 Months in 2024, as in test_partitions: their partitions exist only when a test makes them."""
 
+import random
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
 from django.db import connection
 
+from accounts.models import Account
 from metering import event_store, partitions, services
 from metering.models import Charge, Event, EventSpan
 
@@ -165,9 +168,10 @@ def test_a_new_ticket_is_read_from_its_own_month_only(shop):
     read = event_store.charges_read_statement([fresh_subject], keep_before=None, since=since)
     probed = months_probed(*read, "metering_charge")
     assert "metering_charge_p2024_10" in probed
-    # A period may begin up to a period before the first event: August and September are
-    # still read, July no more.
-    assert "metering_charge_p2024_07" not in probed
+    # A period may begin up to a period before the first event (October 5th): September is
+    # still read, August and July no more.
+    assert "metering_charge_p2024_09" in probed
+    assert not probed & {"metering_charge_p2024_07", "metering_charge_p2024_08"}
 
 
 def test_a_restored_month_moves_the_spans_back(shop, tmp_path):
@@ -179,3 +183,63 @@ def test_a_restored_month_moves_the_spans_back(shop, tmp_path):
     EventSpan.objects.filter(subject="T").update(since=OCTOBER)
     partitions.partition_restore(august)
     assert span(EventSpan, shop, "T") == at + timedelta(hours=2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ingests_of_the_same_tickets_at_once_keep_the_earliest_span(make_account):
+    """Eight requests at once, their clocks a few seconds apart, each carrying events of the
+    same twenty tickets in its own order: none waits forever or fails, and each ticket's span
+    is the earliest time any of them stamped."""
+    shop = make_account(slug="busy")
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=1)
+    barrier = threading.Barrier(8)
+    errors = []
+
+    def send(n: int) -> None:
+        events = [reply(f"T-{t}", start, n) for t in range(20)]
+        random.Random(n).shuffle(events)
+        for event in events:
+            event["account"] = shop.slug
+            event["occurred_at"] = event["occurred_at"].isoformat()
+        try:
+            barrier.wait()
+            result = services.events_ingest(
+                raw_events=events,
+                accounts=Account.objects.all(),
+                fixed_account=None,
+                now=start + timedelta(seconds=n),
+            )
+            assert not result.rejected
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert Event.objects.filter(account=shop).count() == 160
+    spans = dict(EventSpan.objects.filter(account_id=shop.pk).values_list("subject", "since"))
+    assert spans == {f"T-{t}": start for t in range(20)}
+
+
+@pytest.mark.parametrize("interval", ["month", "year", "30d"])
+def test_no_usage_period_begins_more_than_the_margin_before_an_instant_in_it(interval):
+    """What bounds the charge read: the period holding a unit's billable instant starts less
+    than _LONGEST_PERIOD before it, whatever the anchor (month ends, leap days included)."""
+    from plans import periods
+
+    rng = random.Random(28)
+    anchors = [datetime(2024, 1, day, 23, 59, tzinfo=UTC) for day in range(1, 32)]
+    anchors += [datetime(2024, 2, 29, 12, tzinfo=UTC), datetime(2023, 12, 31, tzinfo=UTC)]
+    longest = timedelta(0)
+    for anchor in anchors:
+        for _ in range(200):
+            instant = anchor + timedelta(seconds=rng.randrange(-10**7, 3 * 10**8))
+            start, end = periods.usage_period_containing(anchor, instant, interval)
+            assert start <= instant < end
+            longest = max(longest, instant - start)
+    assert longest < services._LONGEST_PERIOD
