@@ -61,13 +61,7 @@ def copy_insert(objs: Sequence[Model], *, batch_size: int = 2000) -> None:
     with db.cursor() as cursor:
         missing = [obj for obj in objs if obj.pk is None]
         if missing:
-            # One call for all the ids, in order: the objects get ascending pks, as with
-            # bulk_create. A rollback leaves a gap in the sequence, never in what it numbers.
-            cursor.execute(
-                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-                [meta.db_table, pk.column, len(missing)],
-            )
-            for obj, (value,) in zip(missing, cursor.fetchall(), strict=True):
+            for obj, value in zip(missing, _ids_take(cursor, meta, len(missing)), strict=True):
                 obj.pk = value
         relations = [f for f in fields if f.is_relation]
         for obj in objs:
@@ -124,12 +118,7 @@ def copy_insert(objs: Sequence[Model], *, batch_size: int = 2000) -> None:
                 for i in prepared:
                     row[i] = _prepare(fields[i], obj, db)
                 copy.write_row(row)
-        if db.queries_logged:
-            # As Django logs what it executes (DEBUG, CaptureQueriesContext): the COPY is one
-            # statement for all the rows, and the tests that count statements see it.
-            db.queries_log.append(
-                {"sql": f"{sql} -- {len(objs)} rows", "time": f"{time.monotonic() - started:.3f}"}
-            )
+        _copy_logged(db, sql, len(objs), started)
     for obj in objs:
         obj._state.adding = False
         obj._state.db = db.alias
@@ -160,11 +149,7 @@ def copy_rows(model: type[Model], fields: Sequence[str], rows: Sequence[Sequence
     documents = [i for i, name in enumerate(fields) if isinstance(by_attname[name], JSONField)]
     db = connections[DEFAULT_DB_ALIAS]
     with db.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-            [meta.db_table, pk.column, len(rows)],
-        )
-        ids = [value for (value,) in cursor.fetchall()]
+        ids = _ids_take(cursor, meta, len(rows))
         columns = ", ".join(db.ops.quote_name(by_attname[name].column) for name in fields)
         table = db.ops.quote_name(meta.db_table)
         sql = f"COPY {table} ({db.ops.quote_name(pk.column)}, {columns}) FROM STDIN"
@@ -178,11 +163,29 @@ def copy_rows(model: type[Model], fields: Sequence[str], rows: Sequence[Sequence
                 for i in documents:
                     row[i + 1] = _document(by_attname[fields[i]], row[i + 1], db)
                 copy.write_row(row)
-        if db.queries_logged:
-            db.queries_log.append(
-                {"sql": f"{sql} -- {len(rows)} rows", "time": f"{time.monotonic() - started:.3f}"}
-            )
+        _copy_logged(db, sql, len(rows), started)
     return ids
+
+
+def _ids_take(cursor, meta, count: int) -> list[int]:
+    """`count` ids from the table's sequence, in one call and in order: rows get ascending
+    ids, as with bulk_create. A rollback leaves a gap in the sequence, never in what it
+    numbers."""
+    assert meta.pk is not None
+    cursor.execute(
+        "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+        [meta.db_table, meta.pk.column, count],
+    )
+    return [value for (value,) in cursor.fetchall()]
+
+
+def _copy_logged(db, sql: str, rows: int, started: float) -> None:
+    """Log a COPY as Django logs what it executes (DEBUG, CaptureQueriesContext): one statement
+    for all the rows, which the tests that count statements see."""
+    if db.queries_logged:
+        db.queries_log.append(
+            {"sql": f"{sql} -- {rows} rows", "time": f"{time.monotonic() - started:.3f}"}
+        )
 
 
 @contextmanager
