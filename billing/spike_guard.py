@@ -145,20 +145,7 @@ def anomalies_check(*, as_of: datetime, account_ids: list[int] | None = None) ->
     live = Subscription.objects.filter(ended_at__isnull=True)
     if account_ids is not None:
         live = live.filter(account_id__in=account_ids)
-    # A day belongs to a usage period that began at most a month before it.
-    recent = datetime.combine(today - timedelta(days=32), time.min, tzinfo=UTC)
-    busy = set(
-        UsageDay.objects.filter(
-            account_id__in=live.values("account_id"),
-            period_start__gte=recent,
-            day__in=targets,
-            status__in=_VOLUME,
-        )
-        .values_list("account_id", "meter", "day")
-        .annotate(units=Sum("units"))
-        .filter(units__gt=SETTING_BOUNDS["anomaly_margin"][0])
-        .values_list("account_id", "meter")
-    )
+    busy = set(busy_meters(live, targets))
     if not busy:
         return []
     accounts = {a for a, _ in busy}
@@ -200,6 +187,26 @@ def anomalies_check(*, as_of: datetime, account_ids: list[int] | None = None) ->
             if anomaly is not None:
                 changed.append(anomaly)
     return changed
+
+
+def busy_meters(live, targets: tuple[date, ...]):
+    """The (account, meter) of `live` subscriptions with more units on one of `targets` than
+    the smallest margin any account may set. Read by the counters' day index
+    (`usageday_day_idx`): two days out of every day kept."""
+    # A day belongs to a usage period that began at most a month before it.
+    recent = datetime.combine(max(targets) - timedelta(days=32), time.min, tzinfo=UTC)
+    return (
+        UsageDay.objects.filter(
+            account_id__in=live.values("account_id"),
+            period_start__gte=recent,
+            day__in=targets,
+            status__in=_VOLUME,
+        )
+        .values_list("account_id", "meter", "day")
+        .annotate(units=Sum("units"))
+        .filter(units__gt=SETTING_BOUNDS["anomaly_margin"][0])
+        .values_list("account_id", "meter")
+    )
 
 
 def _heading_into_overage(subscription: Subscription, meter: str, as_of: datetime) -> bool:

@@ -6,7 +6,7 @@ whole table is cheap on a small one and grows with it.
 """
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from django.db import connection
@@ -15,7 +15,9 @@ from accounts.models import Account
 from billing.closing import claim
 from billing.closing.price import final_units_statement, units_by_period
 from billing.models import Invoice, UsageClose
+from billing.spike_guard import busy_meters
 from metering import event_store, partitions
+from metering.models import UsageDay
 from plans.models import Plan, Subscription
 
 pytestmark = pytest.mark.skipif(
@@ -177,3 +179,40 @@ def test_the_late_usage_history_is_read_by_subscription(subscriptions_mostly_not
     reads = [n for n in nodes if n.get("Relation Name") == "billing_usageclose"]
     assert reads and all(n["Node Type"] in {"Index Scan", "Bitmap Heap Scan"} for n in reads)
     assert UsageClose.objects.filter(subscription_id__any=batch).count() == 240
+
+
+@pytest.fixture
+def counters_for_months(subscriptions_mostly_not_due):
+    """Per-day counters of 200 accounts over 120 days: the spike guard's look at two of them
+    must not read the other 118."""
+    start = PERIOD - timedelta(days=120)
+    UsageDay.objects.bulk_create(
+        [
+            UsageDay(
+                account_id=FAR + n,
+                period_start=datetime.combine(day.replace(day=1), time.min, tzinfo=UTC),
+                meter="helpdesk_tickets",
+                day=day,
+                status="final",
+                units=10,
+                folded=True,
+            )
+            for n in range(200)
+            for day in (start.date() + timedelta(days=k) for k in range(120))
+        ],
+        batch_size=5000,
+    )
+    analyze("metering_usageday")
+
+
+@pytest.mark.django_db
+def test_the_spike_guard_reads_the_last_days_by_the_day_index(counters_for_months):
+    today = PERIOD.date() - timedelta(days=1)
+    targets = (today, today - timedelta(days=1))
+    live = Subscription.objects.filter(ended_at__isnull=True)
+    nodes = explain_queryset(busy_meters(live, targets))
+    assert any(n.get("Index Name") == "usageday_day_idx" for n in nodes), nodes
+    on_counters = [n for n in nodes if n.get("Relation Name") == "metering_usageday"]
+    assert on_counters and all(n["Node Type"] != "Seq Scan" for n in on_counters)
+    # Ten units a day is under any account's margin: nothing is busy.
+    assert list(busy_meters(live, targets)) == []
