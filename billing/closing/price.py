@@ -2,12 +2,15 @@
 cycle-end Voice/SMS months (P4) and the next cycle's fees."""
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
+from typing import NamedTuple
 
 from django.db import connection
-from django.db.models import Count, Q
+from django.db.models import BooleanField, Count, ExpressionWrapper, Q
+from django.db.models.fields.json import KT
 
 from audit.sql import IntArray
 from metering.models import Charge, ChargeStatus, UsageHold
@@ -140,12 +143,24 @@ def late_lookback(closes: list[UsageClose]) -> list[UsageClose]:
     """The closes (newest first) whose late usage is still billed: the last
     LATE_LOOKBACK_CLOSES, and every earlier close of the allocation terms they touch, so that
     a term's running total of automated resolutions is always whole (Z9)."""
+    return _lookback(closes, _has_edition, _term_key)
+
+
+def _lookback(closes: list, has_edition: Callable, term_key: Callable) -> list:
     kept = closes[:LATE_LOOKBACK_CLOSES]
-    terms = {_term_key(c) for c in kept if _has_edition(c)}
+    terms = {term_key(c) for c in kept if has_edition(c)}
     for close in closes[LATE_LOOKBACK_CLOSES:]:
-        if _has_edition(close) and _term_key(close) in terms:
+        if has_edition(close) and term_key(close) in terms:
             kept.append(close)
     return kept
+
+
+class _Glance(NamedTuple):
+    """What the look-back needs of a close, read without decoding its JSON documents."""
+
+    pk: int
+    has_edition: bool
+    cycle: tuple[str | None, str | None]
 
 
 def late_histories(subscriptions: list[Subscription]) -> dict[int, list[UsageClose]]:
@@ -166,16 +181,37 @@ def late_histories(subscriptions: list[Subscription]) -> dict[int, list[UsageClo
     )
     for pk, account_id in ended.items():
         owner[pk] = live_of_account[account_id]
-    history: dict[int, list[UsageClose]] = defaultdict(list)
-    for close in UsageClose.objects.filter(subscription_id__any=list(owner)).order_by(
-        "-period_start"
-    ):
+    # Which closes are kept is decided on a glance at each (late_lookback's questions asked
+    # of the stored JSON by the database), then only those are loaded: with two years behind
+    # each subscription, decoding every close's terms was half of the close.
+    glances: dict[int, list[_Glance]] = defaultdict(list)
+    rows = (
+        UsageClose.objects.filter(subscription_id__any=list(owner))
+        .annotate(
+            bare=ExpressionWrapper(Q(terms__isnull=True) | Q(terms={}), BooleanField()),
+            edition=KT("terms__edition"),
+            cycle_start=KT("terms__cycle__0"),
+            cycle_end=KT("terms__cycle__1"),
+        )
+        .order_by("-period_start")
+        .values_list("pk", "subscription_id", "bare", "edition", "cycle_start", "cycle_end")
+    )
+    for pk, subscription_id, bare, edition, cycle_start, cycle_end in rows:
         # An ended subscription's close without a terms snapshot (written before they were
         # kept) would be priced on the new subscription's terms: it stays as billed.
-        if close.subscription_id in ended and not close.terms:
+        if subscription_id in ended and bare:
             continue
-        history[owner[close.subscription_id]].append(close)
-    return {pk: late_lookback(closes) for pk, closes in history.items()}
+        # An edition is an object or null in a snapshot. As text, PostgreSQL reads a null as
+        # NULL, SQLite as "null"; "{}" is the empty object.
+        has_edition = not bare and edition not in (None, "", "null", "{}")
+        glances[owner[subscription_id]].append(_Glance(pk, has_edition, (cycle_start, cycle_end)))
+    kept = {
+        pk: [g.pk for g in _lookback(closes, attrgetter("has_edition"), attrgetter("cycle"))]
+        for pk, closes in glances.items()
+    }
+    wanted = [pk for pks in kept.values() for pk in pks]
+    loaded = {close.pk: close for close in UsageClose.objects.filter(pk__any=wanted)}
+    return {pk: [loaded[close] for close in closes] for pk, closes in kept.items()}
 
 
 def _has_edition(close: UsageClose) -> bool:

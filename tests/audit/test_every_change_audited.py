@@ -1660,6 +1660,7 @@ NOT_WALKED: dict[Callable, str | Composes] = {
     billing.closing.price.final_units_statement: READS,
     billing.closing.price.late_histories: READS,
     billing.closing.price.late_lookback: PURE,
+    billing.spike_guard.busy_meters: READS,
     billing.closing.price.released_units: READS,
     billing.closing.price.units_by_period: READS,
     billing.webhooks.webhook_receive: (
