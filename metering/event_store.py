@@ -570,6 +570,11 @@ WITH keys AS (
     WHERE u.account_id = k.account_id AND u.period_start = k.period_start
       AND u.meter = k.meter AND u.day = k.day AND u.status = k.status
     RETURNING u.account_id, u.period_start, u.meter, u.day, u.status, u.units
+), marked AS (
+    INSERT INTO metering_periodtally (account_id, period_start, stale)
+    SELECT DISTINCT account_id, period_start, TRUE FROM gone ORDER BY account_id, period_start
+    ON CONFLICT (account_id, period_start) DO UPDATE SET stale = TRUE
+    WHERE NOT metering_periodtally.stale
 )
 INSERT INTO metering_usageday ({_USAGE_KEY}, units, folded)
 SELECT {_USAGE_KEY}, sum(units), TRUE FROM gone GROUP BY {_USAGE_KEY} HAVING sum(units) <> 0
@@ -579,7 +584,9 @@ SELECT {_USAGE_KEY}, sum(units), TRUE FROM gone GROUP BY {_USAGE_KEY} HAVING sum
 def fold_usage_days() -> int:
     """Merge each changed key's appended rows into one; return the keys folded. One
     statement: the rows summed are exactly the rows deleted, so a concurrent append (not yet
-    visible) or a concurrent fold (its rows skipped once deleted) never loses a unit."""
+    visible) or a concurrent fold (its rows skipped once deleted) never loses a unit. On
+    PostgreSQL the same statement marks the tallies of their periods stale (PeriodTally), in
+    (account, period) order as the closes lock them."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(_FOLD)

@@ -503,3 +503,26 @@ class EventSpan(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.subject} since {self.since:%Y-%m-%d}"
+
+
+class PeriodTally(models.Model):
+    """An account's final units per meter in one usage period, as last counted from its charge
+    rows, and whether they may have changed since (`stale`).
+
+    What lets a close skip counting again the earlier periods whose late usage it bills (F6:
+    the last twelve closes) when nothing changed in them: the close counts a period's charges
+    when its tally is missing or stale and writes the tally back (billing.closing.tallies);
+    the per-day counters' fold (metering.event_store.fold_usage_days) marks stale the periods
+    of every key it folds, in the statement that folds them. Every change to a period's final
+    units appends a counter row (the triggers on metering_charge) that a fold takes, and
+    run_billing folds before it closes: a change is counted by the next close after the fold
+    that saw it. PostgreSQL only: the SQLite demo counts every period each time."""
+
+    pk = models.CompositePrimaryKey("account_id", "period_start")
+    account_id = models.BigIntegerField()  # no foreign key: derived rows, like UsageDay's
+    period_start = models.DateTimeField()
+    units = models.JSONField(null=True, help_text="Final units per meter; null: not counted.")
+    stale = models.BooleanField(db_default=True)
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.period_start:%Y-%m-%d}: {self.units}"

@@ -261,6 +261,14 @@ def partition_restore(record: ArchivedPartition) -> int:
                 "ON CONFLICT DO NOTHING"
             )
             spans_extend(cursor, rows=partition.name)
+        else:
+            # The month's units are back: a close counts them again rather than trust a
+            # tally written while they were away (PeriodTally).
+            cursor.execute(
+                "UPDATE metering_periodtally SET stale = TRUE "
+                "WHERE period_start >= %s AND period_start < %s",
+                [start, end],
+            )
         record.restored_at = timezone.now()
         record.save(update_fields=["restored_at"])
     return rows

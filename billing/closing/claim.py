@@ -21,9 +21,10 @@ from retries import Table
 from .. import tax_checks
 from ..invoicing import invoices_issue
 from ..models import CloseSetAside, Invoice, InvoiceReason, UsageClose
-from .price import _price_close, late_histories, released_units, units_by_period
+from .price import _price_close, late_histories, released_units
 from .rollover import _advance, _apply_scheduled_changes, _end_subscription
 from .start import subscription_start_invoice
+from .tallies import units_for_closes
 
 logger = logging.getLogger(__name__)
 
@@ -223,9 +224,9 @@ def periods_close(
         ):
             scheduled[change.subscription_id].append(change)
         earlier = defaultdict(list, late_histories(subscriptions))
-        units = units_by_period(
-            [(s.account_id, s.usage_period_start) for s in subscriptions]
-            + [(s.account_id, c.period_start) for s in subscriptions for c in earlier[s.pk]]
+        units = units_for_closes(
+            [(s.account_id, s.usage_period_start) for s in subscriptions],
+            [(s.account_id, c.period_start) for s in subscriptions for c in earlier[s.pk]],
         )
         released = released_units(subscriptions, earlier)
         closes = [

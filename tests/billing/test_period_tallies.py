@@ -1,0 +1,123 @@
+"""F6 with period tallies: a close counts again only the earlier periods whose final units may
+have changed since they were last counted (metering.PeriodTally, billing.closing.tallies),
+and late usage is still billed once, by the first close after the fold that saw it. Fixed
+instants: nothing here depends on today's date."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.db import connection
+
+from billing import closing
+from billing.closing import tallies
+from billing.models import Invoice
+from billing.run import run_billing
+from metering.models import PeriodTally
+from tests.billing.charges import counted
+from tests.billing.pages_fixtures import T0, account  # noqa: F401
+
+pytestmark = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the SQLite demo counts every period each time"
+)
+
+DEC = datetime(2026, 12, 1, tzinfo=UTC)
+JAN = datetime(2027, 1, 1, tzinfo=UTC)
+FEB = datetime(2027, 2, 1, tzinfo=UTC)
+BASIC_BLOCK = 4000  # Basic: 300 tickets included, then $40 per block of 100 (P2)
+
+
+def billing_at(moment):
+    with time_machine.travel(moment, tick=False):
+        return run_billing(as_of=moment)
+
+
+def late_lines(shop, period_start):
+    [close] = Invoice.objects.filter(account=shop, reason="period_close", period_start=period_start)
+    return [
+        (line.period_start, line.amount_minor)
+        for line in close.lines.all()
+        if line.kind == "late_usage"
+    ]
+
+
+@pytest.fixture
+def recounted(monkeypatch):
+    """The periods each close counted from their charges, in order."""
+    seen: list[set] = []
+    count = tallies.units_by_period
+
+    def spy(pairs):
+        seen.append({start for _, start in pairs})
+        return count(pairs)
+
+    monkeypatch.setattr(tallies, "units_by_period", spy)
+    return seen
+
+
+@pytest.mark.django_db
+def test_F6_an_earlier_period_nothing_changed_in_is_not_counted_again(account, recounted):  # noqa: F811
+    counted(account, "helpdesk_tickets", 350, T0 + timedelta(days=3))
+    billing_at(DEC)  # November closed: 350, one block
+    tally = PeriodTally.objects.get(account_id=account.pk, period_start=T0)
+    assert (tally.units, tally.stale) == ({"helpdesk_tickets": 350}, False)
+
+    counted(account, "helpdesk_tickets", 20, DEC + timedelta(days=2))
+    billing_at(JAN)
+
+    # December's close counted December alone: November's tally was fresh.
+    assert recounted[-1] == {DEC}
+    assert late_lines(account, DEC) == []
+
+
+@pytest.mark.django_db
+def test_F6_a_late_unit_marks_its_period_stale_and_is_billed_once(account, recounted):  # noqa: F811
+    counted(account, "helpdesk_tickets", 350, T0 + timedelta(days=3))
+    billing_at(DEC)
+    # 60 November tickets counted late, in December: 410, two blocks, one more than billed.
+    counted(
+        account,
+        "helpdesk_tickets",
+        60,
+        T0 + timedelta(days=20),
+        recorded_at=DEC + timedelta(days=2),
+    )
+
+    billing_at(JAN)
+
+    assert recounted[-1] == {DEC, T0}  # the fold marked November stale; it was counted again
+    assert late_lines(account, DEC) == [(T0, BASIC_BLOCK)]
+    tally = PeriodTally.objects.get(account_id=account.pk, period_start=T0)
+    assert (tally.units, tally.stale) == ({"helpdesk_tickets": 410}, False)
+
+    billing_at(FEB)
+
+    assert recounted[-1] == {JAN}  # November and December fresh again
+    assert late_lines(account, JAN) == []
+
+
+@pytest.mark.django_db
+def test_F6_a_change_after_the_run_fold_is_billed_by_the_next_close_once(account):  # noqa: F811
+    """A change committed after a run's fold, before its close, is not seen by that close's
+    tallies: the next run's fold marks it, and the next close bills it, once."""
+    counted(account, "helpdesk_tickets", 350, T0 + timedelta(days=3))
+    billing_at(DEC)
+    counted(
+        account,
+        "helpdesk_tickets",
+        60,
+        T0 + timedelta(days=20),
+        recorded_at=DEC + timedelta(days=2),
+    )
+
+    with time_machine.travel(JAN, tick=False):
+        closing.close_all(as_of=JAN)  # a close whose run folded just before these 60 came
+
+    assert late_lines(account, DEC) == []
+    assert PeriodTally.objects.get(account_id=account.pk, period_start=T0).stale is False
+
+    billing_at(FEB)
+
+    assert late_lines(account, JAN) == [(T0, BASIC_BLOCK)]
+    billing_at(datetime(2027, 3, 1, tzinfo=UTC))
+    assert late_lines(account, FEB) == []
