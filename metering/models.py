@@ -514,8 +514,8 @@ class PeriodTally(models.Model):
     when its tally is missing or stale and writes the tally back (billing.closing.tallies);
     the per-day counters' fold (metering.event_store.fold_usage_days) marks stale the periods
     of every key it folds, in the statement that folds them. Every change to a period's final
-    units appends a counter row (the triggers on metering_charge) that a fold takes, and
-    run_billing folds before it closes: a change is counted by the next close after the fold
+    units appends a counter row (the triggers on metering_charge) that a fold takes, and the
+    closes fold before they start (billing.closing.close_all): a change is counted by the next close after the fold
     that saw it. PostgreSQL only: the SQLite demo counts every period each time."""
 
     pk = models.CompositePrimaryKey("account_id", "period_start")

@@ -14,6 +14,7 @@ from django.db.models import Exists, OuterRef
 from accounts.models import Account, TaxIdStatus
 from audit.bulk import collector_paused, copy_rows
 from audit.sql import IntArray, TimestamptzArray
+from metering.services import usage_days_fold
 from plans.models import ScheduledChange, Subscription, SubscriptionAddOn
 from plans.terms import TermsBook
 from retries import Table
@@ -52,6 +53,11 @@ def close_all(*, as_of: datetime) -> Issued:
     data makes its step raise is set aside (recorded, retried with backoff); the others are
     billed as if it did not exist."""
     issued = Issued()
+    # The closes read an earlier period's units from its tally unless a fold marked it stale
+    # (closing.tallies): fold now, so that whatever changed before the closes start (a hold
+    # the spike guard released in this run, a late unit re-evaluated a moment ago) is counted
+    # by them, not by next month's.
+    usage_days_fold()
     vat_ids_recheck_before_issue(as_of=as_of)
     starts = Invoice.objects.filter(
         subscription=OuterRef("pk"), reason=InvoiceReason.SUBSCRIPTION_START

@@ -10,7 +10,7 @@ import time_machine
 from django.db import connection
 
 from billing import closing
-from billing.closing import tallies
+from billing.closing import claim, tallies
 from billing.models import Invoice
 from billing.run import run_billing
 from metering.models import PeriodTally
@@ -97,9 +97,40 @@ def test_F6_a_late_unit_marks_its_period_stale_and_is_billed_once(account, recou
 
 
 @pytest.mark.django_db
-def test_F6_a_change_after_the_run_fold_is_billed_by_the_next_close_once(account):  # noqa: F811
-    """A change committed after a run's fold, before its close, is not seen by that close's
-    tallies: the next run's fold marks it, and the next close bills it, once."""
+def test_F6_a_change_after_the_closes_fold_is_billed_by_the_next_close_once(
+    account,  # noqa: F811
+    monkeypatch,
+):
+    """A change committed after the fold that starts the closes, before a close counts, is not
+    in that close's tallies: the next run's fold marks it, and the next close bills it, once."""
+    counted(account, "helpdesk_tickets", 350, T0 + timedelta(days=3))
+    billing_at(DEC)
+    counted(
+        account,
+        "helpdesk_tickets",
+        60,
+        T0 + timedelta(days=20),
+        recorded_at=DEC + timedelta(days=2),
+    )
+
+    with monkeypatch.context() as later, time_machine.travel(JAN, tick=False):
+        later.setattr(claim, "usage_days_fold", lambda: 0)  # folded just before these 60 came
+        closing.close_all(as_of=JAN)
+
+    assert late_lines(account, DEC) == []
+    assert PeriodTally.objects.get(account_id=account.pk, period_start=T0).stale is False
+
+    billing_at(FEB)
+
+    assert late_lines(account, JAN) == [(T0, BASIC_BLOCK)]
+    billing_at(datetime(2027, 3, 1, tzinfo=UTC))
+    assert late_lines(account, FEB) == []
+
+
+@pytest.mark.django_db
+def test_F6_a_change_after_the_run_tick_is_counted_by_the_closes_fold(account):  # noqa: F811
+    """What changes between the run's metering tick and its closes (a hold the spike guard
+    releases, a unit re-evaluated meanwhile) is folded when the closes start: billed now."""
     counted(account, "helpdesk_tickets", 350, T0 + timedelta(days=3))
     billing_at(DEC)
     counted(
@@ -111,13 +142,6 @@ def test_F6_a_change_after_the_run_fold_is_billed_by_the_next_close_once(account
     )
 
     with time_machine.travel(JAN, tick=False):
-        closing.close_all(as_of=JAN)  # a close whose run folded just before these 60 came
+        closing.close_all(as_of=JAN)  # no metering tick before it
 
-    assert late_lines(account, DEC) == []
-    assert PeriodTally.objects.get(account_id=account.pk, period_start=T0).stale is False
-
-    billing_at(FEB)
-
-    assert late_lines(account, JAN) == [(T0, BASIC_BLOCK)]
-    billing_at(datetime(2027, 3, 1, tzinfo=UTC))
-    assert late_lines(account, FEB) == []
+    assert late_lines(account, DEC) == [(T0, BASIC_BLOCK)]
