@@ -515,8 +515,9 @@ class PeriodTally(models.Model):
     the per-day counters' fold (metering.event_store.fold_usage_days) marks stale the periods
     of every key it folds, in the statement that folds them. Every change to a period's final
     units appends a counter row (the triggers on metering_charge) that a fold takes, and the
-    closes fold before they start (billing.closing.close_all): a change is counted by the next close after the fold
-    that saw it. PostgreSQL only: the SQLite demo counts every period each time."""
+    closes fold before they start (billing.closing.close_all): a change is counted by the
+    next close after the fold that saw it. PostgreSQL only: the SQLite demo counts every
+    period each time."""
 
     pk = models.CompositePrimaryKey("account_id", "period_start")
     account_id = models.BigIntegerField()  # no foreign key: derived rows, like UsageDay's

@@ -6,9 +6,9 @@ Counting the earlier periods again every month was most of a close with a year b
 twelve periods' charges for each account (docs/performance.md, "The close's growth"). A
 tally is marked stale by the fold of the per-day counters, which takes every change to a
 period's final units (the triggers on metering_charge append one) and runs as the closes
-start (`claim.close_all`). So a change committed before that fold is in every count this run uses; one
-committed after it is counted by the next close, never lost, never billed twice (late usage is
-the difference to `billed_units`).
+start (`claim.close_all`). So a change committed before that fold is in every count this run
+uses; one committed after it is counted by the next close, never lost, never billed twice
+(late usage is the difference to `billed_units`).
 
 The order in the close's transaction is what keeps that true under concurrency:
 
