@@ -86,15 +86,19 @@ def _as_rows(pairs: Iterable[Pair], units: Units | None = None) -> str:
 
 
 def _stale_cleared(pairs: set[Pair]) -> set[Pair]:
-    """Clear `stale` on the tallies of `pairs` that exist, in (account, period) order as the
-    fold marks them; return those pairs (locked until the close commits)."""
+    """Clear `stale` on the tallies of `pairs` that exist; return those pairs (locked until the
+    close commits). Locked first in (account, period) order, as the fold marks them: an
+    UPDATE joined to the pairs would lock in whatever order its plan reads the table, and a
+    close and a fold could then wait for each other."""
     if not pairs:
         return set()
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE metering_periodtally t SET stale = FALSE "
-            "FROM (SELECT a, p FROM jsonb_to_recordset(%s::jsonb) AS w(a bigint, p timestamptz) "
-            "ORDER BY a, p) AS w WHERE t.account_id = w.a AND t.period_start = w.p "
+            "WHERE (t.account_id, t.period_start) IN (SELECT l.account_id, l.period_start "
+            "FROM metering_periodtally l JOIN jsonb_to_recordset(%s::jsonb) "
+            "AS w(a bigint, p timestamptz) ON l.account_id = w.a AND l.period_start = w.p "
+            "ORDER BY l.account_id, l.period_start FOR UPDATE OF l) "
             "RETURNING t.account_id, t.period_start",
             [_as_rows(pairs)],
         )

@@ -14,8 +14,10 @@ from billing.closing import claim, tallies
 from billing.models import Invoice
 from billing.run import run_billing
 from metering.models import PeriodTally
+from metering.services import usage_days_fold
 from tests.billing.charges import counted
 from tests.billing.pages_fixtures import T0, account  # noqa: F401
+from tests.billing.test_money_safety import in_threads
 
 pytestmark = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="the SQLite demo counts every period each time"
@@ -145,3 +147,39 @@ def test_F6_a_change_after_the_run_tick_is_counted_by_the_closes_fold(account): 
         closing.close_all(as_of=JAN)  # no metering tick before it
 
     assert late_lines(account, DEC) == [(T0, BASIC_BLOCK)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_F6_folds_beside_the_closes_never_deadlock_and_late_units_are_billed_once(make_account):
+    """Two runs closing and two folds marking, at once, on the same accounts' tallies: both
+    take them in (account, period) order, so none waits for another in a cycle; each account's
+    late November is billed once, by January's close or February's."""
+    with time_machine.travel(T0, tick=False):
+        shops = [make_account(slug=f"shop-{n}", plan="basic") for n in range(6)]
+        run_billing(as_of=T0)
+    for shop in shops:
+        counted(shop, "helpdesk_tickets", 350, T0 + timedelta(days=3))
+    billing_at(DEC)
+    for shop in shops:
+        counted(
+            shop,
+            "helpdesk_tickets",
+            60,
+            T0 + timedelta(days=20),
+            recorded_at=DEC + timedelta(days=2),
+        )
+
+    def work(i):
+        if i < 2:
+            return run_billing(as_of=JAN)
+        return [usage_days_fold() for _ in range(5)]
+
+    with time_machine.travel(JAN, tick=False):
+        results = in_threads(4, work)
+    assert not [r for r in results if isinstance(r, Exception)], results
+    billing_at(FEB)
+
+    for shop in shops:
+        late = Invoice.objects.filter(account=shop, lines__kind="late_usage")
+        assert late.count() == 1, shop.slug
+        assert sum(line for _, line in late_lines(shop, DEC) + late_lines(shop, JAN)) == BASIC_BLOCK
