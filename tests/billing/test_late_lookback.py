@@ -57,6 +57,22 @@ def closes(subscription: Subscription, snapshots: dict[int, dict | None]) -> dic
     return made
 
 
+def ended_before(live: Subscription, *, started: int, ended: int) -> Subscription:
+    """The account's earlier subscription, from `started` months back to `ended`."""
+    return Subscription.objects.create(
+        account=live.account,
+        plan=live.plan,
+        interval="month",
+        billing_anchor=month(started),
+        started_at=month(started),
+        current_period_start=month(ended + 1),
+        current_period_end=month(ended),
+        usage_period_start=month(ended + 1),
+        usage_period_end=month(ended),
+        ended_at=month(ended),
+    )
+
+
 def whole(subscription: Subscription, ended: Subscription) -> list[int]:
     """The look-back as it reads every close whole (the definition)."""
     every = UsageClose.objects.filter(subscription__in=[subscription, ended]).order_by(
@@ -70,18 +86,7 @@ def whole(subscription: Subscription, ended: Subscription) -> list[int]:
 def test_the_last_twelve_closes_and_whole_allocation_terms_are_counted_again(make_account):
     account = make_account()
     live = Subscription.objects.get(account=account, ended_at__isnull=True)
-    ended = Subscription.objects.create(
-        account=account,
-        plan=live.plan,
-        interval="month",
-        billing_anchor=month(30),
-        started_at=month(30),
-        current_period_start=month(21),
-        current_period_end=month(20),
-        usage_period_start=month(21),
-        usage_period_end=month(20),
-        ended_at=month(20),
-    )
+    ended = ended_before(live, started=30, ended=20)
     term = (month(14), month(2))  # an annual allocation term the 12th close is in
     other = (month(26), month(14))
     plain = terms(month(1), month(0), None)
@@ -114,18 +119,7 @@ def test_the_last_twelve_closes_and_whole_allocation_terms_are_counted_again(mak
 def test_an_ended_subscription_close_with_its_terms_is_counted_again(make_account):
     account = make_account()
     live = Subscription.objects.get(account=account, ended_at__isnull=True)
-    ended = Subscription.objects.create(
-        account=account,
-        plan=live.plan,
-        interval="month",
-        billing_anchor=month(5),
-        started_at=month(5),
-        current_period_start=month(3),
-        current_period_end=month(2),
-        usage_period_start=month(3),
-        usage_period_end=month(2),
-        ended_at=month(2),
-    )
+    ended = ended_before(live, started=5, ended=2)
     made = closes(live, {0: terms(month(1), month(0), None)})
     made_ended = closes(ended, {2: terms(month(3), month(2), None), 3: None})
 

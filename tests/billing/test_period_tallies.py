@@ -43,6 +43,23 @@ def late_lines(shop, period_start):
     ]
 
 
+def november_closed(shop) -> None:
+    """350 November tickets (one block over Basic's 300), closed on Dec 1."""
+    counted(shop, "helpdesk_tickets", 350, T0 + timedelta(days=3))
+    billing_at(DEC)
+
+
+def late_november(shop) -> None:
+    """60 November tickets counted late, on Dec 3: 410, two blocks, one more than billed."""
+    counted(
+        shop,
+        "helpdesk_tickets",
+        60,
+        T0 + timedelta(days=20),
+        recorded_at=DEC + timedelta(days=2),
+    )
+
+
 @pytest.fixture
 def recounted(monkeypatch):
     """The periods each close counted from their charges, in order."""
@@ -59,8 +76,7 @@ def recounted(monkeypatch):
 
 @pytest.mark.django_db
 def test_F6_an_earlier_period_nothing_changed_in_is_not_counted_again(account, recounted):  # noqa: F811
-    counted(account, "helpdesk_tickets", 350, T0 + timedelta(days=3))
-    billing_at(DEC)  # November closed: 350, one block
+    november_closed(account)
     tally = PeriodTally.objects.get(account_id=account.pk, period_start=T0)
     assert (tally.units, tally.stale) == ({"helpdesk_tickets": 350}, False)
 
@@ -74,16 +90,8 @@ def test_F6_an_earlier_period_nothing_changed_in_is_not_counted_again(account, r
 
 @pytest.mark.django_db
 def test_F6_a_late_unit_marks_its_period_stale_and_is_billed_once(account, recounted):  # noqa: F811
-    counted(account, "helpdesk_tickets", 350, T0 + timedelta(days=3))
-    billing_at(DEC)
-    # 60 November tickets counted late, in December: 410, two blocks, one more than billed.
-    counted(
-        account,
-        "helpdesk_tickets",
-        60,
-        T0 + timedelta(days=20),
-        recorded_at=DEC + timedelta(days=2),
-    )
+    november_closed(account)
+    late_november(account)
 
     billing_at(JAN)
 
@@ -105,15 +113,8 @@ def test_F6_a_change_after_the_closes_fold_is_billed_by_the_next_close_once(
 ):
     """A change committed after the fold that starts the closes, before a close counts, is not
     in that close's tallies: the next run's fold marks it, and the next close bills it, once."""
-    counted(account, "helpdesk_tickets", 350, T0 + timedelta(days=3))
-    billing_at(DEC)
-    counted(
-        account,
-        "helpdesk_tickets",
-        60,
-        T0 + timedelta(days=20),
-        recorded_at=DEC + timedelta(days=2),
-    )
+    november_closed(account)
+    late_november(account)
 
     with monkeypatch.context() as later, time_machine.travel(JAN, tick=False):
         later.setattr(claim, "usage_days_fold", lambda: 0)  # folded just before these 60 came
@@ -133,15 +134,8 @@ def test_F6_a_change_after_the_closes_fold_is_billed_by_the_next_close_once(
 def test_F6_a_change_after_the_run_tick_is_counted_by_the_closes_fold(account):  # noqa: F811
     """What changes between the run's metering tick and its closes (a hold the spike guard
     releases, a unit re-evaluated meanwhile) is folded when the closes start: billed now."""
-    counted(account, "helpdesk_tickets", 350, T0 + timedelta(days=3))
-    billing_at(DEC)
-    counted(
-        account,
-        "helpdesk_tickets",
-        60,
-        T0 + timedelta(days=20),
-        recorded_at=DEC + timedelta(days=2),
-    )
+    november_closed(account)
+    late_november(account)
 
     with time_machine.travel(JAN, tick=False):
         closing.close_all(as_of=JAN)  # no metering tick before it
@@ -161,13 +155,7 @@ def test_F6_folds_beside_the_closes_never_deadlock_and_late_units_are_billed_onc
         counted(shop, "helpdesk_tickets", 350, T0 + timedelta(days=3))
     billing_at(DEC)
     for shop in shops:
-        counted(
-            shop,
-            "helpdesk_tickets",
-            60,
-            T0 + timedelta(days=20),
-            recorded_at=DEC + timedelta(days=2),
-        )
+        late_november(shop)
 
     def work(i):
         if i < 2:
