@@ -7,6 +7,7 @@ The baseline, in the same run: one hand-written SQL aggregate over the same char
 best of three, on the run's warm copy).
 
     .venv/bin/python bench/close_periods.py [--accounts 10000] [--charges 1000000]
+        [--history-months 24 [--late-share 0.1]]
 
 It runs three times (`--runs`) and prints each run and the median (by run_billing / baseline),
 with the CPU time per invoice of each component: the worker (this process, running run_billing)
@@ -47,11 +48,15 @@ def recreate_database() -> None:
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, check=True)
 
 
-def populate(accounts: int, charges: int, history_months: int, history_charges: int) -> float:
+def populate(
+    accounts: int, charges: int, history_months: int, history_charges: int, late_share: float = 0
+) -> float:
     """Accounts with subscriptions that started on Oct 1 (or `history_months` before, with
     `history_charges` charge rows over those months, each month closed in turn), their
     invoices so far, and the period's charge rows, written with COPY (the setup is not what is
-    measured). Returns how long folding the period's per-day counters took."""
+    measured); with `late_share`, that share of the accounts has a ticket of the month before
+    counted late (F6: its period moved, the close reads its history). Returns how long
+    folding the period's per-day counters took."""
     import django
 
     django.setup()
@@ -132,6 +137,12 @@ def populate(accounts: int, charges: int, history_months: int, history_charges: 
     for month in range(1, history_months + 1):
         run_billing(as_of=partitions.month_add(first, month))  # the history's closes
     span = int((END - START).total_seconds()) - 1
+    previous = partitions.month_add(START, -1)
+    late = [
+        (account_id, "ticket", f"L{n}", "helpdesk_tickets", 1, "final")
+        + (previous + timedelta(days=20), previous, '["H1"]', START, START + timedelta(days=2))
+        for n, account_id in enumerate(ids[: round(accounts * late_share)])
+    ]
     with (
         connection.cursor() as cursor,
         cursor.cursor.copy(
@@ -156,6 +167,8 @@ def populate(accounts: int, charges: int, history_months: int, history_charges: 
                     at,
                 )
             )
+        for row in late if history_months else []:
+            copy.write_row(row)
     # The month's charges arrived in one COPY, so the per-day counters hold one appended
     # batch for the whole month: folded here, as the 5-minute fold would have done as they
     # came, and vacuumed, as autovacuum would have. Folded in each run instead, that fold
@@ -246,11 +259,23 @@ def main() -> None:
         default=10_000_000,
         help="Charge rows spread over those months (with --history-months).",
     )
+    parser.add_argument(
+        "--late-share",
+        type=float,
+        default=0,
+        help="Share of the accounts with a late ticket of the month before (with history).",
+    )
     args = parser.parse_args()
     recreate_database()
     try:
         setup_started = time.perf_counter()
-        fold = populate(args.accounts, args.charges, args.history_months, args.history_charges)
+        fold = populate(
+            args.accounts,
+            args.charges,
+            args.history_months,
+            args.history_charges,
+            args.late_share,
+        )
         setup = time.perf_counter() - setup_started
         runs = [run_once(f"{DB_NAME}_run", args.accounts) for _ in range(args.runs)]
     finally:
@@ -260,11 +285,12 @@ def main() -> None:
         measure.database_drop(f"{DB_NAME}_run")
         measure.database_drop(DB_NAME)
     first = runs[0]
+    late = f", {args.late_share:.0%} of the accounts with a late ticket" if args.late_share else ""
     print(
         f"{args.accounts:,} accounts, {args.charges:,} charge rows (setup {setup:.0f} s); "
         + (
             f"behind them {args.history_months} closed months with "
-            f"{args.history_charges:,} charge rows; "
+            f"{args.history_charges:,} charge rows{late}; "
             if args.history_months
             else ""
         )

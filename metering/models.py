@@ -516,14 +516,27 @@ class PeriodTally(models.Model):
     of every key it folds, in the statement that folds them. Every change to a period's final
     units appends a counter row (the triggers on metering_charge) that a fold takes, and the
     closes fold before they start (billing.closing.close_all): a change is counted by the
-    next close after the fold that saw it. PostgreSQL only: the SQLite demo counts every
-    period each time."""
+    next close after the fold that saw it. Every closed period has one: a trigger on the
+    closes' inserts makes a stale one where none is (billing migration 0017), so a close
+    finds the earlier periods it must look at again among the stale ones alone, and leaves
+    the rest of the history unread. PostgreSQL only: the SQLite demo counts every period
+    each time."""
 
     pk = models.CompositePrimaryKey("account_id", "period_start")
     account_id = models.BigIntegerField()  # no foreign key: derived rows, like UsageDay's
     period_start = models.DateTimeField()
     units = models.JSONField(null=True, help_text="Final units per meter; null: not counted.")
     stale = models.BooleanField(db_default=True)
+
+    class Meta:
+        indexes = [
+            # The periods a close must look at again (billing.closing.tallies.periods_moved).
+            models.Index(
+                fields=["account_id", "period_start"],
+                condition=models.Q(stale=True) | models.Q(units__isnull=True),
+                name="periodtally_moved_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.account_id} {self.period_start:%Y-%m-%d}: {self.units}"

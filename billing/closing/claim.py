@@ -22,10 +22,10 @@ from retries import Table
 from .. import tax_checks
 from ..invoicing import invoices_issue
 from ..models import CloseSetAside, Invoice, InvoiceReason, UsageClose
-from .price import _price_close, late_histories, released_units
+from .price import _price_close, close_histories, released_units
 from .rollover import _advance, _apply_scheduled_changes, _end_subscription
 from .start import subscription_start_invoice
-from .tallies import units_for_closes
+from .tallies import periods_moved, units_for_closes
 
 logger = logging.getLogger(__name__)
 
@@ -229,12 +229,16 @@ def periods_close(
             .order_by("created_at", "pk")
         ):
             scheduled[change.subscription_id].append(change)
-        earlier = defaultdict(list, late_histories(subscriptions))
+        # Only the earlier periods that moved since their count can bill late usage (F6):
+        # the rest of the accounts' histories is not read (closing.tallies.periods_moved).
+        moved = periods_moved({s.account_id: s.usage_period_start for s in subscriptions})
+        histories = close_histories(subscriptions, moved=moved)
+        earlier = defaultdict(list, histories.closes)
         units = units_for_closes(
             [(s.account_id, s.usage_period_start) for s in subscriptions],
             [(s.account_id, c.period_start) for s in subscriptions for c in earlier[s.pk]],
         )
-        released = released_units(subscriptions, earlier)
+        released = released_units(subscriptions, earlier, histories.last_closed)
         closes = [
             _price_close(
                 s, book, addons[s.pk], scheduled[s.pk], earlier[s.pk], units, as_of, released

@@ -95,15 +95,19 @@ Released = dict[tuple[int, datetime, str], int]
 
 
 def released_units(
-    subscriptions: list[Subscription], earlier: dict[int, list[UsageClose]]
+    subscriptions: list[Subscription],
+    earlier: dict[int, list[UsageClose]],
+    last_closed: dict[int, datetime],
 ) -> Released:
     """Per (account, earlier period, meter), the final units of subjects whose spike-guard hold
-    was released since the subscription's last close: late usage that was held for review,
-    not late events (the line says so). One query, two when any hold was released."""
+    was released since the subscription's last close (`last_closed`): late usage that was
+    held for review, not late events (the line says so). Only the periods of `earlier` are
+    looked at: a release makes units final, so its period has moved (closing.tallies). One
+    query, two when any hold was released."""
     since = {
-        s.account_id: max(c.closed_at for c in earlier[s.pk])
+        s.account_id: last_closed[s.pk]
         for s in subscriptions
-        if earlier.get(s.pk)
+        if earlier.get(s.pk) and s.pk in last_closed
     }
     if not since:
         return {}
@@ -159,8 +163,19 @@ class _Glance(NamedTuple):
     """What the look-back needs of a close, read without decoding its JSON documents."""
 
     pk: int
+    period_start: datetime
+    closed_at: datetime
     has_edition: bool
     cycle: tuple[str | None, str | None]
+
+
+class Histories(NamedTuple):
+    """What a batch of closes reads of the closes before them (F6, P4, Z9)."""
+
+    # Per live subscription, newest first: the closes its close may re-bill or reads.
+    closes: dict[int, list[UsageClose]]
+    # Per live subscription whose history was read: when its last close was made.
+    last_closed: dict[int, datetime]
 
 
 def late_histories(subscriptions: list[Subscription]) -> dict[int, list[UsageClose]]:
@@ -172,8 +187,31 @@ def late_histories(subscriptions: list[Subscription]) -> dict[int, list[UsageClo
     Only the live subscription's close writes these rows' `billed_units`, under its lock: an
     ended subscription is never closed again, and an account has one live subscription at a
     time (start again locks the account and refuses while one is live)."""
-    owner = {s.pk: s.pk for s in subscriptions}
-    live_of_account = {s.account_id: s.pk for s in subscriptions}
+    return close_histories(subscriptions, moved=None).closes
+
+
+def close_histories(
+    subscriptions: list[Subscription], *, moved: set[tuple[int, datetime]] | None
+) -> Histories:
+    """The closes that the closes of `subscriptions` read: those of `late_histories` whose
+    period `moved` (closing.tallies.periods_moved: the only ones with late units to bill),
+    with every close of an allocation term one of them is in (Z9 re-rates a term whole), and
+    those of the running cycle (P4 and Z9 read its earlier months). `moved=None`: any period
+    may have moved, every close of the look-back is read.
+
+    Only the histories of accounts with a moved period or a cycle longer than its usage
+    period are read at all: a close's cost does not grow with the history behind it."""
+    owner = {s.pk: s for s in subscriptions}
+    if moved is not None:
+        moved_accounts = {account_id for account_id, _ in moved}
+        owner = {
+            pk: s
+            for pk, s in owner.items()
+            if s.account_id in moved_accounts or s.current_period_start < s.usage_period_start
+        }
+    if not owner:
+        return Histories({}, {})
+    live_of_account = {s.account_id: s for s in owner.values()}
     ended = dict(
         Subscription.objects.filter(account_id__any=list(live_of_account), ended_at__isnull=False)
         .exclude(pk__any=list(owner))
@@ -194,9 +232,18 @@ def late_histories(subscriptions: list[Subscription]) -> dict[int, list[UsageClo
             cycle_end=KT("terms__cycle__1"),
         )
         .order_by("-period_start")
-        .values_list("pk", "subscription_id", "bare", "edition", "cycle_start", "cycle_end")
+        .values_list(
+            "pk",
+            "subscription_id",
+            "period_start",
+            "closed_at",
+            "bare",
+            "edition",
+            "cycle_start",
+            "cycle_end",
+        )
     )
-    for pk, subscription_id, bare, edition, cycle_start, cycle_end in rows:
+    for pk, subscription_id, start, closed_at, bare, edition, cycle_start, cycle_end in rows:
         # An ended subscription's close without a terms snapshot (written before they were
         # kept) would be priced on the new subscription's terms: it stays as billed.
         if subscription_id in ended and bare:
@@ -204,14 +251,35 @@ def late_histories(subscriptions: list[Subscription]) -> dict[int, list[UsageClo
         # An edition is an object or null in a snapshot. As text, PostgreSQL reads a null as
         # NULL, SQLite as "null"; "{}" is the empty object.
         has_edition = not bare and edition not in (None, "", "null", "{}")
-        glances[owner[subscription_id]].append(_Glance(pk, has_edition, (cycle_start, cycle_end)))
+        glances[owner[subscription_id].pk].append(
+            _Glance(pk, start, closed_at, has_edition, (cycle_start, cycle_end))
+        )
     kept = {
-        pk: [g.pk for g in _lookback(closes, attrgetter("has_edition"), attrgetter("cycle"))]
+        pk: _lookback(closes, attrgetter("has_edition"), attrgetter("cycle"))
         for pk, closes in glances.items()
     }
-    wanted = [pk for pks in kept.values() for pk in pks]
+    last_closed = {pk: max(g.closed_at for g in closes) for pk, closes in kept.items()}
+    if moved is not None:
+        kept = {pk: _read(owner[pk], closes, moved) for pk, closes in kept.items()}
+    wanted = [g.pk for closes in kept.values() for g in closes]
     loaded = {close.pk: close for close in UsageClose.objects.filter(pk__any=wanted)}
-    return {pk: [loaded[close] for close in closes] for pk, closes in kept.items()}
+    return Histories(
+        {pk: [loaded[g.pk] for g in closes] for pk, closes in kept.items()}, last_closed
+    )
+
+
+def _read(live: Subscription, kept: list[_Glance], moved: set) -> list[_Glance]:
+    """Of a subscription's look-back, the closes its close reads: those whose period moved,
+    the others of their allocation terms, and those of its running cycle."""
+    moved_here = [g for g in kept if (live.account_id, g.period_start) in moved]
+    terms = {g.cycle for g in moved_here if g.has_edition}
+    return [
+        g
+        for g in kept
+        if (live.account_id, g.period_start) in moved
+        or g.period_start >= live.current_period_start
+        or (g.has_edition and g.cycle in terms)
+    ]
 
 
 def _has_edition(close: UsageClose) -> bool:

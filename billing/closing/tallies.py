@@ -10,6 +10,11 @@ start (`claim.close_all`). So a change committed before that fold is in every co
 uses; one committed after it is counted by the next close, never lost, never billed twice
 (late usage is the difference to `billed_units`).
 
+Every closed period has a tally (a trigger on the closes' inserts makes a stale one where none
+is, billing migration 0017). So the earlier periods with late units to bill are those whose
+tally is stale or uncounted (`periods_moved`), and a close reads the history of those
+accounts alone (closing.price.close_histories): its cost does not grow with the history.
+
 The order in the close's transaction is what keeps that true under concurrency:
 
 1. read the tallies of the earlier periods, without a lock: a fresh one is used as it is (a
@@ -52,6 +57,31 @@ def units_for_closes(current: Iterable[Pair], earlier: Iterable[Pair]) -> Units:
     units = {pair: dict(counted.get(pair, {})) for pair in recount}
     _tallies_write(units, locked)
     return {**fresh, **units}
+
+
+def periods_moved(usage_starts: dict[int, datetime]) -> set[Pair] | None:
+    """The earlier periods (before the one each account closes now, `usage_starts`) whose
+    final units may have changed since they were last counted: their tally is stale or was
+    never counted. Every closed period has a tally (billing migration 0017), so no other
+    earlier period can bill late usage (F6) or re-rate a term (Z9), and a close need not look
+    at the rest of an account's history. Read through the index of those tallies alone.
+
+    None on SQLite, which keeps no tallies: any period may have moved."""
+    if connection.vendor != "postgresql":
+        return None
+    if not usage_starts:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT account_id, period_start FROM metering_periodtally "
+            "WHERE account_id = ANY(%s::bigint[]) AND (stale OR units IS NULL)",
+            [IntArray(sorted(usage_starts))],
+        )
+        return {
+            (account_id, start)
+            for account_id, start in cursor.fetchall()
+            if start < usage_starts[account_id]
+        }
 
 
 def _fresh_tallies(pairs: set[Pair]) -> Units:

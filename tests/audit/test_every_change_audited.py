@@ -1658,6 +1658,7 @@ NOT_WALKED: dict[Callable, str | Composes] = {
     ),
     billing.closing.price.final_units: READS,
     billing.closing.price.final_units_statement: READS,
+    billing.closing.price.close_histories: READS,
     billing.closing.price.late_histories: READS,
     billing.closing.price.late_lookback: PURE,
     billing.spike_guard.busy_meters: READS,

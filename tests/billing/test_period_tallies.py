@@ -11,7 +11,7 @@ from django.db import connection
 
 from billing import closing
 from billing.closing import claim, tallies
-from billing.models import Invoice
+from billing.models import Invoice, UsageClose
 from billing.run import run_billing
 from metering.models import PeriodTally
 from metering.services import usage_days_fold
@@ -104,6 +104,55 @@ def test_F6_a_late_unit_marks_its_period_stale_and_is_billed_once(account, recou
 
     assert recounted[-1] == {JAN}  # November and December fresh again
     assert late_lines(account, JAN) == []
+
+
+@pytest.fixture
+def histories_read(monkeypatch):
+    """Per close run, the earlier closes it read, by period start."""
+    seen: list[list] = []
+    read = claim.close_histories
+
+    def spy(subscriptions, *, moved):
+        histories = read(subscriptions, moved=moved)
+        seen.append(sorted(c.period_start for cs in histories.closes.values() for c in cs))
+        return histories
+
+    monkeypatch.setattr(claim, "close_histories", spy)
+    return seen
+
+
+@pytest.mark.django_db
+def test_F6_a_close_reads_only_the_earlier_closes_whose_period_moved(account, histories_read):  # noqa: F811
+    november_closed(account)
+    counted(account, "helpdesk_tickets", 20, DEC + timedelta(days=2))
+    billing_at(JAN)
+    assert histories_read[-1] == []  # November's tally fresh: its close is not even read
+
+    late_november(account)  # a late November (and nothing late in December)
+    billing_at(FEB)
+    assert histories_read[-1] == [T0]
+    assert late_lines(account, JAN) == [(T0, BASIC_BLOCK)]
+
+
+@pytest.mark.django_db
+def test_F6_a_close_stored_by_any_way_gets_a_tally_to_be_counted(account):  # noqa: F811
+    """Every closed period has a tally: a close inserted without one (restored from a dump,
+    written by hand) gets a stale one, so the next close counts that period again."""
+    november_closed(account)
+    close = UsageClose.objects.get(subscription__account=account, period_start=T0)
+    UsageClose.objects.filter(pk=close.pk).delete()
+    PeriodTally.objects.filter(account_id=account.pk).delete()
+
+    close.pk = None
+    close.save(force_insert=True)
+
+    tally = PeriodTally.objects.get(account_id=account.pk, period_start=T0)
+    assert (tally.units, tally.stale) == (None, True)
+    late_november(account)
+    billing_at(JAN)
+    assert late_lines(account, DEC) == [(T0, BASIC_BLOCK)]
+    tally.refresh_from_db()
+    assert (tally.units, tally.stale) == ({"helpdesk_tickets": 410}, False)
 
 
 @pytest.mark.django_db
