@@ -199,18 +199,24 @@ def close_histories(
     those of the running cycle (P4 and Z9 read its earlier months). `moved=None`: any period
     may have moved, every close of the look-back is read.
 
-    Only the histories of accounts with a moved period or a cycle longer than its usage
-    period are read at all: a close's cost does not grow with the history behind it."""
+    Only the histories of accounts with a moved period are looked at (the look-back decided
+    on a glance at their closes); of the others, only a running annual cycle's closes are
+    read: a close's cost does not grow with the history behind it."""
     owner = {s.pk: s for s in subscriptions}
+    running: dict[int, list[UsageClose]] = {}
     if moved is not None:
         moved_accounts = {account_id for account_id, _ in moved}
-        owner = {
-            pk: s
-            for pk, s in owner.items()
-            if s.account_id in moved_accounts or s.current_period_start < s.usage_period_start
-        }
+        running = _running_cycles(
+            [
+                s
+                for s in subscriptions
+                if s.account_id not in moved_accounts
+                and s.current_period_start < s.usage_period_start
+            ]
+        )
+        owner = {pk: s for pk, s in owner.items() if s.account_id in moved_accounts}
     if not owner:
-        return Histories({}, {})
+        return Histories(running, {})
     live_of_account = {s.account_id: s for s in owner.values()}
     ended = dict(
         Subscription.objects.filter(account_id__any=list(live_of_account), ended_at__isnull=False)
@@ -264,8 +270,29 @@ def close_histories(
     wanted = [g.pk for closes in kept.values() for g in closes]
     loaded = {close.pk: close for close in UsageClose.objects.filter(pk__any=wanted)}
     return Histories(
-        {pk: [loaded[g.pk] for g in closes] for pk, closes in kept.items()}, last_closed
+        {**running, **{pk: [loaded[g.pk] for g in closes] for pk, closes in kept.items()}},
+        last_closed,
     )
+
+
+def _running_cycles(subscriptions: list[Subscription]) -> dict[int, list[UsageClose]]:
+    """The closes of each subscription's running cycle before its open usage period, newest
+    first: what P4 and Z9 read of an annual cycle. They are the newest closes of the look-back
+    (a cycle holds at most twelve usage periods), and an ended subscription's closes all came
+    before the live one started, so none of them is in its cycle."""
+    if not subscriptions:
+        return {}
+    by_pk = {s.pk: s for s in subscriptions}
+    result: dict[int, list[UsageClose]] = defaultdict(list)
+    closes = UsageClose.objects.filter(
+        subscription_id__any=list(by_pk),
+        period_start__gte=min(s.current_period_start for s in subscriptions),
+    ).order_by("-period_start")
+    for close in closes:
+        s = by_pk[close.subscription_id]
+        if s.current_period_start <= close.period_start < s.usage_period_start:
+            result[s.pk].append(close)
+    return dict(result)
 
 
 def _read(live: Subscription, kept: list[_Glance], moved: set) -> list[_Glance]:

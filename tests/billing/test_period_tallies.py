@@ -15,6 +15,7 @@ from billing.models import Invoice, UsageClose
 from billing.run import run_billing
 from metering.models import PeriodTally
 from metering.services import usage_days_fold
+from plans import periods
 from tests.billing.charges import counted
 from tests.billing.pages_fixtures import T0, account  # noqa: F401
 from tests.billing.test_money_safety import in_threads
@@ -132,6 +133,35 @@ def test_F6_a_close_reads_only_the_earlier_closes_whose_period_moved(account, hi
     billing_at(FEB)
     assert histories_read[-1] == [T0]
     assert late_lines(account, JAN) == [(T0, BASIC_BLOCK)]
+
+
+@pytest.mark.django_db
+def test_P4_an_annual_close_reads_its_cycles_months_alone_and_prices_them_at_the_end(
+    make_account, histories_read
+):
+    """Nothing moved: an annual subscription's close reads the running cycle's earlier months
+    (P4 rates them at the cycle's end), nothing else; and the cycle's end still bills the
+    first month's calls over Voice 20."""
+    with time_machine.travel(T0, tick=False):
+        shop = make_account(
+            slug="yearly", plan="basic", interval="year", addons=[("voice", "voice-20")]
+        )
+        run_billing(as_of=T0)
+    counted(shop, "voice_tickets", 30, T0 + timedelta(days=3))  # 10 over Voice 20
+    months = [periods.add_months(T0, n) for n in range(13)]
+    for month in months[1:4]:
+        billing_at(month)
+    assert histories_read[-1] == months[:2]  # closing January: November and December
+
+    for month in months[4:]:
+        billing_at(month)
+    [cycle_end] = Invoice.objects.filter(
+        account=shop, reason="period_close", period_start=months[11]
+    )
+    overage = [
+        (line.meter, line.quantity) for line in cycle_end.lines.all() if line.kind == "overage"
+    ]
+    assert ("voice_tickets", 10) in overage
 
 
 @pytest.mark.django_db
