@@ -14,10 +14,11 @@ from django.db import connection
 from accounts.models import Account
 from billing.closing import claim
 from billing.closing.price import final_units_statement, units_by_period
+from billing.closing.tallies import periods_moved, periods_moved_statement
 from billing.models import Invoice, UsageClose
 from billing.spike_guard import busy_meters
 from metering import event_store, partitions
-from metering.models import UsageDay
+from metering.models import PeriodTally, UsageDay
 from plans.models import Plan, Subscription
 
 pytestmark = pytest.mark.skipif(
@@ -216,3 +217,33 @@ def test_the_spike_guard_reads_the_last_days_by_the_day_index(counters_for_month
     assert on_counters and all(n["Node Type"] != "Seq Scan" for n in on_counters)
     # Ten units a day is under any account's margin: nothing is busy.
     assert list(busy_meters(live, targets)) == []
+
+
+@pytest.mark.django_db
+def test_the_moved_periods_are_read_by_their_partial_index_alone():
+    """Two years of counted tallies for 500 accounts, three of them stale or uncounted: the
+    close's first question reads those three, not the 12,000 others."""
+    months = [partitions.month_add(PERIOD, -n) for n in range(1, 25)]
+    PeriodTally.objects.bulk_create(
+        [
+            PeriodTally(
+                account_id=FAR + n, period_start=month, units={"helpdesk_tickets": 1}, stale=False
+            )
+            for n in range(500)
+            for month in months
+        ],
+        batch_size=5000,
+    )
+    PeriodTally.objects.filter(account_id=FAR, period_start=months[0]).update(stale=True)
+    PeriodTally.objects.filter(account_id=FAR + 1, period_start=months[5]).update(units=None)
+    PeriodTally.objects.create(account_id=FAR + 2, period_start=PERIOD)  # the open period's
+    analyze("metering_periodtally")
+
+    nodes = explain(*periods_moved_statement(FAR + n for n in range(500)))
+    on_tallies = [n for n in nodes if n.get("Relation Name") == "metering_periodtally"]
+    assert on_tallies and all(n.get("Index Name") == "periodtally_moved_idx" for n in on_tallies)
+    # The open period is the one being closed, not an earlier one that moved.
+    assert periods_moved({FAR + n: PERIOD for n in range(500)}) == {
+        (FAR, months[0]),
+        (FAR + 1, months[5]),
+    }
