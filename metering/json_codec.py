@@ -44,6 +44,21 @@ def loads(text: str) -> Any:
     return json.loads(text, parse_constant=_refuse_constant)
 
 
+def loads_stored(data: str | bytes) -> Any:
+    """A JSON document as the database returns it (psycopg's jsonb loader, bytes): orjson,
+    unless it holds an integer orjson would read as a float (or nesting past its 1,024 levels,
+    which the standard parser cannot follow either). No constant check: a jsonb value never
+    holds NaN, Infinity or a lone surrogate."""
+    if isinstance(data, str):
+        data = data.encode()
+    if _LONG_NUMBER not in data.translate(_DIGITS_AS_ZEROS):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data)
+
+
 def dumps(value: Any) -> str:
     """A value as JSON text; what orjson cannot write (an integer past 64 bits) is written by
     the standard library."""

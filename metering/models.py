@@ -114,7 +114,10 @@ class Reevaluation(models.Model):
     """
 
     # Not checked by the database: written for accounts ingest has just read (migration 0008).
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, db_constraint=False)
+    # No index of its own: `reeval_once` begins with it (migration 0011).
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, db_constraint=False, db_index=False
+    )
     kind = models.CharField(max_length=16, choices=SubjectKind.choices)
     subject = models.CharField(max_length=255)
     marked_at = models.DateTimeField()

@@ -109,14 +109,15 @@ def events_ingest(
         _, event_id, kind, occurred_at, *rest = event
         rows.append((account_id, event_id, kind, occurred_at, now, *rest))
     inserted = _store(rows, now)
-    result.accepted = len(inserted)
-    result.duplicates += len(rows) - len(inserted)
+    result.accepted = inserted
+    result.duplicates += len(rows) - inserted
     result.rejected.sort(key=lambda r: r["index"])
     return result
 
 
-def _store(rows: list[tuple], now: datetime, attempts: int = 3) -> list[tuple]:
-    """Store the events and mark their subjects in one transaction, retried on a deadlock."""
+def _store(rows: list[tuple], now: datetime, attempts: int = 3) -> int:
+    """Store the events and mark their subjects in one transaction, retried on a deadlock;
+    return how many were new."""
     for attempt in range(attempts):
         try:
             return _store_once(rows, now)
@@ -124,18 +125,12 @@ def _store(rows: list[tuple], now: datetime, attempts: int = 3) -> list[tuple]:
             if getattr(exc.__cause__, "sqlstate", None) != "40P01" or attempt == attempts - 1:
                 raise
             logger.warning("Deadlock while storing %d events; retrying", len(rows))
-    return []
+    return 0
 
 
-def _store_once(rows: list[tuple], now: datetime) -> list[tuple]:
+def _store_once(rows: list[tuple], now: datetime) -> int:
     with transaction.atomic():
-        inserted = event_store.insert_events(rows)
-        event_store.mark_for_reevaluation(_subjects_of(inserted), now=now)
-        event_store.record_merges(
-            (row[0], row[5], row[10]["into"], row[3])
-            for row in inserted
-            if row[2] == rules.types.TICKET_MERGED
-        )
+        inserted = event_store.store_events(rows, now=now)
         if inserted:
             _schedule_reevaluation()
     return inserted
@@ -188,16 +183,6 @@ def _before_subscription(counts_from: datetime) -> EventError:
         f"({counts_from:%Y-%m-%dT%H:%M:%SZ}): no period of the account holds it.",
         "before_subscription",
     )
-
-
-def _subjects_of(rows: Iterable[tuple]) -> Iterable[tuple[int, str, str]]:
-    for account_id, _, kind, _, _, ticket, session, *_ in rows:
-        if kind == rules.types.CAMPAIGN_CLICK:
-            yield account_id, SubjectKind.BROWSER_SESSION, session
-        elif kind == rules.types.AI_SESSION_EVENT:
-            yield account_id, SubjectKind.AI_SESSION, session
-        else:
-            yield account_id, SubjectKind.TICKET, ticket
 
 
 def _schedule_reevaluation() -> None:

@@ -5,9 +5,21 @@ way, an archived month attached again (metering.partitions), extend them here: a
 that month was archived would otherwise begin after the month's events, and re-evaluation would
 not read them."""
 
-# An event's subject: a campaign click's browser session, an AI session event's session, else
-# its ticket (as metering.services loads them).
-_SUBJECT = "CASE WHEN type IN ('campaign_click', 'ai_session') THEN session ELSE ticket END"
+from .models import SubjectKind
+from .rules import types
+
+# A stored event's subject, in SQL over its columns: a campaign click's browser session, an AI
+# session event's session, else its ticket (as metering.services loads them; ingest's queue
+# marks, metering.event_store, and the spans' trigger of migration 0007 say the same).
+SUBJECT_KIND = (
+    f"CASE type WHEN '{types.CAMPAIGN_CLICK}' THEN '{SubjectKind.BROWSER_SESSION}' "
+    f"WHEN '{types.AI_SESSION_EVENT}' THEN '{SubjectKind.AI_SESSION}' "
+    f"ELSE '{SubjectKind.TICKET}' END"
+)
+SUBJECT = (
+    f"CASE WHEN type IN ('{types.CAMPAIGN_CLICK}', '{types.AI_SESSION_EVENT}') "
+    "THEN session ELSE ticket END"
+)
 
 
 def spans_extend(cursor, *, rows: str) -> None:
@@ -15,9 +27,8 @@ def spans_extend(cursor, *, rows: str) -> None:
     name of metering.partitions', never input)."""
     cursor.execute(
         "INSERT INTO metering_eventspan (account_id, kind, subject, since) "  # noqa: S608
-        "SELECT * FROM (SELECT account_id, CASE type WHEN 'campaign_click' THEN 'browser_session' "
-        "WHEN 'ai_session' THEN 'ai_session' ELSE 'ticket' END AS kind, "
-        f"{_SUBJECT} AS subject, min(received_at) FROM {rows} WHERE {_SUBJECT} IS NOT NULL "
+        f"SELECT * FROM (SELECT account_id, {SUBJECT_KIND} AS kind, "
+        f"{SUBJECT} AS subject, min(received_at) FROM {rows} WHERE {SUBJECT} IS NOT NULL "
         'GROUP BY 1, 2, 3) g ORDER BY account_id, kind COLLATE "C", subject COLLATE "C" '
         "ON CONFLICT (account_id, kind, subject) DO UPDATE SET since = excluded.since "
         "WHERE excluded.since < metering_eventspan.since"

@@ -172,3 +172,39 @@ def test_too_deep_for_both_is_a_recursion_error():
 )
 def test_attrs_are_written_as_json_the_standard_parser_reads_back(value):
     assert json.loads(json_codec.dumps(value)) == value
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"changes": {"\\u00e9": ["a\\nb", 1.5, null, true]}, "n": -0.0}',
+        '{"ticket_id": 1234567890123456789012345, "m": 18446744073709551615}',
+        '{"x": 1E5, "y": 0.1, "deep": ' + "[" * 500 + "]" * 500 + "}",
+    ],
+)
+def test_stored_attrs_come_back_as_the_standard_parser_reads_them(text):
+    """Re-evaluation reads attrs and rules through orjson: a long ticket number stays that
+    integer, exactly as the standard parser reads it."""
+    from metering.event_store import statement_run
+
+    [(got,)] = statement_run("SELECT %s::jsonb", [text])
+    [(as_text,)] = statement_run("SELECT %s::jsonb::text", [text])
+    assert repr(got) == repr(json.loads(as_text))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "items",
+    [[], ["T-1", "", "é", "🎫 ticket", "a'b\"c{d},e"], [None, "T-2", None], ["x" * 255] * 1000],
+)
+def test_text_arrays_reach_the_database_as_they_were(items):
+    """Ingest binds its text columns with its own binary array writer (issue 28): every item
+    comes back the same, empty strings and missing values apart."""
+    from metering.event_store import ARRAY_OF, statement_run
+
+    [(back, length)] = statement_run(
+        "SELECT %s::text[], cardinality(%s::text[])",
+        [ARRAY_OF["text"](items), ARRAY_OF["text"](items)],
+    )
+    assert (back, length) == (items, len(items))
