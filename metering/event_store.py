@@ -6,7 +6,6 @@ key was new: the RETURNING clause tells which ids were new (the rest were duplic
 Elsewhere (the SQLite demo) the ORM does the same job more slowly.
 """
 
-import json
 import struct
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -564,7 +563,7 @@ def _charges_update(rows: list[tuple]) -> None:
             ARRAY_OF["text"](statuses),
             times(billable),
             times(pending),
-            ARRAY_OF["text"](json.dumps(r) for r in rules),
+            ARRAY_OF["text"](dumps(r) for r in rules),
             times(evaluated),
             times(recorded),
         ]
@@ -623,7 +622,7 @@ def insert_charges(rows: list[tuple]) -> None:
         sql = f"COPY metering_charge ({columns}) FROM STDIN"
         with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
             for row in rows:
-                copy.write_row((*row[:9], json.dumps(row[9]), *row[10:]))
+                copy.write_row((*row[:9], dumps(row[9]), *row[10:]))
         return
     from .models import Charge
 

@@ -176,5 +176,7 @@ def _cite_shared_rules(outcomes: list[Outcome], merged: bool) -> list[Outcome]:
             extra.append("H10")
         if merged:
             extra.append("M1")
-        cited.append(replace(outcome, rules=ordered_rules((*outcome.rules, *extra))))
+        rules = ordered_rules((*outcome.rules, *extra))
+        # Most outcomes cite nothing more: kept as they are (a new Outcome is checked again).
+        cited.append(outcome if rules == outcome.rules else replace(outcome, rules=rules))
     return cited
