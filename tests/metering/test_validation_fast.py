@@ -208,3 +208,17 @@ def test_text_arrays_reach_the_database_as_they_were(items):
         [ARRAY_OF["text"](items), ARRAY_OF["text"](items)],
     )
     assert (back, length) == (items, len(items))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "items", [[], [1, -1, 0, 2**63 - 1, -(2**63)], [None, 7], list(range(10_000, 11_000))]
+)
+def test_int8_arrays_reach_the_database_as_they_were(items):
+    from metering.event_store import ARRAY_OF, statement_run
+
+    [(back, length)] = statement_run(
+        "SELECT %s::int8[], cardinality(%s::int8[])",
+        [ARRAY_OF["int8"](items), ARRAY_OF["int8"](items)],
+    )
+    assert (back, length) == (items, len(items))
