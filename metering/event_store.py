@@ -1,9 +1,10 @@
-"""The hot write path of ingest, behind two functions.
+"""The hot write paths of metering: ingest's store, the re-evaluation queue, charge rows.
 
 On PostgreSQL, a batch of events is bound as one array per column to one statement that
-inserts their keys (`metering_event_key`, ON CONFLICT DO NOTHING RETURNING) and the events whose
-key was new: the RETURNING clause tells which ids were new (the rest were duplicates).
-Elsewhere (the SQLite demo) the ORM does the same job more slowly.
+inserts their keys (`metering_event_key`, ON CONFLICT DO NOTHING RETURNING), the events whose
+key was new, their subjects' queue marks and their merges (`store_events`): the keys' RETURNING
+tells which events were new (the rest were duplicates). Elsewhere (the SQLite demo) the ORM
+does the same job more slowly.
 """
 
 import struct
