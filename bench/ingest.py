@@ -10,6 +10,11 @@ bare table with the event columns — the fastest way those rows can reach the d
 (the best of three COPYs, right before the run's ingest).
 
     .venv/bin/python bench/ingest.py [--events 200000] [--accounts 50] [--clients 3]
+                                     [--evaluation none]
+
+`--evaluation none` runs drainers in place of the Celery workers (`bench/drain_only.py`): they
+claim and clear the queue as workers do and evaluate nothing, so the figure is what the ingest
+path alone allows on this machine, the ceiling for any way of re-evaluating.
 
 It runs three times (`--runs`) and prints each run and the median (by end to end / COPY), with
 the CPU time per event of each component: the web (gunicorn and its workers), the database
@@ -260,22 +265,21 @@ def run_once(args, database: str, raw_key: str, bodies: list[bytes], batches: li
         str(ROOT / "var" / "bench-gunicorn.log"),
         env,
     )
-    worker = start(
-        [
-            str(bin_dir / "celery"),
-            "-A",
-            "billing_portal",
-            "worker",
-            "-Q",
-            "ingest",
-            "-c",
-            str(args.reeval_workers),
-            "--loglevel",
-            "info",  # for its "ready" line: the clock starts once the workers are up
-        ],
-        str(celery_log),
-        env,
-    )
+    celery = [
+        str(bin_dir / "celery"),
+        "-A",
+        "billing_portal",
+        "worker",
+        "-Q",
+        "ingest",
+        "-c",
+        str(args.reeval_workers),
+        "--loglevel",
+        "info",  # for its "ready" line: the clock starts once the workers are up
+    ]
+    # --evaluation none: drainers that clear the queue as workers would, evaluating nothing.
+    drainers = [sys.executable, str(ROOT / "bench" / "drain_only.py"), str(args.reeval_workers)]
+    worker = start(celery if args.evaluation == "full" else drainers, str(celery_log), env)
     try:
         wait_for_http()
         wait_for_celery(celery_log)
@@ -383,6 +387,13 @@ def main() -> None:
         help="The loop detector at ingest (SPIKE_GUARD_LOOPS): off measures what it costs.",
     )
     parser.add_argument(
+        "--evaluation",
+        choices=["full", "none"],
+        default="full",
+        help="none: the workers clear the queue without evaluating (bench/drain_only.py), "
+        "to measure the ingest path with re-evaluation free.",
+    )
+    parser.add_argument(
         "--rate",
         type=float,
         help="Pace the client at this many events/s (default: as fast as it can).",
@@ -417,6 +428,11 @@ def main() -> None:
             else ""
         )
         + (f"; paced at {args.rate:,.0f} events/s" if args.rate else "")
+        + (
+            "; NO EVALUATION: the workers only clear the queue (bench/drain_only.py)"
+            if args.evaluation == "none"
+            else ""
+        )
     )
     print(f"charge rows written: {first['charges']:,}")
     whole = "{:,.0f}".format
