@@ -327,6 +327,13 @@ def run_once(args, database: str, raw_key: str, bodies: list[bytes], batches: li
         stored = conn.execute(
             "SELECT count(*) FROM metering_event WHERE event_id NOT LIKE 'hist-%'"
         ).fetchone()[0]
+        # Each evaluation that finished clears its subject's queue row (one a subject re-marked
+        # while claimed clears it once for two): how often a subject was evaluated again. A
+        # burst lets the queue gather a subject's events; a pace near the events' own makes
+        # nearly every event cost an evaluation of its subject.
+        cleared = conn.execute(
+            "SELECT n_tup_del FROM pg_stat_user_tables WHERE relname = 'metering_reevaluation'"
+        ).fetchone()[0]
     measure.database_drop(database)
     if errors or stored != events:
         raise SystemExit("some batches failed: see var/bench-gunicorn.log")
@@ -348,6 +355,7 @@ def run_once(args, database: str, raw_key: str, bodies: list[bytes], batches: li
         "workers_us": (cpu_after[1] - cpu_before[1]) * per_event,
         "db_us": measure.backends_spent(cpu_before[2], cpu_after[2]) * per_event,
         "queue_max": max((q for _, q in lags), default=0),
+        "evaluations": cleared / events,
         "queue_thirds": [sum(q) / max(len(q), 1) for q in thirds],
     }
 
@@ -450,11 +458,13 @@ def main() -> None:
             ("db µs/ev", "db_us", micro),
             ("workers µs/ev", "workers_us", micro),
             ("queue max", "queue_max", whole),
+            ("evals/ev", "evaluations", "{:.2f}".format),
         ],
         key="ratio",
     )
     thirds = ", ".join(f"{q:,.0f}" for q in measure.median_run(runs, "ratio")["queue_thirds"])
     print(f"re-evaluation queue of the median run, mean by third of the ingest: {thirds} subjects")
+    print("evals/ev: subject evaluations finished (queue rows cleared) per event")
     print(
         "CPU µs per event: web = gunicorn and its workers, db = PostgreSQL's backends for the "
         "bench's database, workers = the Celery re-evaluation workers"

@@ -270,12 +270,14 @@ def mark_for_reevaluation(subjects: Iterable[tuple[int, str, str]], *, now: date
 def claim_reevaluations(limit: int, *, now: datetime, stale_before: datetime) -> list[tuple]:
     """Lease up to `limit` queued subjects: [(id, version, account id, kind, subject)].
 
-    Claimable: never claimed, re-marked since its claim (version moved on), or a lease older
-    than `stale_before` (its worker died); and not set aside until later than `now`. Its own
-    short transaction, so ingest never waits behind an evaluation.
+    Claimable: not claimed, or a lease older than `stale_before` (its worker died); and not set
+    aside until later than `now`. A subject re-marked while a worker evaluates it waits for that
+    worker's finish (`finish_reevaluations`), which hands it back: a subject is never evaluated
+    by two workers at once, and the events that came during one evaluation cost one more, not
+    one each. Its own short transaction, so ingest never waits behind an evaluation.
     """
     claimable = (
-        "(claimed_at IS NULL OR claimed_at < %s OR version <> claimed_version) "
+        "(claimed_at IS NULL OR claimed_at < %s) "
         "AND (next_attempt_at IS NULL OR next_attempt_at <= %s)"
     )
     with transaction.atomic(), connection.cursor() as cursor:
@@ -312,27 +314,30 @@ def claim_reevaluations(limit: int, *, now: datetime, stale_before: datetime) ->
 
 
 def finish_reevaluations(claims: list[tuple], *, done: bool) -> None:
-    """Done: delete the claims still at their claimed version (a re-marked one stays, and is
-    claimable again). Not done: release them for another pass."""
+    """Done: delete the claims still at their claimed version, and hand back (unclaimed) those
+    re-marked since: their new events are evaluated in another pass. Not done: hand them all
+    back. In the evaluation's transaction, so the hand-back is seen with its charges."""
     if not claims:
         return
     ordered = sorted(claims, key=lambda claim: claim[2:])
     if connection.vendor == "postgresql":
-        action = (
-            "DELETE FROM metering_reevaluation WHERE id IN ({rows})"
-            if done
-            else "UPDATE metering_reevaluation SET claimed_at = NULL WHERE id IN ({rows})"
+        # Locked in subject order, as every writer of the queue locks it, then each row
+        # deleted or handed back by whether its version is still the one claimed.
+        statement_run(
+            "WITH c AS (SELECT r.id, r.version = c.v AND %s AS finished "
+            "FROM metering_reevaluation r "
+            "JOIN unnest(%s::bigint[], %s::bigint[]) AS c(id, v) ON r.id = c.id "
+            'ORDER BY r.account_id, r.kind COLLATE "C", r.subject COLLATE "C" FOR UPDATE OF r), '
+            "gone AS (DELETE FROM metering_reevaluation "
+            "WHERE id IN (SELECT id FROM c WHERE finished)) "
+            "UPDATE metering_reevaluation SET claimed_at = NULL "
+            "WHERE id IN (SELECT id FROM c WHERE NOT finished)",
+            [
+                done,
+                ARRAY_OF["int8"](c[0] for c in ordered),
+                ARRAY_OF["int8"](c[1] for c in ordered),
+            ],
         )
-        rows = (
-            "SELECT r.id FROM metering_reevaluation r "
-            "JOIN unnest(%s::bigint[], %s::bigint[]) AS c(id, v) ON r.id = c.id"
-            + (" AND r.version = c.v" if done else "")
-            + ' ORDER BY r.account_id, r.kind COLLATE "C", r.subject COLLATE "C"'
-            + " FOR UPDATE OF r"
-        )
-        ids = ARRAY_OF["int8"](c[0] for c in ordered)
-        versions = ARRAY_OF["int8"](c[1] for c in ordered)
-        statement_run(action.format(rows=rows), [ids, versions])
         return
     with connection.cursor() as cursor:
         if done:
@@ -340,11 +345,10 @@ def finish_reevaluations(claims: list[tuple], *, done: bool) -> None:
                 "DELETE FROM metering_reevaluation WHERE id = %s AND version = %s",
                 [(claim[0], claim[1]) for claim in ordered],
             )
-        else:
-            cursor.executemany(
-                "UPDATE metering_reevaluation SET claimed_at = NULL WHERE id = %s",
-                [(claim[0],) for claim in ordered],
-            )
+        cursor.executemany(  # what is left of them
+            "UPDATE metering_reevaluation SET claimed_at = NULL WHERE id = %s",
+            [(claim[0],) for claim in ordered],
+        )
 
 
 def record_merges(merges: Iterable[tuple[int, str, str, datetime]]) -> None:

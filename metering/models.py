@@ -105,8 +105,9 @@ class Reevaluation(models.Model):
     A work queue in the database, leased rather than locked: a worker claims rows in a short
     transaction (`claimed_at`, `claimed_version`), evaluates, and deletes only the rows whose
     `version` is still the one it claimed. Ingest re-marking a claimed subject bumps the
-    version instead of waiting for the evaluation, which makes it claimable again at once.
-    A lease older than a few minutes belongs to a worker that died: claimable again too.
+    version instead of waiting for the evaluation; the worker's finish then hands the row back
+    (unclaimed), so the subject is evaluated once more, never by two workers at once. A lease
+    older than a few minutes belongs to a worker that died: claimable again.
 
     A subject whose evaluation fails is set aside: its row stays, with the error, the number of
     failed attempts and when to try again (backing off), and its previous charges stand. It

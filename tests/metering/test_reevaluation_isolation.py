@@ -1,5 +1,6 @@
 """One subject that cannot be evaluated is set aside, recorded and retried: it never blocks the
-queue, other subjects, other tenants' ingest or run_billing (issue 9, money safety)."""
+queue, other subjects, other tenants' ingest or run_billing (issue 9, money safety). A subject is
+evaluated by one worker at a time, and once more when events came during its evaluation."""
 
 import re
 from datetime import UTC, datetime, timedelta
@@ -226,3 +227,24 @@ def test_operators_see_set_aside_subjects_and_their_error_in_the_admin(
     )
     row.refresh_from_db()
     assert row.next_attempt_at == NOW
+
+
+def test_a_ticket_marked_again_while_a_worker_evaluates_it_waits_for_that_worker(shop, clock):
+    """The agent's answer arrives while a worker evaluates the ticket from the customer's
+    message alone: no second worker takes the ticket meanwhile (two evaluations of one subject
+    at once could leave the older one's charges last), and the first worker's finish hands it
+    back, so it is evaluated once more with the answer, and billed (H1)."""
+    message, answer = answered("T-1")
+    store(shop, [message])
+    lease = services.LEASE
+    first = event_store.claim_reevaluations(100, now=NOW, stale_before=NOW - lease)
+    assert [claim[2:] for claim in first] == [(shop.id, "ticket", "T-1")]
+    services.reevaluate(subjects=[claim[2:] for claim in first], as_of=NOW)
+    store(shop, [answer])  # marks T-1 again during the evaluation
+    assert event_store.claim_reevaluations(100, now=NOW, stale_before=NOW - lease) == []
+    event_store.finish_reevaluations(first, done=True)
+    assert not billed("T-1")  # the first evaluation saw only the message
+    row = Reevaluation.objects.get()
+    assert row.subject == "T-1" and row.claimed_at is None and row.attempts == 0
+    assert services.reevaluate_all_pending() == 1
+    assert billed("T-1") and not Reevaluation.objects.exists()
