@@ -108,7 +108,7 @@ def main() -> None:
 
     (base.ROOT / "var").mkdir(exist_ok=True)
     base.recreate_database()
-    raw_key, _, _ = base.prepare(args.accounts, 0)
+    raw_key, _, _ = base.prepare(args.accounts, 0, 0, 0)
     slugs = [f"bench-{n}" for n in range(args.accounts)]
     import redis
 
@@ -126,21 +126,12 @@ def main() -> None:
             "warning",
         ],
         str(base.ROOT / "var" / "load-gunicorn.log"),
+        base.ENV,
     )
     worker = base.start(
-        [
-            str(bin_dir / "celery"),
-            "-A",
-            "billing_portal",
-            "worker",
-            "-Q",
-            "ingest",
-            "-c",
-            str(args.reeval_workers),
-            "--loglevel",
-            "warning",
-        ],
+        base.celery_command(args.reeval_workers, loglevel="warning"),
         str(base.ROOT / "var" / "load-celery.log"),
+        base.ENV,
     )
     departures = schedule(args)
     next_batch = iter(range(len(departures)))
@@ -212,7 +203,7 @@ def main() -> None:
             thread.join()
         sent_for = time.perf_counter() - started
         drained_at = time.perf_counter()
-        while base.queue_length() > 0 and time.perf_counter() - drained_at < 600:
+        while base.queue_length(base.DB_NAME) > 0 and time.perf_counter() - drained_at < 600:
             time.sleep(0.5)
         drain = time.perf_counter() - drained_at
         sampling.set()
